@@ -1,0 +1,74 @@
+"""Building blocks shared by every model family: the one attention function, MLP, drop-path."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    need_weights: bool = False,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention over ``(..., N, d)`` tensors.
+
+    With ``need_weights=False`` this is the fused kernel (``F.scaled_dot_product_attention``), with ``bias``
+    as an additive float mask. With ``need_weights=True`` it computes ``softmax(q kᵀ · scale + bias)``
+    explicitly and also returns the probabilities ``(..., Nq, Nk)``. Callers pass ``dropout_p`` only while
+    training (``p if self.training else 0.0``); the explicit path applies no dropout to the returned weights.
+
+    Returns:
+        ``(out, probs)`` where ``out`` is ``(..., Nq, d_v)`` and ``probs`` is ``None`` on the fused path.
+    """
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    if not need_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+        return out, None
+    logits = torch.matmul(q * scale, k.transpose(-2, -1))  # (..., Nq, Nk)
+    if bias is not None:
+        logits = logits + bias
+    probs = logits.softmax(dim=-1)
+    drop = F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs
+    return torch.matmul(drop, v), probs
+
+
+class Mlp(nn.Module):
+    """Linear → activation → Linear, with names ``fc1`` / ``fc2``."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, act: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.act = act()
+        self.fc2 = nn.Linear(hidden_dim, out_dim or in_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (identity at eval or when ``p == 0``)."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+def summarize_heads(probs: torch.Tensor, num_prefix: int, store_dtype: torch.dtype = torch.float32):
+    """Split per-head probabilities ``(B, heads, Nq, Nk)`` into (head mean, per-head CLS row or None).
+
+    The head mean is ``(B, 1, Nq, Nk)`` (one group) in ``store_dtype``; the CLS row ``(B, heads, Nk)`` is kept
+    in float32. Detached: these are records for drawing, not for gradients.
+    """
+    probs = probs.detach()
+    mean = probs.mean(dim=1, keepdim=True).to(store_dtype)  # (B, 1, Nq, Nk)
+    cls_row = probs[:, :, 0, :].float().clone() if num_prefix > 0 else None  # (B, heads, Nk)
+    return mean, cls_row

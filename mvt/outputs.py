@@ -1,0 +1,178 @@
+"""Typed return values shared by every model family.
+
+A model's ``forward_with_attention(x)`` returns a :class:`ModelOutput`: the logits plus one
+:class:`AttentionMap` per attention call and one :class:`StageInfo` per scale stage. These records carry
+everything a picture needs (which grid the queries and keys live on, how tokens were pooled, which pixels
+a token covers) so that ``viz`` never has to look inside a model.
+
+Token layout convention used everywhere: a sequence is ``num_prefix`` prefix (CLS) tokens followed by the
+grid tokens in (t, h, w) raster order (t slowest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+Grid = tuple[int, int, int]
+"""A token grid as (T, H, W)."""
+
+ATTENTION_KINDS = ("joint", "spatial", "temporal", "cross")
+
+
+def grid_size(grid: Grid) -> int:
+    """Number of tokens in a (T, H, W) grid."""
+    return int(grid[0]) * int(grid[1]) * int(grid[2])
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where the tokens of a grid sit on the input clip.
+
+    Token index ``i`` along an axis covers input positions ``[i*stride - padding, i*stride - padding + kernel)``
+    (frames for the t axis, pixels for h and w), clipped to the input. Its centre is
+    ``i*stride - padding + (kernel - 1) / 2``.
+    """
+
+    stride: Grid
+    kernel: Grid
+    padding: Grid = (0, 0, 0)
+
+    def then(self, pool: PoolOp) -> Footprint:
+        """Footprint of the tokens produced by applying ``pool`` to tokens with this footprint."""
+        stride = tuple(s * p for s, p in zip(self.stride, pool.stride))
+        kernel = tuple(k + (pk - 1) * s for k, pk, s in zip(self.kernel, pool.kernel, self.stride))
+        padding = tuple(pd + pp * s for pd, pp, s in zip(self.padding, pool.padding, self.stride))
+        return Footprint(stride, kernel, padding)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PoolOp:
+    """A pooling of a token grid: 3-D window ``kernel`` moved by ``stride`` with zero ``padding``.
+
+    ``kind`` is ``"conv"`` (learned depthwise conv, MViT q/k/v pooling), ``"max"`` (MaxPool, MViT skip path,
+    HVT's MaxPool1d written on a (1, 1, N) grid) or ``"avg"``. Prefix tokens are never pooled.
+    """
+
+    kernel: Grid
+    stride: Grid
+    padding: Grid
+    kind: str = "conv"
+
+    def out_grid(self, grid: Grid) -> Grid:
+        return tuple(  # type: ignore[return-value]
+            (g + 2 * p - k) // s + 1 for g, k, s, p in zip(grid, self.kernel, self.stride, self.padding)
+        )
+
+
+@dataclass
+class AttentionMap:
+    """The attention probabilities of one attention call, with the layout needed to draw them.
+
+    Shapes: ``probs`` is ``(B, G, Nq, Nk)``: the head-averaged probabilities (rows sum to 1) for ``G``
+    independent groups. Joint and cross attention have ``G == 1``. Factorised attention (ViViT) runs one
+    attention per group: spatial attention has one group per time index (``group_grid = (T, 1, 1)``,
+    ``q_grid = (1, H, W)``), temporal attention one per spatial position (``group_grid = (1, H, W)``,
+    ``q_grid = (T, 1, 1)``). The full-grid position of token ``j`` of group ``g`` is the elementwise sum of
+    the group's position in ``group_grid`` and the token's position in ``q_grid`` (the two grids are
+    complementary: one of them is 1 along each axis).
+
+    ``Nq = num_prefix + |q_grid|`` and ``Nk = num_prefix + |k_grid|`` (for cross maps the sum over
+    ``q_segments`` / ``k_segments``). ``cls_row`` is ``(B, heads, Nk)``: the per-head probabilities of the
+    first prefix (CLS) query, where a CLS token exists and ``G == 1``; otherwise ``None``.
+
+    Pooling fields describe the block the attention sits in, so rollout can map tokens through it
+    (see ``viz.rollout``): ``in_grid`` is the grid entering the block; ``q_pool`` / ``kv_pool`` pool queries
+    and keys/values inside attention; ``skip_pool`` pools the residual path; ``residual_pool`` means the
+    pooled query is added to the attention output (MViTv2); ``post_pool`` pools the block output (HVT).
+    ``head_groups`` names, for ViViT model 4, which heads produced this map.
+    """
+
+    stage: int
+    block: int
+    kind: str
+    heads: int
+    q_grid: Grid
+    k_grid: Grid
+    num_prefix: int
+    probs: torch.Tensor
+    cls_row: torch.Tensor | None = None
+    group_grid: Grid = (1, 1, 1)
+    view: int | None = None
+    q_segments: tuple[Segment, ...] | None = None
+    k_segments: tuple[Segment, ...] | None = None
+    in_grid: Grid | None = None
+    q_pool: PoolOp | None = None
+    kv_pool: PoolOp | None = None
+    skip_pool: PoolOp | None = None
+    residual_pool: bool = False
+    post_pool: PoolOp | None = None
+    head_range: tuple[int, int] | None = None
+    weights: torch.Tensor | None = None
+    """``(B*G, heads, Nq, Nk)`` per-head probabilities still attached to the autograd graph (rows ordered
+    batch-major, then group). Only set by ``forward_with_attention(x, keep_weights=True)``."""
+    grad_weighted: torch.Tensor | None = None
+    """``(B, G, Nq, Nk)``: mean over heads of (A ⊙ ∂y/∂A)⁺, filled by ``mvt.attention_gradients``."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTENTION_KINDS:
+            raise ValueError(f"AttentionMap.kind must be one of {ATTENTION_KINDS}, got {self.kind!r}")
+
+    @property
+    def segments_q(self) -> tuple[Segment, ...]:
+        """The query sequence as (view, prefix, grid) segments; one segment unless this is a cross map."""
+        if self.q_segments is not None:
+            return self.q_segments
+        return (Segment(self.view or 0, self.num_prefix, self.q_grid),)
+
+    @property
+    def segments_k(self) -> tuple[Segment, ...]:
+        if self.k_segments is not None:
+            return self.k_segments
+        return (Segment(self.view or 0, self.num_prefix, self.k_grid),)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of tokens from one view: ``num_prefix`` prefix tokens then ``grid`` tokens in raster order."""
+
+    view: int
+    num_prefix: int
+    grid: Grid
+
+    @property
+    def length(self) -> int:
+        return self.num_prefix + grid_size(self.grid)
+
+
+@dataclass
+class StageInfo:
+    """One scale stage: its output token grid, width and where its tokens sit on the input."""
+
+    stage: int
+    grid: Grid
+    channels: int
+    tokens: int
+    num_prefix: int
+    footprint: Footprint
+    view: int | None = None
+    blocks: tuple[int, ...] = ()
+
+
+@dataclass
+class ModelOutput:
+    """What ``forward_with_attention`` returns.
+
+    ``input_shape`` is the (T, H, W) of the model input; ``embed`` is the footprint of the first token grid
+    (the patch/tubelet embedding) on it. ``pooling`` says how the head reads the tokens: ``"cls"`` (first
+    prefix token) or ``"mean"`` (average of the final tokens).
+    """
+
+    logits: torch.Tensor
+    attentions: list[AttentionMap]
+    stages: list[StageInfo]
+    input_shape: Grid
+    embed: Footprint
+    pooling: str = "cls"
+    extras: dict = field(default_factory=dict)

@@ -1,0 +1,191 @@
+"""The model registry: architectures by name, and a table of pretrained specs keyed ``arch.tag``.
+
+Family modules (``mvt/models/*.py``) call :func:`register_arch` and :func:`register_pretrained` when
+imported; ``mvt.models`` imports them all. Every architecture also gets an ``arch.untrained`` entry built
+with no weights (its spec says ``trained=False``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from . import weights as _weights
+from .weights import WeightsError, WeightsSource
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a caller needs to feed a model and describe its weights honestly.
+
+    ``mean``/``std`` are applied to frames scaled to [0, 1]; ``mean = std = 0.5`` gives inputs in [-1, 1]
+    (ViViT's scenic pipeline). ``resize_size`` is the short side before the centre crop of ``crop_size``.
+    """
+
+    name: str
+    arch: str
+    tag: str
+    num_frames: int
+    frame_stride: int
+    crop_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    label_set: str
+    weights: WeightsSource = field(default_factory=WeightsSource)
+    trained: bool = False
+    description: str = "untrained"
+    per_frame: bool = False
+    """True for image models run on each frame with logits averaged over time (HVT ``.in1k``)."""
+    num_classes: int | None = None
+    """Head size; defaults to the size of ``label_set``."""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        from .labels import get_labels
+
+        return get_labels(self.label_set)
+
+    @property
+    def family(self) -> str:
+        return _ARCHS[self.arch].family if self.arch in _ARCHS else self.arch.split("_")[0]
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    arch: str
+    family: str
+    builder: Callable[..., nn.Module]
+    """``builder(num_classes=...) -> nn.Module`` with ``forward`` and ``forward_with_attention``."""
+    convert: Callable[[dict], dict] | None = None
+    """Pure function mapping a foreign state dict onto this model's keys (fails loudly on unknown keys)."""
+
+
+_ARCHS: dict[str, ArchEntry] = {}
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def register_arch(entry: ArchEntry, default_spec: ModelSpec) -> None:
+    """Register an architecture and its ``.untrained`` spec (``default_spec`` gives input settings)."""
+    if entry.arch in _ARCHS:
+        raise ValueError(f"architecture {entry.arch!r} is registered twice")
+    _ARCHS[entry.arch] = entry
+    register_pretrained(
+        replace(
+            default_spec,
+            name=f"{entry.arch}.untrained",
+            arch=entry.arch,
+            tag="untrained",
+            weights=WeightsSource(),
+            trained=False,
+            description="untrained (random initialisation)",
+        )
+    )
+
+
+def register_pretrained(spec: ModelSpec) -> None:
+    if spec.name in _SPECS:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    if spec.name != f"{spec.arch}.{spec.tag}":
+        raise ValueError(f"model name {spec.name!r} must be '{spec.arch}.{spec.tag}'")
+    _SPECS[spec.name] = spec
+
+
+def _ensure_registered() -> None:
+    from . import models  # noqa: F401  (imports every family, which registers it)
+
+
+def list_models(pattern: str | None = None, *, available_only: bool = False) -> list[str]:
+    """Names ``arch.tag`` of every registered model, optionally filtered by a glob ``pattern``.
+
+    With ``available_only`` only models whose weights load without network access are listed.
+    """
+    _ensure_registered()
+    names = sorted(_SPECS)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    if available_only:
+        names = [n for n in names if _weights.is_available(_SPECS[n].weights)]
+    return names
+
+
+def list_archs() -> list[str]:
+    _ensure_registered()
+    return sorted(_ARCHS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_registered()
+    if "." not in name:
+        name = f"{name}.untrained"
+    if name not in _SPECS:
+        close = [n for n in _SPECS if n.split(".")[0] == name.split(".")[0]]
+        hint = f" Known tags for this architecture: {close}." if close else f" Known models: {sorted(_SPECS)}."
+        raise KeyError(f"unknown model {name!r}.{hint}")
+    return _SPECS[name]
+
+
+def get_arch(arch: str) -> ArchEntry:
+    _ensure_registered()
+    if arch not in _ARCHS:
+        raise KeyError(f"unknown architecture {arch!r}; known: {sorted(_ARCHS)}")
+    return _ARCHS[arch]
+
+
+def create_model(
+    name: str,
+    *,
+    device: str | torch.device = "cpu",
+    checkpoint: str | None = None,
+    download: bool = True,
+) -> nn.Module:
+    """Build ``name`` (``arch.tag``), load its weights and return it in eval mode with ``.spec`` set.
+
+    ``checkpoint`` overrides the spec's source with a local safetensors / ``torch.load``-able file.
+    Raises :class:`WeightsError` with an actionable message when weights cannot be found or loaded.
+    """
+    spec = get_spec(name)
+    entry = get_arch(spec.arch)
+    num_classes = spec.num_classes or len(spec.labels)
+    model = entry.builder(num_classes=num_classes)
+    source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
+    if source.kind != "none":
+        if source.kind == "file_abs":
+            state = _weights.load_file(checkpoint)  # type: ignore[arg-type]
+        else:
+            state = _weights.load(source, download=download)
+        load_state_dict_strict(model, state, entry.convert, what=name)
+    model.spec = spec
+    return model.eval().to(device)
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: dict, convert: Callable[[dict], dict] | None = None, *, what: str = "model"
+) -> None:
+    """Convert (if a converter is given) and load ``state`` strictly, as a :class:`WeightsError` on mismatch."""
+    if convert is not None:
+        try:
+            state = convert(state)
+        except (KeyError, ValueError) as e:
+            raise WeightsError(f"checkpoint for {what} does not match its architecture: {e}") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+            )
+        raise WeightsError(f"checkpoint for {what} does not match its architecture: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
