@@ -1,0 +1,324 @@
+"""mvt-lens: upload a clip and compare where four hierarchical video transformers look.
+
+Gradio UI only: layout plus one adapter per event. Model work lives in ``mvt``; pictures in ``viz``;
+the clip → models → report pipeline in ``viz.pipeline`` (shared with ``python -m mvt explain``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import traceback
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+import mvt
+import viz
+from viz import pipeline as P
+
+log = logging.getLogger("mvt-lens")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+MAX_MODELS = 4
+MAX_UPLOAD = "200mb"
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+OUT_DIR = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
+"""Every file the app serves is written here (overlays, strips, exports) — never a user-supplied path."""
+
+if DEVICE == "cpu":
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+MODELS = P.ModelCache(DEVICE)
+RESULTS = P.ResultCache(max_items=24)
+
+try:  # ZeroGPU: only when running there; a no-op elsewhere.
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() == "true":
+        import spaces
+
+        _gpu = spaces.GPU(duration=120)
+    else:
+        raise ImportError
+except ImportError:
+
+    def _gpu(fn):
+        return fn
+
+
+WEIGHT_KINDS = {
+    "k400": "Kinetics-400",
+    "in1k": "ImageNet-1k, per frame",
+    "synth": "SynthMotion demo",
+    "k400init": "not fine-tuned",
+    "untrained": "untrained",
+}
+
+
+def model_label(name: str) -> str:
+    spec = mvt.get_spec(name)
+    return f"{name} — {spec.description}"
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """Models whose weights load without network access (shipped, cached, or untrained)."""
+    return [(model_label(n), n) for n in mvt.list_models(available_only=True)]
+
+
+def default_models() -> list[str]:
+    """One model per family, preferring trained weights available offline, then small untrained ones."""
+    names = mvt.list_models(available_only=True)
+    picked: list[str] = []
+    for family in ("mvit", "mmvit", "vivit", "hvt"):
+        fam = [n for n in names if mvt.get_spec(n).family == family]
+        for tag in ("synth", "k400", "k400init", "in1k"):
+            hit = [n for n in fam if n.endswith("." + tag)]
+            if hit:
+                picked.append(hit[0])
+                break
+        else:
+            small = [n for n in fam if n.endswith(".untrained") and ("_t" in n.split(".")[0])]
+            if small:
+                picked.append(small[0])
+    return picked[:MAX_MODELS]
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(label, key) for key, label in P.METHODS.items()]
+
+
+def _user_error(e: Exception) -> gr.Error:
+    return gr.Error(str(e), print_exception=False)
+
+
+def _volume(result: P.ModelResult, method: str, stage: int, head: str) -> tuple[str, np.ndarray, object]:
+    """(key, volume on its grid, footprint) for the chosen method / stage / head."""
+    if method == "attention":
+        stages = sorted({m.stage for m in result.output.attentions})
+        s = stages[min(max(stage - 1, 0), len(stages) - 1)]
+        amap = [m for m in result.output.attentions if m.stage == s][-1]
+        h = head if head in ("mean", "max") else int(head.split()[-1]) - 1
+        vol = viz.attention_volume(amap, head=h)
+        return f"attention/{s}", vol, P.stage_key_footprint(result.output, s)
+    if method not in result.volumes:
+        raise gr.Error(f"{P.METHODS.get(method, method)} was not computed for {result.name}: tick it and press Compare.")
+    return method, result.volumes[method], result.footprints.get(method)
+
+
+def _render(result: P.ModelResult, method: str, stage: int, head: str, tag: str) -> tuple[str, str]:
+    """Write the overlay mp4 and the all-stages strip for one result; return their paths."""
+    key, vol, fp = _volume(result, method, stage, head)
+    frames_vol = vol if vol.shape == result.frames.shape[:3] else viz.to_frames(vol, result.frames.shape[:3], footprint=fp)
+    over = viz.overlay(result.frames, frames_vol)
+    safe = result.name.replace(".", "_")
+    video = OUT_DIR / f"{tag}_{safe}_{key.replace('/', '-')}.mp4"
+    mvt.write_video(over, video, fps=max(2.0, min(result.fps, 30.0)))
+    strip_img = P.stage_strip(result)
+    strip_path = OUT_DIR / f"{tag}_{safe}_strip.png"
+    from PIL import Image
+
+    Image.fromarray(strip_img).save(strip_path)
+    return str(video), str(strip_path)
+
+
+def _slot_updates(results: list[P.ModelResult], method: str, stage: int, head: str, tag: str) -> list:
+    """Outputs for the fixed set of model slots: title, label, video, strip per slot."""
+    out: list = []
+    for i in range(MAX_MODELS):
+        if i < len(results):
+            r = results[i]
+            video, strip_path = _render(r, method, stage, head, f"{tag}{i}")
+            warn = "" if r.trained else "  \n**untrained weights: the attention shown is not learned**"
+            notes = ("  \n" + "; ".join(r.notes)) if r.notes else ""
+            out += [
+                gr.update(value=f"### {r.name}\n{r.description}{warn}{notes}", visible=True),
+                gr.update(value={lab: p for lab, p in r.top5}, visible=True),
+                gr.update(value=video, visible=True),
+                gr.update(value=strip_path, visible=True),
+            ]
+        else:
+            out += [gr.update(value="", visible=False), gr.update(value=None, visible=False)]
+            out += [gr.update(value=None, visible=False), gr.update(value=None, visible=False)]
+    return out
+
+
+def _figures(results: list[P.ModelResult]) -> list:
+    grids = []
+    for i in range(MAX_MODELS):
+        if i < len(results):
+            grids.append(gr.update(value=viz.token_grid_figure(results[i].output), visible=True))
+        else:
+            grids.append(gr.update(value=None, visible=False))
+    stats = viz.stats_figure({r.name: viz.attention_stats(r.output) for r in results}) if results else None
+    return grids + [stats]
+
+
+def _timings(results: list[P.ModelResult]) -> list[list]:
+    rows = []
+    for r in results:
+        for step, seconds in r.timings.items():
+            rows.append([r.name, step, round(float(seconds), 3)])
+    return rows
+
+
+@_gpu
+def _analyse(path: str, names: list[str], start_s: float | None, methods: list[str], progress) -> list[P.ModelResult]:
+    digest = P.file_hash(path)
+    results = []
+    for i, name in enumerate(names):
+        key = (digest, name, start_s, tuple(sorted(methods)))
+        cached = RESULTS.get(key)
+        if cached is None:
+
+            def step(frac: float, what: str, i: int = i) -> None:
+                progress((i + frac) / len(names), desc=what)
+
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
+                cached = P.run_model(path, name, models=MODELS, start_s=start_s, methods=methods, progress=step)
+            RESULTS.put(key, cached)
+        results.append(cached)
+    return results
+
+
+def compare(video, names, start_s, methods, method, stage, head, progress=gr.Progress()):
+    """Compare button: run every chosen model on the clip, render the chosen explanation."""
+    if not video:
+        raise gr.Error("Upload a video clip (or record one with the webcam) first.", print_exception=False)
+    names = list(names or [])
+    if not names:
+        raise gr.Error("Pick at least one model.", print_exception=False)
+    if len(names) > MAX_MODELS:
+        raise gr.Error(f"Pick at most {MAX_MODELS} models.", print_exception=False)
+    methods = sorted(set(methods or []) | ({method} if method != "attention" else set()))
+    start = float(start_s) if start_s not in (None, "") and float(start_s) > 0 else None
+    try:
+        progress(0.0, desc="reading the clip")
+        mvt.probe(video)
+        results = _analyse(video, names, start, methods, progress)
+    except (mvt.VideoError, mvt.WeightsError) as e:
+        raise _user_error(e) from None
+    except gr.Error:
+        raise
+    except Exception as e:  # never a traceback in the UI; the server keeps serving
+        log.error("compare failed: %s", traceback.format_exc())
+        raise gr.Error(
+            f"Analysis failed ({type(e).__name__}: {str(e)[:200]}). The app is still running: try another clip "
+            "or fewer models.",
+            print_exception=False,
+        ) from None
+    for r in results:
+        if not r.trained:
+            gr.Warning(f"{r.name} has untrained weights: its predictions and attention are not learned.")
+    tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
+    keys = [(P.file_hash(video), r.name, start, tuple(methods)) for r in results]
+    state = {"keys": keys, "video": video}
+    return [state, *_slot_updates(results, method, stage, head, tag), *_figures(results), _timings(results)]
+
+
+def rerender(state, method, stage, head):
+    """Stage / method / head changed: re-render from cached results without running the models."""
+    if not state:
+        return [gr.update() for _ in range(4 * MAX_MODELS)]
+    results = [RESULTS.get(k) for k in state["keys"]]
+    if any(r is None for r in results):
+        raise gr.Error("These results were evicted from the cache: press Compare again.", print_exception=False)
+    return _slot_updates(results, method, stage, head, f"v{abs(hash((method, stage, head))) % 10**6}")
+
+
+def export(state, method):
+    """Export tab: a zip with overlay mp4s, volumes (.npz) and report.json."""
+    import shutil
+
+    if not state:
+        raise gr.Error("Run a comparison first.", print_exception=False)
+    results = [RESULTS.get(k) for k in state["keys"]]
+    if any(r is None for r in results):
+        raise gr.Error("These results were evicted from the cache: press Compare again.", print_exception=False)
+    out = Path(tempfile.mkdtemp(dir=OUT_DIR, prefix="export-"))
+    P.export(results, out / "mvt-lens")
+    archive = shutil.make_archive(str(out / "mvt-lens"), "zip", root_dir=out / "mvt-lens")
+    return archive
+
+
+INTRO = """# mvt-lens
+Upload a clip (or record one) and compare where **MViT**, **MMViT**, **ViViT** and **HVT** look: top-5
+predictions, each stage's pooled attention over the frames, attention rollout through the pooling, and
+captum attributions. Weights say what they are: *Kinetics-400* (public checkpoints), *SynthMotion demo*
+(small models trained here on procedural clips), *not fine-tuned*, or *untrained*.
+HVT `.in1k` is an ImageNet image model run on each frame with logits averaged over time.
+"""
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="mvt-lens", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        state = gr.State(None, time_to_live=3600)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                video = gr.Video(sources=["upload", "webcam"], label="Clip", height=260)
+                start = gr.Number(label="Start time in seconds (for long clips; empty = whole clip)", value=None)
+                models = gr.Dropdown(
+                    choices=model_choices(),
+                    value=default_models(),
+                    multiselect=True,
+                    max_choices=MAX_MODELS,
+                    label=f"Models (up to {MAX_MODELS})",
+                )
+                methods = gr.CheckboxGroup(
+                    choices=[(lab, k) for k, lab in P.METHODS.items() if k != "attention"],
+                    value=["rollout"],
+                    label="Also compute (captum methods take longer)",
+                )
+                with gr.Row():
+                    method = gr.Dropdown(method_choices(), value="attention", label="Show")
+                    stage = gr.Slider(1, 4, value=4, step=1, label="Stage")
+                    head = gr.Dropdown(
+                        ["mean", "max"] + [f"head {i}" for i in range(1, 9)], value="mean", label="Heads"
+                    )
+                run = gr.Button("Compare", variant="primary")
+                if EXAMPLES_DIR.is_dir():
+                    clips = sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4"))
+                    if clips:
+                        gr.Examples(clips, inputs=[video], label="Examples", cache_examples=False)
+            with gr.Column(scale=3):
+                slot_outputs: list = []
+                for row in range(2):
+                    with gr.Row():
+                        for col in range(2):
+                            with gr.Column(visible=True):
+                                title = gr.Markdown(visible=False)
+                                label = gr.Label(num_top_classes=5, visible=False, label="Top-5")
+                                over = gr.Video(label="Overlay", visible=False, autoplay=True, loop=True)
+                                strip_img = gr.Image(label="All stages", visible=False, type="filepath")
+                                slot_outputs += [title, label, over, strip_img]
+        with gr.Tabs():
+            with gr.Tab("Token grids"):
+                grid_plots = [gr.Plot(visible=False) for _ in range(MAX_MODELS)]
+            with gr.Tab("Attention statistics"):
+                stats_plot = gr.Plot()
+            with gr.Tab("Timings"):
+                timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
+            with gr.Tab("Export"):
+                export_btn = gr.Button("Build zip (overlays, volumes, report.json)")
+                export_file = gr.File(label="Download")
+
+        run.click(
+            compare,
+            inputs=[video, models, start, methods, method, stage, head],
+            outputs=[state, *slot_outputs, *grid_plots, stats_plot, timings],
+            api_name="compare",
+        )
+        for ctl in (method, stage, head):
+            ctl.change(rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private")
+        export_btn.click(export, inputs=[state, method], outputs=export_file, api_name="export")
+    return demo
+
+
+demo = build_demo()
+demo.queue(default_concurrency_limit=1 if DEVICE == "cpu" else 2, max_size=32)
+
+if __name__ == "__main__":
+    demo.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(OUT_DIR)], show_error=False)
