@@ -1,0 +1,129 @@
+"""The launched app, driven through gradio_client: predictions, playable overlays, clear errors, concurrency."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mvt
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+SMALL_MODELS = ["mvit_t.untrained", "hvt_t.untrained"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_moving_square(path: Path, *, frames: int = 24, size: int = 96, fps: int = 12, seed: int = 0) -> Path:
+    """A clip with a bright square moving left to right over noise; different seeds give different clips."""
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 60, size=(frames, size, size, 3), dtype=np.uint8)
+    for t in range(frames):
+        x = int(t * (size - 24) / max(1, frames - 1))
+        video[t, 30 + seed % 20 : 54 + seed % 20, x : x + 24] = (255, 200 - 20 * (seed % 5), 40)
+    mvt.write_video(video, path, fps=fps)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    import app
+
+    port = _free_port()
+    app.demo.queue(default_concurrency_limit=4)
+    _, url, _ = app.demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        ssr_mode=False,
+        quiet=True,
+        max_file_size=app.MAX_UPLOAD,
+        allowed_paths=[str(app.OUT_DIR)],
+    )
+    yield url
+    app.demo.close()
+
+
+def _names() -> list[str]:
+    known = set(mvt.list_models())
+    names = [n for n in SMALL_MODELS if n in known]
+    assert names, f"none of {SMALL_MODELS} registered"
+    return names
+
+
+def _call(client: Client, clip: Path, names: list[str], method: str = "attention"):
+    return client.predict(
+        handle_file(str(clip)),
+        names,
+        None,
+        ["rollout"],
+        method,
+        4,
+        "mean",
+        api_name="/compare",
+    )
+
+
+def test_compare_returns_predictions_and_playable_overlays(app_url, tmp_path):
+    clip = make_moving_square(tmp_path / "square.mp4")
+    names = _names()
+    out = _call(Client(app_url, verbose=False), clip, names)
+    # outputs: 4 slots × (title, label, video, strip), 4 grid plots, stats plot, timings
+    for i, name in enumerate(names):
+        title, label, video, strip = out[4 * i : 4 * i + 4]
+        assert name in title
+        assert len(label["confidences"]) == 5
+        assert abs(sum(c["confidence"] for c in label["confidences"]) - 1.0) < 1.0  # a top-5 of a softmax
+        path = video["video"] if isinstance(video, dict) else video
+        info = mvt.probe(path)
+        assert info.codec in ("h264", "libx264")
+        assert info.num_frames >= 8
+        assert Path(strip).is_file()
+    timings = out[-1]
+    assert any(row[1] == "total" for row in timings["data"])
+
+
+def test_broken_file_gives_clear_error_and_server_keeps_serving(app_url, tmp_path):
+    client = Client(app_url, verbose=False)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video at all" * 100)
+    with pytest.raises(AppError) as err:
+        _call(client, bad, _names())
+    msg = str(err.value)
+    assert "video" in msg.lower()
+    assert "Traceback" not in msg
+    clip = make_moving_square(tmp_path / "ok.mp4")
+    out = _call(client, clip, _names()[:1])
+    assert len(out[1]["confidences"]) == 5
+
+
+def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
+    names = _names()[:1]
+    clips = [make_moving_square(tmp_path / f"c{i}.mp4", seed=i) for i in range(4)]
+
+    def run(i: int):
+        return _call(Client(app_url, verbose=False), clips[i], names)
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(run, range(4)))
+    videos = [o[2]["video"] if isinstance(o[2], dict) else o[2] for o in outs]
+    assert len({Path(v).name for v in videos}) == 4, "each client must get its own overlay file"
+    # each client's top-5 equals what the pipeline gives for its own clip
+    from viz import pipeline
+
+    cache = pipeline.ModelCache("cpu")
+    for i, o in enumerate(outs):
+        expected = pipeline.run_model(clips[i], names[0], models=cache, methods=("attention",)).top5
+        got = {c["label"]: c["confidence"] for c in o[1]["confidences"]}
+        for label, p in expected:
+            assert got[label] == pytest.approx(p, abs=1e-4)

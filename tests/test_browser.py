@@ -1,0 +1,92 @@
+"""End to end in Debian's Chromium: upload a clip, Compare, overlays play, plotly figures render, no errors.
+
+Set ``MVT_SCREENSHOT=path.png`` to also save the screenshot there (that is how the README's is made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.test_app import make_moving_square
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    import app
+
+    _, url, _ = app.demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=_free_port(),
+        ssr_mode=False,
+        quiet=True,
+        max_file_size=app.MAX_UPLOAD,
+        allowed_paths=[str(app.OUT_DIR)],
+    )
+    yield url
+    app.demo.close()
+
+
+def test_upload_compare_and_see_overlays(app_url, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+    clip = make_moving_square(tmp_path / "clip.mp4", frames=32, size=128)
+    console_errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.goto(app_url, wait_until="networkidle")
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Compare").click()
+        videos = page.locator("video[src*='mvt-lens']")
+        videos.first.wait_for(state="attached", timeout=240_000)
+        page.wait_for_function(
+            "() => { const v = [...document.querySelectorAll('video')].filter(v => v.src.includes('mvt-lens'));"
+            " return v.length >= 1 && v.every(x => x.readyState >= 2); }",
+            timeout=120_000,
+        )
+        n_videos = videos.count()
+        assert n_videos >= 2, f"expected an overlay per default model, got {n_videos}"
+        assert page.get_by_test_id("toast-body").count() == 0, page.get_by_test_id("toast-body").all_inner_texts()
+        page.get_by_role("tab", name="Token grids").click()
+        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+        assert page.locator(".js-plotly-plot").count() >= 1
+        page.get_by_role("tab", name="Token grids").scroll_into_view_if_needed()
+        page.evaluate("window.scrollTo(0, 0)")
+        shot = tmp_path / "screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MVT_SCREENSHOT"):
+        shutil.copy(shot, os.environ["MVT_SCREENSHOT"])
+    real_errors = [e for e in console_errors if "favicon" not in e and "ERR_BLOCKED" not in e]
+    assert not real_errors, real_errors
