@@ -1,0 +1,125 @@
+"""SynthMotion generator: determinism, balanced labels, masks that cover the actor, no single-frame cue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvt.synth import CLASSES, SynthConfig, generate, label_for
+
+QUIET = SynthConfig(frame_noise=0.0)  # no temporal noise: everything that changes is the actor
+SMALL = {"frames": 8, "size": 48}
+
+
+def test_shapes_and_dtypes():
+    b = generate(3, 0, **SMALL)
+    assert b.clips.shape == (3, 8, 48, 48, 3) and b.clips.dtype == np.uint8
+    assert b.masks.shape == (3, 8, 48, 48) and b.masks.dtype == bool
+    assert b.labels.shape == (3,) and b.labels.dtype == np.int64
+    assert b.classes == CLASSES and len(CLASSES) >= 8 and len(b) == 3
+
+
+def test_default_size_is_16x112():
+    b = generate(1, 0)
+    assert b.clips.shape == (1, 16, 112, 112, 3)
+
+
+def test_deterministic_per_seed_and_independent_of_batching():
+    a = generate(5, 7, **SMALL)
+    b = generate(5, 7, **SMALL)
+    np.testing.assert_array_equal(a.clips, b.clips)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    part = generate(2, 7, start=2, **SMALL)  # clips 2 and 3 of the same stream
+    np.testing.assert_array_equal(part.clips, a.clips[2:4])
+    np.testing.assert_array_equal(part.labels, a.labels[2:4])
+    assert [label_for(i, 7) for i in range(5)] == a.labels.tolist()
+
+
+def test_different_seeds_differ():
+    a = generate(4, 0, **SMALL)
+    b = generate(4, 1, **SMALL)
+    assert not np.array_equal(a.clips, b.clips)
+    assert not np.array_equal(a.masks, b.masks)
+
+
+def test_labels_balanced_per_block():
+    labels = generate(2 * len(CLASSES), 3, frames=2, size=32).labels
+    assert np.bincount(labels, minlength=len(CLASSES)).tolist() == [2] * len(CLASSES)
+    blocks = {tuple(label_for(b * len(CLASSES) + i, 3) for i in range(len(CLASSES))) for b in range(4)}
+    assert len(blocks) > 1  # ...but not in a fixed order
+
+
+def test_masks_cover_the_actor_and_only_the_actor():
+    b = generate(len(CLASSES), 11, labels=list(range(len(CLASSES))), config=QUIET, **SMALL)
+    for clip, mask, label in zip(b.clips, b.masks, b.labels):
+        area = mask.sum(axis=(1, 2))
+        assert (area > 0).all(), f"{CLASSES[label]}: empty mask in some frame"
+        # Outside the actor nothing moves: any two frames agree wherever neither has the actor.
+        for t in range(1, clip.shape[0]):
+            free = ~mask[0] & ~mask[t]
+            np.testing.assert_array_equal(clip[0][free], clip[t][free])
+        # Inside the mask only the actor's two colours (body, stripes) appear.
+        colours = np.unique(clip[mask], axis=0)
+        assert len(colours) <= 2, f"{CLASSES[label]}: {len(colours)} colours under the mask"
+        assert not (mask == mask[0]).all(), f"{CLASSES[label]}: the actor does not move"
+
+
+def test_frame_noise_only_jitters_pixels():
+    noisy = generate(3, 5, **SMALL)
+    quiet = generate(3, 5, config=QUIET, **SMALL)
+    np.testing.assert_array_equal(noisy.masks, quiet.masks)
+    diff = noisy.clips.astype(np.float32) - quiet.clips.astype(np.float32)
+    assert 2.0 < np.abs(diff).mean() < 10.0
+    assert diff.std(axis=1).mean() > 2.0  # it changes from frame to frame
+
+
+OPPOSITES = [
+    ("move_left", "move_right"),
+    ("move_up", "move_down"),
+    ("rotate_cw", "rotate_ccw"),
+    ("grow", "shrink"),
+]
+
+
+@pytest.mark.parametrize("pair", OPPOSITES, ids=lambda p: "-".join(p))
+def test_opposite_classes_are_the_same_frames_played_backwards(pair):
+    """A class and its opposite show exactly the same frames in reverse order, so no single frame (nor any
+    unordered set of frames) can tell them apart: only the order of frames does."""
+    a, b = (CLASSES.index(c) for c in pair)
+    n = 6
+    fwd = generate(n, 21, labels=[a] * n, config=QUIET, **SMALL)
+    bwd = generate(n, 21, labels=[b] * n, config=QUIET, **SMALL)
+    np.testing.assert_array_equal(fwd.masks, bwd.masks[:, ::-1])
+    np.testing.assert_array_equal(fwd.clips, bwd.clips[:, ::-1])
+
+
+def _frame_stats(masks: np.ndarray, size: int) -> tuple[float, float, float]:
+    """Mean actor area and centroid (as fractions of the frame) pooled over clips and frames."""
+    area = masks.sum(axis=(2, 3)).astype(np.float64)  # (N, T)
+    ys, xs = np.arange(size) + 0.5, np.arange(size) + 0.5
+    cy = (masks.sum(axis=3) * ys).sum(axis=2) / area
+    cx = (masks.sum(axis=2) * xs).sum(axis=2) / area
+    return area.mean() / size**2, cx.mean() / size, cy.mean() / size
+
+
+def test_per_frame_size_and_position_do_not_depend_on_the_motion_kind():
+    """Same scenes, different motion kinds: pooled per-frame actor size and position agree."""
+    n, size = 48, 64
+    stats = {
+        name: _frame_stats(generate(n, 4, frames=8, size=size, labels=[CLASSES.index(name)] * n).masks, size)
+        for name in ("move_left", "move_down", "rotate_cw", "grow")
+    }
+    areas = [s[0] for s in stats.values()]
+    assert max(areas) / min(areas) < 1.15, stats
+    for s in stats.values():
+        assert abs(s[1] - 0.5) < 0.06 and abs(s[2] - 0.5) < 0.06, stats
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError):
+        generate(2, 0, labels=[0])
+    with pytest.raises(ValueError):
+        generate(1, 0, labels=[len(CLASSES)])
+    with pytest.raises(ValueError):
+        generate(1, 0, frames=1)
