@@ -249,7 +249,7 @@ class HVT(nn.Module):
         dim = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches, dim))
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear decay rule
         self.blocks = nn.ModuleList(Block(cfg, p, dpr[p.index]) for p in self.plan)
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.head = nn.Linear(dim, num_classes)
