@@ -1,0 +1,731 @@
+"""ViViT: the four space-time factorisations of "ViViT: A Video Vision Transformer".
+
+Paper: A. Arnab, M. Dehghani, G. Heigold, C. Sun, M. Lučić, C. Schmid, ICCV 2021 (arXiv 2103.15691).
+Reference code: google-research/scenic ``projects/vivit`` (JAX) and Hugging Face ``VivitForVideoClassification``
+(model 1 only). This is our own PyTorch implementation of all four models, selected by ``ViViTConfig.variant``:
+
+1. ``spacetime``: joint attention over every tubelet token plus a CLS token (paper model 1).
+2. ``factorised_encoder``: a spatial transformer runs on each time index separately (with a per-frame CLS
+   token); a temporal transformer then runs over the per-frame CLS outputs with its own CLS token.
+3. ``factorised_self_attention``: each block attends in space (tokens of one time index), then in time (tokens
+   of one spatial position), then applies the MLP; no CLS token, the head reads the token mean. The paper
+   orders space then time (``attention_order="space_time"``, our default); scenic's default is ``time_space``.
+4. ``factorised_dot_product``: one attention layer per block whose heads are split in two halves; as in
+   scenic's ``factorized_dot_product_attention`` the first half attends over time and the second over space.
+   No CLS token, mean-pool head.
+
+Checkpoint: ``vivit_b_16x2.k400`` is model 1, ViViT-B/16x2, from the Hugging Face repo
+``google/vivit-b-16x2-kinetics400`` (file ``pytorch_model.bin``, converted by HF from scenic's
+``kinetics_400/vivit_base_16x2_unfactorized`` checkpoint; scenic reports 79.9 top-1 with 4x3 views). The file
+uses transformers-4 key names; :func:`convert_hf_vivit` also accepts transformers-5 names. Models 2-4 have no
+public weights: they exist here untrained and in small SynthMotion sizes (``vivit_t1`` .. ``vivit_t4``).
+
+Numerics of model 1 follow HF exactly: pre-LN blocks, LayerNorm eps 1e-6, q/k/v biases, tanh-approximated
+GELU (HF's ``gelu_fast`` is the same formula; they agree to fp32 rounding), classifier on the final-LN CLS.
+
+Preprocessing: we follow the original scenic pipeline (``vivit_base_k400.py``): 32 frames at stride 2, short
+side resized to 256, centre crop 224, pixels zero-centred to [-1, 1] (``mean = std = 0.5`` on [0, 1] frames).
+HF's ``VivitImageProcessor`` differs: the hub ``preprocessor_config.json`` now rescales by 1/127.5 with
+``offset=True`` (giving [-1, 1]) *and* normalises with mean = std = 0.5, which maps pixels to [-3, 1]; the HF
+converter itself asserted [-1, 1] inputs. Inputs here are ``(B, 3, T, H, W)`` like every mvt model (HF takes
+``(B, T, 3, H, W)``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers import Mlp, attention, drop_path
+from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
+from ..weights import WeightsSource
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+
+VARIANTS = {
+    1: "spacetime",
+    2: "factorised_encoder",
+    3: "factorised_self_attention",
+    4: "factorised_dot_product",
+}
+_VARIANT_ALIASES = {
+    **{name: k for k, name in VARIANTS.items()},
+    "joint": 1,
+    "factorized_encoder": 2,
+    "factorized_self_attention": 3,
+    "factorized_self_attention_block": 3,
+    "factorized_dot_product": 4,
+    "factorized_dot_product_attention": 4,
+}
+EMBED_INITS = ("default", "central_frame", "average_frame")
+_BIG_MAP = 1 << 20
+"""Head-averaged maps with at least this many entries per group are stored as float16."""
+_CHUNK_BYTES = 1 << 27
+"""Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
+
+
+@dataclass(frozen=True)
+class ViViTConfig:
+    """One ViViT model. ``variant`` is 1-4 or a name from :data:`VARIANTS` (normalised to the int).
+
+    ``depth`` is the number of blocks (model 2: of the spatial transformer; ``temporal_depth`` is the temporal
+    transformer's). ``embed_init`` initialises the tubelet kernel at random init: ``"central_frame"`` keeps only
+    the central temporal slice (paper §3.4), ``"average_frame"`` repeats one slice over time.
+    """
+
+    variant: int | str = 1
+    num_frames: int = 32
+    image_size: int = 224
+    tubelet: tuple[int, int, int] = (2, 16, 16)
+    in_chans: int = 3
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_dim: int = 3072
+    temporal_depth: int = 4
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    attention_order: str = "space_time"
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    drop_path: float = 0.0
+    embed_init: str = "default"
+    zero_init_temporal: bool = False
+    """Model 3: zero the temporal attention's output projection so it starts as a residual identity (paper §3.4)."""
+
+    def __post_init__(self) -> None:
+        v = self.variant
+        if isinstance(v, str):
+            if v.lower() not in _VARIANT_ALIASES:
+                raise ValueError(f"unknown ViViT variant {v!r}; use 1-4 or one of {list(VARIANTS.values())}")
+            v = _VARIANT_ALIASES[v.lower()]
+        if v not in VARIANTS:
+            raise ValueError(f"ViViT variant must be 1-4, got {v!r}")
+        object.__setattr__(self, "variant", int(v))
+        object.__setattr__(self, "tubelet", tuple(int(t) for t in self.tubelet))
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.variant == 4 and self.heads % 2:
+            raise ValueError("model 4 splits heads between space and time: heads must be even")
+        if self.attention_order not in ("space_time", "time_space"):
+            raise ValueError(
+                f"attention_order must be 'space_time' or 'time_space', got {self.attention_order!r}"
+            )
+        if self.embed_init not in EMBED_INITS:
+            raise ValueError(f"embed_init must be one of {EMBED_INITS}, got {self.embed_init!r}")
+        t, h, w = self.grid
+        if min(t, h, w) < 1:
+            raise ValueError(
+                f"input {self.num_frames}x{self.image_size}² is smaller than tubelet {self.tubelet}"
+            )
+
+    @property
+    def grid(self) -> Grid:
+        """Token grid (T', H', W') of the tubelet embedding."""
+        tt, th, tw = self.tubelet
+        return (self.num_frames // tt, self.image_size // th, self.image_size // tw)
+
+    @property
+    def variant_name(self) -> str:
+        return VARIANTS[int(self.variant)]
+
+
+_B16x2 = {"num_frames": 32, "image_size": 224, "tubelet": (2, 16, 16), "dim": 768, "depth": 12, "heads": 12}
+_TINY = {"num_frames": 16, "image_size": 112, "tubelet": (2, 16, 16), "dim": 96, "depth": 4, "heads": 4}
+CONFIGS: dict[str, ViViTConfig] = {
+    "vivit_b_16x2": ViViTConfig(variant=1, **_B16x2),
+    "vivit_b_16x2_fe": ViViTConfig(variant=2, temporal_depth=4, **_B16x2),
+    "vivit_b_16x2_fsa": ViViTConfig(variant=3, **_B16x2),
+    "vivit_b_16x2_fdp": ViViTConfig(variant=4, **_B16x2),
+    "vivit_t1": ViViTConfig(variant=1, mlp_dim=384, **_TINY),
+    "vivit_t2": ViViTConfig(variant=2, mlp_dim=384, temporal_depth=2, **_TINY),
+    "vivit_t3": ViViTConfig(variant=3, mlp_dim=384, **_TINY),
+    "vivit_t4": ViViTConfig(variant=4, mlp_dim=384, **_TINY),
+}
+"""Named variants. ``vivit_b_16x2*`` are the paper's ViViT-B/16x2 models 1-4 (model 2 with 4 temporal layers);
+``vivit_t*`` are small models 1-4 for 16x112² SynthMotion clips (8x7x7 tokens)."""
+
+
+def config_from_hf(hf: dict, variant: int = 1) -> ViViTConfig:
+    """A model-1 :class:`ViViTConfig` from a Hugging Face ``VivitConfig`` dict (``config.to_dict()``)."""
+    if hf.get("hidden_act", "gelu_fast") not in ("gelu_fast", "gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"hidden_act {hf['hidden_act']!r} is not the tanh GELU this model implements")
+    size = hf.get("image_size", 224)
+    if isinstance(size, (list, tuple)):
+        if size[0] != size[1]:
+            raise ValueError(f"non-square image_size {size} is not supported")
+        size = size[0]
+    return ViViTConfig(
+        variant=variant,
+        num_frames=hf.get("num_frames", 32),
+        image_size=int(size),
+        tubelet=tuple(hf.get("tubelet_size", (2, 16, 16))),
+        in_chans=hf.get("num_channels", 3),
+        dim=hf.get("hidden_size", 768),
+        depth=hf.get("num_hidden_layers", 12),
+        heads=hf.get("num_attention_heads", 12),
+        mlp_dim=hf.get("intermediate_size", 3072),
+        qkv_bias=hf.get("qkv_bias", True),
+        norm_eps=hf.get("layer_norm_eps", 1e-6),
+    )
+
+
+def inflate_patch_kernel(kernel2d: torch.Tensor, frames: int, method: str = "central_frame") -> torch.Tensor:
+    """Turn a 2-D patch kernel ``(D, C, ph, pw)`` into a tubelet kernel ``(D, C, frames, ph, pw)``.
+
+    ``"central_frame"``: zeros except the central slice ``frames // 2``, which is the 2-D kernel (the paper's
+    best initialisation, Table 1). ``"average_frame"``: filter inflation, the 2-D kernel divided by ``frames``
+    on every slice, so a static clip gives the 2-D model's response.
+    """
+    if kernel2d.ndim != 4:
+        raise ValueError(f"expected a (D, C, ph, pw) kernel, got shape {tuple(kernel2d.shape)}")
+    if method == "central_frame":
+        out = kernel2d.new_zeros(kernel2d.shape[:2] + (frames,) + kernel2d.shape[2:])  # (D, C, t, ph, pw)
+        out[:, :, frames // 2] = kernel2d
+        return out
+    if method == "average_frame":
+        return kernel2d.unsqueeze(2).repeat(1, 1, frames, 1, 1) / frames  # (D, C, t, ph, pw)
+    raise ValueError(f"method must be 'central_frame' or 'average_frame', got {method!r}")
+
+
+class GELUTanh(nn.GELU):
+    """Tanh-approximated GELU (= HF ``gelu_fast`` / Flax ``nn.gelu`` default)."""
+
+    def __init__(self) -> None:
+        super().__init__(approximate="tanh")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one attention call groups the tokens: ``G`` independent sequences of ``num_prefix + |q_grid|``."""
+
+    kind: str
+    group_grid: Grid
+    q_grid: Grid
+    num_prefix: int
+    head_range: tuple[int, int] | None = None
+
+
+@dataclass
+class _Ctx:
+    """Per-block context; ``maps is None`` on the fast path."""
+
+    batch: int
+    grid: Grid
+    stage: int = 0
+    block: int = 0
+    maps: list[AttentionMap] | None = None
+    keep_weights: bool = False
+
+
+def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
+    t, h, w = grid
+    return _Layout("spatial", (t, 1, 1), (1, h, w), num_prefix)
+
+
+def _temporal(grid: Grid, num_prefix: int = 0) -> _Layout:
+    t, h, w = grid
+    return _Layout("temporal", (1, h, w), (t, 1, 1), num_prefix)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused ``qkv`` projection and an output ``proj``."""
+
+    def __init__(self, cfg: ViViTConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.head_dim = cfg.dim // cfg.heads
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.attn_dropout = cfg.attn_dropout
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx) -> torch.Tensor:
+        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``."""
+        bg, n, d = x.shape
+        q, k, v = (
+            self.qkv(x).view(bg, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        )  # (BG, h, N, hd)
+        out = self._attend(q, k, v, layout, ctx)  # (BG, h, N, hd)
+        return self._project(out.transpose(1, 2).reshape(bg, n, d))
+
+    def forward_split(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+        """Model 4: heads ``[0, h/2)`` attend over time, heads ``[h/2, h)`` over space; ``x`` is ``(B, T*S, D)``."""
+        b, n, d = x.shape
+        t, hh, ww = ctx.grid
+        s, h2, hd = hh * ww, self.heads // 2, self.head_dim
+        qkv = self.qkv(x).view(b, t, s, 3, self.heads, hd)
+        qkv_t = (
+            qkv[..., :h2, :].permute(3, 0, 2, 4, 1, 5).reshape(3, b * s, h2, t, hd)
+        )  # (3, B*S, h/2, T, hd)
+        qkv_s = (
+            qkv[..., h2:, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * t, h2, s, hd)
+        )  # (3, B*T, h/2, S, hd)
+        lay_t, lay_s = _temporal(ctx.grid), _spatial(ctx.grid)
+        out_t = self._attend(*qkv_t, _Layout(**{**lay_t.__dict__, "head_range": (0, h2)}), ctx)
+        out_s = self._attend(*qkv_s, _Layout(**{**lay_s.__dict__, "head_range": (h2, self.heads)}), ctx)
+        out_t = out_t.view(b, s, h2, t, hd).permute(0, 3, 1, 2, 4)  # (B, T, S, h/2, hd)
+        out_s = out_s.view(b, t, h2, s, hd).permute(0, 1, 3, 2, 4)  # (B, T, S, h/2, hd)
+        return self._project(torch.cat([out_t, out_s], dim=3).reshape(b, n, d))
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        return F.dropout(x, self.dropout, self.training) if self.dropout else x
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: _Layout, ctx: _Ctx
+    ) -> torch.Tensor:
+        """``attention`` on ``(BG, h, N, hd)``; when recording, also appends this call's :class:`AttentionMap`."""
+        p = self.attn_dropout if self.training else 0.0
+        if ctx.maps is None:
+            return attention(q, k, v, dropout_p=p)[0]
+        bg, heads, nq, _ = q.shape
+        nk = k.shape[2]
+        weights = None
+        if ctx.keep_weights:  # one call so the per-head probabilities stay on the autograd graph
+            out, weights = attention(q, k, v, need_weights=True, dropout_p=p)
+            total = weights.detach().sum(dim=1)  # (BG, Nq, Nk)
+            cls_parts = [weights.detach()[:, :, 0]]
+        else:  # heads in chunks: never hold every head's (Nq, Nk) matrix at once
+            step = max(1, _CHUNK_BYTES // max(1, bg * nq * nk * 4))
+            outs, cls_parts, total = [], [], None
+            for h0 in range(0, heads, step):
+                sl = slice(h0, h0 + step)
+                o, pr = attention(q[:, sl], k[:, sl], v[:, sl], need_weights=True, dropout_p=p)
+                outs.append(o)
+                cls_parts.append(pr[:, :, 0])  # (BG, hc, Nk)
+                part = pr.sum(dim=1)  # (BG, Nq, Nk)
+                total = part if total is None else total.add_(part)
+                del pr
+            out = torch.cat(outs, dim=1)
+        groups = bg // ctx.batch
+        mean = (total / heads).view(ctx.batch, groups, nq, nk)  # (B, G, Nq, Nk)
+        if nq * nk >= _BIG_MAP:
+            mean = mean.half()
+        cls_row = None
+        if layout.num_prefix and groups == 1:
+            cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
+        ctx.maps.append(
+            AttentionMap(
+                stage=ctx.stage,
+                block=ctx.block,
+                kind=layout.kind,
+                heads=heads,
+                q_grid=layout.q_grid,
+                k_grid=layout.q_grid,
+                num_prefix=layout.num_prefix,
+                probs=mean,
+                cls_row=cls_row,
+                group_grid=layout.group_grid,
+                in_grid=ctx.grid,
+                head_range=layout.head_range,
+                weights=weights,
+            )
+        )
+        return out
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block ``x + attn(LN(x))``, ``x + MLP(LN(x))`` (models 1, 2 and 4).
+
+    ``split_heads`` makes the attention model 4's factorised dot-product attention.
+    """
+
+    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0, split_heads: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.mlp = Mlp(cfg.dim, cfg.mlp_dim, act=GELUTanh)
+        self.split_heads = split_heads
+        self.drop_path = drop_path
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
+        y = self.norm1(x)
+        y = self.attn.forward_split(y, ctx) if self.split_heads else self.attn(y, layout, ctx)  # type: ignore[arg-type]
+        x = x + drop_path(y, self.drop_path, self.training)
+        return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mlp(x)
+        return F.dropout(x, self.dropout, self.training) if self.dropout else x
+
+
+class FactorisedBlock(Block):
+    """Model 3 block: spatial attention, temporal attention (order per config), then the MLP.
+
+    ``norm1``/``attn`` are the spatial sublayer (so an image ViT block maps onto them), ``norm_t``/``attn_t``
+    the temporal one. ``x`` is ``(B, T*S, D)`` with no prefix tokens.
+    """
+
+    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0):
+        super().__init__(cfg, drop_path)
+        self.norm_t = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn_t = Attention(cfg)
+        self.order = cfg.attention_order
+
+    def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
+        b, n, d = x.shape
+        t, h, w = ctx.grid
+        s = h * w
+        for axis in self.order.split("_"):
+            if axis == "space":
+                y = self.attn(self.norm1(x).view(b * t, s, d), _spatial(ctx.grid), ctx)  # (B*T, S, D)
+                y = y.view(b, n, d)
+            else:
+                y = self.norm_t(x).view(b, t, s, d).transpose(1, 2).reshape(b * s, t, d)  # (B*S, T, D)
+                y = self.attn_t(y, _temporal(ctx.grid), ctx)
+                y = y.view(b, s, t, d).transpose(1, 2).reshape(b, n, d)  # (B, T*S, D)
+            x = x + drop_path(y, self.drop_path, self.training)
+        return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class Encoder(nn.Module):
+    """Learned position embedding (over the optional CLS token too), a stack of blocks, a final LayerNorm."""
+
+    def __init__(self, cfg: ViViTConfig, num_tokens: int, cls: bool, blocks: list[nn.Module]):
+        super().__init__()
+        self.num_prefix = int(cls)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cls else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix + num_tokens, cfg.dim))
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the CLS token to ``x`` ``(BG, N, D)`` and add the position embedding."""
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (BG, 1+N, D)
+        return x + self.pos_embed
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One encoder pass: which stage it is, how its tokens are laid out, where its stage tap sits."""
+
+    stage: int
+    grid: Grid
+    layout: _Layout | None
+    tap_before_last: bool
+    first_block: int = 0
+
+
+class ViViT(nn.Module):
+    """ViViT models 1-4 (see the module docstring); input ``(B, 3, T, H, W)``.
+
+    ``stage_taps[i]`` sees stage ``i``'s grid tokens as ``(B, D, T', H', W')``. Where a CLS token feeds the head
+    (models 1 and 2) the grid tokens leaving the last block never reach the logits, so the tap sits on the
+    tokens *entering* the last block (the usual ViT Grad-CAM target); for models 3 and 4 it sees the final
+    tokens before the last LayerNorm.
+    """
+
+    def __init__(self, cfg: ViViTConfig, num_classes: int = 400):
+        super().__init__()
+        self.cfg = cfg
+        t, h, w = cfg.grid
+        self.patch_embed = nn.Conv3d(cfg.in_chans, cfg.dim, kernel_size=cfg.tubelet, stride=cfg.tubelet)
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        v = cfg.variant
+        if v == 1:
+            self.encoder = Encoder(cfg, t * h * w, True, [Block(cfg, r) for r in rates])
+        elif v == 2:
+            self.encoder = Encoder(cfg, h * w, True, [Block(cfg, r) for r in rates])
+            t_rates = [cfg.drop_path * i / max(cfg.temporal_depth - 1, 1) for i in range(cfg.temporal_depth)]
+            self.temporal_encoder = Encoder(cfg, t, True, [Block(cfg, r) for r in t_rates])
+        elif v == 3:
+            self.encoder = Encoder(cfg, t * h * w, False, [FactorisedBlock(cfg, r) for r in rates])
+        else:
+            self.encoder = Encoder(cfg, t * h * w, False, [Block(cfg, r, split_heads=True) for r in rates])
+        self.head = nn.Linear(cfg.dim, num_classes)
+        self.stage_taps = nn.ModuleList(nn.Identity() for _ in range(2 if v == 2 else 1))
+        self._init_weights()
+
+    # -- initialisation ------------------------------------------------------------------------------------
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for enc in self._encoders():
+            nn.init.trunc_normal_(enc.pos_embed, std=0.02)
+        kernel = self.patch_embed.weight.data  # (D, C, t, ph, pw)
+        if self.cfg.embed_init == "central_frame":
+            kernel.copy_(inflate_patch_kernel(kernel[:, :, 0], kernel.shape[2], "central_frame"))
+        elif self.cfg.embed_init == "average_frame":
+            kernel.copy_(kernel[:, :, :1].expand_as(kernel))
+        if self.cfg.zero_init_temporal and self.cfg.variant == 3:
+            for blk in self.encoder.blocks:
+                nn.init.zeros_(blk.attn_t.proj.weight)
+
+    def _encoders(self) -> list[Encoder]:
+        return [self.encoder] + ([self.temporal_encoder] if self.cfg.variant == 2 else [])
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` on the fused-attention fast path."""
+        return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
+
+    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+        """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
+
+        Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
+        full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
+        ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
+        (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
+        the graph; use it with small models or short clips.
+        """
+        cfg = self.cfg
+        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights)
+        logits = self._forward(x, ctx)
+        t, h, w = cfg.grid
+        tt, th, tw = cfg.tubelet
+        embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
+        if cfg.variant == 2:
+            frame = Footprint(stride=(tt, th * h, tw * w), kernel=(tt, th * h, tw * w))
+            stages = [
+                StageInfo(0, cfg.grid, cfg.dim, t * (1 + h * w), 1, embed, blocks=tuple(range(cfg.depth))),
+                StageInfo(
+                    1,
+                    (t, 1, 1),
+                    cfg.dim,
+                    1 + t,
+                    1,
+                    frame,
+                    blocks=tuple(range(cfg.depth, cfg.depth + cfg.temporal_depth)),
+                ),
+            ]
+        else:
+            prefix = int(cfg.variant == 1)
+            stages = [
+                StageInfo(
+                    0, cfg.grid, cfg.dim, prefix + t * h * w, prefix, embed, blocks=tuple(range(cfg.depth))
+                )
+            ]
+        return ModelOutput(
+            logits=logits,
+            attentions=ctx.maps or [],
+            stages=stages,
+            input_shape=tuple(x.shape[2:]),  # type: ignore[arg-type]
+            embed=embed,
+            pooling="cls" if cfg.variant in (1, 2) else "mean",
+            extras={"variant": cfg.variant, "variant_name": cfg.variant_name},
+        )
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        cfg = self.cfg
+        want = (cfg.in_chans, cfg.num_frames, cfg.image_size, cfg.image_size)
+        if x.ndim != 5 or tuple(x.shape[1:]) != want:
+            raise ValueError(
+                f"ViViT expects input (B, {want[0]}, {want[1]}, {want[2]}, {want[3]}) = (B, C, T, H, W), got "
+                f"{tuple(x.shape)} (Hugging Face's (B, T, C, H, W) layout must be permuted)"
+            )
+
+    def _forward(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+        self._check_input(x)
+        cfg = self.cfg
+        b = x.shape[0]
+        t, h, w = cfg.grid
+        tok = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, T*H*W, D)
+        if cfg.variant == 1:
+            z = self._run(
+                self.encoder, tok, ctx, _Pass(0, cfg.grid, _Layout("joint", (1, 1, 1), cfg.grid, 1), True)
+            )
+            return self.head(z[:, 0])
+        if cfg.variant == 2:
+            frames = tok.reshape(b * t, h * w, cfg.dim)  # (B*T, H*W, D): one sequence per time index
+            z = self._run(self.encoder, frames, ctx, _Pass(0, cfg.grid, _spatial(cfg.grid, 1), True))
+            z = z[:, 0].reshape(b, t, cfg.dim)  # (B, T, D): per-frame CLS outputs
+            grid_t = (t, 1, 1)
+            z = self._run(
+                self.temporal_encoder,
+                z,
+                ctx,
+                _Pass(1, grid_t, _Layout("temporal", (1, 1, 1), grid_t, 1), True, cfg.depth),
+            )
+            return self.head(z[:, 0])
+        z = self._run(self.encoder, tok, ctx, _Pass(0, cfg.grid, None, False))
+        return self.head(z.mean(dim=1))
+
+    def _run(self, enc: Encoder, x: torch.Tensor, ctx: _Ctx, ps: _Pass) -> torch.Tensor:
+        """Embed, run ``enc``'s blocks (recording maps into ``ctx``), pass the stage tap, final LayerNorm."""
+        x = enc.embed(x)
+        p = self.cfg.dropout
+        if p and self.training:
+            x = F.dropout(x, p, True)
+        ctx.stage, ctx.grid = ps.stage, ps.grid
+        last = len(enc.blocks) - 1
+        for j, blk in enumerate(enc.blocks):
+            if ps.tap_before_last and j == last:
+                x = self._tap(ps.stage, x, ctx.batch, ps.grid, enc.num_prefix)
+            ctx.block = ps.first_block + j
+            x = blk(x, ps.layout, ctx)
+        if not ps.tap_before_last:
+            x = self._tap(ps.stage, x, ctx.batch, ps.grid, enc.num_prefix)
+        return enc.norm(x)
+
+    def _tap(self, stage: int, x: torch.Tensor, batch: int, grid: Grid, num_prefix: int) -> torch.Tensor:
+        """Route the grid tokens of ``x`` ``(BG, P+N, D)`` through ``stage_taps[stage]`` as ``(B, D, T, H, W)``."""
+        bg, _, d = x.shape
+        g = x[:, num_prefix:].reshape(batch, *grid, d).permute(0, 4, 1, 2, 3)  # (B, D, T, H, W)
+        g = self.stage_taps[stage](g)
+        g = g.permute(0, 2, 3, 4, 1).reshape(bg, -1, d)  # (BG, N, D) back in raster order
+        return torch.cat([x[:, :num_prefix], g], dim=1) if num_prefix else g
+
+
+# -- checkpoint conversion -------------------------------------------------------------------------------------
+
+_HF_RENAMES: tuple[tuple[str, str], ...] = (
+    # transformers 4 (the hub file) and 5 share the embeddings / final norm / classifier names
+    (r"vivit\.embeddings\.cls_token", "encoder.cls_token"),
+    (r"vivit\.embeddings\.position_embeddings", "encoder.pos_embed"),
+    (r"vivit\.embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.\1"),
+    (r"vivit\.layernorm\.(weight|bias)", r"encoder.norm.\1"),
+    (r"classifier\.(weight|bias)", r"head.\1"),
+    # transformers 4 blocks
+    (r"vivit\.encoder\.layer\.(\d+)\.layernorm_before\.(weight|bias)", r"encoder.blocks.\1.norm1.\2"),
+    (r"vivit\.encoder\.layer\.(\d+)\.layernorm_after\.(weight|bias)", r"encoder.blocks.\1.norm2.\2"),
+    (
+        r"vivit\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)",
+        r"qkv:\1.\2.\3",
+    ),
+    (
+        r"vivit\.encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)",
+        r"encoder.blocks.\1.attn.proj.\2",
+    ),
+    (r"vivit\.encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", r"encoder.blocks.\1.mlp.fc1.\2"),
+    (r"vivit\.encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", r"encoder.blocks.\1.mlp.fc2.\2"),
+    # transformers 5 blocks
+    (r"vivit\.layers\.(\d+)\.layernorm_before\.(weight|bias)", r"encoder.blocks.\1.norm1.\2"),
+    (r"vivit\.layers\.(\d+)\.layernorm_after\.(weight|bias)", r"encoder.blocks.\1.norm2.\2"),
+    (r"vivit\.layers\.(\d+)\.attention\.(q|k|v)_proj\.(weight|bias)", r"qkv:\1.\2.\3"),
+    (r"vivit\.layers\.(\d+)\.attention\.o_proj\.(weight|bias)", r"encoder.blocks.\1.attn.proj.\2"),
+    (r"vivit\.layers\.(\d+)\.mlp\.fc1\.(weight|bias)", r"encoder.blocks.\1.mlp.fc1.\2"),
+    (r"vivit\.layers\.(\d+)\.mlp\.fc2\.(weight|bias)", r"encoder.blocks.\1.mlp.fc2.\2"),
+)
+_HF_DROPPED = (r"vivit\.pooler\.dense\.(weight|bias)",)
+"""``VivitModel``'s pooler: not part of the classification model (the head reads the CLS token directly)."""
+_OWN_KEY = re.compile(r"(patch_embed|encoder|temporal_encoder|head)\.")
+_QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
+
+
+def convert_hf_vivit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a Hugging Face ``VivitForVideoClassification`` state dict (transformers 4 or 5 names) onto ours.
+
+    Separate query/key/value projections are stacked into our fused ``attn.qkv``. A state dict already in our
+    names passes through unchanged. Raises ``KeyError`` on a key it does not know and ``ValueError`` on an
+    incomplete q/k/v triple.
+    """
+    if state and all(_OWN_KEY.match(k) for k in state):
+        return dict(state)
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+    unknown = []
+    for key, value in state.items():
+        if any(re.fullmatch(p, key) for p in _HF_DROPPED):
+            continue
+        for pattern, repl in _HF_RENAMES:
+            if re.fullmatch(pattern, key):
+                new = re.sub(pattern, repl, key)
+                break
+        else:
+            unknown.append(key)
+            continue
+        if new.startswith("qkv:"):
+            layer, which, kind = new[4:].split(".")
+            qkv.setdefault((layer, kind), {})[_QKV_ORDER[which]] = value
+        elif new in out:
+            raise ValueError(f"checkpoint holds {new!r} twice (mixed transformers-4 and -5 names?)")
+        else:
+            out[new] = value
+    if unknown:
+        raise KeyError(f"{len(unknown)} unknown ViViT checkpoint keys, e.g. {unknown[:3]}")
+    for (layer, kind), parts in sorted(qkv.items()):
+        if sorted(parts) != [0, 1, 2]:
+            raise ValueError(f"layer {layer}: {kind} of query/key/value incomplete (have {sorted(parts)})")
+        out[f"encoder.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    return out
+
+
+# -- registry -----------------------------------------------------------------------------------------------
+
+HF_REPO = "google/vivit-b-16x2-kinetics400"
+HF_FILENAME = "pytorch_model.bin"
+"""The hub repo's main branch holds only ``pytorch_model.bin`` (a safetensors copy sits in the unmerged PR #3);
+it loads with ``torch.load(weights_only=True)``."""
+
+_K400_INPUT = {
+    "num_frames": 32,
+    "frame_stride": 2,
+    "crop_size": 224,
+    "resize_size": 256,
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "label_set": "kinetics400",
+}
+_SYNTH_INPUT = {
+    "num_frames": 16,
+    "frame_stride": 1,
+    "crop_size": 112,
+    "resize_size": 112,
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "label_set": "synthmotion",
+    "num_classes": 8,
+}
+
+
+def build(name: str, num_classes: int = 400, **overrides) -> ViViT:
+    """Build the named configuration from :data:`CONFIGS` (``overrides`` replace config fields)."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown ViViT config {name!r}; known: {sorted(CONFIGS)}")
+    cfg = CONFIGS[name]
+    if overrides:
+        cfg = ViViTConfig(**{**cfg.__dict__, **overrides})
+    return ViViT(cfg, num_classes=num_classes)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    def make(num_classes: int = 400) -> nn.Module:
+        return build(name, num_classes=num_classes)
+
+    return make
+
+
+def _register() -> None:
+    for name in CONFIGS:
+        inputs = _SYNTH_INPUT if name.startswith("vivit_t") else _K400_INPUT
+        convert = convert_hf_vivit if CONFIGS[name].variant == 1 else None
+        register_arch(
+            ArchEntry(arch=name, family="vivit", builder=_builder(name), convert=convert),
+            ModelSpec(name=f"{name}.untrained", arch=name, tag="untrained", **inputs),
+        )
+    register_pretrained(
+        ModelSpec(
+            name="vivit_b_16x2.k400",
+            arch="vivit_b_16x2",
+            tag="k400",
+            weights=WeightsSource(kind="hf", repo_id=HF_REPO, filename=HF_FILENAME),
+            trained=True,
+            description=f"Kinetics-400, {HF_REPO} (HF)",
+            **_K400_INPUT,
+        )
+    )
+
+
+_register()
+
+__all__ = [
+    "CONFIGS",
+    "VARIANTS",
+    "ViViT",
+    "ViViTConfig",
+    "build",
+    "config_from_hf",
+    "convert_hf_vivit",
+    "inflate_patch_kernel",
+]
