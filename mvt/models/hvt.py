@@ -82,7 +82,7 @@ class HVTConfig:
     depth: int = 12
     pool_block_width: int = 12
     pool_kernel: int = 3
-    pool_stride: int = 2
+    pool_stride: int = 2  # the official code has a pool_stride option but always uses 2
     mlp_ratio: float = 4.0
     img_size: int = 224
     patch_size: int = 16
