@@ -541,8 +541,8 @@ def _plan(
         idx = np.rint(np.linspace(first, n - 1, num_frames)).astype(np.int64)
         if avail < num_frames:
             notes.append(
-                f"clip has {avail} frames{' from start_s' if first else ''}; {num_frames} were requested, so frames "
-                f"are repeated (each up to {math.ceil(num_frames / avail)} times) to pad it to {num_frames}"
+                f"clip has {_frames(avail)}{' from start_s' if first else ''}; {num_frames} were requested, so "
+                f"frames are repeated (each up to {math.ceil(num_frames / avail)} times) to pad it to {num_frames}"
             )
         return idx, notes
     span = (num_frames - 1) * stride + 1
@@ -554,11 +554,21 @@ def _plan(
         got = int(valid.sum())
         idx[~valid] = idx[valid][-1]
         where = f"from frame {first} " if first else ""
+        step = "every frame" if stride == 1 else f"every {_nth(stride)} frame"
         notes.append(
-            f"clip has {n} frames; every {stride}th frame {where}gives only {got}, so it was padded to "
+            f"clip has {_frames(n)}; {step} {where}gives only {got}, so it was padded to "
             f"{num_frames} by repeating the last frame"
         )
     return idx, notes
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _nth(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 class _SeekUnreliable(Exception):
@@ -641,6 +651,11 @@ class _Reader:
                 i += 1
         return out, i, note
 
+    @staticmethod
+    def _seek(container, stream, pts: int) -> None:
+        """Seek to the keyframe at or before ``pts`` (stream time base); decoders are flushed."""
+        container.seek(pts, stream=stream, backward=True, any_frame=False)
+
     def seeking(self, wanted: Sequence[int]) -> dict[int, tuple[np.ndarray, float]]:
         """Seek to the keyframe before each wanted frame (or decode through when close); verify landings.
 
@@ -659,9 +674,7 @@ class _Reader:
                 t, tol = tl.time(i), tl.tolerance(i)
                 fresh = frames is None or t - pos > gop
                 if fresh:
-                    c.seek(
-                        int(math.floor((tl.origin + t) / tb)), stream=stream, backward=True, any_frame=False
-                    )
+                    self._seek(c, stream, int(math.floor((tl.origin + t) / tb)))
                     frames, last_key = c.decode(stream), None
                 while True:
                     try:
