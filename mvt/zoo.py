@@ -95,8 +95,65 @@ def register_pretrained(spec: ModelSpec) -> None:
     _SPECS[spec.name] = spec
 
 
+SYNTH_WEIGHTS_DIR = "assets/weights"
+"""Where ``mvt.train`` ships ``<arch>.synth.safetensors`` (relative to the repository root)."""
+_synth_registered = False
+
+
 def _ensure_registered() -> None:
+    global _synth_registered
     from . import models  # noqa: F401  (imports every family, which registers it)
+
+    if not _synth_registered:
+        _synth_registered = True
+        register_synth_weights()
+
+
+def register_synth_weights(directory: str = SYNTH_WEIGHTS_DIR) -> list[str]:
+    """Register ``arch.synth`` for every architecture whose ``<directory>/<arch>.synth.safetensors`` exists.
+
+    These are the SynthMotion demo weights trained by ``mvt.train``; the description quotes the top-1
+    accuracy stored in the file's metadata. Input settings come from the arch's default spec, with
+    ``frame_stride=1`` and no resize margin (the models were trained on consecutive frames at crop size).
+    Returns the names registered.
+    """
+    import json
+    import warnings
+
+    names = []
+    for arch in sorted(_ARCHS):
+        rel = f"{directory}/{arch}.synth.safetensors"
+        path = _weights.REPO_ROOT / rel
+        name = f"{arch}.synth"
+        if name in _SPECS or not path.is_file():
+            continue
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+            classes = json.loads(meta["classes"])
+            accuracy = float(meta["accuracy"])
+        except Exception as e:  # a damaged file must not take the registry down
+            warnings.warn(f"skipping {path}: unreadable SynthMotion checkpoint metadata ({e})", stacklevel=2)
+            continue
+        default = _SPECS[f"{arch}.untrained"]
+        register_pretrained(
+            replace(
+                default,
+                name=name,
+                tag="synth",
+                frame_stride=1,
+                resize_size=default.crop_size,
+                label_set="synthmotion",
+                num_classes=len(classes),
+                weights=WeightsSource(kind="file", path=rel),
+                trained=True,
+                description=f"SynthMotion demo (trained here, {accuracy:.0%} top-1 on fresh clips)",
+            )
+        )
+        names.append(name)
+    return names
 
 
 def list_models(pattern: str | None = None, *, available_only: bool = False) -> list[str]:

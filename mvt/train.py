@@ -1,0 +1,331 @@
+"""Train the small configs of each family on SynthMotion (CPU, deterministic) and ship the weights.
+
+    python -m mvt.train --model mvit_t --minutes 15 --seed 0 --out assets/weights/
+
+Clips are generated on the fly (``mvt.synth``): step ``k`` trains on clips ``k·B … k·B + B - 1`` of the
+stream ``seed``, so no clip is seen twice. The model is evaluated on ``--eval-clips`` fresh clips of another
+stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
+chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
+``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
+minutes, commit``.
+
+Determinism: weights depend only on ``(arch, seed, steps, batch_size, lr, ...)`` and the thread count.
+``--minutes`` chooses ``steps`` from the speed of the first few steps (so it depends on the machine); the
+chosen number is printed and stored, and ``--steps N`` reruns exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import synth
+from .zoo import ModelSpec, get_arch, get_spec
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (stored in the checkpoint's metadata)."""
+
+    arch: str
+    seed: int = 0
+    steps: int | None = None
+    """Optimizer steps; ``None`` picks them from ``minutes`` after timing the first steps."""
+    minutes: float = 15.0
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    warmup_steps: int = 20
+    """Linear warm-up length; fixed (not a fraction of ``steps``) so the first steps do not depend on ``steps``."""
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    eval_clips: int = 200
+    eval_seed: int | None = None
+    """Stream of the evaluation clips; defaults to ``seed + 1_000_003`` (never a training stream)."""
+    log_every: int = 10
+
+    @property
+    def resolved_eval_seed(self) -> int:
+        return self.seed + 1_000_003 if self.eval_seed is None else self.eval_seed
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    accuracy: float
+    shuffled_accuracy: float
+    minutes: float
+    final_loss: float
+    path: Path | None
+
+
+def to_input(clips: np.ndarray, spec: ModelSpec) -> torch.Tensor:
+    """uint8 clips ``(N, T, S, S, 3)`` → normalised ``(N, 3, T, S, S)`` float32, as ``mvt.preprocess`` does
+    for a clip that is already ``spec.crop_size`` square."""
+    if clips.shape[2] != spec.crop_size or clips.shape[3] != spec.crop_size:
+        raise ValueError(f"clips are {clips.shape[2:4]}, the model wants {spec.crop_size}²")
+    x = (
+        torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float().div_(255.0)
+    )  # (N,3,T,S,S)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to ``cfg.lr * cfg.min_lr_ratio``."""
+    warmup = max(1, cfg.warmup_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norms, position embeddings and class tokens (1-D or named so)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or any(k in name for k in ("pos_embed", "rel_pos", "cls_token", "pos_emb"))
+        (no_decay if skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    label_smoothing: float = 0.1,
+    grad_clip: float = 1.0,
+) -> tuple[float, float]:
+    """One optimizer step; returns (loss, batch accuracy)."""
+    model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach()), float((logits.detach().argmax(-1) == y).float().mean())
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    n: int = 200,
+    seed: int = 1_000_003,
+    batch_size: int = 16,
+    shuffle_frames: bool = False,
+) -> float:
+    """Top-1 accuracy on ``n`` clips of the stream ``seed``. With ``shuffle_frames`` each clip's frames are
+    put in a random (seeded) order first, which destroys the motion but keeps every frame."""
+    model.eval()
+    rng = np.random.default_rng([seed, 7])
+    correct = 0
+    for start in range(0, n, batch_size):
+        batch = synth.generate(
+            min(batch_size, n - start), seed, frames=spec.num_frames, size=spec.crop_size, start=start
+        )
+        clips = batch.clips
+        if shuffle_frames:
+            order = np.stack([rng.permutation(clips.shape[1]) for _ in range(len(clips))])  # (N, T)
+            clips = np.take_along_axis(clips, order[:, :, None, None, None], axis=1)
+        logits = model(to_input(clips, spec))
+        correct += int((logits.argmax(-1).numpy() == batch.labels).sum())
+    return correct / max(1, n)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> Path:
+    """Write the state dict as safetensors (fp32, or fp16 when fp32 would exceed 10 MB)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fp32_bytes = sum(v.numel() * v.element_size() for v in state.values())
+    if fp32_bytes > MAX_FILE_BYTES:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        metadata = {**metadata, "dtype": "float16"}
+    else:
+        metadata = {**metadata, "dtype": "float32"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size / 2**20:.1f} MB, over the 10 MB limit")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (header only; the tensors are not read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    model: nn.Module | None = None,
+    spec: ModelSpec | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``cfg.arch`` (or the given ``model`` with input ``spec``) and write ``<out>/<arch>.synth.safetensors``."""
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if spec is None:
+        spec = get_spec(f"{cfg.arch}.untrained")
+    if model is None:
+        model = get_arch(cfg.arch).builder(num_classes=len(synth.CLASSES))
+    optimizer = make_optimizer(model, cfg)
+    frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
+
+    def batch(step: int) -> synth.SynthBatch:
+        return synth.generate(bs, cfg.seed, frames=frames, size=size, start=step * bs)
+
+    total = cfg.steps
+    probe_steps = 3  # steps timed to choose ``total`` from ``minutes`` (the first one is a warm-up)
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    accs: list[float] = []
+    step = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
+        pending = pool.submit(batch, 0)
+        while total is None or step < total:
+            data = pending.result()
+            pending = pool.submit(batch, step + 1)
+            if step == 1:
+                t_probe = time.perf_counter()
+            if total is None and step == 1 + probe_steps:
+                per_step = (time.perf_counter() - t_probe) / probe_steps
+                total = max(step + 1, int(cfg.minutes * 60 / per_step))
+                log(
+                    f"{per_step:.2f} s/step -> {total} steps for {cfg.minutes:g} min (rerun with --steps {total})"
+                )
+            lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
+            x, y = to_input(data.clips, spec), torch.from_numpy(data.labels)
+            loss, acc = train_step(
+                model, optimizer, x, y, lr=lr, label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip
+            )
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {step}")
+            losses.append(loss)
+            accs.append(acc)
+            step += 1
+            if step % cfg.log_every == 0 or step == total:
+                k = cfg.log_every
+                log(
+                    f"step {step}/{total} loss {np.mean(losses[-k:]):.3f} acc {np.mean(accs[-k:]):.3f} "
+                    f"lr {lr:.2e} {(time.perf_counter() - t0) / 60:.1f} min"
+                )
+        pending.cancel()
+    minutes = (time.perf_counter() - t0) / 60
+    eval_seed = cfg.resolved_eval_seed
+    acc = evaluate(model, spec, n=cfg.eval_clips, seed=eval_seed)
+    shuffled = evaluate(model, spec, n=cfg.eval_clips, seed=eval_seed, shuffle_frames=True)
+    log(
+        f"{cfg.arch}: top-1 {acc:.3f} on {cfg.eval_clips} fresh clips (seed {eval_seed}); frames shuffled {shuffled:.3f}"
+    )
+    path = None
+    if out is not None:
+        metadata = {
+            "arch": cfg.arch,
+            "config": json.dumps({**asdict(cfg), "steps": step}),
+            "spec": json.dumps({"num_frames": frames, "crop_size": size, "mean": spec.mean, "std": spec.std}),
+            "classes": json.dumps(list(synth.CLASSES)),
+            "label_set": "synthmotion",
+            "seed": str(cfg.seed),
+            "eval_seed": str(eval_seed),
+            "eval_clips": str(cfg.eval_clips),
+            "accuracy": f"{acc:.4f}",
+            "shuffled_accuracy": f"{shuffled:.4f}",
+            "steps": str(step),
+            "batch_size": str(bs),
+            "minutes": f"{minutes:.2f}",
+            "threads": str(torch.get_num_threads()),
+            "commit": git_commit(),
+        }
+        path = save_checkpoint(model, Path(out) / f"{cfg.arch}.synth.safetensors", metadata)
+        log(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)")
+    return TrainResult(
+        steps=step,
+        accuracy=acc,
+        shuffled_accuracy=shuffled,
+        minutes=minutes,
+        final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        path=path,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mvt.train", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="architecture, e.g. mvit_t, vivit_t1, hvt_t")
+    p.add_argument("--minutes", type=float, default=15.0, help="time budget (chooses --steps)")
+    p.add_argument("--steps", type=int, default=None, help="exact number of optimizer steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--eval-clips", type=int, default=200)
+    p.add_argument("--eval-seed", type=int, default=None)
+    p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        arch=args.model,
+        seed=args.seed,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        eval_clips=args.eval_clips,
+        eval_seed=args.eval_seed,
+        warmup_steps=args.warmup_steps,
+        log_every=args.log_every,
+    )
+    train(cfg, out=args.out, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""SynthMotion trainer: schedule, optimisation, checkpoint + metadata, determinism, `.synth` registration, and
+the shipped demo weights (accurate on fresh clips, and they need the frame order)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import mvt
+from mvt import synth, zoo
+from mvt.train import (
+    TrainConfig,
+    evaluate,
+    lr_at,
+    make_optimizer,
+    read_metadata,
+    to_input,
+    train,
+    train_step,
+)
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "weights"
+SHIPPED = sorted(WEIGHTS_DIR.glob("*.synth.safetensors"))
+
+TINY_SPEC = mvt.ModelSpec(
+    name="tiny.untrained",
+    arch="tiny",
+    tag="untrained",
+    num_frames=4,
+    frame_stride=1,
+    crop_size=32,
+    resize_size=32,
+    mean=(0.45, 0.45, 0.45),
+    std=(0.225, 0.225, 0.225),
+    label_set="synthmotion",
+)
+
+
+class TinyVideoNet(nn.Module):
+    """A few thousand parameters: enough to test the training loop, not to learn SynthMotion."""
+
+    def __init__(self, num_classes: int = len(synth.CLASSES)) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, kernel_size=(2, 4, 4), stride=(1, 4, 4))
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).mean(dim=(2, 3, 4))  # (B, 8)
+        return self.head(self.norm(h))
+
+
+def test_to_input_matches_preprocess():
+    clip = synth.generate(1, 0, frames=4, size=32).clips
+    np.testing.assert_allclose(
+        to_input(clip, TINY_SPEC).numpy(), mvt.preprocess(clip[0], TINY_SPEC).numpy(), rtol=0, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="model wants"):
+        to_input(synth.generate(1, 0, frames=4, size=48).clips, TINY_SPEC)
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    cfg = TrainConfig(arch="tiny", lr=1e-3, warmup_steps=10, min_lr_ratio=0.01)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[:10] == sorted(lrs[:10]) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10:] == sorted(lrs[10:], reverse=True)
+    assert lr_at(100, 100, cfg) == pytest.approx(1e-5)
+    # The warm-up does not depend on the total, so a time-budgeted run is reproducible with --steps.
+    assert [lr_at(s, 50, cfg) for s in range(10)] == lrs[:10]
+
+
+def test_weight_decay_skips_biases_and_norms():
+    opt = make_optimizer(TinyVideoNet(), TrainConfig(arch="tiny", weight_decay=0.05))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.05 and all(p.ndim > 1 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_train_step_reduces_the_loss_on_a_batch():
+    torch.manual_seed(0)
+    model = TinyVideoNet()
+    data = synth.generate(16, 0, frames=4, size=32)
+    x, y = to_input(data.clips, TINY_SPEC), torch.from_numpy(data.labels)
+    opt = make_optimizer(model, TrainConfig(arch="tiny"))
+    losses = [train_step(model, opt, x, y, lr=1e-2, label_smoothing=0.0)[0] for _ in range(40)]
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _tiny_run(tmp_path: Path, seed: int = 0, steps: int = 3) -> tuple[nn.Module, Path]:
+    torch.manual_seed(123)  # train() reseeds; this must not matter
+    model = TinyVideoNet()
+    cfg = TrainConfig(arch="tiny", seed=seed, steps=steps, batch_size=4, eval_clips=8, warmup_steps=2)
+    result = train(cfg, out=tmp_path, model=model, spec=TINY_SPEC, log=lambda s: None)
+    assert result.steps == steps and result.path is not None
+    assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.shuffled_accuracy <= 1.0
+    return model, result.path
+
+
+def test_train_writes_checkpoint_with_metadata(tmp_path):
+    model, path = _tiny_run(tmp_path)
+    assert path == tmp_path / "tiny.synth.safetensors"
+    meta = read_metadata(path)
+    assert json.loads(meta["classes"]) == list(synth.CLASSES)
+    assert meta["arch"] == "tiny" and meta["seed"] == "0" and meta["steps"] == "3"
+    assert json.loads(meta["config"])["batch_size"] == 4
+    assert 0.0 <= float(meta["accuracy"]) <= 1.0 and float(meta["minutes"]) >= 0.0
+    assert len(meta["commit"]) == 40 or meta["commit"] == "unknown"
+    state = mvt.weights.load_file(path)
+    fresh = TinyVideoNet()
+    zoo.load_state_dict_strict(fresh, state)
+    x = to_input(synth.generate(2, 9, frames=4, size=32).clips, TINY_SPEC)
+    torch.testing.assert_close(fresh.eval()(x), model.eval()(x))
+
+
+def test_training_is_deterministic_per_seed(tmp_path):
+    a, _ = _tiny_run(tmp_path / "a", seed=0)
+    b, _ = _tiny_run(tmp_path / "b", seed=0)
+    c, _ = _tiny_run(tmp_path / "c", seed=1)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert any(not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_real_family_trains_and_loads_through_the_zoo(tmp_path):
+    """Two steps of hvt_t (a real video family) end to end; create_model loads the file it writes."""
+    cfg = TrainConfig(arch="hvt_t", steps=2, batch_size=2, eval_clips=2, warmup_steps=1)
+    result = train(cfg, out=tmp_path, log=lambda s: None)
+    model = mvt.create_model("hvt_t.untrained", checkpoint=str(result.path))
+    meta = read_metadata(result.path)
+    assert meta["arch"] == "hvt_t" and meta["dtype"] == "float32"
+    assert result.path.stat().st_size <= 10 * 2**20
+    spec = mvt.get_spec("hvt_t.untrained")
+    x = to_input(synth.generate(1, 3, frames=spec.num_frames, size=spec.crop_size).clips, spec)
+    with torch.inference_mode():
+        assert model(x).shape == (1, len(synth.CLASSES))
+
+
+def test_synth_weights_register_in_the_zoo(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "_SPECS", dict(zoo._SPECS))
+    arch = "hvt_t"
+    model = zoo.get_arch(arch).builder(num_classes=len(synth.CLASSES))
+    from mvt.train import save_checkpoint
+
+    meta = {"classes": json.dumps(list(synth.CLASSES)), "accuracy": "0.9712"}
+    save_checkpoint(model, tmp_path / f"{arch}.synth.safetensors", meta)
+    zoo._SPECS.pop(f"{arch}.synth", None)
+    assert zoo.register_synth_weights(str(tmp_path)) == [f"{arch}.synth"]
+    spec = zoo.get_spec(f"{arch}.synth")
+    default = zoo.get_spec(f"{arch}.untrained")
+    assert spec.trained and spec.label_set == "synthmotion" and spec.labels == synth.CLASSES
+    assert "97% top-1" in spec.description
+    assert (spec.num_frames, spec.crop_size, spec.mean, spec.std) == (
+        default.num_frames,
+        default.crop_size,
+        default.mean,
+        default.std,
+    )
+    assert spec.frame_stride == 1 and spec.resize_size == spec.crop_size
+    loaded = zoo.create_model(f"{arch}.synth")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+
+
+class ConstantModel(nn.Module):
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(torch.full((x.shape[0],), self.k), len(synth.CLASSES)).float()
+
+
+def test_evaluate_counts_correct_clips():
+    # Labels are balanced in blocks of 8, so always answering one class scores exactly 1/8 either way.
+    for shuffle in (False, True):
+        assert (
+            evaluate(ConstantModel(3), TINY_SPEC, n=16, seed=5, batch_size=5, shuffle_frames=shuffle) == 0.125
+        )
