@@ -463,7 +463,10 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
         fps = avg or guessed or measured or (n / meta_dur if meta_dur else 0.0) or 25.0
     if times is not None and n > 1:
         gaps = np.diff(times)
-        last = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1.0 / fps
+        gaps = gaps[gaps > 0]
+        last = (
+            float(gaps[-1]) if len(gaps) else 1.0 / fps
+        )  # the last frame lasts about as long as the one before
         duration = float(times[-1] - times[0]) + last
     else:
         duration = meta_dur if meta_dur > 0 else n / fps
