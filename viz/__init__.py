@@ -1,0 +1,56 @@
+"""viz: turn ``mvt.ModelOutput`` records into pictures that are right.
+
+Pure functions: arrays / tensors / records in, numpy arrays or plotly figures out. Only
+:func:`attribute` (captum, in ``viz.attribution``) and ``viz.pipeline`` touch model objects; nothing here
+imports gradio or matplotlib, and colours come from fixed lookup tables.
+
+Public API::
+
+    viz.attention_volume(amap, head="mean")      # (T, H, W) on the map's key grid
+    viz.map_volume(output, amap)                 # (volume, footprint) ready for to_frames (HVT spans too)
+    viz.rollout(output, mode="attention")        # (T, H, W) on the first token grid, through pooling
+    viz.to_frames(volume, (T, H, W), footprint)  # float32 (T, H, W) at the clip's resolution
+    viz.overlay(frames, volume)                  # uint8 (T, H, W, 3)
+    viz.attribute(model, x, "integrated_gradients", target)  # captum, (T, H, W)
+    viz.attention_stats(output); viz.stats_figure({name: stats}); viz.token_grid_figure(output)
+"""
+
+from .attribution import ATTRIBUTION_METHODS, attribute
+from .figures import stage_heatmaps_figure, stats_figure, token_grid_figure
+from .geometry import pool_matrix, trace
+from .maps import (
+    attention_footprint,
+    attention_volume,
+    attention_volumes_by_view,
+    map_volume,
+    stage_volumes,
+)
+from .render import COLORMAPS, colorize, colormap, export_overlay, normalize, overlay, strip, to_frames
+from .rollout import rollout, rollout_volume
+from .stats import attention_stats
+
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "COLORMAPS",
+    "attention_footprint",
+    "attention_stats",
+    "attention_volume",
+    "attention_volumes_by_view",
+    "attribute",
+    "colorize",
+    "colormap",
+    "export_overlay",
+    "map_volume",
+    "normalize",
+    "overlay",
+    "pool_matrix",
+    "rollout",
+    "rollout_volume",
+    "stage_heatmaps_figure",
+    "stage_volumes",
+    "stats_figure",
+    "strip",
+    "to_frames",
+    "token_grid_figure",
+    "trace",
+]

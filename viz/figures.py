@@ -1,0 +1,228 @@
+"""plotly figures: the multiscale token grid, per-stage attention heatmaps, attention statistics.
+
+plotly is imported inside each function (``import viz`` stays light). Arrays passed to plotly are numpy
+float32, never lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mvt.outputs import ModelOutput
+
+from .geometry import TokenGeom, trace
+from .maps import map_volume
+from .render import to_frames
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+
+def _stage_geoms(output: ModelOutput) -> list[tuple[int, TokenGeom, object]]:
+    """(stage, geometry of the stage's key grid of its last map, that map) for view 0 / non-cross maps."""
+    out = []
+    lays = trace(output)
+    for s in sorted({lay.amap.stage for lay in lays}):
+        cands = [lay for lay in lays if lay.amap.stage == s and lay.amap.kind != "cross"] or [
+            lay for lay in lays if lay.amap.stage == s
+        ]
+        lay = cands[-1]
+        v = next(iter(lay.keys))
+        out.append((s, lay.keys[v], lay.amap))
+    return out
+
+
+def _sample(frames_vol: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    idx = [np.clip(np.rint(centres[:, a]).astype(int), 0, frames_vol.shape[a] - 1) for a in range(3)]
+    return frames_vol[idx[0], idx[1], idx[2]].astype(np.float32)
+
+
+def _fp_text(geom: TokenGeom, centres: np.ndarray) -> np.ndarray:
+    fp = geom.footprint
+    if fp is None:
+        return np.array(["pooled 1-D window (see spans)"] * len(centres), dtype=object)
+    half = [(k - 1) / 2.0 for k in fp.kernel]
+    lo = centres - np.asarray(half)
+    hi = centres + np.asarray(half) + 1
+    return np.array(
+        [
+            f"frames {a[0]:.0f}–{b[0]:.0f}, y {a[1]:.0f}–{b[1]:.0f}, x {a[2]:.0f}–{b[2]:.0f}"
+            for a, b in zip(lo, hi)
+        ],
+        dtype=object,
+    )
+
+
+def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens: int = 30000):
+    """3-D scatter of every stage's key-token grid at its true positions over the clip volume.
+
+    One trace per stage (buttons show one stage or all); a marker per token at its centre
+    (x, y in pixels, frame), sized by the token's stride, coloured by the stage's last-map attention
+    (:func:`viz.map_volume`, painted with its footprint and sampled at the centre). Hover: stage, token
+    index, grid position, footprint, value. Stages with more than ``max_tokens`` tokens are strided.
+    """
+    import plotly.graph_objects as go
+
+    shape = tuple(int(s) for s in output.input_shape)
+    traces = []
+    for s, geom, amap in _stage_geoms(output):
+        vol, fp = map_volume(output, amap, head=head)
+        frames_vol = to_frames(vol, shape, footprint=fp)
+        centres = geom.centres()
+        n = len(centres)
+        step = max(1, int(np.ceil(n / max_tokens)))
+        keep = np.arange(0, n, step)
+        c = centres[keep]
+        vals = _sample(frames_vol, c)
+        grid = tuple(int(g) for g in geom.grid)
+        pos = np.stack(np.unravel_index(keep, grid), axis=1)
+        size = 3.0 + 6.0 * (float(geom.footprint.stride[2]) / shape[2] if geom.footprint else 0.02) * 8
+        hover = np.array(
+            [f"stage {s + 1} token {i}<br>grid (t,h,w) {tuple(p)}" for i, p in zip(keep, pos)], dtype=object
+        )
+        traces.append(
+            go.Scatter3d(
+                x=c[:, 2].astype(np.float32),
+                y=c[:, 0].astype(np.float32),
+                z=(shape[1] - c[:, 1]).astype(np.float32),
+                mode="markers",
+                name=f"stage {s + 1}: {grid[0]}×{grid[1]}×{grid[2]}",
+                marker=dict(size=size, color=vals, colorscale="Inferno", opacity=0.8, showscale=False),
+                customdata=np.stack([hover, _fp_text(geom, c), vals.astype(object)], axis=1),
+                hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>value %{customdata[2]:.4g}<extra></extra>",
+            )
+        )
+    buttons = [dict(label="all stages", method="update", args=[{"visible": [True] * len(traces)}])]
+    for i, t in enumerate(traces):
+        vis = [j == i for j in range(len(traces))]
+        buttons.append(dict(label=t.name.split(":")[0], method="update", args=[{"visible": vis}]))
+    fig = go.Figure(traces)
+    fig.update_layout(
+        scene=dict(
+            xaxis=dict(title="x (px)", range=[0, shape[2]]),
+            yaxis=dict(title="frame", range=[0, shape[0]]),
+            zaxis=dict(title="y (px)", range=[0, shape[1]]),
+            aspectmode="manual",
+            aspectratio=dict(x=1, y=1.2, z=1),
+        ),
+        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.12, xanchor="left")],
+        margin=dict(l=0, r=0, t=40, b=0),
+        legend=dict(orientation="h"),
+        title="Token grids per stage (key tokens of each stage's last attention)",
+    )
+    return fig
+
+
+def stage_heatmaps_figure(output: ModelOutput, head: str | int = "mean", max_cols: int = 8):
+    """Small multiples: a row per stage, a column per token time slice, the stage's last-map attention
+    on its key grid, axes in input pixels (token centres)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    stages = _stage_geoms(output)
+    vols = []
+    for s, _, amap in stages:
+        vol, fp = map_volume(output, amap, head=head)
+        vols.append((s, vol, fp))
+    cols = min(max_cols, max(v.shape[0] for _, v, _ in vols))
+    fig = make_subplots(
+        rows=len(vols),
+        cols=cols,
+        horizontal_spacing=0.01,
+        vertical_spacing=0.04,
+        row_titles=[f"stage {s + 1}" for s, _, _ in vols],
+    )
+    for r, (_, vol, fp) in enumerate(vols, start=1):
+        ts = np.unique(np.linspace(0, vol.shape[0] - 1, min(cols, vol.shape[0])).round().astype(int))
+        ys = (np.arange(vol.shape[1]) * fp.stride[1] - fp.padding[1] + (fp.kernel[1] - 1) / 2).astype(
+            np.float32
+        )
+        xs = (np.arange(vol.shape[2]) * fp.stride[2] - fp.padding[2] + (fp.kernel[2] - 1) / 2).astype(
+            np.float32
+        )
+        zmax = float(vol.max()) if vol.size else 1.0
+        for c, t in enumerate(ts, start=1):
+            fig.add_trace(
+                go.Heatmap(
+                    z=vol[t].astype(np.float32),
+                    x=xs,
+                    y=ys,
+                    zmin=0.0,
+                    zmax=zmax,
+                    colorscale="Inferno",
+                    showscale=False,
+                    hovertemplate=f"slice {t}<br>x %{{x}} px, y %{{y}} px<br>%{{z:.4g}}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(
+        margin=dict(l=0, r=40, t=20, b=0), title="Attention per stage (columns: token time slices)"
+    )
+    return fig
+
+
+def stats_figure(stats: Mapping[str, Sequence[dict]]):
+    """Entropy and mean attention distance (spatial px, temporal frames) per map, for several models.
+
+    ``stats`` maps a model name to :func:`viz.attention_stats` rows. x is the attention call's depth
+    (map index in forward order); the head-mean is a line, per-head CLS entropies are small markers.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("normalised entropy", "mean distance (px)", "mean distance (frames)"),
+        horizontal_spacing=0.07,
+    )
+    for i, (name, rows) in enumerate(stats.items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        mean = [r for r in rows if r["head"] == "mean"]
+        heads = [r for r in rows if r["head"] != "mean"]
+        x = np.asarray([r["map"] for r in mean], dtype=np.float32)
+        text = np.asarray(
+            [f"stage {r['stage'] + 1} block {r['block']} {r['kind']}" for r in mean], dtype=object
+        )
+        for col, key in enumerate(("entropy", "distance_px", "distance_frames"), start=1):
+            y = np.asarray([r[key] for r in mean], dtype=np.float32)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=color),
+                    text=text,
+                    hovertemplate="%{text}<br>%{y:.3g}<extra>" + name + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if heads:
+            fig.add_trace(
+                go.Scatter(
+                    x=np.asarray([r["map"] for r in heads], dtype=np.float32),
+                    y=np.asarray([r["entropy"] for r in heads], dtype=np.float32),
+                    mode="markers",
+                    name=f"{name} (CLS, per head)",
+                    legendgroup=name,
+                    marker=dict(color=color, size=4, opacity=0.5),
+                    text=np.asarray(
+                        [f"stage {r['stage'] + 1} block {r['block']} head {r['head']}" for r in heads],
+                        dtype=object,
+                    ),
+                    hovertemplate="%{text}<br>%{y:.3g}<extra></extra>",
+                ),
+                row=1,
+                col=1,
+            )
+    fig.update_xaxes(title_text="attention call (depth)")
+    fig.update_layout(margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig

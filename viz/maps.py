@@ -1,0 +1,137 @@
+"""Per-map attention volumes: the CLS row (or the attention received) laid out on the key grid.
+
+What a volume means depends on the map (the caption in the UI should say which):
+
+* a map with a CLS query (``num_prefix > 0``, one group): the CLS row over the grid keys — per head from
+  ``cls_row``, or the head mean / max. Prefix keys are dropped, the rest is *not* renormalised, so values
+  are attention probabilities;
+* a map without CLS (HVT, ViViT models 3/4) or a factorised map: the mean attention each key *receives*
+  (column mean over all queries of its group), from the head-averaged ``probs``; per-head versions need a
+  CLS row and raise;
+* factorised maps with a per-group prefix (one CLS per frame): each group's CLS row, laid onto the full grid;
+* cross maps (MMViT): one volume per view (:func:`attention_volumes_by_view`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mvt.outputs import AttentionMap, Footprint, ModelOutput, grid_size
+
+from .geometry import _prod, group_index, layout_of, seq_prefix
+
+
+def _key_values(amap: AttentionMap, head: str | int, batch: int) -> np.ndarray:
+    """Values over the whole key sequence (the full sequence for factorised maps), float64, prefix included."""
+    g = int(amap.probs.shape[1])
+    p = amap.num_prefix
+    if g == 1 and p > 0:
+        if amap.cls_row is not None:
+            rows = amap.cls_row[batch].float()  # (heads, Nk)
+            if head == "mean":
+                row = rows.mean(0)
+            elif head == "max":
+                row = rows.max(0).values
+            else:
+                h = int(head)
+                if not -rows.shape[0] <= h < rows.shape[0]:
+                    raise ValueError(f"head {h} out of range: this map has {rows.shape[0]} heads")
+                row = rows[h]
+            return row.double().numpy()
+        if head != "mean":
+            raise ValueError("per-head maps need AttentionMap.cls_row; this map only has head-averaged probs")
+        return amap.probs[batch, 0, 0].double().numpy()
+    if head != "mean":
+        raise ValueError(
+            "this map has no single CLS query (no CLS token, or factorised groups): only head='mean' "
+            "(mean attention received) is available"
+        )
+    probs = amap.probs[batch].float()  # (G, Nq, Nk)
+    if g == 1:
+        return probs.mean(dim=(0, 1)).double().numpy()
+    # factorised: per group, its own CLS row (if any) or the mean received; then scatter onto the full grid
+    per_group = probs[:, 0, :] if p > 0 else probs.mean(dim=1)  # (G, Nk)
+    idx = group_index(amap, amap.k_grid, p)  # (G, Nk) positions in the full sequence
+    full = torch.zeros(g * p + grid_size(_prod(amap.group_grid, amap.k_grid)), dtype=torch.float64)
+    full.index_add_(0, torch.from_numpy(idx.reshape(-1)), per_group.double().reshape(-1))
+    return full.numpy()
+
+
+def attention_volumes_by_view(
+    amap: AttentionMap, head: str | int = "mean", batch: int = 0
+) -> dict[int, np.ndarray]:
+    """One ``(T, H, W)`` float32 volume per key view of ``amap`` (a single entry unless it is a cross map)."""
+    vals = _key_values(amap, head, batch)
+    if amap.kind == "cross" or amap.k_segments is not None:
+        out: dict[int, np.ndarray] = {}
+        start = 0
+        for seg in amap.segments_k:
+            chunk = vals[start + seg.num_prefix : start + seg.length]
+            out[seg.view] = chunk.reshape(seg.grid).astype(np.float32)
+            start += seg.length
+        return out
+    p = seq_prefix(amap)
+    grid = _prod(amap.group_grid, amap.k_grid)
+    return {amap.view or 0: vals[p : p + grid_size(grid)].reshape(grid).astype(np.float32)}
+
+
+def attention_volume(
+    amap: AttentionMap, head: str | int = "mean", batch: int = 0, view: int | None = None
+) -> np.ndarray:
+    """``(T, H, W)`` float32 attention volume on the map's (full) key grid; see the module docstring.
+
+    ``head`` is ``"mean"``, ``"max"`` or a head index. For cross maps ``view`` picks the key view (default:
+    the first). The volume lives on ``group_grid ⊙ k_grid`` — for MViT's pooled keys that is the pooled key
+    grid, not the query grid. Paint it with :func:`attention_footprint` (or use :func:`map_volume`, which
+    also expands HVT's 1-D pooled tokens onto the patch grid).
+    """
+    vols = attention_volumes_by_view(amap, head=head, batch=batch)
+    if view is None:
+        return next(iter(vols.values()))
+    if view not in vols:
+        raise ValueError(f"view {view} has no keys in this map; views: {sorted(vols)}")
+    return vols[view]
+
+
+def map_volume(
+    output: ModelOutput,
+    amap: AttentionMap,
+    head: str | int = "mean",
+    batch: int = 0,
+    view: int | None = None,
+) -> tuple[np.ndarray, Footprint]:
+    """``(volume, footprint)`` ready for ``viz.to_frames(volume, clip_shape, footprint)``.
+
+    Box tokens (patch embedding composed with 3-D pools) keep the key grid and get its footprint; 1-D pooled
+    tokens (HVT) are painted onto the patch grid through their pooling windows (a patch gets the mean of
+    the tokens whose window covers it; patches no window covers get 0).
+    """
+    lay = layout_of(output, amap)
+    vols = attention_volumes_by_view(amap, head=head, batch=batch)
+    v = next(iter(vols)) if view is None else view
+    if v not in vols:
+        raise ValueError(f"view {v} has no keys in this map; views: {sorted(vols)}")
+    return lay.keys[v].paintable(vols[v])
+
+
+def attention_footprint(output: ModelOutput, amap: AttentionMap, view: int | None = None) -> Footprint | None:
+    """Footprint on the model input of the key grid of ``amap`` (``None`` for 1-D pooled tokens, which have
+    no box footprint — use :func:`map_volume` for those)."""
+    lay = layout_of(output, amap)
+    v = (amap.segments_k[0].view if view is None else view) if amap.kind == "cross" else (amap.view or 0)
+    return lay.keys[v].footprint
+
+
+def stage_volumes(
+    output: ModelOutput, head: str | int = "mean", batch: int = 0
+) -> list[tuple[int, np.ndarray, Footprint]]:
+    """``(stage, volume, footprint)`` for the last non-cross map of every stage (view 0 first)."""
+    out = []
+    for s in sorted({m.stage for m in output.attentions}):
+        maps = [m for m in output.attentions if m.stage == s and m.kind != "cross"] or [
+            m for m in output.attentions if m.stage == s
+        ]
+        vol, fp = map_volume(output, maps[-1], head=head, batch=batch)
+        out.append((s, vol, fp))
+    return out

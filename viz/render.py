@@ -1,0 +1,212 @@
+"""Volumes → pixels: footprint-true upsampling, fixed-colormap heat overlays, strips, video export.
+
+Deterministic by construction: colormaps are fixed 256-entry uint8 tables computed here from fixed anchor
+colours (no matplotlib), normalisation and blending are plain float32 numpy with explicit rounding, so the
+same input gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvt.outputs import Footprint, Grid
+
+from .geometry import axis_cover
+
+# Anchor colours sampled at 17 evenly spaced points of the perceptually uniform maps of van der Walt & Smith
+# (viridis, inferno; CC0), linearly interpolated to 256 entries.
+_ANCHORS = {
+    "inferno": [
+        (0, 0, 4), (11, 7, 36), (33, 12, 74), (61, 9, 101), (87, 16, 110), (113, 25, 110), (138, 34, 106),
+        (163, 44, 97), (188, 55, 84), (210, 70, 68), (228, 90, 49), (241, 115, 29), (249, 142, 9),
+        (252, 172, 17), (249, 203, 53), (242, 234, 105), (252, 255, 164),
+    ],
+    "viridis": [
+        (68, 1, 84), (72, 24, 106), (71, 45, 123), (66, 64, 134), (59, 82, 139), (51, 99, 141), (44, 114, 142),
+        (38, 130, 142), (33, 145, 140), (31, 160, 136), (40, 174, 128), (63, 188, 115), (94, 201, 98),
+        (132, 212, 75), (173, 220, 48), (216, 226, 25), (253, 231, 37),
+    ],
+}  # fmt: skip
+
+# Turbo (Mikhailov 2019) as its published polynomial approximation.
+_TURBO = (
+    (0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943),
+    (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604),
+    (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973),
+)
+
+COLORMAPS = ("inferno", "viridis", "turbo", "gray")
+
+
+@cache
+def colormap(name: str = "inferno") -> np.ndarray:
+    """The fixed ``(256, 3)`` uint8 lookup table of a colormap (read-only)."""
+    x = np.linspace(0.0, 1.0, 256)
+    if name in _ANCHORS:
+        a = np.asarray(_ANCHORS[name], dtype=np.float64)
+        xs = np.linspace(0.0, 1.0, len(a))
+        lut = np.stack([np.interp(x, xs, a[:, c]) for c in range(3)], axis=1)
+    elif name == "turbo":
+        powers = np.stack([x**i for i in range(6)], axis=1)
+        lut = np.clip(powers @ np.asarray(_TURBO).T, 0.0, 1.0) * 255.0
+    elif name == "gray":
+        lut = np.repeat(x[:, None] * 255.0, 3, axis=1)
+    else:
+        raise ValueError(f"unknown colormap {name!r}; known: {COLORMAPS}")
+    out = np.rint(lut).astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+# -- upsampling --------------------------------------------------------------------------------------------
+
+
+def to_frames(
+    volume: np.ndarray | torch.Tensor,
+    shape: Grid | Sequence[int],
+    footprint: Footprint | None = None,
+    input_shape: Grid | Sequence[int] | None = None,
+) -> np.ndarray:
+    """Upsample a ``(t, h, w)`` token volume to a clip's ``(T, H, W)``: float32.
+
+    With ``footprint`` (token ``i`` covers ``[i*stride - padding, … + kernel)`` on the model input, per
+    axis, frames included) every pixel gets the mean value of the tokens whose footprint covers it —
+    overlapping kernels are averaged, pixels no token covers get 0. ``input_shape`` is the model input the
+    footprint refers to when it differs from ``shape``: the painted volume is then resized linearly.
+    Without a footprint: plain trilinear interpolation (``align_corners=False``).
+    """
+    vol = torch.as_tensor(np.asarray(volume, dtype=np.float32) if not torch.is_tensor(volume) else volume)
+    vol = vol.detach().float().cpu()
+    if vol.ndim != 3:
+        raise ValueError(f"to_frames expects a (T, H, W) volume, got shape {tuple(vol.shape)}")
+    shape = tuple(int(s) for s in shape)
+    if footprint is None:
+        if tuple(vol.shape) == shape:
+            return vol.numpy().astype(np.float32, copy=True)
+        out = torch.nn.functional.interpolate(
+            vol[None, None], size=shape, mode="trilinear", align_corners=False
+        )
+        return out[0, 0].numpy().astype(np.float32)
+    target = tuple(int(s) for s in (input_shape or shape))
+    covers = [
+        torch.from_numpy(axis_cover(n, g, s, k, p).astype(np.float32))
+        for n, g, s, k, p in zip(target, vol.shape, footprint.stride, footprint.kernel, footprint.padding)
+    ]
+    num = _paint(vol, covers)
+    den = _paint(torch.ones_like(vol), covers)
+    out = torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(num))
+    if target != shape:
+        out = torch.nn.functional.interpolate(
+            out[None, None], size=shape, mode="trilinear", align_corners=False
+        )[0, 0]
+    return out.numpy().astype(np.float32)
+
+
+def _paint(vol: torch.Tensor, covers: list[torch.Tensor]) -> torch.Tensor:
+    ct, ch, cw = covers
+    x = torch.einsum("Ta,abc->Tbc", ct, vol)
+    x = torch.einsum("Hb,Tbc->THc", ch, x)
+    return torch.einsum("Wc,THc->THW", cw, x)
+
+
+# -- colour ------------------------------------------------------------------------------------------------
+
+
+def normalize(volume: np.ndarray, norm: str = "clip") -> np.ndarray:
+    """Min-max to [0, 1] over the whole clip (``"clip"``) or each frame (``"frame"``); constant → 0."""
+    v = np.asarray(volume, dtype=np.float32)
+    v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    if norm == "clip":
+        axes: tuple[int, ...] = tuple(range(v.ndim))
+    elif norm == "frame":
+        axes = tuple(range(1, v.ndim))
+    else:
+        raise ValueError(f"norm must be 'clip' or 'frame', got {norm!r}")
+    lo = v.min(axis=axes, keepdims=True)
+    hi = v.max(axis=axes, keepdims=True)
+    span = hi - lo
+    return np.where(span > 0, (v - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+
+
+def colorize(volume: np.ndarray, cmap: str = "inferno", norm: str = "clip") -> np.ndarray:
+    """``(..., H, W)`` values → uint8 ``(..., H, W, 3)`` colours through the fixed LUT."""
+    idx = np.rint(normalize(volume, norm) * 255.0).astype(np.int64)
+    return colormap(cmap)[idx]
+
+
+def overlay(
+    frames: np.ndarray,
+    volume: np.ndarray,
+    alpha: float = 0.5,
+    norm: str = "clip",
+    cmap: str = "inferno",
+    footprint: Footprint | None = None,
+) -> np.ndarray:
+    """Blend a heat volume over uint8 frames ``(T, H, W, 3)``: ``(1-α)·frame + α·colour``, uint8.
+
+    ``volume`` at frame resolution is used as is; any other shape is upsampled with :func:`to_frames`
+    (with ``footprint`` when given). ``norm`` is ``"clip"`` (one scale for the whole clip, so frames compare)
+    or ``"frame"`` (each frame stretched).
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"overlay expects frames (T, H, W, 3), got shape {frames.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.shape != frames.shape[:3]:
+        vol = to_frames(vol, frames.shape[:3], footprint=footprint)
+    heat = colorize(vol, cmap=cmap, norm=norm).astype(np.float32)
+    out = (1.0 - np.float32(alpha)) * frames.astype(np.float32) + np.float32(alpha) * heat
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# -- layout ------------------------------------------------------------------------------------------------
+
+
+def strip(
+    rows: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    max_frames: int = 8,
+    gap: int = 2,
+    label_width: int = 96,
+) -> np.ndarray:
+    """One uint8 image: a row per entry of ``rows`` (each ``(T, H, W, 3)``), at most ``max_frames`` frames
+    (evenly subsampled) side by side; optional ``labels`` drawn in a left margin."""
+    if not rows:
+        raise ValueError("strip needs at least one row")
+    rows = [np.asarray(r) for r in rows]
+    h = max(r.shape[1] for r in rows)
+    w = max(r.shape[2] for r in rows)
+    n = min(max(r.shape[0] for r in rows), max_frames)
+    margin = label_width if labels else 0
+    out = np.full((len(rows) * (h + gap) - gap, margin + n * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for i, r in enumerate(rows):
+        idx = np.unique(np.linspace(0, r.shape[0] - 1, min(n, r.shape[0])).round().astype(int))
+        for j, t in enumerate(idx):
+            y, x = i * (h + gap), margin + j * (w + gap)
+            out[y : y + r.shape[1], x : x + r.shape[2]] = r[t]
+    if labels:
+        from PIL import Image, ImageDraw, ImageFont
+
+        img = Image.fromarray(out)
+        draw = ImageDraw.Draw(img)
+        font = ImageFont.load_default()
+        for i, text in enumerate(labels):
+            draw.text((4, i * (h + gap) + h // 2 - 6), str(text)[:16], fill=(0, 0, 0), font=font)
+        out = np.asarray(img, dtype=np.uint8).copy()
+    return out
+
+
+def export_overlay(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:
+    """Write uint8 frames ``(T, H, W, 3)`` (e.g. from :func:`overlay`) as mp4/GIF through ``mvt.write_video``."""
+    import mvt
+
+    path = Path(path)
+    mvt.write_video(np.asarray(frames, dtype=np.uint8), path, fps=fps)
+    return path
