@@ -186,6 +186,20 @@ def _display_name(path: str) -> str:
     return os.path.basename(path) or path
 
 
+@contextmanager
+def _guard(name: str) -> Iterator[None]:
+    """Turn any library error that slipped past the specific handlers into a VideoError."""
+    try:
+        yield
+    except VideoError:
+        raise
+    except (*_DECODE_ERRORS, AssertionError) as e:
+        raise VideoError(
+            f"{name}: the video could not be read; the file is damaged or uses an unusual format. "
+            f"Re-export it as MP4 (H.264) and try again.{_detail(e)}"
+        ) from e
+
+
 def _check_file(path: str | os.PathLike, limits: VideoLimits) -> tuple[str, str, int]:
     """Return (path, display name, size) or raise for a missing, empty or too big file."""
     p = os.fspath(path)
@@ -519,7 +533,8 @@ def probe(path: str | os.PathLike, limits: VideoLimits = DEFAULT_LIMITS) -> Vide
     """
     p, name, size = _check_file(path, limits)
     deadline = _Deadline(limits.max_decode_s, name)
-    info, _ = _probe_open(p, name, size, limits, deadline)
+    with _guard(name):
+        info, _ = _probe_open(p, name, size, limits, deadline)
     return info
 
 
@@ -598,7 +613,15 @@ class _Reader:
                 f"{self.name}: a frame of {frame.width}x{frame.height} exceeds the limit of "
                 f"{self.limits.max_pixels:,} pixels; downscale the video."
             )
-        arr = frame.to_ndarray(width=self.raw_w, height=self.raw_h, format="rgb24", interpolation=self.interp)
+        try:
+            arr = frame.to_ndarray(
+                width=self.raw_w, height=self.raw_h, format="rgb24", interpolation=self.interp
+            )
+        except _DECODE_ERRORS as e:
+            raise VideoError(
+                f"{self.name}: frames in pixel format {frame.format.name} could not be converted to RGB; "
+                f"re-encode the clip as MP4 (H.264, yuv420p).{_detail(e)}"
+            ) from e
         if self.k:
             arr = np.rot90(arr, k=self.k)  # counter-clockwise, as a player shows it
         return np.ascontiguousarray(arr)
@@ -677,7 +700,10 @@ class _Reader:
                 t, tol = tl.time(i), tl.tolerance(i)
                 fresh = frames is None or t - pos > gop
                 if fresh:
-                    self._seek(c, stream, int(math.floor((tl.origin + t) / tb)))
+                    try:
+                        self._seek(c, stream, int(math.floor((tl.origin + t) / tb)))
+                    except _DECODE_ERRORS as e:
+                        raise _SeekUnreliable(f"seek failed: {e}") from e
                     frames, last_key = c.decode(stream), None
                 while True:
                     try:
@@ -756,6 +782,11 @@ def read_clip(
         raise ValueError(f"start_s must be None or >= 0 seconds, got {start_s!r}")
 
     p, name, nbytes = _check_file(path, limits)
+    with _guard(name):
+        return _read_clip(p, name, nbytes, int(num_frames), stride, size, start_s, limits)
+
+
+def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits) -> Clip:
     deadline = _Deadline(limits.max_decode_s, name)
     info, tl = _probe_open(p, name, nbytes, limits, deadline)
     out_hw = _output_size(info, size)

@@ -406,3 +406,27 @@ def test_write_rejects_bad_input(tmp_path):
         write_video(np.zeros((2, 8, 8, 3), np.uint8), tmp_path / "x.mp4", fps=0)
     with pytest.raises(VideoError, match="could not be written"):
         write_video(np.zeros((2, 8, 8, 3), np.uint8), tmp_path / "no" / "such" / "x.mp4", fps=10)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [IndexError("list index out of range"), av.error.InvalidDataError(1094995529, "Invalid data found")],
+)
+def test_errors_during_decode_become_video_errors(clips, monkeypatch, exc):
+    def broken(self, frame):
+        raise exc
+
+    monkeypatch.setattr(video._Reader, "_frame_time", broken)
+    for name in ("h264_mp4", "long"):  # sequential and seeking paths
+        with pytest.raises(VideoError, match="could not be read") as err:
+            read_clip(clips[name], num_frames=4)
+        _assert_friendly(err, clips[name].name)
+
+
+def test_still_image_is_a_one_frame_clip(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(pattern_frame(5, 48, 64)).save(tmp_path / "still.png")
+    clip = read_clip(tmp_path / "still.png", num_frames=3)
+    assert clip.frames.shape == (3, 48, 64, 3) and clip.info.num_frames == 1
+    assert [frame_index(f) for f in clip.frames] == [5, 5, 5] and clip.notes
