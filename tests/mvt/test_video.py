@@ -430,3 +430,8 @@ def test_still_image_is_a_one_frame_clip(tmp_path):
     clip = read_clip(tmp_path / "still.png", num_frames=3)
     assert clip.frames.shape == (3, 48, 64, 3) and clip.info.num_frames == 1
     assert [frame_index(f) for f in clip.frames] == [5, 5, 5] and clip.notes
+
+
+def test_make_video_fixture_for_other_tests(make_video):
+    path = make_video("f.webm", n_frames=6, codec="vp9")
+    assert probe(path).num_frames == 6
