@@ -16,6 +16,16 @@ Public API::
 """
 
 from .attribution import ATTRIBUTION_METHODS, attribute
+from .faithfulness import (
+    Curves,
+    center_bias,
+    curves_figure,
+    deletion_insertion,
+    mask_iou,
+    oracle,
+    pointing_game,
+    random_explanation,
+)
 from .figures import stage_heatmaps_figure, stats_figure, token_grid_figure
 from .geometry import pool_matrix, trace
 from .maps import (
@@ -32,18 +42,26 @@ from .stats import attention_stats
 __all__ = [
     "ATTRIBUTION_METHODS",
     "COLORMAPS",
+    "Curves",
     "attention_footprint",
     "attention_stats",
     "attention_volume",
     "attention_volumes_by_view",
     "attribute",
+    "center_bias",
     "colorize",
     "colormap",
+    "curves_figure",
+    "deletion_insertion",
     "export_overlay",
     "map_volume",
+    "mask_iou",
     "normalize",
+    "oracle",
     "overlay",
+    "pointing_game",
     "pool_matrix",
+    "random_explanation",
     "rollout",
     "rollout_volume",
     "stage_heatmaps_figure",

@@ -1,0 +1,501 @@
+"""Which explanation is right? Deletion/insertion curves, pointing game, mask IoU, and baselines.
+
+Deletion and insertion (Petsiuk et al., "RISE", BMVC 2018), written for video and token cells:
+
+* The clip is cut into a grid of *cells* of ``cell = (t, h, w)`` input voxels (frames, pixels, pixels),
+  aligned to the model's token footprint: by default ``(2, 16, 16)``, which is the ViViT tubelet, the
+  HVT patch (two frames) and MViT's last-stage token stride. One grid for every model keeps AUCs
+  comparable across models whose token grids differ. A cell's relevance is the mean of the
+  explanation over its voxels (signed: no ``abs``, as RISE and xplique do).
+* Cells are ranked most-relevant first with a *stable* sort: ties keep raster order (t, then h, then w),
+  so results are deterministic. NaNs in the explanation count as least relevant.
+* ``steps`` checkpoints: checkpoint ``k`` perturbs the first ``round(k * N / steps)`` cells of the
+  ranking (``N`` cells). *Deletion* replaces those cells of the clip by the substrate; *insertion* starts
+  from the substrate and puts those cells of the clip back. The substrate is ``"blur"`` (the clip blurred
+  by a separable Gaussian over T, H and W, normalised at the borders) or ``"mean"`` (each channel's mean
+  over the clip), computed on the normalised input the model sees.
+* At each checkpoint we record the softmax probability of ``target``. The x axis is the fraction of the
+  clip's voxels perturbed (0 … 1), the AUC the trapezoid rule over it. Lower deletion AUC and higher
+  insertion AUC mean a more faithful explanation. Deletion's last point is the substrate and insertion's
+  first point is the substrate (and vice versa for the clip), so both curves cost ``2 * steps`` forwards,
+  run in batches of ``batch_size``.
+
+Localisation against a ground-truth mask (SynthMotion's actor masks):
+
+* :func:`pointing_game` (Zhang et al., 2018, as Quantus ``PointingGame``): a hit if a location of the
+  explanation's maximum lies in the mask. Ties count as a hit if *any* tied maximum is inside (Quantus's
+  ``any(mask * (a == a.max()))``); ``ties="fraction"`` scores the fraction of tied maxima inside instead,
+  which does not reward flat maps. An empty mask gives NaN.
+* :func:`mask_iou`: IoU between the mask and the explanation's top voxels (by default as many voxels as
+  the mask has).
+
+Baselines: :func:`random_explanation` (uniform noise, seeded), :func:`center_bias` (a centred Gaussian
+volume) and :func:`oracle` (the mask itself).
+
+:func:`curves_figure` plots several methods' curves; :func:`score_result` runs everything for a
+``viz.pipeline.ModelResult``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from mvt.outputs import Footprint
+
+if TYPE_CHECKING:
+    from .pipeline import ModelResult
+
+Grid3 = tuple[int, int, int]
+
+DEFAULT_CELL: Grid3 = (2, 16, 16)
+"""Default perturbation cell (frames, pixels, pixels): ViViT tubelets, HVT patches, MViT's last stage."""
+
+SUBSTRATES = ("blur", "mean")
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Deletion and insertion curves of one explanation for one clip.
+
+    ``fractions`` (float64, ``steps + 1``) is the fraction of the clip's voxels perturbed at each
+    checkpoint, from 0 to 1; ``deletion`` and ``insertion`` the target-class softmax probability there.
+    AUCs are trapezoids over ``fractions`` (lower deletion / higher insertion = more faithful).
+    """
+
+    fractions: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+    deletion_auc: float
+    insertion_auc: float
+    target: int = -1
+    cell: Grid3 = DEFAULT_CELL
+    substrate: str = "blur"
+    meta: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """JSON-ready: lists and plain floats."""
+        return {
+            "fractions": [float(v) for v in self.fractions],
+            "deletion": [float(v) for v in self.deletion],
+            "insertion": [float(v) for v in self.insertion],
+            "deletion_auc": float(self.deletion_auc),
+            "insertion_auc": float(self.insertion_auc),
+            "target": int(self.target),
+            "cell": list(self.cell),
+            "substrate": self.substrate,
+        }
+
+
+def auc(fractions: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> float:
+    """Area under ``values`` over ``fractions`` by the trapezoid rule (a constant curve on [0, 1] gives it)."""
+    x = np.asarray(fractions, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"auc needs two 1-D arrays of equal length >= 2, got {x.shape} and {y.shape}")
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) * 0.5))
+
+
+# -- cells and substrates ----------------------------------------------------------------------------------
+
+
+def cell_size(cells: Grid3 | Footprint | None, shape: Grid3) -> Grid3:
+    """The cell size used for ``cells`` on a clip of ``shape`` (T, H, W).
+
+    ``None`` → :data:`DEFAULT_CELL`; a :class:`mvt.Footprint` → its stride (one cell per token of that
+    grid, boundaries at multiples of the stride); a tuple is used as given. Clipped to ``shape``.
+    """
+    if cells is None:
+        size = DEFAULT_CELL
+    elif isinstance(cells, Footprint):
+        size = tuple(int(s) for s in cells.stride)
+    else:
+        size = tuple(int(c) for c in cells)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"a cell is (t, h, w) with positive sides, got {cells!r}")
+    return tuple(min(c, n) for c, n in zip(size, shape))  # type: ignore[return-value]
+
+
+def cell_ids(shape: Grid3, cell: Grid3) -> tuple[np.ndarray, Grid3]:
+    """int64 ``(T, H, W)`` cell index of every voxel (raster order over cells) and the cell grid."""
+    ids = [np.arange(n) // c for n, c in zip(shape, cell)]
+    grid = tuple(int(i[-1]) + 1 for i in ids)
+    out = (ids[0][:, None, None] * grid[1] + ids[1][None, :, None]) * grid[2] + ids[2][None, None, :]
+    return out.astype(np.int64), grid  # type: ignore[return-value]
+
+
+def cell_scores(explanation: np.ndarray, cell: Grid3) -> np.ndarray:
+    """Mean of ``explanation`` (T, H, W) over each cell, in raster order; NaN voxels are ignored
+    (a cell of only NaNs scores ``-inf``)."""
+    vol = np.asarray(explanation, dtype=np.float64)
+    ids, grid = cell_ids(vol.shape, cell)  # type: ignore[arg-type]
+    n = int(np.prod(grid))
+    ok = np.isfinite(vol)
+    sums = np.bincount(ids[ok], weights=vol[ok], minlength=n)
+    counts = np.bincount(ids[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+    return scores
+
+
+def _gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
+    radius = min(int(math.ceil(3.0 * sigma)), size - 1)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).float()
+
+
+def blur(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
+    """Separable Gaussian blur of ``x`` (B, C, T, H, W) over T, H, W with per-axis ``sigma`` (voxels).
+
+    Normalised convolution: the result at the border is the weighted mean of the voxels inside the clip
+    (no zero or mirror padding artefacts); ``sigma <= 0`` leaves an axis alone.
+    """
+    if x.ndim != 5:
+        raise ValueError(f"blur expects (B, C, T, H, W), got {tuple(x.shape)}")
+    b, c = x.shape[:2]
+    out = x.float()
+    ones = torch.ones((1, 1, *x.shape[2:]), dtype=out.dtype, device=x.device)
+    for axis, s in enumerate(sigma):
+        if s <= 0 or x.shape[2 + axis] == 1:
+            continue
+        k = _gaussian_kernel(float(s), int(x.shape[2 + axis])).to(x.device)
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = k.numel()
+        pad = [0, 0, 0]
+        pad[axis] = k.numel() // 2
+        weight = k.view(shape)
+        out = torch.nn.functional.conv3d(
+            out.reshape(b * c, 1, *out.shape[2:]), weight, padding=tuple(pad)
+        ).reshape(b, c, *out.shape[2:])  # (B, C, T, H, W)
+        ones = torch.nn.functional.conv3d(ones, weight, padding=tuple(pad))
+    return (out / ones).to(x.dtype)
+
+
+def substrate_like(x: torch.Tensor, kind: str = "blur", sigma: Sequence[float] | None = None) -> torch.Tensor:
+    """The uninformative clip that deletion moves to and insertion starts from, shaped like ``x``.
+
+    ``"blur"``: :func:`blur` with ``sigma`` (default ``(2, H/20, W/20)``: 2 frames, ~11 px at 224);
+    ``"mean"``: each channel's mean over (T, H, W).
+    """
+    if kind == "mean":
+        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x).clone()
+    if kind == "blur":
+        if sigma is None:
+            sigma = (2.0, x.shape[3] / 20.0, x.shape[4] / 20.0)
+        return blur(x, sigma)
+    raise ValueError(f"unknown substrate {kind!r}; use one of {SUBSTRATES}")
+
+
+# -- deletion / insertion ------------------------------------------------------------------------------------
+
+
+def _as_volume(explanation: np.ndarray | torch.Tensor, shape: Grid3) -> np.ndarray:
+    if isinstance(explanation, torch.Tensor):
+        explanation = explanation.detach().float().cpu().numpy()
+    vol = np.asarray(explanation)
+    if vol.ndim == 4 and vol.shape[0] == 1:
+        vol = vol[0]
+    if tuple(vol.shape) != tuple(shape):
+        raise ValueError(
+            f"explanation has shape {tuple(vol.shape)} but the input clip is {tuple(shape)} (T, H, W); "
+            "upsample token-grid volumes to the frames first (viz.to_frames or viz.pipeline.frame_volume)"
+        )
+    return vol
+
+
+def _checkpoints(n_cells: int, steps: int) -> np.ndarray:
+    steps = max(1, min(int(steps), n_cells))
+    return np.unique(np.rint(np.arange(steps + 1) * n_cells / steps).astype(np.int64))
+
+
+def deletion_insertion(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    explanation: np.ndarray | torch.Tensor,
+    *,
+    target: int | None = None,
+    cells: Grid3 | Footprint | None = None,
+    steps: int = 16,
+    substrate: str = "blur",
+    blur_sigma: Sequence[float] | None = None,
+    batch_size: int = 8,
+    progress: Callable[[float], None] | None = None,
+) -> Curves:
+    """Deletion and insertion curves of ``explanation`` for clip ``x``.
+
+    ``forward`` maps ``(B, 3, T, H, W)`` to logits ``(B, classes)`` (a model is fine; an ``nn.Module`` is
+    put in eval mode for the call and restored). ``x`` is the normalised clip ``(1, 3, T, H, W)``;
+    ``explanation`` a ``(T, H, W)`` volume at the same resolution. ``target`` defaults to the class
+    ``forward(x)`` predicts. ``cells``: cell size, a token :class:`Footprint` (its stride) or ``None``
+    for :data:`DEFAULT_CELL`. See the module docstring for the procedure. ``progress(fraction)`` is called
+    after every batch.
+    """
+    if x.ndim != 5 or x.shape[0] != 1:
+        raise ValueError(f"deletion_insertion expects one clip (1, C, T, H, W), got {tuple(x.shape)}")
+    if substrate not in SUBSTRATES:
+        raise ValueError(f"unknown substrate {substrate!r}; use one of {SUBSTRATES}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    shape: Grid3 = tuple(int(s) for s in x.shape[2:])  # type: ignore[assignment]
+    vol = _as_volume(explanation, shape)
+    cell = cell_size(cells, shape)
+    ids, _ = cell_ids(shape, cell)
+    scores = cell_scores(vol, cell)
+    n_cells = scores.size
+    order = np.argsort(-scores, kind="stable")  # most relevant first; ties keep raster order
+    rank = np.empty(n_cells, dtype=np.int64)
+    rank[order] = np.arange(n_cells)
+    voxel_rank = torch.from_numpy(rank[ids]).to(x.device)  # (T, H, W)
+    counts = np.bincount(rank[ids].ravel(), minlength=n_cells)  # voxels per ranked cell
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    ks = _checkpoints(n_cells, steps)
+    fractions = cum[ks] / float(cum[-1])
+
+    x = x.detach()
+    base = substrate_like(x, substrate, blur_sigma).to(x.dtype)
+    module = forward if isinstance(forward, nn.Module) else None
+    was_training = bool(module is not None and module.training)
+    if module is not None:
+        module.eval()
+    # Jobs: deletion at every checkpoint (k = 0 is the clip, k = last is the substrate), insertion
+    # at the inner checkpoints; insertion's ends are deletion's ends swapped.
+    jobs = [("del", int(k)) for k in ks] + [("ins", int(k)) for k in ks[1:-1]]
+    probs: dict[tuple[str, int], float] = {}
+    try:
+        with torch.no_grad():
+            if target is None:
+                target = int(forward(x)[0].argmax())
+            for start in range(0, len(jobs), batch_size):
+                chunk = jobs[start : start + batch_size]
+                batch = []
+                for mode, k in chunk:
+                    m = (voxel_rank < k)[None, None]  # (1, 1, T, H, W): the first k cells
+                    batch.append(torch.where(m, base, x) if mode == "del" else torch.where(m, x, base))
+                logits = forward(torch.cat(batch, 0))  # (b, classes)
+                p = logits.float().softmax(-1)[:, target]
+                for job, v in zip(chunk, p.tolist()):
+                    probs[job] = float(v)
+                if progress is not None:
+                    progress(min(1.0, (start + len(chunk)) / len(jobs)))
+    finally:
+        if module is not None and was_training:
+            module.train()
+    deletion = np.asarray([probs[("del", int(k))] for k in ks], dtype=np.float64)
+    inner = [probs[("ins", int(k))] for k in ks[1:-1]]
+    insertion = np.asarray([deletion[-1], *inner, deletion[0]], dtype=np.float64)
+    return Curves(
+        fractions=fractions,
+        deletion=deletion,
+        insertion=insertion,
+        deletion_auc=auc(fractions, deletion),
+        insertion_auc=auc(fractions, insertion),
+        target=int(target),
+        cell=cell,
+        substrate=substrate,
+    )
+
+
+# -- localisation --------------------------------------------------------------------------------------------
+
+
+def _pair(explanation: np.ndarray | torch.Tensor, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(explanation, torch.Tensor):
+        explanation = explanation.detach().float().cpu().numpy()
+    vol = np.asarray(explanation, dtype=np.float64)
+    m = np.asarray(mask).astype(bool)
+    if vol.shape != m.shape:
+        raise ValueError(
+            f"explanation {vol.shape} and mask {m.shape} must have the same (T, H, W) shape; "
+            "upsample the explanation to the frames first (viz.to_frames)"
+        )
+    return vol, m
+
+
+def pointing_game(explanation: np.ndarray | torch.Tensor, mask: np.ndarray, *, ties: str = "any") -> float:
+    """1.0 if the explanation's maximum falls in ``mask``, 0.0 if not, NaN if the mask is empty.
+
+    Both are ``(T, H, W)`` (any equal shapes). ``ties="any"`` (Quantus): a hit if any tied maximum is in
+    the mask — note a constant map then always hits; ``ties="fraction"``: the fraction of tied maxima in
+    the mask. NaN voxels are ignored; an all-NaN explanation gives NaN.
+    """
+    vol, m = _pair(explanation, mask)
+    if not m.any() or not np.isfinite(vol).any():
+        return float("nan")
+    vol = np.where(np.isfinite(vol), vol, -np.inf)
+    top = vol == vol.max()
+    if ties == "any":
+        return float(bool((top & m).any()))
+    if ties == "fraction":
+        return float((top & m).sum() / top.sum())
+    raise ValueError(f"ties must be 'any' or 'fraction', got {ties!r}")
+
+
+def mask_iou(
+    explanation: np.ndarray | torch.Tensor, mask: np.ndarray, top_fraction: float | None = None
+) -> float:
+    """IoU of ``mask`` with the explanation's top ``top_fraction`` of voxels (default: the mask's share).
+
+    Voxels are ranked by value with a stable sort (ties in raster order; NaN last). Empty mask → NaN.
+    """
+    vol, m = _pair(explanation, mask)
+    if not m.any():
+        return float("nan")
+    frac = m.mean() if top_fraction is None else float(top_fraction)
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    k = max(1, int(round(frac * vol.size)))
+    flat = np.where(np.isfinite(vol), vol, -np.inf).ravel()
+    top = np.zeros(flat.size, dtype=bool)
+    top[np.argsort(-flat, kind="stable")[:k]] = True
+    mf = m.ravel()
+    return float((top & mf).sum() / (top | mf).sum())
+
+
+# -- baselines -----------------------------------------------------------------------------------------------
+
+
+def random_explanation(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """float32 uniform [0, 1) noise of ``shape`` from ``numpy.random.default_rng(seed)`` (ties have
+    probability ~0)."""
+    return np.random.default_rng(seed).random(tuple(int(s) for s in shape), dtype=np.float32)
+
+
+def center_bias(shape: Sequence[int], sigma: Sequence[float] = (0.5, 0.25, 0.25)) -> np.ndarray:
+    """float32 Gaussian volume centred in ``shape`` (T, H, W); ``sigma`` per axis as a fraction of its
+    length (default: wide in time, a quarter of the frame in space). Peak value 1."""
+    shape = tuple(int(s) for s in shape)
+    if len(sigma) != len(shape):
+        raise ValueError(f"sigma needs one value per axis of {shape}")
+    out = np.ones((), dtype=np.float64)
+    for axis, (n, s) in enumerate(zip(shape, sigma)):
+        c = (n - 1) / 2.0
+        g = np.exp(-0.5 * ((np.arange(n) - c) / max(s * n, 1e-6)) ** 2)
+        out = np.multiply.outer(out, g) if axis else g
+    return np.asarray(out, dtype=np.float32).reshape(shape)
+
+
+def oracle(mask: np.ndarray) -> np.ndarray:
+    """The ground-truth mask as an explanation: float32, 1 on the mask, 0 elsewhere."""
+    return np.asarray(mask).astype(np.float32)
+
+
+def baselines(shape: Sequence[int], mask: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"random", "center", ("oracle" if a mask is given)}`` explanations for a clip of ``shape``."""
+    out = {"random": random_explanation(shape, seed), "center": center_bias(shape)}
+    if mask is not None:
+        out["oracle"] = oracle(mask)
+    return out
+
+
+# -- for a pipeline result -----------------------------------------------------------------------------------
+
+
+def score_result(
+    model: nn.Module,
+    result: ModelResult,
+    keys: Sequence[str] | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    extra: Mapping[str, np.ndarray] | None = None,
+    target: int | None = None,
+    cells: Grid3 | Footprint | None = None,
+    steps: int = 16,
+    substrate: str = "blur",
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, dict]:
+    """Score volumes of a :class:`viz.pipeline.ModelResult` on the frames that model saw.
+
+    Returns ``{key: {"curves": Curves, "pointing_game": float, "iou": float}}`` for each of ``keys``
+    (default: every volume of the result) and for ``extra`` explanations ((T, S, S) at frame resolution,
+    e.g. :func:`baselines`). Volumes are upsampled with their footprints (``frame_volume``); the clip is
+    ``mvt.preprocess(result.frames, model.spec)``. ``pointing_game``/``iou`` are present (else NaN) only
+    when ``mask`` (bool (T, S, S), aligned with ``result.frames``) is given. ``target`` defaults to the
+    model's prediction.
+    """
+    import mvt
+
+    from .pipeline import frame_volume
+
+    if device is None:
+        device = next(model.parameters()).device
+    x = mvt.preprocess(result.frames, model.spec, device=device)
+    vols: dict[str, np.ndarray] = {}
+    for k in keys if keys is not None else result.volume_keys():
+        vols[k] = frame_volume(result, k)
+    for k, v in (extra or {}).items():
+        vols[k] = np.asarray(v, dtype=np.float32)
+    if target is None:
+        target = int(result.output.logits[0].argmax())
+    out: dict[str, dict] = {}
+    for i, (k, v) in enumerate(vols.items()):
+        if progress is not None:
+            progress(i / max(1, len(vols)), f"deletion/insertion: {k}")
+        curves = deletion_insertion(
+            model, x, v, target=target, cells=cells, steps=steps, substrate=substrate, batch_size=batch_size
+        )
+        out[k] = {
+            "curves": curves,
+            "pointing_game": pointing_game(v, mask) if mask is not None else float("nan"),
+            "iou": mask_iou(v, mask) if mask is not None else float("nan"),
+        }
+    if progress is not None:
+        progress(1.0, "faithfulness done")
+    return out
+
+
+# -- figure ----------------------------------------------------------------------------------------------------
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+_BASELINE_STYLE = {"random": "#7f7f7f", "center": "#bcbd22", "oracle": "#000000"}
+
+
+def curves_figure(curves: Mapping[str, Curves], title: str | None = None):
+    """plotly Figure: deletion (left) and insertion (right) curves of several methods, AUC in the legend.
+
+    Baselines named ``random``, ``center`` or ``oracle`` are drawn dashed in fixed grey/olive/black.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("deletion (lower AUC = more faithful)", "insertion (higher AUC = more faithful)"),
+        horizontal_spacing=0.08,
+    )
+    for i, (name, c) in enumerate(curves.items()):
+        base = name in _BASELINE_STYLE
+        color = _BASELINE_STYLE.get(name, _PALETTE[i % len(_PALETTE)])
+        line = dict(color=color, dash="dash" if base else "solid", width=1.5 if base else 2.0)
+        x = np.asarray(c.fractions, dtype=np.float32)
+        for col, (ys, a, what) in enumerate(
+            ((c.deletion, c.deletion_auc, "deletion"), (c.insertion, c.insertion_auc, "insertion")), start=1
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=np.asarray(ys, dtype=np.float32),
+                    mode="lines+markers",
+                    marker=dict(size=4),
+                    line=line,
+                    name=f"{name} {what[:3]}. AUC {a:.3f}",
+                    legendgroup=name,
+                    hovertemplate=f"{name}<br>{what} %{{x:.2f}} → p %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="fraction of the clip perturbed", range=[0, 1])
+    fig.update_yaxes(title_text="p(target)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_layout(margin=dict(l=10, r=10, t=50, b=10), title=title or "Deletion / insertion", height=380)
+    return fig
