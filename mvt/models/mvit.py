@@ -1,0 +1,649 @@
+"""MViT v1 and MViTv2: multiscale video transformers with pooling attention, returning their attention.
+
+Papers: Fan et al., "Multiscale Vision Transformers" (ICCV 2021, arXiv 2104.11227) and Li et al., "MViTv2:
+Improved Multiscale Vision Transformers for Classification and Detection" (CVPR 2022, arXiv 2112.01526).
+Checkpoints: torchvision's Kinetics-400 ports ``mvit_v1_b-dbeb1030.pth`` and ``mvit_v2_s-ae3be167.pth``
+(https://download.pytorch.org/models/). This module uses torchvision's state-dict key names unchanged, so
+those files load with an identity conversion and give torchvision's logits.
+
+Each block runs multi-head pooling attention (MHPA): queries, keys and values are pooled on the token grid
+by depthwise 3-D convolutions (followed by LayerNorm; the CLS token is never pooled), the residual path is
+max-pooled when the query grid shrinks, and MViTv2 adds a decomposed (t, h, w) relative position bias and
+the pooled query to the attention output. ``model(x)`` runs the fused attention kernel with the relative
+position bias as an additive mask; ``model.forward_with_attention(x)`` runs the same blocks with an explicit
+softmax and returns every block's attention as an :class:`~mvt.outputs.AttentionMap`.
+
+Speed notes (CPU): token tensors are kept as ``(B, N, C)`` with the CLS token first, so the patch tokens are
+already a channels-last 3-D grid; q/k/v pooling runs as one channels-last depthwise convolution per distinct
+pooling (k and v together, q with them when its pooling is the same), and the relative-position mask is
+written in one broadcast pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers import attention, drop_path, summarize_heads
+from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
+from ..weights import WeightsSource
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+
+# --------------------------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class MViTStage:
+    """One scale stage: ``depth`` blocks of width ``dim`` with ``heads`` attention heads."""
+
+    depth: int
+    dim: int
+    heads: int
+
+
+@dataclass(frozen=True)
+class MViTBlockConfig:
+    """Everything one block needs, derived from :class:`MViTConfig` (see :meth:`MViTConfig.block_configs`)."""
+
+    index: int
+    stage: int
+    dim_in: int
+    dim_out: int
+    attn_dim: int
+    heads: int
+    q_pool: PoolOp | None
+    kv_pool: PoolOp | None
+    skip_pool: PoolOp | None
+    in_grid: Grid
+    """Nominal token grid entering the block (sizes the relative-position tables)."""
+    rel_pos: bool
+    residual_pool: bool
+    dim_mul_in_att: bool
+    mlp_ratio: float
+    drop_path: float
+    norm_eps: float
+
+    @property
+    def head_dim(self) -> int:
+        return self.attn_dim // self.heads
+
+    @property
+    def rel_pos_sizes(self) -> tuple[int, int]:
+        """(spatial, temporal) lengths of the relative-position tables, as in the reference models."""
+        size = max(self.in_grid[1:])
+        q_size = size // (self.q_pool.stride[1] if self.q_pool else 1)
+        kv_size = size // (self.kv_pool.stride[1] if self.kv_pool else 1)
+        return 2 * max(q_size, kv_size) - 1, 2 * self.in_grid[0] - 1
+
+
+@dataclass(frozen=True)
+class MViTConfig:
+    """A whole MViT as data. Stage ``s > 0`` starts by pooling queries by ``q_stride``; key/value pooling is
+    adaptive: ``kv_stride`` in stage 0, divided by ``q_stride`` at each later stage (at least 1)."""
+
+    stages: tuple[MViTStage, ...]
+    rel_pos: bool
+    """MViTv2 decomposed relative position bias (tables ``rel_pos_{h,w,t}`` per block)."""
+    residual_pool: bool
+    """MViTv2: the pooled query is added to the attention output (CLS row excluded)."""
+    dim_mul_in_att: bool
+    """MViTv2 widens in the attention of a stage's first block; v1 in the MLP of the previous stage's last."""
+    q_pool_every_block: bool
+    """MViTv2 pools queries (stride 1) in every block; v1 only where the stride is > 1."""
+    abs_pos: bool
+    """v1: separable absolute position embeddings (temporal + spatial, plus one for CLS)."""
+    pool_kernel: Grid = (3, 3, 3)
+    q_stride: Grid = (1, 2, 2)
+    kv_stride: Grid = (1, 8, 8)
+    patch_kernel: Grid = (3, 7, 7)
+    patch_stride: Grid = (2, 4, 4)
+    patch_padding: Grid = (1, 3, 3)
+    num_frames: int = 16
+    image_size: int = 224
+    mlp_ratio: float = 4.0
+    head_dropout: float = 0.5
+    drop_path: float = 0.2
+    norm_eps: float = 1e-6
+
+    @property
+    def embed_grid(self) -> Grid:
+        """Nominal token grid after the patch embedding (``size // stride``, as the reference sizes tables)."""
+        sizes = (self.num_frames, self.image_size, self.image_size)
+        return tuple(n // s for n, s in zip(sizes, self.patch_stride))  # type: ignore[return-value]
+
+    @property
+    def embed_footprint(self) -> Footprint:
+        return Footprint(self.patch_stride, self.patch_kernel, self.patch_padding)
+
+    def block_configs(self) -> tuple[MViTBlockConfig, ...]:
+        total = sum(st.depth for st in self.stages)
+        padding = tuple(k // 2 for k in self.pool_kernel)
+        grid, kv_stride, out, index = self.embed_grid, self.kv_stride, [], 0
+        for s, stage in enumerate(self.stages):
+            if s > 0:
+                kv_stride = tuple(max(a // b, 1) for a, b in zip(kv_stride, self.q_stride))
+            for j in range(stage.depth):
+                first = s > 0 and j == 0
+                last = s < len(self.stages) - 1 and j == stage.depth - 1
+                stride_q = self.q_stride if first else (1, 1, 1)
+                if self.dim_mul_in_att:
+                    dim_in, dim_out = (self.stages[s - 1].dim if first else stage.dim), stage.dim
+                else:
+                    dim_in, dim_out = stage.dim, (self.stages[s + 1].dim if last else stage.dim)
+                q_pool = (
+                    _conv_pool(self.pool_kernel, stride_q, padding)
+                    if first or self.q_pool_every_block
+                    else None
+                )
+                skip_kernel = tuple(q + 1 if q > 1 else q for q in stride_q)
+                skip_pool = (
+                    PoolOp(skip_kernel, stride_q, tuple(k // 2 for k in skip_kernel), "max")  # type: ignore[arg-type]
+                    if math.prod(stride_q) > 1
+                    else None
+                )
+                out.append(
+                    MViTBlockConfig(
+                        index=index,
+                        stage=s,
+                        dim_in=dim_in,
+                        dim_out=dim_out,
+                        attn_dim=dim_out if self.dim_mul_in_att else dim_in,
+                        heads=stage.heads,
+                        q_pool=q_pool,
+                        kv_pool=_conv_pool(self.pool_kernel, kv_stride, padding),
+                        skip_pool=skip_pool,
+                        in_grid=grid,
+                        rel_pos=self.rel_pos,
+                        residual_pool=self.residual_pool,
+                        dim_mul_in_att=self.dim_mul_in_att,
+                        mlp_ratio=self.mlp_ratio,
+                        drop_path=self.drop_path * index / max(total - 1, 1),
+                        norm_eps=self.norm_eps,
+                    )
+                )
+                grid = tuple(g // q for g, q in zip(grid, stride_q))
+                index += 1
+        return tuple(out)
+
+
+def _conv_pool(kernel: tuple, stride: tuple, padding: tuple) -> PoolOp | None:
+    """A depthwise-conv pooling, or None when it would be the identity (1×1×1 kernel, stride 1)."""
+    if math.prod(kernel) == 1 and math.prod(stride) == 1:
+        return None
+    return PoolOp(tuple(kernel), tuple(stride), tuple(padding), "conv")  # type: ignore[arg-type]
+
+
+_K400_STAGES = (MViTStage(1, 96, 1), MViTStage(2, 192, 2), MViTStage(11, 384, 4), MViTStage(2, 768, 8))
+
+MVIT_CONFIGS: dict[str, MViTConfig] = {
+    "mvit_v1_b": MViTConfig(
+        stages=_K400_STAGES,
+        rel_pos=False,
+        residual_pool=False,
+        dim_mul_in_att=False,
+        q_pool_every_block=False,
+        abs_pos=True,
+    ),
+    "mvit_v2_s": MViTConfig(
+        stages=_K400_STAGES,
+        rel_pos=True,
+        residual_pool=True,
+        dim_mul_in_att=True,
+        q_pool_every_block=True,
+        abs_pos=False,
+    ),
+    # Tiny MViTv2 for 16×112² SynthMotion clips: grids 8×28² → 8×14² → 8×7², keys/values at 8×7².
+    "mvit_t": MViTConfig(
+        stages=(MViTStage(1, 32, 1), MViTStage(2, 64, 2), MViTStage(3, 128, 4)),
+        rel_pos=True,
+        residual_pool=True,
+        dim_mul_in_att=True,
+        q_pool_every_block=True,
+        abs_pos=False,
+        kv_stride=(1, 4, 4),
+        image_size=112,
+        head_dropout=0.2,
+        drop_path=0.1,
+    ),
+}
+
+# --------------------------------------------------------------------------------------------- token helpers
+
+
+def _pool_tokens(tokens: torch.Tensor, grid: Grid, pool) -> tuple[torch.Tensor, Grid]:
+    """Pool the grid tokens of ``tokens`` (B, 1 + |grid|, C) with ``pool`` on (B, C, T, H, W); CLS is kept.
+
+    The grid tokens are viewed channels-last (for B = 1 this is free), which is the layout the CPU
+    depthwise-conv and max-pool kernels are fast in.
+    """
+    cls = tokens[:, :1]  # (B, 1, C)
+    cells = tokens[:, 1:].unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
+    pooled = pool(cells.contiguous(memory_format=torch.channels_last_3d))  # (B, C, T', H', W')
+    new_grid = tuple(pooled.shape[2:])
+    pooled = pooled.permute(0, 2, 3, 4, 1).flatten(1, 3)  # (B, T'H'W', C)
+    return torch.cat((cls, pooled), dim=1), new_grid  # type: ignore[return-value]
+
+
+def _head_norm(tokens: torch.Tensor, norms: list[nn.LayerNorm], heads: int) -> torch.Tensor:
+    """LayerNorm over each head's channels; ``tokens`` is (B, N, m·heads·d) for ``m`` tensors, each with its
+    own norm. Returns (B, N, m, heads, d)."""
+    b, n, _ = tokens.shape
+    m, d = len(norms), norms[0].normalized_shape[0]
+    x = tokens.view(b, n, m, heads, d)  # (B, N, m, heads, d)
+    if m == 1:
+        return F.layer_norm(x, (d,), norms[0].weight, norms[0].bias, norms[0].eps)
+    x = F.layer_norm(x, (d,), eps=norms[0].eps)
+    weight = torch.stack([nm.weight for nm in norms]).view(m, 1, d)  # (m, 1, d)
+    bias = torch.stack([nm.bias for nm in norms]).view(m, 1, d)
+    return torch.addcmul(bias, x, weight)
+
+
+def _rel_index(q: int, k: int) -> torch.Tensor:
+    """Table index of the relative distance between query i and key j on one axis, shape (q, k).
+
+    When the axes differ in length the coarser one is scaled up, so distances are measured on the finer grid.
+    """
+    q_scale, k_scale = max(k / q, 1.0), max(q / k, 1.0)
+    qi = torch.arange(q, dtype=torch.float32)[:, None] * q_scale
+    kj = (torch.arange(k, dtype=torch.float32)[None, :] + (1.0 - k)) * k_scale
+    return (qi - kj).long()
+
+
+def _resize_table(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly resample a (L, d) relative-position table to ``length`` rows (for non-nominal inputs)."""
+    if table.shape[0] == length:
+        return table
+    return F.interpolate(table.t()[None], size=length, mode="linear")[0].t()  # (length, d)
+
+
+def _needs_autograd(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+# --------------------------------------------------------------------------------------------- modules
+
+
+class _PoolNorm(nn.Module):
+    """Holds one pooling's parameters under torchvision's names: ``pool`` (depthwise Conv3d, shared by all
+    heads) and ``norm_act.0`` (LayerNorm applied after pooling)."""
+
+    def __init__(self, op: PoolOp, head_dim: int, eps: float):
+        super().__init__()
+        self.pool = nn.Conv3d(
+            head_dim, head_dim, op.kernel, stride=op.stride, padding=op.padding, groups=head_dim, bias=False
+        )
+        self.norm_act = nn.Sequential(nn.LayerNorm(head_dim, eps=eps))
+
+
+class PoolingAttention(nn.Module):
+    """Multi-head pooling attention (MHPA) with optional MViTv2 relative position bias and residual pooling."""
+
+    def __init__(self, cfg: MViTBlockConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim, heads, d = cfg.attn_dim, cfg.heads, cfg.head_dim
+        self.scale = d**-0.5
+        self.qkv = nn.Linear(cfg.dim_in, 3 * dim)
+        self.project = nn.Sequential(nn.Linear(dim, dim))
+        self.pool_q = _PoolNorm(cfg.q_pool, d, cfg.norm_eps) if cfg.q_pool else None
+        self.pool_k = _PoolNorm(cfg.kv_pool, d, cfg.norm_eps) if cfg.kv_pool else None
+        self.pool_v = _PoolNorm(cfg.kv_pool, d, cfg.norm_eps) if cfg.kv_pool else None
+        self.fuse_qkv_pool = cfg.q_pool == cfg.kv_pool
+        if cfg.rel_pos:
+            spatial, temporal = cfg.rel_pos_sizes
+            self.rel_pos_h = nn.Parameter(torch.zeros(spatial, d))
+            self.rel_pos_w = nn.Parameter(torch.zeros(spatial, d))
+            self.rel_pos_t = nn.Parameter(torch.zeros(temporal, d))
+            for p in (self.rel_pos_h, self.rel_pos_w, self.rel_pos_t):
+                nn.init.trunc_normal_(p, std=0.02)
+        self.heads = heads
+
+    def _pool_norm(
+        self, tokens: torch.Tensor, grid: Grid, pools: list[_PoolNorm]
+    ) -> tuple[torch.Tensor, Grid]:
+        """Pool ``m`` tensors stacked on the channel axis of ``tokens`` (B, N, m·C) in one depthwise conv, then
+        LayerNorm each head. Returns (B, N', m, heads, d) and the pooled grid."""
+        op, h = pools[0].pool, self.heads
+        weight = torch.cat([p.pool.weight.repeat(h, 1, 1, 1, 1) for p in pools])  # (m·h·d, 1, kt, kh, kw)
+
+        def conv(cells: torch.Tensor) -> torch.Tensor:
+            return F.conv3d(cells, weight, None, op.stride, op.padding, 1, weight.shape[0])
+
+        pooled, new_grid = _pool_tokens(tokens, grid, conv)  # (B, 1 + |new_grid|, m·C)
+        return _head_norm(pooled, [p.norm_act[0] for p in pools], h), new_grid
+
+    def _rel_pos_mask(self, q: torch.Tensor, q_grid: Grid, k_grid: Grid) -> torch.Tensor:
+        """Additive mask (B, heads, Nq, Nk): decomposed relative position bias, zero on the CLS row and column.
+
+        ``q`` is the pooled, normalised query (B, Nq, heads, d). Entry (query at (t,h,w), key at (t',h',w')) is
+        q·R_t[t,t'] + q·R_h[h,h'] + q·R_w[w,w'] with R_a[i, j] = table_a[index_a(i, j)].
+        """
+        (qt, qh, qw), (kt, kh, kw) = q_grid, k_grid
+        b, nq, heads, _ = q.shape
+        tables = []
+        for table, qn, kn in ((self.rel_pos_h, qh, kh), (self.rel_pos_w, qw, kw), (self.rel_pos_t, qt, kt)):
+            table = _resize_table(table, 2 * max(qn, kn) - 1)
+            tables.append(table[_rel_index(qn, kn).to(table.device)])  # (qn, kn, d)
+        r_h, r_w, r_t = tables
+        cells = q[:, 1:].unflatten(1, q_grid)  # (B, qt, qh, qw, heads, d)
+        rel_h = torch.einsum("bthwnc,hkc->bnthwk", cells, r_h)  # (B, heads, qt, qh, qw, kh)
+        rel_w = torch.einsum("bthwnc,wkc->bnthwk", cells, r_w)  # (B, heads, qt, qh, qw, kw)
+        rel_t = torch.einsum("bthwnc,tkc->bnthwk", cells, r_t)  # (B, heads, qt, qh, qw, kt)
+        rel_hw = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, qt, qh, qw, kh, kw)
+        rel_hw, rel_t = rel_hw[..., None, :, :], rel_t[..., :, None, None]  # broadcast to (..., kt, kh, kw)
+        nk = 1 + kt * kh * kw
+        if _needs_autograd(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t):
+            bias = (rel_hw + rel_t).reshape(b, heads, nq - 1, nk - 1)  # (B, heads, Nq-1, Nk-1)
+            return F.pad(bias, (1, 0, 1, 0))  # (B, heads, Nq, Nk)
+        mask = q.new_empty(b, heads, nq, nk)
+        mask[:, :, 0].zero_()
+        mask[:, :, 1:, 0].zero_()
+        grid_part = (
+            mask[:, :, 1:, 1:].unflatten(2, q_grid).unflatten(-1, k_grid)
+        )  # (B, heads, qt,qh,qw, kt,kh,kw)
+        torch.add(rel_hw, rel_t, out=grid_part)
+        return mask
+
+    def forward(
+        self, x: torch.Tensor, grid: Grid, need_weights: bool = False
+    ) -> tuple[torch.Tensor, Grid, Grid, torch.Tensor | None]:
+        """``x`` (B, N, dim_in) normalised tokens on ``grid`` → (out (B, Nq, attn_dim), q grid, k grid, probs)."""
+        b = x.shape[0]
+        dim, h, d = self.cfg.attn_dim, self.heads, self.cfg.head_dim
+        w, bias = self.qkv.weight, self.qkv.bias
+        if self.fuse_qkv_pool:  # q, k, v share one pooling (or none): one linear, one conv
+            qkv = F.linear(x, w, bias)  # (B, N, 3·dim)
+            if self.pool_q is not None:
+                qkv5, q_grid = self._pool_norm(qkv, grid, [self.pool_q, self.pool_k, self.pool_v])
+            else:
+                qkv5, q_grid = qkv.unflatten(-1, (3, h, d)), grid  # (B, N, 3, heads, d)
+            q, k, v = qkv5.unbind(2)  # (B, Nq, heads, d) each
+            k_grid = q_grid
+        else:
+            q = F.linear(x, w[:dim], bias[:dim])  # (B, N, dim)
+            kv = F.linear(x, w[dim:], bias[dim:])  # (B, N, 2·dim)
+            if self.pool_q is not None:
+                q, q_grid = self._pool_norm(q, grid, [self.pool_q])
+                q = q.squeeze(2)  # (B, Nq, heads, d)
+            else:
+                q, q_grid = q.unflatten(-1, (h, d)), grid  # (B, N, heads, d)
+            if self.pool_k is not None:
+                kv5, k_grid = self._pool_norm(kv, grid, [self.pool_k, self.pool_v])
+            else:
+                kv5, k_grid = kv.unflatten(-1, (2, h, d)), grid  # (B, N, 2, heads, d)
+            k, v = kv5.unbind(2)  # (B, Nk, heads, d)
+        mask = self._rel_pos_mask(q, q_grid, k_grid) if self.cfg.rel_pos else None
+        out, probs = attention(
+            q.transpose(1, 2),  # (B, heads, Nq, d)
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            need_weights=need_weights,
+            bias=mask,
+            scale=self.scale,
+        )
+        out = out.transpose(1, 2)  # (B, Nq, heads, d)
+        if self.cfg.residual_pool:  # MViTv2: add the pooled query, CLS row excluded
+            out = torch.cat((out[:, :1], out[:, 1:] + q[:, 1:]), dim=1)
+        out = self.project(out.reshape(b, -1, dim))  # (B, Nq, dim)
+        return out, q_grid, k_grid, probs
+
+
+class MultiscaleBlock(nn.Module):
+    """Pre-norm transformer block with pooling attention, max-pooled skip path and width change."""
+
+    def __init__(self, cfg: MViTBlockConfig):
+        super().__init__()
+        self.cfg = cfg
+        attn_dim = cfg.attn_dim
+        self.norm1 = nn.LayerNorm(cfg.dim_in, eps=cfg.norm_eps)
+        self.attn = PoolingAttention(cfg)
+        self.norm2 = nn.LayerNorm(attn_dim, eps=cfg.norm_eps)
+        hidden = int(attn_dim * cfg.mlp_ratio)
+        # Indices follow torchvision's MLP (Linear, GELU, Dropout, Linear): keys mlp.0 and mlp.3.
+        self.mlp = nn.Sequential(
+            nn.Linear(attn_dim, hidden), nn.GELU(), nn.Identity(), nn.Linear(hidden, cfg.dim_out)
+        )
+        self.project = nn.Linear(cfg.dim_in, cfg.dim_out) if cfg.dim_in != cfg.dim_out else None
+
+    def forward(
+        self, x: torch.Tensor, grid: Grid, need_weights: bool = False
+    ) -> tuple[torch.Tensor, Grid, Grid, torch.Tensor | None]:
+        """``x`` (B, 1 + |grid|, dim_in) → (B, 1 + |q grid|, dim_out), q grid, k grid, per-head probs or None."""
+        cfg, p = self.cfg, (self.cfg.drop_path if self.training else 0.0)
+        x_norm = self.norm1(x)
+        attn_out, q_grid, k_grid, probs = self.attn(x_norm, grid, need_weights)
+        if self.project is not None and cfg.dim_mul_in_att:
+            x = self.project(x_norm)  # (B, N, dim_out)
+        if cfg.skip_pool is not None:
+            op = cfg.skip_pool
+            x, _ = _pool_tokens(x, grid, lambda c: F.max_pool3d(c, op.kernel, op.stride, op.padding))
+        x = x + drop_path(attn_out, p, self.training)
+        x_norm = self.norm2(x)
+        if self.project is not None and not cfg.dim_mul_in_att:
+            x = self.project(x_norm)  # v1: width change on the MLP branch's residual
+        return x + drop_path(self.mlp(x_norm), p, self.training), q_grid, k_grid, probs
+
+
+class _PositionalEncoding(nn.Module):
+    """CLS token, and for v1 separable absolute position embeddings (torchvision's ``pos_encoding``)."""
+
+    def __init__(self, dim: int, grid: Grid, abs_pos: bool):
+        super().__init__()
+        self.grid = grid
+        self.class_token = nn.Parameter(torch.zeros(dim))
+        if abs_pos:
+            self.spatial_pos = nn.Parameter(torch.zeros(grid[1] * grid[2], dim))
+            self.temporal_pos = nn.Parameter(torch.zeros(grid[0], dim))
+            self.class_pos = nn.Parameter(torch.zeros(dim))
+        else:
+            self.spatial_pos = self.temporal_pos = self.class_pos = None
+
+    def forward(self, cells: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """``cells`` (B, T·H·W, C) → tokens (B, 1 + T·H·W, C) with the CLS token first."""
+        b, _, c = cells.shape
+        cls = self.class_token.expand(b, 1, c)  # (B, 1, C)
+        if self.spatial_pos is None:
+            return torch.cat((cls, cells), dim=1)
+        if tuple(grid) != tuple(self.grid):
+            raise ValueError(
+                f"this MViT v1 has absolute position embeddings for a {self.grid} token grid, got {grid}; "
+                "feed clips of the spec's frame count and crop size"
+            )
+        pos = (self.temporal_pos[:, None, :] + self.spatial_pos[None]).reshape(-1, c)  # (T·HW, C), t-major
+        return torch.cat((cls + self.class_pos, cells + pos), dim=1)
+
+
+class MViT(nn.Module):
+    """MViT v1 / MViTv2 video classifier with torchvision's parameter names."""
+
+    def __init__(self, cfg: MViTConfig, num_classes: int = 400):
+        super().__init__()
+        self.cfg = cfg
+        self.block_cfgs = cfg.block_configs()
+        dim0 = cfg.stages[0].dim
+        self.conv_proj = nn.Conv3d(
+            3, dim0, cfg.patch_kernel, stride=cfg.patch_stride, padding=cfg.patch_padding
+        )
+        self.pos_encoding = _PositionalEncoding(dim0, cfg.embed_grid, cfg.abs_pos)
+        self.blocks = nn.ModuleList(MultiscaleBlock(bc) for bc in self.block_cfgs)
+        self.norm = nn.LayerNorm(self.block_cfgs[-1].dim_out, eps=cfg.norm_eps)
+        self.head = nn.Sequential(
+            nn.Dropout(cfg.head_dropout), nn.Linear(self.block_cfgs[-1].dim_out, num_classes)
+        )
+        self.stage_taps = nn.ModuleList(nn.Identity() for _ in cfg.stages)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in self.pos_encoding.parameters():
+            nn.init.trunc_normal_(p, std=0.02)
+
+    @property
+    def stage_blocks(self) -> list[tuple[int, ...]]:
+        """Block indices of each stage."""
+        return [tuple(b.index for b in self.block_cfgs if b.stage == s) for s in range(len(self.cfg.stages))]
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
+        if x.ndim == 4:  # (B, C, H, W) image → one frame
+            x = x.unsqueeze(2)
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected a clip (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        cells = self.conv_proj(x)  # (B, C, T', H', W')
+        grid = tuple(cells.shape[2:])
+        cells = cells.flatten(2).transpose(1, 2)  # (B, T'H'W', C)
+        return self.pos_encoding(cells, grid), grid  # type: ignore[arg-type]
+
+    def _tap(self, stage: int, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Route the stage's grid tokens through ``stage_taps[stage]`` as (B, C, T, H, W) and back."""
+        cells = x[:, 1:].unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
+        cells = self.stage_taps[stage](cells)
+        return torch.cat((x[:, :1], cells.permute(0, 2, 3, 4, 1).flatten(1, 3)), dim=1)  # (B, N, C)
+
+    def _run(self, x: torch.Tensor, need_weights: bool):
+        """Shared trunk of both paths. Returns logits, per-block records and per-stage records."""
+        x, grid = self._embed(x)
+        blocks, stages = [], []
+        for stage, indices in enumerate(self.stage_blocks):
+            for i in indices:
+                in_grid = grid
+                x, grid, k_grid, probs = self.blocks[i](x, grid, need_weights)
+                blocks.append((i, stage, in_grid, grid, k_grid, probs))
+            x = self._tap(stage, x, grid)
+            stages.append((stage, grid, x.shape[-1], indices))
+        logits = self.head(self.norm(x[:, 0]))  # LayerNorm is per token: only the CLS token is needed
+        return logits, blocks, stages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
+        return self._run(x, need_weights=False)[0]
+
+    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+        """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage.
+
+        With ``keep_weights`` each map also carries the per-head probabilities on the autograd graph.
+        """
+        input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
+        logits, blocks, stages = self._run(x, need_weights=True)
+        maps = []
+        for i, stage, in_grid, q_grid, k_grid, probs in blocks:
+            bc = self.block_cfgs[i]
+            mean, cls_row = summarize_heads(probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)
+            maps.append(
+                AttentionMap(
+                    stage=stage,
+                    block=i,
+                    kind="joint",
+                    heads=bc.heads,
+                    q_grid=q_grid,
+                    k_grid=k_grid,
+                    num_prefix=1,
+                    probs=mean,
+                    cls_row=cls_row,
+                    in_grid=in_grid,
+                    q_pool=bc.q_pool,
+                    kv_pool=bc.kv_pool,
+                    skip_pool=bc.skip_pool,
+                    residual_pool=bc.residual_pool,
+                    weights=probs if keep_weights else None,
+                )
+            )
+        infos, footprint = [], self.cfg.embed_footprint
+        for stage, grid, channels, indices in stages:
+            for i in indices:  # token cells move only where the query grid is strided
+                op = self.block_cfgs[i].q_pool
+                if op is not None and math.prod(op.stride) > 1:
+                    footprint = footprint.then(op)
+            infos.append(
+                StageInfo(
+                    stage=stage,
+                    grid=grid,
+                    channels=channels,
+                    tokens=1 + grid[0] * grid[1] * grid[2],
+                    num_prefix=1,
+                    footprint=footprint,
+                    blocks=indices,
+                )
+            )
+        return ModelOutput(
+            logits=logits,
+            attentions=maps,
+            stages=infos,
+            input_shape=input_shape,  # type: ignore[arg-type]
+            embed=self.cfg.embed_footprint,
+            pooling="cls",
+        )
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+_TV_URLS = {
+    "mvit_v1_b": "https://download.pytorch.org/models/mvit_v1_b-dbeb1030.pth",
+    "mvit_v2_s": "https://download.pytorch.org/models/mvit_v2_s-ae3be167.pth",
+}
+
+
+def build_mvit(name: str, num_classes: int = 400) -> MViT:
+    """Build the variant ``name`` of :data:`MVIT_CONFIGS` with random weights."""
+    return MViT(MVIT_CONFIGS[name], num_classes=num_classes)
+
+
+def _builder(name: str):
+    def build(num_classes: int = 400) -> MViT:
+        return build_mvit(name, num_classes=num_classes)
+
+    return build
+
+
+def _register() -> None:
+    k400 = dict(
+        num_frames=16,
+        frame_stride=4,
+        crop_size=224,
+        resize_size=256,
+        mean=(0.45, 0.45, 0.45),
+        std=(0.225, 0.225, 0.225),
+        label_set="kinetics400",
+    )
+    for arch, url in _TV_URLS.items():
+        spec = ModelSpec(name=f"{arch}.untrained", arch=arch, tag="untrained", **k400)  # type: ignore[arg-type]
+        register_arch(ArchEntry(arch=arch, family="mvit", builder=_builder(arch)), spec)
+        register_pretrained(
+            ModelSpec(
+                name=f"{arch}.k400",
+                arch=arch,
+                tag="k400",
+                weights=WeightsSource(kind="url", url=url),
+                trained=True,
+                description="Kinetics-400, torchvision (ported from the paper)",
+                **k400,  # type: ignore[arg-type]
+            )
+        )
+    register_arch(
+        ArchEntry(arch="mvit_t", family="mvit", builder=_builder("mvit_t")),
+        ModelSpec(
+            name="mvit_t.untrained",
+            arch="mvit_t",
+            tag="untrained",
+            num_frames=16,
+            frame_stride=1,
+            crop_size=112,
+            resize_size=112,
+            mean=(0.45, 0.45, 0.45),
+            std=(0.225, 0.225, 0.225),
+            label_set="synthmotion",
+            num_classes=8,
+        ),
+    )
+
+
+_register()
