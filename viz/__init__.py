@@ -33,6 +33,7 @@ from .maps import (
     attention_volume,
     attention_volumes_by_view,
     map_volume,
+    stage_map,
     stage_volumes,
 )
 from .render import COLORMAPS, colorize, colormap, export_overlay, normalize, overlay, strip, to_frames
@@ -65,6 +66,7 @@ __all__ = [
     "rollout",
     "rollout_volume",
     "stage_heatmaps_figure",
+    "stage_map",
     "stage_volumes",
     "stats_figure",
     "strip",

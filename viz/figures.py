@@ -13,7 +13,7 @@ import numpy as np
 from mvt.outputs import ModelOutput
 
 from .geometry import TokenGeom, trace
-from .maps import map_volume
+from .maps import map_volume, stage_map
 from .render import to_frames
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -22,12 +22,9 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#
 def _stage_geoms(output: ModelOutput) -> list[tuple[int, TokenGeom, object]]:
     """(stage, geometry of the stage's key grid of its last map, that map) for view 0 / non-cross maps."""
     out = []
-    lays = trace(output)
-    for s in sorted({lay.amap.stage for lay in lays}):
-        cands = [lay for lay in lays if lay.amap.stage == s and lay.amap.kind != "cross"] or [
-            lay for lay in lays if lay.amap.stage == s
-        ]
-        lay = cands[-1]
+    lays = {id(lay.amap): lay for lay in trace(output)}
+    for s in sorted({m.stage for m in output.attentions}):
+        lay = lays[id(stage_map(output, s))]
         v = next(iter(lay.keys))
         out.append((s, lay.keys[v], lay.amap))
     return out

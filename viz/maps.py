@@ -126,12 +126,21 @@ def attention_footprint(output: ModelOutput, amap: AttentionMap, view: int | Non
 def stage_volumes(
     output: ModelOutput, head: str | int = "mean", batch: int = 0
 ) -> list[tuple[int, np.ndarray, Footprint]]:
-    """``(stage, volume, footprint)`` for the last non-cross map of every stage (view 0 first)."""
+    """``(stage, volume, footprint)`` for every stage's :func:`stage_map`."""
     out = []
     for s in sorted({m.stage for m in output.attentions}):
-        maps = [m for m in output.attentions if m.stage == s and m.kind != "cross"] or [
-            m for m in output.attentions if m.stage == s
-        ]
-        vol, fp = map_volume(output, maps[-1], head=head, batch=batch)
+        maps = stage_map(output, s)
+        vol, fp = map_volume(output, maps, head=head, batch=batch)
         out.append((s, vol, fp))
     return out
+
+
+def stage_map(output: ModelOutput, stage: int) -> AttentionMap:
+    """The map that stands for a stage: its last self-attention map of view 0 (else any last map)."""
+    maps = [m for m in output.attentions if m.stage == stage]
+    if not maps:
+        raise ValueError(f"no attention maps at stage {stage}")
+    own = [m for m in maps if m.kind != "cross" and (m.view or 0) == 0] or [
+        m for m in maps if m.kind != "cross"
+    ]
+    return (own or maps)[-1]
