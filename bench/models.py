@@ -1,0 +1,143 @@
+"""Model forward-pass benchmarks: ours vs. a baseline, interleaved repetitions, medians and ratios.
+
+    python bench/models.py [--reps 5] [--only NAME ...] [--threads N]
+
+One function per comparison, registered in ``COMPARISONS``; ``--only`` runs a subset (default: all).
+Each comparison prints its own markdown table. Timings are wall-clock on whatever machine runs this (a
+shared machine is noisy: compare the ratios, which are measured in the same run, not the absolute times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# ---- shared helpers -----------------------------------------------------------------------------------------
+
+
+def interleaved(cases: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Time every case ``reps`` times, round-robin (one warm-up call each first), under inference mode."""
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    with torch.inference_mode():
+        for fn in cases.values():
+            fn()
+        for _ in range(reps):
+            for name, fn in cases.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def print_table(rows: list[tuple[str, float, float]], ratio_header: str) -> None:
+    print(f"| case | median s | {ratio_header} |")
+    print("|---|---:|---:|")
+    for name, med, ratio in rows:
+        print(f"| {name} | {med:.3f} | {ratio:.2f} |")
+
+
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+# ---- HVT (issue #5) -----------------------------------------------------------------------------------------
+
+
+class PlainDeiTS(nn.Module):
+    """Torch-only DeiT-S (384 wide, 6 heads, 12 blocks, CLS token, no pooling) for machines without timm."""
+
+    def __init__(self, dim: int = 384, depth: int = 12, heads: int = 6, num_classes: int = 1000):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 16, 16)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, 197, dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, 0.0, "gelu", 1e-6, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)  # (N, 3, 224, 224) -> (N, 196, C)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos  # (N, 197, C)
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def deit_s() -> tuple[nn.Module, str]:
+    """timm's ``deit_small_patch16_224`` (random weights) if timm is installed, else :class:`PlainDeiTS`."""
+    try:
+        import timm
+    except ImportError:
+        return PlainDeiTS().eval(), "torch-only DeiT-S (timm not installed)"
+    model = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+    return model, f"timm {timm.__version__} deit_small_patch16_224"
+
+
+def bench_hvt(reps: int = 5, frames: int = 16) -> None:
+    """HVT-S-1 per frame on 1×3×16×224² vs a plain DeiT-S (same width, no pooling) on the same 16 frames."""
+    from mvt.models.hvt import build_hvt
+
+    torch.manual_seed(0)
+    clip = torch.randn(1, 3, frames, 224, 224)
+    images = clip[0].transpose(0, 1).contiguous()  # (T, 3, 224, 224): the same frames as an image batch
+    deit, deit_name = deit_s()
+    s1, s4 = build_hvt("hvt_s_1").eval(), build_hvt("hvt_s_4").eval()
+    cases = {
+        "DeiT-S per frame, fast": lambda: deit(images),
+        "HVT-S-1 per frame, fast": lambda: s1(clip),
+        "HVT-S-1 per frame, forward_with_attention": lambda: s1.forward_with_attention(clip),
+        "HVT-S-4 per frame, fast": lambda: s4(clip),
+    }
+    times = interleaved(cases, reps)
+    base = statistics.median(times["DeiT-S per frame, fast"])
+    print(
+        f"\n### HVT vs DeiT-S: 1×3×{frames}×224² fp32, {reps} interleaved reps, {torch.get_num_threads()} threads, "
+        f"load average {load_average()}; baseline {deit_name}\n"
+    )
+    print_table(
+        [(n, statistics.median(t), statistics.median(t) / base) for n, t in times.items()], "× DeiT-S"
+    )
+    ratio = statistics.median(times["HVT-S-1 per frame, fast"]) / base
+    capture = statistics.median(times["HVT-S-1 per frame, forward_with_attention"]) / statistics.median(
+        times["HVT-S-1 per frame, fast"]
+    )
+    verdict = "OK, cheaper" if ratio < 1 else "FAIL, not cheaper"
+    print(f"\nHVT-S-1 / DeiT-S time ratio: {ratio:.2f} ({verdict}); HVT-S-1 capture / fast: {capture:.2f}")
+
+
+# ---- registry -----------------------------------------------------------------------------------------------
+
+COMPARISONS: dict[str, Callable[..., None]] = {
+    "hvt": bench_hvt,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--only", nargs="+", choices=sorted(COMPARISONS), help="run only these comparisons")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in args.only or list(COMPARISONS):
+        COMPARISONS[name](reps=args.reps)
+
+
+if __name__ == "__main__":
+    main()
