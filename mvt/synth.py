@@ -21,8 +21,10 @@ array for every ``n`` and ``s`` with ``s <= i < s + n``. Labels are balanced wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -297,3 +299,44 @@ def _render_clip(
     video = np.where(mask[..., None], colour, canvas[None])  # (T, H, W, 3)
     video += rng.standard_normal(video.shape, dtype=np.float32) * np.float32(config.frame_noise)
     return np.clip(video, 0.0, 255.0).astype(np.uint8), mask
+
+
+EXAMPLE_CLASSES = ("move_left", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink")
+EXAMPLE_SEED = 2026
+
+
+def write_examples(
+    directory: str | os.PathLike, *, seed: int = EXAMPLE_SEED, upscale: int = 2
+) -> dict[str, str]:
+    """Write the app's example clips into ``directory`` and return ``{filename: class}``.
+
+    * ``synth_<class>.mp4``: one 16-frame clip per class of :data:`EXAMPLE_CLASSES` (8 fps, H.264), exactly
+      what a model trained on 16×112² clips sees, upscaled ``upscale``× (nearest) so it is viewable;
+    * ``synth_10s.mp4``: 16 different scenes of 16 frames each, one after the other, at 25 fps (10.24 s),
+      each class twice; the per-segment classes go to ``synth_10s.json``;
+    * ``labels.json``: ``{filename: class}`` of the single-motion clips.
+    """
+    import json
+
+    from .video import write_video
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def big(clip: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(clip, upscale, axis=1), upscale, axis=2)  # (T, H*u, W*u, 3)
+
+    wanted = [CLASSES.index(c) for c in EXAMPLE_CLASSES]
+    batch = generate(len(wanted), seed, labels=wanted)
+    labels: dict[str, str] = {}
+    for clip, name in zip(batch.clips, EXAMPLE_CLASSES):
+        filename = f"synth_{name}.mp4"
+        write_video(big(clip), out / filename, 8, crf=26)
+        labels[filename] = name
+    order = [label_for(i, seed + 1) for i in range(2 * len(CLASSES))]
+    long = generate(len(order), seed + 1, labels=order)
+    write_video(big(np.concatenate(list(long.clips))), out / "synth_10s.mp4", 25, crf=30)
+    segments = {"fps": 25, "segment_frames": 16, "classes": [CLASSES[k] for k in order]}
+    (out / "synth_10s.json").write_text(json.dumps(segments, indent=1) + "\n")
+    (out / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    return labels
