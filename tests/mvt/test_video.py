@@ -6,6 +6,8 @@ frame came back, not just how many.
 
 from __future__ import annotations
 
+import contextlib
+
 import av
 import numpy as np
 import pytest
@@ -44,7 +46,8 @@ def clips(clipdir):
     out["one"] = make_clip(clipdir / "one.mp4", n_frames=1)
     out["short"] = make_clip(clipdir / "short.mp4", n_frames=5)
     for deg in (90, -90, 180):
-        out[f"rot{deg}"] = make_clip(clipdir / f"rot{deg}.mp4", rotation=deg)
+        with contextlib.suppress(AttributeError):  # old av cannot write a display matrix
+            out[f"rot{deg}"] = make_clip(clipdir / f"rot{deg}.mp4", rotation=deg)
     # long and small: 900 frames (30 s) with a keyframe every second
     out["long"] = make_clip(clipdir / "long.mp4", n_frames=900, width=32, height=24, gop=30)
     out["long_live"] = make_clip(
@@ -83,6 +86,12 @@ def reader_log(monkeypatch):
 
     monkeypatch.setattr(video, "_Reader", Recorder)
     return log
+
+
+def _rotated(clips, deg: int):
+    if f"rot{deg}" not in clips:
+        pytest.skip("this PyAV cannot write rotated test clips")
+    return clips[f"rot{deg}"]
 
 
 def _upright(clip: Clip) -> list[np.ndarray]:
@@ -143,7 +152,10 @@ def test_vfr_is_detected_and_sampled_by_timestamp(clips):
     info = probe(clips["vfr_mkv"])
     assert info.is_vfr is True and info.frames_counted
     assert info.duration_s == pytest.approx(VFR_TIMES[-1] + 0.1, abs=0.01)
-    assert probe(clips["h264_mp4"]).is_vfr is False
+    has_index = hasattr(
+        av.video.stream.VideoStream, "index_entries"
+    )  # newer av: CFR measurable from the mp4 index
+    assert probe(clips["h264_mp4"]).is_vfr is (False if has_index else None)
     clip = read_clip(clips["vfr_mkv"], num_frames=4, start_s=1.0)  # 1.0 s falls in the 10 fps part
     first = int(np.searchsorted(VFR_TIMES, 1.0 - 1e-6))
     assert clip.indices[0] == first and frame_index(clip.frames[0]) == first
@@ -155,9 +167,10 @@ def test_vfr_is_detected_and_sampled_by_timestamp(clips):
 
 @pytest.mark.parametrize("deg", [90, -90, 180])
 def test_rotation_is_applied_as_displayed(clips, deg):
-    info = probe(clips[f"rot{deg}"])
+    path = _rotated(clips, deg)
+    info = probe(path)
     assert info.rotation == deg % 360
-    clip = read_clip(clips[f"rot{deg}"], num_frames=3)
+    clip = read_clip(path, num_frames=3)
     shape = (48, 64) if deg == 180 else (64, 48)
     assert clip.frames.shape == (3, *shape, 3) and (info.height, info.width) == shape
     # rotation is counter-clockwise (PyAV frame.rotation, FFmpeg display matrix; platform.md §3.4 checked
@@ -187,7 +200,8 @@ def test_rotation_is_applied_as_displayed(clips, deg):
     ],
 )
 def test_short_side_resized_keeping_aspect(clips, name, size, shape):
-    clip = read_clip(clips[name], num_frames=4, size=size)
+    path = _rotated(clips, 90) if name == "rot90" else clips[name]
+    clip = read_clip(path, num_frames=4, size=size)
     assert clip.frames.shape == (4, *shape, 3)
     assert [frame_index(f) for f in _upright(clip)] == clip.indices.tolist()
 
