@@ -124,11 +124,19 @@ def axis_centres(n: int, stride: int, kernel: int, padding: int) -> np.ndarray:
     return np.arange(n, dtype=np.float64) * stride - padding + (kernel - 1) / 2.0
 
 
-def axis_cover(size: int, n: int, stride: int, kernel: int, padding: int) -> np.ndarray:
-    """``(size, n)`` 0/1 matrix: input position ``p`` lies in the window of token ``i`` (clipped to the input)."""
+def axis_cover(size: int, n: int, stride: int, kernel: int, padding: int, tent: bool = False) -> np.ndarray:
+    """``(size, n)`` matrix: nonzero where input position ``p`` lies in the window of token ``i`` (clipped to
+    the input); 1 there, or with ``tent=True`` a tent peaking at the window centre,
+    ``(k/2 + ½ - |p - c|) / (k/2 + ½)`` (positive over the whole window)."""
     lo = np.arange(n) * stride - padding
     p = np.arange(size)[:, None]
-    return ((p >= lo[None, :]) & (p < lo[None, :] + kernel)).astype(np.float64)
+    inside = (p >= lo[None, :]) & (p < lo[None, :] + kernel)
+    if not tent:
+        return inside.astype(np.float64)
+    half = kernel / 2.0 + 0.5
+    centre = lo + (kernel - 1) / 2.0
+    w = (half - np.abs(p - centre[None, :])) / half
+    return np.where(inside, w, 0.0)
 
 
 # -- the trace ----------------------------------------------------------------------------------------------

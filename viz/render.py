@@ -75,8 +75,11 @@ def to_frames(
     """Upsample a ``(t, h, w)`` token volume to a clip's ``(T, H, W)``: float32.
 
     With ``footprint`` (token ``i`` covers ``[i*stride - padding, … + kernel)`` on the model input, per
-    axis, frames included) every pixel gets the mean value of the tokens whose footprint covers it —
-    overlapping kernels are averaged, pixels no token covers get 0. ``input_shape`` is the model input the
+    axis, frames included) every pixel gets the weighted mean of the tokens whose footprint covers it, the
+    weight of a token being a separable tent over its kernel that peaks at its centre. So overlapping
+    kernels are averaged (a hot token peaks at its own centre instead of making a ring where fewer tokens
+    overlap), non-overlapping kernels (tubelets) are painted as exact constant tiles, pixels no token
+    covers get 0. ``input_shape`` is the model input the
     footprint refers to when it differs from ``shape``: the painted volume is then resized linearly.
     Without a footprint: plain trilinear interpolation (``align_corners=False``).
     """
@@ -94,7 +97,7 @@ def to_frames(
         return out[0, 0].numpy().astype(np.float32)
     target = tuple(int(s) for s in (input_shape or shape))
     covers = [
-        torch.from_numpy(axis_cover(n, g, s, k, p).astype(np.float32))
+        torch.from_numpy(axis_cover(n, g, s, k, p, tent=True).astype(np.float32))
         for n, g, s, k, p in zip(target, vol.shape, footprint.stride, footprint.kernel, footprint.padding)
     ]
     num = _paint(vol, covers)
