@@ -247,6 +247,20 @@ def _open(path: str, name: str, limits: VideoLimits) -> Iterator[av.container.In
         container.close()
 
 
+def _too_long(name: str, seconds: float, limits: VideoLimits) -> VideoError:
+    return VideoError(
+        f"{name}: the video lasts at least {seconds / 60:.1f} min, over the {limits.max_duration_s / 60:g} min "
+        "limit; trim it to the part you want to analyse."
+    )
+
+
+def _too_many_pixels(name: str, width: int, height: int, limits: VideoLimits) -> VideoError:
+    return VideoError(
+        f"{name}: the picture is {width}x{height}, more than the limit of {limits.max_pixels:,} pixels; "
+        "downscale the video (e.g. to 1080p)."
+    )
+
+
 def _pick_video_stream(container, name: str):
     """The first real video stream (not cover art), or a VideoError naming what the file holds instead."""
     streams = [s for s in container.streams.video if not _is_attached_pic(s)]
@@ -336,10 +350,7 @@ def _demux_times(container, stream, name: str, limits: VideoLimits, deadline: _D
             if k % 512 == 0:
                 deadline.check()
                 if stamps and tb and (stamps[-1] - stamps[0]) * tb > limits.max_duration_s:
-                    raise VideoError(
-                        f"{name}: the video is longer than the {limits.max_duration_s / 60:g} min limit; "
-                        "trim it to the part you want to analyse."
-                    )
+                    raise _too_long(name, (stamps[-1] - stamps[0]) * tb, limits)
     except VideoError:
         raise
     except _DECODE_ERRORS as e:
@@ -416,10 +427,7 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
             raise VideoError(_unsupported_codec(name, stream))
         coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
         if coded_w * coded_h > limits.max_pixels:
-            raise VideoError(
-                f"{name}: the picture is {coded_w}x{coded_h}, more than the limit of {limits.max_pixels:,} pixels; "
-                "downscale the video (e.g. to 1080p)."
-            )
+            raise _too_many_pixels(name, coded_w, coded_h, limits)
         tb = _rational(stream.time_base)
         avg, guessed = _rational(stream.average_rate), _rational(stream.guessed_rate)
         meta_frames = int(stream.frames or 0)
@@ -430,10 +438,7 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
         else:
             meta_dur = 0.0
         if meta_dur > limits.max_duration_s:
-            raise VideoError(
-                f"{name}: the video lasts {meta_dur / 60:.1f} min, more than the {limits.max_duration_s / 60:g} min "
-                "limit; trim it to the part you want to analyse."
-            )
+            raise _too_long(name, meta_dur, limits)
         has_audio = len(c.streams.audio) > 0
         sar = _rational(stream.sample_aspect_ratio) or _rational(cc.sample_aspect_ratio) or 1.0
         start_meta = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
@@ -441,11 +446,8 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
 
         first = _first_frame(c, stream, name)
         coded_w, coded_h = coded_w or first.width, coded_h or first.height
-        if coded_w * coded_h > limits.max_pixels or first.width * first.height > limits.max_pixels:
-            raise VideoError(
-                f"{name}: the picture is {first.width}x{first.height}, more than the limit of "
-                f"{limits.max_pixels:,} pixels; downscale the video (e.g. to 1080p)."
-            )
+        if max(coded_w * coded_h, first.width * first.height) > limits.max_pixels:
+            raise _too_many_pixels(name, max(coded_w, first.width), max(coded_h, first.height), limits)
         rotation = _rotation_of(first)
         pix_fmt = first.format.name
         depth = _bit_depth(first)
@@ -478,17 +480,13 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
     if times is not None and n > 1:
         gaps = np.diff(times)
         gaps = gaps[gaps > 0]
-        last = (
-            float(gaps[-1]) if len(gaps) else 1.0 / fps
-        )  # the last frame lasts about as long as the one before
+        # the last frame lasts about as long as the one before it
+        last = float(gaps[-1]) if len(gaps) else 1.0 / fps
         duration = float(times[-1] - times[0]) + last
     else:
         duration = meta_dur if meta_dur > 0 else n / fps
     if duration > limits.max_duration_s:
-        raise VideoError(
-            f"{name}: the video lasts {duration / 60:.1f} min, more than the {limits.max_duration_s / 60:g} min "
-            "limit; trim it to the part you want to analyse."
-        )
+        raise _too_long(name, duration, limits)
     if times is not None:
         is_vfr = _vfr(times)
     elif index_times is not None:
@@ -609,10 +607,7 @@ class _Reader:
 
     def convert(self, frame) -> np.ndarray:
         if frame.width * frame.height > self.limits.max_pixels:
-            raise VideoError(
-                f"{self.name}: a frame of {frame.width}x{frame.height} exceeds the limit of "
-                f"{self.limits.max_pixels:,} pixels; downscale the video."
-            )
+            raise _too_many_pixels(self.name, frame.width, frame.height, self.limits)
         try:
             arr = frame.to_ndarray(
                 width=self.raw_w, height=self.raw_h, format="rgb24", interpolation=self.interp
