@@ -1,0 +1,77 @@
+"""captum attributions return finite (T, H, W) volumes quickly on a tiny video model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import viz
+from viz.attribution import _cells
+
+
+class TinyVideoNet(nn.Module):
+    """Tubelet conv → stage tap (B, C, T, H, W) → mean → linear; exposes ``stage_taps`` like mvt models."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv3d(3, 8, kernel_size=(2, 4, 4), stride=(2, 4, 4))
+        self.stage_taps = nn.ModuleList([nn.Identity()])
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.stage_taps[0](torch.nn.functional.gelu(self.embed(x)))  # (B, 8, T/2, H/4, W/4)
+        return self.head(z.mean(dim=(2, 3, 4)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = TinyVideoNet().eval()
+    x = torch.randn(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+@pytest.mark.parametrize("method", viz.ATTRIBUTION_METHODS)
+def test_every_method_returns_a_finite_volume_with_progress(tiny, method):
+    model, x = tiny
+    calls: list[float] = []
+    opts = {"n_steps": 4, "internal_batch_size": 2} if method == "integrated_gradients" else {}
+    if method == "occlusion":
+        opts = {"window": (3, 2, 8, 8)}
+    if method == "feature_ablation":
+        opts = {"cell": (2, 8, 8)}
+    vol = viz.attribute(model, x, method, target=1, progress=calls.append, **opts)
+    assert vol.shape == (4, 16, 16) and vol.dtype == np.float32
+    assert np.isfinite(vol).all()
+    assert np.abs(vol).sum() > 0
+    assert calls and calls[-1] == pytest.approx(1.0) and all(0 < c <= 1 for c in calls)
+    assert not model.training
+
+
+def test_occlusion_uses_tubelet_windows(tiny):
+    model, x = tiny
+    vol = viz.attribute(model, x, "occlusion", target=0, window=(3, 2, 8, 8), strides=(3, 2, 8, 8))
+    # non-overlapping windows: the volume is constant on each 2×8×8 tubelet
+    blocks = vol.reshape(2, 2, 2, 8, 2, 8)
+    assert np.allclose(blocks, blocks[:, :1, :, :1, :, :1])
+
+
+def test_feature_mask_cells_are_token_aligned():
+    mask = _cells((4, 16, 16), (2, 8, 8))
+    assert mask.shape == (1, 1, 4, 16, 16)
+    assert int(mask.max()) + 1 == 8
+    assert (mask[0, 0, :2, :8, :8] == 0).all() and (mask[0, 0, 2:, 8:, 8:] == 7).all()
+
+
+def test_gradcam_on_a_stage_tap_and_errors(tiny):
+    model, x = tiny
+    vol = viz.attribute(model, x, "gradcam", target=2, stage=0)
+    assert vol.shape == (4, 16, 16) and (vol >= 0).all()
+    with pytest.raises(ValueError, match="unknown attribution method"):
+        viz.attribute(model, x, "lrp")
+    with pytest.raises(ValueError, match="one clip"):
+        viz.attribute(model, x[0], "saliency")
+    with pytest.raises(ValueError, match="stage_taps"):
+        viz.attribute(nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 16 * 16, 2)), x, "gradcam")
