@@ -104,6 +104,7 @@ def make_clip(
     live: bool = False,
     audio: bool = False,
     faststart: bool = False,
+    bframes: int = 0,
     preset: str = "ultrafast",
 ) -> Path:
     """Encode ``n_frames`` pattern frames (frame i shows index i) and return the path.
@@ -112,6 +113,7 @@ def make_clip(
     rotation in degrees counter-clockwise (PyAV's ``set_display_rotation``). ``gop``: keyframe interval in
     frames. ``times``: explicit presentation times in seconds (variable frame rate). ``live``: write through a
     non-seekable pipe (WebM without cues/duration, as from a webcam). ``audio``: add a silent audio track.
+    ``bframes``: H.264 B-frames (frames decoded out of order, as in most camera and phone files).
     """
     path = Path(path)
     enc = ENCODERS.get(codec, codec)
@@ -125,7 +127,9 @@ def make_clip(
     tb = Fraction(1, 1000) if times is not None else None
     opts: dict[str, str] = {}
     if enc == "libx264":
-        opts = {"preset": preset, "tune": "zerolatency"}
+        opts = (
+            {"preset": preset, "bf": str(bframes)} if bframes else {"preset": preset, "tune": "zerolatency"}
+        )
     elif enc in ("libvpx", "libvpx-vp9"):
         opts = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
         if enc == "libvpx-vp9":

@@ -48,8 +48,10 @@ def clips(clipdir):
     for deg in (90, -90, 180):
         with contextlib.suppress(AttributeError):  # old av cannot write a display matrix
             out[f"rot{deg}"] = make_clip(clipdir / f"rot{deg}.mp4", rotation=deg)
-    # long and small: 900 frames (30 s) with a keyframe every second
-    out["long"] = make_clip(clipdir / "long.mp4", n_frames=900, width=32, height=24, gop=30)
+    # long and small: 900 frames (30 s), a keyframe every second, B-frames (decode order != display order)
+    out["long"] = make_clip(
+        clipdir / "long.mp4", n_frames=900, width=32, height=24, gop=30, bframes=3, preset="veryfast"
+    )
     out["long_live"] = make_clip(
         clipdir / "long_live.webm", n_frames=450, width=32, height=24, codec="vp8", live=True
     )
