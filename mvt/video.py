@@ -233,7 +233,8 @@ def _open(path: str, name: str, limits: VideoLimits) -> Iterator[av.container.In
         "protocol_whitelist": "file",  # local files only, and no playlist may reach out elsewhere
     }
     try:
-        container = av.open(path, mode="r", container_options=options)
+        # "file:" makes FFmpeg read a local file even when the name looks like "proto:..." (e.g. "a:b.mp4")
+        container = av.open("file:" + os.path.abspath(path), mode="r", container_options=options)
     except PermissionError as e:
         raise VideoError(f"{name}: permission denied; check that the file is readable.{_detail(e)}") from e
     except (av.FFmpegError, OSError, IndexError, ValueError, RuntimeError) as e:

@@ -451,3 +451,9 @@ def test_still_image_is_a_one_frame_clip(tmp_path):
 def test_make_video_fixture_for_other_tests(make_video):
     path = make_video("f.webm", n_frames=6, codec="vp9")
     assert probe(path).num_frames == 6
+
+
+def test_name_that_looks_like_a_protocol_is_read_as_a_file(make_video):
+    path = make_video("rtmp:clip.mp4", n_frames=6)  # FFmpeg would otherwise try the rtmp protocol
+    clip = read_clip(path, num_frames=2)
+    assert [frame_index(f) for f in clip.frames] == [0, 5]
