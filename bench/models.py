@@ -120,10 +120,87 @@ def bench_hvt(reps: int = 5, frames: int = 16) -> None:
     print(f"\nHVT-S-1 / DeiT-S time ratio: {ratio:.2f} ({verdict}); HVT-S-1 capture / fast: {capture:.2f}")
 
 
+# ---- ViViT (issue #4) ---------------------------------------------------------------------------------------
+
+_VIVIT_RSS_CHILD = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from mvt.models.vivit import build
+def hwm():
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024
+model = build('vivit_b_16x2').eval()
+x = torch.randn(1, 3, 32, 224, 224)
+before = hwm()
+with torch.inference_mode():
+    out = model.forward_with_attention(x)
+kept = sum(a.probs.numel() * a.probs.element_size() + (a.cls_row.numel() * 4 if a.cls_row is not None else 0)
+           for a in out.attentions) / 2**20
+print(f'{{before:.0f}} {{hwm():.0f}} {{kept:.0f}}')
+"""
+
+
+def vivit_capture_rss() -> tuple[float, float, float]:
+    """Peak RSS (MiB) of a fresh process building ViViT-B model 1 (before, after forward_with_attention on
+    1×3×32×224²) and the MiB the returned maps hold; measured from /proc/self/status VmHWM."""
+    import subprocess
+
+    code = _VIVIT_RSS_CHILD.format(root=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, peak, kept = (float(v) for v in res.stdout.split()[-3:])
+    return before, peak, kept
+
+
+def bench_vivit(reps: int = 5) -> None:
+    """ViViT-B/16x2 model 1 on 1×3×32×224²: ours vs transformers' VivitForVideoClassification (sdpa), same
+    weights; plus our capture path and its peak RSS in a separate process."""
+    from transformers import VivitConfig, VivitForVideoClassification
+
+    from mvt.models.vivit import build, convert_hf_vivit
+
+    torch.manual_seed(0)
+    cfg = VivitConfig(num_labels=400)
+    cfg._attn_implementation = "sdpa"
+    hf = VivitForVideoClassification(cfg).eval()
+    ours = build("vivit_b_16x2").eval()
+    ours.load_state_dict(convert_hf_vivit(hf.state_dict()))
+    clip = torch.randn(1, 3, 32, 224, 224)
+    pixels = clip.transpose(1, 2).contiguous()  # HF layout (B, T, C, H, W)
+    with torch.inference_mode():
+        diff = (ours(clip) - hf(pixel_values=pixels).logits).abs().max().item()
+    cases = {
+        "transformers Vivit (sdpa), fast": lambda: hf(pixel_values=pixels),
+        "ours, fast": lambda: ours(clip),
+        "ours, forward_with_attention": lambda: ours.forward_with_attention(clip),
+    }
+    times = interleaved(cases, reps)
+    base = statistics.median(times["transformers Vivit (sdpa), fast"])
+    import transformers
+
+    print(
+        f"\n### ViViT-B/16x2 model 1 vs transformers {transformers.__version__}: 1×3×32×224² fp32, {reps} "
+        f"interleaved reps, {torch.get_num_threads()} threads, load average {load_average()}; "
+        f"max |Δlogit| {diff:.1e}\n"
+    )
+    print_table(
+        [(n, statistics.median(t), statistics.median(t) / base) for n, t in times.items()], "× HF sdpa"
+    )
+    ratio = statistics.median(times["ours, fast"]) / base
+    capture = statistics.median(times["ours, forward_with_attention"]) / statistics.median(
+        times["ours, fast"]
+    )
+    before, peak, kept = vivit_capture_rss()
+    print(
+        f"\nours / HF sdpa: {ratio:.2f} ({'OK' if ratio <= 1.0 else 'FAIL'}, target ≤ 1.0); capture / fast: "
+        f"{capture:.2f}; capture peak RSS {peak / 1024:.2f} GiB ({'OK' if peak <= 3 * 1024 else 'FAIL'}, "
+        f"target ≤ 3 GB; {before / 1024:.2f} GiB after building the model; maps kept {kept:.0f} MiB)"
+    )
+
+
 # ---- registry -----------------------------------------------------------------------------------------------
 
 COMPARISONS: dict[str, Callable[..., None]] = {
     "hvt": bench_hvt,
+    "vivit": bench_vivit,
 }
 
 
