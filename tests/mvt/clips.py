@@ -191,7 +191,7 @@ def make_audio_only(path: str | os.PathLike, seconds: float = 0.5) -> Path:
 
 
 def make_broken(directory: str | os.PathLike) -> dict[str, Path]:
-    """Files that are not readable videos: empty, text, random bytes, truncated mp4, audio only."""
+    """Files that are not readable videos: empty, text, random bytes, truncated mp4, audio only, unknown codec."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     files = {"empty": d / "empty.mp4", "text": d / "notes.mp4", "random": d / "random.mp4"}
@@ -203,4 +203,7 @@ def make_broken(directory: str | os.PathLike) -> dict[str, Path]:
     files["truncated"] = d / "truncated.mp4"
     files["truncated"].write_bytes(data[: len(data) // 2])
     files["audio_only"] = make_audio_only(d / "audio_only.wav")
+    avi = make_clip(d / "mpeg4.avi", n_frames=5, codec="mpeg4").read_bytes()
+    files["unknown_codec"] = d / "unknown_codec.avi"  # a FourCC no decoder knows
+    files["unknown_codec"].write_bytes(avi.replace(b"FMP4", b"QQQ9"))
     return files

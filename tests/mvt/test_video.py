@@ -329,6 +329,7 @@ def test_corrupted_middle_never_crashes(clipdir):
         ("random", "not a video|corrupt"),
         ("truncated", "truncated or corrupt"),
         ("audio_only", "only audio, no video stream"),
+        ("unknown_codec", "codec .* not supported"),
     ],
 )
 def test_broken_files_raise_clear_errors(tmp_path, kind, pattern):
@@ -365,7 +366,8 @@ def test_missing_file_and_folder(tmp_path):
         (VideoLimits(max_duration_s=0.5), "min limit", "h264_mp4"),
         (VideoLimits(max_duration_s=0.5), "min limit", "live_webm"),  # duration only known by counting
         (VideoLimits(max_pixels=32 * 32), "pixels", "h264_mp4"),
-        (VideoLimits(max_decode_s=0.0), "took longer", "live_webm"),
+        (VideoLimits(max_decode_s=0.0), "took longer", "live_webm"),  # in the counting pass
+        (VideoLimits(max_decode_s=0.0), "took longer", "h264_mp4"),  # in the decode loop
         (VideoLimits(max_clip_bytes=10_000), "GiB", "h264_mp4"),
     ],
 )
