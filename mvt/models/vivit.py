@@ -64,7 +64,7 @@ _VARIANT_ALIASES = {
 EMBED_INITS = ("default", "central_frame", "average_frame")
 _BIG_MAP = 1 << 20
 """Head-averaged maps with at least this many entries per group are stored as float16."""
-_CHUNK_BYTES = 1 << 27
+_CHUNK_BYTES = 1 << 28
 """Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
 
