@@ -497,5 +497,9 @@ def curves_figure(curves: Mapping[str, Curves], title: str | None = None):
     fig.update_xaxes(title_text="fraction of the clip perturbed", range=[0, 1])
     fig.update_yaxes(title_text="p(target)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_layout(margin=dict(l=10, r=10, t=50, b=10), title=title or "Deletion / insertion", height=380)
+    fig.update_layout(
+        margin=dict(l=10, r=10, t=90, b=10),
+        title=dict(text=title or "Deletion / insertion", y=0.97),
+        height=420,
+    )
     return fig

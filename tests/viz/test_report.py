@@ -1,0 +1,136 @@
+"""viz.report: a self-contained report.html from real small models, opened offline in headless Chromium."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mvt
+from viz.faithfulness import score_result
+from viz.pipeline import ModelCache, run_model
+from viz.report import png_data_uri, weights_html, write_report_html
+
+MODELS = ("mvit_t.untrained", "hvt_t.untrained")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Two real small models on a generated clip, faithfulness for one of them, written to report.html."""
+    tmp = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 60, size=(16, 112, 112, 3), dtype=np.uint8)
+    for t in range(16):
+        video[t, 40:64, 4 + 4 * t : 28 + 4 * t] = (255, 200, 40)
+    clip = tmp / "clip.mp4"
+    mvt.write_video(video, clip, fps=8)
+    cache = ModelCache()
+    results = [run_model(clip, name, models=cache) for name in MODELS]
+    first = results[0]
+    metrics = {first.name: score_result(cache.get(first.name), first, ["rollout"], steps=2)}
+    path = write_report_html(results, tmp / "out", metrics=metrics, title="test report", clip_name="clip.mp4")
+    n_figs = path.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    return path, results, metrics, n_figs
+
+
+def test_report_is_self_contained_and_honest(report):
+    path, results, metrics, n_figs = report
+    assert path.name == "report.html" and path.exists()
+    doc = path.read_text(encoding="utf-8")
+    # nothing is fetched: no external scripts, stylesheets or images
+    assert not re.search(r"""<(script|img|link)[^>]+(src|href)=["']?(https?:)?//""", doc)
+    assert doc.count("<script") >= n_figs + 1  # plotly.js + one per figure
+    assert n_figs == 2 * len(results) + 1  # token grid + stats per model, one curves figure
+    for r in results:
+        assert f"<h2>{r.name}</h2>" in doc
+        assert r.top5[0][0] in doc
+    assert doc.count("UNTRAINED weights") == len(results)  # untrained is said plainly
+    body = doc.split("<body>", 1)[1]
+    assert body.count('src="data:image/png;base64,') == len(results)
+    assert (
+        "deletion AUC" in doc and f"{metrics[results[0].name]['rollout']['curves'].deletion_auc:.3f}" in doc
+    )
+
+
+def test_weights_are_labelled_honestly(report):
+    _, results, _, _ = report
+    assert "UNTRAINED" in weights_html(results[0])
+    fake = dataclasses.replace(results[1], trained=True, description="trained on SynthMotion (test double)")
+    html = weights_html(fake)
+    assert "trained weights" in html and "UNTRAINED" not in html and "test double" in html
+
+
+def test_png_data_uri_roundtrip():
+    import base64
+    import io
+
+    from PIL import Image
+
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    uri = png_data_uri(img)
+    assert uri.startswith("data:image/png;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert np.array_equal(back, img)
+    with pytest.raises(ValueError):
+        png_data_uri(img.astype(np.float32))
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(report):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+    path, _, _, n_figs = report
+    errors: list[str] = []
+    requests: list[str] = []
+
+    def route(r):
+        url = r.request.url
+        requests.append(url)
+        if url.startswith(("file:", "data:")):
+            r.continue_()
+        else:
+            r.abort()
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route("**/*", route)
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.js-plotly-plot').length === {n_figs}"
+            " && [...document.querySelectorAll('.js-plotly-plot')].every(d => d.querySelector('svg.main-svg'))"
+            " && [...document.images].every(i => i.complete)",
+            timeout=30_000,
+        )
+        plots = page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')].map(d => ["
+            "d.querySelectorAll('svg.main-svg').length, (d._fullData || []).length,"
+            " d.getBoundingClientRect().width, d.getBoundingClientRect().height])"
+        )
+        images = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        browser.close()
+    assert len(plots) == n_figs
+    for svgs, traces, w, h in plots:
+        assert svgs >= 1 and traces >= 1 and w > 100 and h > 100, plots
+    assert images and all(ok and w > 0 and h > 0 for ok, w, h in images), images
+    external = [u for u in requests if not u.startswith(("file:", "data:"))]
+    assert not external, f"the report tried to fetch {external}"
+    assert not errors, errors
