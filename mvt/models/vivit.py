@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -247,9 +247,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx) -> torch.Tensor:
         """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``."""
         bg, n, d = x.shape
-        q, k, v = (
-            self.qkv(x).view(bg, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        )  # (BG, h, N, hd)
+        qkv = self.qkv(x).view(bg, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (BG, h, N, hd)
         out = self._attend(q, k, v, layout, ctx)  # (BG, h, N, hd)
         return self._project(out.transpose(1, 2).reshape(bg, n, d))
 
@@ -259,15 +258,13 @@ class Attention(nn.Module):
         t, hh, ww = ctx.grid
         s, h2, hd = hh * ww, self.heads // 2, self.head_dim
         qkv = self.qkv(x).view(b, t, s, 3, self.heads, hd)
-        qkv_t = (
-            qkv[..., :h2, :].permute(3, 0, 2, 4, 1, 5).reshape(3, b * s, h2, t, hd)
-        )  # (3, B*S, h/2, T, hd)
-        qkv_s = (
-            qkv[..., h2:, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * t, h2, s, hd)
-        )  # (3, B*T, h/2, S, hd)
-        lay_t, lay_s = _temporal(ctx.grid), _spatial(ctx.grid)
-        out_t = self._attend(*qkv_t, _Layout(**{**lay_t.__dict__, "head_range": (0, h2)}), ctx)
-        out_s = self._attend(*qkv_s, _Layout(**{**lay_s.__dict__, "head_range": (h2, self.heads)}), ctx)
+        # temporal heads: one sequence per (batch, spatial position); spatial heads: one per (batch, time)
+        qkv_t = qkv[..., :h2, :].permute(3, 0, 2, 4, 1, 5).reshape(3, b * s, h2, t, hd)
+        qkv_s = qkv[..., h2:, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * t, h2, s, hd)
+        out_t = self._attend(
+            *qkv_t, replace(_temporal(ctx.grid), head_range=(0, h2)), ctx
+        )  # (B*S, h/2, T, hd)
+        out_s = self._attend(*qkv_s, replace(_spatial(ctx.grid), head_range=(h2, self.heads)), ctx)
         out_t = out_t.view(b, s, h2, t, hd).permute(0, 3, 1, 2, 4)  # (B, T, S, h/2, hd)
         out_s = out_s.view(b, t, h2, s, hd).permute(0, 1, 3, 2, 4)  # (B, T, S, h/2, hd)
         return self._project(torch.cat([out_t, out_s], dim=3).reshape(b, n, d))
@@ -347,7 +344,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
         y = self.norm1(x)
-        y = self.attn.forward_split(y, ctx) if self.split_heads else self.attn(y, layout, ctx)  # type: ignore[arg-type]
+        if self.split_heads:
+            y = self.attn.forward_split(y, ctx)
+        else:
+            assert layout is not None
+            y = self.attn(y, layout, ctx)
         x = x + drop_path(y, self.drop_path, self.training)
         return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
 
@@ -482,39 +483,58 @@ class ViViT(nn.Module):
         cfg = self.cfg
         ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights)
         logits = self._forward(x, ctx)
-        t, h, w = cfg.grid
-        tt, th, tw = cfg.tubelet
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
-        if cfg.variant == 2:
-            frame = Footprint(stride=(tt, th * h, tw * w), kernel=(tt, th * h, tw * w))
-            stages = [
-                StageInfo(0, cfg.grid, cfg.dim, t * (1 + h * w), 1, embed, blocks=tuple(range(cfg.depth))),
-                StageInfo(
-                    1,
-                    (t, 1, 1),
-                    cfg.dim,
-                    1 + t,
-                    1,
-                    frame,
-                    blocks=tuple(range(cfg.depth, cfg.depth + cfg.temporal_depth)),
-                ),
-            ]
-        else:
-            prefix = int(cfg.variant == 1)
-            stages = [
-                StageInfo(
-                    0, cfg.grid, cfg.dim, prefix + t * h * w, prefix, embed, blocks=tuple(range(cfg.depth))
-                )
-            ]
         return ModelOutput(
             logits=logits,
             attentions=ctx.maps or [],
-            stages=stages,
+            stages=self._stages(embed),
             input_shape=tuple(x.shape[2:]),  # type: ignore[arg-type]
             embed=embed,
             pooling="cls" if cfg.variant in (1, 2) else "mean",
             extras={"variant": cfg.variant, "variant_name": cfg.variant_name},
         )
+
+    def _stages(self, embed: Footprint) -> list[StageInfo]:
+        """One stage (models 1, 3, 4), or model 2's spatial stage then its temporal stage of per-frame tokens.
+
+        ``tokens`` counts every token of the stage, prefix tokens included (model 2: one CLS per frame).
+        """
+        cfg = self.cfg
+        t, h, w = cfg.grid
+        if cfg.variant != 2:
+            prefix = int(cfg.variant == 1)
+            return [
+                StageInfo(
+                    stage=0,
+                    grid=cfg.grid,
+                    channels=cfg.dim,
+                    tokens=prefix + t * h * w,
+                    num_prefix=prefix,
+                    footprint=embed,
+                    blocks=tuple(range(cfg.depth)),
+                )
+            ]
+        tt, th, tw = cfg.tubelet
+        frame = Footprint(stride=(tt, th * h, tw * w), kernel=(tt, th * h, tw * w))  # a token = a whole frame
+        spatial = StageInfo(
+            stage=0,
+            grid=cfg.grid,
+            channels=cfg.dim,
+            tokens=t * (1 + h * w),
+            num_prefix=1,
+            footprint=embed,
+            blocks=tuple(range(cfg.depth)),
+        )
+        temporal = StageInfo(
+            stage=1,
+            grid=(t, 1, 1),
+            channels=cfg.dim,
+            tokens=1 + t,
+            num_prefix=1,
+            footprint=frame,
+            blocks=tuple(range(cfg.depth, cfg.depth + cfg.temporal_depth)),
+        )
+        return [spatial, temporal]
 
     def _check_input(self, x: torch.Tensor) -> None:
         cfg = self.cfg
@@ -685,7 +705,7 @@ def build(name: str, num_classes: int = 400, **overrides) -> ViViT:
         raise KeyError(f"unknown ViViT config {name!r}; known: {sorted(CONFIGS)}")
     cfg = CONFIGS[name]
     if overrides:
-        cfg = ViViTConfig(**{**cfg.__dict__, **overrides})
+        cfg = replace(cfg, **overrides)
     return ViViT(cfg, num_classes=num_classes)
 
 
