@@ -697,7 +697,7 @@ class _Reader:
                 fresh = frames is None or t - pos > gop
                 if fresh:
                     try:
-                        self._seek(c, stream, int(math.floor((tl.origin + t) / tb)))
+                        self._seek(c, stream, round((tl.origin + t) / tb))
                     except _DECODE_ERRORS as e:
                         raise _SeekUnreliable(f"seek failed: {e}") from e
                     frames, last_key = c.decode(stream), None
