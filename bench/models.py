@@ -47,6 +47,15 @@ def print_table(rows: list[tuple[str, float, float]], ratio_header: str) -> None
         print(f"| {name} | {med:.3f} | {ratio:.2f} |")
 
 
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call as counted by ``torch.utils.flop_counter`` (matmuls/convs/attention, 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def load_average() -> str:
     try:
         return Path("/proc/loadavg").read_text().split()[0]
@@ -103,6 +112,7 @@ def bench_hvt(reps: int = 5, frames: int = 16) -> None:
         "HVT-S-1 per frame, forward_with_attention": lambda: s1.forward_with_attention(clip),
         "HVT-S-4 per frame, fast": lambda: s4(clip),
     }
+    flops = {n: count_flops(cases[n]) for n in ("DeiT-S per frame, fast", "HVT-S-1 per frame, fast")}
     times = interleaved(cases, reps)
     base = statistics.median(times["DeiT-S per frame, fast"])
     print(
@@ -118,6 +128,11 @@ def bench_hvt(reps: int = 5, frames: int = 16) -> None:
     )
     verdict = "OK, cheaper" if ratio < 1 else "FAIL, not cheaper"
     print(f"\nHVT-S-1 / DeiT-S time ratio: {ratio:.2f} ({verdict}); HVT-S-1 capture / fast: {capture:.2f}")
+    f_deit, f_hvt = flops["DeiT-S per frame, fast"], flops["HVT-S-1 per frame, fast"]
+    print(
+        f"FLOPs (torch FlopCounterMode, 16 frames): DeiT-S {f_deit / 1e9:.1f} G, HVT-S-1 {f_hvt / 1e9:.1f} G, "
+        f"ratio {f_hvt / f_deit:.2f} (load-independent)"
+    )
 
 
 # ---- ViViT (issue #4) ---------------------------------------------------------------------------------------
@@ -196,11 +211,49 @@ def bench_vivit(reps: int = 5) -> None:
     )
 
 
+# ---- MMViT (issue #6) ---------------------------------------------------------------------------------------
+
+
+def bench_mmvit(reps: int = 5) -> None:
+    """MMViT-S (two MViT v2-S towers, full and half resolution, + 4 cross-view blocks) vs MViT v2-S on
+    1×3×16×224², random weights (same compute as trained ones). Target (issue #6): < 2.5× MViT v2-S."""
+    from mvt.models.mmvit import build_mmvit
+    from mvt.models.mvit import build_mvit
+
+    torch.manual_seed(0)
+    clip = torch.randn(1, 3, 16, 224, 224)
+    mvit, mmvit = build_mvit("mvit_v2_s").eval(), build_mmvit("mmvit_s").eval()
+    cases = {
+        "MViT v2-S, fast": lambda: mvit(clip),
+        "MMViT-S, fast": lambda: mmvit(clip),
+        "MMViT-S, forward_with_attention": lambda: mmvit.forward_with_attention(clip),
+    }
+    flops = {n: count_flops(cases[n]) for n in ("MViT v2-S, fast", "MMViT-S, fast")}
+    times = interleaved(cases, reps)
+    base = statistics.median(times["MViT v2-S, fast"])
+    print(
+        f"\n### MMViT-S vs MViT v2-S: 1×3×16×224² fp32, {reps} interleaved reps, {torch.get_num_threads()} "
+        f"threads, load average {load_average()}\n"
+    )
+    print_table(
+        [(n, statistics.median(t), statistics.median(t) / base) for n, t in times.items()], "× MViT v2-S"
+    )
+    fast = statistics.median(times["MMViT-S, fast"])
+    ratio, capture = fast / base, statistics.median(times["MMViT-S, forward_with_attention"]) / fast
+    f_mvit, f_mm = flops["MViT v2-S, fast"], flops["MMViT-S, fast"]
+    print(
+        f"\nMMViT-S / MViT v2-S time ratio: {ratio:.2f} ({'OK' if ratio < 2.5 else 'FAIL'}, target < 2.5); "
+        f"MMViT-S capture / fast: {capture:.2f}\nFLOPs (torch FlopCounterMode): MViT v2-S {f_mvit / 1e9:.1f} G, "
+        f"MMViT-S {f_mm / 1e9:.1f} G, ratio {f_mm / f_mvit:.2f} (load-independent)"
+    )
+
+
 # ---- registry -----------------------------------------------------------------------------------------------
 
 COMPARISONS: dict[str, Callable[..., None]] = {
     "hvt": bench_hvt,
     "vivit": bench_vivit,
+    "mmvit": bench_mmvit,
 }
 
 
