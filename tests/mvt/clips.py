@@ -190,8 +190,28 @@ def make_audio_only(path: str | os.PathLike, seconds: float = 0.5) -> Path:
     return path
 
 
+def make_audio_with_cover(path: str | os.PathLike) -> Path:
+    """An MP3 whose only video stream is cover art (an attached picture): still audio only."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        audio = out.add_stream("libmp3lame", rate=44100)
+        audio.layout = "mono"
+        cover = out.add_stream("png")
+        cover.width, cover.height, cover.pix_fmt = 16, 16, "rgb24"
+        cover.disposition = av.stream.Disposition.attached_pic
+        for packet in cover.encode(av.VideoFrame.from_ndarray(pattern_frame(0, 16, 16), format="rgb24")):
+            out.mux(packet)
+        for packet in cover.encode():
+            out.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 11025), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, 0
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            out.mux(packet)
+    return path
+
+
 def make_broken(directory: str | os.PathLike) -> dict[str, Path]:
-    """Files that are not readable videos: empty, text, random bytes, truncated mp4, audio only, unknown codec."""
+    """Files that are not readable videos: empty, text, random bytes, truncated mp4, audio only (also with cover art), unknown codec."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     files = {"empty": d / "empty.mp4", "text": d / "notes.mp4", "random": d / "random.mp4"}
@@ -203,6 +223,7 @@ def make_broken(directory: str | os.PathLike) -> dict[str, Path]:
     files["truncated"] = d / "truncated.mp4"
     files["truncated"].write_bytes(data[: len(data) // 2])
     files["audio_only"] = make_audio_only(d / "audio_only.wav")
+    files["audio_cover"] = make_audio_with_cover(d / "song.mp3")
     avi = make_clip(d / "mpeg4.avi", n_frames=5, codec="mpeg4").read_bytes()
     files["unknown_codec"] = d / "unknown_codec.avi"  # a FourCC no decoder knows
     files["unknown_codec"].write_bytes(avi.replace(b"FMP4", b"QQQ9"))

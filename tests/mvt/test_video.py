@@ -329,6 +329,7 @@ def test_corrupted_middle_never_crashes(clipdir):
         ("random", "not a video|corrupt"),
         ("truncated", "truncated or corrupt"),
         ("audio_only", "only audio, no video stream"),
+        ("audio_cover", "only audio, no video stream"),
         ("unknown_codec", "codec .* not supported"),
     ],
 )
