@@ -32,8 +32,8 @@ Localisation against a ground-truth mask (SynthMotion's actor masks):
 Baselines: :func:`random_explanation` (uniform noise, seeded), :func:`center_bias` (a centred Gaussian
 volume) and :func:`oracle` (the mask itself).
 
-:func:`curves_figure` plots several methods' curves; :func:`score_result` runs everything for a
-``viz.pipeline.ModelResult``.
+:func:`score_clip` scores several explanations of one clip, :func:`score_result` does it for a
+``viz.pipeline.ModelResult``, :func:`aggregate` averages over clips; :func:`curves_figure` plots curves.
 """
 
 from __future__ import annotations
@@ -397,36 +397,73 @@ def baselines(shape: Sequence[int], mask: np.ndarray | None = None, seed: int = 
 # -- for a pipeline result -----------------------------------------------------------------------------------
 
 
+def score_clip(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    explanations: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    target: int | None = None,
+    mask: np.ndarray | None = None,
+    cells: Grid3 | Footprint | None = None,
+    steps: int = 16,
+    substrate: str = "blur",
+    batch_size: int = 8,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, dict]:
+    """Score several explanations of one clip ``x`` (1, 3, T, H, W) with one ``target``.
+
+    ``explanations`` maps a method name to a (T, H, W) volume at the clip's resolution (add
+    :func:`baselines` for ``random`` / ``center`` / ``oracle``). Returns, per method,
+    ``{"curves": Curves, "pointing_game": float, "mask_iou": float}``; the last two are NaN without
+    ``mask`` (bool (T, H, W), aligned with the clip the model sees). ``target`` defaults to the prediction.
+    """
+    if target is None:
+        with torch.no_grad():
+            target = int(forward(x.detach())[0].argmax())
+    out: dict[str, dict] = {}
+    for i, (k, v) in enumerate(explanations.items()):
+        if progress is not None:
+            progress(i / max(1, len(explanations)), f"deletion/insertion: {k}")
+        curves = deletion_insertion(
+            forward, x, v, target=target, cells=cells, steps=steps, substrate=substrate, batch_size=batch_size
+        )
+        out[k] = {
+            "curves": curves,
+            "pointing_game": pointing_game(v, mask) if mask is not None else float("nan"),
+            "mask_iou": mask_iou(v, mask) if mask is not None else float("nan"),
+        }
+    if progress is not None:
+        progress(1.0, "faithfulness done")
+    return out
+
+
 def score_result(
     model: nn.Module,
     result: ModelResult,
     keys: Sequence[str] | None = None,
     *,
-    mask: np.ndarray | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
     target: int | None = None,
     cells: Grid3 | Footprint | None = None,
     steps: int = 16,
     substrate: str = "blur",
     batch_size: int = 8,
-    device: str | torch.device | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, dict]:
-    """Score volumes of a :class:`viz.pipeline.ModelResult` on the frames that model saw.
+    """:func:`score_clip` for the volumes of a :class:`viz.pipeline.ModelResult` (from ``run_model``).
 
-    Returns ``{key: {"curves": Curves, "pointing_game": float, "iou": float}}`` for each of ``keys``
-    (default: every volume of the result) and for ``extra`` explanations ((T, S, S) at frame resolution,
-    e.g. :func:`baselines`). Volumes are upsampled with their footprints (``frame_volume``); the clip is
-    ``mvt.preprocess(result.frames, model.spec)``. ``pointing_game``/``iou`` are present (else NaN) only
-    when ``mask`` (bool (T, S, S), aligned with ``result.frames``) is given. ``target`` defaults to the
-    model's prediction.
+    ``keys`` default to every volume of the result; each is upsampled to the frames with its footprint
+    (``viz.pipeline.frame_volume``). ``extra`` adds (T, S, S) explanations at frame resolution (e.g.
+    :func:`baselines`). The clip is ``mvt.preprocess(result.frames, model.spec)`` on the model's device;
+    ``target`` defaults to the class the result predicted.
     """
     import mvt
 
     from .pipeline import frame_volume
 
-    if device is None:
-        device = next(model.parameters()).device
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     x = mvt.preprocess(result.frames, model.spec, device=device)
     vols: dict[str, np.ndarray] = {}
     for k in keys if keys is not None else result.volume_keys():
@@ -435,20 +472,49 @@ def score_result(
         vols[k] = np.asarray(v, dtype=np.float32)
     if target is None:
         target = int(result.output.logits[0].argmax())
-    out: dict[str, dict] = {}
-    for i, (k, v) in enumerate(vols.items()):
-        if progress is not None:
-            progress(i / max(1, len(vols)), f"deletion/insertion: {k}")
-        curves = deletion_insertion(
-            model, x, v, target=target, cells=cells, steps=steps, substrate=substrate, batch_size=batch_size
-        )
-        out[k] = {
-            "curves": curves,
-            "pointing_game": pointing_game(v, mask) if mask is not None else float("nan"),
-            "iou": mask_iou(v, mask) if mask is not None else float("nan"),
-        }
-    if progress is not None:
-        progress(1.0, "faithfulness done")
+    return score_clip(
+        model,
+        x,
+        vols,
+        target=target,
+        mask=mask,
+        cells=cells,
+        steps=steps,
+        substrate=substrate,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+METRICS = ("deletion_auc", "insertion_auc", "pointing_game", "mask_iou")
+
+
+def aggregate(scores: Sequence[Mapping[str, Mapping]]) -> dict[str, dict[str, float]]:
+    """Mean over clips of :func:`score_clip` outputs: ``{metric: {method: mean}}`` for
+    :data:`METRICS` (NaNs, e.g. empty masks, are skipped; a method missing everywhere is left out).
+
+    This is the shape ``python -m mvt evaluate --json`` reports under ``"deletion_auc"``, ... .
+    """
+    values: dict[str, dict[str, list[float]]] = {m: {} for m in METRICS}
+    for clip in scores:
+        for method, s in clip.items():
+            c = s.get("curves")
+            row = {
+                "deletion_auc": c.deletion_auc if c is not None else float("nan"),
+                "insertion_auc": c.insertion_auc if c is not None else float("nan"),
+                "pointing_game": s.get("pointing_game", float("nan")),
+                "mask_iou": s.get("mask_iou", float("nan")),
+            }
+            for metric, v in row.items():
+                values[metric].setdefault(method, []).append(float(v))
+    out: dict[str, dict[str, float]] = {}
+    for metric, per in values.items():
+        out[metric] = {}
+        for method, vs in per.items():
+            arr = np.asarray(vs, dtype=np.float64)
+            arr = arr[np.isfinite(arr)]
+            if arr.size:
+                out[metric][method] = float(arr.mean())
     return out
 
 

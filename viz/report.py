@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from .pipeline import ModelResult
 
 MethodMetrics = Mapping[str, Any]
-"""Per method: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``, ``"iou"``
-(what :func:`viz.faithfulness.score_result` returns)."""
+"""Per method: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``, ``"mask_iou"``
+(what :func:`viz.faithfulness.score_clip` / ``score_result`` return)."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
@@ -104,7 +104,7 @@ def _curves_of(metrics: Mapping[str, MethodMetrics]) -> dict[str, tuple[Curves |
             out[method] = (
                 m.get("curves"),
                 float(m.get("pointing_game", float("nan"))),
-                float(m.get("iou", float("nan"))),
+                float(m.get("mask_iou", float("nan"))),
             )
     return out
 
@@ -266,7 +266,7 @@ def write_report_html(
     """Write ``report.html`` for ``results`` (from :func:`viz.pipeline.run_model`) to ``path``.
 
     ``metrics`` (optional) maps a model name to ``{method: Curves}`` or to the output of
-    :func:`viz.faithfulness.score_result` (``{method: {"curves", "pointing_game", "iou"}}``); those models
+    :func:`viz.faithfulness.score_result` (``{method: {"curves", "pointing_game", "mask_iou"}}``); those models
     get a faithfulness section (AUC table and curves). ``path`` may be a directory (then
     ``path/report.html``). Returns the written file.
     """

@@ -258,3 +258,25 @@ def test_oracle_beats_random_on_deletion_for_a_trained_synth_model():
     assert mvt.get_spec(name).trained
     ours, rand = oracle_vs_random(name)
     assert np.mean(ours) < np.mean(rand), (name, ours, rand)
+
+
+def test_score_clip_and_aggregate():
+    x, mask = patch_clip()
+    model = PatchModel()
+    expl = viz.faithfulness.baselines(SHAPE, mask, seed=0)
+    kw = dict(mask=mask, cells=CELL, steps=4, substrate="mean")
+    scores = [viz.faithfulness.score_clip(model, x, expl, **kw)]
+    assert set(scores[0]) == {"random", "center", "oracle"}
+    assert scores[0]["oracle"]["pointing_game"] == 1.0 and scores[0]["oracle"]["mask_iou"] == pytest.approx(
+        1.0
+    )
+    assert scores[0]["oracle"]["curves"].target == 0  # the prediction
+    no_mask = viz.faithfulness.score_clip(model, x, {"random": expl["random"]}, **{**kw, "mask": None})
+    assert np.isnan(no_mask["random"]["pointing_game"])
+    scores.append(no_mask)
+    agg = viz.faithfulness.aggregate(scores)
+    assert set(agg) == {"deletion_auc", "insertion_auc", "pointing_game", "mask_iou"}
+    rand = [s["random"]["curves"].deletion_auc for s in scores]
+    assert agg["deletion_auc"]["random"] == pytest.approx(np.mean(rand))
+    assert agg["pointing_game"]["random"] == scores[0]["random"]["pointing_game"]  # NaN skipped
+    assert agg["deletion_auc"]["oracle"] < agg["deletion_auc"]["random"]
