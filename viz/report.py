@@ -14,7 +14,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,14 @@ class _Figures:
     def __init__(self) -> None:
         self.count = 0
 
+    def make(self, build: Callable[[], Any], what: str, height: int | None = None) -> str:
+        """``div(build())``, or a visible note if building the figure fails (the report still gets written)."""
+        try:
+            fig = build()
+        except Exception as exc:  # a broken figure must not lose the rest of the report
+            return f"<p class='note'>{_esc(what)} unavailable: {_esc(type(exc).__name__)}: {_esc(exc)}</p>"
+        return self.div(fig, height=height)
+
     def div(self, fig, height: int | None = None) -> str:
         self.count += 1
         if height is not None:
@@ -122,8 +130,8 @@ def weights_html(r: ModelResult) -> str:
 
 
 def _model_section(r: ModelResult, figs: _Figures, metrics: Mapping[str, MethodMetrics] | None) -> str:
-    from . import attention_stats, stats_figure, token_grid_figure
-    from .pipeline import METHODS, stage_strip
+    from . import attention_stats, stats_figure, strip, token_grid_figure
+    from .pipeline import METHODS, render_overlay, stage_strip
 
     parts = [f'<section id="{_esc(r.name)}"><h2>{_esc(r.name)}</h2>', weights_html(r)]
     if r.notes:
@@ -155,10 +163,24 @@ def _model_section(r: ModelResult, figs: _Figures, metrics: Mapping[str, MethodM
             f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
         )
         parts.append(f"<p class='note'>Rows: {_esc(label)}; columns: evenly spaced frames.</p>")
+    others = [k for k in r.volumes if not k.startswith("attention/") and k not in ("rollout", "grad_rollout")]
+    if others:
+        img = strip([render_overlay(r, k) for k in others], labels=[METHODS.get(k, k) for k in others])
+        label = ", ".join(METHODS.get(k, k) for k in others)
+        parts.append("<h3>Attributions</h3>")
+        parts.append(
+            f'<img class="strip" alt="attributions of {_esc(r.name)}: {_esc(label)}" '
+            f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
+        )
+        parts.append(f"<p class='note'>Rows: {_esc(label)}; columns: evenly spaced frames.</p>")
     parts.append("<h3>Token grids</h3>")
-    parts.append(figs.div(token_grid_figure(r.output), height=520))
+    parts.append(figs.make(lambda: token_grid_figure(r.output), "token grid figure", height=520))
     parts.append("<h3>Attention statistics</h3>")
-    parts.append(figs.div(stats_figure({r.name: attention_stats(r.output)}), height=360))
+    parts.append(
+        figs.make(
+            lambda: stats_figure({r.name: attention_stats(r.output)}), "attention statistics", height=360
+        )
+    )
     if metrics:
         parts.append(_faithfulness_html(r.name, metrics, figs))
     if r.timings:

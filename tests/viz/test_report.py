@@ -13,7 +13,7 @@ import pytest
 import mvt
 from viz.faithfulness import score_result
 from viz.pipeline import ModelCache, run_model
-from viz.report import png_data_uri, weights_html, write_report_html
+from viz.report import png_data_uri, report_html, weights_html, write_report_html
 
 MODELS = ("mvit_t.untrained", "hvt_t.untrained")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,7 +30,10 @@ def report(tmp_path_factory):
     clip = tmp / "clip.mp4"
     mvt.write_video(video, clip, fps=8)
     cache = ModelCache()
-    results = [run_model(clip, name, models=cache) for name in MODELS]
+    results = [
+        run_model(clip, MODELS[0], models=cache),
+        run_model(clip, MODELS[1], models=cache, methods=("attention", "rollout", "saliency")),
+    ]
     first = results[0]
     metrics = {first.name: score_result(cache.get(first.name), first, ["rollout"], steps=2)}
     path = write_report_html(results, tmp / "out", metrics=metrics, title="test report", clip_name="clip.mp4")
@@ -51,7 +54,8 @@ def test_report_is_self_contained_and_honest(report):
         assert r.top5[0][0] in doc
     assert doc.count("UNTRAINED weights") == len(results)  # untrained is said plainly
     body = doc.split("<body>", 1)[1]
-    assert body.count('src="data:image/png;base64,') == len(results)
+    assert body.count('src="data:image/png;base64,') == len(results) + 1  # + the saliency strip
+    assert "<h3>Attributions</h3>" in body
     assert (
         "deletion AUC" in doc and f"{metrics[results[0].name]['rollout']['curves'].deletion_auc:.3f}" in doc
     )
@@ -63,6 +67,21 @@ def test_weights_are_labelled_honestly(report):
     fake = dataclasses.replace(results[1], trained=True, description="trained on SynthMotion (test double)")
     html = weights_html(fake)
     assert "trained weights" in html and "UNTRAINED" not in html and "test double" in html
+
+
+def test_a_broken_figure_becomes_a_note(report, monkeypatch):
+    import viz
+
+    _, results, _, _ = report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no grid for you")
+
+    monkeypatch.setattr(viz, "token_grid_figure", broken)
+    monkeypatch.setattr(viz, "attention_stats", broken)
+    doc, n = report_html(results[:1])
+    assert n == 0 and "token grid figure unavailable: RuntimeError: no grid for you" in doc
+    assert "Top-5 predictions" in doc
 
 
 def test_png_data_uri_roundtrip():
