@@ -20,13 +20,13 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#
 
 
 def _stage_geoms(output: ModelOutput) -> list[tuple[int, TokenGeom, object]]:
-    """(stage, geometry of the stage's key grid of its last map, that map) for view 0 / non-cross maps."""
+    """(stage, geometry of the query tokens of the stage's :func:`stage_map`, that map)."""
     out = []
     lays = {id(lay.amap): lay for lay in trace(output)}
     for s in sorted({m.stage for m in output.attentions}):
         lay = lays[id(stage_map(output, s))]
-        v = next(iter(lay.keys))
-        out.append((s, lay.keys[v], lay.amap))
+        v = next(iter(lay.queries))
+        out.append((s, lay.queries[v], lay.amap))
     return out
 
 
@@ -52,11 +52,13 @@ def _fp_text(geom: TokenGeom, centres: np.ndarray) -> np.ndarray:
 
 
 def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens: int = 30000):
-    """3-D scatter of every stage's key-token grid at its true positions over the clip volume.
+    """3-D scatter of every stage's token grid (the query tokens of its :func:`viz.stage_map`) at the
+    tokens' true positions over the clip volume.
 
     One trace per stage (buttons show one stage or all); a marker per token at its centre
-    (x, y in pixels, frame), sized by the token's stride, coloured by the stage's last-map attention
-    (:func:`viz.map_volume`, painted with its footprint and sampled at the centre). Hover: stage, token
+    (x, y in pixels, frame), sized by the token's stride, coloured by the stage's attention (the map's
+    volume on its — possibly pooled — key grid, painted with the key footprint and sampled at each token's
+    centre). Hover: stage, token
     index, grid position, footprint, value. Stages with more than ``max_tokens`` tokens are strided.
     """
     import plotly.graph_objects as go
@@ -106,7 +108,7 @@ def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens:
         updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.12, xanchor="left")],
         margin=dict(l=0, r=0, t=40, b=0),
         legend=dict(orientation="h"),
-        title="Token grids per stage (key tokens of each stage's last attention)",
+        title="Token grids per stage, coloured by the stage's attention",
     )
     return fig
 
