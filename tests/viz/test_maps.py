@@ -106,3 +106,29 @@ def test_attention_footprint_follows_kv_pooling():
     assert fp.stride == (2, 16, 16)
     vol, fp2 = viz.map_volume(out, m)
     assert vol.shape == (2, 2, 2) and fp2 == fp
+
+
+def test_hvt_pooling_windows_agree_with_the_models_spans():
+    """viz derives HVT's token windows from the post-pools; they must equal the model's own spans."""
+    import mvt
+
+    if "hvt_t.untrained" not in mvt.list_models():
+        pytest.skip("HVT is not written yet")
+    model = mvt.create_model("hvt_t.untrained")
+    spec = model.spec
+    x = torch.randn(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
+    with torch.no_grad():
+        out = model.forward_with_attention(x)
+    spans = out.extras["spans"]
+    lays = viz.trace(out)
+    for s in range(1, len(out.stages)):
+        lay = next(lay for lay in lays if lay.amap.stage == s)
+        geom = lay.keys[0]
+        n = geom.grid[2]
+        for i in sorted({0, n // 2, n - 1}):
+            hot = np.zeros(geom.grid, np.float32)
+            hot[0, 0, i] = 1.0
+            vol, _ = geom.paintable(hot)
+            lit = np.nonzero(vol.reshape(-1))[0]
+            start, stop = spans[s][i]
+            assert (lit.min(), lit.max() + 1) == (start, stop)
