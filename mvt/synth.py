@@ -53,15 +53,15 @@ _SHAPES = ("ellipse", "rectangle", "triangle", "cross", "diamond", "notched_ring
 class SynthConfig:
     """Ranges of the generator's random parameters. Lengths are fractions of the frame size."""
 
-    actor_radius: tuple[float, float] = (0.09, 0.13)
+    actor_radius: tuple[float, float] = (0.1, 0.14)
     """Half-size of the actor (and distractors) at the middle frame."""
-    travel: tuple[float, float] = (0.2, 0.3)
+    travel: tuple[float, float] = (0.25, 0.35)
     """Distance a translating actor covers over the clip."""
     turn_degrees: tuple[float, float] = (90.0, 150.0)
     """Angle a rotating actor turns over the clip (below 45 degrees per frame at 16 frames)."""
     scale_factor: tuple[float, float] = (1.6, 2.0)
     """Size ratio last/first frame of a growing actor (first/last for shrinking)."""
-    distractors: tuple[int, int] = (2, 4)
+    distractors: tuple[int, int] = (1, 3)
     """Inclusive range of the number of static distractors."""
     stripe_cycles: tuple[float, float] = (1.0, 1.8)
     """Stripe frequency inside a shape, in cycles per actor radius."""
@@ -74,6 +74,8 @@ class SynthConfig:
 
 
 DEFAULT_CONFIG = SynthConfig()
+EASY_CONFIG = SynthConfig(distractors=(0, 1), texture_amplitude=15.0, grain=3.0, frame_noise=3.0)
+"""A calmer SynthMotion (for a training curriculum): same motions and actors, plainer scenes."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,17 @@ chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetens
 ``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
 minutes, commit``.
 
+Budget: ``--minutes`` is wall-clock time; ``--cpu-minutes`` is CPU time of this process (all threads), which
+does not depend on what else runs on the machine: "20 minutes on 2 free cores" is ``--cpu-minutes 40``.
+Either chooses ``steps`` from the cost of the first few steps; the chosen number is printed and stored.
+
+Curriculum: for the first ``curriculum`` fraction of the steps part of each batch comes from a calmer
+SynthMotion (:data:`mvt.synth.EASY_CONFIG`: few distractors, faint texture), from all of the batch (until
+the warm-up ends) down to none; the rest of training and all evaluation use the default generator.
+
 Determinism: weights depend only on ``(arch, seed, steps, batch_size, lr, ...)`` and the thread count.
-``--minutes`` chooses ``steps`` from the speed of the first few steps (so it depends on the machine); the
-chosen number is printed and stored, and ``--steps N`` reruns exactly.
+``--steps N`` reruns a budgeted run exactly: the warm-up and the start of the curriculum do not depend on
+``steps``, and the budget is decided inside the warm-up.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ class TrainConfig:
     steps: int | None = None
     """Optimizer steps; ``None`` picks them from ``minutes`` after timing the first steps."""
     minutes: float = 15.0
+    cpu_minutes: float | None = None
+    """CPU-time budget (process CPU time, all threads); overrides ``minutes`` when given."""
+    curriculum: float = 0.3
+    """Fraction of the steps during which some clips come from :data:`mvt.synth.EASY_CONFIG`."""
     batch_size: int = 16
     lr: float = 1e-3
     min_lr_ratio: float = 0.01
@@ -197,6 +209,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def easy_fraction(step: int, total: int, cfg: TrainConfig) -> float:
+    """Share of easy clips in the batch of ``step``: all of it through the warm-up, then linearly down to
+    none at ``cfg.curriculum * total``."""
+    if cfg.curriculum <= 0:
+        return 0.0
+    start, end = max(1, cfg.warmup_steps), cfg.curriculum * total
+    if step < start:
+        return 1.0
+    if step >= end:
+        return 0.0
+    return 1.0 - (step - start) / max(1.0, end - start)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -214,31 +239,41 @@ def train(
         model = get_arch(cfg.arch).builder(num_classes=len(synth.CLASSES))
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
-
-    def batch(step: int) -> synth.SynthBatch:
-        return synth.generate(bs, cfg.seed, frames=frames, size=size, start=step * bs)
-
     total = cfg.steps
-    probe_steps = 3  # steps timed to choose ``total`` from ``minutes`` (the first one is a warm-up)
-    t0 = time.perf_counter()
+    probe_steps = 3  # steps timed to choose ``total`` from the budget (the first one is a warm-up)
+    if total is None and cfg.warmup_steps <= 1 + probe_steps:
+        raise ValueError("a time budget needs warmup_steps > 4 (the budget is decided inside the warm-up)")
+    use_cpu = cfg.cpu_minutes is not None
+    clock = time.process_time if use_cpu else time.perf_counter
+    budget_s = 60 * (cfg.cpu_minutes if use_cpu else cfg.minutes)  # type: ignore[operator]
+    kind = "CPU" if use_cpu else "wall"
+
+    def batch(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
+        easy = round(bs * easy_fraction(step, total or 10**9, cfg))
+        first = synth.generate(
+            easy, cfg.seed, frames=frames, size=size, start=step * bs, config=synth.EASY_CONFIG
+        )
+        rest = synth.generate(bs - easy, cfg.seed, frames=frames, size=size, start=step * bs + easy)
+        return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels])
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    start_clock = clock()
     losses: list[float] = []
     accs: list[float] = []
     step = 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
-        pending = pool.submit(batch, 0)
+        pending = pool.submit(batch, 0, total)
         while total is None or step < total:
-            data = pending.result()
-            pending = pool.submit(batch, step + 1)
+            clips, labels = pending.result()
             if step == 1:
-                t_probe = time.perf_counter()
+                t_probe = clock()
             if total is None and step == 1 + probe_steps:
-                per_step = (time.perf_counter() - t_probe) / probe_steps
-                total = max(step + 1, int(cfg.minutes * 60 / per_step))
-                log(
-                    f"{per_step:.2f} s/step -> {total} steps for {cfg.minutes:g} min (rerun with --steps {total})"
-                )
+                per_step = (clock() - t_probe) / probe_steps
+                total = max(step + 1, step + int((budget_s - (clock() - start_clock)) / per_step))
+                log(f"{per_step:.2f} {kind} s/step -> {total} steps for {budget_s / 60:g} {kind} min")
+            pending = pool.submit(batch, step + 1, total)
             lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
-            x, y = to_input(data.clips, spec), torch.from_numpy(data.labels)
+            x, y = to_input(clips, spec), torch.from_numpy(labels)
             loss, acc = train_step(
                 model, optimizer, x, y, lr=lr, label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip
             )
@@ -251,10 +286,12 @@ def train(
                 k = cfg.log_every
                 log(
                     f"step {step}/{total} loss {np.mean(losses[-k:]):.3f} acc {np.mean(accs[-k:]):.3f} "
-                    f"lr {lr:.2e} {(time.perf_counter() - t0) / 60:.1f} min"
+                    f"lr {lr:.2e} easy {easy_fraction(step - 1, total or 10**9, cfg):.2f} "
+                    f"{(time.perf_counter() - t0) / 60:.1f} min ({(time.process_time() - c0) / 60:.1f} CPU min)"
                 )
         pending.cancel()
     minutes = (time.perf_counter() - t0) / 60
+    cpu_minutes = (time.process_time() - c0) / 60
     eval_seed = cfg.resolved_eval_seed
     acc = evaluate(model, spec, n=cfg.eval_clips, seed=eval_seed)
     shuffled = evaluate(model, spec, n=cfg.eval_clips, seed=eval_seed, shuffle_frames=True)
@@ -277,6 +314,7 @@ def train(
             "steps": str(step),
             "batch_size": str(bs),
             "minutes": f"{minutes:.2f}",
+            "cpu_minutes": f"{cpu_minutes:.2f}",
             "threads": str(torch.get_num_threads()),
             "commit": git_commit(),
         }
@@ -296,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mvt.train", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="architecture, e.g. mvit_t, vivit_t1, hvt_t")
     p.add_argument("--minutes", type=float, default=15.0, help="time budget (chooses --steps)")
+    p.add_argument("--cpu-minutes", type=float, default=None, help="CPU-time budget (overrides --minutes)")
+    p.add_argument("--curriculum", type=float, default=0.3, help="fraction of steps with easy clips mixed in")
     p.add_argument("--steps", type=int, default=None, help="exact number of optimizer steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
@@ -315,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         steps=args.steps,
         minutes=args.minutes,
+        cpu_minutes=args.cpu_minutes,
+        curriculum=args.curriculum,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
