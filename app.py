@@ -98,20 +98,28 @@ def _volume(result: P.ModelResult, method: str, stage: int, head: str) -> tuple[
     """(key, volume on its grid, footprint) for the chosen method / stage / head."""
     if method == "attention":
         stages = sorted({m.stage for m in result.output.attentions})
-        s = stages[min(max(stage - 1, 0), len(stages) - 1)]
-        amap = [m for m in result.output.attentions if m.stage == s][-1]
-        h = head if head in ("mean", "max") else int(head.split()[-1]) - 1
-        vol = viz.attention_volume(amap, head=h)
-        return f"attention/{s}", vol, P.stage_key_footprint(result.output, s)
+        s = stages[min(max(int(stage) - 1, 0), len(stages) - 1)]
+        h = head if head in ("mean", "max") else int(str(head).split()[-1]) - 1
+        try:
+            vol, fp = P.stage_volume(result.output, s, head=h)
+        except ValueError as e:  # e.g. per-head maps of a model without a CLS token
+            raise gr.Error(f"{result.name}: {e}", print_exception=False) from None
+        return f"attention/{s}", vol, fp
     if method not in result.volumes:
-        raise gr.Error(f"{P.METHODS.get(method, method)} was not computed for {result.name}: tick it and press Compare.")
+        raise gr.Error(
+            f"{P.METHODS.get(method, method)} was not computed for {result.name}: tick it and press Compare."
+        )
     return method, result.volumes[method], result.footprints.get(method)
 
 
 def _render(result: P.ModelResult, method: str, stage: int, head: str, tag: str) -> tuple[str, str]:
     """Write the overlay mp4 and the all-stages strip for one result; return their paths."""
     key, vol, fp = _volume(result, method, stage, head)
-    frames_vol = vol if vol.shape == result.frames.shape[:3] else viz.to_frames(vol, result.frames.shape[:3], footprint=fp)
+    frames_vol = (
+        vol
+        if vol.shape == result.frames.shape[:3]
+        else viz.to_frames(vol, result.frames.shape[:3], footprint=fp)
+    )
     over = viz.overlay(result.frames, frames_vol)
     safe = result.name.replace(".", "_")
     video = OUT_DIR / f"{tag}_{safe}_{key.replace('/', '-')}.mp4"
@@ -165,7 +173,9 @@ def _timings(results: list[P.ModelResult]) -> list[list]:
 
 
 @_gpu
-def _analyse(path: str, names: list[str], start_s: float | None, methods: list[str], progress) -> list[P.ModelResult]:
+def _analyse(
+    path: str, names: list[str], start_s: float | None, methods: list[str], progress
+) -> list[P.ModelResult]:
     digest = P.file_hash(path)
     results = []
     for i, name in enumerate(names):
@@ -177,7 +187,9 @@ def _analyse(path: str, names: list[str], start_s: float | None, methods: list[s
                 progress((i + frac) / len(names), desc=what)
 
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
-                cached = P.run_model(path, name, models=MODELS, start_s=start_s, methods=methods, progress=step)
+                cached = P.run_model(
+                    path, name, models=MODELS, start_s=start_s, methods=methods, progress=step
+                )
             RESULTS.put(key, cached)
         results.append(cached)
     return results
@@ -224,7 +236,9 @@ def rerender(state, method, stage, head):
         return [gr.update() for _ in range(4 * MAX_MODELS)]
     results = [RESULTS.get(k) for k in state["keys"]]
     if any(r is None for r in results):
-        raise gr.Error("These results were evicted from the cache: press Compare again.", print_exception=False)
+        raise gr.Error(
+            "These results were evicted from the cache: press Compare again.", print_exception=False
+        )
     return _slot_updates(results, method, stage, head, f"v{abs(hash((method, stage, head))) % 10**6}")
 
 
@@ -236,7 +250,9 @@ def export(state, method):
         raise gr.Error("Run a comparison first.", print_exception=False)
     results = [RESULTS.get(k) for k in state["keys"]]
     if any(r is None for r in results):
-        raise gr.Error("These results were evicted from the cache: press Compare again.", print_exception=False)
+        raise gr.Error(
+            "These results were evicted from the cache: press Compare again.", print_exception=False
+        )
     out = Path(tempfile.mkdtemp(dir=OUT_DIR, prefix="export-"))
     P.export(results, out / "mvt-lens")
     archive = shutil.make_archive(str(out / "mvt-lens"), "zip", root_dir=out / "mvt-lens")
@@ -259,7 +275,9 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 video = gr.Video(sources=["upload", "webcam"], label="Clip", height=260)
-                start = gr.Number(label="Start time in seconds (for long clips; empty = whole clip)", value=None)
+                start = gr.Number(
+                    label="Start time in seconds (for long clips; empty = whole clip)", value=None
+                )
                 models = gr.Dropdown(
                     choices=model_choices(),
                     value=default_models(),
@@ -312,7 +330,9 @@ def build_demo() -> gr.Blocks:
             api_name="compare",
         )
         for ctl in (method, stage, head):
-            ctl.change(rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private")
+            ctl.change(
+                rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private"
+            )
         export_btn.click(export, inputs=[state, method], outputs=export_file, api_name="export")
     return demo
 

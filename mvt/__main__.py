@@ -39,7 +39,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for name in args.models:
         model = create_model(name)
         spec = model.spec
-        clip = read_clip(args.clip, num_frames=spec.num_frames, stride=spec.frame_stride, size=spec.resize_size)
+        clip = read_clip(
+            args.clip, num_frames=spec.num_frames, stride=spec.frame_stride, size=spec.resize_size
+        )
         with torch.inference_mode():
             probs = model(preprocess(clip, spec)).softmax(-1)[0]
         vals, idx = probs.topk(5)
@@ -51,7 +53,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from viz import pipeline  # the CLI shares the app's pipeline; viz imports mvt, never the reverse at import
+    from viz import (
+        pipeline,
+    )  # the CLI shares the app's pipeline; viz imports mvt, never the reverse at import
 
     models = pipeline.ModelCache("cpu")
     results = []

@@ -76,7 +76,9 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
         )
         n_videos = videos.count()
         assert n_videos >= 2, f"expected an overlay per default model, got {n_videos}"
-        assert page.get_by_test_id("toast-body").count() == 0, page.get_by_test_id("toast-body").all_inner_texts()
+        assert page.get_by_test_id("toast-body").count() == 0, page.get_by_test_id(
+            "toast-body"
+        ).all_inner_texts()
         page.get_by_role("tab", name="Token grids").click()
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 1

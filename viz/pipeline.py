@@ -36,7 +36,14 @@ METHODS: dict[str, str] = {
 }
 """Explanation methods by key, with the label the UI shows."""
 
-CAPTUM_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "gradcam", "occlusion", "feature_ablation")
+CAPTUM_METHODS = (
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "gradcam",
+    "occlusion",
+    "feature_ablation",
+)
 DEFAULT_METHODS = ("attention", "rollout")
 
 
@@ -132,7 +139,9 @@ def _center_crop_uint8(frames: np.ndarray, spec: mvt.ModelSpec) -> np.ndarray:
     if min(h, w) != spec.resize_size:
         scale = spec.resize_size / min(h, w)
         size = (max(spec.crop_size, round(h * scale)), max(spec.crop_size, round(w * scale)))
-        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
     h, w = x.shape[-2:]
     top, left = (h - spec.crop_size) // 2, (w - spec.crop_size) // 2
     x = x[:, :, top : top + spec.crop_size, left : left + spec.crop_size]
@@ -142,17 +151,18 @@ def _center_crop_uint8(frames: np.ndarray, spec: mvt.ModelSpec) -> np.ndarray:
 def top_k(logits: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
     probs = logits.float().softmax(-1)[0]
     vals, idx = probs.topk(min(k, probs.numel()))
-    return [(labels[i] if i < len(labels) else f"class {i}", float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
+    return [
+        (labels[i] if i < len(labels) else f"class {i}", float(v))
+        for v, i in zip(vals.tolist(), idx.tolist())
+    ]
 
 
-def stage_key_footprint(output: ModelOutput, stage: int) -> Footprint | None:
-    """Footprint of the key grid of the last attention map of ``stage`` (what ``attention/<stage>`` shows)."""
-    from . import attention_footprint
+def stage_volume(output: ModelOutput, stage: int, head: str | int = "mean") -> tuple[np.ndarray, Footprint]:
+    """``(volume, footprint)`` of the map that stands for ``stage`` (its last self-attention map)."""
+    from . import map_volume
+    from .maps import stage_map
 
-    maps = [m for m in output.attentions if m.stage == stage]
-    if not maps:
-        return None
-    return attention_footprint(output, maps[-1])
+    return map_volume(output, stage_map(output, stage), head=head)
 
 
 def run_model(
@@ -167,7 +177,7 @@ def run_model(
     captum_options: dict | None = None,
 ) -> ModelResult:
     """Decode ``path`` for model ``name``, run it with attention capture, and compute ``methods``."""
-    from . import attention_volume, attribute, rollout
+    from . import attribute, rollout_volume
 
     def report(frac: float, what: str) -> None:
         if progress is not None:
@@ -204,7 +214,7 @@ def run_model(
         frames=frames,
         times=np.asarray(clip.times, dtype=np.float64),
         fps=float(clip.fps) / max(1, spec.frame_stride or 1),
-        top5=top_k(output.logits, spec.labels if spec.num_classes is None else _safe_labels(spec)),
+        top5=top_k(output.logits, _safe_labels(spec)),
         output=output,
         timings=timings,
         notes=list(clip.notes),
@@ -212,24 +222,21 @@ def run_model(
     if target is None:
         target = int(output.logits[0].argmax())
 
-    stage_ids = sorted({m.stage for m in output.attentions})
-    for s in stage_ids:
-        maps = [m for m in output.attentions if m.stage == s]
-        result.volumes[f"attention/{s}"] = attention_volume(maps[-1])
-        result.footprints[f"attention/{s}"] = stage_key_footprint(output, s)
+    for s in sorted({m.stage for m in output.attentions}):
+        key = f"attention/{s}"
+        result.volumes[key], result.footprints[key] = stage_volume(output, s)
 
     todo = [m for m in methods if m != "attention"]
     for i, method in enumerate(todo):
         report(0.5 + 0.5 * i / max(1, len(todo)), METHODS.get(method, method))
         t = time.perf_counter()
         if method == "rollout":
-            result.volumes["rollout"] = rollout(output, mode="attention")
-            result.footprints["rollout"] = output.embed
+            result.volumes["rollout"], result.footprints["rollout"] = rollout_volume(output, mode="attention")
         elif method == "grad_rollout":
             with models.lock(name):
                 grad_out = mvt.attention_gradients(model, x, target)
-            result.volumes["grad_rollout"] = rollout(grad_out, mode="grad")
-            result.footprints["grad_rollout"] = output.embed
+            vol, fp = rollout_volume(grad_out, mode="grad")
+            result.volumes["grad_rollout"], result.footprints["grad_rollout"] = vol, fp
         elif method in CAPTUM_METHODS:
             opts = dict(captum_options or {})
             with models.lock(name):
@@ -275,10 +282,8 @@ def stage_strip(result: ModelResult, *, columns: int = 8, alpha: float = 0.5) ->
 
     keys = [k for k in result.volumes if k.startswith("attention/")]
     keys += [k for k in ("rollout", "grad_rollout") if k in result.volumes]
-    t = result.frames.shape[0]
-    idx = np.unique(np.linspace(0, t - 1, min(columns, t)).round().astype(int))
-    rows = [render_overlay(result, k, alpha=alpha)[idx] for k in keys]
-    return strip(rows, labels=[_key_label(k) for k in keys])
+    rows = [render_overlay(result, k, alpha=alpha) for k in keys]
+    return strip(rows, labels=[_key_label(k) for k in keys], max_frames=columns)
 
 
 def _key_label(key: str) -> str:

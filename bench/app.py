@@ -1,0 +1,98 @@
+"""Time from Compare to all overlays written, through the app's own adapter, on the 10 s example.
+
+    python bench/app.py [--repeat 3] [--threads 2]
+
+Two model sets: the app's default models (SynthMotion demo weights where shipped, else small untrained
+ones) and the K400-size architectures (timed with whatever weights are available; timing does not depend
+on the weight values). The result cache is cleared before every timed run, models stay loaded (as in a
+running app after its first request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def ten_second_clip() -> Path:
+    """The shipped 10 s example if present, else a generated 10 s 320×240 clip."""
+    shipped = sorted((ROOT / "assets" / "examples").glob("*10s*.mp4"))
+    if shipped:
+        return shipped[0]
+    import mvt
+
+    path = Path("/tmp/mvt-bench/ten_seconds.mp4")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 80, size=(250, 240, 320, 3), dtype=np.uint8)
+        for t in range(250):
+            x = int(t * 280 / 249)
+            frames[t, 100:140, x : x + 40] = (250, 200, 40)
+        mvt.write_video(frames, path, fps=25)
+    return path
+
+
+def k400_size_models() -> list[str]:
+    import mvt
+
+    names = []
+    for arch in ("mvit_v2_s", "mmvit_s", "vivit_b_16x2", "hvt_s_1"):
+        tags = [n for n in mvt.list_models(f"{arch}.*", available_only=True) if not n.endswith(".untrained")]
+        names.append(tags[0] if tags else f"{arch}.untrained")
+    return [n for n in names if n.split(".")[0] in mvt.list_archs()]
+
+
+def time_compare(app, clip: Path, names: list[str], repeat: int) -> tuple[float, float]:
+    def progress(*args, **kwargs) -> None:
+        return None
+
+    args = (str(clip), names, None, ["rollout"], "attention", 4, "mean")
+    t = time.perf_counter()
+    app.compare(*args, progress=progress)  # first call: loads models
+    first = time.perf_counter() - t
+    runs = []
+    for _ in range(repeat):
+        app.RESULTS._items.clear()
+        t = time.perf_counter()
+        app.compare(*args, progress=progress)
+        runs.append(time.perf_counter() - t)
+    return first, statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-k400", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import app
+
+    clip = ten_second_clip()
+    sets = [("app defaults", app.default_models(), 3.0)]
+    if not args.skip_k400:
+        sets.append(("K400-size", k400_size_models(), 30.0))
+    print(f"clip: {clip.name}, threads: {args.threads}, repeat: {args.repeat}\n")
+    print(
+        "| model set | models | first call (s, loads models) | Compare → overlays (s, median) | target (s) | ratio to target |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, names, target in sets:
+        first, med = time_compare(app, clip, names, args.repeat)
+        print(
+            f"| {label} | {', '.join(names)} | {first:.2f} | {med:.2f} | {target:.0f} | {med / target:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
