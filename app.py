@@ -195,7 +195,7 @@ def _analyse(
     return results
 
 
-def compare(video, names, start_s, methods, method, stage, head, progress=gr.Progress()):
+def compare(video, names, start_s, methods, method, stage, head, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
     """Compare button: run every chosen model on the clip, render the chosen explanation."""
     if not video:
         raise gr.Error("Upload a video clip (or record one with the webcam) first.", print_exception=False)
@@ -303,9 +303,9 @@ def build_demo() -> gr.Blocks:
                         gr.Examples(clips, inputs=[video], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 slot_outputs: list = []
-                for row in range(2):
+                for _row in range(2):
                     with gr.Row():
-                        for col in range(2):
+                        for _col in range(2):
                             with gr.Column(visible=True):
                                 title = gr.Markdown(visible=False)
                                 label = gr.Label(num_top_classes=5, visible=False, label="Top-5")

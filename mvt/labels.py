@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_labels(label_set: str) -> tuple[str, ...]:
     """Class names of ``label_set``: ``kinetics400``, ``imagenet1k`` or ``synthmotion``."""
     if label_set == "kinetics400":
