@@ -43,7 +43,9 @@ def attention(
 class Mlp(nn.Module):
     """Linear → activation → Linear, with names ``fc1`` / ``fc2``."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, act: type[nn.Module] = nn.GELU):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int | None = None, act: type[nn.Module] = nn.GELU
+    ):
         super().__init__()
         self.fc1 = nn.Linear(in_dim, hidden_dim)
         self.act = act()

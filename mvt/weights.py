@@ -108,14 +108,16 @@ def resolve(source: WeightsSource, *, download: bool = True) -> Path:
                 f"Weights {source.repo_id}/{source.filename} are not in the Hugging Face cache and could not "
                 f"be downloaded ({type(e).__name__}). On a machine with internet run: "
                 f"huggingface-cli download {source.repo_id} {source.filename} "
-                f"(or python -c \"from huggingface_hub import hf_hub_download; "
+                f'(or python -c "from huggingface_hub import hf_hub_download; '
                 f"hf_hub_download('{source.repo_id}', '{source.filename}')\"), then copy the cache "
                 f"(~/.cache/huggingface/hub) here."
             ) from None
     if source.kind == "file":
         path = REPO_ROOT / (source.path or "")
         if not path.is_file():
-            raise WeightsError(f"Shipped weights {path} are missing; reinstall from a full clone of the repo.")
+            raise WeightsError(
+                f"Shipped weights {path} are missing; reinstall from a full clone of the repo."
+            )
         return path
     raise WeightsError(f"weights source of kind {source.kind!r} has no file")
 

@@ -181,7 +181,9 @@ def get_spec(name: str) -> ModelSpec:
         name = f"{name}.untrained"
     if name not in _SPECS:
         close = [n for n in _SPECS if n.split(".")[0] == name.split(".")[0]]
-        hint = f" Known tags for this architecture: {close}." if close else f" Known models: {sorted(_SPECS)}."
+        hint = (
+            f" Known tags for this architecture: {close}." if close else f" Known models: {sorted(_SPECS)}."
+        )
         raise KeyError(f"unknown model {name!r}.{hint}")
     return _SPECS[name]
 
