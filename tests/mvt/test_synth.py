@@ -123,3 +123,29 @@ def test_bad_arguments_raise():
         generate(1, 0, labels=[len(CLASSES)])
     with pytest.raises(ValueError):
         generate(1, 0, frames=1)
+
+
+def test_shipped_examples_match_the_generator():
+    """assets/examples holds the clips write_examples makes now (regenerate them when the generator changes)."""
+    import json
+    from pathlib import Path
+
+    import mvt
+    from mvt.synth import EXAMPLE_CLASSES, EXAMPLE_SEED
+
+    root = Path(__file__).resolve().parents[2] / "assets" / "examples"
+    labels = json.loads((root / "labels.json").read_text())
+    assert sorted(labels.values()) == sorted(EXAMPLE_CLASSES)
+    expected = generate(
+        len(EXAMPLE_CLASSES), EXAMPLE_SEED, labels=[CLASSES.index(c) for c in EXAMPLE_CLASSES]
+    )
+    for filename, name in labels.items():
+        path = root / filename
+        assert path.stat().st_size < 200_000, filename
+        clip = mvt.read_clip(path, num_frames=16, stride=1, size=112)
+        ref = expected.clips[EXAMPLE_CLASSES.index(name)]
+        assert np.abs(clip.frames.astype(np.float32) - ref).mean() < 12.0, filename  # H.264 + resize only
+    long = json.loads((root / "synth_10s.json").read_text())
+    info = mvt.probe(root / "synth_10s.mp4")
+    assert info.num_frames == long["segment_frames"] * len(long["classes"]) and 9.5 <= info.duration_s <= 11
+    assert set(long["classes"]) == set(CLASSES)

@@ -4,6 +4,7 @@ the shipped demo weights (accurate on fresh clips, and they need the frame order
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,14 @@ def test_evaluate_counts_correct_clips():
         assert (
             evaluate(ConstantModel(3), TINY_SPEC, n=16, seed=5, batch_size=5, shuffle_frames=shuffle) == 0.125
         )
+
+
+def test_curriculum_fades_out_and_starts_independently_of_steps():
+    from mvt.train import easy_fraction
+
+    cfg = TrainConfig(arch="tiny", warmup_steps=10, curriculum=0.3)
+    fr = [easy_fraction(s, 100, cfg) for s in range(100)]
+    assert fr[:10] == [1.0] * 10 and fr[30:] == [0.0] * 70
+    assert fr[10:31] == sorted(fr[10:31], reverse=True)
+    assert [easy_fraction(s, 1000, cfg) for s in range(10)] == fr[:10]
+    assert easy_fraction(0, 100, replace(cfg, curriculum=0.0)) == 0.0
