@@ -23,10 +23,11 @@ from mvt.outputs import ModelOutput
 from .geometry import MapLayout, group_index, seq_prefix, trace
 
 
-def _entropy_rows(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(min=0)
-    p = p / p.sum(-1, keepdim=True).clamp(min=1e-30)
-    return -(p * torch.log(p.clamp(min=1e-30))).sum(-1)
+def _entropy_rows(p: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each row of ``p`` after renormalising it (numpy: no thread contention on tiny ops)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+    p = p / np.maximum(p.sum(-1, keepdims=True), 1e-30)
+    return -(p * np.log(np.maximum(p, 1e-30))).sum(-1)
 
 
 def _positions(lay: MapLayout, which: str) -> np.ndarray:
@@ -72,15 +73,13 @@ def _distances(lay: MapLayout, probs: torch.Tensor, max_queries: int) -> tuple[f
             continue
         rows = np.nonzero(qv)[0]
         rows = rows[_query_subset(len(rows), per_group)]
-        kidx = torch.as_tensor(np.nonzero(kv)[0])
-        a = probs[gi][torch.as_tensor(rows)][:, kidx].float()
-        a = a / a.sum(-1, keepdim=True).clamp(min=1e-30)
-        qpt = torch.as_tensor(qp[rows], dtype=torch.float32)
-        kpt = torch.as_tensor(kp[kv], dtype=torch.float32)
-        dt = torch.cdist(qpt[:, :1], kpt[:, :1])
-        ds = torch.cdist(qpt[:, 1:], kpt[:, 1:])
-        tot_s += float((a * ds).sum(dtype=torch.float64))
-        tot_t += float((a * dt).sum(dtype=torch.float64))
+        a = probs[gi][torch.as_tensor(rows)].float().numpy()[:, kv].astype(np.float64)
+        a /= np.maximum(a.sum(-1, keepdims=True), 1e-30)
+        qp_r, kp_v = qp[rows], kp[kv]
+        dt = np.abs(qp_r[:, None, 0] - kp_v[None, :, 0])
+        ds = np.sqrt(((qp_r[:, None, 1:] - kp_v[None, :, 1:]) ** 2).sum(-1))
+        tot_s += float((a * ds).sum())
+        tot_t += float((a * dt).sum())
         count += len(rows)
     if count == 0:
         return math.nan, math.nan
@@ -102,7 +101,7 @@ def attention_stats(
         norm = math.log(nk) if nk > 1 else 1.0
         base = {"stage": m.stage, "block": m.block, "map": lay.index, "kind": m.kind, "view": m.view}
         if m.cls_row is not None:
-            ent = _entropy_rows(m.cls_row[batch].double()) / norm  # (heads,)
+            ent = _entropy_rows(m.cls_row[batch].float().numpy()) / norm  # (heads,)
             for h, e in enumerate(ent.tolist()):
                 rows.append(
                     base
@@ -117,7 +116,7 @@ def attention_stats(
         p = m.num_prefix
         grid_q = probs[:, p:, :] if probs.shape[1] > p else probs
         sub = torch.as_tensor(_query_subset(grid_q.shape[1], max(1, max_queries // grid_q.shape[0])))
-        ent_mean = float((_entropy_rows(grid_q[:, sub].double()) / norm).mean())
+        ent_mean = float((_entropy_rows(grid_q[:, sub].float().numpy()) / norm).mean())
         ds, dt = _distances(lay, probs, max_queries) if distances else (math.nan, math.nan)
         rows.append(
             base
