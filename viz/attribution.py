@@ -10,7 +10,8 @@ The one place in ``viz`` (with ``viz.pipeline``) that runs a model. Methods and 
   score drop summed over channels;
 * ``gradcam``: ``LayerGradCam`` on ``model.stage_taps[stage]`` (an ``nn.Identity`` every model routes a stage's
   grid tokens through as ``(B, C, T', H', W')``), ReLU'd, upsampled with ``LayerAttribution.interpolate``
-  (trilinear) to the clip;
+  (trilinear) to the clip; a tap carrying a 1-D pooled sequence (HVT, ``(B, C, T, 1, N)``) is painted
+  through the tokens' spans instead (one extra forward to read them);
 * ``feature_ablation``: ``FeatureAblation`` over token-aligned cells (a ``feature_mask`` of ``cell``-sized
   boxes whose sides are multiples of ``align``, e.g. the patch stride), one forward per cell.
 
@@ -62,6 +63,28 @@ def _cells(shape: tuple[int, int, int], cell: tuple[int, int, int]) -> torch.Ten
 def default_cell(shape: tuple[int, int, int], align: tuple[int, int, int] = (2, 16, 16), per_axis: int = 4):
     """Cells of about ``shape / per_axis`` rounded up to multiples of ``align`` (token-aligned)."""
     return tuple(max(a, a * math.ceil(n / per_axis / a)) for n, a in zip(shape, align))
+
+
+def _sequence_cam(model: nn.Module, x: torch.Tensor, cam: torch.Tensor, stage: int, shape) -> np.ndarray:
+    """Grad-CAM of a 1-D token sequence (HVT's taps see ``(B, C, T, 1, N)``): each token's value is painted
+    onto the patches of its pooling window (``ModelOutput.extras["spans"]``), then onto the clip."""
+    from .render import to_frames
+
+    with torch.no_grad():
+        rec = model.forward_with_attention(x)
+    spans, patch = rec.extras.get("spans"), rec.extras.get("patch_grid")
+    if spans is None or patch is None:
+        raise ValueError("this stage tap carries a 1-D token sequence but the model reports no spans")
+    sp = np.asarray(spans[stage if stage >= 0 else len(spans) + stage])
+    vals = cam[0, 0, :, 0, :].detach().double().numpy()  # (G, N)
+    n_patch = int(np.prod(patch))
+    cover = np.zeros((sp.shape[0], n_patch))
+    for i, (a, b) in enumerate(sp):
+        cover[i, a:b] = 1.0
+    num, den = vals @ cover, cover.sum(0)
+    per_patch = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)  # (G, n_patch)
+    grid = per_patch.reshape(vals.shape[0] * patch[0], patch[1], patch[2])
+    return to_frames(grid.astype(np.float32), shape, footprint=rec.embed)
 
 
 def attribute(
@@ -152,7 +175,10 @@ def attribute(
             cam = LayerGradCam(f, layer).attribute(x, target=target, relu_attributions=True)
             if cam.ndim != 5:
                 raise ValueError(f"stage tap {stage} produced a {cam.ndim}-D map; expected (B, 1, T, H, W)")
-            vol = LayerAttribution.interpolate(cam, shape, interpolate_mode="trilinear")[0, 0]
+            if cam.shape[-2] == 1 and cam.shape[-1] > 1 and shape[1] > 1:
+                vol = torch.from_numpy(_sequence_cam(model, x, cam, stage, shape))
+            else:
+                vol = LayerAttribution.interpolate(cam, shape, interpolate_mode="trilinear")[0, 0]
         else:  # feature_ablation
             c = tuple(cell) if cell is not None else default_cell(shape, align)
             mask = _cells(shape, c).to(x.device)

@@ -75,3 +75,19 @@ def test_gradcam_on_a_stage_tap_and_errors(tiny):
         viz.attribute(model, x[0], "saliency")
     with pytest.raises(ValueError, match="stage_taps"):
         viz.attribute(nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 16 * 16, 2)), x, "gradcam")
+
+
+def test_gradcam_on_a_real_model_stage_tap():
+    """Real taps: HVT's carries a 1-D pooled sequence, painted through its spans onto the clip."""
+    import mvt
+
+    if "hvt_t.untrained" not in mvt.list_models():
+        pytest.skip("HVT is not written yet")
+    model = mvt.create_model("hvt_t.untrained")
+    spec = model.spec
+    x = torch.randn(
+        1, 3, spec.num_frames, spec.crop_size, spec.crop_size, generator=torch.Generator().manual_seed(0)
+    )
+    vol = viz.attribute(model, x, "gradcam", stage=-1)
+    assert vol.shape == tuple(x.shape[2:]) and np.isfinite(vol).all() and (vol >= 0).all()
+    assert vol.max() > 0
