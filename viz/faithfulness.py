@@ -4,7 +4,7 @@ Deletion and insertion (Petsiuk et al., "RISE", BMVC 2018), written for video an
 
 * The clip is cut into a grid of *cells* of ``cell = (t, h, w)`` input voxels (frames, pixels, pixels),
   aligned to the model's token footprint: by default ``(2, 16, 16)``, which is the ViViT tubelet, the
-  HVT patch (two frames) and MViT's last-stage token stride. One grid for every model keeps AUCs
+  HVT patch (two frames) and the token stride of MViT's third stage. One grid for every model keeps AUCs
   comparable across models whose token grids differ. A cell's relevance is the mean of the
   explanation over its voxels (signed: no ``abs``, as RISE and xplique do).
 * Cells are ranked most-relevant first with a *stable* sort: ties keep raster order (t, then h, then w),
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 Grid3 = tuple[int, int, int]
 
 DEFAULT_CELL: Grid3 = (2, 16, 16)
-"""Default perturbation cell (frames, pixels, pixels): ViViT tubelets, HVT patches, MViT's last stage."""
+"""Default perturbation cell (frames, pixels, pixels): ViViT tubelets, HVT patches, MViT's stage-3 tokens."""
 
 SUBSTRATES = ("blur", "mean")
 
