@@ -350,10 +350,32 @@ def _rollout_on_grid(output, mode, stop_stage, batch, view):
 
 
 def rollout_volume(
-    output: ModelOutput, mode: str = "attention", stop_stage: int | None = None, batch: int = 0, view: int = 0
+    output: ModelOutput,
+    mode: str = "attention",
+    stop_stage: int | None = None,
+    batch: int = 0,
+    view: int | str = 0,
 ):
-    """``(volume, footprint)`` of :func:`rollout`, ready for ``viz.to_frames``."""
+    """``(volume, footprint)`` of :func:`rollout`, ready for ``viz.to_frames``.
+
+    ``view="all"`` (multi-view models, MMViT) combines every view's share of the read-out: each view's
+    token masses are divided by the input volume a token stands for (stride product) and painted onto the
+    model input with that view's footprint, then summed. The result is already at input resolution, so the
+    footprint returned is ``None``.
+    """
     r, geoms, prefix = rollout_vector(output, mode=mode, stop_stage=stop_stage, batch=batch)
-    geom = geoms[view]
-    grid = r[view][prefix[view] :].reshape(tuple(geom.grid)).numpy()
-    return geom.paintable(grid)
+    if view != "all":
+        if view not in r:
+            raise ValueError(f"view {view} is not in this output; views: {sorted(r)}")
+        grid = r[view][prefix[view] :].reshape(tuple(geoms[view].grid)).numpy()
+        return geoms[view].paintable(grid)
+    from .render import to_frames
+
+    shape = tuple(int(s) for s in output.input_shape)
+    total = np.zeros(shape, np.float32)
+    for v, geom in geoms.items():
+        grid = r[v][prefix[v] :].reshape(tuple(geom.grid)).numpy()
+        vol, fp = geom.paintable(grid)
+        area = float(np.prod(fp.stride))
+        total += to_frames(vol / area, shape, footprint=fp)
+    return total, None

@@ -68,6 +68,8 @@ def test_stage_maps_and_rollout_match_the_clip(case):
     vol, fp = viz.rollout_volume(out)
     frames = viz.to_frames(vol, clip, fp)
     assert frames.shape == clip and (frames >= 0).all() and frames.max() > 0
+    combined, none = viz.rollout_volume(out, view="all")
+    assert none is None and combined.shape == clip and combined.max() > 0
     r, _, _ = rollout_vector(out)
     total = sum(float(v.sum()) for v in r.values())
     assert 0 < total <= 1.0 + 1e-5  # row-stochastic operators never create mass

@@ -277,3 +277,17 @@ def test_stop_stage_returns_the_stage_input_grid():
     volume, fp = viz.rollout_volume(out, stop_stage=1)
     assert fp.stride == (2, 8, 8)  # the embedding (2, 4, 4) after the q pool (1, 2, 2)
     assert viz.to_frames(volume, out.input_shape, fp).shape == out.input_shape
+
+
+def test_all_views_rollout_is_a_density_on_the_input():
+    """view='all' paints each view's token masses as densities (mass / pixels per token) and sums them."""
+    maps, emb, (g0, g1) = _pooled_maps()
+    out = output(maps, input_shape=(4, 32, 32), embed=emb)
+    combined, fp = viz.rollout_volume(out, view="all")
+    assert fp is None and combined.shape == (4, 32, 32)
+    vol, fp0 = viz.rollout_volume(out)
+    assert fp0 == emb  # the embedding footprint: the input shape matches the first grid
+    expected = viz.to_frames(vol / np.prod(fp0.stride), (4, 32, 32), fp0)
+    np.testing.assert_allclose(combined, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="view 3"):
+        viz.rollout_volume(out, view=3)
