@@ -9,14 +9,15 @@ those files load with an identity conversion and give torchvision's logits.
 Each block runs multi-head pooling attention (MHPA): queries, keys and values are pooled on the token grid
 by depthwise 3-D convolutions (followed by LayerNorm; the CLS token is never pooled), the residual path is
 max-pooled when the query grid shrinks, and MViTv2 adds a decomposed (t, h, w) relative position bias and
-the pooled query to the attention output. ``model(x)`` runs the fused attention kernel with the relative
-position bias as an additive mask; ``model.forward_with_attention(x)`` runs the same blocks with an explicit
+the pooled query to the attention output. ``model(x)`` runs the fused attention kernel (the relative position bias
+folded into it); ``model.forward_with_attention(x)`` runs the same blocks with an explicit
 softmax and returns every block's attention as an :class:`~mvt.outputs.AttentionMap`.
 
 Speed notes (CPU): token tensors are kept as ``(B, N, C)`` with the CLS token first, so the patch tokens are
 already a channels-last 3-D grid; q/k/v pooling runs as one channels-last depthwise convolution per distinct
-pooling (k and v together, q with them when its pooling is the same), and the relative-position mask is
-written in one broadcast pass.
+pooling (k and v together, q with them when its pooling is the same). The relative position bias has rank
+kt + kh + kw per query, so instead of an (Nq, Nk) mask it is folded into the dot product as extra q/k
+features (see :meth:`PoolingAttention._with_rel_pos`): exact, and far cheaper than writing and reading a mask.
 """
 
 from __future__ import annotations
@@ -260,8 +261,14 @@ def _resize_table(table: torch.Tensor, length: int) -> torch.Tensor:
     return F.interpolate(table.t()[None], size=length, mode="linear")[0].t()  # (length, d)
 
 
-def _needs_autograd(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def _grid_onehot(grid: Grid, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(1 + T·H·W, T + H + W): row 1 + i one-hot encodes token i's t, h and w (t-major raster); row 0 (CLS) is 0."""
+    t, h, w = grid
+    idx = torch.arange(t * h * w, device=device)
+    cols = torch.stack((idx // (h * w), t + (idx // w) % h, t + h + idx % w), dim=1)  # (THW, 3)
+    out = torch.zeros(1 + t * h * w, t + h + w, device=device, dtype=dtype)
+    out[1:].scatter_(1, cols, 1.0)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- modules
@@ -316,37 +323,39 @@ class PoolingAttention(nn.Module):
         pooled, new_grid = _pool_tokens(tokens, grid, conv)  # (B, 1 + |new_grid|, m·C)
         return _head_norm(pooled, [p.norm_act[0] for p in pools], h), new_grid
 
-    def _rel_pos_mask(self, q: torch.Tensor, q_grid: Grid, k_grid: Grid) -> torch.Tensor:
-        """Additive mask (B, heads, Nq, Nk): decomposed relative position bias, zero on the CLS row and column.
+    def _with_rel_pos(
+        self, q: torch.Tensor, k: torch.Tensor, q_grid: Grid, k_grid: Grid
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold the decomposed relative position bias into the dot product: returns ``(q', k')`` with
+        ``q'·k'ᵀ = scale · q·kᵀ + bias`` exactly, where bias is zero on the CLS row and column.
 
-        ``q`` is the pooled, normalised query (B, Nq, heads, d). Entry (query at (t,h,w), key at (t',h',w')) is
-        q·R_t[t,t'] + q·R_h[h,h'] + q·R_w[w,w'] with R_a[i, j] = table_a[index_a(i, j)].
+        The bias between a query at (t, h, w) and a key at (t', h', w') is
+        ``q·R_t[t, t'] + q·R_h[h, h'] + q·R_w[w, w']`` (R_a[i, j] = table_a[index_a(i, j)], ``q`` unscaled).
+        So ``q' = [scale·q, q·R_t[t], q·R_h[h], q·R_w[w]]`` (E = kt + kh + kw extra features) and
+        ``k' = [k, onehot(t'), onehot(h'), onehot(w')]``. This never builds an (Nq, Nk) mask, and the fused
+        kernel stays on its fast path. ``q`` (B, Nq, heads, d), ``k`` (B, Nk, heads, d) → (…, d + E).
         """
-        (qt, qh, qw), (kt, kh, kw) = q_grid, k_grid
-        b, nq, heads, _ = q.shape
         tables = []
-        for table, qn, kn in ((self.rel_pos_h, qh, kh), (self.rel_pos_w, qw, kw), (self.rel_pos_t, qt, kt)):
+        for table, qn, kn in zip((self.rel_pos_t, self.rel_pos_h, self.rel_pos_w), q_grid, k_grid):
             table = _resize_table(table, 2 * max(qn, kn) - 1)
             tables.append(table[_rel_index(qn, kn).to(table.device)])  # (qn, kn, d)
-        r_h, r_w, r_t = tables
+        r_t, r_h, r_w = tables
         cells = q[:, 1:].unflatten(1, q_grid)  # (B, qt, qh, qw, heads, d)
-        rel_h = torch.einsum("bthwnc,hkc->bnthwk", cells, r_h)  # (B, heads, qt, qh, qw, kh)
-        rel_w = torch.einsum("bthwnc,wkc->bnthwk", cells, r_w)  # (B, heads, qt, qh, qw, kw)
-        rel_t = torch.einsum("bthwnc,tkc->bnthwk", cells, r_t)  # (B, heads, qt, qh, qw, kt)
-        rel_hw = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, qt, qh, qw, kh, kw)
-        rel_hw, rel_t = rel_hw[..., None, :, :], rel_t[..., :, None, None]  # broadcast to (..., kt, kh, kw)
-        nk = 1 + kt * kh * kw
-        if _needs_autograd(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t):
-            bias = (rel_hw + rel_t).reshape(b, heads, nq - 1, nk - 1)  # (B, heads, Nq-1, Nk-1)
-            return F.pad(bias, (1, 0, 1, 0))  # (B, heads, Nq, Nk)
-        mask = q.new_empty(b, heads, nq, nk)
-        mask[:, :, 0].zero_()
-        mask[:, :, 1:, 0].zero_()
-        grid_part = (
-            mask[:, :, 1:, 1:].unflatten(2, q_grid).unflatten(-1, k_grid)
-        )  # (B, heads, qt,qh,qw, kt,kh,kw)
-        torch.add(rel_hw, rel_t, out=grid_part)
-        return mask
+        rel = torch.cat(
+            (
+                torch.einsum("bthwnc,tkc->bthwnk", cells, r_t),  # (B, qt, qh, qw, heads, kt)
+                torch.einsum("bthwnc,hkc->bthwnk", cells, r_h),  # (B, qt, qh, qw, heads, kh)
+                torch.einsum("bthwnc,wkc->bthwnk", cells, r_w),  # (B, qt, qh, qw, heads, kw)
+            ),
+            dim=-1,
+        ).flatten(1, 3)  # (B, Nq-1, heads, E)
+        rel = F.pad(rel, (0, 0, 0, 0, 1, 0))  # (B, Nq, heads, E): zero for the CLS query
+        q_aug = torch.cat((q * self.scale, rel), dim=-1)  # (B, Nq, heads, d + E)
+        onehot = _grid_onehot(k_grid, k.device, k.dtype)  # (Nk, E), zero row for the CLS key
+        k_aug = torch.cat(
+            (k, onehot[None, :, None, :].expand(*k.shape[:3], -1)), dim=-1
+        )  # (B, Nk, heads, d+E)
+        return q_aug, k_aug
 
     def forward(
         self, x: torch.Tensor, grid: Grid, need_weights: bool = False
@@ -376,15 +385,27 @@ class PoolingAttention(nn.Module):
             else:
                 kv5, k_grid = kv.unflatten(-1, (2, h, d)), grid  # (B, N, 2, heads, d)
             k, v = kv5.unbind(2)  # (B, Nk, heads, d)
-        mask = self._rel_pos_mask(q, q_grid, k_grid) if self.cfg.rel_pos else None
-        out, probs = attention(
-            q.transpose(1, 2),  # (B, heads, Nq, d)
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            need_weights=need_weights,
-            bias=mask,
-            scale=self.scale,
-        )
+        if self.cfg.rel_pos:
+            q_aug, k_aug = self._with_rel_pos(q, k, q_grid, k_grid)  # (B, N, heads, d + E)
+            extra = q_aug.shape[-1] - d
+            # The fused kernel needs equal q/k/v widths: pad v with zeros (their outputs are dropped).
+            v_in = v if need_weights else F.pad(v, (0, extra))
+            out, probs = attention(
+                q_aug.transpose(1, 2),  # (B, heads, Nq, d + E)
+                k_aug.transpose(1, 2),
+                v_in.transpose(1, 2),
+                need_weights=need_weights,
+                scale=1.0,
+            )
+            out = out[..., :d]  # (B, heads, Nq, d)
+        else:
+            out, probs = attention(
+                q.transpose(1, 2),  # (B, heads, Nq, d)
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                need_weights=need_weights,
+                scale=self.scale,
+            )
         out = out.transpose(1, 2)  # (B, Nq, heads, d)
         if self.cfg.residual_pool:  # MViTv2: add the pooled query, CLS row excluded
             out = torch.cat((out[:, :1], out[:, 1:] + q[:, 1:]), dim=1)
