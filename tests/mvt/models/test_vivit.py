@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from mvt import zoo
+from mvt import weights, zoo
 from mvt.explain import attention_gradients
 from mvt.models import vivit
 from mvt.models.vivit import ViViT, ViViTConfig, config_from_hf, convert_hf_vivit, inflate_patch_kernel
@@ -181,10 +181,10 @@ def hf_cache(tmp_path, monkeypatch):
 
 def test_offline_without_cache_says_what_to_download(hf_cache):
     spec = zoo.get_spec("vivit_b_16x2.k400")
-    assert not zoo._weights.is_available(spec.weights)
+    assert not weights.is_available(spec.weights)
     assert "vivit_b_16x2.k400" not in zoo.list_models("vivit*", available_only=True)
     with pytest.raises(WeightsError) as err:
-        zoo._weights.load(spec.weights)
+        weights.load(spec.weights)
     msg = str(err.value)
     assert "google/vivit-b-16x2-kinetics400" in msg and "pytorch_model.bin" in msg and "download" in msg
 
