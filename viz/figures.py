@@ -35,20 +35,30 @@ def _sample(frames_vol: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return frames_vol[idx[0], idx[1], idx[2]].astype(np.float32)
 
 
-def _fp_text(geom: TokenGeom, centres: np.ndarray) -> np.ndarray:
+def _hover_data(
+    geom: TokenGeom, keep: np.ndarray, centres: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Numeric float32 hover columns (plotly ships numpy arrays as compact typed arrays, strings not):
+    token index, grid t/h/w, footprint ranges ``[lo, hi)`` clipped to the input (frames, y, x; NaN for
+    1-D pooled tokens), value."""
+    pos = np.stack(np.unravel_index(keep, tuple(int(g) for g in geom.grid)), axis=1)
     fp = geom.footprint
     if fp is None:
-        return np.array(["pooled 1-D window (see spans)"] * len(centres), dtype=object)
-    half = [(k - 1) / 2.0 for k in fp.kernel]
-    lo = centres - np.asarray(half)
-    hi = centres + np.asarray(half) + 1
-    return np.array(
-        [
-            f"frames {a[0]:.0f}–{b[0]:.0f}, y {a[1]:.0f}–{b[1]:.0f}, x {a[2]:.0f}–{b[2]:.0f}"
-            for a, b in zip(lo, hi)
-        ],
-        dtype=object,
-    )
+        ranges = np.full((len(keep), 6), np.nan)
+    else:
+        half = np.asarray([(k - 1) / 2.0 for k in fp.kernel])
+        lo = np.maximum(centres - half, 0.0)
+        hi = np.minimum(centres + half + 1, np.asarray(shape, dtype=np.float64))
+        ranges = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1], lo[:, 2], hi[:, 2]], axis=1)
+    return np.concatenate([keep[:, None], pos, ranges, vals[:, None]], axis=1).astype(np.float32)
+
+
+_HOVER = (
+    "token %{customdata[0]:.0f} — grid (t,h,w) (%{customdata[1]:.0f}, %{customdata[2]:.0f}, "
+    "%{customdata[3]:.0f})<br>footprint: frames %{customdata[4]:.0f}–%{customdata[5]:.0f}, "
+    "y %{customdata[6]:.0f}–%{customdata[7]:.0f}, x %{customdata[8]:.0f}–%{customdata[9]:.0f}"
+    "<br>attention %{customdata[10]:.4g}"
+)
 
 
 def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens: int = 30000):
@@ -58,8 +68,7 @@ def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens:
     One trace per stage (buttons show one stage or all); a marker per token at its centre
     (x, y in pixels, frame), sized by the token's stride, coloured by the stage's attention (the map's
     volume on its — possibly pooled — key grid, painted with the key footprint and sampled at each token's
-    centre). Hover: stage, token
-    index, grid position, footprint, value. Stages with more than ``max_tokens`` tokens are strided.
+    centre). Hover: stage, token index, grid position, footprint, value. Stages with more than ``max_tokens`` tokens are strided.
     """
     import plotly.graph_objects as go
 
@@ -75,11 +84,7 @@ def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens:
         c = centres[keep]
         vals = _sample(frames_vol, c)
         grid = tuple(int(g) for g in geom.grid)
-        pos = np.stack(np.unravel_index(keep, grid), axis=1)
         size = 3.0 + 6.0 * (float(geom.footprint.stride[2]) / shape[2] if geom.footprint else 0.02) * 8
-        hover = np.array(
-            [f"stage {s + 1} token {i}<br>grid (t,h,w) {tuple(p)}" for i, p in zip(keep, pos)], dtype=object
-        )
         traces.append(
             go.Scatter3d(
                 x=c[:, 2].astype(np.float32),
@@ -88,8 +93,8 @@ def token_grid_figure(output: ModelOutput, head: str | int = "mean", max_tokens:
                 mode="markers",
                 name=f"stage {s + 1}: {grid[0]}×{grid[1]}×{grid[2]}",
                 marker=dict(size=size, color=vals, colorscale="Inferno", opacity=0.8, showscale=False),
-                customdata=np.stack([hover, _fp_text(geom, c), vals.astype(object)], axis=1),
-                hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>value %{customdata[2]:.4g}<extra></extra>",
+                customdata=_hover_data(geom, keep, c, vals, shape),
+                hovertemplate=f"stage {s + 1}<br>" + _HOVER + "<extra></extra>",
             )
         )
     buttons = [dict(label="all stages", method="update", args=[{"visible": [True] * len(traces)}])]

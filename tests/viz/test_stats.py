@@ -79,3 +79,18 @@ def test_stats_figure_accepts_several_models():
     names = {t.name for t in fig.data}
     assert {"a", "b"} <= names
     assert all(isinstance(t.y, np.ndarray) for t in fig.data)
+
+
+def test_token_grid_figure_hover_has_clipped_footprints():
+    grid = (2, 4, 4)
+    probs = torch.full((1, 1, 33, 33), 1 / 33)
+    emb = Footprint((2, 4, 4), (3, 7, 7), (1, 3, 3))
+    out = output([amap(probs, grid, grid, 1)], input_shape=(4, 16, 16), embed=emb)
+    fig = viz.token_grid_figure(out)
+    (trace,) = fig.data
+    data = np.asarray(trace.customdata)
+    assert data.dtype == np.float32 and data.shape == (32, 11)
+    np.testing.assert_array_equal(data[0, :4], [0, 0, 0, 0])
+    np.testing.assert_array_equal(data[0, 4:10], [0, 2, 0, 4, 0, 4])  # frames [0, 2), y [0, 4), x [0, 4)
+    np.testing.assert_array_equal(data[5, 4:10], [0, 2, 1, 8, 1, 8])  # token (0, 1, 1): 4·1 - 3 = 1 … 8
+    assert data[:, 10] == pytest.approx(np.full(32, 1 / 33), rel=1e-5)  # uniform attention
