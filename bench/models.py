@@ -63,6 +63,66 @@ def load_average() -> str:
         return "?"
 
 
+# ---- MViT (issue #3) ----------------------------------------------------------------------------------------
+
+
+def gemm_gflops(n: int = 4096, reps: int = 3) -> float:
+    """Achieved GFLOP/s of an n×n×n fp32 matmul (median of ``reps``) at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = interleaved({"gemm": lambda: a @ b}, reps)["gemm"]
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def bench_mvit(reps: int = 5) -> None:
+    """MViT v2-S and v1-B on 1×3×16×224² fp32: ours vs torchvision with the same (random) weights, and our
+    capture path (forward_with_attention) vs our fast path. Targets (issue #3): v2-S ≤ 0.7× torchvision,
+    v1-B ≤ 1.0×, capture ≤ 1.3× fast."""
+    import torchvision
+
+    from mvt.models.mvit import build_mvit
+
+    targets = {"mvit_v2_s": 0.7, "mvit_v1_b": 1.0}
+    clip = torch.randn(1, 3, 16, 224, 224)
+    rows, notes = [], []
+    for name, target in targets.items():
+        torch.manual_seed(0)
+        tv = getattr(torchvision.models.video, name)().eval()
+        ours = build_mvit(name).eval()
+        ours.load_state_dict(tv.state_dict())
+        with torch.inference_mode():
+            diff = (ours(clip) - tv(clip)).abs().max().item()
+        flops = count_flops(lambda tv=tv: tv(clip))  # torchvision's explicit matmuls: every FLOP is counted
+        cases = {
+            "torchvision": lambda tv=tv: tv(clip),
+            "ours, fast": lambda m=ours: m(clip),
+            "ours, forward_with_attention": lambda m=ours: m.forward_with_attention(clip),
+        }
+        med = {k: statistics.median(v) for k, v in interleaved(cases, reps).items()}
+        ratio, capture = (
+            med["ours, fast"] / med["torchvision"],
+            med["ours, forward_with_attention"] / med["ours, fast"],
+        )
+        for case, t in med.items():
+            rows.append((name, case, t, t / med["torchvision"], t / med["ours, fast"], flops / t / 1e9))
+        notes.append(
+            f"{name}: ours / torchvision {ratio:.2f} ({'OK' if ratio <= target else 'FAIL'}, target ≤ {target}); "
+            f"capture / fast {capture:.2f} ({'OK' if capture <= 1.3 else 'FAIL'}, target ≤ 1.3); "
+            f"max |Δlogit| {diff:.1e}; {flops / 1e9:.1f} GFLOP per clip (FlopCounterMode, 2 per MAC)"
+        )
+        del tv, ours
+    gemm = gemm_gflops()
+    print(
+        f"\n### MViT vs torchvision {torchvision.__version__}: 1×3×16×224² fp32, {reps} interleaved reps, "
+        f"{torch.get_num_threads()} threads, load average {load_average()}\n"
+    )
+    print("| model | case | median s | × torchvision | × our fast | GFLOP/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, case, t, r_tv, r_fast, gf in rows:
+        print(f"| {name} | {case} | {t:.3f} | {r_tv:.2f} | {r_fast:.2f} | {gf:.0f} |")
+    print(f"| — | 4096³ fp32 GEMM (reference) | | | | {gemm:.0f} |\n")
+    print("\n".join(notes))
+
+
 # ---- HVT (issue #5) -----------------------------------------------------------------------------------------
 
 
@@ -251,6 +311,7 @@ def bench_mmvit(reps: int = 5) -> None:
 # ---- registry -----------------------------------------------------------------------------------------------
 
 COMPARISONS: dict[str, Callable[..., None]] = {
+    "mvit": bench_mvit,
     "hvt": bench_hvt,
     "vivit": bench_vivit,
     "mmvit": bench_mmvit,
