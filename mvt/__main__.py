@@ -1,7 +1,8 @@
-"""Command line: ``python -m mvt list | probe CLIP | predict CLIP | explain CLIP``.
+"""Command line: ``python -m mvt list | probe CLIP | predict CLIP | explain CLIP | evaluate``.
 
 ``explain`` runs the same clip → models → report pipeline as the app (``viz.pipeline``) and writes overlay
-mp4s, the (T,H,W) volumes, report.json and report.html into ``--out``.
+mp4s, the (T,H,W) volumes, report.json and a self-contained report.html into ``--out``. ``evaluate`` scores
+the SynthMotion models (``mvt.evaluate``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -71,6 +73,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             )
         )
     written = pipeline.export(results, args.out)
+    metrics = None
+    if args.faithfulness:
+        from viz.faithfulness import score_result
+
+        metrics = {r.name: score_result(models.get(r.name), r, steps=args.steps) for r in results}
+    from viz.report import write_report_html
+
+    written["report.html"] = write_report_html(results, Path(args.out) / "report.html", metrics=metrics)
     for r in results:
         print(f"{r.name}: " + ", ".join(f"{lab} {p:.3f}" for lab, p in r.top5[:3]))
     print(f"wrote {len(written)} files to {args.out}")
@@ -99,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=["attention", "rollout"])
     p.add_argument("--start", type=float, default=None, help="start time in seconds")
     p.add_argument("--out", required=True)
+    p.add_argument("--faithfulness", action="store_true", help="score deletion/insertion for every method")
+    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
     p.set_defaults(fn=_cmd_explain)
+    p = sub.add_parser(
+        "evaluate", help="accuracy and pointing game of the SynthMotion models", add_help=False
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=lambda a: __import__("mvt.evaluate", fromlist=["main"]).main(a.rest))
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
