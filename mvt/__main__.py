@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faithfulness", action="store_true", help="score deletion/insertion for every method")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
     p.set_defaults(fn=_cmd_explain)
-    p = sub.add_parser(
-        "evaluate", help="accuracy and pointing game of the SynthMotion models", add_help=False
-    )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=lambda a: __import__("mvt.evaluate", fromlist=["main"]).main(a.rest))
+    sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["evaluate"]:
+        from .evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
