@@ -259,6 +259,34 @@ def export(state, method):
     return archive
 
 
+def faithfulness(state, steps, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
+    """Faithfulness tab: deletion / insertion curves of every computed method (plus random and centre)."""
+    from viz import faithfulness as F
+
+    if not state:
+        raise gr.Error("Run a comparison first.", print_exception=False)
+    results = [RESULTS.get(k) for k in state["keys"]]
+    if any(r is None for r in results):
+        raise gr.Error(
+            "These results were evicted from the cache: press Compare again.", print_exception=False
+        )
+    figures, rows = [], []
+    for i, r in enumerate(results):
+
+        def step(frac: float, what: str, i: int = i, name: str = r.name) -> None:
+            progress((i + frac) / len(results), desc=f"{name}: {what}")
+
+        extra = F.baselines(r.frames.shape[:3])
+        with MODELS.lock(r.name):
+            scores = F.score_result(MODELS.get(r.name), r, extra=extra, steps=int(steps), progress=step)
+        curves = {m: s["curves"] for m, s in scores.items()}
+        figures.append(gr.update(value=F.curves_figure(curves, title=r.name), visible=True))
+        for m, c in curves.items():
+            rows.append([r.name, m, round(c.deletion_auc, 4), round(c.insertion_auc, 4)])
+    figures += [gr.update(value=None, visible=False)] * (MAX_MODELS - len(figures))
+    return [*figures, rows]
+
+
 INTRO = """# mvt-lens
 Upload a clip (or record one) and compare where **MViT**, **MMViT**, **ViViT** and **HVT** look: top-5
 predictions, each stage's pooled attention over the frames, attention rollout through the pooling, and
@@ -317,6 +345,25 @@ def build_demo() -> gr.Blocks:
                 grid_plots = [gr.Plot(visible=False) for _ in range(MAX_MODELS)]
             with gr.Tab("Attention statistics"):
                 stats_plot = gr.Plot()
+            with gr.Tab("Faithfulness"):
+                gr.Markdown(
+                    "Which explanation is right? Deletion removes the most relevant token cells first (lower "
+                    "area = more faithful); insertion adds them to a blurred clip (higher = more faithful). "
+                    "`random` and `center` are baselines every method should beat."
+                )
+                with gr.Row():
+                    faith_steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
+                    faith_btn = gr.Button("Score the computed methods")
+                faith_plots = [gr.Plot(visible=False) for _ in range(MAX_MODELS)]
+                faith_table = gr.Dataframe(
+                    headers=[
+                        "model",
+                        "method",
+                        "deletion AUC (lower better)",
+                        "insertion AUC (higher better)",
+                    ],
+                    interactive=False,
+                )
             with gr.Tab("Timings"):
                 timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
             with gr.Tab("Export"):
@@ -334,6 +381,12 @@ def build_demo() -> gr.Blocks:
                 rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private"
             )
         export_btn.click(export, inputs=[state, method], outputs=export_file, api_name="export")
+        faith_btn.click(
+            faithfulness,
+            inputs=[state, faith_steps],
+            outputs=[*faith_plots, faith_table],
+            api_name="faithfulness",
+        )
     return demo
 
 
