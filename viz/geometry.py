@@ -89,13 +89,15 @@ def paint_back(volume: np.ndarray, factors: tuple[np.ndarray, ...]) -> np.ndarra
     """Spread a volume on pooled tokens back onto the pre-pool grid, intensity preserving.
 
     Each input cell gets the mean of the values of the pooled tokens whose window covers it; cells no window
-    covers (a pool without padding that drops the last tokens) get 0.
+    covers (a pool without padding that drops the last tokens) get the volume's minimum (the coldest colour,
+    without stretching the colour scale the way a 0 would).
     """
     v = torch.as_tensor(np.asarray(volume, dtype=np.float64))
     binary = tuple((f > 0).astype(np.float64) for f in factors)
     num = apply_left(v, binary)
     den = apply_left(torch.ones_like(v), binary)
-    out = torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(num))
+    floor = v.min() if v.numel() else torch.tensor(0.0, dtype=v.dtype)
+    out = torch.where(den > 0, num / den.clamp(min=1e-12), floor.expand_as(num))
     return out.numpy()
 
 

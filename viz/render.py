@@ -78,8 +78,9 @@ def to_frames(
     axis, frames included) every pixel gets the weighted mean of the tokens whose footprint covers it, the
     weight of a token being a separable tent over its kernel that peaks at its centre. So overlapping
     kernels are averaged (a hot token peaks at its own centre instead of making a ring where fewer tokens
-    overlap), non-overlapping kernels (tubelets) are painted as exact constant tiles, pixels no token
-    covers get 0. ``input_shape`` is the model input the
+    overlap), non-overlapping kernels (tubelets) are painted as exact constant tiles. Pixels no token
+    covers (a pooled key grid whose windows skip input positions) get the volume's minimum, so they show as
+    the coldest colour without stretching the colour scale. ``input_shape`` is the model input the
     footprint refers to when it differs from ``shape``: the painted volume is then resized linearly.
     Without a footprint: plain trilinear interpolation (``align_corners=False``).
     """
@@ -102,7 +103,8 @@ def to_frames(
     ]
     num = _paint(vol, covers)
     den = _paint(torch.ones_like(vol), covers)
-    out = torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(num))
+    floor = vol.min() if vol.numel() else torch.tensor(0.0)
+    out = torch.where(den > 0, num / den.clamp(min=1e-12), floor.expand_as(num))
     if target != shape:
         out = torch.nn.functional.interpolate(
             out[None, None], size=shape, mode="trilinear", align_corners=False

@@ -126,3 +126,14 @@ def test_viz_import_loads_no_gradio_matplotlib_plotly_or_captum():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_uncovered_pixels_get_the_volume_minimum():
+    # kernel 3 < stride 4: every 4th pixel column/row is covered by no token
+    fp = Footprint((1, 4, 4), (1, 3, 3))
+    vol = np.linspace(0.5, 1.0, 16, dtype=np.float32).reshape(1, 4, 4)
+    frames = viz.to_frames(vol, (1, 16, 16), footprint=fp)
+    np.testing.assert_allclose(frames[0, 3::4, :], 0.5)
+    np.testing.assert_allclose(frames[0, :3, :3], 0.5)
+    np.testing.assert_allclose(frames[0, 12:15, 12:15], 1.0)
+    assert frames.min() == pytest.approx(0.5)  # no 0 stretches the colour scale
