@@ -254,10 +254,11 @@ def _layer_back(
         acc += _pool_left(w_s[qstart : qstart + length], p, skip, in_geom.grid, q_geom.grid)
         new[v] = acc
         qstart += length
-    if cross:  # keys of views that sent no queries
-        for v, ks in ksegs.items():
-            if v not in new and v in lay0.keys:
-                new[v] = r.get(v, torch.zeros(ks.length, dtype=_DT)) + rk[koff[v] : koff[v] + ks.length]
+    if cross and set(ksegs) - set(new):
+        raise ValueError(
+            f"rollout: cross map {lay0.index} has keys from views {sorted(set(ksegs) - set(new))} that send "
+            "no queries; such blocks are not supported"
+        )
     r.update(new)
     for v in new:
         rpre[v] = _prefix(m0, v)

@@ -291,3 +291,32 @@ def test_all_views_rollout_is_a_density_on_the_input():
     np.testing.assert_allclose(combined, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="view 3"):
         viz.rollout_volume(out, view=3)
+
+
+def test_cross_view_block_matches_dense_concatenated_operator():
+    """MMViT: per-view self-attention, then one cross block over the concatenated views."""
+    from mvt.outputs import Segment
+
+    g0, g1 = (1, 2, 2), (1, 1, 2)
+    s0 = amap(stochastic(1, 1, 5, 5, seed=7), g0, g0, 1, block=0, view=0)
+    s1 = amap(stochastic(1, 1, 3, 3, seed=8), g1, g1, 1, block=0, view=1)
+    segs = (Segment(0, 1, g0), Segment(1, 1, g1))
+    cross = amap(
+        stochastic(1, 1, 8, 8, seed=9), g0, g0, 1, block=1, kind="cross", q_segments=segs, k_segments=segs
+    )
+    emb = Footprint((1, 8, 8), (1, 8, 8))
+    out = output(
+        [s0, s1, cross],
+        input_shape=(1, 16, 16),
+        embed=emb,
+        extras={"view_embeds": {0: emb, 1: Footprint((1, 16, 8), (1, 16, 8))}},
+    )
+    m_cross = 0.5 * (cross.probs[0, 0].double().numpy() + np.eye(8))
+    m_self = np.zeros((8, 8))
+    m_self[:5, :5] = 0.5 * (s0.probs[0, 0].double().numpy() + np.eye(5))
+    m_self[5:, 5:] = 0.5 * (s1.probs[0, 0].double().numpy() + np.eye(3))
+    row = np.eye(8)[0] @ m_cross @ m_self
+    r, _, _ = rollout_vector(out)
+    np.testing.assert_allclose(r[0].numpy(), row[:5], rtol=1e-6)
+    np.testing.assert_allclose(r[1].numpy(), row[5:], rtol=1e-6)
+    np.testing.assert_allclose(viz.rollout(out, view=1), row[6:].reshape(g1), rtol=1e-6)
