@@ -32,10 +32,14 @@ def attention(
     if not need_weights:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
         return out, None
-    logits = torch.matmul(q * scale, k.transpose(-2, -1))  # (..., Nq, Nk)
+    logits = torch.matmul(q if scale == 1.0 else q * scale, k.transpose(-2, -1))  # (..., Nq, Nk)
     if bias is not None:
         logits = logits + bias
-    probs = logits.softmax(dim=-1)
+    tracked = (q, k) if bias is None else (q, k, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+        probs = logits.softmax(dim=-1)
+    else:  # no autograd: softmax in place, sparing a second (Nq, Nk) buffer (large ones are page-faulted in)
+        probs = torch.softmax(logits, dim=-1, out=logits)
     drop = F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs
     return torch.matmul(drop, v), probs
 
@@ -71,6 +75,7 @@ def summarize_heads(probs: torch.Tensor, num_prefix: int, store_dtype: torch.dty
     in float32. Detached: these are records for drawing, not for gradients.
     """
     probs = probs.detach()
-    mean = probs.mean(dim=1, keepdim=True).to(store_dtype)  # (B, 1, Nq, Nk)
+    one_head = probs.shape[1] == 1  # then the mean is the probabilities themselves: no copy
+    mean = (probs if one_head else probs.mean(dim=1, keepdim=True)).to(store_dtype)  # (B, 1, Nq, Nk)
     cls_row = probs[:, :, 0, :].float().clone() if num_prefix > 0 else None  # (B, heads, Nk)
     return mean, cls_row

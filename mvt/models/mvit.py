@@ -214,6 +214,9 @@ MVIT_CONFIGS: dict[str, MViTConfig] = {
 
 # --------------------------------------------------------------------------------------------- token helpers
 
+_TOKEN_CHUNK = 1024
+"""Tokens per chunk for the token-wise half of a block at inference (bitwise the same result)."""
+
 
 def _pool_tokens(tokens: torch.Tensor, grid: Grid, pool) -> tuple[torch.Tensor, Grid]:
     """Pool the grid tokens of ``tokens`` (B, 1 + |grid|, C) with ``pool`` on (B, C, T, H, W); CLS is kept.
@@ -442,11 +445,23 @@ class MultiscaleBlock(nn.Module):
         if cfg.skip_pool is not None:
             op = cfg.skip_pool
             x, _ = _pool_tokens(x, grid, lambda c: F.max_pool3d(c, op.kernel, op.stride, op.padding))
+        n = x.shape[1]
+        if self.training or n < 2 * _TOKEN_CHUNK:
+            return self._mlp_half(x, attn_out, p), q_grid, k_grid, probs
+        # Token-wise from here on: run in chunks so the 4×-wide MLP activations stay in cache.
+        chunks = [
+            self._mlp_half(x[:, i : i + _TOKEN_CHUNK], attn_out[:, i : i + _TOKEN_CHUNK], p)
+            for i in range(0, n, _TOKEN_CHUNK)
+        ]
+        return torch.cat(chunks, dim=1), q_grid, k_grid, probs
+
+    def _mlp_half(self, x: torch.Tensor, attn_out: torch.Tensor, p: float) -> torch.Tensor:
+        """Attention residual, then the MLP sub-block, on (B, n, ·) tokens."""
         x = x + drop_path(attn_out, p, self.training)
         x_norm = self.norm2(x)
-        if self.project is not None and not cfg.dim_mul_in_att:
+        if self.project is not None and not self.cfg.dim_mul_in_att:
             x = self.project(x_norm)  # v1: width change on the MLP branch's residual
-        return x + drop_path(self.mlp(x_norm), p, self.training), q_grid, k_grid, probs
+        return x + drop_path(self.mlp(x_norm), p, self.training)
 
 
 class _PositionalEncoding(nn.Module):
