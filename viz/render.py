@@ -97,26 +97,24 @@ def to_frames(
         )
         return out[0, 0].numpy().astype(np.float32)
     target = tuple(int(s) for s in (input_shape or shape))
-    covers = [
-        torch.from_numpy(axis_cover(n, g, s, k, p, tent=True).astype(np.float32))
+    ct, ch, cw = (
+        axis_cover(n, g, s, k, p, tent=True).astype(np.float32)
         for n, g, s, k, p in zip(target, vol.shape, footprint.stride, footprint.kernel, footprint.padding)
-    ]
-    num = _paint(vol, covers)
-    den = _paint(torch.ones_like(vol), covers)
-    floor = vol.min() if vol.numel() else torch.tensor(0.0)
-    out = torch.where(den > 0, num / den.clamp(min=1e-12), floor.expand_as(num))
+    )
+    v = vol.numpy()
+    num = (ct @ v.reshape(v.shape[0], -1)).reshape(target[0], v.shape[1], v.shape[2])  # (T, h, w)
+    num = np.matmul(ch, num)  # (T, H, w)
+    num = np.matmul(num, cw.T)  # (T, H, W)
+    # the weights are separable, so their sum over tokens is an outer product of per-axis sums
+    den = ct.sum(1)[:, None, None] * ch.sum(1)[None, :, None] * cw.sum(1)[None, None, :]
+    floor = np.float32(v.min()) if v.size else np.float32(0.0)
+    out = np.where(den > 0, num / np.maximum(den, 1e-12), floor).astype(np.float32)
     if target != shape:
-        out = torch.nn.functional.interpolate(
-            out[None, None], size=shape, mode="trilinear", align_corners=False
-        )[0, 0]
-    return out.numpy().astype(np.float32)
-
-
-def _paint(vol: torch.Tensor, covers: list[torch.Tensor]) -> torch.Tensor:
-    ct, ch, cw = covers
-    x = torch.einsum("Ta,abc->Tbc", ct, vol)
-    x = torch.einsum("Hb,Tbc->THc", ch, x)
-    return torch.einsum("Wc,THc->THW", cw, x)
+        t = torch.from_numpy(out)[None, None]
+        out = torch.nn.functional.interpolate(t, size=shape, mode="trilinear", align_corners=False)[
+            0, 0
+        ].numpy()
+    return out.astype(np.float32, copy=False)
 
 
 # -- colour ------------------------------------------------------------------------------------------------
@@ -152,7 +150,8 @@ def overlay(
     cmap: str = "inferno",
     footprint: Footprint | None = None,
 ) -> np.ndarray:
-    """Blend a heat volume over uint8 frames ``(T, H, W, 3)``: ``(1-α)·frame + α·colour``, uint8.
+    """Blend a heat volume over uint8 frames ``(T, H, W, 3)``: ``(1-α)·frame + α·colour``, uint8 (integer
+    arithmetic with α in steps of 1/256).
 
     ``volume`` at frame resolution is used as is; any other shape is upsampled with :func:`to_frames`
     (with ``footprint`` when given). ``norm`` is ``"clip"`` (one scale for the whole clip, so frames compare)
@@ -166,9 +165,10 @@ def overlay(
     vol = np.asarray(volume, dtype=np.float32)
     if vol.shape != frames.shape[:3]:
         vol = to_frames(vol, frames.shape[:3], footprint=footprint)
-    heat = colorize(vol, cmap=cmap, norm=norm).astype(np.float32)
-    out = (1.0 - np.float32(alpha)) * frames.astype(np.float32) + np.float32(alpha) * heat
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    heat = colorize(vol, cmap=cmap, norm=norm)
+    a = np.uint16(round(alpha * 256))  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
+    out = (frames.astype(np.uint16) * (256 - a) + heat.astype(np.uint16) * a + 128) >> 8
+    return out.astype(np.uint8)
 
 
 # -- layout ------------------------------------------------------------------------------------------------
