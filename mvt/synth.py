@@ -53,13 +53,13 @@ _SHAPES = ("ellipse", "rectangle", "triangle", "cross", "diamond", "notched_ring
 class SynthConfig:
     """Ranges of the generator's random parameters. Lengths are fractions of the frame size."""
 
-    actor_radius: tuple[float, float] = (0.1, 0.14)
+    actor_radius: tuple[float, float] = (0.11, 0.15)
     """Half-size of the actor (and distractors) at the middle frame."""
-    travel: tuple[float, float] = (0.25, 0.35)
+    travel: tuple[float, float] = (0.3, 0.45)
     """Distance a translating actor covers over the clip."""
-    turn_degrees: tuple[float, float] = (90.0, 150.0)
+    turn_degrees: tuple[float, float] = (120.0, 180.0)
     """Angle a rotating actor turns over the clip (below 45 degrees per frame at 16 frames)."""
-    scale_factor: tuple[float, float] = (1.6, 2.0)
+    scale_factor: tuple[float, float] = (1.8, 2.2)
     """Size ratio last/first frame of a growing actor (first/last for shrinking)."""
     distractors: tuple[int, int] = (1, 3)
     """Inclusive range of the number of static distractors."""
@@ -74,8 +74,8 @@ class SynthConfig:
 
 
 DEFAULT_CONFIG = SynthConfig()
-EASY_CONFIG = SynthConfig(distractors=(0, 1), texture_amplitude=15.0, grain=3.0, frame_noise=3.0)
-"""A calmer SynthMotion (for a training curriculum): same motions and actors, plainer scenes."""
+EASY_CONFIG = SynthConfig(distractors=(0, 0), texture_amplitude=0.0, grain=0.0, frame_noise=2.0)
+"""A plain SynthMotion (for a training curriculum): same motions and actors, no distractors, flat background."""
 
 
 @dataclass(frozen=True)

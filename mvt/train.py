@@ -56,6 +56,8 @@ class TrainConfig:
     minutes: float = 15.0
     cpu_minutes: float | None = None
     """CPU-time budget (process CPU time, all threads); overrides ``minutes`` when given."""
+    max_minutes: float | None = None
+    """Hard wall-clock stop (the run then ends before its schedule does; ``steps`` records where)."""
     curriculum: float = 0.3
     """Fraction of the steps during which some clips come from :data:`mvt.synth.EASY_CONFIG`."""
     batch_size: int = 16
@@ -264,6 +266,9 @@ def train(
     with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
         pending = pool.submit(batch, 0, total)
         while total is None or step < total:
+            if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+                log(f"stopping at step {step} of {total}: --max-minutes {cfg.max_minutes:g} reached")
+                break
             clips, labels = pending.result()
             if step == 1:
                 t_probe = clock()
@@ -335,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="architecture, e.g. mvit_t, vivit_t1, hvt_t")
     p.add_argument("--minutes", type=float, default=15.0, help="time budget (chooses --steps)")
     p.add_argument("--cpu-minutes", type=float, default=None, help="CPU-time budget (overrides --minutes)")
+    p.add_argument("--max-minutes", type=float, default=None, help="hard wall-clock stop")
     p.add_argument("--curriculum", type=float, default=0.3, help="fraction of steps with easy clips mixed in")
     p.add_argument("--steps", type=int, default=None, help="exact number of optimizer steps")
     p.add_argument("--seed", type=int, default=0)
@@ -357,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes=args.minutes,
         cpu_minutes=args.cpu_minutes,
         curriculum=args.curriculum,
+        max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
