@@ -307,7 +307,7 @@ def train(
     if out is not None:
         metadata = {
             "arch": cfg.arch,
-            "config": json.dumps({**asdict(cfg), "steps": step}),
+            "config": json.dumps({**asdict(cfg), "steps": step, "scheduled_steps": total}),
             "spec": json.dumps({"num_frames": frames, "crop_size": size, "mean": spec.mean, "std": spec.std}),
             "classes": json.dumps(list(synth.CLASSES)),
             "label_set": "synthmotion",
