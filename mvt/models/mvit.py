@@ -22,6 +22,7 @@ features (see :meth:`PoolingAttention._with_rel_pos`): exact, and far cheaper th
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -246,15 +247,18 @@ def _head_norm(tokens: torch.Tensor, norms: list[nn.LayerNorm], heads: int) -> t
     return torch.addcmul(bias, x, weight)
 
 
-def _rel_index(q: int, k: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _rel_index(q: int, k: int, device: torch.device) -> torch.Tensor:
     """Table index of the relative distance between query i and key j on one axis, shape (q, k).
 
     When the axes differ in length the coarser one is scaled up, so distances are measured on the finer grid.
+    Cached (read-only; built outside inference mode so autograd may use it).
     """
-    q_scale, k_scale = max(k / q, 1.0), max(q / k, 1.0)
-    qi = torch.arange(q, dtype=torch.float32)[:, None] * q_scale
-    kj = (torch.arange(k, dtype=torch.float32)[None, :] + (1.0 - k)) * k_scale
-    return (qi - kj).long()
+    with torch.inference_mode(False):
+        q_scale, k_scale = max(k / q, 1.0), max(q / k, 1.0)
+        qi = torch.arange(q, dtype=torch.float32)[:, None] * q_scale
+        kj = (torch.arange(k, dtype=torch.float32)[None, :] + (1.0 - k)) * k_scale
+        return (qi - kj).long().to(device)
 
 
 def _resize_table(table: torch.Tensor, length: int) -> torch.Tensor:
@@ -264,14 +268,18 @@ def _resize_table(table: torch.Tensor, length: int) -> torch.Tensor:
     return F.interpolate(table.t()[None], size=length, mode="linear")[0].t()  # (length, d)
 
 
+@functools.lru_cache(maxsize=64)
 def _grid_onehot(grid: Grid, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(1 + T·H·W, T + H + W): row 1 + i one-hot encodes token i's t, h and w (t-major raster); row 0 (CLS) is 0."""
-    t, h, w = grid
-    idx = torch.arange(t * h * w, device=device)
-    cols = torch.stack((idx // (h * w), t + (idx // w) % h, t + h + idx % w), dim=1)  # (THW, 3)
-    out = torch.zeros(1 + t * h * w, t + h + w, device=device, dtype=dtype)
-    out[1:].scatter_(1, cols, 1.0)
-    return out
+    """(1 + T·H·W, T + H + W): row 1 + i one-hot encodes token i's t, h and w (t-major raster); row 0 (CLS) is 0.
+
+    Cached (read-only; built outside inference mode so autograd may use it)."""
+    with torch.inference_mode(False):
+        t, h, w = grid
+        idx = torch.arange(t * h * w, device=device)
+        cols = torch.stack((idx // (h * w), t + (idx // w) % h, t + h + idx % w), dim=1)  # (THW, 3)
+        out = torch.zeros(1 + t * h * w, t + h + w, device=device, dtype=dtype)
+        out[1:].scatter_(1, cols, 1.0)
+        return out
 
 
 # --------------------------------------------------------------------------------------------- modules
@@ -341,7 +349,7 @@ class PoolingAttention(nn.Module):
         tables = []
         for table, qn, kn in zip((self.rel_pos_t, self.rel_pos_h, self.rel_pos_w), q_grid, k_grid):
             table = _resize_table(table, 2 * max(qn, kn) - 1)
-            tables.append(table[_rel_index(qn, kn).to(table.device)])  # (qn, kn, d)
+            tables.append(table[_rel_index(qn, kn, table.device)])  # (qn, kn, d)
         r_t, r_h, r_w = tables
         cells = q[:, 1:].unflatten(1, q_grid)  # (B, qt, qh, qw, heads, d)
         rel = torch.cat(
