@@ -419,7 +419,9 @@ class PoolingAttention(nn.Module):
             )
         out = out.transpose(1, 2)  # (B, Nq, heads, d)
         if self.cfg.residual_pool:  # MViTv2: add the pooled query, CLS row excluded
-            out = torch.cat((out[:, :1], out[:, 1:] + q[:, 1:]), dim=1)
+            res = out + q  # (B, Nq, heads, d)
+            res[:, 0] = out[:, 0]
+            out = res
         out = self.project(out.reshape(b, -1, dim))  # (B, Nq, dim)
         return out, q_grid, k_grid, probs
 
