@@ -75,6 +75,7 @@ from .mvit import (
     MViT,
     MViTBlockConfig,
     MViTConfig,
+    MViTStage,
     PoolingAttention,
     _conv_pool,
     _PositionalEncoding,
@@ -119,7 +120,7 @@ class MMViTConfig:
             raise ValueError("MMViTConfig: an MMViT needs at least two views")
 
     @property
-    def stages(self):
+    def stages(self) -> tuple[MViTStage, ...]:
         return self.tower.stages
 
     def stage_last_blocks(self) -> list[MViTBlockConfig]:
