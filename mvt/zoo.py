@@ -210,7 +210,9 @@ def create_model(
     spec = get_spec(name)
     entry = get_arch(spec.arch)
     num_classes = spec.num_classes or len(spec.labels)
-    model = entry.builder(num_classes=num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # untrained models are the same every time (and do not touch the global RNG)
+        model = entry.builder(num_classes=num_classes)
     source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
     if source.kind != "none":
         if source.kind == "file_abs":

@@ -54,6 +54,18 @@ def app_url():
     app.demo.close()
 
 
+def _val(x):
+    """The value of an output: gradio_client returns ``gr.update(...)`` outputs as dicts."""
+    if isinstance(x, dict) and x.get("__type__") == "update":
+        return x.get("value")
+    return x
+
+
+def _video_path(x) -> str:
+    v = _val(x)
+    return v["video"] if isinstance(v, dict) else v
+
+
 def _names() -> list[str]:
     known = set(mvt.list_models())
     names = [n for n in SMALL_MODELS if n in known]
@@ -79,12 +91,16 @@ def test_compare_returns_predictions_and_playable_overlays(app_url, tmp_path):
     names = _names()
     out = _call(Client(app_url, verbose=False), clip, names)
     # outputs: 4 slots × (title, label, video, strip), 4 grid plots, stats plot, timings
+    assert not _val(out[4 * len(names)]), "unused slots stay empty"
     for i, name in enumerate(names):
-        title, label, video, strip = out[4 * i : 4 * i + 4]
+        title, label, video, strip = (_val(x) for x in out[4 * i : 4 * i + 4])
         assert name in title
-        assert len(label["confidences"]) == 5
-        assert abs(sum(c["confidence"] for c in label["confidences"]) - 1.0) < 1.0  # a top-5 of a softmax
-        path = video["video"] if isinstance(video, dict) else video
+        assert "untrained" in title  # untrained weights are never shown as trained
+        confidences = [c["confidence"] for c in label["confidences"]]
+        assert len(confidences) == 5
+        assert confidences == sorted(confidences, reverse=True)
+        assert 0 < sum(confidences) <= 1.0 + 1e-6  # a top-5 of a softmax
+        path = _video_path(video)
         info = mvt.probe(path)
         assert info.codec in ("h264", "libx264")
         assert info.num_frames >= 8
@@ -104,7 +120,7 @@ def test_broken_file_gives_clear_error_and_server_keeps_serving(app_url, tmp_pat
     assert "Traceback" not in msg
     clip = make_moving_square(tmp_path / "ok.mp4")
     out = _call(client, clip, _names()[:1])
-    assert len(out[1]["confidences"]) == 5
+    assert len(_val(out[1])["confidences"]) == 5
 
 
 def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
@@ -116,14 +132,14 @@ def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
 
     with cf.ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(run, range(4)))
-    videos = [o[2]["video"] if isinstance(o[2], dict) else o[2] for o in outs]
+    videos = [_video_path(o[2]) for o in outs]
     assert len({Path(v).name for v in videos}) == 4, "each client must get its own overlay file"
     # each client's top-5 equals what the pipeline gives for its own clip
+    import app
     from viz import pipeline
 
-    cache = pipeline.ModelCache("cpu")
     for i, o in enumerate(outs):
-        expected = pipeline.run_model(clips[i], names[0], models=cache, methods=("attention",)).top5
-        got = {c["label"]: c["confidence"] for c in o[1]["confidences"]}
+        expected = pipeline.run_model(clips[i], names[0], models=app.MODELS, methods=("attention",)).top5
+        got = {c["label"]: c["confidence"] for c in _val(o[1])["confidences"]}
         for label, p in expected:
             assert got[label] == pytest.approx(p, abs=1e-4)
