@@ -122,7 +122,7 @@ def _render(result: P.ModelResult, method: str, stage: int, head: str, tag: str)
     )
     over = viz.overlay(result.frames, frames_vol)
     safe = result.name.replace(".", "_")
-    video = OUT_DIR / f"{tag}_{safe}_{key.replace('/', '-')}.mp4"
+    video = OUT_DIR / f"overlay_{tag}_{safe}_{key.replace('/', '-')}.mp4"
     mvt.write_video(over, video, fps=max(2.0, min(result.fps, 30.0)))
     strip_img = P.stage_strip(result)
     strip_path = OUT_DIR / f"{tag}_{safe}_strip.png"
@@ -157,7 +157,11 @@ def _figures(results: list[P.ModelResult]) -> list:
     grids = []
     for i in range(MAX_MODELS):
         if i < len(results):
-            grids.append(gr.update(value=viz.token_grid_figure(results[i].output), visible=True))
+            fig = viz.token_grid_figure(results[i].output)
+            fig.update_layout(
+                title=f"{results[i].name}: token grids per stage, coloured by the stage's attention"
+            )
+            grids.append(gr.update(value=fig, visible=True))
         else:
             grids.append(gr.update(value=None, visible=False))
     stats = viz.stats_figure({r.name: viz.attention_stats(r.output) for r in results}) if results else None
@@ -221,9 +225,12 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
             "or fewer models.",
             print_exception=False,
         ) from None
-    for r in results:
-        if not r.trained:
-            gr.Warning(f"{r.name} has untrained weights: its predictions and attention are not learned.")
+    untrained = [r.name for r in results if not r.trained]
+    if untrained:
+        gr.Warning(
+            f"Untrained weights: {', '.join(untrained)}. Their predictions and attention are not learned "
+            "(no trained weights for them are available offline)."
+        )
     tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
     keys = [(P.file_hash(video), r.name, start, tuple(methods)) for r in results]
     state = {"keys": keys, "video": video}
