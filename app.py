@@ -176,27 +176,37 @@ def _timings(results: list[P.ModelResult]) -> list[list]:
     return rows
 
 
+def _result_key(digest: str, name: str, start_s: float | None, methods: list[str]) -> tuple:
+    return (digest, name, start_s, tuple(sorted(methods)))
+
+
 @_gpu
-def _analyse(
+def _run_models(
     path: str, names: list[str], start_s: float | None, methods: list[str], progress
 ) -> list[P.ModelResult]:
-    digest = P.file_hash(path)
+    """Run ``names`` on the clip. On ZeroGPU this runs in a worker process: it only returns results."""
     results = []
     for i, name in enumerate(names):
-        key = (digest, name, start_s, tuple(sorted(methods)))
-        cached = RESULTS.get(key)
-        if cached is None:
 
-            def step(frac: float, what: str, i: int = i) -> None:
-                progress((i + frac) / len(names), desc=what)
+        def step(frac: float, what: str, i: int = i) -> None:
+            progress((i + frac) / len(names), desc=what)
 
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
-                cached = P.run_model(
-                    path, name, models=MODELS, start_s=start_s, methods=methods, progress=step
-                )
-            RESULTS.put(key, cached)
-        results.append(cached)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
+            results.append(
+                P.run_model(path, name, models=MODELS, start_s=start_s, methods=methods, progress=step)
+            )
     return results
+
+
+def _analyse(path: str, names: list[str], start_s: float | None, methods: list[str], progress) -> list[tuple]:
+    """Results for every model, from the cache where possible; returns their cache keys in order."""
+    digest = P.file_hash(path)
+    keys = [_result_key(digest, n, start_s, methods) for n in names]
+    todo = [n for n, k in zip(names, keys) if RESULTS.get(k) is None]
+    if todo:
+        for name, result in zip(todo, _run_models(path, todo, start_s, methods, progress)):
+            RESULTS.put(_result_key(digest, name, start_s, methods), result)
+    return keys
 
 
 def compare(video, names, start_s, methods, method, stage, head, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
@@ -213,7 +223,8 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
     try:
         progress(0.0, desc="reading the clip")
         mvt.probe(video)
-        results = _analyse(video, names, start, methods, progress)
+        keys = _analyse(video, names, start, methods, progress)
+        results = [RESULTS.get(k) for k in keys]
     except (mvt.VideoError, mvt.WeightsError) as e:
         raise _user_error(e) from None
     except gr.Error:
@@ -232,7 +243,6 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
             "(no trained weights for them are available offline)."
         )
     tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
-    keys = [(P.file_hash(video), r.name, start, tuple(methods)) for r in results]
     state = {"keys": keys, "video": video}
     return [state, *_slot_updates(results, method, stage, head, tag), *_figures(results), _timings(results)]
 

@@ -143,3 +143,31 @@ def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
         got = {c["label"]: c["confidence"] for c in _val(o[1])["confidences"]}
         for label, p in expected:
             assert got[label] == pytest.approx(p, abs=1e-4)
+
+
+def test_changing_stage_or_method_rerenders_without_running_models(tmp_path, monkeypatch):
+    import app
+    from viz import pipeline
+
+    calls = []
+    real = pipeline.run_model
+    monkeypatch.setattr(pipeline, "run_model", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    clip = make_moving_square(tmp_path / "rerender.mp4", seed=7)
+    names = _names()[:1]
+    out = app.compare(
+        str(clip), names, None, ["rollout"], "attention", 1, "mean", progress=lambda *a, **k: None
+    )
+    state = out[0]
+    assert calls == names
+    first_video = out[3]["value"]
+    again = app.rerender(state, "rollout", 2, "mean")
+    assert calls == names, "re-rendering must not run the model again"
+    assert "rollout" in again[2]["value"] and again[2]["value"] != first_video
+    # asking for a method that was not computed is a clear error, not a traceback
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="not computed"):
+        app.rerender(state, "integrated_gradients", 2, "mean")
+    # the same clip and options come from the cache
+    app.compare(str(clip), names, None, ["rollout"], "rollout", 1, "mean", progress=lambda *a, **k: None)
+    assert calls == names
