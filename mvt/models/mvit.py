@@ -559,12 +559,19 @@ class MViT(nn.Module):
         """Shared trunk of both paths. Returns logits, per-block records and per-stage records."""
         x, grid = self._embed(x)
         blocks, stages = [], []
+        last = len(self.stage_blocks) - 1
         for stage, indices in enumerate(self.stage_blocks):
-            for i in indices:
+            # The head reads only the CLS token, which the last block computes from the tokens entering it:
+            # the last stage is tapped there (same grid), else its Grad-CAM would see zero gradient.
+            tap_before_last = stage == last and len(indices) > 1
+            for j, i in enumerate(indices):
+                if tap_before_last and j == len(indices) - 1:
+                    x = self._tap(stage, x, grid)
                 in_grid = grid
                 x, grid, k_grid, probs = self.blocks[i](x, grid, need_weights)
                 blocks.append((i, stage, in_grid, grid, k_grid, probs))
-            x = self._tap(stage, x, grid)
+            if not tap_before_last:
+                x = self._tap(stage, x, grid)
             stages.append((stage, grid, x.shape[-1], indices))
         logits = self.head(self.norm(x[:, 0]))  # LayerNorm is per token: only the CLS token is needed
         return logits, blocks, stages
