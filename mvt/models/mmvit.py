@@ -51,7 +51,8 @@ numbered as in MViT) and one map per cross block (``kind="cross"``, ``view=None`
 whose ``q_segments``/``k_segments`` name the view of every query and key run; its ``q_grid``/``k_grid``,
 ``in_grid`` and pools are view 0's (every view uses the same pooling windows). ``stages`` has one
 :class:`~mvt.outputs.StageInfo` per (stage, view), stage-major. ``extras["view_embeds"]`` maps each view to its
-embedding footprint. ``stage_taps`` (one per stage) carry **view 0's** tokens after the stage's cross block.
+embedding footprint. ``stage_taps`` (one per stage) carry **view 0's** tokens after the stage's cross block
+(the last stage's: before view 0's last tower block, which computes the CLS the head reads).
 """
 
 from __future__ import annotations
@@ -319,8 +320,13 @@ class MMViT(nn.Module):
         runs, stages = [], []
         depth = len(self.block_cfgs)
         for s, indices in enumerate(self.stage_blocks):
+            # The head reads view 0's CLS, computed from the tokens entering the last tower block (the cross
+            # blocks start as identities): the last stage is tapped there, else its Grad-CAM would be zero.
+            tap_early = s == len(self.stage_blocks) - 1 and len(indices) > 1
             for v, tower in enumerate(self.views):
                 for i in indices:
+                    if tap_early and v == 0 and i == indices[-1]:
+                        toks[0] = self._tap(s, toks[0], grids[0])
                     in_grid = grids[v]
                     toks[v], grids[v], k_grid, probs = tower.blocks[i](toks[v], grids[v], need_weights)
                     runs.append(
@@ -331,7 +337,8 @@ class MMViT(nn.Module):
             runs.append(
                 _Run("cross", s, depth + s, None, in_grids, list(grids), k_grids, probs, self.cross_cfgs[s])
             )
-            toks[0] = self._tap(s, toks[0], grids[0])
+            if not tap_early:
+                toks[0] = self._tap(s, toks[0], grids[0])
             stages.append((s, list(grids), [t.shape[-1] for t in toks], indices))
         logits = self.head(self.norm(toks[0][:, 0]))  # view 0's CLS token
         return logits, runs, stages
