@@ -231,11 +231,12 @@ def run_model(
         report(0.5 + 0.5 * i / max(1, len(todo)), METHODS.get(method, method))
         t = time.perf_counter()
         if method == "rollout":
-            result.volumes["rollout"], result.footprints["rollout"] = rollout_volume(output, mode="attention")
+            vol, fp = rollout_volume(output, mode="attention", view=_rollout_view(output))
+            result.volumes["rollout"], result.footprints["rollout"] = vol, fp
         elif method == "grad_rollout":
             with models.lock(name):
                 grad_out = mvt.attention_gradients(model, x, target)
-            vol, fp = rollout_volume(grad_out, mode="grad")
+            vol, fp = rollout_volume(grad_out, mode="grad", view=_rollout_view(grad_out))
             result.volumes["grad_rollout"], result.footprints["grad_rollout"] = vol, fp
         elif method in CAPTUM_METHODS:
             opts = dict(captum_options or {})
@@ -249,6 +250,11 @@ def run_model(
     timings["total"] = time.perf_counter() - t0
     report(1.0, "done")
     return result
+
+
+def _rollout_view(output: ModelOutput) -> int | str:
+    """Multiview models (MMViT) roll out onto every view (painted as a density); others onto their grid."""
+    return "all" if len(output.extras.get("view_embeds", {})) > 1 else 0
 
 
 def _safe_labels(spec: mvt.ModelSpec) -> tuple[str, ...]:
