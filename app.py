@@ -244,7 +244,15 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
         )
     tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
     state = {"keys": keys, "video": video}
-    return [state, *_slot_updates(results, method, stage, head, tag), *_figures(results), _timings(results)]
+    return [state, *_slot_updates(results, method, stage, head, tag), _timings(results)]
+
+
+def figures(state):
+    """After Compare: the token-grid and attention-statistics figures (built once the overlays are shown)."""
+    if not state:
+        return [gr.update(value=None, visible=False)] * MAX_MODELS + [None]
+    results = [r for r in (RESULTS.get(k) for k in state["keys"]) if r is not None]
+    return _figures(results)
 
 
 def rerender(state, method, stage, head):
@@ -390,9 +398,9 @@ def build_demo() -> gr.Blocks:
         run.click(
             compare,
             inputs=[video, models, start, methods, method, stage, head],
-            outputs=[state, *slot_outputs, *grid_plots, stats_plot, timings],
+            outputs=[state, *slot_outputs, timings],
             api_name="compare",
-        )
+        ).then(figures, inputs=[state], outputs=[*grid_plots, stats_plot], api_name="figures")
         for ctl in (method, stage, head):
             ctl.change(
                 rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private"

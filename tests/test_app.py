@@ -90,7 +90,7 @@ def test_compare_returns_predictions_and_playable_overlays(app_url, tmp_path):
     clip = make_moving_square(tmp_path / "square.mp4")
     names = _names()
     out = _call(Client(app_url, verbose=False), clip, names)
-    # outputs: 4 slots × (title, label, video, strip), 4 grid plots, stats plot, timings
+    # outputs: 4 slots × (title, label, video, strip), timings
     assert not _val(out[4 * len(names)]), "unused slots stay empty"
     for i, name in enumerate(names):
         title, label, video, strip = (_val(x) for x in out[4 * i : 4 * i + 4])
@@ -168,6 +168,11 @@ def test_changing_stage_or_method_rerenders_without_running_models(tmp_path, mon
 
     with pytest.raises(gr.Error, match="not computed"):
         app.rerender(state, "integrated_gradients", 2, "mean")
+    # the figures shown after Compare: a token-grid figure per model, then the statistics figure
+    figs = app.figures(state)
+    assert figs[0]["visible"] and len(figs[0]["value"].data) >= 1
+    assert not figs[1]["visible"]
+    assert len(figs[-1].data) >= 1
     # the same clip and options come from the cache
     app.compare(str(clip), names, None, ["rollout"], "rollout", 1, "mean", progress=lambda *a, **k: None)
     assert calls == names

@@ -85,11 +85,11 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
             " return v.length >= 1 && v.every(x => x.readyState >= 2); }",
             timeout=120_000,
         )
+        import app
+
         n_videos = videos.count()
-        assert n_videos >= 2, f"expected an overlay per default model, got {n_videos}"
-        assert page.get_by_test_id("toast-body").count() == 0, page.get_by_test_id(
-            "toast-body"
-        ).all_inner_texts()
+        assert n_videos == len(app.default_models()), f"expected an overlay per default model, got {n_videos}"
+        assert not _error_toasts(page), _error_toasts(page)
         page.get_by_role("tab", name="Token grids").click()
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 1
