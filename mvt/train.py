@@ -72,6 +72,8 @@ class TrainConfig:
     eval_seed: int | None = None
     """Stream of the evaluation clips; defaults to ``seed + 1_000_003`` (never a training stream)."""
     log_every: int = 10
+    init: str | None = None
+    """Start from this checkpoint (e.g. a previous run's file) instead of a fresh initialisation."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -239,6 +241,11 @@ def train(
         spec = get_spec(f"{cfg.arch}.untrained")
     if model is None:
         model = get_arch(cfg.arch).builder(num_classes=len(synth.CLASSES))
+    if cfg.init is not None:
+        from .weights import load_file
+        from .zoo import load_state_dict_strict
+
+        load_state_dict_strict(model, load_file(cfg.init), what=f"--init {cfg.init}")
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
@@ -340,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="architecture, e.g. mvit_t, vivit_t1, hvt_t")
     p.add_argument("--minutes", type=float, default=15.0, help="time budget (chooses --steps)")
     p.add_argument("--cpu-minutes", type=float, default=None, help="CPU-time budget (overrides --minutes)")
+    p.add_argument("--init", default=None, help="checkpoint to start from (continues a previous run)")
     p.add_argument("--max-minutes", type=float, default=None, help="hard wall-clock stop")
     p.add_argument("--curriculum", type=float, default=0.3, help="fraction of steps with easy clips mixed in")
     p.add_argument("--steps", type=int, default=None, help="exact number of optimizer steps")
@@ -364,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_minutes=args.cpu_minutes,
         curriculum=args.curriculum,
         max_minutes=args.max_minutes,
+        init=args.init,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,

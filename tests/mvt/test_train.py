@@ -220,3 +220,12 @@ def test_shipped_checkpoint_is_accurate_and_uses_time(path):
     shuffled = evaluate(model, spec, n=200, seed=seed, shuffle_frames=True)
     assert acc >= 0.9, f"{name}: {acc:.3f} top-1"
     assert shuffled <= 0.6 * acc, f"{name}: {shuffled:.3f} with shuffled frames vs {acc:.3f}"
+
+
+def test_init_continues_from_a_checkpoint(tmp_path):
+    first, path = _tiny_run(tmp_path / "a")
+    second = TinyVideoNet()
+    cfg = TrainConfig(arch="tiny", steps=0, batch_size=4, eval_clips=8, init=str(path))
+    train(cfg, out=tmp_path / "b", model=second, spec=TINY_SPEC, log=lambda s: None)
+    for (k, v), w in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(v, w), k
