@@ -255,22 +255,8 @@ def figures(state):
     return _figures(results)
 
 
-def rerender(state, method, stage, head):
-    """Stage / method / head changed: re-render from cached results without running the models."""
-    if not state:
-        return [gr.update() for _ in range(4 * MAX_MODELS)]
-    results = [RESULTS.get(k) for k in state["keys"]]
-    if any(r is None for r in results):
-        raise gr.Error(
-            "These results were evicted from the cache: press Compare again.", print_exception=False
-        )
-    return _slot_updates(results, method, stage, head, f"v{abs(hash((method, stage, head))) % 10**6}")
-
-
-def export(state, method):
-    """Export tab: a zip with overlay mp4s, volumes (.npz) and report.json."""
-    import shutil
-
+def _cached_results(state) -> list[P.ModelResult]:
+    """This session's results from the shared cache, or a clear error if there are none (any more)."""
     if not state:
         raise gr.Error("Run a comparison first.", print_exception=False)
     results = [RESULTS.get(k) for k in state["keys"]]
@@ -278,6 +264,22 @@ def export(state, method):
         raise gr.Error(
             "These results were evicted from the cache: press Compare again.", print_exception=False
         )
+    return results
+
+
+def rerender(state, method, stage, head):
+    """Stage / method / head changed: re-render from cached results without running the models."""
+    if not state:
+        return [gr.update() for _ in range(4 * MAX_MODELS)]
+    results = _cached_results(state)
+    return _slot_updates(results, method, stage, head, f"v{abs(hash((method, stage, head))) % 10**6}")
+
+
+def export(state, method):
+    """Export tab: a zip with overlay mp4s, volumes (.npz) and report.json."""
+    import shutil
+
+    results = _cached_results(state)
     out = Path(tempfile.mkdtemp(dir=OUT_DIR, prefix="export-"))
     P.export(results, out / "mvt-lens")
     archive = shutil.make_archive(str(out / "mvt-lens"), "zip", root_dir=out / "mvt-lens")
@@ -288,13 +290,7 @@ def faithfulness(state, steps, progress=gr.Progress()):  # noqa: B008 (Gradio in
     """Faithfulness tab: deletion / insertion curves of every computed method (plus random and centre)."""
     from viz import faithfulness as F
 
-    if not state:
-        raise gr.Error("Run a comparison first.", print_exception=False)
-    results = [RESULTS.get(k) for k in state["keys"]]
-    if any(r is None for r in results):
-        raise gr.Error(
-            "These results were evicted from the cache: press Compare again.", print_exception=False
-        )
+    results = _cached_results(state)
     figures, rows = [], []
     for i, r in enumerate(results):
 

@@ -59,6 +59,18 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def init_linear_and_norm(module: nn.Module, std: float = 0.02) -> None:
+    """ViT-style init of every submodule: Linear weights truncated-normal(std), biases 0; LayerNorm 1 / 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth per sample (identity at eval or when ``p == 0``)."""
     if p == 0.0 or not training:

@@ -55,6 +55,28 @@ class ModelSpec:
         return _ARCHS[self.arch].family if self.arch in _ARCHS else self.arch.split("_")[0]
 
 
+def synthmotion_spec(
+    arch: str,
+    *,
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225),
+) -> ModelSpec:
+    """Input settings of the small SynthMotion models: 16 consecutive frames, 112² clips, 8 classes."""
+    return ModelSpec(
+        name=f"{arch}.untrained",
+        arch=arch,
+        tag="untrained",
+        num_frames=16,
+        frame_stride=1,
+        crop_size=112,
+        resize_size=112,
+        mean=mean,
+        std=std,
+        label_set="synthmotion",
+        num_classes=8,
+    )
+
+
 @dataclass(frozen=True)
 class ArchEntry:
     arch: str

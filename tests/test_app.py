@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 SMALL_MODELS = ["mvit_t.untrained", "hvt_t.untrained"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_moving_square(path: Path, *, frames: int = 24, size: int = 96, fps: int = 12, seed: int = 0) -> Path:
     """A clip with a bright square moving left to right over noise; different seeds give different clips."""
     rng = np.random.default_rng(seed)
@@ -33,25 +26,6 @@ def make_moving_square(path: Path, *, frames: int = 24, size: int = 96, fps: int
         video[t, 30 + seed % 20 : 54 + seed % 20, x : x + 24] = (255, 200 - 20 * (seed % 5), 40)
     mvt.write_video(video, path, fps=fps)
     return path
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    import app
-
-    port = _free_port()
-    app.demo.queue(default_concurrency_limit=4)
-    _, url, _ = app.demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=port,
-        ssr_mode=False,
-        quiet=True,
-        max_file_size=app.MAX_UPLOAD,
-        allowed_paths=[str(app.OUT_DIR)],
-    )
-    yield url
-    app.demo.close()
 
 
 def _val(x):

@@ -7,40 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHROMIUM_ARGS
 from tests.test_app import make_moving_square
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    import app
-
-    _, url, _ = app.demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=_free_port(),
-        ssr_mode=False,
-        quiet=True,
-        max_file_size=app.MAX_UPLOAD,
-        allowed_paths=[str(app.OUT_DIR)],
-    )
-    yield url
-    app.demo.close()
 
 
 def _error_toasts(page) -> list[str]:
@@ -57,14 +34,7 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+            args=CHROMIUM_ARGS,
         )
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)

@@ -58,10 +58,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path, summarize_heads
+from ..layers import Mlp, attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -264,13 +264,7 @@ class HVT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("pos_embed"):
                 nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
 
     # -- input layout -------------------------------------------------------------------------------------
 
@@ -463,22 +457,9 @@ def _register() -> None:
                 description="ImageNet-1k, zhuang-group/HVT release (per frame)",
             )
         )
-    cfg = VARIANTS["hvt_t"]
     register_arch(
         ArchEntry(arch="hvt_t", family="hvt", builder=_builder("hvt_t")),
-        ModelSpec(
-            name="hvt_t.untrained",
-            arch="hvt_t",
-            tag="untrained",
-            num_frames=cfg.num_frames,
-            frame_stride=1,
-            crop_size=cfg.img_size,
-            resize_size=cfg.img_size,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            label_set="synthmotion",
-            num_classes=8,
-        ),
+        synthmotion_spec("hvt_t", mean=IMAGENET_MEAN, std=IMAGENET_STD),
     )
 
 

@@ -65,10 +65,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, drop_path, summarize_heads
+from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
 from .mvit import (
     _TV_URLS,
     MVIT_CONFIGS,
@@ -286,13 +286,7 @@ class MMViT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         for tower in self.views:
             nn.init.trunc_normal_(tower.pos_encoding.class_token, std=0.02)
         for name, p in self.cross.named_parameters():
@@ -543,19 +537,7 @@ def _register() -> None:
             builder=_builder("mmvit_t"),
             convert=partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_t"]),
         ),
-        ModelSpec(
-            name="mmvit_t.untrained",
-            arch="mmvit_t",
-            tag="untrained",
-            num_frames=16,
-            frame_stride=1,
-            crop_size=112,
-            resize_size=112,
-            mean=(0.45, 0.45, 0.45),
-            std=(0.225, 0.225, 0.225),
-            label_set="synthmotion",
-            num_classes=8,
-        ),
+        synthmotion_spec("mmvit_t"),
     )
 
 

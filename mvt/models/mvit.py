@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, drop_path, summarize_heads
+from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -524,13 +524,7 @@ class MViT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         for p in self.pos_encoding.parameters():
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -683,19 +677,7 @@ def _register() -> None:
         )
     register_arch(
         ArchEntry(arch="mvit_t", family="mvit", builder=_builder("mvit_t")),
-        ModelSpec(
-            name="mvit_t.untrained",
-            arch="mvit_t",
-            tag="untrained",
-            num_frames=16,
-            frame_stride=1,
-            crop_size=112,
-            resize_size=112,
-            mean=(0.45, 0.45, 0.45),
-            std=(0.225, 0.225, 0.225),
-            label_set="synthmotion",
-            num_classes=8,
-        ),
+        synthmotion_spec("mvit_t"),
     )
 
 

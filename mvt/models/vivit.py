@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path
+from ..layers import Mlp, attention, drop_path, init_linear_and_norm
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
 
 VARIANTS = {
     1: "spacetime",
@@ -447,11 +447,7 @@ class ViViT(nn.Module):
 
     # -- initialisation ------------------------------------------------------------------------------------
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         for enc in self._encoders():
             nn.init.trunc_normal_(enc.pos_embed, std=0.02)
         kernel = self.patch_embed.weight.data  # (D, C, t, ph, pw)
@@ -687,16 +683,6 @@ _K400_INPUT = {
     "std": (0.5, 0.5, 0.5),
     "label_set": "kinetics400",
 }
-_SYNTH_INPUT = {
-    "num_frames": 16,
-    "frame_stride": 1,
-    "crop_size": 112,
-    "resize_size": 112,
-    "mean": (0.5, 0.5, 0.5),
-    "std": (0.5, 0.5, 0.5),
-    "label_set": "synthmotion",
-    "num_classes": 8,
-}
 
 
 def build(name: str, num_classes: int = 400, **overrides) -> ViViT:
@@ -718,12 +704,13 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 
 def _register() -> None:
     for name in CONFIGS:
-        inputs = _SYNTH_INPUT if name.startswith("vivit_t") else _K400_INPUT
         convert = convert_hf_vivit if CONFIGS[name].variant == 1 else None
-        register_arch(
-            ArchEntry(arch=name, family="vivit", builder=_builder(name), convert=convert),
-            ModelSpec(name=f"{name}.untrained", arch=name, tag="untrained", **inputs),
+        spec = (
+            synthmotion_spec(name, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # [-1, 1] as the big ViViT
+            if name.startswith("vivit_t")
+            else ModelSpec(name=f"{name}.untrained", arch=name, tag="untrained", **_K400_INPUT)
         )
+        register_arch(ArchEntry(arch=name, family="vivit", builder=_builder(name), convert=convert), spec)
     register_pretrained(
         ModelSpec(
             name="vivit_b_16x2.k400",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import mvt
+from tests.conftest import CHROMIUM_ARGS
 from viz.faithfulness import score_result
 from viz.pipeline import ModelCache, run_model
 from viz.report import png_data_uri, report_html, weights_html, write_report_html
@@ -119,14 +120,7 @@ def test_report_renders_offline_in_chromium(report):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+            args=CHROMIUM_ARGS,
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
