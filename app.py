@@ -12,7 +12,11 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import gradio as gr
+# Before torch loads OpenMP: idle worker threads sleep instead of spinning. On a 2-vCPU Space (or any busy
+# CPU) spinning threads fight the decoder, the web server and each other; measured in bench/README.md.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import gradio as gr  # noqa: E402
 import numpy as np
 import torch
 
