@@ -132,7 +132,7 @@ def _render(result: P.ModelResult, method: str, stage: int, head: str, tag: str)
     strip_path = OUT_DIR / f"{tag}_{safe}_strip.png"
     from PIL import Image
 
-    Image.fromarray(strip_img).save(strip_path)
+    Image.fromarray(strip_img).save(strip_path, compress_level=1)
     return str(video), str(strip_path)
 
 

@@ -8,11 +8,13 @@ needed to re-render any stage / method / head later without running the model ag
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,17 @@ def _center_crop_uint8(frames: np.ndarray, spec: mvt.ModelSpec) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def _read_clip_cached(path: str, num_frames: int, stride: int, size: int, start_s: float | None) -> mvt.Clip:
+    """``mvt.read_clip``, shared by models that sample a clip the same way (keyed by the file's identity)."""
+    st = os.stat(path)
+    return _read_clip_lru(path, st.st_size, st.st_mtime_ns, num_frames, stride, size, start_s)
+
+
+@lru_cache(maxsize=8)
+def _read_clip_lru(path, _size, _mtime, num_frames, stride, size, start_s) -> mvt.Clip:
+    return mvt.read_clip(path, num_frames=num_frames, stride=stride, size=size, start_s=start_s)
+
+
 def top_k(logits: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
     probs = logits.float().softmax(-1)[0]
     vals, idx = probs.topk(min(k, probs.numel()))
@@ -192,9 +205,7 @@ def run_model(
 
     report(0.1, "decoding")
     t = time.perf_counter()
-    clip = mvt.read_clip(
-        path, num_frames=spec.num_frames, stride=spec.frame_stride, size=spec.resize_size, start_s=start_s
-    )
+    clip = _read_clip_cached(str(path), spec.num_frames, spec.frame_stride, spec.resize_size, start_s)
     frames = _center_crop_uint8(clip.frames, spec)
     x = mvt.preprocess(frames, spec, device=models.device)
     timings["decode"] = time.perf_counter() - t
