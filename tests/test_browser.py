@@ -65,8 +65,13 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
         assert page.locator(".js-plotly-plot").count() >= 1
         page.get_by_role("tab", name="Token grids").scroll_into_view_if_needed()
         page.evaluate("window.scrollTo(0, 0)")
+        # show a middle frame of every video (autoplaying clips may be between frames when captured)
+        page.evaluate(
+            "() => document.querySelectorAll('video').forEach(v => { v.pause(); v.currentTime = v.duration / 2; })"
+        )
+        page.wait_for_timeout(800)
         shot = tmp_path / "screenshot.png"
-        page.screenshot(path=str(shot), full_page=True)
+        page.screenshot(path=str(shot))  # the first screen: inputs, overlays and top-5 of every model
         browser.close()
     assert shot.stat().st_size > 10_000
     if os.environ.get("MVT_SCREENSHOT"):
