@@ -12,8 +12,12 @@ the explanation, upsampled to the clip, lies on the actor's mask) of
 * ``center``: a centred Gaussian (``viz.center_bias``), the baseline any map has to beat,
 * ``random``: seeded uniform noise.
 
-The table goes to stdout; ``--json`` prints ``{model: {"accuracy", "shuffled_accuracy", "pointing_game":
-{method: hit rate}, "n", "seed"}}`` instead. ``viz`` is imported inside the functions only (``mvt`` never
+On the first ``--faithfulness-n`` clips it also scores deletion and insertion AUC
+(``viz.faithfulness.score_clip``, target = the true class) of the same methods plus ``oracle``, the actor's
+mask. The table goes to stdout; ``--json`` prints ``{model: {"accuracy", "shuffled_accuracy",
+"pointing_game": {method: hit rate}, "deletion_auc": {method: auc}, "insertion_auc": {method: auc},
+"seconds_per_clip", "faithfulness_n", "n", "seed"}}`` instead (baselines as ``"random"``, ``"center"``,
+``"oracle"``). ``viz`` is imported inside the functions only (``mvt`` never
 imports ``viz`` at import time).
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,7 +45,22 @@ def synth_models() -> list[str]:
     return list_models("*.synth", available_only=True)
 
 
-@torch.inference_mode()
+def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int):
+    """(prediction, input, {method: (T, H, W) explanation at input resolution}) of one clip."""
+    import viz
+
+    x = to_input(clip[None], model.spec)
+    with torch.inference_mode():
+        out = model.forward_with_attention(x)
+    vol, fp = viz.rollout_volume(out)
+    explanations = {"rollout": viz.to_frames(vol, shape, fp)}
+    _, vol, fp = viz.stage_volumes(out)[-1]
+    explanations["last_stage"] = viz.to_frames(vol, shape, fp)
+    explanations["center"] = viz.center_bias(shape)
+    explanations["random"] = viz.random_explanation(shape, seed=seed)
+    return int(out.logits.argmax(-1)[0]), x, explanations
+
+
 def pointing_scores(
     model: torch.nn.Module, batch: synth.SynthBatch, *, seed: int = 0
 ) -> tuple[dict[str, list[float]], np.ndarray]:
@@ -48,22 +68,32 @@ def pointing_scores(
     and the predicted class of each clip (from ``forward_with_attention``'s logits)."""
     import viz
 
-    spec = model.spec
     scores: dict[str, list[float]] = {m: [] for m in METHODS}
     preds = []
     for i, (clip, mask) in enumerate(zip(batch.clips, batch.masks)):
-        shape = mask.shape  # (T, H, W) = the model input's (frames, crop, crop)
-        out = model.forward_with_attention(to_input(clip[None], spec))
-        preds.append(int(out.logits.argmax(-1)[0]))
-        vol, fp = viz.rollout_volume(out)
-        explanations = {"rollout": viz.to_frames(vol, shape, fp)}
-        _, vol, fp = viz.stage_volumes(out)[-1]
-        explanations["last_stage"] = viz.to_frames(vol, shape, fp)
-        explanations["center"] = viz.center_bias(shape)
-        explanations["random"] = viz.random_explanation(shape, seed=seed * 100_003 + i)
+        pred, _, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i)
+        preds.append(pred)
         for name, e in explanations.items():
             scores[name].append(viz.pointing_game(e, mask))
     return scores, np.asarray(preds, dtype=np.int64)
+
+
+def faithfulness_scores(
+    model: torch.nn.Module, batch: synth.SynthBatch, *, steps: int = 8, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Mean deletion / insertion AUC (target = the true class) of every method in :data:`METHODS` plus the
+    ground-truth mask as ``"oracle"``, over the clips of ``batch``: ``{"deletion_auc": {method: auc},
+    "insertion_auc": {...}}``. Lower deletion and higher insertion AUC = more faithful."""
+    from viz.faithfulness import aggregate, score_clip
+
+    per_clip = []
+    for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
+        _, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i)
+        explanations["oracle"] = mask.astype(np.float32)
+        with torch.inference_mode():
+            per_clip.append(score_clip(model, x, explanations, target=int(label), steps=steps))
+    agg = aggregate(per_clip)
+    return {"deletion_auc": agg["deletion_auc"], "insertion_auc": agg["insertion_auc"]}
 
 
 def evaluate_models(
@@ -71,9 +101,16 @@ def evaluate_models(
     *,
     n: int = 200,
     seed: int = 7,
+    faithfulness_n: int = 20,
+    steps: int = 8,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
-    """``{model: {"accuracy", "shuffled_accuracy", "pointing_game": {method: rate}, "n", "seed"}}``."""
+    """``{model: {"accuracy", "shuffled_accuracy", "pointing_game": {method: rate}, "deletion_auc":
+    {method: auc}, "insertion_auc": {method: auc}, "seconds_per_clip", "n", "seed"}}``.
+
+    Deletion / insertion (``steps`` points per curve) run on the first ``faithfulness_n`` clips (they cost
+    ``2 * steps`` forwards per method and clip); ``random``, ``center`` and ``oracle`` (the actor mask) are
+    the baselines."""
     names = list(names) if names else synth_models()
     results: dict[str, dict] = {}
     for name in names:
@@ -82,11 +119,19 @@ def evaluate_models(
             raise ValueError(f"{name} predicts {spec.label_set} classes, not SynthMotion's")
         model = create_model(name)
         batch = synth.generate(n, seed, frames=spec.num_frames, size=spec.crop_size)
+        t0 = time.perf_counter()
         hits, preds = pointing_scores(model, batch, seed=seed)
+        seconds = (time.perf_counter() - t0) / max(1, n)
+        k = min(faithfulness_n, n)
+        sub = synth.SynthBatch(batch.clips[:k], batch.labels[:k], batch.masks[:k], batch.classes)
+        faith = faithfulness_scores(model, sub, steps=steps, seed=seed) if k else {}
         results[name] = {
             "accuracy": float((preds == batch.labels).mean()) if n else float("nan"),
             "shuffled_accuracy": accuracy_on(model, spec, n=n, seed=seed, shuffle_frames=True),
             "pointing_game": {m: _nanmean(v) for m, v in hits.items()},
+            **faith,
+            "seconds_per_clip": seconds,
+            "faithfulness_n": k,
             "n": n,
             "seed": seed,
         }
@@ -102,13 +147,33 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def format_table(results: dict[str, dict]) -> str:
     """A plain-text table: one row per model, accuracy columns then one pointing-game column per method."""
-    head = ["model", "top-1", "shuffled"] + [f"PG {m}" for m in METHODS]
+    head = [
+        "model",
+        "method",
+        "top-1",
+        "shuffled",
+        "pointing game",
+        "deletion AUC",
+        "insertion AUC",
+        "s/clip",
+    ]
     rows = [head]
     for name, r in results.items():
-        rows.append(
-            [name, f"{r['accuracy']:.3f}", f"{r['shuffled_accuracy']:.3f}"]
-            + [f"{r['pointing_game'][m]:.3f}" for m in METHODS]
-        )
+        methods = list(METHODS) + (["oracle"] if "oracle" in r.get("deletion_auc", {}) else [])
+        for i, m in enumerate(methods):
+            first = i == 0
+            rows.append(
+                [
+                    name if first else "",
+                    m,
+                    f"{r['accuracy']:.3f}" if first else "",
+                    f"{r['shuffled_accuracy']:.3f}" if first else "",
+                    f"{r['pointing_game'][m]:.3f}" if m in r["pointing_game"] else "",
+                    f"{r['deletion_auc'][m]:.3f}" if m in r.get("deletion_auc", {}) else "",
+                    f"{r['insertion_auc'][m]:.3f}" if m in r.get("insertion_auc", {}) else "",
+                    f"{r['seconds_per_clip']:.3f}" if first and "seconds_per_clip" in r else "",
+                ]
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -120,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="*", default=None, help="model names (default: every *.synth model)")
     p.add_argument("--n", type=int, default=200, help="number of fresh clips")
     p.add_argument("--seed", type=int, default=7, help="SynthMotion stream of the clips")
+    p.add_argument("--faithfulness-n", type=int, default=20, help="clips scored by deletion/insertion")
+    p.add_argument("--steps", type=int, default=8, help="points per deletion/insertion curve")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     names = args.models or synth_models()
@@ -128,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             "no SynthMotion models are registered (train one: python -m mvt.train --model hvt_t --out assets/weights)"
         )
         return 1
-    results = evaluate_models(names, n=args.n, seed=args.seed)
+    results = evaluate_models(
+        names, n=args.n, seed=args.seed, faithfulness_n=args.faithfulness_n, steps=args.steps
+    )
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     return 0
 

@@ -23,14 +23,19 @@ def test_pointing_scores_on_a_real_model():
 
 
 def test_evaluate_models_reports_every_method_and_formats():
-    results = evaluate_models(["hvt_t.untrained"], n=2, seed=1)
+    results = evaluate_models(["hvt_t.untrained"], n=2, seed=1, faithfulness_n=1, steps=4)
     r = results["hvt_t.untrained"]
     assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["shuffled_accuracy"] <= 1.0
     assert set(r["pointing_game"]) == set(METHODS) and r["n"] == 2
     assert all(0.0 <= v <= 1.0 or math.isnan(v) for v in r["pointing_game"].values())
+    for key in ("deletion_auc", "insertion_auc"):
+        assert set(r[key]) == set(METHODS) | {"oracle"}, "methods and the random/center/oracle baselines"
+        assert all(0.0 <= v <= 1.0 for v in r[key].values())
+    assert r["faithfulness_n"] == 1 and r["seconds_per_clip"] > 0
     json.dumps(results)
     table = format_table(results)
-    assert "hvt_t.untrained" in table and "PG rollout" in table and len(table.splitlines()) == 3
+    assert "hvt_t.untrained" in table and "deletion AUC" in table
+    assert len(table.splitlines()) == 2 + len(METHODS) + 1  # header, rule, a row per method + oracle
 
 
 def test_center_bias_is_a_real_baseline():
