@@ -53,15 +53,6 @@ except ImportError:
         return fn
 
 
-WEIGHT_KINDS = {
-    "k400": "Kinetics-400",
-    "in1k": "ImageNet-1k, per frame",
-    "synth": "SynthMotion demo",
-    "k400init": "not fine-tuned",
-    "untrained": "untrained",
-}
-
-
 def model_label(name: str) -> str:
     spec = mvt.get_spec(name)
     return f"{name} — {spec.description}"
@@ -84,7 +75,10 @@ def default_models() -> list[str]:
                 picked.append(hit[0])
                 break
         else:
-            small = [n for n in fam if n.endswith(".untrained") and ("_t" in n.split(".")[0])]
+            # the small SynthMotion-size configs: fast, and honest about being untrained
+            small = [
+                n for n in fam if n.endswith(".untrained") and mvt.get_spec(n).label_set == "synthmotion"
+            ]
             if small:
                 picked.append(small[0])
     return picked[:MAX_MODELS]
@@ -111,7 +105,8 @@ def _volume(result: P.ModelResult, method: str, stage: int, head: str) -> tuple[
         return f"attention/{s}", vol, fp
     if method not in result.volumes:
         raise gr.Error(
-            f"{P.METHODS.get(method, method)} was not computed for {result.name}: tick it and press Compare."
+            f"{P.METHODS.get(method, method)} was not computed for {result.name}: tick it and press Compare.",
+            print_exception=False,
         )
     return method, result.volumes[method], result.footprints.get(method)
 
@@ -229,6 +224,8 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
         mvt.probe(video)
         keys = _analyse(video, names, start, methods, progress)
         results = [RESULTS.get(k) for k in keys]
+        tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
+        slots = _slot_updates(results, method, stage, head, tag)
     except (mvt.VideoError, mvt.WeightsError) as e:
         raise _user_error(e) from None
     except gr.Error:
@@ -246,9 +243,8 @@ def compare(video, names, start_s, methods, method, stage, head, progress=gr.Pro
             f"Untrained weights: {', '.join(untrained)}. Their predictions and attention are not learned "
             "(no trained weights for them are available offline)."
         )
-    tag = f"r{abs(hash((video, tuple(names), start))) % 10**8}"
     state = {"keys": keys, "video": video}
-    return [state, *_slot_updates(results, method, stage, head, tag), _timings(results)]
+    return [state, *slots, _timings(results)]
 
 
 def figures(state):
