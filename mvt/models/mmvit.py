@@ -494,13 +494,6 @@ def build_mmvit(name: str, num_classes: int = 400) -> MMViT:
     return MMViT(MMVIT_CONFIGS[name], num_classes=num_classes)
 
 
-def _builder(name: str):
-    def build(num_classes: int = 400) -> MMViT:
-        return build_mmvit(name, num_classes=num_classes)
-
-    return build
-
-
 K400INIT_DESCRIPTION = "not fine-tuned: MViT v2-S Kinetics-400 towers + zero-init cross-view blocks (predicts exactly as MViT v2-S)"
 
 
@@ -516,7 +509,7 @@ def _register() -> None:
     )
     convert_s = partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_s"])
     register_arch(
-        ArchEntry(arch="mmvit_s", family="mmvit", builder=_builder("mmvit_s"), convert=convert_s),
+        ArchEntry(arch="mmvit_s", family="mmvit", builder=partial(build_mmvit, "mmvit_s"), convert=convert_s),
         ModelSpec(name="mmvit_s.untrained", arch="mmvit_s", tag="untrained", **k400),  # type: ignore[arg-type]
     )
     register_pretrained(
@@ -534,7 +527,7 @@ def _register() -> None:
         ArchEntry(
             arch="mmvit_t",
             family="mmvit",
-            builder=_builder("mmvit_t"),
+            builder=partial(build_mmvit, "mmvit_t"),
             convert=partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_t"]),
         ),
         synthmotion_spec("mmvit_t"),

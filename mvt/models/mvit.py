@@ -644,13 +644,6 @@ def build_mvit(name: str, num_classes: int = 400) -> MViT:
     return MViT(MVIT_CONFIGS[name], num_classes=num_classes)
 
 
-def _builder(name: str):
-    def build(num_classes: int = 400) -> MViT:
-        return build_mvit(name, num_classes=num_classes)
-
-    return build
-
-
 def _register() -> None:
     k400 = dict(
         num_frames=16,
@@ -663,7 +656,7 @@ def _register() -> None:
     )
     for arch, url in _TV_URLS.items():
         spec = ModelSpec(name=f"{arch}.untrained", arch=arch, tag="untrained", **k400)  # type: ignore[arg-type]
-        register_arch(ArchEntry(arch=arch, family="mvit", builder=_builder(arch)), spec)
+        register_arch(ArchEntry(arch=arch, family="mvit", builder=functools.partial(build_mvit, arch)), spec)
         register_pretrained(
             ModelSpec(
                 name=f"{arch}.k400",
@@ -676,7 +669,7 @@ def _register() -> None:
             )
         )
     register_arch(
-        ArchEntry(arch="mvit_t", family="mvit", builder=_builder("mvit_t")),
+        ArchEntry(arch="mvit_t", family="mvit", builder=functools.partial(build_mvit, "mvit_t")),
         synthmotion_spec("mvit_t"),
     )
 

@@ -34,8 +34,8 @@ converter itself asserted [-1, 1] inputs. Inputs here are ``(B, 3, T, H, W)`` li
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -695,13 +695,6 @@ def build(name: str, num_classes: int = 400, **overrides) -> ViViT:
     return ViViT(cfg, num_classes=num_classes)
 
 
-def _builder(name: str) -> Callable[..., nn.Module]:
-    def make(num_classes: int = 400) -> nn.Module:
-        return build(name, num_classes=num_classes)
-
-    return make
-
-
 def _register() -> None:
     for name in CONFIGS:
         convert = convert_hf_vivit if CONFIGS[name].variant == 1 else None
@@ -710,7 +703,9 @@ def _register() -> None:
             if name.startswith("vivit_t")
             else ModelSpec(name=f"{name}.untrained", arch=name, tag="untrained", **_K400_INPUT)
         )
-        register_arch(ArchEntry(arch=name, family="vivit", builder=_builder(name), convert=convert), spec)
+        register_arch(
+            ArchEntry(arch=name, family="vivit", builder=partial(build, name), convert=convert), spec
+        )
     register_pretrained(
         ModelSpec(
             name="vivit_b_16x2.k400",
