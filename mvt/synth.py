@@ -303,6 +303,51 @@ def _render_clip(
     return np.clip(video, 0.0, 255.0).astype(np.uint8), mask
 
 
+# ----------------------------------------------------------------------------------------- symmetries
+
+NUM_SYMMETRIES = 16
+"""Label-preserving-up-to-relabelling transforms: bit 1 transposes H and W, bit 2 mirrors W, bit 4 mirrors H,
+bit 8 plays the clip backwards (applied in that order). The generator's distributions are invariant under all
+of them, so they are exact data augmentations once the label is mapped with :func:`symmetry_label`."""
+
+_ROTATION_SIGN = {"rotate_cw": 1, "rotate_ccw": -1}
+_SCALE_SIGN = {"grow": 1, "shrink": -1}
+
+
+def symmetry_label(label: int, op: int) -> int:
+    """The class a clip of class ``label`` shows after symmetry ``op`` (see :data:`NUM_SYMMETRIES`)."""
+    name = CLASSES[label]
+    transpose, mirror_w, mirror_h, backwards = (bool(op & b) for b in (1, 2, 4, 8))
+    if name in _DIRECTIONS:
+        dx, dy = _DIRECTIONS[name]
+        if transpose:
+            dx, dy = dy, dx
+        dx, dy = -dx if mirror_w else dx, -dy if mirror_h else dy
+        if backwards:
+            dx, dy = -dx, -dy
+        return CLASSES.index(next(k for k, v in _DIRECTIONS.items() if v == (dx, dy)))
+    if name in _ROTATION_SIGN:  # every reflection and the time reversal flip the sense of rotation
+        sign = _ROTATION_SIGN[name] * (-1) ** (transpose + mirror_w + mirror_h + backwards)
+        return CLASSES.index(next(k for k, v in _ROTATION_SIGN.items() if v == sign))
+    sign = _SCALE_SIGN[name] * (-1 if backwards else 1)
+    return CLASSES.index(next(k for k, v in _SCALE_SIGN.items() if v == sign))
+
+
+def apply_symmetry(video: np.ndarray, op: int) -> np.ndarray:
+    """Apply symmetry ``op`` to one clip ``(T, H, W, ...)`` (frames or masks); returns a view."""
+    if not 0 <= op < NUM_SYMMETRIES:
+        raise ValueError(f"symmetry {op} out of range 0..{NUM_SYMMETRIES - 1}")
+    if op & 1:
+        video = video.swapaxes(1, 2)  # (T, W, H, ...)
+    if op & 2:
+        video = video[:, :, ::-1]
+    if op & 4:
+        video = video[:, ::-1]
+    if op & 8:
+        video = video[::-1]
+    return video
+
+
 EXAMPLE_CLASSES = ("move_left", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink")
 EXAMPLE_SEED = 2026
 

@@ -74,6 +74,17 @@ class TrainConfig:
     log_every: int = 10
     init: str | None = None
     """Start from this checkpoint (e.g. a previous run's file) instead of a fresh initialisation."""
+    buffer_clips: int = 0
+    """Train from a replay buffer of this many clips (0: every clip is fresh and used once). The buffer is
+    filled first; each step then replaces the ``fresh_per_step`` oldest clips with new ones."""
+    fresh_per_step: int = 4
+    augment: bool = True
+    """Apply a random SynthMotion symmetry (:func:`mvt.synth.apply_symmetry`) to each training clip."""
+    eval_every: int = 0
+    """Log top-1 on ``eval_every_clips`` held-out clips every this many steps (0: only at the end)."""
+    eval_every_clips: int = 96
+    motion_init: bool = False
+    """Re-initialise space-time patch embeddings with :func:`motion_init` (ignored with ``init``)."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -101,6 +112,29 @@ def to_input(clips: np.ndarray, spec: ModelSpec) -> torch.Tensor:
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
     return ((x - mean) / std).contiguous()
+
+
+@torch.no_grad()
+def motion_init(model: nn.Module) -> int:
+    """Give every RGB space-time patch embedding (a ``Conv3d`` on 3 channels with a temporal kernel of 2 or
+    more) a kernel that is constant in time for half of its output channels and a zero-sum temporal ramp for
+    the other half, keeping each channel's random spatial filter and its variance. The ramp channels see only
+    what changes between frames, which is where SynthMotion's evidence is, from the first step. Returns the
+    number of re-initialised convolutions. Training choice only: the architecture is unchanged."""
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Conv3d) or module.in_channels != 3 or module.kernel_size[0] < 2:
+            continue
+        w = module.weight  # (O, 3, kt, kh, kw)
+        kt = w.shape[2]
+        spatial = w.mean(dim=2, keepdim=True) * math.sqrt(kt)  # (O, 3, 1, kh, kw): same variance as one tap
+        ramp = torch.linspace(-1.0, 1.0, kt, dtype=w.dtype)
+        ramp = ramp / ramp.pow(2).mean().sqrt()  # zero-sum, mean square 1
+        flat = torch.ones(kt, dtype=w.dtype)
+        profile = torch.stack([flat if o % 2 == 0 else ramp for o in range(w.shape[0])])  # (O, kt)
+        w.copy_(spatial * profile[:, None, :, None, None] / math.sqrt(kt))
+        count += 1
+    return count
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -246,6 +280,8 @@ def train(
         from .zoo import load_state_dict_strict
 
         load_state_dict_strict(model, load_file(cfg.init), what=f"--init {cfg.init}")
+    elif cfg.motion_init:
+        log(f"motion_init: {motion_init(model)} space-time patch embedding(s) re-initialised")
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
@@ -257,13 +293,38 @@ def train(
     budget_s = 60 * (cfg.cpu_minutes if use_cpu else cfg.minutes)  # type: ignore[operator]
     kind = "CPU" if use_cpu else "wall"
 
-    def batch(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
-        easy = round(bs * easy_fraction(step, total or 10**9, cfg))
-        first = synth.generate(
-            easy, cfg.seed, frames=frames, size=size, start=step * bs, config=synth.EASY_CONFIG
-        )
-        rest = synth.generate(bs - easy, cfg.seed, frames=frames, size=size, start=step * bs + easy)
+    def fresh(start: int, count: int, step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Clips ``start .. start + count - 1`` of the stream; the first share is easy during the curriculum."""
+        easy = round(count * easy_fraction(step, total or 10**9, cfg))
+        first = synth.generate(easy, cfg.seed, frames=frames, size=size, start=start, config=synth.EASY_CONFIG)
+        rest = synth.generate(count - easy, cfg.seed, frames=frames, size=size, start=start + easy)
         return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels])
+
+    buffer: tuple[np.ndarray, np.ndarray] | None = None
+    if cfg.buffer_clips:
+        buffer = fresh(0, cfg.buffer_clips, 0, total)
+
+    def batch(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([cfg.seed, 2, step])
+        if buffer is None:
+            clips, labels = fresh(step * bs, bs, step, total)
+        else:
+            pick = np.sort(rng.choice(len(buffer[1]), size=bs, replace=False))
+            clips, labels = buffer[0][pick], buffer[1][pick]
+        if cfg.augment:
+            ops = rng.integers(synth.NUM_SYMMETRIES, size=len(labels))
+            clips = np.stack([synth.apply_symmetry(c, int(op)) for c, op in zip(clips, ops)])
+            labels = np.array([synth.symmetry_label(int(k), int(op)) for k, op in zip(labels, ops)])
+        return clips, labels
+
+    def refill(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """New clips that replace the oldest buffer slots after ``step`` (None without a buffer)."""
+        if buffer is None or cfg.fresh_per_step <= 0:
+            return None
+        return fresh(cfg.buffer_clips + step * cfg.fresh_per_step, cfg.fresh_per_step, step, total)
+
+    def next_batch(step: int, total: int | None):
+        return batch(step, total), refill(step, total)
 
     t0, c0 = time.perf_counter(), time.process_time()
     start_clock = clock()
@@ -271,19 +332,23 @@ def train(
     accs: list[float] = []
     step = 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
-        pending = pool.submit(batch, 0, total)
+        pending = pool.submit(next_batch, 0, total)
         while total is None or step < total:
             if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
                 log(f"stopping at step {step} of {total}: --max-minutes {cfg.max_minutes:g} reached")
                 break
-            clips, labels = pending.result()
+            (clips, labels), new = pending.result()
+            if new is not None:  # the oldest slots get the new clips (the next batch is drawn after this)
+                assert buffer is not None
+                slots = (np.arange(len(new[1])) + step * cfg.fresh_per_step) % cfg.buffer_clips
+                buffer[0][slots], buffer[1][slots] = new
             if step == 1:
                 t_probe = clock()
             if total is None and step == 1 + probe_steps:
                 per_step = (clock() - t_probe) / probe_steps
                 total = max(step + 1, step + int((budget_s - (clock() - start_clock)) / per_step))
                 log(f"{per_step:.2f} {kind} s/step -> {total} steps for {budget_s / 60:g} {kind} min")
-            pending = pool.submit(batch, step + 1, total)
+            pending = pool.submit(next_batch, step + 1, total)
             lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
             x, y = to_input(clips, spec), torch.from_numpy(labels)
             loss, acc = train_step(
@@ -301,6 +366,9 @@ def train(
                     f"lr {lr:.2e} easy {easy_fraction(step - 1, total or 10**9, cfg):.2f} "
                     f"{(time.perf_counter() - t0) / 60:.1f} min ({(time.process_time() - c0) / 60:.1f} CPU min)"
                 )
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
+                held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
+                log(f"step {step}: top-1 {held_out:.3f} on {cfg.eval_every_clips} held-out clips")
         pending.cancel()
     minutes = (time.perf_counter() - t0) / 60
     cpu_minutes = (time.process_time() - c0) / 60
@@ -359,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seed", type=int, default=None)
     p.add_argument("--warmup-steps", type=int, default=20)
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--buffer-clips", type=int, default=0, help="replay buffer size (0: fresh clips only)")
+    p.add_argument("--fresh-per-step", type=int, default=4, help="new clips per step into the buffer")
+    p.add_argument("--no-augment", action="store_true", help="no random SynthMotion symmetries")
+    p.add_argument("--motion-init", action="store_true", help="space-time embeddings start as sums + ramps")
+    p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
     args = p.parse_args(argv)
@@ -380,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         eval_seed=args.eval_seed,
         warmup_steps=args.warmup_steps,
         log_every=args.log_every,
+        buffer_clips=args.buffer_clips,
+        fresh_per_step=args.fresh_per_step,
+        augment=not args.no_augment,
+        eval_every=args.eval_every,
+        motion_init=args.motion_init,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from mvt import synth
 from mvt.synth import CLASSES, SynthConfig, generate, label_for
 
 QUIET = SynthConfig(frame_noise=0.0)  # no temporal noise: everything that changes is the actor
@@ -149,3 +152,55 @@ def test_shipped_examples_match_the_generator():
     info = mvt.probe(root / "synth_10s.mp4")
     assert info.num_frames == long["segment_frames"] * len(long["classes"]) and 9.5 <= info.duration_s <= 11
     assert set(long["classes"]) == set(CLASSES)
+
+
+def _motion(mask: np.ndarray) -> tuple[float, float, float]:
+    """(dx, dy, area ratio) of the actor between the first and the last frame of one clip's masks (T, H, W)."""
+    ys, xs = np.nonzero(mask[0])
+    ye, xe = np.nonzero(mask[-1])
+    return xe.mean() - xs.mean(), ye.mean() - ys.mean(), len(xe) / len(xs)
+
+
+@pytest.mark.parametrize("op", range(synth.NUM_SYMMETRIES))
+def test_symmetries_map_each_class_to_the_class_the_transformed_clip_shows(op):
+    """The label map is a permutation; transformed translations move the way the mapped class says and
+    transformed grow/shrink clips change their area the way it says (rotations: the next test)."""
+    mapped = [synth.symmetry_label(k, op) for k in range(len(CLASSES))]
+    assert sorted(mapped) == list(range(len(CLASSES)))
+    batch = generate(len(CLASSES), 5, labels=list(range(len(CLASSES))), config=QUIET, **SMALL)
+    for k, mask in enumerate(batch.masks):
+        moved = synth.apply_symmetry(mask, op)
+        dx, dy, ratio = _motion(moved)
+        name = CLASSES[mapped[k]]
+        if name in ("move_left", "move_right", "move_up", "move_down"):
+            expected = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[name]
+            assert np.sign(np.round([dx, dy], 0)).tolist() == list(expected), (op, CLASSES[k], dx, dy)
+        elif name in ("grow", "shrink"):
+            assert (ratio > 1.3) == (name == "grow") and (ratio < 0.77) == (name == "shrink"), (op, ratio)
+
+
+@pytest.mark.parametrize("op", range(synth.NUM_SYMMETRIES))
+def test_symmetries_flip_rotation_sense_by_parity(op):
+    """A rotating actor's signed angular velocity (from the masks' second moments) keeps its sign under the
+    op exactly when the mapped label keeps the sense of rotation."""
+    cw = CLASSES.index("rotate_cw")
+    batch = generate(4, 8, labels=[cw] * 4, config=replace(QUIET, turn_degrees=(40.0, 50.0)), **SMALL)
+    for mask in batch.masks:
+        moved = synth.apply_symmetry(mask, op)
+        turn = _orientation(moved[-1]) - _orientation(moved[0])
+        turn = (turn + np.pi / 2) % np.pi - np.pi / 2  # axis orientation is defined modulo pi
+        if abs(turn) < 0.1:  # a nearly round shape: its axis says nothing
+            continue
+        assert (turn > 0) == (CLASSES[synth.symmetry_label(cw, op)] == "rotate_cw"), (op, turn)
+
+
+def _orientation(mask: np.ndarray) -> float:
+    """Angle of the principal axis of a mask (y down, so a positive change is clockwise on screen)."""
+    ys, xs = np.nonzero(mask)
+    x, y = xs - xs.mean(), ys - ys.mean()
+    return 0.5 * np.arctan2(2 * (x * y).mean(), (x * x).mean() - (y * y).mean())
+
+
+def test_symmetry_rejects_unknown_ops():
+    with pytest.raises(ValueError):
+        synth.apply_symmetry(np.zeros((2, 4, 4)), 16)
