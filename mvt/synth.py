@@ -2,14 +2,16 @@
 
 One *actor* (a striped shape) moves among static *distractors* drawn from the same shape/colour/size
 distribution, on a textured background with per-frame sensor noise. The class is the actor's motion:
-translation (left/right/up/down), rotation (cw/ccw) or scaling (grow/shrink). Everything a single frame
-shows (shape, colour, stripes, position, size, orientation) has the same distribution for every class:
+translation (left/right/up/down), rotation (cw/ccw: a rigid turn about a pivot outside the actor, so the
+actor swings along an arc while it turns) or scaling (grow/shrink). What a single frame shows (shape, colour,
+stripes, position, size, orientation) has nearly the same distribution for every class:
 
 * a clip's motion is centred on the middle frame, so the pooled positions of ``move_left`` and
   ``move_right`` (and the pooled sizes of ``grow`` and ``shrink``) are mirror images of each other;
 * classes that do not translate place the actor where a translating actor would be at a random frame,
   and classes that do not scale give it the size a scaling actor would have at a random frame, so the
-  per-frame position and size distributions match across all classes;
+  per-frame position and size distributions match across classes (rotating actors swing about a pivot that
+  is kept far enough from the border, so their positions are somewhat less spread);
 * orientation is uniform and independent of the motion; the actor has no motion blur or trail.
 
 So only the change over time tells the class, and the masks say exactly where that evidence is.
@@ -53,23 +55,25 @@ _SHAPES = ("ellipse", "rectangle", "triangle", "cross", "diamond", "notched_ring
 class SynthConfig:
     """Ranges of the generator's random parameters. Lengths are fractions of the frame size."""
 
-    actor_radius: tuple[float, float] = (0.11, 0.15)
+    actor_radius: tuple[float, float] = (0.13, 0.17)
     """Half-size of the actor (and distractors) at the middle frame."""
-    travel: tuple[float, float] = (0.3, 0.45)
+    travel: tuple[float, float] = (0.3, 0.4)
     """Distance a translating actor covers over the clip."""
     turn_degrees: tuple[float, float] = (120.0, 180.0)
     """Angle a rotating actor turns over the clip (below 45 degrees per frame at 16 frames)."""
-    scale_factor: tuple[float, float] = (1.8, 2.2)
+    pivot_radii: tuple[float, float] = (0.8, 1.2)
+    """Distance from a rotating actor's centre to its pivot, in actor radii."""
+    scale_factor: tuple[float, float] = (2.2, 2.6)
     """Size ratio last/first frame of a growing actor (first/last for shrinking)."""
-    distractors: tuple[int, int] = (1, 3)
+    distractors: tuple[int, int] = (1, 2)
     """Inclusive range of the number of static distractors."""
     stripe_cycles: tuple[float, float] = (1.0, 1.8)
     """Stripe frequency inside a shape, in cycles per actor radius."""
-    texture_amplitude: float = 45.0
+    texture_amplitude: float = 35.0
     """Amplitude (grey levels) of the static low-frequency background texture."""
-    grain: float = 10.0
+    grain: float = 8.0
     """Standard deviation of the static fine-grain background texture."""
-    frame_noise: float = 6.0
+    frame_noise: float = 5.0
     """Standard deviation of the per-frame (temporal) pixel noise."""
 
 
@@ -262,6 +266,8 @@ def _render_clip(
     proxy_direction = list(_DIRECTIONS.values())[int(rng.integers(4))]  # for classes that do not translate
     proxy_t = float(frame_pos[int(rng.integers(frames))])  # a random frame, for the same purpose
     proxy_s = float(frame_pos[int(rng.integers(frames))])
+    pivot_distance = _uniform(rng, config.pivot_radii) * radius_mid
+    pivot_bearing = float(rng.uniform(0.0, 2 * np.pi))  # direction pivot -> actor at the middle frame
 
     # Pose per frame.
     if motion in ("grow", "shrink"):
@@ -284,6 +290,12 @@ def _render_clip(
     mid_x, mid_y = (along, across) if direction[0] != 0 else (across, along)
     cx = (mid_x + direction[0] * offset).astype(np.float32)
     cy = (mid_y + direction[1] * offset).astype(np.float32)
+    if motion in ("rotate_cw", "rotate_ccw"):  # swing about a pivot: the centre turns with the shape
+        low, high = margin + pivot_distance, size - margin - pivot_distance
+        px, py = np.clip(cx[0], low, high), np.clip(cy[0], low, high)
+        bearing = pivot_bearing + (angle - angle0)  # (T,)
+        cx = (px + pivot_distance * np.cos(bearing)).astype(np.float32)
+        cy = (py + pivot_distance * np.sin(bearing)).astype(np.float32)
 
     actor_look = _random_look(rng, config)
     canvas = _background(rng, size, config)  # (H, W, 3)
