@@ -281,9 +281,10 @@ def _render_clip(
     else:
         angle = np.full(frames, angle0, dtype=np.float32)
     direction = _DIRECTIONS.get(motion, proxy_direction)
-    offset = travel * (frame_pos if motion in _DIRECTIONS else np.full(frames, proxy_t, dtype=np.float32))
     # Centre of the motion: keep the whole trajectory (at the largest possible size) inside the frame.
     margin = 1.05 * radius_mid * np.sqrt(factor) + 1.0
+    travel = min(travel, size - 2 * margin)  # only binds on small frames (below ~80 px)
+    offset = travel * (frame_pos if motion in _DIRECTIONS else np.full(frames, proxy_t, dtype=np.float32))
     half_travel = travel / 2
     along = rng.uniform(margin + half_travel, size - margin - half_travel)
     across = rng.uniform(margin, size - margin)

@@ -19,6 +19,7 @@ from mvt.train import (
     evaluate,
     lr_at,
     make_optimizer,
+    motion_init,
     read_metadata,
     to_input,
     train,
@@ -229,3 +230,47 @@ def test_init_continues_from_a_checkpoint(tmp_path):
     train(cfg, out=tmp_path / "b", model=second, spec=TINY_SPEC, log=lambda s: None)
     for (k, v), w in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def test_motion_init_splits_embeddings_into_flat_and_zero_sum_ramp_channels():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(3, 6, (4, 5, 5)), nn.Conv3d(6, 6, (3, 3, 3), groups=6), nn.Conv3d(3, 4, (1, 3, 3)))
+    before = [m.weight.detach().clone() for m in model]
+    assert motion_init(model) == 1  # only the RGB conv with a temporal kernel; depthwise pools / 2-D untouched
+    w = model[0].weight.detach()  # (6, 3, 4, 5, 5)
+    for o in range(6):
+        taps = w[o].permute(1, 0, 2, 3).reshape(4, -1)  # (kt, rest)
+        if o % 2 == 0:
+            assert torch.allclose(taps, taps[:1].expand_as(taps))  # constant in time: sees appearance
+        else:
+            assert torch.allclose(taps.sum(0), torch.zeros_like(taps[0]), atol=1e-6)  # blind to static content
+    assert torch.equal(model[1].weight, before[1]) and torch.equal(model[2].weight, before[2])
+    static = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8)
+    assert model[0](static)[:, 1::2].sub(model[0].bias[1::2].view(1, -1, 1, 1, 1)).abs().max() < 1e-5
+
+
+def test_buffered_augmented_training_is_deterministic(tmp_path):
+    def run(sub: str, seed: int = 0) -> nn.Module:
+        torch.manual_seed(99)
+        model = TinyVideoNet()
+        cfg = TrainConfig(
+            arch="tiny",
+            seed=seed,
+            steps=4,
+            batch_size=4,
+            eval_clips=4,
+            warmup_steps=2,
+            buffer_clips=8,
+            fresh_per_step=2,
+            motion_init=True,
+            eval_every=2,
+            eval_every_clips=4,
+        )
+        logs: list[str] = []
+        train(cfg, out=tmp_path / sub, model=model, spec=TINY_SPEC, log=logs.append)
+        assert any("held-out" in line for line in logs) and any("motion_init: 1" in line for line in logs)
+        return model
+
+    a, b, c = run("a"), run("b"), run("c", seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
