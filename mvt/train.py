@@ -83,6 +83,8 @@ class TrainConfig:
     eval_every: int = 0
     """Log top-1 on ``eval_every_clips`` held-out clips every this many steps (0: only at the end)."""
     eval_every_clips: int = 96
+    warm_start: str | None = None
+    """Copy matching tensors from this checkpoint of a related model (:func:`warm_start`) before training."""
     motion_init: bool = False
     """Re-initialise space-time patch embeddings with :func:`motion_init` (ignored with ``init``)."""
 
@@ -135,6 +137,32 @@ def motion_init(model: nn.Module) -> int:
         w.copy_(spatial * profile[:, None, :, None, None] / math.sqrt(kt))
         count += 1
     return count
+
+
+@torch.no_grad()
+def warm_start(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Copy from a related model's state dict (e.g. ViViT model 1 into models 2-4) every tensor whose name and
+    shape match; a ``pos_embed`` that is one token shorter takes the source's without its leading CLS
+    position. Returns ``(left_at_init, unused)`` key lists so the caller can say what was not carried over."""
+    own = model.state_dict()
+    left, used = [], set()
+    for key, target in own.items():
+        source = state.get(key)
+        if source is not None and source.shape == target.shape:
+            target.copy_(source)
+        elif (
+            source is not None
+            and key.endswith("pos_embed")
+            and source.ndim == 3
+            and source.shape[1] == target.shape[1] + 1
+            and source.shape[2] == target.shape[2]
+        ):
+            target.copy_(source[:, 1:])  # (1, 1 + N, D) -> (1, N, D): drop the CLS position
+        else:
+            left.append(key)
+            continue
+        used.add(key)
+    return left, sorted(set(state) - used)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -282,6 +310,11 @@ def train(
         load_state_dict_strict(model, load_file(cfg.init), what=f"--init {cfg.init}")
     elif cfg.motion_init:
         log(f"motion_init: {motion_init(model)} space-time patch embedding(s) re-initialised")
+    if cfg.warm_start is not None:
+        from .weights import load_file
+
+        left, unused = warm_start(model, load_file(cfg.warm_start))
+        log(f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}")
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
@@ -430,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buffer-clips", type=int, default=0, help="replay buffer size (0: fresh clips only)")
     p.add_argument("--fresh-per-step", type=int, default=4, help="new clips per step into the buffer")
     p.add_argument("--no-augment", action="store_true", help="no random SynthMotion symmetries")
+    p.add_argument("--warm-start", default=None, help="copy matching tensors from a related model's checkpoint")
     p.add_argument("--motion-init", action="store_true", help="space-time embeddings start as sums + ramps")
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -458,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         augment=not args.no_augment,
         eval_every=args.eval_every,
         motion_init=args.motion_init,
+        warm_start=args.warm_start,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

@@ -154,13 +154,13 @@ def _mmvit_from(tower: MViTConfig, *extra: MMViTView) -> MMViTConfig:
 # Half spatial resolution, same frames: the 7×7 / stride-4 embedding of a 2×2-average-pooled clip.
 _HALF_RES = MMViTView(kernel=(3, 14, 14), stride=(2, 8, 8), padding=(1, 6, 6))
 
-# The same for mvit_t's 12×12 / stride-8 embedding: 24×24 / stride 16, centred on each 16×16 cell.
-_HALF_RES_T = MMViTView(kernel=(3, 24, 24), stride=(2, 16, 16), padding=(1, 4, 4))
+# The same for mvit_t's 4×12×12 / stride-4×8×8 embedding: 4×24×24 / stride 4×16×16, centred on each 16×16 cell.
+_HALF_RES_T = MMViTView(kernel=(4, 24, 24), stride=(4, 16, 16), padding=(0, 4, 4))
 
 MMVIT_CONFIGS: dict[str, MMViTConfig] = {
     # Towers = MViT v2-S (16×224²): view 0 8×56² → 8×7², view 1 8×28² → 8×4².
     "mmvit_s": _mmvit_from(MVIT_CONFIGS["mvit_v2_s"], _HALF_RES),
-    # Towers = mvit_t (16×112² SynthMotion): view 0 8×14² → 8×4², view 1 8×7² → 8×2².
+    # Towers = mvit_t (16×112² SynthMotion): view 0 4×14² → 4×4², view 1 4×7² → 4×2².
     "mmvit_t": _mmvit_from(MVIT_CONFIGS["mvit_t"], _HALF_RES_T),
 }
 

@@ -198,8 +198,8 @@ MVIT_CONFIGS: dict[str, MViTConfig] = {
         q_pool_every_block=True,
         abs_pos=False,
     ),
-    # Tiny MViTv2 for 16×112² SynthMotion clips: a 3×12×12 / stride-2×8×8 embedding (each cell's 8×8 pixels
-    # plus 2 on every side), grids 8×14² → 8×7² → 8×4², keys/values at 8×7² in stage 0.
+    # Tiny MViTv2 for 16×112² SynthMotion clips: a 4×12×12 / stride-4×8×8 embedding (4-frame tubelets; each
+    # cell's 8×8 pixels plus 2 on every side), grids 4×14² → 4×7² → 4×4², keys/values at 4×7² in stage 0.
     "mvit_t": MViTConfig(
         stages=(MViTStage(1, 32, 1), MViTStage(2, 64, 2), MViTStage(3, 128, 4)),
         rel_pos=True,
@@ -208,9 +208,9 @@ MVIT_CONFIGS: dict[str, MViTConfig] = {
         q_pool_every_block=True,
         abs_pos=False,
         kv_stride=(1, 2, 2),
-        patch_kernel=(3, 12, 12),
-        patch_stride=(2, 8, 8),
-        patch_padding=(1, 2, 2),
+        patch_kernel=(4, 12, 12),
+        patch_stride=(4, 8, 8),
+        patch_padding=(0, 2, 2),
         image_size=112,
         head_dropout=0.2,
         drop_path=0.1,

@@ -274,3 +274,16 @@ def test_buffered_augmented_training_is_deterministic(tmp_path):
     a, b, c = run("a"), run("b"), run("c", seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_warm_start_copies_what_matches_and_reports_the_rest():
+    from mvt.train import warm_start
+
+    src = zoo.get_arch("vivit_t1").builder(num_classes=8).state_dict()
+    model = zoo.get_arch("vivit_t3").builder(num_classes=8)
+    left, unused = warm_start(model, src)
+    own = model.state_dict()
+    assert left and all("attn_t" in k or "norm_t" in k for k in left), left  # the new temporal sublayers
+    assert unused == ["encoder.cls_token"]  # model 3 has no CLS in its encoder
+    assert torch.equal(own["encoder.pos_embed"], src["encoder.pos_embed"][:, 1:])
+    assert torch.equal(own["encoder.blocks.0.attn.qkv.weight"], src["encoder.blocks.0.attn.qkv.weight"])

@@ -24,7 +24,7 @@ from mvt.models.mvit import MVIT_CONFIGS, MultiscaleBlock, build_mvit
 from mvt.outputs import grid_size
 from mvt.weights import WeightsError
 
-SMALL = (1, 3, 8, 64, 64)  # mmvit_t: view 0 4×8² → 4×4² → 4×2²; view 1 4×4² → 4×2² → 4×1²
+SMALL = (1, 3, 8, 64, 64)  # mmvit_t: view 0 2×8² → 2×4² → 2×2²; view 1 2×4² → 2×2² → 2×1²
 
 
 def _perturb(model: torch.nn.Module, seed: int, which=lambda name: True) -> None:
@@ -251,10 +251,10 @@ def test_tower_maps_and_stage_infos_per_view(tiny):
         )
         assert m.q_grid == (m.q_pool.out_grid(m.in_grid) if m.q_pool else m.in_grid)
     assert [(s.stage, s.view) for s in out.stages] == [(s, v) for s in range(3) for v in (0, 1)]
-    assert out.extras["view_embeds"][1].stride == (2, 16, 16) and out.embed.stride == (2, 8, 8)
+    assert out.extras["view_embeds"][1].stride == (4, 16, 16) and out.embed.stride == (4, 8, 8)
     v0 = [s for s in out.stages if s.view == 0]
-    assert [s.grid for s in v0] == [(4, 8, 8), (4, 4, 4), (4, 2, 2)]
-    assert [s.grid for s in out.stages if s.view == 1] == [(4, 4, 4), (4, 2, 2), (4, 1, 1)]
+    assert [s.grid for s in v0] == [(2, 8, 8), (2, 4, 4), (2, 2, 2)]
+    assert [s.grid for s in out.stages if s.view == 1] == [(2, 4, 4), (2, 2, 2), (2, 1, 1)]
     for s in out.stages:  # footprints tile the input at the stage grid
         assert s.footprint.stride[1] * s.grid[1] == x.shape[3] and s.tokens == 1 + grid_size(s.grid)
 
