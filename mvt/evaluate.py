@@ -9,6 +9,8 @@ the explanation, upsampled to the clip, lies on the actor's mask) of
 
 * ``rollout``: attention rollout through the pooling (``viz.rollout_volume``),
 * ``last_stage``: the head-averaged attention of the last stage (``viz.stage_volumes``),
+* ``saliency`` and ``gradcam`` (captum, ``viz.attribute``; Grad-CAM at the last stage's tap) for the true
+  class: the gradient methods that users compare attention with,
 * ``center``: a centred Gaussian (``viz.center_bias``), the baseline any map has to beat,
 * ``random``: seeded uniform noise.
 
@@ -37,7 +39,7 @@ from .train import evaluate as accuracy_on
 from .train import to_input
 from .zoo import create_model, get_spec, list_models
 
-METHODS = ("rollout", "last_stage", "center", "random")
+METHODS = ("rollout", "last_stage", "saliency", "gradcam", "center", "random")
 
 
 def synth_models() -> list[str]:
@@ -45,8 +47,9 @@ def synth_models() -> list[str]:
     return list_models("*.synth", available_only=True)
 
 
-def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int):
-    """(prediction, input, {method: (T, H, W) explanation at input resolution}) of one clip."""
+def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int, label: int):
+    """(prediction, input, {method: (T, H, W) explanation at input resolution}) of one clip; the gradient
+    methods explain ``label`` (the true class)."""
     import viz
 
     x = to_input(clip[None], model.spec)
@@ -56,6 +59,8 @@ def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int):
     explanations = {"rollout": viz.to_frames(vol, shape, fp)}
     _, vol, fp = viz.stage_volumes(out)[-1]
     explanations["last_stage"] = viz.to_frames(vol, shape, fp)
+    for method in ("saliency", "gradcam"):
+        explanations[method] = viz.attribute(model, x, method, target=label)
     explanations["center"] = viz.center_bias(shape)
     explanations["random"] = viz.random_explanation(shape, seed=seed)
     return int(out.logits.argmax(-1)[0]), x, explanations
@@ -70,8 +75,8 @@ def pointing_scores(
 
     scores: dict[str, list[float]] = {m: [] for m in METHODS}
     preds = []
-    for i, (clip, mask) in enumerate(zip(batch.clips, batch.masks)):
-        pred, _, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i)
+    for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
+        pred, _, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
         preds.append(pred)
         for name, e in explanations.items():
             scores[name].append(viz.pointing_game(e, mask))
@@ -88,7 +93,7 @@ def faithfulness_scores(
 
     per_clip = []
     for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
-        _, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i)
+        _, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
         explanations["oracle"] = mask.astype(np.float32)
         with torch.inference_mode():
             per_clip.append(score_clip(model, x, explanations, target=int(label), steps=steps))
