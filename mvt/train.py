@@ -145,29 +145,71 @@ def motion_init(model: nn.Module) -> int:
     return count
 
 
+WARM_START_RENAMES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    # HVT (timm ViT names) -> ViViT model 1-4 (the encoder's blocks; HVT's per-stage pooled pos_embeds unused).
+    ("hvt", "vivit"): (
+        ("patch_embed.proj.", "patch_embed."),
+        ("pos_embed", "encoder.pos_embed"),
+        ("blocks.", "encoder.blocks."),
+        ("norm.", "encoder.norm."),
+    ),
+}
+"""Key prefix renames from a source family's state dict to a target family's, for :func:`warm_start`."""
+
+
+def _time_average_into(target: torch.Tensor, src: torch.Tensor) -> bool:
+    """A space-time position embedding ``(1, [1 +] T·S, D)`` averaged over time into a spatial one
+    ``(1, [1 +] S, D)`` (e.g. ViViT model 2's spatial encoder); False when no CLS/grid split fits."""
+    for c_t, c_s in ((1, 1), (1, 0), (0, 1), (0, 0)):
+        n_t, n_s = target.shape[1] - c_t, src.shape[1] - c_s
+        if n_t > 0 and n_s > n_t and n_s % n_t == 0:
+            grid = src[:, c_s:].reshape(1, n_s // n_t, n_t, src.shape[2])  # (1, T, S, D)
+            target[:, c_t:] = grid.mean(dim=1)
+            if c_t and c_s:
+                target[:, :1] = src[:, :1]
+            return True
+    return False
+
+
 @torch.no_grad()
-def warm_start(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    """Copy from a related model's state dict (e.g. ViViT model 1 into models 2-4) every tensor whose name and
-    shape match; a ``pos_embed`` that is one token shorter takes the source's without its leading CLS
-    position. Returns ``(left_at_init, unused)`` key lists so the caller can say what was not carried over."""
-    own = model.state_dict()
+def warm_start(
+    model: nn.Module, state: dict[str, torch.Tensor], renames: tuple[tuple[str, str], ...] = ()
+) -> tuple[list[str], list[str]]:
+    """Copy from a related model's state dict every tensor whose (renamed) name and shape match.
+
+    ``renames`` are ``(source_prefix, target_prefix)`` pairs (first match wins; see :data:`WARM_START_RENAMES`).
+    A position embedding ``(1, N, D)`` also carries over when the target has one token fewer (the source's
+    leading CLS position is dropped), one more (the target's CLS position stays at its initialisation), or is
+    the source's space-time grid without time (averaged over time).
+    Returns ``(left_at_init, unused)`` key lists so the caller can say what was not carried over."""
+
+    def rename(key: str) -> str:
+        for old, new in renames:
+            if key.startswith(old):
+                return new + key[len(old) :]
+        return key
+
+    source = {rename(k): (k, v) for k, v in state.items()}
     left, used = [], set()
-    for key, target in own.items():
-        source = state.get(key)
-        if source is not None and source.shape == target.shape:
-            target.copy_(source)
-        elif (
-            source is not None
-            and key.endswith("pos_embed")
-            and source.ndim == 3
-            and source.shape[1] == target.shape[1] + 1
-            and source.shape[2] == target.shape[2]
-        ):
-            target.copy_(source[:, 1:])  # (1, 1 + N, D) -> (1, N, D): drop the CLS position
+    for key, target in model.state_dict().items():
+        orig, src = source.get(key, (None, None))
+        if src is None:
+            left.append(key)
+            continue
+        if src.shape == target.shape:
+            target.copy_(src)
+        elif key.endswith("pos_embed") and src.ndim == 3 and src.shape[2] == target.shape[2]:
+            if src.shape[1] == target.shape[1] + 1:
+                target.copy_(src[:, 1:])  # (1, 1 + N, D) -> (1, N, D): drop the CLS position
+            elif src.shape[1] + 1 == target.shape[1]:
+                target[:, 1:] = src  # (1, N, D) -> (1, 1 + N, D): the CLS position keeps its init
+            elif not _time_average_into(target, src):
+                left.append(key)
+                continue
         else:
             left.append(key)
             continue
-        used.add(key)
+        used.add(orig)
     return left, sorted(set(state) - used)
 
 
@@ -319,7 +361,12 @@ def train(
     if cfg.warm_start is not None:
         from .weights import load_file
 
-        left, unused = warm_start(model, load_file(cfg.warm_start))
+        from .zoo import get_arch
+
+        source_arch = read_metadata(cfg.warm_start).get("arch", "")
+        families = (get_arch(source_arch).family if source_arch else "", get_arch(cfg.arch).family)
+        renames = WARM_START_RENAMES.get(families, ())
+        left, unused = warm_start(model, load_file(cfg.warm_start), renames)
         log(f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}")
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size

@@ -135,19 +135,20 @@ class ViViTConfig:
 
 
 _B16x2 = {"num_frames": 32, "image_size": 224, "tubelet": (2, 16, 16), "dim": 768, "depth": 12, "heads": 12}
-_TINY = {"num_frames": 16, "image_size": 112, "tubelet": (4, 16, 16), "dim": 96, "depth": 4, "heads": 4}
+_TINY = {"num_frames": 16, "image_size": 112, "tubelet": (2, 16, 16), "dim": 128, "depth": 4, "heads": 2}
 CONFIGS: dict[str, ViViTConfig] = {
     "vivit_b_16x2": ViViTConfig(variant=1, **_B16x2),
     "vivit_b_16x2_fe": ViViTConfig(variant=2, temporal_depth=4, **_B16x2),
     "vivit_b_16x2_fsa": ViViTConfig(variant=3, **_B16x2),
     "vivit_b_16x2_fdp": ViViTConfig(variant=4, **_B16x2),
-    "vivit_t1": ViViTConfig(variant=1, mlp_dim=384, **_TINY),
-    "vivit_t2": ViViTConfig(variant=2, mlp_dim=384, temporal_depth=2, **_TINY),
-    "vivit_t3": ViViTConfig(variant=3, mlp_dim=384, **_TINY),
-    "vivit_t4": ViViTConfig(variant=4, mlp_dim=384, **_TINY),
+    "vivit_t1": ViViTConfig(variant=1, mlp_dim=512, **_TINY),
+    "vivit_t2": ViViTConfig(variant=2, mlp_dim=512, temporal_depth=2, **_TINY),
+    "vivit_t3": ViViTConfig(variant=3, mlp_dim=512, **_TINY),
+    "vivit_t4": ViViTConfig(variant=4, mlp_dim=512, **_TINY),
 }
 """Named variants. ``vivit_b_16x2*`` are the paper's ViViT-B/16x2 models 1-4 (model 2 with 4 temporal layers);
-``vivit_t*`` are small models 1-4 for 16x112² SynthMotion clips (4-frame tubelets: 4x7x7 tokens)."""
+``vivit_t*`` are small models 1-4 for 16x112² SynthMotion clips (8x7x7 tokens; width, heads and block shapes
+those of ``hvt_t``, so a SynthMotion ``hvt_t`` can initialise them as an image ViT initialises ViViT)."""
 
 
 def config_from_hf(hf: dict, variant: int = 1) -> ViViTConfig:

@@ -287,3 +287,29 @@ def test_warm_start_copies_what_matches_and_reports_the_rest():
     assert unused == ["encoder.cls_token"]  # model 3 has no CLS in its encoder
     assert torch.equal(own["encoder.pos_embed"], src["encoder.pos_embed"][:, 1:])
     assert torch.equal(own["encoder.blocks.0.attn.qkv.weight"], src["encoder.blocks.0.attn.qkv.weight"])
+
+
+def test_warm_start_from_hvt_t_fills_vivit_blocks():
+    from mvt.train import WARM_START_RENAMES, warm_start
+
+    src = zoo.get_arch("hvt_t").builder(num_classes=8).state_dict()
+    model = zoo.get_arch("vivit_t1").builder(num_classes=8)
+    left, unused = warm_start(model, src, WARM_START_RENAMES[("hvt", "vivit")])
+    assert left == ["encoder.cls_token"], left
+    assert all(k.startswith(("blocks.4.", "blocks.5.", "blocks.6.", "blocks.7.")) or k.endswith("pos_embed")
+               for k in unused), unused  # deeper HVT blocks and the pooled stages' embeddings
+    own = model.state_dict()
+    assert torch.equal(own["encoder.pos_embed"][:, 1:], src["pos_embed"])
+    assert torch.equal(own["encoder.blocks.3.mlp.fc2.weight"], src["blocks.3.mlp.fc2.weight"])
+    assert torch.equal(own["patch_embed.weight"], src["patch_embed.proj.weight"])
+
+
+def test_warm_start_averages_space_time_positions_for_a_spatial_encoder():
+    from mvt.train import WARM_START_RENAMES, warm_start
+
+    src = zoo.get_arch("hvt_t").builder(num_classes=8).state_dict()
+    model = zoo.get_arch("vivit_t2").builder(num_classes=8)
+    left, _ = warm_start(model, src, WARM_START_RENAMES[("hvt", "vivit")])
+    assert "encoder.pos_embed" not in left and all(k.startswith(("temporal_encoder", "encoder.cls")) for k in left)
+    pos = model.state_dict()["encoder.pos_embed"]  # (1, 1 + 49, D)
+    torch.testing.assert_close(pos[:, 1:], src["pos_embed"].view(1, 8, 49, -1).mean(1))
