@@ -361,13 +361,13 @@ def train(
     if cfg.warm_start is not None:
         from .weights import load_file
 
-        from .zoo import get_arch
-
         source_arch = read_metadata(cfg.warm_start).get("arch", "")
         families = (get_arch(source_arch).family if source_arch else "", get_arch(cfg.arch).family)
         renames = WARM_START_RENAMES.get(families, ())
         left, unused = warm_start(model, load_file(cfg.warm_start), renames)
-        log(f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}")
+        log(
+            f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}"
+        )
     optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
@@ -382,7 +382,9 @@ def train(
     def fresh(start: int, count: int, step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Clips ``start .. start + count - 1`` of the stream; the first share is easy during the curriculum."""
         easy = round(count * easy_fraction(step, total or 10**9, cfg))
-        first = synth.generate(easy, cfg.seed, frames=frames, size=size, start=start, config=synth.EASY_CONFIG)
+        first = synth.generate(
+            easy, cfg.seed, frames=frames, size=size, start=start, config=synth.EASY_CONFIG
+        )
         rest = synth.generate(count - easy, cfg.seed, frames=frames, size=size, start=start + easy)
         return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels])
 
@@ -516,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buffer-clips", type=int, default=0, help="replay buffer size (0: fresh clips only)")
     p.add_argument("--fresh-per-step", type=int, default=4, help="new clips per step into the buffer")
     p.add_argument("--no-augment", action="store_true", help="no random SynthMotion symmetries")
-    p.add_argument("--warm-start", default=None, help="copy matching tensors from a related model's checkpoint")
+    p.add_argument(
+        "--warm-start", default=None, help="copy matching tensors from a related model's checkpoint"
+    )
     p.add_argument("--motion-init", action="store_true", help="space-time embeddings start as sums + ramps")
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

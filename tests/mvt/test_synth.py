@@ -154,6 +154,9 @@ def test_shipped_examples_match_the_generator():
     assert set(long["classes"]) == set(CLASSES)
 
 
+STEPS = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}
+
+
 def _motion(mask: np.ndarray) -> tuple[float, float, float]:
     """(dx, dy, area ratio) of the actor between the first and the last frame of one clip's masks (T, H, W)."""
     ys, xs = np.nonzero(mask[0])
@@ -173,7 +176,7 @@ def test_symmetries_map_each_class_to_the_class_the_transformed_clip_shows(op):
         dx, dy, ratio = _motion(moved)
         name = CLASSES[mapped[k]]
         if name in ("move_left", "move_right", "move_up", "move_down"):
-            expected = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[name]
+            expected = STEPS[name]
             assert np.sign(np.round([dx, dy], 0)).tolist() == list(expected), (op, CLASSES[k], dx, dy)
         elif name in ("grow", "shrink"):
             assert (ratio > 1.3) == (name == "grow") and (ratio < 0.77) == (name == "shrink"), (op, ratio)

@@ -234,16 +234,20 @@ def test_init_continues_from_a_checkpoint(tmp_path):
 
 def test_motion_init_splits_embeddings_into_flat_and_zero_sum_ramp_channels():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv3d(3, 6, (4, 5, 5)), nn.Conv3d(6, 6, (3, 3, 3), groups=6), nn.Conv3d(3, 4, (1, 3, 3)))
+    model = nn.Sequential(
+        nn.Conv3d(3, 6, (4, 5, 5)), nn.Conv3d(6, 6, (3, 3, 3), groups=6), nn.Conv3d(3, 4, (1, 3, 3))
+    )
     before = [m.weight.detach().clone() for m in model]
-    assert motion_init(model) == 1  # only the RGB conv with a temporal kernel; depthwise pools / 2-D untouched
+    # only the RGB conv with a temporal kernel changes; depthwise pools and 2-D kernels are untouched
+    assert motion_init(model) == 1
     w = model[0].weight.detach()  # (6, 3, 4, 5, 5)
     for o in range(6):
         taps = w[o].permute(1, 0, 2, 3).reshape(4, -1)  # (kt, rest)
         if o % 2 == 0:
             assert torch.allclose(taps, taps[:1].expand_as(taps))  # constant in time: sees appearance
         else:
-            assert torch.allclose(taps.sum(0), torch.zeros_like(taps[0]), atol=1e-6)  # blind to static content
+            # zero-sum in time: blind to static content
+            assert torch.allclose(taps.sum(0), torch.zeros_like(taps[0]), atol=1e-6)
     assert torch.equal(model[1].weight, before[1]) and torch.equal(model[2].weight, before[2])
     static = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8)
     assert model[0](static)[:, 1::2].sub(model[0].bias[1::2].view(1, -1, 1, 1, 1)).abs().max() < 1e-5
@@ -296,8 +300,10 @@ def test_warm_start_from_hvt_t_fills_vivit_blocks():
     model = zoo.get_arch("vivit_t1").builder(num_classes=8)
     left, unused = warm_start(model, src, WARM_START_RENAMES[("hvt", "vivit")])
     assert left == ["encoder.cls_token"], left
-    assert all(k.startswith(("blocks.4.", "blocks.5.", "blocks.6.", "blocks.7.")) or k.endswith("pos_embed")
-               for k in unused), unused  # deeper HVT blocks and the pooled stages' embeddings
+    assert all(
+        k.startswith(("blocks.4.", "blocks.5.", "blocks.6.", "blocks.7.")) or k.endswith("pos_embed")
+        for k in unused
+    ), unused  # deeper HVT blocks and the pooled stages' embeddings
     own = model.state_dict()
     assert torch.equal(own["encoder.pos_embed"][:, 1:], src["pos_embed"])
     assert torch.equal(own["encoder.blocks.3.mlp.fc2.weight"], src["blocks.3.mlp.fc2.weight"])
@@ -310,6 +316,8 @@ def test_warm_start_averages_space_time_positions_for_a_spatial_encoder():
     src = zoo.get_arch("hvt_t").builder(num_classes=8).state_dict()
     model = zoo.get_arch("vivit_t2").builder(num_classes=8)
     left, _ = warm_start(model, src, WARM_START_RENAMES[("hvt", "vivit")])
-    assert "encoder.pos_embed" not in left and all(k.startswith(("temporal_encoder", "encoder.cls")) for k in left)
+    assert "encoder.pos_embed" not in left and all(
+        k.startswith(("temporal_encoder", "encoder.cls")) for k in left
+    )
     pos = model.state_dict()["encoder.pos_embed"]  # (1, 1 + 49, D)
     torch.testing.assert_close(pos[:, 1:], src["pos_embed"].view(1, 8, 49, -1).mean(1))
