@@ -336,14 +336,15 @@ def symmetry_label(label: int, op: int) -> int:
         if transpose:
             dx, dy = dy, dx
         dx, dy = -dx if mirror_w else dx, -dy if mirror_h else dy
-        if backwards:
-            dx, dy = -dx, -dy
-        return CLASSES.index(next(k for k, v in _DIRECTIONS.items() if v == (dx, dy)))
-    if name in _ROTATION_SIGN:  # every reflection and the time reversal flip the sense of rotation
-        sign = _ROTATION_SIGN[name] * (-1) ** (transpose + mirror_w + mirror_h + backwards)
-        return CLASSES.index(next(k for k, v in _ROTATION_SIGN.items() if v == sign))
-    sign = _SCALE_SIGN[name] * (-1 if backwards else 1)
-    return CLASSES.index(next(k for k, v in _SCALE_SIGN.items() if v == sign))
+        table, value = _DIRECTIONS, ((-dx, -dy) if backwards else (dx, dy))
+    elif name in _ROTATION_SIGN:  # every reflection and the time reversal flip the sense of rotation
+        table, value = (
+            _ROTATION_SIGN,
+            _ROTATION_SIGN[name] * (-1) ** (transpose + mirror_w + mirror_h + backwards),
+        )
+    else:
+        table, value = _SCALE_SIGN, _SCALE_SIGN[name] * (-1 if backwards else 1)
+    return CLASSES.index(next(k for k, v in table.items() if v == value))
 
 
 def apply_symmetry(video: np.ndarray, op: int) -> np.ndarray:

@@ -6,10 +6,11 @@ Clips are generated on the fly (``mvt.synth``): by default step ``k`` trains on 
 of the stream ``seed``, so no clip is seen twice. Generating a clip costs about as much as a small model's
 training step on it, so ``--buffer-clips N`` trains from a replay buffer of ``N`` clips instead, replacing the
 ``--fresh-per-step`` oldest with new clips of the stream at every step; each drawn clip gets a random exact
-symmetry of SynthMotion (mirror, transpose, time reversal with the label mapped, :func:`mvt.synth.symmetry_label`)
-unless ``--no-augment``. ``--motion-init`` starts space-time patch embeddings as half appearance, half
-temporal-difference filters (:func:`motion_init`); ``--warm-start`` copies matching tensors from a related
-model's checkpoint (:func:`warm_start`, e.g. ViViT model 1 into models 2-4); ``--init`` continues a run. The model is evaluated on ``--eval-clips`` fresh clips of another
+symmetry of SynthMotion (mirror, transpose, time reversal with the label mapped,
+:func:`mvt.synth.symmetry_label`) unless ``--no-augment``. ``--motion-init`` starts space-time patch
+embeddings as half appearance, half temporal-difference filters (:func:`motion_init`); ``--warm-start``
+copies matching tensors from a related model's checkpoint (:func:`warm_start`, e.g. HVT into ViViT);
+``--init`` continues a run. The model is evaluated on ``--eval-clips`` fresh clips of another
 stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
 chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
 ``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
