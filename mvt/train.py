@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import synth
+from .distill import Distiller, as_grid, capture_stage
 from .zoo import ModelSpec, get_arch, get_spec
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -94,6 +95,15 @@ class TrainConfig:
     """Copy matching tensors from this checkpoint of a related model (:func:`warm_start`) before training."""
     motion_init: bool = False
     """Re-initialise space-time patch embeddings with :func:`motion_init` (ignored with ``init``)."""
+    teacher: str | None = None
+    """A trained ``.synth`` checkpoint to distil from (:class:`mvt.distill.Distiller`); its arch comes from its
+    metadata."""
+    hint_weight: float = 1.0
+    """Weight of the token-grid hint (student stage ``hint_stage`` ↔ teacher stage ``teacher_stage``)."""
+    hint_stage: int = 1
+    teacher_stage: int = 0
+    kd_weight: float = 0.0
+    """Weight of the soft-logit loss against the teacher (temperature 2)."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -214,6 +224,38 @@ def warm_start(
     return left, sorted(set(state) - used)
 
 
+def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Distiller:
+    """A :class:`Distiller` from ``cfg.teacher`` (a ``.synth`` checkpoint, built from its metadata's arch)."""
+    from .weights import load_file
+    from .zoo import load_state_dict_strict
+
+    assert cfg.teacher is not None
+    teacher_arch = read_metadata(cfg.teacher).get("arch")
+    if not teacher_arch:
+        raise ValueError(
+            f"--teacher {cfg.teacher} has no 'arch' in its metadata (not a mvt.train checkpoint)"
+        )
+    teacher = get_arch(teacher_arch).builder(num_classes=len(synth.CLASSES))
+    load_state_dict_strict(teacher, load_file(cfg.teacher), what=f"--teacher {cfg.teacher}")
+    probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)  # channel counts of both taps
+    with (
+        torch.no_grad(),
+        capture_stage(model, cfg.hint_stage) as s,
+        capture_stage(teacher, cfg.teacher_stage) as t,
+    ):
+        model.eval()(probe)
+        teacher.eval()(probe)
+    return Distiller(
+        teacher,
+        s[-1].shape[1],
+        as_grid(teacher, t[-1]).shape[1],
+        student_stage=cfg.hint_stage,
+        teacher_stage=cfg.teacher_stage,
+        hint_weight=cfg.hint_weight,
+        kd_weight=cfg.kd_weight,
+    )
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up to ``cfg.lr``, then cosine decay to ``cfg.lr * cfg.min_lr_ratio``."""
     warmup = max(1, cfg.warmup_steps)
@@ -245,17 +287,26 @@ def train_step(
     lr: float,
     label_smoothing: float = 0.1,
     grad_clip: float = 1.0,
+    distiller: Distiller | None = None,
 ) -> tuple[float, float]:
-    """One optimizer step; returns (loss, batch accuracy)."""
+    """One optimizer step; returns (loss, batch accuracy). With a ``distiller`` its losses are added."""
     model.train()
     for group in optimizer.param_groups:
         group["lr"] = lr
-    logits = model(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if distiller is None:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    else:
+        distiller.train()
+        with capture_stage(model, distiller.student_stage) as seen:
+            logits = model(x)
+        extra = distiller.loss(logits, seen[-1], x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + extra["hint"] + extra["kd"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        params = list(model.parameters()) + ([] if distiller is None else list(distiller.proj.parameters()))
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return float(loss.detach()), float((logits.detach().argmax(-1) == y).float().mean())
 
@@ -369,7 +420,13 @@ def train(
         log(
             f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}"
         )
-    optimizer = make_optimizer(model, cfg)
+    distiller = None
+    if cfg.teacher is not None:
+        distiller = make_distiller(model, cfg, spec)
+        log(f"distilling from {cfg.teacher}: hint {cfg.hint_weight:g}, kd {cfg.kd_weight:g}")
+        optimizer = make_optimizer(nn.ModuleDict({"model": model, "distill": distiller.proj}), cfg)
+    else:
+        optimizer = make_optimizer(model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
     probe_steps = 3  # steps timed to choose ``total`` from the budget (the first one is a warm-up)
@@ -441,7 +498,14 @@ def train(
             lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
             x, y = to_input(clips, spec), torch.from_numpy(labels)
             loss, acc = train_step(
-                model, optimizer, x, y, lr=lr, label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip
+                model,
+                optimizer,
+                x,
+                y,
+                lr=lr,
+                label_smoothing=cfg.label_smoothing,
+                grad_clip=cfg.grad_clip,
+                distiller=distiller,
             )
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step}")
@@ -523,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
         "--warm-start", default=None, help="copy matching tensors from a related model's checkpoint"
     )
     p.add_argument("--motion-init", action="store_true", help="space-time embeddings start as sums + ramps")
+    p.add_argument("--teacher", default=None, help="trained .synth checkpoint to distil from")
+    p.add_argument("--hint-weight", type=float, default=1.0, help="weight of the teacher token-grid hint")
+    p.add_argument("--hint-stage", type=int, default=1, help="student stage matched to the teacher's grid")
+    p.add_argument("--teacher-stage", type=int, default=0, help="teacher stage giving the grid hint")
+    p.add_argument("--kd-weight", type=float, default=0.0, help="weight of the soft-logit loss")
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -551,6 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         eval_every=args.eval_every,
         motion_init=args.motion_init,
         warm_start=args.warm_start,
+        teacher=args.teacher,
+        hint_weight=args.hint_weight,
+        hint_stage=args.hint_stage,
+        teacher_stage=args.teacher_stage,
+        kd_weight=args.kd_weight,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0
