@@ -10,8 +10,9 @@ symmetry of SynthMotion (mirror, transpose, time reversal with the label mapped,
 :func:`mvt.synth.symmetry_label`) unless ``--no-augment``. ``--motion-init`` starts space-time patch
 embeddings as half appearance, half temporal-difference filters (:func:`motion_init`); ``--warm-start``
 copies matching tensors from a related model's checkpoint (:func:`warm_start`, e.g. HVT into ViViT);
-``--init`` continues a run. The model is evaluated on ``--eval-clips`` fresh clips of another
-stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
+``--teacher`` adds distillation from a trained model of another family (:mod:`mvt.distill`: a token-grid
+hint and, with ``--kd-weight``, soft logits); ``--init`` continues a run. The model is evaluated on
+``--eval-clips`` fresh clips of another stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
 chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
 ``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
 minutes, commit``.
