@@ -135,7 +135,7 @@ class ViViTConfig:
 
 
 _B16x2 = {"num_frames": 32, "image_size": 224, "tubelet": (2, 16, 16), "dim": 768, "depth": 12, "heads": 12}
-_TINY = {"num_frames": 16, "image_size": 112, "tubelet": (2, 16, 16), "dim": 128, "depth": 4, "heads": 2}
+_TINY = {"num_frames": 16, "image_size": 112, "tubelet": (2, 16, 16), "dim": 128, "depth": 8, "heads": 2}
 CONFIGS: dict[str, ViViTConfig] = {
     "vivit_b_16x2": ViViTConfig(variant=1, **_B16x2),
     "vivit_b_16x2_fe": ViViTConfig(variant=2, temporal_depth=4, **_B16x2),
@@ -147,7 +147,7 @@ CONFIGS: dict[str, ViViTConfig] = {
     "vivit_t4": ViViTConfig(variant=4, mlp_dim=512, **_TINY),
 }
 """Named variants. ``vivit_b_16x2*`` are the paper's ViViT-B/16x2 models 1-4 (model 2 with 4 temporal layers);
-``vivit_t*`` are small models 1-4 for 16x112² SynthMotion clips (8x7x7 tokens; width, heads and block shapes
+``vivit_t*`` are small models 1-4 for 16x112² SynthMotion clips (8x7x7 tokens; width, depth, heads and block shapes
 those of ``hvt_t``, so a SynthMotion ``hvt_t`` can initialise them as an image ViT initialises ViViT)."""
 
 
