@@ -79,6 +79,8 @@ class Distiller(nn.Module):
         self.proj = nn.Conv3d(student_channels, teacher_channels, kernel_size=1)
         self.student_stage, self.teacher_stage = student_stage, teacher_stage
         self.hint_weight, self.kd_weight, self.temperature = hint_weight, kd_weight, temperature
+        self.history: list[tuple[float, float]] = []
+        """(hint, kd) of every :meth:`loss` call, for the training log."""
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
@@ -117,4 +119,5 @@ class Distiller(nn.Module):
             out["kd"] = self.kd_weight * tau * tau * kl
         else:
             out["kd"] = zero
+        self.history.append((float(out["hint"].detach()), float(out["kd"].detach())))
         return out

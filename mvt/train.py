@@ -519,6 +519,11 @@ def train(
                     f"step {step}/{total} loss {np.mean(losses[-k:]):.3f} acc {np.mean(accs[-k:]):.3f} "
                     f"lr {lr:.2e} easy {easy_fraction(step - 1, total or 10**9, cfg):.2f} "
                     f"{(time.perf_counter() - t0) / 60:.1f} min ({(time.process_time() - c0) / 60:.1f} CPU min)"
+                    + (
+                        ""
+                        if distiller is None
+                        else " hint {:.3f} kd {:.3f}".format(*np.mean(distiller.history[-k:], 0))
+                    )
                 )
             if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
                 held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
