@@ -97,13 +97,16 @@ class Distiller(nn.Module):
         return logits, grid
 
     def loss(
-        self, student_logits: torch.Tensor, student_grid: torch.Tensor, x: torch.Tensor
+        self, student_logits: torch.Tensor, student_grid: torch.Tensor | None, x: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """``{"hint": …, "kd": …}`` (weighted; a zero weight gives a zero tensor) for one batch."""
+        """``{"hint": …, "kd": …}`` (weighted; a zero weight gives a zero tensor) for one batch.
+        ``student_grid`` (the student's tapped stage) is needed only with a hint."""
         t_logits, t_grid = self.targets(x)
         out = {}
         zero = student_logits.new_zeros(())
         if self.hint_weight:
+            if student_grid is None:
+                raise ValueError("the hint needs the student's tapped stage grid")
             t_grid = F.adaptive_avg_pool3d(t_grid, student_grid.shape[2:])  # (B, C_t, T_s, H_s, W_s)
             out["hint"] = self.hint_weight * F.mse_loss(self.proj(student_grid), t_grid)
         else:

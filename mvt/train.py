@@ -238,18 +238,22 @@ def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Disti
         )
     teacher = get_arch(teacher_arch).builder(num_classes=len(synth.CLASSES))
     load_state_dict_strict(teacher, load_file(cfg.teacher), what=f"--teacher {cfg.teacher}")
-    probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)  # channel counts of both taps
-    with (
-        torch.no_grad(),
-        capture_stage(model, cfg.hint_stage) as s,
-        capture_stage(teacher, cfg.teacher_stage) as t,
-    ):
-        model.eval()(probe)
-        teacher.eval()(probe)
+    channels = (1, 1)  # the projection is unused without a hint
+    if cfg.hint_weight:
+        probe = torch.zeros(
+            1, 3, spec.num_frames, spec.crop_size, spec.crop_size
+        )  # channel counts of both taps
+        with (
+            torch.no_grad(),
+            capture_stage(model, cfg.hint_stage) as s,
+            capture_stage(teacher, cfg.teacher_stage) as t,
+        ):
+            model.eval()(probe)
+            teacher.eval()(probe)
+        channels = (s[-1].shape[1], as_grid(teacher, t[-1]).shape[1])
     return Distiller(
         teacher,
-        s[-1].shape[1],
-        as_grid(teacher, t[-1]).shape[1],
+        *channels,
         student_stage=cfg.hint_stage,
         teacher_stage=cfg.teacher_stage,
         hint_weight=cfg.hint_weight,
@@ -299,9 +303,13 @@ def train_step(
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     else:
         distiller.train()
-        with capture_stage(model, distiller.student_stage) as seen:
+        if distiller.hint_weight:
+            with capture_stage(model, distiller.student_stage) as seen:
+                logits = model(x)
+            extra = distiller.loss(logits, seen[-1], x)
+        else:
             logits = model(x)
-        extra = distiller.loss(logits, seen[-1], x)
+            extra = distiller.loss(logits, None, x)
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + extra["hint"] + extra["kd"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -109,3 +109,25 @@ def test_a_teacher_without_metadata_is_refused(tmp_path):
     cfg = TrainConfig(arch="mvit_t", steps=1, batch_size=2, eval_clips=2, warmup_steps=1, teacher=str(path))
     with pytest.raises(ValueError, match="no 'arch'"):
         train(cfg, log=lambda s: None)
+
+
+def test_soft_logits_alone_need_no_stage_grid(tmp_path):
+    """``hint_weight=0``: only the teacher's logits are used, so a one-stage student (ViViT) works too."""
+    teacher = zoo.get_arch("hvt_t").builder(num_classes=K)
+    teacher_path = save_checkpoint(teacher, tmp_path / "hvt_t.synth.safetensors", {"arch": "hvt_t"})
+    cfg = TrainConfig(
+        arch="vivit_t4",
+        steps=2,
+        batch_size=2,
+        eval_clips=2,
+        warmup_steps=1,
+        teacher=str(teacher_path),
+        hint_weight=0.0,
+        kd_weight=1.0,
+        log_every=1,
+    )
+    lines: list[str] = []
+    train(cfg, log=lines.append)
+    kd = [float(line.split(" kd ")[1]) for line in lines if " kd " in line]
+    hint = [float(line.split(" hint ")[1].split()[0]) for line in lines if " hint " in line]
+    assert len(kd) == 2 and all(k > 0 for k in kd) and hint == [0.0, 0.0]
