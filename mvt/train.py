@@ -105,6 +105,10 @@ class TrainConfig:
     teacher_stage: int = 0
     kd_weight: float = 0.0
     """Weight of the soft-logit loss against the teacher (temperature 2)."""
+    focus_classes: tuple[str, ...] = ()
+    """Classes to oversample (the pair a model learns last, e.g. ``rotate_cw, rotate_ccw``); needs a buffer."""
+    focus_share: float = 0.0
+    """Share of each batch drawn from buffer clips of ``focus_classes`` (the rest uniformly from the buffer)."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -455,6 +459,12 @@ def train(
         rest = synth.generate(count - easy, cfg.seed, frames=frames, size=size, start=start + easy)
         return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels])
 
+    unknown = sorted(set(cfg.focus_classes) - set(synth.CLASSES))
+    if unknown:
+        raise ValueError(f"--focus-classes: unknown {unknown}; SynthMotion has {list(synth.CLASSES)}")
+    if cfg.focus_classes and not cfg.buffer_clips:
+        raise ValueError("--focus-classes oversamples the replay buffer: give --buffer-clips")
+    focus_ids = [synth.CLASSES.index(c) for c in cfg.focus_classes]
     buffer: tuple[np.ndarray, np.ndarray] | None = None
     if cfg.buffer_clips:
         buffer = fresh(0, cfg.buffer_clips, 0, total)
@@ -464,7 +474,14 @@ def train(
         if buffer is None:
             clips, labels = fresh(step * bs, bs, step, total)
         else:
-            pick = np.sort(rng.choice(len(buffer[1]), size=bs, replace=False))
+            focus = np.flatnonzero(np.isin(buffer[1], focus_ids))
+            n_focus = min(round(bs * cfg.focus_share), len(focus)) if focus_ids else 0
+            if n_focus == 0:
+                pick = np.sort(rng.choice(len(buffer[1]), size=bs, replace=False))
+            else:  # n_focus clips of the focus classes, the rest uniformly from the other slots
+                chosen = rng.choice(focus, size=n_focus, replace=False)
+                others = np.setdiff1d(np.arange(len(buffer[1])), chosen)
+                pick = np.sort(np.concatenate([chosen, rng.choice(others, size=bs - n_focus, replace=False)]))
             clips, labels = buffer[0][pick], buffer[1][pick]
         if cfg.augment:
             ops = rng.integers(synth.NUM_SYMMETRIES, size=len(labels))
@@ -606,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hint-stage", type=int, default=1, help="student stage matched to the teacher's grid")
     p.add_argument("--teacher-stage", type=int, default=0, help="teacher stage giving the grid hint")
     p.add_argument("--kd-weight", type=float, default=0.0, help="weight of the soft-logit loss")
+    p.add_argument("--focus-classes", default="", help="comma-separated classes to oversample")
+    p.add_argument("--focus-share", type=float, default=0.0, help="share of each batch from --focus-classes")
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -639,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         hint_stage=args.hint_stage,
         teacher_stage=args.teacher_stage,
         kd_weight=args.kd_weight,
+        focus_classes=tuple(c for c in args.focus_classes.split(",") if c),
+        focus_share=args.focus_share,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

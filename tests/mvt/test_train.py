@@ -321,3 +321,36 @@ def test_warm_start_averages_space_time_positions_for_a_spatial_encoder():
     )
     pos = model.state_dict()["encoder.pos_embed"]  # (1, 1 + 49, D)
     torch.testing.assert_close(pos[:, 1:], src["pos_embed"].view(1, 8, 49, -1).mean(1))
+
+
+def test_focus_classes_oversample_the_hard_pair(tmp_path, monkeypatch):
+    """``focus_share`` of every batch comes from the focus classes (symmetries keep rotations rotations)."""
+    import mvt.train as train_mod
+
+    seen: list[np.ndarray] = []
+    real_step = train_mod.train_step
+
+    def spy(model, optimizer, x, y, **kw):
+        seen.append(y.numpy().copy())
+        return real_step(model, optimizer, x, y, **kw)
+
+    monkeypatch.setattr(train_mod, "train_step", spy)
+    focus = ("rotate_cw", "rotate_ccw")
+    cfg = TrainConfig(
+        arch="tiny",
+        steps=4,
+        batch_size=8,
+        eval_clips=2,
+        warmup_steps=1,
+        buffer_clips=32,
+        fresh_per_step=2,
+        focus_classes=focus,
+        focus_share=0.75,
+    )
+    train(cfg, model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
+    ids = [synth.CLASSES.index(c) for c in focus]
+    assert len(seen) == 4 and all(np.isin(y, ids).sum() >= 6 for y in seen)  # uniform sampling: ~2 of 8
+    with pytest.raises(ValueError, match="unknown"):
+        train(replace(cfg, focus_classes=("spin",)), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
+    with pytest.raises(ValueError, match="buffer"):
+        train(replace(cfg, buffer_clips=0), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
