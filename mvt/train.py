@@ -11,8 +11,9 @@ symmetry of SynthMotion (mirror, transpose, time reversal with the label mapped,
 embeddings as half appearance, half temporal-difference filters (:func:`motion_init`); ``--warm-start``
 copies matching tensors from a related model's checkpoint (:func:`warm_start`, e.g. HVT into ViViT);
 ``--teacher`` adds distillation from a trained model of another family (:mod:`mvt.distill`: a token-grid
-hint and, with ``--kd-weight``, soft logits); ``--init`` continues a run. The model is evaluated on
-``--eval-clips`` fresh clips of another stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
+hint and, with ``--kd-weight``, soft logits); ``--init`` continues a run (through the arch's converter, so
+an ``mvit_t`` checkpoint starts an ``mmvit_t``). The model is evaluated on ``--eval-clips`` fresh clips of
+another stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
 chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
 ``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
 minutes, commit``.
@@ -412,6 +413,7 @@ def train(
     """Train ``cfg.arch`` (or the given ``model`` with input ``spec``) and write ``<out>/<arch>.synth.safetensors``."""
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    registered = model is None  # a model built here from the registry (not one passed in by a test)
     if spec is None:
         spec = get_spec(f"{cfg.arch}.untrained")
     if model is None:
@@ -420,7 +422,8 @@ def train(
         from .weights import load_file
         from .zoo import load_state_dict_strict
 
-        load_state_dict_strict(model, load_file(cfg.init), what=f"--init {cfg.init}")
+        convert = get_arch(cfg.arch).convert if registered else None  # e.g. an MViT's weights -> MMViT towers
+        load_state_dict_strict(model, load_file(cfg.init), convert, what=f"--init {cfg.init}")
     elif cfg.motion_init:
         log(f"motion_init: {motion_init(model)} space-time patch embedding(s) re-initialised")
     if cfg.warm_start is not None:

@@ -115,7 +115,7 @@ class MMViTConfig:
         t, v0 = self.tower, self.views[0]
         if (t.patch_kernel, t.patch_stride, t.patch_padding) != (v0.kernel, v0.stride, v0.padding):
             raise ValueError("MMViTConfig: views[0] must be the tower's own patch embedding")
-        if not (t.rel_pos and t.residual_pool and t.dim_mul_in_att and t.q_pool_every_block) or t.abs_pos:
+        if not (t.rel_pos and t.residual_pool and t.dim_mul_in_att and t.q_pool_every_block):
             raise ValueError("MMViTConfig: the view towers are MViTv2-style (rel-pos, residual pooling)")
         if len(self.views) < 2:
             raise ValueError("MMViTConfig: an MMViT needs at least two views")
@@ -144,6 +144,24 @@ class MMViTConfig:
             rel_pos=False,
             drop_path=last.drop_path if self.cross_drop_path else 0.0,
         )
+
+
+def view_grid(view: MMViTView, tower: MViTConfig) -> Grid:
+    """Nominal token grid of ``view`` (``size // stride``, as :attr:`MViTConfig.embed_grid`)."""
+    sizes = (tower.num_frames, tower.image_size, tower.image_size)
+    return tuple(n // s for n, s in zip(sizes, view.stride))  # type: ignore[return-value]
+
+
+def resize_positions(pos: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor:
+    """Absolute position embeddings ``(prod(src), C)`` on the grid ``src`` resampled (bilinear / linear,
+    ``align_corners=False``) onto ``dst`` → ``(prod(dst), C)``; a copy when the grids agree."""
+    if tuple(src) == tuple(dst):
+        return pos.clone()
+    c = pos.shape[-1]
+    mode = {1: "linear", 2: "bilinear"}[len(src)]
+    grid = pos.T.reshape(1, c, *src)  # (N, C) -> (1, C, *src)
+    out = F.interpolate(grid, size=tuple(dst), mode=mode, align_corners=False)  # (1, C, *dst)
+    return out.reshape(c, -1).T.contiguous()  # (prod(dst), C)
 
 
 def _mmvit_from(tower: MViTConfig, *extra: MMViTView) -> MMViTConfig:
@@ -246,7 +264,7 @@ class ViewTower(nn.Module):
         super().__init__()
         dim0 = tower.stages[0].dim
         self.conv_proj = nn.Conv3d(3, dim0, view.kernel, stride=view.stride, padding=view.padding)
-        self.pos_encoding = _PositionalEncoding(dim0, tower.embed_grid, abs_pos=False)
+        self.pos_encoding = _PositionalEncoding(dim0, view_grid(view, tower), abs_pos=tower.abs_pos)
         self.blocks = nn.ModuleList(MultiscaleBlock(bc) for bc in block_cfgs)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
@@ -291,7 +309,8 @@ class MMViT(nn.Module):
     def _init_weights(self) -> None:
         init_linear_and_norm(self)
         for tower in self.views:
-            nn.init.trunc_normal_(tower.pos_encoding.class_token, std=0.02)
+            for p in tower.pos_encoding.parameters():
+                nn.init.trunc_normal_(p, std=0.02)
         for name, p in self.cross.named_parameters():
             if name.endswith(_ZERO_INIT):
                 nn.init.zeros_(p)
@@ -448,7 +467,8 @@ def convert_from_mvit(state: dict, cfg: MMViTConfig) -> dict:
     """Map an MViTv2 state dict (torchvision keys, e.g. ``mvit_v2_s-ae3be167.pth``) onto MMViT keys.
 
     * ``views.{v}.{conv_proj,pos_encoding,blocks}.*`` ← the MViT's, for every view; view ``v``'s patch kernel
-      via :func:`resize_patch_kernel`;
+      via :func:`resize_patch_kernel`, its absolute positions (towers with ``abs_pos``) via
+      :func:`resize_positions`;
     * ``cross.{s}.views.{v}.*`` ← the MViT's last block of stage ``s`` without its relative-position tables,
       with ``attn.project.0`` and ``mlp.3`` set to zero (each cross block is the identity);
     * ``norm``, ``head`` ← the MViT's.
@@ -471,6 +491,14 @@ def convert_from_mvit(state: dict, cfg: MMViTConfig) -> dict:
             if k.startswith(("conv_proj.", "pos_encoding.", "blocks.")):
                 if k == "conv_proj.weight":
                     t = resize_patch_kernel(t, cfg.views[0], view)
+                elif k == "pos_encoding.spatial_pos":  # the view's own H'×W' grid
+                    t = resize_positions(
+                        t, view_grid(cfg.views[0], cfg.tower)[1:], view_grid(view, cfg.tower)[1:]
+                    )
+                elif k == "pos_encoding.temporal_pos":
+                    t = resize_positions(
+                        t, view_grid(cfg.views[0], cfg.tower)[:1], view_grid(view, cfg.tower)[:1]
+                    )
                 out[f"views.{v}.{k}"] = t
     for s, last in enumerate(cfg.stage_last_blocks()):
         prefix = f"blocks.{last.index}."

@@ -128,6 +128,7 @@ def test_soft_logits_alone_need_no_stage_grid(tmp_path):
     )
     lines: list[str] = []
     train(cfg, log=lines.append)
-    kd = [float(line.split(" kd ")[1]) for line in lines if " kd " in line]
-    hint = [float(line.split(" hint ")[1].split()[0]) for line in lines if " hint " in line]
+    steps = [line for line in lines if line.startswith("step ") and " kd " in line]
+    kd = [float(line.split(" kd ")[1]) for line in steps]
+    hint = [float(line.split(" hint ")[1].split()[0]) for line in steps]
     assert len(kd) == 2 and all(k > 0 for k in kd) and hint == [0.0, 0.0]

@@ -24,7 +24,14 @@ from mvt.models.mvit import MVIT_CONFIGS, MultiscaleBlock, build_mvit
 from mvt.outputs import grid_size
 from mvt.weights import WeightsError
 
-SMALL = (1, 3, 8, 64, 64)  # mmvit_t: view 0 2×8² → 2×4² → 2×2²; view 1 2×4² → 2×2² → 2×1²
+SMALL = (1, 3, 8, 64, 64)  # for mmvit_s (no absolute positions: any clip size)
+CLIP_T = (
+    1,
+    3,
+    16,
+    112,
+    112,
+)  # mmvit_t's own size (absolute positions): view 0 4×14² → 4×7² → 4×4²; view 1 4×7² → 4×4² → 4×2²
 
 
 def _perturb(model: torch.nn.Module, seed: int, which=lambda name: True) -> None:
@@ -161,6 +168,28 @@ def test_converter_is_pure_deterministic_and_zeroes_cross_outputs():
     assert convert_from_mvit(a, cfg) == a  # a native MMViT state dict passes through (e.g. .synth files)
 
 
+def test_mvit_t_with_absolute_positions_converts_to_an_mmvit_t_that_predicts_the_same():
+    """mvit_t has absolute positions: view 1 gets them resampled onto its 4×7² grid, view 0 keeps them, and with
+    identity cross blocks the MMViT's logits are the MViT's."""
+    cfg = MMVIT_CONFIGS["mmvit_t"]
+    torch.manual_seed(0)
+    mvit = build_mvit("mvit_t", num_classes=8).eval()
+    state = mvit.state_dict()
+    a = convert_from_mvit(state, cfg)
+    assert a["views.1.pos_encoding.spatial_pos"].shape == (7 * 7, 32)
+    assert torch.equal(a["views.0.pos_encoding.spatial_pos"], state["pos_encoding.spatial_pos"])
+    # a constant position field stays constant when resampled
+    const = convert_from_mvit({**state, "pos_encoding.spatial_pos": torch.ones(14 * 14, 32)}, cfg)
+    torch.testing.assert_close(const["views.1.pos_encoding.spatial_pos"], torch.ones(49, 32))
+    model = MMViT(cfg, num_classes=8).eval()
+    model.load_state_dict(a)
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), mvit(x), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="absolute position embeddings"):
+        model(torch.randn(SMALL))
+
+
 def test_converter_fails_loudly_on_foreign_keys():
     cfg = MMVIT_CONFIGS["mmvit_t"]
     state = build_mvit("mvit_t", num_classes=8).state_dict()
@@ -194,7 +223,7 @@ def test_patch_kernel_resize_is_exact_for_integer_scaling_and_sane_otherwise():
 
 
 def test_fast_path_equals_capture_path_and_rows_sum_to_one(tiny):
-    x = torch.randn(SMALL, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         fast = tiny(x)
         out = tiny.forward_with_attention(x)
@@ -207,7 +236,7 @@ def test_fast_path_equals_capture_path_and_rows_sum_to_one(tiny):
 
 
 def test_cross_maps_layout_names_the_views_and_sums_their_pooled_keys(tiny):
-    x = torch.randn(SMALL, generator=torch.Generator().manual_seed(6))
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         out = tiny.forward_with_attention(x)
     depth = len(tiny.block_cfgs)
@@ -235,7 +264,7 @@ def test_cross_maps_layout_names_the_views_and_sums_their_pooled_keys(tiny):
 
 
 def test_tower_maps_and_stage_infos_per_view(tiny):
-    x = torch.randn(SMALL, generator=torch.Generator().manual_seed(7))
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         out = tiny.forward_with_attention(x)
     joint = [m for m in out.attentions if m.kind == "joint"]
@@ -253,14 +282,15 @@ def test_tower_maps_and_stage_infos_per_view(tiny):
     assert [(s.stage, s.view) for s in out.stages] == [(s, v) for s in range(3) for v in (0, 1)]
     assert out.extras["view_embeds"][1].stride == (4, 16, 16) and out.embed.stride == (4, 8, 8)
     v0 = [s for s in out.stages if s.view == 0]
-    assert [s.grid for s in v0] == [(2, 8, 8), (2, 4, 4), (2, 2, 2)]
-    assert [s.grid for s in out.stages if s.view == 1] == [(2, 4, 4), (2, 2, 2), (2, 1, 1)]
-    for s in out.stages:  # footprints tile the input at the stage grid
-        assert s.footprint.stride[1] * s.grid[1] == x.shape[3] and s.tokens == 1 + grid_size(s.grid)
+    assert [s.grid for s in v0] == [(4, 14, 14), (4, 7, 7), (4, 4, 4)]
+    assert [s.grid for s in out.stages if s.view == 1] == [(4, 7, 7), (4, 4, 4), (4, 2, 2)]
+    for s in out.stages:  # footprints tile the input at the stage grid (the last cell may hang over)
+        step, n = s.footprint.stride[1], s.grid[1]
+        assert step * (n - 1) < x.shape[3] <= step * n and s.tokens == 1 + grid_size(s.grid)  # padded pooling
 
 
 def test_stage_taps_see_view0_tokens_in_both_paths(tiny):
-    x = torch.randn(SMALL, generator=torch.Generator().manual_seed(8))
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(8))
     seen = []
     hooks = [t.register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape))) for t in tiny.stage_taps]
     try:
@@ -275,7 +305,7 @@ def test_stage_taps_see_view0_tokens_in_both_paths(tiny):
 
 
 def test_keep_weights_gives_per_head_probs_on_the_graph(tiny):
-    x = torch.randn(SMALL, generator=torch.Generator().manual_seed(9))
+    x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(9))
     out = tiny.forward_with_attention(x, keep_weights=True)
     m = [a for a in out.attentions if a.kind == "cross"][-1]
     assert m.weights.requires_grad and m.weights.shape[1] == m.heads
