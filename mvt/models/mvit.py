@@ -200,6 +200,9 @@ MVIT_CONFIGS: dict[str, MViTConfig] = {
     ),
     # Tiny MViTv2 for 16×112² SynthMotion clips: a 4×12×12 / stride-4×8×8 embedding (4-frame tubelets; each
     # cell's 8×8 pixels plus 2 on every side), grids 4×14² → 4×7² → 4×4², keys/values at 4×7² in stage 0.
+    # It adds v1's separable absolute positions to v2's relative ones (pyslowfast's USE_ABS_POS): with relative
+    # positions only, it stayed at chance on SynthMotion for 1000+ steps (every recipe tried); with them it
+    # leaves chance within ~800. Such a model takes only clips of its own size (16×112²).
     "mvit_t": MViTConfig(
         stages=(MViTStage(1, 32, 1), MViTStage(2, 64, 2), MViTStage(3, 128, 4)),
         rel_pos=True,
