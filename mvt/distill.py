@@ -52,7 +52,6 @@ def as_grid(model: nn.Module, tapped: torch.Tensor) -> torch.Tensor:
     if grid[0] * grid[1] * grid[2] != h * n:
         raise ValueError(f"an HVT tap of {n} tokens is not the {grid} embedding grid (only stage 0 is)")
     return tapped.reshape(b, c, *grid)  # (B, C, 1, 1, T'H'W') -> (B, C, T', H', W')
-    return tapped
 
 
 class Distiller(nn.Module):
@@ -88,8 +87,10 @@ class Distiller(nn.Module):
         return self
 
     @torch.no_grad()
-    def targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher's logits ``(B, K)`` and normalised grid ``(B, C_t, T, H, W)`` for input ``x``."""
+    def targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's logits ``(B, K)`` and, with a hint, its normalised grid ``(B, C_t, T, H, W)``."""
+        if not self.hint_weight:
+            return self.teacher(x), None
         with capture_stage(self.teacher, self.teacher_stage) as seen:
             logits = self.teacher(x)
         grid = as_grid(self.teacher, seen[-1])
@@ -107,6 +108,7 @@ class Distiller(nn.Module):
         if self.hint_weight:
             if student_grid is None:
                 raise ValueError("the hint needs the student's tapped stage grid")
+            assert t_grid is not None
             t_grid = F.adaptive_avg_pool3d(t_grid, student_grid.shape[2:])  # (B, C_t, T_s, H_s, W_s)
             out["hint"] = self.hint_weight * F.mse_loss(self.proj(student_grid), t_grid)
         else:

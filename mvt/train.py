@@ -40,6 +40,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,9 +246,8 @@ def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Disti
     load_state_dict_strict(teacher, load_file(cfg.teacher), what=f"--teacher {cfg.teacher}")
     channels = (1, 1)  # the projection is unused without a hint
     if cfg.hint_weight:
-        probe = torch.zeros(
-            1, 3, spec.num_frames, spec.crop_size, spec.crop_size
-        )  # channel counts of both taps
+        # one dummy clip through both models gives the channel counts of the two taps
+        probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
         with (
             torch.no_grad(),
             capture_stage(model, cfg.hint_stage) as s,
@@ -303,19 +303,14 @@ def train_step(
     model.train()
     for group in optimizer.param_groups:
         group["lr"] = lr
-    if distiller is None:
+    hint = distiller is not None and distiller.hint_weight
+    with capture_stage(model, distiller.student_stage) if hint else nullcontext([]) as seen:  # type: ignore[union-attr]
         logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    else:
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if distiller is not None:
         distiller.train()
-        if distiller.hint_weight:
-            with capture_stage(model, distiller.student_stage) as seen:
-                logits = model(x)
-            extra = distiller.loss(logits, seen[-1], x)
-        else:
-            logits = model(x)
-            extra = distiller.loss(logits, None, x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + extra["hint"] + extra["kd"]
+        extra = distiller.loss(logits, seen[-1] if seen else None, x)
+        loss = loss + extra["hint"] + extra["kd"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -477,8 +472,8 @@ def train(
         if buffer is None:
             clips, labels = fresh(step * bs, bs, step, total)
         else:
-            focus = np.flatnonzero(np.isin(buffer[1], focus_ids))
-            n_focus = min(round(bs * cfg.focus_share), len(focus)) if focus_ids else 0
+            focus = np.flatnonzero(np.isin(buffer[1], focus_ids)) if focus_ids else np.empty(0, int)
+            n_focus = min(round(bs * cfg.focus_share), len(focus))
             if n_focus == 0:
                 pick = np.sort(rng.choice(len(buffer[1]), size=bs, replace=False))
             else:  # n_focus clips of the focus classes, the rest uniformly from the other slots

@@ -486,19 +486,17 @@ def convert_from_mvit(state: dict, cfg: MMViTConfig) -> dict:
             f"{len(missing)} missing keys (e.g. {missing[:3]})"
         )
     out: dict[str, torch.Tensor] = {}
+    grid0 = view_grid(cfg.views[0], cfg.tower)
     for v, view in enumerate(cfg.views):
+        grid = view_grid(view, cfg.tower)
         for k, t in state.items():
             if k.startswith(("conv_proj.", "pos_encoding.", "blocks.")):
                 if k == "conv_proj.weight":
                     t = resize_patch_kernel(t, cfg.views[0], view)
                 elif k == "pos_encoding.spatial_pos":  # the view's own H'×W' grid
-                    t = resize_positions(
-                        t, view_grid(cfg.views[0], cfg.tower)[1:], view_grid(view, cfg.tower)[1:]
-                    )
+                    t = resize_positions(t, grid0[1:], grid[1:])
                 elif k == "pos_encoding.temporal_pos":
-                    t = resize_positions(
-                        t, view_grid(cfg.views[0], cfg.tower)[:1], view_grid(view, cfg.tower)[:1]
-                    )
+                    t = resize_positions(t, grid0[:1], grid[:1])
                 out[f"views.{v}.{k}"] = t
     for s, last in enumerate(cfg.stage_last_blocks()):
         prefix = f"blocks.{last.index}."

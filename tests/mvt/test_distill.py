@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,12 @@ K = len(synth.CLASSES)
 def _clip(batch: int = 2, seed: int = 0) -> torch.Tensor:
     torch.manual_seed(seed)
     return torch.randn(batch, 3, 16, 112, 112)
+
+
+def _random_teacher(tmp_path) -> Path:
+    """An untrained hvt_t saved as mvt.train would save it (metadata names the arch)."""
+    model = zoo.get_arch("hvt_t").builder(num_classes=K)
+    return save_checkpoint(model, tmp_path / "hvt_t.synth.safetensors", {"arch": "hvt_t"})
 
 
 def test_capture_stage_records_the_tap_and_unhooks():
@@ -81,8 +88,7 @@ def test_distiller_losses_train_the_student_and_leave_the_teacher_alone():
 
 
 def test_training_with_a_teacher_records_it_and_keeps_the_student_architecture(tmp_path):
-    teacher = zoo.get_arch("hvt_t").builder(num_classes=K)
-    teacher_path = save_checkpoint(teacher, tmp_path / "hvt_t.synth.safetensors", {"arch": "hvt_t"})
+    teacher_path = _random_teacher(tmp_path)
     cfg = TrainConfig(
         arch="mvit_t",
         steps=2,
@@ -113,8 +119,7 @@ def test_a_teacher_without_metadata_is_refused(tmp_path):
 
 def test_soft_logits_alone_need_no_stage_grid(tmp_path):
     """``hint_weight=0``: only the teacher's logits are used, so a one-stage student (ViViT) works too."""
-    teacher = zoo.get_arch("hvt_t").builder(num_classes=K)
-    teacher_path = save_checkpoint(teacher, tmp_path / "hvt_t.synth.safetensors", {"arch": "hvt_t"})
+    teacher_path = _random_teacher(tmp_path)
     cfg = TrainConfig(
         arch="vivit_t4",
         steps=2,
