@@ -70,16 +70,16 @@ from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, Stage
 from ..weights import WeightsSource
 from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
 from .mvit import (
-    _TV_URLS,
     MVIT_CONFIGS,
+    TV_URLS,
     MultiscaleBlock,
     MViT,
     MViTBlockConfig,
     MViTConfig,
     MViTStage,
     PoolingAttention,
-    _conv_pool,
-    _PositionalEncoding,
+    PositionalEncoding,
+    conv_pool,
 )
 
 # --------------------------------------------------------------------------------------------- configs
@@ -139,7 +139,7 @@ class MMViTConfig:
             index=-1,
             dim_in=last.dim_out,
             attn_dim=last.dim_out,
-            q_pool=_conv_pool(self.tower.pool_kernel, (1, 1, 1), pad),
+            q_pool=conv_pool(self.tower.pool_kernel, (1, 1, 1), pad),
             skip_pool=None,
             rel_pos=False,
             drop_path=last.drop_path if self.cross_drop_path else 0.0,
@@ -264,7 +264,7 @@ class ViewTower(nn.Module):
         super().__init__()
         dim0 = tower.stages[0].dim
         self.conv_proj = nn.Conv3d(3, dim0, view.kernel, stride=view.stride, padding=view.padding)
-        self.pos_encoding = _PositionalEncoding(dim0, view_grid(view, tower), abs_pos=tower.abs_pos)
+        self.pos_encoding = PositionalEncoding(dim0, view_grid(view, tower), abs_pos=tower.abs_pos)
         self.blocks = nn.ModuleList(MultiscaleBlock(bc) for bc in block_cfgs)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
@@ -546,7 +546,7 @@ def _register() -> None:
             name="mmvit_s.k400init",
             arch="mmvit_s",
             tag="k400init",
-            weights=WeightsSource(kind="url", url=_TV_URLS["mvit_v2_s"]),
+            weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
             trained=True,  # MViT v2-S's trained predictions, exactly; the description says it is no MMViT training
             description=K400INIT_DESCRIPTION,
             **k400,  # type: ignore[arg-type]

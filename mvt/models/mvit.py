@@ -137,7 +137,7 @@ class MViTConfig:
                 else:
                     dim_in, dim_out = stage.dim, (self.stages[s + 1].dim if last else stage.dim)
                 q_pool = (
-                    _conv_pool(self.pool_kernel, stride_q, padding)
+                    conv_pool(self.pool_kernel, stride_q, padding)
                     if first or self.q_pool_every_block
                     else None
                 )
@@ -156,7 +156,7 @@ class MViTConfig:
                         attn_dim=dim_out if self.dim_mul_in_att else dim_in,
                         heads=stage.heads,
                         q_pool=q_pool,
-                        kv_pool=_conv_pool(self.pool_kernel, kv_stride, padding),
+                        kv_pool=conv_pool(self.pool_kernel, kv_stride, padding),
                         skip_pool=skip_pool,
                         in_grid=grid,
                         rel_pos=self.rel_pos,
@@ -172,7 +172,7 @@ class MViTConfig:
         return tuple(out)
 
 
-def _conv_pool(kernel: tuple, stride: tuple, padding: tuple) -> PoolOp | None:
+def conv_pool(kernel: tuple, stride: tuple, padding: tuple) -> PoolOp | None:
     """A depthwise-conv pooling, or None when it would be the identity (1×1×1 kernel, stride 1)."""
     if math.prod(kernel) == 1 and math.prod(stride) == 1:
         return None
@@ -481,7 +481,7 @@ class MultiscaleBlock(nn.Module):
         return x + drop_path(self.mlp(x_norm), p, self.training)
 
 
-class _PositionalEncoding(nn.Module):
+class PositionalEncoding(nn.Module):
     """CLS token, and for v1 separable absolute position embeddings (torchvision's ``pos_encoding``)."""
 
     def __init__(self, dim: int, grid: Grid, abs_pos: bool):
@@ -521,7 +521,7 @@ class MViT(nn.Module):
         self.conv_proj = nn.Conv3d(
             3, dim0, cfg.patch_kernel, stride=cfg.patch_stride, padding=cfg.patch_padding
         )
-        self.pos_encoding = _PositionalEncoding(dim0, cfg.embed_grid, cfg.abs_pos)
+        self.pos_encoding = PositionalEncoding(dim0, cfg.embed_grid, cfg.abs_pos)
         self.blocks = nn.ModuleList(MultiscaleBlock(bc) for bc in self.block_cfgs)
         self.norm = nn.LayerNorm(self.block_cfgs[-1].dim_out, eps=cfg.norm_eps)
         self.head = nn.Sequential(
@@ -640,7 +640,7 @@ class MViT(nn.Module):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_TV_URLS = {
+TV_URLS = {
     "mvit_v1_b": "https://download.pytorch.org/models/mvit_v1_b-dbeb1030.pth",
     "mvit_v2_s": "https://download.pytorch.org/models/mvit_v2_s-ae3be167.pth",
 }
@@ -661,7 +661,7 @@ def _register() -> None:
         std=(0.225, 0.225, 0.225),
         label_set="kinetics400",
     )
-    for arch, url in _TV_URLS.items():
+    for arch, url in TV_URLS.items():
         spec = ModelSpec(name=f"{arch}.untrained", arch=arch, tag="untrained", **k400)  # type: ignore[arg-type]
         register_arch(ArchEntry(arch=arch, family="mvit", builder=functools.partial(build_mvit, arch)), spec)
         register_pretrained(
