@@ -66,39 +66,44 @@ def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int, la
     return int(out.logits.argmax(-1)[0]), x, explanations
 
 
-def pointing_scores(
-    model: torch.nn.Module, batch: synth.SynthBatch, *, seed: int = 0
-) -> tuple[dict[str, list[float]], np.ndarray]:
-    """Per-clip pointing-game hits of each method in :data:`METHODS` on ``batch`` (NaN for an empty mask),
-    and the predicted class of each clip (from ``forward_with_attention``'s logits)."""
+def score_clips(
+    model: torch.nn.Module,
+    batch: synth.SynthBatch,
+    *,
+    seed: int = 0,
+    faithfulness_n: int = 0,
+    steps: int = 8,
+) -> tuple[dict[str, list[float]], np.ndarray, dict[str, dict[str, float]], float]:
+    """Explain every clip of ``batch`` once and score the explanations.
+
+    Returns ``(hits, preds, faithfulness, seconds)``: per-clip pointing-game hits of each method in
+    :data:`METHODS` (NaN for an empty mask); the predicted class of each clip (from
+    ``forward_with_attention``'s logits); on the first ``faithfulness_n`` clips the mean deletion / insertion
+    AUC (``steps`` points per curve, target = the true class) of the same methods plus the ground-truth mask
+    as ``"oracle"`` (``{"deletion_auc": {method: auc}, "insertion_auc": {...}}``, empty when
+    ``faithfulness_n`` is 0; lower deletion and higher insertion AUC = more faithful); and the seconds spent
+    computing explanations (deletion / insertion excluded)."""
     import viz
-
-    scores: dict[str, list[float]] = {m: [] for m in METHODS}
-    preds = []
-    for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
-        pred, _, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
-        preds.append(pred)
-        for name, e in explanations.items():
-            scores[name].append(viz.pointing_game(e, mask))
-    return scores, np.asarray(preds, dtype=np.int64)
-
-
-def faithfulness_scores(
-    model: torch.nn.Module, batch: synth.SynthBatch, *, steps: int = 8, seed: int = 0
-) -> dict[str, dict[str, float]]:
-    """Mean deletion / insertion AUC (target = the true class) of every method in :data:`METHODS` plus the
-    ground-truth mask as ``"oracle"``, over the clips of ``batch``: ``{"deletion_auc": {method: auc},
-    "insertion_auc": {...}}``. Lower deletion and higher insertion AUC = more faithful."""
     from viz.faithfulness import aggregate, score_clip
 
-    per_clip = []
+    hits: dict[str, list[float]] = {m: [] for m in METHODS}
+    preds, per_clip, seconds = [], [], 0.0
     for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
-        _, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
-        explanations["oracle"] = mask.astype(np.float32)
-        with torch.inference_mode():
-            per_clip.append(score_clip(model, x, explanations, target=int(label), steps=steps))
-    agg = aggregate(per_clip)
-    return {"deletion_auc": agg["deletion_auc"], "insertion_auc": agg["insertion_auc"]}
+        t0 = time.perf_counter()
+        pred, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
+        seconds += time.perf_counter() - t0
+        preds.append(pred)
+        for name, e in explanations.items():
+            hits[name].append(viz.pointing_game(e, mask))
+        if i < faithfulness_n:
+            explanations["oracle"] = mask.astype(np.float32)
+            with torch.inference_mode():
+                per_clip.append(score_clip(model, x, explanations, target=int(label), steps=steps))
+    faith = {}
+    if per_clip:
+        agg = aggregate(per_clip)
+        faith = {"deletion_auc": agg["deletion_auc"], "insertion_auc": agg["insertion_auc"]}
+    return hits, np.asarray(preds, dtype=np.int64), faith, seconds
 
 
 def evaluate_models(
@@ -124,18 +129,14 @@ def evaluate_models(
             raise ValueError(f"{name} predicts {spec.label_set} classes, not SynthMotion's")
         model = create_model(name)
         batch = synth.generate(n, seed, frames=spec.num_frames, size=spec.crop_size)
-        t0 = time.perf_counter()
-        hits, preds = pointing_scores(model, batch, seed=seed)
-        seconds = (time.perf_counter() - t0) / max(1, n)
         k = min(faithfulness_n, n)
-        sub = synth.SynthBatch(batch.clips[:k], batch.labels[:k], batch.masks[:k], batch.classes)
-        faith = faithfulness_scores(model, sub, steps=steps, seed=seed) if k else {}
+        hits, preds, faith, seconds = score_clips(model, batch, seed=seed, faithfulness_n=k, steps=steps)
         results[name] = {
             "accuracy": float((preds == batch.labels).mean()) if n else float("nan"),
             "shuffled_accuracy": accuracy_on(model, spec, n=n, seed=seed, shuffle_frames=True),
             "pointing_game": {m: _nanmean(v) for m, v in hits.items()},
             **faith,
-            "seconds_per_clip": seconds,
+            "seconds_per_clip": seconds / max(1, n),
             "faithfulness_n": k,
             "n": n,
             "seed": seed,

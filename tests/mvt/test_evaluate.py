@@ -9,17 +9,31 @@ import numpy as np
 
 import mvt
 from mvt import synth
-from mvt.evaluate import METHODS, evaluate_models, format_table, pointing_scores
+from mvt.evaluate import METHODS, evaluate_models, format_table, score_clips
 
 
-def test_pointing_scores_on_a_real_model():
+def test_score_clips_on_a_real_model():
     model = mvt.create_model("hvt_t.untrained")
     spec = model.spec
     batch = synth.generate(2, 3, frames=spec.num_frames, size=spec.crop_size)
-    scores, preds = pointing_scores(model, batch)
+    scores, preds, faith, seconds = score_clips(model, batch)
     assert set(scores) == set(METHODS) and preds.shape == (2,)
     for values in scores.values():
         assert len(values) == 2 and all(v in (0.0, 1.0) for v in values)
+    assert faith == {} and seconds > 0, "no deletion / insertion unless asked for"
+
+
+def test_each_clip_is_explained_once(monkeypatch):
+    import mvt.evaluate as ev
+
+    calls = []
+    explain = ev._explanations
+    monkeypatch.setattr(ev, "_explanations", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    model = mvt.create_model("hvt_t.untrained")
+    batch = synth.generate(3, 5, frames=model.spec.num_frames, size=model.spec.crop_size)
+    _, _, faith, _ = score_clips(model, batch, faithfulness_n=2, steps=3)
+    assert len(calls) == 3, "the faithfulness clips reuse their pointing-game explanations"
+    assert set(faith["deletion_auc"]) == set(METHODS) | {"oracle"}
 
 
 def test_evaluate_models_reports_every_method_and_formats():
