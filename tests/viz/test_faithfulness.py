@@ -254,9 +254,9 @@ def test_oracle_beats_random_on_deletion_for_a_trained_synth_model():
         pytest.skip(
             "no .synth model is registered (assets/weights/<arch>.synth.safetensors; python -m mvt.train)"
         )
-    # hvt_t first: mvit_t.synth is a real counter-example (blurring its actor keeps a moving blob it still
-    # classifies, while scattered blur hurts its 12x12 patch embedding more: deletion AUC oracle 0.58 vs
-    # random 0.50 in `python -m mvt evaluate`), so the metric's sanity is checked on a model that uses the actor.
+    # hvt_t first: mvit_t.synth is a real counter-example (deletion AUC oracle 0.58 vs random 0.50 in
+    # `python -m mvt evaluate`; likely its blurred actor still shows the motion while scattered blur hurts its
+    # 12x12 patch embedding more), so the metric's sanity is checked on a model whose evidence is the actor.
     name = ([n for n in names if n.startswith("hvt_t")] or names)[0]
     assert mvt.get_spec(name).trained
     ours, rand = oracle_vs_random(name)
