@@ -147,9 +147,8 @@ class MMViTConfig:
 
 
 def view_grid(view: MMViTView, tower: MViTConfig) -> Grid:
-    """Nominal token grid of ``view`` (``size // stride``, as :attr:`MViTConfig.embed_grid`)."""
-    sizes = (tower.num_frames, tower.image_size, tower.image_size)
-    return tuple(n // s for n, s in zip(sizes, view.stride))  # type: ignore[return-value]
+    """Nominal token grid of ``view``: :attr:`MViTConfig.embed_grid` with the view's patch stride."""
+    return replace(tower, patch_stride=view.stride).embed_grid
 
 
 def resize_positions(pos: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor:
