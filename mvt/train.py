@@ -16,7 +16,7 @@ an ``mvit_t`` checkpoint starts an ``mmvit_t``). The model is evaluated on ``--e
 another stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
 chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
 ``arch, config, classes, seed, eval_seed, eval_clips, accuracy, shuffled_accuracy, steps, batch_size,
-minutes, commit``.
+minutes, commit, lineage`` (:func:`lineage`: every run it was continued or warm-started from).
 
 Budget: ``--minutes`` is wall-clock time; ``--cpu-minutes`` is CPU time of this process (all threads), which
 does not depend on what else runs on the machine: "20 minutes on 2 free cores" is ``--cpu-minutes 40``.
@@ -384,6 +384,42 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+LINEAGE_KEYS = (
+    "arch",
+    "config",
+    "accuracy",
+    "shuffled_accuracy",
+    "steps",
+    "cpu_minutes",
+    "minutes",
+    "commit",
+)
+
+
+def lineage(cfg: TrainConfig) -> list[dict]:
+    """The runs this one starts from, oldest first: for each checkpoint named by ``cfg.init`` or
+    ``cfg.warm_start`` (and, recursively, by theirs) its role, file name, SHA-256 and training metadata
+    (:data:`LINEAGE_KEYS`, ``config`` parsed). Stored in the checkpoint, so a shipped file records every run
+    that made it even when the intermediate files are gone. A parent without ``lineage`` metadata (older
+    runs) ends its branch."""
+    import hashlib
+
+    chain: list[dict] = []
+    for role in ("warm_start", "init"):
+        src = getattr(cfg, role)
+        if src is None:
+            continue
+        path = Path(src)
+        meta = read_metadata(path)
+        chain.extend(json.loads(meta.get("lineage", "[]")))
+        entry = {"role": role, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        for key in LINEAGE_KEYS:
+            if key in meta:
+                entry[key] = json.loads(meta[key]) if key == "config" else meta[key]
+        chain.append(entry)
+    return chain
+
+
 def easy_fraction(step: int, total: int, cfg: TrainConfig) -> float:
     """Share of easy clips in the batch of ``step``: all of it through the warm-up, then linearly down to
     none at ``cfg.curriculum * total``."""
@@ -579,6 +615,7 @@ def train(
             "cpu_minutes": f"{cpu_minutes:.2f}",
             "threads": str(torch.get_num_threads()),
             "commit": git_commit(),
+            "lineage": json.dumps(lineage(cfg)),
         }
         path = save_checkpoint(model, Path(out) / f"{cfg.arch}.synth.safetensors", metadata)
         log(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)")

@@ -94,10 +94,20 @@ def test_train_step_reduces_the_loss_on_a_batch():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def _tiny_run(tmp_path: Path, seed: int = 0, steps: int = 3) -> tuple[nn.Module, Path]:
+def _tiny_run(
+    tmp_path: Path, seed: int = 0, steps: int = 3, init: Path | None = None
+) -> tuple[nn.Module, Path]:
     torch.manual_seed(123)  # train() reseeds; this must not matter
     model = TinyVideoNet()
-    cfg = TrainConfig(arch="tiny", seed=seed, steps=steps, batch_size=4, eval_clips=8, warmup_steps=2)
+    cfg = TrainConfig(
+        arch="tiny",
+        seed=seed,
+        steps=steps,
+        batch_size=4,
+        eval_clips=8,
+        warmup_steps=2,
+        init=None if init is None else str(init),
+    )
     result = train(cfg, out=tmp_path, model=model, spec=TINY_SPEC, log=lambda s: None)
     assert result.steps == steps and result.path is not None
     assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.shuffled_accuracy <= 1.0
@@ -118,6 +128,24 @@ def test_train_writes_checkpoint_with_metadata(tmp_path):
     zoo.load_state_dict_strict(fresh, state)
     x = to_input(synth.generate(2, 9, frames=4, size=32).clips, TINY_SPEC)
     torch.testing.assert_close(fresh.eval()(x), model.eval()(x))
+
+
+def test_checkpoint_records_every_run_it_continues(tmp_path):
+    import hashlib
+
+    _, first = _tiny_run(tmp_path / "a", seed=0, steps=2)
+    _, second = _tiny_run(tmp_path / "b", seed=1, steps=3, init=first)
+    _, third = _tiny_run(tmp_path / "c", seed=2, steps=2, init=second)
+    assert json.loads(read_metadata(first)["lineage"]) == []
+    chain = json.loads(read_metadata(third)["lineage"])
+    assert [(e["role"], e["config"]["seed"], e["steps"]) for e in chain] == [
+        ("init", 0, "2"),
+        ("init", 1, "3"),
+    ]
+    assert chain[1]["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
+    assert (
+        chain[1]["config"]["init"] == str(first) and chain[0]["accuracy"] == read_metadata(first)["accuracy"]
+    )
 
 
 def test_training_is_deterministic_per_seed(tmp_path):
@@ -198,9 +226,7 @@ def test_curriculum_fades_out_and_starts_independently_of_steps():
 
 
 # -- the shipped demo weights -----------------------------------------------------------------------------
-# Parametrised over assets/weights/*.synth.safetensors. None ships yet (no family reached 90% top-1 in the
-# training budget on this machine), so this collects as "empty parameter set" (skipped, not passed); every
-# file that is added later must pass it.
+# Parametrised over assets/weights/*.synth.safetensors: every file that ships must pass it.
 
 
 @pytest.mark.slow
@@ -215,6 +241,10 @@ def test_shipped_checkpoint_is_accurate_and_uses_time(path):
     assert spec.trained and spec.labels == synth.CLASSES
     meta = read_metadata(path)
     assert int(meta["eval_clips"]) >= 200 and float(meta["accuracy"]) >= 0.9
+    lineage = json.loads(meta["lineage"])  # the runs it was continued / warm-started from, oldest first
+    assert all(len(e["sha256"]) == 64 and e["role"] in ("init", "warm_start") for e in lineage)
+    init = json.loads(meta["config"])["init"]
+    assert not init or lineage[-1]["file"] == Path(init).name
     seed = 424_242  # not a training stream (those are small seeds) nor the recorded eval stream
     assert str(seed) != meta["eval_seed"]
     acc = evaluate(model, spec, n=200, seed=seed)
