@@ -51,6 +51,7 @@ from torch import nn
 
 from . import synth
 from .distill import Distiller, as_grid, capture_stage
+from .supervision import MaskMoments
 from .zoo import ModelSpec, get_arch, get_spec
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -111,6 +112,9 @@ class TrainConfig:
     """Classes to oversample (the pair a model learns last, e.g. ``rotate_cw, rotate_ccw``); needs a buffer."""
     focus_share: float = 0.0
     """Share of each batch drawn from buffer clips of ``focus_classes`` (the rest uniformly from the buffer)."""
+    mask_weight: float = 0.0
+    """Weight of the actor-mask moments loss (:class:`mvt.supervision.MaskMoments`) at stage ``mask_stage``."""
+    mask_stage: int = -1
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -231,6 +235,18 @@ def warm_start(
     return left, sorted(set(state) - used)
 
 
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""Training clips ``(N, T, H, W, 3)`` uint8, labels ``(N,)`` and actor masks ``(N, T, H, W)`` (or None)."""
+
+
+def stage_channels(model: nn.Module, stage: int, spec: ModelSpec) -> int:
+    """Channels of ``model``'s stage tap ``stage`` (one dummy clip through the model)."""
+    probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
+    with torch.no_grad(), capture_stage(model, stage) as seen:
+        model.eval()(probe)
+    return as_grid(model, seen[-1]).shape[1]
+
+
 def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Distiller:
     """A :class:`Distiller` from ``cfg.teacher`` (a ``.synth`` checkpoint, built from its metadata's arch)."""
     from .weights import load_file
@@ -246,16 +262,10 @@ def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Disti
     load_state_dict_strict(teacher, load_file(cfg.teacher), what=f"--teacher {cfg.teacher}")
     channels = (1, 1)  # the projection is unused without a hint
     if cfg.hint_weight:
-        # one dummy clip through both models gives the channel counts of the two taps
-        probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
-        with (
-            torch.no_grad(),
-            capture_stage(model, cfg.hint_stage) as s,
-            capture_stage(teacher, cfg.teacher_stage) as t,
-        ):
-            model.eval()(probe)
-            teacher.eval()(probe)
-        channels = (s[-1].shape[1], as_grid(teacher, t[-1]).shape[1])
+        channels = (
+            stage_channels(model, cfg.hint_stage, spec),
+            stage_channels(teacher, cfg.teacher_stage, spec),
+        )
     return Distiller(
         teacher,
         *channels,
@@ -298,23 +308,35 @@ def train_step(
     label_smoothing: float = 0.1,
     grad_clip: float = 1.0,
     distiller: Distiller | None = None,
+    moments: MaskMoments | None = None,
+    masks: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """One optimizer step; returns (loss, batch accuracy). With a ``distiller`` its losses are added."""
+    """One optimizer step; returns (loss, batch accuracy). With a ``distiller`` its losses are added; with
+    ``moments`` the regression of the actor ``masks`` ``(B, T, H, W)`` from its stage is added."""
     model.train()
     for group in optimizer.param_groups:
         group["lr"] = lr
     hint = distiller is not None and distiller.hint_weight
-    with capture_stage(model, distiller.student_stage) if hint else nullcontext([]) as seen:  # type: ignore[union-attr]
+    with (
+        capture_stage(model, distiller.student_stage) if hint else nullcontext([]) as seen,  # type: ignore[union-attr]
+        capture_stage(model, moments.stage) if moments is not None else nullcontext([]) as tapped,
+    ):
         logits = model(x)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     if distiller is not None:
         distiller.train()
         extra = distiller.loss(logits, seen[-1] if seen else None, x)
         loss = loss + extra["hint"] + extra["kd"]
+    if moments is not None:
+        if masks is None:
+            raise ValueError("the mask-moments loss needs the batch's masks")
+        loss = loss + moments.loss(as_grid(model, tapped[-1]), masks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
-        params = list(model.parameters()) + ([] if distiller is None else list(distiller.proj.parameters()))
+        params = list(model.parameters())
+        for extra_head in (distiller, moments):
+            params += [] if extra_head is None else list(extra_head.proj.parameters())
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return float(loss.detach()), float((logits.detach().argmax(-1) == y).float().mean())
@@ -467,13 +489,20 @@ def train(
         log(
             f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}"
         )
+    trained = nn.ModuleDict({"model": model})  # what the optimizer updates
     distiller = None
     if cfg.teacher is not None:
         distiller = make_distiller(model, cfg, spec)
         log(f"distilling from {cfg.teacher}: hint {cfg.hint_weight:g}, kd {cfg.kd_weight:g}")
-        optimizer = make_optimizer(nn.ModuleDict({"model": model, "distill": distiller.proj}), cfg)
-    else:
-        optimizer = make_optimizer(model, cfg)
+        trained["distill"] = distiller.proj
+    moments = None
+    if cfg.mask_weight:
+        moments = MaskMoments(
+            stage_channels(model, cfg.mask_stage, spec), stage=cfg.mask_stage, weight=cfg.mask_weight
+        )
+        log(f"mask moments from stage {cfg.mask_stage}: weight {cfg.mask_weight:g}")
+        trained["moments"] = moments.proj
+    optimizer = make_optimizer(trained if len(trained) > 1 else model, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
     probe_steps = 3  # steps timed to choose ``total`` from the budget (the first one is a warm-up)
@@ -484,14 +513,16 @@ def train(
     budget_s = 60 * (cfg.cpu_minutes if use_cpu else cfg.minutes)  # type: ignore[operator]
     kind = "CPU" if use_cpu else "wall"
 
-    def fresh(start: int, count: int, step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Clips ``start .. start + count - 1`` of the stream; the first share is easy during the curriculum."""
+    def fresh(start: int, count: int, step: int, total: int | None) -> Batch:
+        """Clips ``start .. start + count - 1`` of the stream; the first share is easy during the curriculum.
+        Masks are kept only for the mask-moments loss."""
         easy = round(count * easy_fraction(step, total or 10**9, cfg))
         first = synth.generate(
             easy, cfg.seed, frames=frames, size=size, start=start, config=synth.EASY_CONFIG
         )
         rest = synth.generate(count - easy, cfg.seed, frames=frames, size=size, start=start + easy)
-        return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels])
+        masks = np.concatenate([first.masks, rest.masks]) if moments is not None else None
+        return np.concatenate([first.clips, rest.clips]), np.concatenate([first.labels, rest.labels]), masks
 
     unknown = sorted(set(cfg.focus_classes) - set(synth.CLASSES))
     if unknown:
@@ -499,14 +530,14 @@ def train(
     if cfg.focus_classes and not cfg.buffer_clips:
         raise ValueError("--focus-classes oversamples the replay buffer: give --buffer-clips")
     focus_ids = [synth.CLASSES.index(c) for c in cfg.focus_classes]
-    buffer: tuple[np.ndarray, np.ndarray] | None = None
+    buffer: Batch | None = None
     if cfg.buffer_clips:
         buffer = fresh(0, cfg.buffer_clips, 0, total)
 
-    def batch(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(step: int, total: int | None) -> Batch:
         rng = np.random.default_rng([cfg.seed, 2, step])
         if buffer is None:
-            clips, labels = fresh(step * bs, bs, step, total)
+            clips, labels, masks = fresh(step * bs, bs, step, total)
         else:
             focus = np.flatnonzero(np.isin(buffer[1], focus_ids)) if focus_ids else np.empty(0, int)
             n_focus = min(round(bs * cfg.focus_share), len(focus))
@@ -517,13 +548,16 @@ def train(
                 others = np.setdiff1d(np.arange(len(buffer[1])), chosen)
                 pick = np.sort(np.concatenate([chosen, rng.choice(others, size=bs - n_focus, replace=False)]))
             clips, labels = buffer[0][pick], buffer[1][pick]
+            masks = None if buffer[2] is None else buffer[2][pick]
         if cfg.augment:
             ops = rng.integers(synth.NUM_SYMMETRIES, size=len(labels))
             clips = np.stack([synth.apply_symmetry(c, int(op)) for c, op in zip(clips, ops)])
             labels = np.array([synth.symmetry_label(int(k), int(op)) for k, op in zip(labels, ops)])
-        return clips, labels
+            if masks is not None:
+                masks = np.stack([synth.apply_symmetry(m, int(op)) for m, op in zip(masks, ops)])
+        return clips, labels, masks
 
-    def refill(step: int, total: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def refill(step: int, total: int | None) -> Batch | None:
         """New clips that replace the oldest buffer slots after ``step`` (None without a buffer)."""
         if buffer is None or cfg.fresh_per_step <= 0:
             return None
@@ -543,11 +577,13 @@ def train(
             if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
                 log(f"stopping at step {step} of {total}: --max-minutes {cfg.max_minutes:g} reached")
                 break
-            (clips, labels), new = pending.result()
+            (clips, labels, masks), new = pending.result()
             if new is not None:  # the oldest slots get the new clips (the next batch is drawn after this)
                 assert buffer is not None
                 slots = (np.arange(len(new[1])) + step * cfg.fresh_per_step) % cfg.buffer_clips
-                buffer[0][slots], buffer[1][slots] = new
+                for kept, added in zip(buffer, new):
+                    if kept is not None:
+                        kept[slots] = added
             if step == 1:
                 t_probe = clock()
             if total is None and step == 1 + probe_steps:
@@ -566,6 +602,8 @@ def train(
                 label_smoothing=cfg.label_smoothing,
                 grad_clip=cfg.grad_clip,
                 distiller=distiller,
+                moments=moments,
+                masks=masks,
             )
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step}")
@@ -583,6 +621,7 @@ def train(
                         if distiller is None
                         else " hint {:.3f} kd {:.3f}".format(*np.mean(distiller.history[-k:], 0))
                     )
+                    + ("" if moments is None else f" mask {np.mean(moments.history[-k:]):.3f}")
                 )
             if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
                 held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
@@ -660,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kd-weight", type=float, default=0.0, help="weight of the soft-logit loss")
     p.add_argument("--focus-classes", default="", help="comma-separated classes to oversample")
     p.add_argument("--focus-share", type=float, default=0.0, help="share of each batch from --focus-classes")
+    p.add_argument("--mask-weight", type=float, default=0.0, help="weight of the actor-mask moments loss")
+    p.add_argument("--mask-stage", type=int, default=-1, help="stage whose tokens regress the mask moments")
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -695,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
         kd_weight=args.kd_weight,
         focus_classes=tuple(c for c in args.focus_classes.split(",") if c),
         focus_share=args.focus_share,
+        mask_weight=args.mask_weight,
+        mask_stage=args.mask_stage,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

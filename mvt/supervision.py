@@ -1,0 +1,71 @@
+"""Auxiliary supervision from SynthMotion's actor masks: where the actor is, and how it is oriented, per time.
+
+A model that pools each frame into one token before any temporal mixing (ViViT model 2's per-frame CLS) can
+learn left/right/up/down and grow/shrink from local motion inside a tubelet and still carry no trace of the
+actor's position or orientation in those tokens (a linear probe finds none), so its temporal encoder cannot
+tell a clockwise swing from a counter-clockwise one. ``--mask-weight`` adds a regression of the actor's
+per-time mask moments from a stage's tokens (:class:`MaskMoments`): training then has to keep "where, and
+which way round" in every time step's tokens, which is what rotation sense is made of.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_MOMENTS = 4
+"""Per time bin: centroid x, y (in [-1, 1]) and the shape's orientation ``((xx - yy), 2xy) / (xx + yy)``."""
+
+
+def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Moments of the actor masks ``(N, T, H, W)`` bool over ``bins`` equal runs of frames.
+
+    Returns ``(moments (N, bins, 4) float32, valid (N, bins) bool)``: the centroid ``(x, y)`` in ``[-1, 1]``
+    (image left/top = -1) and the orientation of the second moments, ``(σxx - σyy, 2σxy) / (σxx + σyy)``
+    (in ``[-1, 1]``; ``(1, 0)`` = wide, ``(-1, 0)`` = tall, ``(0, ±1)`` = diagonal), of all mask pixels in a
+    bin. A bin without mask pixels is zero and not valid."""
+    n, t, h, w = masks.shape
+    if t % bins:
+        raise ValueError(f"{t} frames do not split into {bins} equal time bins")
+    m = masks.reshape(n, bins, t // bins, h, w).sum(2, dtype=np.float32)  # (N, bins, H, W) pixel counts
+    area = m.sum((2, 3))  # (N, bins)
+    valid = area > 0
+    safe = np.where(valid, area, 1.0)
+    ys = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1  # pixel centres in [-1, 1]
+    xs = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
+    my, mx = m.sum(3), m.sum(2)  # (N, bins, H), (N, bins, W) marginals
+    cy, cx = (my @ ys) / safe, (mx @ xs) / safe
+    syy = (my @ ys**2) / safe - cy**2
+    sxx = (mx @ xs**2) / safe - cx**2
+    sxy = np.einsum("nbhw,h,w->nb", m, ys, xs) / safe - cx * cy
+    spread = np.maximum(sxx + syy, 1e-8)
+    out = np.stack([cx, cy, (sxx - syy) / spread, 2 * sxy / spread], axis=-1)  # (N, bins, 4)
+    return np.where(valid[..., None], out, 0.0).astype(np.float32), valid
+
+
+class MaskMoments(nn.Module):
+    """Regress :func:`mask_moments` from a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over space,
+    then one linear map per time step. Only :attr:`proj` has parameters; give them to the optimizer (they are
+    not part of the model and are not saved)."""
+
+    def __init__(self, channels: int, *, stage: int = -1, weight: float = 1.0) -> None:
+        super().__init__()
+        self.proj = nn.Linear(channels, NUM_MOMENTS)
+        self.stage, self.weight = stage, weight
+        self.history: list[float] = []
+        """The weighted loss of every :meth:`loss` call, for the training log."""
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.proj(grid.mean(dim=(3, 4)).transpose(1, 2))  # (B, C, T, H, W) -> (B, T, C) -> (B, T, 4)
+
+    def loss(self, grid: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+        """Weighted mean squared error over the valid time bins of ``masks`` ``(B, T_frames, H, W)``."""
+        target, valid = mask_moments(masks, grid.shape[2])
+        pred = self(grid)
+        keep = torch.from_numpy(valid)
+        err = F.mse_loss(pred[keep], torch.from_numpy(target)[keep]) if keep.any() else pred.sum() * 0
+        out = self.weight * err
+        self.history.append(float(out.detach()))
+        return out
