@@ -47,7 +47,7 @@ def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 class MaskMoments(nn.Module):
     """Regress :func:`mask_moments` from a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over space,
-    then one linear map per time step. Only :attr:`proj` has parameters; give them to the optimizer (they are
+    layer-normalised (no affine), then one linear map shared by the time steps. Only :attr:`proj` has parameters; give them to the optimizer (they are
     not part of the model and are not saved)."""
 
     def __init__(self, channels: int, *, stage: int = -1, weight: float = 1.0) -> None:
@@ -58,7 +58,8 @@ class MaskMoments(nn.Module):
         """The weighted loss of every :meth:`loss` call, for the training log."""
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        return self.proj(grid.mean(dim=(3, 4)).transpose(1, 2))  # (B, C, T, H, W) -> (B, T, C) -> (B, T, 4)
+        tokens = grid.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C)
+        return self.proj(F.layer_norm(tokens, tokens.shape[-1:]))  # residual-stream scale removed -> (B, T, 4)
 
     def loss(self, grid: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
         """Weighted mean squared error over the valid time bins of ``masks`` ``(B, T_frames, H, W)``."""
