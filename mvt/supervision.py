@@ -59,7 +59,9 @@ class MaskMoments(nn.Module):
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         tokens = grid.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C)
-        return self.proj(F.layer_norm(tokens, tokens.shape[-1:]))  # residual-stream scale removed -> (B, T, 4)
+        return self.proj(
+            F.layer_norm(tokens, tokens.shape[-1:])
+        )  # residual-stream scale removed -> (B, T, 4)
 
     def loss(self, grid: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
         """Weighted mean squared error over the valid time bins of ``masks`` ``(B, T_frames, H, W)``."""
