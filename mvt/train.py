@@ -11,7 +11,8 @@ symmetry of SynthMotion (mirror, transpose, time reversal with the label mapped,
 embeddings as half appearance, half temporal-difference filters (:func:`motion_init`); ``--warm-start``
 copies matching tensors from a related model's checkpoint (:func:`warm_start`, e.g. HVT into ViViT);
 ``--teacher`` adds distillation from a trained model of another family (:mod:`mvt.distill`: a token-grid
-hint and, with ``--kd-weight``, soft logits); ``--init`` continues a run (through the arch's converter, so
+hint and, with ``--kd-weight``, soft logits); ``--mask-weight`` adds a regression of the actor's per-time mask
+moments from a stage's tokens (:mod:`mvt.supervision`); ``--init`` continues a run (through the arch's converter, so
 an ``mvit_t`` checkpoint starts an ``mmvit_t``). The model is evaluated on ``--eval-clips`` fresh clips of
 another stream (``--eval-seed``), in frame order and with the frames shuffled (a model that uses time drops towards
 chance when the order is destroyed). The result is ``<out>/<arch>.synth.safetensors`` with string metadata:
@@ -240,11 +241,12 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 def stage_channels(model: nn.Module, stage: int, spec: ModelSpec) -> int:
-    """Channels of ``model``'s stage tap ``stage`` (one dummy clip through the model)."""
+    """Channels of ``model``'s stage tap ``stage`` (one dummy clip through the model; every tap is
+    ``(B, C, ...)``)."""
     probe = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
     with torch.no_grad(), capture_stage(model, stage) as seen:
         model.eval()(probe)
-    return as_grid(model, seen[-1]).shape[1]
+    return seen[-1].shape[1]
 
 
 def make_distiller(model: nn.Module, cfg: TrainConfig, spec: ModelSpec) -> Distiller:
