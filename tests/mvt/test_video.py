@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-import mvt.video as video
+import mvt.video.reading as reading
 from mvt.video import DEFAULT_LIMITS, Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
 from tests.mvt.clips import frame_index, is_upright, make_broken, make_clip, pattern_frame
 
@@ -63,7 +63,7 @@ def reader_log(monkeypatch):
     """Records each _Reader made by read_clip, with the decode paths it took and the frames it decoded."""
     log = []
 
-    class Recorder(video._Reader):
+    class Recorder(reading._Reader):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.paths, self.converted = [], 0
@@ -76,7 +76,7 @@ def reader_log(monkeypatch):
         def seeking(self, wanted):
             try:
                 result = super().seeking(wanted)
-            except video._SeekUnreliable:
+            except reading._SeekUnreliable:
                 self.paths.append("seek-failed")
                 raise
             self.paths.append("seek")
@@ -86,7 +86,7 @@ def reader_log(monkeypatch):
             self.paths.append("sequential")
             return super().sequential(wanted)
 
-    monkeypatch.setattr(video, "_Reader", Recorder)
+    monkeypatch.setattr(reading, "_Reader", Recorder)
     return log
 
 
@@ -257,13 +257,13 @@ def test_long_clip_is_read_by_seeking_not_by_decoding_everything(clips, reader_l
 def test_long_clip_decode_count(clips, monkeypatch):
     """Seeking decodes about one GOP per wanted frame, far fewer than the 900 frames of the file."""
     decoded = []
-    real = video._Reader._frame_time
+    real = reading._Reader._frame_time
 
     def counting(self, frame):
         decoded.append(frame.pts)
         return real(self, frame)
 
-    monkeypatch.setattr(video._Reader, "_frame_time", counting)
+    monkeypatch.setattr(reading._Reader, "_frame_time", counting)
     read_clip(clips["long"], num_frames=8)
     assert len(decoded) < 8 * 30 + 30, len(decoded)
 
@@ -274,7 +274,7 @@ def test_lying_seek_falls_back_and_stays_correct(clips, reader_log, monkeypatch,
         if lie == "overshoot":  # lands 3 s after the target, as a broken index would
             container.seek(pts + int(3 / float(stream.time_base)), stream=stream, backward=False)
 
-    monkeypatch.setattr(video._Reader, "_seek", staticmethod(bad_seek))
+    monkeypatch.setattr(reading._Reader, "_seek", staticmethod(bad_seek))
     clip = read_clip(clips["long"], num_frames=6)
     expected = np.rint(np.linspace(0, 899, 6)).astype(int).tolist()
     assert [frame_index(f) for f in clip.frames] == expected
@@ -435,7 +435,7 @@ def test_errors_during_decode_become_video_errors(clips, monkeypatch, exc):
     def broken(self, frame):
         raise exc
 
-    monkeypatch.setattr(video._Reader, "_frame_time", broken)
+    monkeypatch.setattr(reading._Reader, "_frame_time", broken)
     for name in ("h264_mp4", "long"):  # sequential and seeking paths
         with pytest.raises(VideoError, match="could not be read") as err:
             read_clip(clips[name], num_frames=4)
