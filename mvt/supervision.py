@@ -15,23 +15,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NUM_MOMENTS = 4
-"""Per time bin: centroid x, y (in [-1, 1]) and the shape's orientation ``((xx - yy), 2xy) / (xx + yy)``."""
+NUM_MOMENTS = 6
+"""Per time bin: centroid x, y (in [-1, 1]), the shape's orientation ``((xx - yy), 2xy) / (xx + yy)`` and the
+direction of its motion inside the bin (a unit vector, zero when it does not move)."""
+
+MIN_SPEED_PX = 0.5
+"""Centroid speed (pixels per frame) below which a bin's motion direction is zero (grow/shrink move ~0.05)."""
 
 
 def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Moments of the actor masks ``(N, T, H, W)`` bool over ``bins`` equal runs of frames.
 
-    Returns ``(moments (N, bins, 4) float32, valid (N, bins) bool)``: the centroid ``(x, y)`` in ``[-1, 1]``
+    Returns ``(moments (N, bins, 6) float32, valid (N, bins) bool)``: the centroid ``(x, y)`` in ``[-1, 1]``
     (image left/top = -1) and the orientation of the second moments, ``(σxx - σyy, 2σxy) / (σxx + σyy)``
     (in ``[-1, 1]``; ``(1, 0)`` = wide, ``(-1, 0)`` = tall, ``(0, ±1)`` = diagonal), of all mask pixels in a
-    bin. A bin without mask pixels is zero and not valid."""
+    bin; then the unit direction ``(dx, dy)`` from the centroid of the bin's first frame to that of its last
+    (zero below :data:`MIN_SPEED_PX` per frame, or with one frame per bin). Over time the direction turns one
+    way for a clockwise swing and the other way for a counter-clockwise one, and, unlike the position, it is
+    visible inside one tubelet. A bin with an empty frame is zero and not valid."""
     n, t, h, w = masks.shape
     if t % bins:
         raise ValueError(f"{t} frames do not split into {bins} equal time bins")
-    m = masks.reshape(n, bins, t // bins, h, w).sum(2, dtype=np.float32)  # (N, bins, H, W) pixel counts
+    per_bin = t // bins
+    frames = masks.reshape(n, bins, per_bin, h, w)
+    m = frames.sum(2, dtype=np.float32)  # (N, bins, H, W) pixel counts
     area = m.sum((2, 3))  # (N, bins)
-    valid = area > 0
+    valid = frames.any((3, 4)).all(2)  # every frame of the bin shows the actor
     safe = np.where(valid, area, 1.0)
     ys = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1  # pixel centres in [-1, 1]
     xs = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
@@ -41,7 +50,15 @@ def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     sxx = (mx @ xs**2) / safe - cx**2
     sxy = np.einsum("nbhw,h,w->nb", m, ys, xs) / safe - cx * cy
     spread = np.maximum(sxx + syy, 1e-8)
-    out = np.stack([cx, cy, (sxx - syy) / spread, 2 * sxy / spread], axis=-1)  # (N, bins, 4)
+    ends = frames[:, :, [0, -1]].astype(np.float32)  # (N, bins, 2, H, W): first and last frame of each bin
+    end_area = np.maximum(ends.sum((3, 4)), 1.0)
+    ex = (ends.sum(3) @ np.arange(w, dtype=np.float32)) / end_area  # (N, bins, 2) centroid x in pixels
+    ey = (ends.sum(4) @ np.arange(h, dtype=np.float32)) / end_area
+    dx, dy = ex[..., 1] - ex[..., 0], ey[..., 1] - ey[..., 0]
+    dist = np.hypot(dx, dy)
+    moving = dist > MIN_SPEED_PX * max(per_bin - 1, 1) if per_bin > 1 else np.zeros_like(dist, bool)
+    ux, uy = (np.where(moving, d / np.maximum(dist, 1e-8), 0.0) for d in (dx, dy))
+    out = np.stack([cx, cy, (sxx - syy) / spread, 2 * sxy / spread, ux, uy], axis=-1)  # (N, bins, 6)
     return np.where(valid[..., None], out, 0.0).astype(np.float32), valid
 
 

@@ -397,7 +397,7 @@ def test_mask_moments_locate_and_orient_the_actor():
     masks[0, 2, 10:20, 30:32] = True  # frame 2: a tall bar at the right; frame 3 empty
     moments, valid = mask_moments(masks, bins=4)
     assert valid.tolist() == [[True, True, True, False]]
-    cx, cy, e1, e2 = moments[0, 0]
+    cx, cy, e1, e2 = moments[0, 0, :4]
     np.testing.assert_allclose([cx, cy], [(10 / 40) * 2 - 1, (4 / 20) * 2 - 1], atol=1e-6)
     assert e1 > 0.5 and abs(e2) < 1e-6  # wide (0.4 × 1.0 in normalised units)
     assert moments[0, 2, 2] < -0.9  # tall
@@ -406,9 +406,28 @@ def test_mask_moments_locate_and_orient_the_actor():
     assert mask_moments(diag, 1)[0][0, 0, 3] > 0.99
     # transposing the frames swaps x and y and flips the sign of (xx - yy), as the symmetry op does
     t = mask_moments(synth.apply_symmetry(masks[0], 1)[None], bins=4)[0]
-    np.testing.assert_allclose(t[0, :3][:, [1, 0, 2, 3]] * [1, 1, -1, 1], moments[0, :3], atol=1e-6)
+    np.testing.assert_allclose(
+        t[0, :3][:, [1, 0, 2, 3, 5, 4]] * [1, 1, -1, 1, 1, 1], moments[0, :3], atol=1e-6
+    )
+    assert (moments[0, :, 4:] == 0).all()  # one frame per bin: no motion inside a bin
     with pytest.raises(ValueError, match="equal time bins"):
         mask_moments(masks, bins=3)
+
+
+def test_mask_moments_give_the_direction_of_motion_inside_each_bin():
+    from mvt.supervision import mask_moments
+
+    masks = np.zeros((2, 4, 32, 32), bool)
+    for f in range(4):
+        masks[0, f, 10:14, 2 + 3 * f : 6 + 3 * f] = True  # moves right, 3 px per frame
+        masks[1, f, 16 - f : 18 + f, 16 - f : 18 + f] = True  # grows in place
+    moments, valid = mask_moments(masks, bins=2)
+    assert valid.all()
+    np.testing.assert_allclose(moments[0, :, 4:], [[1, 0], [1, 0]], atol=1e-6)
+    assert (moments[1, :, 4:] == 0).all()
+    # time reversal (symmetry 8) turns the direction around
+    back = mask_moments(synth.apply_symmetry(masks[0], 8)[None], bins=2)[0]
+    np.testing.assert_allclose(back[0, :, 4:], [[-1, 0], [-1, 0]], atol=1e-6)
 
 
 class GridNet(TinyVideoNet):
