@@ -4,8 +4,9 @@ A model that pools each frame into one token before any temporal mixing (ViViT m
 learn left/right/up/down and grow/shrink from local motion inside a tubelet and still carry no trace of the
 actor's position or orientation in those tokens (a linear probe finds none), so its temporal encoder cannot
 tell a clockwise swing from a counter-clockwise one. ``--mask-weight`` adds a regression of the actor's
-per-time mask moments from a stage's tokens (:class:`MaskMoments`): training then has to keep "where, and
-which way round" in every time step's tokens, which is what rotation sense is made of.
+per-time mask moments (position, orientation, direction of motion) from a stage's tokens
+(:class:`MaskMoments`): training then has to keep "where, and which way" in every time step's tokens, which is
+what rotation sense is made of.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     ey = (ends.sum(4) @ np.arange(h, dtype=np.float32)) / end_area
     dx, dy = ex[..., 1] - ex[..., 0], ey[..., 1] - ey[..., 0]
     dist = np.hypot(dx, dy)
-    moving = dist > MIN_SPEED_PX * max(per_bin - 1, 1) if per_bin > 1 else np.zeros_like(dist, bool)
+    moving = dist > MIN_SPEED_PX * max(per_bin - 1, 1)  # one frame per bin: first == last, dist 0
     ux, uy = (np.where(moving, d / np.maximum(dist, 1e-8), 0.0) for d in (dx, dy))
     out = np.stack([cx, cy, (sxx - syy) / spread, 2 * sxy / spread, ux, uy], axis=-1)  # (N, bins, 6)
     return np.where(valid[..., None], out, 0.0).astype(np.float32), valid
@@ -64,8 +65,8 @@ def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 class MaskMoments(nn.Module):
     """Regress :func:`mask_moments` from a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over space,
-    layer-normalised (no affine), then one linear map shared by the time steps. Only :attr:`proj` has parameters; give them to the optimizer (they are
-    not part of the model and are not saved)."""
+    layer-normalised (no affine), then one linear map shared by the time steps. Only :attr:`proj` has
+    parameters; give them to the optimizer (they are not part of the model and are not saved)."""
 
     def __init__(self, channels: int, *, stage: int = -1, weight: float = 1.0) -> None:
         super().__init__()

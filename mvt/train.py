@@ -504,7 +504,7 @@ def train(
         )
         log(f"mask moments from stage {cfg.mask_stage}: weight {cfg.mask_weight:g}")
         trained["moments"] = moments.proj
-    optimizer = make_optimizer(trained if len(trained) > 1 else model, cfg)
+    optimizer = make_optimizer(trained, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
     probe_steps = 3  # steps timed to choose ``total`` from the budget (the first one is a warm-up)
