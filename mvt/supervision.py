@@ -7,6 +7,11 @@ tell a clockwise swing from a counter-clockwise one. ``--mask-weight`` adds a re
 per-time mask moments (position, orientation, direction of motion) from a stage's tokens
 (:class:`MaskMoments`): training then has to keep "where, and which way" in every time step's tokens, which is
 what rotation sense is made of.
+
+``--step-class-weight`` asks for more: every time step of a stage's tokens must tell the clip's class on its
+own (:class:`StepClasses`). Every SynthMotion class shows its motion inside every tubelet (a rotating actor
+turns by 8-12° per frame), so a per-frame encoder can learn rotation sense from one tubelet; its temporal
+encoder then only has to pool.
 """
 
 from __future__ import annotations
@@ -88,5 +93,34 @@ class MaskMoments(nn.Module):
         keep = torch.from_numpy(valid)
         err = F.mse_loss(pred[keep], torch.from_numpy(target)[keep]) if keep.any() else pred.sum() * 0
         out = self.weight * err
+        self.history.append(float(out.detach()))
+        return out
+
+
+class StepClasses(nn.Module):
+    """Classify the clip from each time step of a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over
+    space, layer-normalised (no affine), one linear map shared by the time steps, cross-entropy against the
+    clip's label at every step. Only :attr:`proj` has parameters; give them to the optimizer (they are not
+    part of the model and are not saved)."""
+
+    def __init__(
+        self, channels: int, num_classes: int, *, stage: int = 0, weight: float = 1.0, smoothing: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(channels, num_classes)
+        self.stage, self.weight, self.smoothing = stage, weight, smoothing
+        self.history: list[float] = []
+        """The weighted loss of every :meth:`loss` call, for the training log."""
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        tokens = grid.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C)
+        return self.proj(F.layer_norm(tokens, tokens.shape[-1:]))  # (B, T, classes)
+
+    def loss(self, grid: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Weighted mean cross-entropy of every time step's logits against its clip's label ``(B,)``."""
+        logits = self(grid)  # (B, T, K)
+        b, t, k = logits.shape
+        target = labels[:, None].expand(b, t).reshape(b * t)
+        out = self.weight * F.cross_entropy(logits.reshape(b * t, k), target, label_smoothing=self.smoothing)
         self.history.append(float(out.detach()))
         return out

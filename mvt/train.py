@@ -52,7 +52,7 @@ from torch import nn
 
 from . import synth
 from .distill import Distiller, as_grid, capture_stage
-from .supervision import MaskMoments
+from .supervision import MaskMoments, StepClasses
 from .zoo import ModelSpec, get_arch, get_spec
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -116,6 +116,10 @@ class TrainConfig:
     mask_weight: float = 0.0
     """Weight of the actor-mask moments loss (:class:`mvt.supervision.MaskMoments`) at stage ``mask_stage``."""
     mask_stage: int = -1
+    step_class_weight: float = 0.0
+    """Weight of the per-time-step class loss (:class:`mvt.supervision.StepClasses`) at stage
+    ``step_class_stage``."""
+    step_class_stage: int = 0
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -312,9 +316,11 @@ def train_step(
     distiller: Distiller | None = None,
     moments: MaskMoments | None = None,
     masks: np.ndarray | None = None,
+    step_classes: StepClasses | None = None,
 ) -> tuple[float, float]:
     """One optimizer step; returns (loss, batch accuracy). With a ``distiller`` its losses are added; with
-    ``moments`` the regression of the actor ``masks`` ``(B, T, H, W)`` from its stage is added."""
+    ``moments`` the regression of the actor ``masks`` ``(B, T, H, W)`` from its stage is added; with
+    ``step_classes`` the per-time-step class loss of its stage."""
     model.train()
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -322,6 +328,7 @@ def train_step(
     with (
         capture_stage(model, distiller.student_stage) if hint else nullcontext([]) as seen,  # type: ignore[union-attr]
         capture_stage(model, moments.stage) if moments is not None else nullcontext([]) as tapped,
+        capture_stage(model, step_classes.stage) if step_classes is not None else nullcontext([]) as stepped,
     ):
         logits = model(x)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -333,11 +340,13 @@ def train_step(
         if masks is None:
             raise ValueError("the mask-moments loss needs the batch's masks")
         loss = loss + moments.loss(as_grid(model, tapped[-1]), masks)
+    if step_classes is not None:
+        loss = loss + step_classes.loss(as_grid(model, stepped[-1]), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
         params = list(model.parameters())
-        for extra_head in (distiller, moments):
+        for extra_head in (distiller, moments, step_classes):
             params += [] if extra_head is None else list(extra_head.proj.parameters())
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
@@ -504,6 +513,17 @@ def train(
         )
         log(f"mask moments from stage {cfg.mask_stage}: weight {cfg.mask_weight:g}")
         trained["moments"] = moments.proj
+    step_classes = None
+    if cfg.step_class_weight:
+        step_classes = StepClasses(
+            stage_channels(model, cfg.step_class_stage, spec),
+            len(synth.CLASSES),
+            stage=cfg.step_class_stage,
+            weight=cfg.step_class_weight,
+            smoothing=cfg.label_smoothing,
+        )
+        log(f"per-time-step classes from stage {cfg.step_class_stage}: weight {cfg.step_class_weight:g}")
+        trained["step_classes"] = step_classes.proj
     optimizer = make_optimizer(trained, cfg)
     frames, size, bs = spec.num_frames, spec.crop_size, cfg.batch_size
     total = cfg.steps
@@ -606,6 +626,7 @@ def train(
                 distiller=distiller,
                 moments=moments,
                 masks=masks,
+                step_classes=step_classes,
             )
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step}")
@@ -624,6 +645,7 @@ def train(
                         else " hint {:.3f} kd {:.3f}".format(*np.mean(distiller.history[-k:], 0))
                     )
                     + ("" if moments is None else f" mask {np.mean(moments.history[-k:]):.3f}")
+                    + ("" if step_classes is None else f" steps {np.mean(step_classes.history[-k:]):.3f}")
                 )
             if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
                 held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
@@ -703,6 +725,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--focus-share", type=float, default=0.0, help="share of each batch from --focus-classes")
     p.add_argument("--mask-weight", type=float, default=0.0, help="weight of the actor-mask moments loss")
     p.add_argument("--mask-stage", type=int, default=-1, help="stage whose tokens regress the mask moments")
+    p.add_argument(
+        "--step-class-weight", type=float, default=0.0, help="weight of the per-time-step class loss"
+    )
+    p.add_argument(
+        "--step-class-stage", type=int, default=0, help="stage whose time steps each tell the class"
+    )
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -740,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         focus_share=args.focus_share,
         mask_weight=args.mask_weight,
         mask_stage=args.mask_stage,
+        step_class_weight=args.step_class_weight,
+        step_class_stage=args.step_class_stage,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

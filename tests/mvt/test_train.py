@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import mvt
@@ -475,3 +476,57 @@ def test_mask_moments_loss_trains_with_the_model(tmp_path):
             lr=0.1,
             moments=MaskMoments(8, stage=0),
         )
+
+
+def test_step_classes_score_every_time_step_against_the_clip_label():
+    from mvt.supervision import StepClasses
+
+    torch.manual_seed(0)
+    head = StepClasses(8, len(synth.CLASSES), stage=0, weight=2.0, smoothing=0.0)
+    grid = torch.randn(3, 8, 5, 2, 2)  # (B, C, T, H, W)
+    labels = torch.tensor([0, 4, 7])
+    logits = head(grid)
+    assert logits.shape == (3, 5, len(synth.CLASSES))
+    by_hand = np.mean(
+        [float(F.cross_entropy(logits[b, t][None], labels[b][None])) for b in range(3) for t in range(5)]
+    )
+    assert float(head.loss(grid, labels)) == pytest.approx(2.0 * by_hand, rel=1e-5)
+    assert head.history == [pytest.approx(2.0 * by_hand, rel=1e-5)]
+    # each step's logits depend on that step's tokens only
+    moved = grid.clone()
+    moved[:, :, 2] += torch.randn(3, 8, 2, 2)
+    same = [t for t in range(5) if t != 2]
+    assert torch.allclose(head(moved)[:, same], logits[:, same])
+    assert not torch.allclose(head(moved)[:, 2], logits[:, 2])
+
+
+def test_step_class_loss_trains_with_the_model(tmp_path):
+    from mvt.supervision import StepClasses
+
+    torch.manual_seed(0)
+    logs: list[str] = []
+    cfg = TrainConfig(
+        arch="tiny",
+        steps=4,
+        batch_size=4,
+        eval_clips=4,
+        warmup_steps=2,
+        log_every=2,
+        step_class_weight=1.0,
+        step_class_stage=0,
+        curriculum=0.0,
+    )
+    result = train(cfg, out=tmp_path, model=GridNet(), spec=TINY_SPEC, log=logs.append)
+    assert any("per-time-step classes from stage 0" in line for line in logs)
+    assert len([line for line in logs if " steps " in line]) == 2
+    saved = set(mvt.weights.load_file(result.path))
+    assert saved == set(GridNet().state_dict())  # the auxiliary head is not saved
+
+    # on one fixed batch the per-step loss falls: its gradient reaches the head and the model
+    model, head = GridNet(), StepClasses(8, len(synth.CLASSES), stage=0)
+    optimizer = make_optimizer(nn.ModuleDict({"model": model, "head": head.proj}), replace(cfg, lr=1e-2))
+    batch = synth.generate(4, 3, frames=4, size=32)
+    x, y = to_input(batch.clips, TINY_SPEC), torch.from_numpy(batch.labels)
+    for _ in range(30):
+        train_step(model, optimizer, x, y, lr=1e-2, step_classes=head)
+    assert head.history[-1] < 0.5 * head.history[0]
