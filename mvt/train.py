@@ -39,7 +39,7 @@ import json
 import math
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -120,6 +120,9 @@ class TrainConfig:
     """Weight of the per-time-step class loss (:class:`mvt.supervision.StepClasses`) at stage
     ``step_class_stage``."""
     step_class_stage: int = 0
+    trainable: tuple[str, ...] = ()
+    """Train only the model's parameters under these module names (e.g. ``temporal_encoder``, ``head``); the
+    rest stay frozen at their ``init`` values. Empty: train everything."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -290,6 +293,23 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     progress = (step - warmup) / max(1, total - warmup)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def freeze_except(model: nn.Module, prefixes: Sequence[str]) -> int:
+    """Freeze every parameter of ``model`` outside the modules named ``prefixes``; returns how many parameter
+    tensors stay trainable. A prefix that names no parameter is an error (a typo would freeze everything)."""
+    under = {
+        pre: [n for n, _ in model.named_parameters() if n == pre or n.startswith(pre + ".")]
+        for pre in prefixes
+    }
+    unknown = [pre for pre, names in under.items() if not names]
+    if unknown:
+        tops = sorted({n.split(".")[0] for n, _ in model.named_parameters()})
+        raise ValueError(f"--trainable {unknown} names no parameters; the model's modules are {tops}")
+    keep = {n for names in under.values() for n in names}
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in keep)
+    return len(keep)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -499,6 +519,10 @@ def train(
         left, unused = warm_start(model, load_file(cfg.warm_start), renames)
         log(
             f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}"
+        )
+    if cfg.trainable:
+        log(
+            f"training {freeze_except(model, cfg.trainable)} parameter tensors under {', '.join(cfg.trainable)}"
         )
     trained = nn.ModuleDict({"model": model})  # what the optimizer updates
     distiller = None
@@ -731,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--step-class-stage", type=int, default=0, help="stage whose time steps each tell the class"
     )
+    p.add_argument(
+        "--trainable", default="", help="comma-separated module names to train (the rest frozen); default all"
+    )
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -770,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         mask_stage=args.mask_stage,
         step_class_weight=args.step_class_weight,
         step_class_stage=args.step_class_stage,
+        trainable=tuple(m for m in args.trainable.split(",") if m),
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0

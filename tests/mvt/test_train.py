@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -530,3 +531,30 @@ def test_step_class_loss_trains_with_the_model(tmp_path):
     for _ in range(30):
         train_step(model, optimizer, x, y, lr=1e-2, step_classes=head)
     assert head.history[-1] < 0.5 * head.history[0]
+
+
+def test_trainable_freezes_everything_else(tmp_path):
+    from mvt.train import freeze_except
+
+    model = GridNet()
+    assert freeze_except(model, ["head"]) == 2
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+    with pytest.raises(ValueError, match="names no parameters.*'conv'"):
+        freeze_except(GridNet(), ["head", "hea"])
+
+    start = GridNet()
+    init = tmp_path / "start.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in start.state_dict().items()}, init)
+    cfg = TrainConfig(arch="tiny", steps=3, batch_size=4, eval_clips=4, warmup_steps=1, curriculum=0.0)
+    out = train(
+        replace(cfg, init=str(init), trainable=("head",)),
+        out=tmp_path,
+        model=GridNet(),
+        spec=TINY_SPEC,
+        log=print,
+    )
+    after = mvt.weights.load_file(out.path)
+    assert torch.equal(after["conv.weight"], start.conv.weight) and torch.equal(
+        after["norm.weight"], start.norm.weight
+    )
+    assert not torch.equal(after["head.weight"], start.head.weight)
