@@ -545,8 +545,6 @@ class ViViT(nn.Module):
     def _forward(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         self._check_input(x)
         cfg = self.cfg
-        b = x.shape[0]
-        t, h, w = cfg.grid
         tok = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, T*H*W, D)
         if cfg.variant == 1:
             z = self._run(
@@ -554,19 +552,49 @@ class ViViT(nn.Module):
             )
             return self.head(z[:, 0])
         if cfg.variant == 2:
-            frames = tok.reshape(b * t, h * w, cfg.dim)  # (B*T, H*W, D): one sequence per time index
-            z = self._run(self.encoder, frames, ctx, _Pass(0, cfg.grid, _spatial(cfg.grid, 1), True))
-            z = z[:, 0].reshape(b, t, cfg.dim)  # (B, T, D): per-frame CLS outputs
-            grid_t = (t, 1, 1)
-            z = self._run(
-                self.temporal_encoder,
-                z,
-                ctx,
-                _Pass(1, grid_t, _Layout("temporal", (1, 1, 1), grid_t, 1), True, cfg.depth),
-            )
-            return self.head(z[:, 0])
+            return self._classify_frames(self._frame_tokens(tok, ctx), ctx)
         z = self._run(self.encoder, tok, ctx, _Pass(0, cfg.grid, None, False))
         return self.head(z.mean(dim=1))
+
+    def frame_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Model 2's per-frame tokens ``(B, T', D)``: the spatial encoder's CLS output for each time index of
+        ``x`` ``(B, 3, T, H, W)``, i.e. the temporal encoder's input. ``forward(x)`` is
+        ``classify_frames(frame_tokens(x))``."""
+        if self.cfg.variant != 2:
+            raise ValueError(
+                f"only model 2 (factorised encoder) has per-frame tokens, not model {self.cfg.variant}"
+            )
+        self._check_input(x)
+        ctx = _Ctx(batch=x.shape[0], grid=self.cfg.grid)
+        return self._frame_tokens(self.patch_embed(x).flatten(2).transpose(1, 2), ctx)
+
+    def classify_frames(self, z: torch.Tensor) -> torch.Tensor:
+        """Model 2's logits ``(B, num_classes)`` from per-frame tokens ``(B, T', D)`` (see :meth:`frame_tokens`)."""
+        if self.cfg.variant != 2:
+            raise ValueError(
+                f"only model 2 (factorised encoder) has per-frame tokens, not model {self.cfg.variant}"
+            )
+        return self._classify_frames(z, _Ctx(batch=z.shape[0], grid=self.cfg.grid))
+
+    def _frame_tokens(self, tok: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+        """Spatial encoder over tubelet tokens ``(B, T*H*W, D)`` -> per-frame CLS outputs ``(B, T, D)``."""
+        cfg = self.cfg
+        t, h, w = cfg.grid
+        b = tok.shape[0]
+        frames = tok.reshape(b * t, h * w, cfg.dim)  # (B*T, H*W, D): one sequence per time index
+        z = self._run(self.encoder, frames, ctx, _Pass(0, cfg.grid, _spatial(cfg.grid, 1), True))
+        return z[:, 0].reshape(b, t, cfg.dim)  # (B, T, D): per-frame CLS outputs
+
+    def _classify_frames(self, z: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+        """Temporal encoder over per-frame tokens ``(B, T, D)`` -> logits from its CLS output."""
+        grid_t = (z.shape[1], 1, 1)
+        z = self._run(
+            self.temporal_encoder,
+            z,
+            ctx,
+            _Pass(1, grid_t, _Layout("temporal", (1, 1, 1), grid_t, 1), True, self.cfg.depth),
+        )
+        return self.head(z[:, 0])
 
     def _run(self, enc: Encoder, x: torch.Tensor, ctx: _Ctx, ps: _Pass) -> torch.Tensor:
         """Embed, run ``enc``'s blocks (recording maps into ``ctx``), pass the stage tap, final LayerNorm."""

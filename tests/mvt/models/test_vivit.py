@@ -418,3 +418,21 @@ def test_registry_entries():
     assert model.cfg.variant == 2 and model.spec.name == "vivit_t2.untrained"
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 16, 112, 112)).shape == (1, 8)
+
+
+def test_model2_splits_into_frame_tokens_and_their_classifier():
+    model = _tiny(2).eval()
+    x = _clip()
+    with torch.no_grad():
+        for p in model.parameters():  # every weight non-trivial (the head starts at zero)
+            p.add_(0.1 * torch.randn_like(p))
+        z = model.frame_tokens(x)
+        assert z.shape == (2, model.cfg.grid[0], model.cfg.dim)  # (B, T', D)
+        torch.testing.assert_close(model.classify_frames(z), model(x), rtol=0, atol=0)
+        # the temporal encoder sees only these tokens: changing one time step's token changes the logits
+        moved = z.clone()
+        moved[:, 1] += torch.randn_like(moved[:, 1])
+        assert not torch.allclose(model.classify_frames(moved), model(x))
+    for variant in (1, 3, 4):
+        with pytest.raises(ValueError, match="only model 2"):
+            _tiny(variant).frame_tokens(x)
