@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import synth
+from . import frame_cache, synth
 from .distill import Distiller, as_grid, capture_stage
 from .supervision import MaskMoments, StepClasses
 from .zoo import ModelSpec, get_arch, get_spec
@@ -123,6 +123,10 @@ class TrainConfig:
     trainable: tuple[str, ...] = ()
     """Train only the model's parameters under these module names (e.g. ``temporal_encoder``, ``head``); the
     rest stay frozen at their ``init`` values. Empty: train everything."""
+    frame_cache: int = 0
+    """ViViT model 2 only: train just its temporal encoder and head, for ``steps`` steps, on the per-frame
+    tokens of this many augmented clips computed once by the frozen spatial encoder (:mod:`mvt.frame_cache`;
+    ``focus_share`` of the clips come from ``focus_classes``). 0: train on clips."""
 
     @property
     def resolved_eval_seed(self) -> int:
@@ -520,10 +524,25 @@ def train(
         log(
             f"warm start from {cfg.warm_start}: left at init {left or 'nothing'}; unused {unused or 'nothing'}"
         )
-    if cfg.trainable:
-        log(
-            f"training {freeze_except(model, cfg.trainable)} parameter tensors under {', '.join(cfg.trainable)}"
+    if cfg.frame_cache:
+        frame_cache.check_model(model)
+        if cfg.steps is None:
+            raise ValueError(
+                "--frame-cache needs --steps (a step costs milliseconds; there is nothing to budget)"
+            )
+    trainable = cfg.trainable or (frame_cache.TRAINED_MODULES if cfg.frame_cache else ())
+    if cfg.frame_cache and (
+        set(trainable) != set(frame_cache.TRAINED_MODULES)
+        or cfg.teacher
+        or cfg.mask_weight
+        or cfg.step_class_weight
+    ):
+        raise ValueError(
+            "--frame-cache trains only temporal_encoder and head on cached tokens: no --trainable, --teacher, "
+            "--mask-weight or --step-class-weight with it"
         )
+    if trainable:
+        log(f"training {freeze_except(model, trainable)} parameter tensors under {', '.join(trainable)}")
     trained = nn.ModuleDict({"model": model})  # what the optimizer updates
     distiller = None
     if cfg.teacher is not None:
@@ -573,11 +592,11 @@ def train(
     unknown = sorted(set(cfg.focus_classes) - set(synth.CLASSES))
     if unknown:
         raise ValueError(f"--focus-classes: unknown {unknown}; SynthMotion has {list(synth.CLASSES)}")
-    if cfg.focus_classes and not cfg.buffer_clips:
+    if cfg.focus_classes and not cfg.buffer_clips and not cfg.frame_cache:
         raise ValueError("--focus-classes oversamples the replay buffer: give --buffer-clips")
     focus_ids = [synth.CLASSES.index(c) for c in cfg.focus_classes]
     buffer: Batch | None = None
-    if cfg.buffer_clips:
+    if cfg.buffer_clips and not cfg.frame_cache:
         buffer = fresh(0, cfg.buffer_clips, 0, total)
 
     def batch(step: int, total: int | None) -> Batch:
@@ -617,64 +636,67 @@ def train(
     losses: list[float] = []
     accs: list[float] = []
     step = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
-        pending = pool.submit(next_batch, 0, total)
-        while total is None or step < total:
-            if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
-                log(f"stopping at step {step} of {total}: --max-minutes {cfg.max_minutes:g} reached")
-                break
-            (clips, labels, masks), new = pending.result()
-            if new is not None:  # the oldest slots get the new clips (the next batch is drawn after this)
-                assert buffer is not None
-                slots = (np.arange(len(new[1])) + step * cfg.fresh_per_step) % cfg.buffer_clips
-                for kept, added in zip(buffer, new):
-                    if kept is not None:
-                        kept[slots] = added
-            if step == 1:
-                t_probe = clock()
-            if total is None and step == 1 + probe_steps:
-                per_step = (clock() - t_probe) / probe_steps
-                total = max(step + 1, step + int((budget_s - (clock() - start_clock)) / per_step))
-                log(f"{per_step:.2f} {kind} s/step -> {total} steps for {budget_s / 60:g} {kind} min")
-            pending = pool.submit(next_batch, step + 1, total)
-            lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
-            x, y = to_input(clips, spec), torch.from_numpy(labels)
-            loss, acc = train_step(
-                model,
-                optimizer,
-                x,
-                y,
-                lr=lr,
-                label_smoothing=cfg.label_smoothing,
-                grad_clip=cfg.grad_clip,
-                distiller=distiller,
-                moments=moments,
-                masks=masks,
-                step_classes=step_classes,
-            )
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {step}")
-            losses.append(loss)
-            accs.append(acc)
-            step += 1
-            if step % cfg.log_every == 0 or step == total:
-                k = cfg.log_every
-                log(
-                    f"step {step}/{total} loss {np.mean(losses[-k:]):.3f} acc {np.mean(accs[-k:]):.3f} "
-                    f"lr {lr:.2e} easy {easy_fraction(step - 1, total or 10**9, cfg):.2f} "
-                    f"{(time.perf_counter() - t0) / 60:.1f} min ({(time.process_time() - c0) / 60:.1f} CPU min)"
-                    + (
-                        ""
-                        if distiller is None
-                        else " hint {:.3f} kd {:.3f}".format(*np.mean(distiller.history[-k:], 0))
-                    )
-                    + ("" if moments is None else f" mask {np.mean(moments.history[-k:]):.3f}")
-                    + ("" if step_classes is None else f" steps {np.mean(step_classes.history[-k:]):.3f}")
+    if cfg.frame_cache:
+        step = frame_cache.fit_on_frame_cache(model, optimizer, cfg, spec, losses=losses, accs=accs, log=log)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # generates the next batch while this one trains
+            pending = pool.submit(next_batch, 0, total)
+            while total is None or step < total:
+                if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+                    log(f"stopping at step {step} of {total}: --max-minutes {cfg.max_minutes:g} reached")
+                    break
+                (clips, labels, masks), new = pending.result()
+                if new is not None:  # the oldest slots get the new clips (the next batch is drawn after this)
+                    assert buffer is not None
+                    slots = (np.arange(len(new[1])) + step * cfg.fresh_per_step) % cfg.buffer_clips
+                    for kept, added in zip(buffer, new):
+                        if kept is not None:
+                            kept[slots] = added
+                if step == 1:
+                    t_probe = clock()
+                if total is None and step == 1 + probe_steps:
+                    per_step = (clock() - t_probe) / probe_steps
+                    total = max(step + 1, step + int((budget_s - (clock() - start_clock)) / per_step))
+                    log(f"{per_step:.2f} {kind} s/step -> {total} steps for {budget_s / 60:g} {kind} min")
+                pending = pool.submit(next_batch, step + 1, total)
+                lr = lr_at(step, total or 10**9, cfg)  # the probe ends inside the fixed warm-up
+                x, y = to_input(clips, spec), torch.from_numpy(labels)
+                loss, acc = train_step(
+                    model,
+                    optimizer,
+                    x,
+                    y,
+                    lr=lr,
+                    label_smoothing=cfg.label_smoothing,
+                    grad_clip=cfg.grad_clip,
+                    distiller=distiller,
+                    moments=moments,
+                    masks=masks,
+                    step_classes=step_classes,
                 )
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
-                held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
-                log(f"step {step}: top-1 {held_out:.3f} on {cfg.eval_every_clips} held-out clips")
-        pending.cancel()
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss} at step {step}")
+                losses.append(loss)
+                accs.append(acc)
+                step += 1
+                if step % cfg.log_every == 0 or step == total:
+                    k = cfg.log_every
+                    log(
+                        f"step {step}/{total} loss {np.mean(losses[-k:]):.3f} acc {np.mean(accs[-k:]):.3f} "
+                        f"lr {lr:.2e} easy {easy_fraction(step - 1, total or 10**9, cfg):.2f} "
+                        f"{(time.perf_counter() - t0) / 60:.1f} min ({(time.process_time() - c0) / 60:.1f} CPU min)"
+                        + (
+                            ""
+                            if distiller is None
+                            else " hint {:.3f} kd {:.3f}".format(*np.mean(distiller.history[-k:], 0))
+                        )
+                        + ("" if moments is None else f" mask {np.mean(moments.history[-k:]):.3f}")
+                        + ("" if step_classes is None else f" steps {np.mean(step_classes.history[-k:]):.3f}")
+                    )
+                if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
+                    held_out = evaluate(model, spec, n=cfg.eval_every_clips, seed=cfg.resolved_eval_seed + 1)
+                    log(f"step {step}: top-1 {held_out:.3f} on {cfg.eval_every_clips} held-out clips")
+            pending.cancel()
     minutes = (time.perf_counter() - t0) / 60
     cpu_minutes = (time.process_time() - c0) / 60
     eval_seed = cfg.resolved_eval_seed
@@ -758,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--trainable", default="", help="comma-separated module names to train (the rest frozen); default all"
     )
+    p.add_argument(
+        "--frame-cache",
+        type=int,
+        default=0,
+        help="ViViT model 2: train its temporal half on N clips' cached tokens",
+    )
     p.add_argument("--eval-every", type=int, default=0, help="log held-out top-1 every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="directory for <arch>.synth.safetensors (omit to not save)")
@@ -798,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         step_class_weight=args.step_class_weight,
         step_class_stage=args.step_class_stage,
         trainable=tuple(m for m in args.trainable.split(",") if m),
+        frame_cache=args.frame_cache,
     )
     train(cfg, out=args.out, log=lambda s: print(s, flush=True))
     return 0
