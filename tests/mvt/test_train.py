@@ -174,6 +174,7 @@ def test_real_family_trains_and_loads_through_the_zoo(tmp_path):
 
 
 def test_synth_weights_register_in_the_zoo(tmp_path, monkeypatch):
+    zoo.list_models()  # register everything first: registering into the patched copy would leave the real one empty
     monkeypatch.setattr(zoo, "_SPECS", dict(zoo._SPECS))
     arch = "hvt_t"
     model = zoo.get_arch(arch).builder(num_classes=len(synth.CLASSES))
