@@ -7,7 +7,7 @@ same input gives byte-identical output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -203,9 +203,23 @@ def strip(
         draw = ImageDraw.Draw(img)
         font = ImageFont.load_default()
         for i, text in enumerate(labels):
-            draw.text((4, i * (h + gap) + h // 2 - 6), str(text)[:16], fill=(0, 0, 0), font=font)
+            lines = _wrap(str(text), lambda s: draw.textlength(s, font=font), margin - 8)
+            top = i * (h + gap) + h // 2 - 6 * len(lines)
+            for k, line in enumerate(lines):
+                draw.text((4, top + 12 * k), line, fill=(0, 0, 0), font=font)
         out = np.asarray(img, dtype=np.uint8).copy()
     return out
+
+
+def _wrap(text: str, width_of: Callable[[str], float], width: float) -> list[str]:
+    """Greedy word wrap of ``text`` into lines of at most ``width`` (a word longer than that gets its own line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and width_of(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def export_overlay(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:

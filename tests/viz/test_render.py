@@ -111,6 +111,20 @@ def test_strip_layout_and_labels():
     )
 
 
+def test_strip_wraps_long_labels_instead_of_cutting_them():
+    rows = [np.zeros((2, 96, 96, 3), np.uint8) + 255]
+    short = viz.strip(rows, labels=["Attention"], max_frames=1)
+    long = viz.strip(rows, labels=["Attention rollout through pooling"], max_frames=1)
+
+    def inked_rows(img: np.ndarray) -> np.ndarray:
+        return np.flatnonzero((img[:, :96] < 128).any(axis=(1, 2)))
+
+    one, wrapped = inked_rows(short), inked_rows(long)
+    assert np.ptp(one) < 12 < np.ptp(wrapped)  # one line vs more than one line of the default font
+    assert (long[:, :96] < 128).sum() > 2.5 * (short[:, :96] < 128).sum()  # every word is drawn
+    assert wrapped.min() < one.min() and wrapped.max() > one.max()  # centred on the row
+
+
 def test_export_overlay_writes_a_video(tmp_path):
     frames, vol = _clip()
     over = viz.overlay(np.repeat(np.repeat(frames, 2, 1), 2, 2), vol)
