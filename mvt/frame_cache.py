@@ -88,8 +88,7 @@ def build_cache(
         clips, ys = batch.clips, batch.labels
         if cfg.augment:
             ops = np.random.default_rng([cfg.seed, 6, start]).integers(synth.NUM_SYMMETRIES, size=len(ys))
-            clips = np.stack([synth.apply_symmetry(c, int(op)) for c, op in zip(clips, ops)])
-            ys = np.array([synth.symmetry_label(int(k), int(op)) for k, op in zip(ys, ops)])
+            clips, ys, _ = synth.apply_symmetries(clips, ys, ops)
         tokens.append(model.frame_tokens(to_input(clips, spec)))  # (chunk, T', D)
         targets.append(torch.from_numpy(ys))
         if (start // chunk + 1) % 25 == 0:

@@ -362,6 +362,18 @@ def apply_symmetry(video: np.ndarray, op: int) -> np.ndarray:
     return video
 
 
+def apply_symmetries(
+    clips: np.ndarray, labels: np.ndarray, ops: np.ndarray, masks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Symmetry ``ops[i]`` on clip ``i`` of ``clips`` ``(N, T, H, W, 3)`` (and on its mask, if ``masks`` is
+    given), each label mapped with :func:`symmetry_label`; returns ``(clips, labels, masks)`` as new arrays."""
+    clips = np.stack([apply_symmetry(c, int(op)) for c, op in zip(clips, ops)])
+    labels = np.array([symmetry_label(int(k), int(op)) for k, op in zip(labels, ops)])
+    if masks is not None:
+        masks = np.stack([apply_symmetry(m, int(op)) for m, op in zip(masks, ops)])
+    return clips, labels, masks
+
+
 EXAMPLE_CLASSES = ("move_left", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink")
 EXAMPLE_SEED = 2026
 

@@ -616,10 +616,7 @@ def train(
             masks = None if buffer[2] is None else buffer[2][pick]
         if cfg.augment:
             ops = rng.integers(synth.NUM_SYMMETRIES, size=len(labels))
-            clips = np.stack([synth.apply_symmetry(c, int(op)) for c, op in zip(clips, ops)])
-            labels = np.array([synth.symmetry_label(int(k), int(op)) for k, op in zip(labels, ops)])
-            if masks is not None:
-                masks = np.stack([synth.apply_symmetry(m, int(op)) for m, op in zip(masks, ops)])
+            clips, labels, masks = synth.apply_symmetries(clips, labels, ops, masks)
         return clips, labels, masks
 
     def refill(step: int, total: int | None) -> Batch | None:

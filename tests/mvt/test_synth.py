@@ -207,3 +207,14 @@ def _orientation(mask: np.ndarray) -> float:
 def test_symmetry_rejects_unknown_ops():
     with pytest.raises(ValueError):
         synth.apply_symmetry(np.zeros((2, 4, 4)), 16)
+
+
+def test_apply_symmetries_maps_each_clip_mask_and_label_by_its_own_op():
+    batch = synth.generate(3, 11, frames=4, size=32)
+    ops = np.array([0, 9, 6])
+    clips, labels, masks = synth.apply_symmetries(batch.clips, batch.labels, ops, batch.masks)
+    for i, op in enumerate(ops):
+        np.testing.assert_array_equal(clips[i], synth.apply_symmetry(batch.clips[i], int(op)))
+        np.testing.assert_array_equal(masks[i], synth.apply_symmetry(batch.masks[i], int(op)))
+        assert labels[i] == synth.symmetry_label(int(batch.labels[i]), int(op))
+    assert synth.apply_symmetries(batch.clips, batch.labels, ops)[2] is None
