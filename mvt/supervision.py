@@ -70,23 +70,34 @@ def mask_moments(masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid[..., None], out, 0.0).astype(np.float32), valid
 
 
-class MaskMoments(nn.Module):
-    """Regress :func:`mask_moments` from a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over space,
-    layer-normalised (no affine), then one linear map shared by the time steps. Only :attr:`proj` has
-    parameters; give them to the optimizer (they are not part of the model and are not saved)."""
+class PerTimeHead(nn.Module):
+    """A linear read-out of each time step of a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over
+    space, layer-normalised (no affine, so the residual stream's scale is removed), then one linear map shared
+    by the time steps. Only :attr:`proj` has parameters; give them to the optimizer (they are not part of the
+    model and are not saved). Subclasses define ``loss`` and record each weighted value in :attr:`history`."""
 
-    def __init__(self, channels: int, *, stage: int = -1, weight: float = 1.0) -> None:
+    def __init__(self, channels: int, outputs: int, *, stage: int, weight: float) -> None:
         super().__init__()
-        self.proj = nn.Linear(channels, NUM_MOMENTS)
+        self.proj = nn.Linear(channels, outputs)
         self.stage, self.weight = stage, weight
         self.history: list[float] = []
-        """The weighted loss of every :meth:`loss` call, for the training log."""
+        """The weighted loss of every ``loss`` call, for the training log."""
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         tokens = grid.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C)
-        return self.proj(
-            F.layer_norm(tokens, tokens.shape[-1:])
-        )  # residual-stream scale removed -> (B, T, 4)
+        return self.proj(F.layer_norm(tokens, tokens.shape[-1:]))  # (B, T, outputs)
+
+    def _record(self, loss: torch.Tensor) -> torch.Tensor:
+        out = self.weight * loss
+        self.history.append(float(out.detach()))
+        return out
+
+
+class MaskMoments(PerTimeHead):
+    """Regress :func:`mask_moments` from each time step of a stage tap (see :class:`PerTimeHead`)."""
+
+    def __init__(self, channels: int, *, stage: int = -1, weight: float = 1.0) -> None:
+        super().__init__(channels, NUM_MOMENTS, stage=stage, weight=weight)
 
     def loss(self, grid: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
         """Weighted mean squared error over the valid time bins of ``masks`` ``(B, T_frames, H, W)``."""
@@ -94,35 +105,22 @@ class MaskMoments(nn.Module):
         pred = self(grid)
         keep = torch.from_numpy(valid)
         err = F.mse_loss(pred[keep], torch.from_numpy(target)[keep]) if keep.any() else pred.sum() * 0
-        out = self.weight * err
-        self.history.append(float(out.detach()))
-        return out
+        return self._record(err)
 
 
-class StepClasses(nn.Module):
-    """Classify the clip from each time step of a stage tap's grid ``(B, C, T, H, W)``: tokens averaged over
-    space, layer-normalised (no affine), one linear map shared by the time steps, cross-entropy against the
-    clip's label at every step. Only :attr:`proj` has parameters; give them to the optimizer (they are not
-    part of the model and are not saved)."""
+class StepClasses(PerTimeHead):
+    """Classify the clip from each time step of a stage tap (see :class:`PerTimeHead`): cross-entropy against
+    the clip's label at every step."""
 
     def __init__(
         self, channels: int, num_classes: int, *, stage: int = 0, weight: float = 1.0, smoothing: float = 0.1
     ) -> None:
-        super().__init__()
-        self.proj = nn.Linear(channels, num_classes)
-        self.stage, self.weight, self.smoothing = stage, weight, smoothing
-        self.history: list[float] = []
-        """The weighted loss of every :meth:`loss` call, for the training log."""
-
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        tokens = grid.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C)
-        return self.proj(F.layer_norm(tokens, tokens.shape[-1:]))  # (B, T, classes)
+        super().__init__(channels, num_classes, stage=stage, weight=weight)
+        self.smoothing = smoothing
 
     def loss(self, grid: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Weighted mean cross-entropy of every time step's logits against its clip's label ``(B,)``."""
         logits = self(grid)  # (B, T, K)
         b, t, k = logits.shape
         target = labels[:, None].expand(b, t).reshape(b * t)
-        out = self.weight * F.cross_entropy(logits.reshape(b * t, k), target, label_smoothing=self.smoothing)
-        self.history.append(float(out.detach()))
-        return out
+        return self._record(F.cross_entropy(logits.reshape(b * t, k), target, label_smoothing=self.smoothing))
