@@ -545,7 +545,7 @@ class ViViT(nn.Module):
     def _forward(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         self._check_input(x)
         cfg = self.cfg
-        tok = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, T*H*W, D)
+        tok = self._embed(x)  # (B, T*H*W, D)
         if cfg.variant == 1:
             z = self._run(
                 self.encoder, tok, ctx, _Pass(0, cfg.grid, _Layout("joint", (1, 1, 1), cfg.grid, 1), True)
@@ -560,21 +560,24 @@ class ViViT(nn.Module):
         """Model 2's per-frame tokens ``(B, T', D)``: the spatial encoder's CLS output for each time index of
         ``x`` ``(B, 3, T, H, W)``, i.e. the temporal encoder's input. ``forward(x)`` is
         ``classify_frames(frame_tokens(x))``."""
-        if self.cfg.variant != 2:
-            raise ValueError(
-                f"only model 2 (factorised encoder) has per-frame tokens, not model {self.cfg.variant}"
-            )
+        self._require_frame_tokens()
         self._check_input(x)
         ctx = _Ctx(batch=x.shape[0], grid=self.cfg.grid)
-        return self._frame_tokens(self.patch_embed(x).flatten(2).transpose(1, 2), ctx)
+        return self._frame_tokens(self._embed(x), ctx)
 
     def classify_frames(self, z: torch.Tensor) -> torch.Tensor:
         """Model 2's logits ``(B, num_classes)`` from per-frame tokens ``(B, T', D)`` (see :meth:`frame_tokens`)."""
+        self._require_frame_tokens()
+        return self._classify_frames(z, _Ctx(batch=z.shape[0], grid=self.cfg.grid))
+
+    def _require_frame_tokens(self) -> None:
         if self.cfg.variant != 2:
             raise ValueError(
                 f"only model 2 (factorised encoder) has per-frame tokens, not model {self.cfg.variant}"
             )
-        return self._classify_frames(z, _Ctx(batch=z.shape[0], grid=self.cfg.grid))
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, 3, T, H, W) -> (B, T'*H'*W', D)
 
     def _frame_tokens(self, tok: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         """Spatial encoder over tubelet tokens ``(B, T*H*W, D)`` -> per-frame CLS outputs ``(B, T, D)``."""
