@@ -1,32 +1,32 @@
 """viz: turn ``mvt.ModelOutput`` records into pictures that are right.
 
-Pure functions: arrays / tensors / records in, numpy arrays or plotly figures out. Only
-:func:`attribute` (captum, in ``viz.attribution``) and ``viz.pipeline`` touch model objects; nothing here
-imports gradio or matplotlib, and colours come from fixed lookup tables.
+Pure functions: arrays / tensors / records in, numpy arrays or plotly figures out. No model objects, no
+files, no locks; nothing here imports gradio or matplotlib, and colours come from fixed lookup tables.
+From ``mvt`` it reads only the records of ``mvt.outputs`` (running models is ``lens``'s job).
 
 Public API::
 
     viz.attention_volume(amap, head="mean")      # (T, H, W) on the map's key grid
     viz.map_volume(output, amap)                 # (volume, footprint) ready for to_frames (HVT spans too)
+    viz.stage_volume(output, stage)              # the same for the map that stands for a stage
     viz.rollout(output, mode="attention")        # (T, H, W) on the first token grid, through pooling
     viz.to_frames(volume, (T, H, W), footprint)  # float32 (T, H, W) at the clip's resolution
     viz.overlay(frames, volume)                  # uint8 (T, H, W, 3)
-    viz.attribute(model, x, "integrated_gradients", target)  # captum, (T, H, W)
     viz.attention_stats(output); viz.stats_figure({name: stats}); viz.token_grid_figure(output)
+    viz.deletion_insertion(score, x, volume)     # faithfulness curves; score: batch of clips -> (B,)
 """
 
-from .attribution import ATTRIBUTION_METHODS, attribute
+from . import faithfulness
 from .faithfulness import (
     Curves,
     center_bias,
-    curves_figure,
     deletion_insertion,
     mask_iou,
     oracle,
     pointing_game,
     random_explanation,
 )
-from .figures import stage_heatmaps_figure, stats_figure, token_grid_figure
+from .figures import curves_figure, stage_heatmaps_figure, stats_figure, token_grid_figure
 from .geometry import pool_matrix, trace
 from .maps import (
     attention_footprint,
@@ -34,27 +34,27 @@ from .maps import (
     attention_volumes_by_view,
     map_volume,
     stage_map,
+    stage_volume,
     stage_volumes,
+    stages,
 )
-from .render import COLORMAPS, colorize, colormap, export_overlay, normalize, overlay, strip, to_frames
+from .render import COLORMAPS, colorize, colormap, normalize, overlay, strip, to_frames
 from .rollout import rollout, rollout_volume
 from .stats import attention_stats
 
 __all__ = [
-    "ATTRIBUTION_METHODS",
     "COLORMAPS",
     "Curves",
     "attention_footprint",
     "attention_stats",
     "attention_volume",
     "attention_volumes_by_view",
-    "attribute",
     "center_bias",
     "colorize",
     "colormap",
     "curves_figure",
     "deletion_insertion",
-    "export_overlay",
+    "faithfulness",
     "map_volume",
     "mask_iou",
     "normalize",
@@ -67,7 +67,9 @@ __all__ = [
     "rollout_volume",
     "stage_heatmaps_figure",
     "stage_map",
+    "stage_volume",
     "stage_volumes",
+    "stages",
     "stats_figure",
     "strip",
     "to_frames",

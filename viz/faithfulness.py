@@ -14,7 +14,9 @@ Deletion and insertion (Petsiuk et al., "RISE", BMVC 2018), written for video an
   from the substrate and puts those cells of the clip back. The substrate is ``"blur"`` (the clip blurred
   by a separable Gaussian over T, H and W, normalised at the borders) or ``"mean"`` (each channel's mean
   over the clip), computed on the normalised input the model sees.
-* At each checkpoint we record the softmax probability of ``target``. The x axis is the fraction of the
+* At each checkpoint we record the *score* of the perturbed clip: a callable maps a batch of clips to one
+  number each (``lens.faithfulness.class_probability``: the softmax probability of the explained class;
+  this module never sees a model). The x axis is the fraction of the
   clip's voxels perturbed (0 … 1), the AUC the trapezoid rule over it. Lower deletion AUC and higher
   insertion AUC mean a more faithful explanation. Deletion's last point is the substrate and insertion's
   first point is the substrate (and vice versa for the clip), so both curves cost ``2 * steps`` forwards,
@@ -30,29 +32,28 @@ Localisation against a ground-truth mask (SynthMotion's actor masks):
   the mask has).
 
 Baselines: :func:`random_explanation` (uniform noise, seeded), :func:`center_bias` (a centred Gaussian
-volume) and :func:`oracle` (the mask itself).
+volume) and :func:`oracle` (the mask itself); ``lens.methods`` registers them as explanation methods.
 
-:func:`score_clip` scores several explanations of one clip, :func:`score_result` does it for a
-``viz.pipeline.ModelResult``, :func:`aggregate` averages over clips; :func:`curves_figure` plots curves.
+:func:`score_clip` scores several explanations of one clip, :func:`aggregate` averages over clips;
+``viz.curves_figure`` plots curves (``lens.faithfulness`` runs these with a model).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from mvt.outputs import Footprint
 
-if TYPE_CHECKING:
-    from .pipeline import ModelResult
-
 Grid3 = tuple[int, int, int]
+
+Score = Callable[[torch.Tensor], torch.Tensor]
+"""A batch of clips ``(B, 3, T, H, W)`` → one score each ``(B,)`` (e.g. the probability of the explained
+class)."""
 
 DEFAULT_CELL: Grid3 = (2, 16, 16)
 """Default perturbation cell (frames, pixels, pixels): ViViT tubelets, HVT patches, MViT's stage-3 tokens."""
@@ -65,8 +66,9 @@ class Curves:
     """Deletion and insertion curves of one explanation for one clip.
 
     ``fractions`` (float64, ``steps + 1``) is the fraction of the clip's voxels perturbed at each
-    checkpoint, from 0 to 1; ``deletion`` and ``insertion`` the target-class softmax probability there.
-    AUCs are trapezoids over ``fractions`` (lower deletion / higher insertion = more faithful).
+    checkpoint, from 0 to 1; ``deletion`` and ``insertion`` the score there. AUCs are trapezoids over
+    ``fractions`` (lower deletion / higher insertion = more faithful). ``target`` records which class the
+    score was the probability of (set by the caller that chose it; -1 if unknown).
     """
 
     fractions: np.ndarray
@@ -205,7 +207,7 @@ def _as_volume(explanation: np.ndarray | torch.Tensor, shape: Grid3) -> np.ndarr
     if tuple(vol.shape) != tuple(shape):
         raise ValueError(
             f"explanation has shape {tuple(vol.shape)} but the input clip is {tuple(shape)} (T, H, W); "
-            "upsample token-grid volumes to the frames first (viz.to_frames or viz.pipeline.frame_volume)"
+            "upsample token-grid volumes to the frames first (viz.to_frames)"
         )
     return vol
 
@@ -216,11 +218,10 @@ def _checkpoints(n_cells: int, steps: int) -> np.ndarray:
 
 
 def deletion_insertion(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    score: Score,
     x: torch.Tensor,
     explanation: np.ndarray | torch.Tensor,
     *,
-    target: int | None = None,
     cells: Grid3 | Footprint | None = None,
     steps: int = 16,
     substrate: str = "blur",
@@ -230,12 +231,10 @@ def deletion_insertion(
 ) -> Curves:
     """Deletion and insertion curves of ``explanation`` for clip ``x``.
 
-    ``forward`` maps ``(B, 3, T, H, W)`` to logits ``(B, classes)`` (a model is fine; an ``nn.Module`` is
-    put in eval mode for the call and restored). ``x`` is the normalised clip ``(1, 3, T, H, W)``;
-    ``explanation`` a ``(T, H, W)`` volume at the same resolution. ``target`` defaults to the class
-    ``forward(x)`` predicts. ``cells``: cell size, a token :class:`Footprint` (its stride) or ``None``
-    for :data:`DEFAULT_CELL`. See the module docstring for the procedure. ``progress(fraction)`` is called
-    after every batch.
+    ``score`` maps ``(B, 3, T, H, W)`` to ``(B,)`` (see :data:`Score`). ``x`` is the normalised clip
+    ``(1, 3, T, H, W)``; ``explanation`` a ``(T, H, W)`` volume at the same resolution. ``cells``: cell
+    size, a token :class:`Footprint` (its stride) or ``None`` for :data:`DEFAULT_CELL`. See the module
+    docstring for the procedure. ``progress(fraction)`` is called after every batch.
     """
     if x.ndim != 5 or x.shape[0] != 1:
         raise ValueError(f"deletion_insertion expects one clip (1, C, T, H, W), got {tuple(x.shape)}")
@@ -260,35 +259,24 @@ def deletion_insertion(
 
     x = x.detach()
     base = substrate_like(x, substrate, blur_sigma).to(x.dtype)
-    module = forward if isinstance(forward, nn.Module) else None
-    was_training = bool(module is not None and module.training)
-    if module is not None:
-        module.eval()
     # Jobs: deletion at every checkpoint (k = 0 is the clip, k = last is the substrate), insertion
     # at the inner checkpoints; insertion's ends are deletion's ends swapped.
     jobs = [("del", int(k)) for k in ks] + [("ins", int(k)) for k in ks[1:-1]]
-    probs: dict[tuple[str, int], float] = {}
-    try:
-        with torch.no_grad():
-            if target is None:
-                target = int(forward(x)[0].argmax())
-            for start in range(0, len(jobs), batch_size):
-                chunk = jobs[start : start + batch_size]
-                batch = []
-                for mode, k in chunk:
-                    m = (voxel_rank < k)[None, None]  # (1, 1, T, H, W): the first k cells
-                    batch.append(torch.where(m, base, x) if mode == "del" else torch.where(m, x, base))
-                logits = forward(torch.cat(batch, 0))  # (b, classes)
-                p = logits.float().softmax(-1)[:, target]
-                for job, v in zip(chunk, p.tolist()):
-                    probs[job] = float(v)
-                if progress is not None:
-                    progress(min(1.0, (start + len(chunk)) / len(jobs)))
-    finally:
-        if module is not None and was_training:
-            module.train()
-    deletion = np.asarray([probs[("del", int(k))] for k in ks], dtype=np.float64)
-    inner = [probs[("ins", int(k))] for k in ks[1:-1]]
+    values: dict[tuple[str, int], float] = {}
+    with torch.no_grad():
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            batch = []
+            for mode, k in chunk:
+                m = (voxel_rank < k)[None, None]  # (1, 1, T, H, W): the first k cells
+                batch.append(torch.where(m, base, x) if mode == "del" else torch.where(m, x, base))
+            out = torch.as_tensor(score(torch.cat(batch, 0))).float().reshape(-1)  # (b,)
+            for job, v in zip(chunk, out.tolist()):
+                values[job] = float(v)
+            if progress is not None:
+                progress(min(1.0, (start + len(chunk)) / len(jobs)))
+    deletion = np.asarray([values[("del", int(k))] for k in ks], dtype=np.float64)
+    inner = [values[("ins", int(k))] for k in ks[1:-1]]
     insertion = np.asarray([deletion[-1], *inner, deletion[0]], dtype=np.float64)
     return Curves(
         fractions=fractions,
@@ -296,7 +284,6 @@ def deletion_insertion(
         insertion=insertion,
         deletion_auc=auc(fractions, deletion),
         insertion_auc=auc(fractions, insertion),
-        target=int(target),
         cell=cell,
         substrate=substrate,
     )
@@ -386,46 +373,33 @@ def oracle(mask: np.ndarray) -> np.ndarray:
     return np.asarray(mask).astype(np.float32)
 
 
-def baselines(shape: Sequence[int], mask: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{"random", "center", ("oracle" if a mask is given)}`` explanations for a clip of ``shape``."""
-    out = {"random": random_explanation(shape, seed), "center": center_bias(shape)}
-    if mask is not None:
-        out["oracle"] = oracle(mask)
-    return out
-
-
-# -- for a pipeline result -----------------------------------------------------------------------------------
+# -- several explanations of one clip ------------------------------------------------------------------------
 
 
 def score_clip(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    score: Score,
     x: torch.Tensor,
-    explanations: Mapping[str, np.ndarray | torch.Tensor],
+    explanations: Mapping[Hashable, np.ndarray | torch.Tensor],
     *,
-    target: int | None = None,
     mask: np.ndarray | None = None,
     cells: Grid3 | Footprint | None = None,
     steps: int = 16,
     substrate: str = "blur",
     batch_size: int = 8,
     progress: Callable[[float, str], None] | None = None,
-) -> dict[str, dict]:
-    """Score several explanations of one clip ``x`` (1, 3, T, H, W) with one ``target``.
+) -> dict:
+    """Score several explanations of one clip ``x`` (1, 3, T, H, W) with one ``score``.
 
-    ``explanations`` maps a method name to a (T, H, W) volume at the clip's resolution (add
-    :func:`baselines` for ``random`` / ``center`` / ``oracle``). Returns, per method,
-    ``{"curves": Curves, "pointing_game": float, "mask_iou": float}``; the last two are NaN without
-    ``mask`` (bool (T, H, W), aligned with the clip the model sees). ``target`` defaults to the prediction.
+    ``explanations`` maps a name to a (T, H, W) volume at the clip's resolution (add the baselines: :func:`random_explanation`,
+    :func:`center_bias`, :func:`oracle`). Returns, per name, ``{"curves": Curves, "pointing_game": float,
+    "mask_iou": float}``; the last two are NaN without ``mask`` (bool (T, H, W), aligned with the clip).
     """
-    if target is None:
-        with torch.no_grad():
-            target = int(forward(x.detach())[0].argmax())
-    out: dict[str, dict] = {}
+    out: dict = {}
     for i, (k, v) in enumerate(explanations.items()):
         if progress is not None:
             progress(i / max(1, len(explanations)), f"deletion/insertion: {k}")
         curves = deletion_insertion(
-            forward, x, v, target=target, cells=cells, steps=steps, substrate=substrate, batch_size=batch_size
+            score, x, v, cells=cells, steps=steps, substrate=substrate, batch_size=batch_size
         )
         out[k] = {
             "curves": curves,
@@ -435,55 +409,6 @@ def score_clip(
     if progress is not None:
         progress(1.0, "faithfulness done")
     return out
-
-
-def score_result(
-    model: nn.Module,
-    result: ModelResult,
-    keys: Sequence[str] | None = None,
-    *,
-    extra: Mapping[str, np.ndarray] | None = None,
-    mask: np.ndarray | None = None,
-    target: int | None = None,
-    cells: Grid3 | Footprint | None = None,
-    steps: int = 16,
-    substrate: str = "blur",
-    batch_size: int = 8,
-    progress: Callable[[float, str], None] | None = None,
-) -> dict[str, dict]:
-    """:func:`score_clip` for the volumes of a :class:`viz.pipeline.ModelResult` (from ``run_model``).
-
-    ``keys`` default to every volume of the result; each is upsampled to the frames with its footprint
-    (``viz.pipeline.frame_volume``). ``extra`` adds (T, S, S) explanations at frame resolution (e.g.
-    :func:`baselines`). The clip is ``mvt.preprocess(result.frames, model.spec)`` on the model's device;
-    ``target`` defaults to the class the result predicted.
-    """
-    import mvt
-
-    from .pipeline import frame_volume
-
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = mvt.preprocess(result.frames, model.spec, device=device)
-    vols: dict[str, np.ndarray] = {}
-    for k in keys if keys is not None else result.volume_keys():
-        vols[k] = frame_volume(result, k)
-    for k, v in (extra or {}).items():
-        vols[k] = np.asarray(v, dtype=np.float32)
-    if target is None:
-        target = int(result.output.logits[0].argmax())
-    return score_clip(
-        model,
-        x,
-        vols,
-        target=target,
-        mask=mask,
-        cells=cells,
-        steps=steps,
-        substrate=substrate,
-        batch_size=batch_size,
-        progress=progress,
-    )
 
 
 METRICS = ("deletion_auc", "insertion_auc", "pointing_game", "mask_iou")
@@ -516,56 +441,3 @@ def aggregate(scores: Sequence[Mapping[str, Mapping]]) -> dict[str, dict[str, fl
             if arr.size:
                 out[metric][method] = float(arr.mean())
     return out
-
-
-# -- figure ----------------------------------------------------------------------------------------------------
-
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
-_BASELINE_STYLE = {"random": "#7f7f7f", "center": "#bcbd22", "oracle": "#000000"}
-
-
-def curves_figure(curves: Mapping[str, Curves], title: str | None = None):
-    """plotly Figure: deletion (left) and insertion (right) curves of several methods, AUC in the legend.
-
-    Baselines named ``random``, ``center`` or ``oracle`` are drawn dashed in fixed grey/olive/black.
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("deletion (lower AUC = more faithful)", "insertion (higher AUC = more faithful)"),
-        horizontal_spacing=0.08,
-    )
-    for i, (name, c) in enumerate(curves.items()):
-        base = name in _BASELINE_STYLE
-        color = _BASELINE_STYLE.get(name, _PALETTE[i % len(_PALETTE)])
-        line = dict(color=color, dash="dash" if base else "solid", width=1.5 if base else 2.0)
-        x = np.asarray(c.fractions, dtype=np.float32)
-        for col, (ys, a, what) in enumerate(
-            ((c.deletion, c.deletion_auc, "deletion"), (c.insertion, c.insertion_auc, "insertion")), start=1
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=np.asarray(ys, dtype=np.float32),
-                    mode="lines+markers",
-                    marker=dict(size=4),
-                    line=line,
-                    name=f"{name} {what[:3]}. AUC {a:.3f}",
-                    legendgroup=name,
-                    hovertemplate=f"{name}<br>{what} %{{x:.2f}} → p %{{y:.3f}}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-    fig.update_xaxes(title_text="fraction of the clip perturbed", range=[0, 1])
-    fig.update_yaxes(title_text="p(target)", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_layout(
-        margin=dict(l=10, r=10, t=90, b=10),
-        title=dict(text=title or "Deletion / insertion", y=0.97),
-        height=420,
-    )
-    return fig

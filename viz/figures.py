@@ -1,4 +1,5 @@
-"""plotly figures: the multiscale token grid, per-stage attention heatmaps, attention statistics.
+"""plotly figures: the multiscale token grid, per-stage attention heatmaps, attention statistics, and
+deletion / insertion curves.
 
 plotly is imported inside each function (``import viz`` stays light). Arrays passed to plotly are numpy
 float32, never lists.
@@ -12,6 +13,7 @@ import numpy as np
 
 from mvt.outputs import ModelOutput
 
+from .faithfulness import Curves
 from .geometry import TokenGeom, trace
 from .maps import map_volume, stage_map
 from .render import to_frames
@@ -229,4 +231,54 @@ def stats_figure(stats: Mapping[str, Sequence[dict]]):
             )
     fig.update_xaxes(title_text="attention call (depth)")
     fig.update_layout(margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+_BASELINE_STYLE = {"random": "#7f7f7f", "center": "#bcbd22", "oracle": "#000000"}
+
+
+def curves_figure(curves: Mapping[str, Curves], title: str | None = None):
+    """plotly Figure: deletion (left) and insertion (right) curves of several methods, AUC in the legend.
+
+    Baselines named ``random``, ``center`` or ``oracle`` are drawn dashed in fixed grey/olive/black.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("deletion (lower AUC = more faithful)", "insertion (higher AUC = more faithful)"),
+        horizontal_spacing=0.08,
+    )
+    for i, (name, c) in enumerate(curves.items()):
+        base = name in _BASELINE_STYLE
+        color = _BASELINE_STYLE.get(name, _PALETTE[i % len(_PALETTE)])
+        line = dict(color=color, dash="dash" if base else "solid", width=1.5 if base else 2.0)
+        x = np.asarray(c.fractions, dtype=np.float32)
+        for col, (ys, a, what) in enumerate(
+            ((c.deletion, c.deletion_auc, "deletion"), (c.insertion, c.insertion_auc, "insertion")), start=1
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=np.asarray(ys, dtype=np.float32),
+                    mode="lines+markers",
+                    marker=dict(size=4),
+                    line=line,
+                    name=f"{name} {what[:3]}. AUC {a:.3f}",
+                    legendgroup=name,
+                    hovertemplate=f"{name}<br>{what} %{{x:.2f}} → p %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="fraction of the clip perturbed", range=[0, 1])
+    fig.update_yaxes(title_text="p(target)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_layout(
+        margin=dict(l=10, r=10, t=90, b=10),
+        title=dict(text=title or "Deletion / insertion", y=0.97),
+        height=420,
+    )
     return fig

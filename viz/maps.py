@@ -127,12 +127,19 @@ def stage_volumes(
     output: ModelOutput, head: str | int = "mean", batch: int = 0
 ) -> list[tuple[int, np.ndarray, Footprint]]:
     """``(stage, volume, footprint)`` for every stage's :func:`stage_map`."""
-    out = []
-    for s in sorted({m.stage for m in output.attentions}):
-        maps = stage_map(output, s)
-        vol, fp = map_volume(output, maps, head=head, batch=batch)
-        out.append((s, vol, fp))
-    return out
+    return [(s, *stage_volume(output, s, head=head, batch=batch)) for s in stages(output)]
+
+
+def stages(output: ModelOutput) -> list[int]:
+    """The stages (0-based) that have attention maps, in order."""
+    return sorted({m.stage for m in output.attentions})
+
+
+def stage_volume(
+    output: ModelOutput, stage: int, head: str | int = "mean", batch: int = 0
+) -> tuple[np.ndarray, Footprint]:
+    """``(volume, footprint)`` of the map that stands for ``stage`` (its :func:`stage_map`)."""
+    return map_volume(output, stage_map(output, stage), head=head, batch=batch)
 
 
 def stage_map(output: ModelOutput, stage: int) -> AttentionMap:

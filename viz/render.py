@@ -1,4 +1,4 @@
-"""Volumes → pixels: footprint-true upsampling, fixed-colormap heat overlays, strips, video export.
+"""Volumes → pixels: footprint-true upsampling, fixed-colormap heat overlays, strips.
 
 Deterministic by construction: colormaps are fixed 256-entry uint8 tables computed here from fixed anchor
 colours (no matplotlib), normalisation and blending are plain float32 numpy with explicit rounding, so the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -220,12 +219,3 @@ def _wrap(text: str, width_of: Callable[[str], float], width: float) -> list[str
         else:
             lines.append(word)
     return lines or [""]
-
-
-def export_overlay(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:
-    """Write uint8 frames ``(T, H, W, 3)`` (e.g. from :func:`overlay`) as mp4/GIF through ``mvt.write_video``."""
-    import mvt
-
-    path = Path(path)
-    mvt.write_video(np.asarray(frames, dtype=np.uint8), path, fps=fps)
-    return path

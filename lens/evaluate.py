@@ -1,26 +1,26 @@
 """Score models on fresh SynthMotion clips: accuracy, and whether their attention points at the actor.
 
-    python -m mvt.evaluate --n 200 --seed 7 [--models hvt_t.synth ...] [--json]
+    python -m mvt evaluate --n 200 --seed 7 [--models hvt_t.synth ...] [--json]
 
 For every model (default: every registered ``*.synth`` model whose weights are here) and every clip of
 ``mvt.synth.generate(n, seed)``: top-1 accuracy, accuracy with the frames shuffled (a model that uses time
 drops towards chance), and the pointing game (``viz.faithfulness.pointing_game``: a hit when a maximum of
-the explanation, upsampled to the clip, lies on the actor's mask) of
+the explanation, upsampled to the clip, lies on the actor's mask) of these methods of the registry
+(:mod:`lens.methods`), computed exactly as the app computes them:
 
-* ``rollout``: attention rollout through the pooling (``viz.rollout_volume``),
-* ``last_stage``: the head-averaged attention of the last stage (``viz.stage_volumes``),
-* ``saliency`` and ``gradcam`` (captum, ``viz.attribute``; Grad-CAM at the last stage's tap) for the true
-  class: the gradient methods that users compare attention with,
-* ``center``: a centred Gaussian (``viz.center_bias``), the baseline any map has to beat,
+* ``rollout``: attention rollout through the pooling (onto view 0 for multiview models),
+* ``last_stage``: the head-averaged attention of the last stage (the ``attention`` method's last stage),
+* ``saliency`` and ``gradcam`` (captum; Grad-CAM at the last stage's tap) for the true class: the
+  gradient methods that users compare attention with,
+* ``center``: a centred Gaussian, the baseline any map has to beat,
 * ``random``: seeded uniform noise.
 
 On the first ``--faithfulness-n`` clips it also scores deletion and insertion AUC
-(``viz.faithfulness.score_clip``, target = the true class) of the same methods plus ``oracle``, the actor's
-mask. The table goes to stdout; ``--json`` prints ``{model: {"accuracy", "shuffled_accuracy",
+(:func:`lens.faithfulness.score_model`, target = the true class) of the same methods plus ``oracle``, the
+actor's mask. The table goes to stdout; ``--json`` prints ``{model: {"accuracy", "shuffled_accuracy",
 "pointing_game": {method: hit rate}, "deletion_auc": {method: auc}, "insertion_auc": {method: auc},
 "seconds_per_clip", "faithfulness_n", "n", "seed"}}`` instead (baselines as ``"random"``, ``"center"``,
-``"oracle"``). ``viz`` is imported inside the functions only (``mvt`` never
-imports ``viz`` at import time).
+``"oracle"``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,33 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import synth
-from .train import evaluate as accuracy_on
-from .train import to_input
-from .zoo import create_model, get_spec, list_models
+import viz
+from mvt import synth
+from mvt.train import evaluate as accuracy_on
+from mvt.train import to_input
+from mvt.zoo import create_model, get_spec, list_models
+from viz.faithfulness import aggregate
+
+from . import methods as M
+from .faithfulness import score_model
+from .records import VolumeKey
+
+EVALUATED = ("rollout", "attention", "saliency", "gradcam", "center", "random")
+"""The registry's methods this evaluation scores (``attention``: only its last stage)."""
+OPTIONS = {"rollout": {"view": 0}}
+"""Rollout onto the first view: for MMViT the full-resolution tower, as the published numbers were made."""
+
+
+def row_name(key: VolumeKey, last_stage: int) -> str | None:
+    """The table's name of a volume (``last_stage`` for the attention of the last stage; ``None``: not a
+    row)."""
+    if M.get(key.method).per_stage:
+        return "last_stage" if key.stage == last_stage else None
+    return key.method
+
 
 METHODS = ("rollout", "last_stage", "saliency", "gradcam", "center", "random")
+"""The rows of the table, in order (what :data:`EVALUATED` gives, named by :func:`row_name`)."""
 
 
 def synth_models() -> list[str]:
@@ -48,22 +69,19 @@ def synth_models() -> list[str]:
 
 
 def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int, label: int):
-    """(prediction, input, {method: (T, H, W) explanation at input resolution}) of one clip; the gradient
+    """(prediction, input, {row: (T, H, W) explanation at input resolution}) of one clip; the gradient
     methods explain ``label`` (the true class)."""
-    import viz
-
     x = to_input(clip[None], model.spec)
     with torch.inference_mode():
         out = model.forward_with_attention(x)
-    vol, fp = viz.rollout_volume(out)
-    explanations = {"rollout": viz.to_frames(vol, shape, fp)}
-    _, vol, fp = viz.stage_volumes(out)[-1]
-    explanations["last_stage"] = viz.to_frames(vol, shape, fp)
-    for method in ("saliency", "gradcam"):
-        explanations[method] = viz.attribute(model, x, method, target=label)
-    explanations["center"] = viz.center_bias(shape)
-    explanations["random"] = viz.random_explanation(shape, seed=seed)
-    return int(out.logits.argmax(-1)[0]), x, explanations
+    volumes, _ = M.compute(model, x, out, EVALUATED, target=label, options=OPTIONS, seed=seed)
+    last = max(viz.stages(out))
+    explanations = {}
+    for key, vol in volumes.items():
+        name = row_name(key, last)
+        if name is not None:
+            explanations[name] = viz.to_frames(vol.values, shape, vol.footprint)
+    return int(out.logits.argmax(-1)[0]), x, {m: explanations[m] for m in METHODS}
 
 
 def score_clips(
@@ -83,9 +101,6 @@ def score_clips(
     as ``"oracle"`` (``{"deletion_auc": {method: auc}, "insertion_auc": {...}}``, empty when
     ``faithfulness_n`` is 0; lower deletion and higher insertion AUC = more faithful); and the seconds spent
     computing explanations (deletion / insertion excluded)."""
-    import viz
-    from viz.faithfulness import aggregate, score_clip
-
     hits: dict[str, list[float]] = {m: [] for m in METHODS}
     preds, per_clip, seconds = [], [], 0.0
     for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
@@ -98,7 +113,7 @@ def score_clips(
         if i < faithfulness_n:
             explanations["oracle"] = mask.astype(np.float32)
             with torch.inference_mode():
-                per_clip.append(score_clip(model, x, explanations, target=int(label), steps=steps))
+                per_clip.append(score_model(model, x, explanations, target=int(label), steps=steps))
     faith = {}
     if per_clip:
         agg = aggregate(per_clip)
@@ -187,7 +202,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mvt.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mvt evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=None, help="model names (default: every *.synth model)")
     p.add_argument("--n", type=int, default=200, help="number of fresh clips")
     p.add_argument("--seed", type=int, default=7, help="SynthMotion stream of the clips")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 
 import mvt
+from lens.evaluate import METHODS, evaluate_models, format_table, score_clips
 from mvt import synth
-from mvt.evaluate import METHODS, evaluate_models, format_table, score_clips
 
 
 def test_score_clips_on_a_real_model():
@@ -24,7 +24,7 @@ def test_score_clips_on_a_real_model():
 
 
 def test_each_clip_is_explained_once(monkeypatch):
-    import mvt.evaluate as ev
+    import lens.evaluate as ev
 
     calls = []
     explain = ev._explanations

@@ -1,11 +1,12 @@
-"""A self-contained ``report.html``: the app's comparison of several models on one clip, readable offline.
+"""A self-contained ``report.html``: the comparison of several models on one clip, readable offline.
 
 One file, no network: plotly.js is inlined once in ``<head>`` (every figure is a ``div`` plus a script that
-calls it), images are PNG ``data:`` URIs, styles are inline. Per model it shows the weights (trained or
-not, stated plainly), the top-5 predictions, a strip of attention overlays (a row per stage, plus rollout),
-the multiscale token grid (:func:`viz.token_grid_figure`), attention entropy/distance
-(:func:`viz.stats_figure`), timings, and, when given, deletion/insertion curves with an AUC table
-(:mod:`viz.faithfulness`).
+calls it), images are PNG ``data:`` URIs, styles are inline. It names the clip (file, SHA-256, duration)
+and, per model, shows the weights (trained or not, stated plainly), the top-5 predictions, a strip of
+attention overlays (a row per stage, plus rollout), the multiscale token grid
+(:func:`viz.token_grid_figure`), attention entropy/distance (:func:`viz.stats_figure`), timings, and, when
+given, deletion/insertion curves with an AUC table (:func:`lens.faithfulness.score_result`). A model that
+failed gets its error message instead.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .faithfulness import Curves, curves_figure
+import viz
+from viz import Curves
 
-if TYPE_CHECKING:
-    from .pipeline import ModelResult
+from . import methods as M
+from .records import Analysis, ModelError, ModelResult, VolumeKey
+from .views import STRIP_KINDS, strip_keys, volume_strip
 
 MethodMetrics = Mapping[str, Any]
-"""Per method: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``, ``"mask_iou"``
-(what :func:`viz.faithfulness.score_clip` / ``score_result`` return)."""
+"""Per volume: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``,
+``"mask_iou"`` (what :func:`lens.faithfulness.score_result` returns)."""
+Metrics = Mapping[str, Mapping[VolumeKey, MethodMetrics]]
+"""Per model name: its scores by volume."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
@@ -103,9 +108,10 @@ class _Figures:
         return f'<div class="fig">{inner}</div>'
 
 
-def _curves_of(metrics: Mapping[str, MethodMetrics]) -> dict[str, tuple[Curves | None, float, float]]:
+def _curves_of(metrics: Mapping[VolumeKey, MethodMetrics]) -> dict[str, tuple[Curves | None, float, float]]:
     out = {}
-    for method, m in metrics.items():
+    for key, m in metrics.items():
+        method = M.volume_label(key)
         if isinstance(m, Curves):
             out[method] = (m, float("nan"), float("nan"))
         else:
@@ -129,11 +135,25 @@ def weights_html(r: ModelResult) -> str:
     return f"<p>Weights: {badge} <span class='note'>({_esc(r.description)})</span></p>"
 
 
-def _model_section(r: ModelResult, figs: _Figures, metrics: Mapping[str, MethodMetrics] | None) -> str:
-    from . import attention_stats, stats_figure, strip, token_grid_figure
-    from .pipeline import METHODS, render_overlay, stage_strip
+def _strip_html(r: ModelResult, keys: list[VolumeKey], title: str, what: str) -> str:
+    img = volume_strip(r, keys)
+    label = ", ".join(M.volume_label(k) for k in keys)
+    return (
+        f"<h3>{_esc(title)}</h3>"
+        f'<img class="strip" alt="{_esc(what)} of {_esc(r.name)}: {_esc(label)}" '
+        f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
+        f"<p class='note'>Rows: {_esc(label)}; columns: evenly spaced frames.</p>"
+    )
 
-    parts = [f'<section id="{_esc(r.name)}"><h2>{_esc(r.name)}</h2>', weights_html(r)]
+
+def _model_section(
+    r: ModelResult | ModelError, figs: _Figures, metrics: Mapping[VolumeKey, MethodMetrics] | None
+) -> str:
+    parts = [f'<section id="{_esc(r.name)}"><h2>{_esc(r.name)}</h2>']
+    if isinstance(r, ModelError):
+        parts.append(f"<p class='badge untrained'>failed</p><p>{_esc(r.message)}</p></section>")
+        return "\n".join(parts)
+    parts.append(weights_html(r))
     if r.notes:
         parts.append("<ul class='note'>" + "".join(f"<li>{_esc(n)}</li>" for n in r.notes) + "</ul>")
     parts.append("<h3>Top-5 predictions</h3>")
@@ -145,42 +165,27 @@ def _model_section(r: ModelResult, figs: _Figures, metrics: Mapping[str, MethodM
         )
     )
     t, s = r.frames.shape[0], r.frames.shape[1]
-    grids = ", ".join("×".join(str(g) for g in st.grid) for st in r.output.stages)
+    times = ", ".join(f"{v:.2f}" for v in r.times)
+    grids = ", ".join("×".join(str(g) for g in st.grid) for st in r.output.stages) if r.output else "–"
     parts.append(
-        f"<p class='note'>Input {t} frames of {s}×{s} px; token grids per stage (T×H×W): {_esc(grids)}.</p>"
+        f"<p class='note'>Input {t} frames of {s}×{s} px at clip times {_esc(times)} s; token grids per "
+        f"stage (T×H×W): {_esc(grids)}.</p>"
     )
-    if r.volumes:
-        img = stage_strip(r)
-        keys = [k for k in r.volumes if k.startswith("attention/")]
-        keys += [k for k in ("rollout", "grad_rollout") if k in r.volumes]
-        label = ", ".join(
-            f"stage {int(k.split('/')[1]) + 1}" if k.startswith("attention/") else METHODS.get(k, k)
-            for k in keys
-        )
-        parts.append("<h3>Attention overlays</h3>")
+    if keys := strip_keys(r):
+        parts.append(_strip_html(r, keys, "Attention overlays", "attention overlays"))
+    if others := [k for k in r.volumes if M.get(k.method).kind not in STRIP_KINDS]:
+        parts.append(_strip_html(r, others, "Attributions", "attributions"))
+    if r.output is not None:
+        parts.append("<h3>Token grids</h3>")
+        parts.append(figs.make(lambda: viz.token_grid_figure(r.output), "token grid figure", height=520))
+        parts.append("<h3>Attention statistics</h3>")
         parts.append(
-            f'<img class="strip" alt="attention overlays of {_esc(r.name)}: {_esc(label)}" '
-            f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
+            figs.make(
+                lambda: viz.stats_figure({r.name: viz.attention_stats(r.output)}),
+                "attention statistics",
+                height=360,
+            )
         )
-        parts.append(f"<p class='note'>Rows: {_esc(label)}; columns: evenly spaced frames.</p>")
-    others = [k for k in r.volumes if not k.startswith("attention/") and k not in ("rollout", "grad_rollout")]
-    if others:
-        img = strip([render_overlay(r, k) for k in others], labels=[METHODS.get(k, k) for k in others])
-        label = ", ".join(METHODS.get(k, k) for k in others)
-        parts.append("<h3>Attributions</h3>")
-        parts.append(
-            f'<img class="strip" alt="attributions of {_esc(r.name)}: {_esc(label)}" '
-            f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
-        )
-        parts.append(f"<p class='note'>Rows: {_esc(label)}; columns: evenly spaced frames.</p>")
-    parts.append("<h3>Token grids</h3>")
-    parts.append(figs.make(lambda: token_grid_figure(r.output), "token grid figure", height=520))
-    parts.append("<h3>Attention statistics</h3>")
-    parts.append(
-        figs.make(
-            lambda: stats_figure({r.name: attention_stats(r.output)}), "attention statistics", height=360
-        )
-    )
     if metrics:
         parts.append(_faithfulness_html(r.name, metrics, figs))
     if r.timings:
@@ -192,7 +197,7 @@ def _model_section(r: ModelResult, figs: _Figures, metrics: Mapping[str, MethodM
     return "\n".join(parts)
 
 
-def _faithfulness_html(name: str, metrics: Mapping[str, MethodMetrics], figs: _Figures) -> str:
+def _faithfulness_html(name: str, metrics: Mapping[VolumeKey, MethodMetrics], figs: _Figures) -> str:
     rows = []
     curves: dict[str, Curves] = {}
     for method, (c, pg, iou) in _curves_of(metrics).items():
@@ -223,42 +228,42 @@ def _faithfulness_html(name: str, metrics: Mapping[str, MethodMetrics], figs: _F
         )
     )
     if curves:
-        out.append(figs.div(curves_figure(curves, title=f"{name}: deletion / insertion")))
+        out.append(figs.div(viz.curves_figure(curves, title=f"{name}: deletion / insertion")))
     return "\n".join(out)
 
 
-def _summary(results: Sequence[ModelResult]) -> str:
+def _summary(analysis: Analysis) -> str:
     rows = []
-    for r in results:
+    for r in analysis.entries:
+        if isinstance(r, ModelError):
+            rows.append((r.name, "failed", r.message, float("nan"), float("nan")))
+            continue
         top = r.top5[0] if r.top5 else ("–", float("nan"))
-        rows.append(
-            (
-                r.name,
-                "trained" if r.trained else "UNTRAINED",
-                top[0],
-                float(top[1]),
-                float(r.timings.get("total", float("nan"))),
-            )
-        )
+        weights = "trained" if r.trained else "UNTRAINED"
+        rows.append((r.name, weights, top[0], float(top[1]), float(r.timings.get("total", float("nan")))))
     return _table(
         ["model", "weights", "top-1", "probability", "seconds"], rows, (False, False, False, True, True)
     )
 
 
+def _clip_html(analysis: Analysis) -> str:
+    c = analysis.clip
+    start = "the whole clip" if analysis.start_s is None else f"from {analysis.start_s:g} s"
+    return (
+        f"<p>Clip: <code>{_esc(c.name)}</code> ({c.duration_s:.2f} s, {c.fps:.3g} fps, {c.width}×{c.height}; "
+        f"{_esc(start)}) <span class='note'>SHA-256 {_esc(c.sha256)}</span></p>"
+    )
+
+
 def report_html(
-    results: Sequence[ModelResult],
-    *,
-    metrics: Mapping[str, Mapping[str, MethodMetrics]] | None = None,
-    title: str = "mvt-lens report",
-    clip_name: str | None = None,
+    analysis: Analysis, *, metrics: Metrics | None = None, title: str = "mvt-lens report"
 ) -> tuple[str, int]:
     """The report as an HTML string, and the number of plotly figures in it."""
     from plotly.offline import get_plotlyjs
 
     figs = _Figures()
-    sections = [_model_section(r, figs, (metrics or {}).get(r.name)) for r in results]
-    clip = f"<p>Clip: <code>{_esc(clip_name)}</code></p>" if clip_name else ""
-    nav = " · ".join(f'<a href="#{_esc(r.name)}">{_esc(r.name)}</a>' for r in results)
+    sections = [_model_section(r, figs, (metrics or {}).get(r.name)) for r in analysis.entries]
+    nav = " · ".join(f'<a href="#{_esc(r.name)}">{_esc(r.name)}</a>' for r in analysis.entries)
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -267,9 +272,9 @@ def report_html(
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>{_esc(title)}</h1>
-{clip}
+{_clip_html(analysis)}
 <p class="note">Written by mvt-lens; opens offline (plotly.js and images are embedded).</p>
-{_summary(results)}
+{_summary(analysis)}
 <p>{nav}</p>
 {"".join(sections)}
 </body></html>
@@ -278,24 +283,17 @@ def report_html(
 
 
 def write_report_html(
-    results: Sequence[ModelResult],
-    path: str | Path,
-    *,
-    metrics: Mapping[str, Mapping[str, MethodMetrics]] | None = None,
-    title: str = "mvt-lens report",
-    clip_name: str | None = None,
+    analysis: Analysis, path: str | Path, *, metrics: Metrics | None = None, title: str = "mvt-lens report"
 ) -> Path:
-    """Write ``report.html`` for ``results`` (from :func:`viz.pipeline.run_model`) to ``path``.
+    """Write ``report.html`` for ``analysis`` to ``path`` (a directory means ``path/report.html``).
 
-    ``metrics`` (optional) maps a model name to ``{method: Curves}`` or to the output of
-    :func:`viz.faithfulness.score_result` (``{method: {"curves", "pointing_game", "mask_iou"}}``); those models
-    get a faithfulness section (AUC table and curves). ``path`` may be a directory (then
-    ``path/report.html``). Returns the written file.
+    ``metrics`` (optional) maps a model name to ``{volume key: Curves}`` or to the output of
+    :func:`lens.faithfulness.score_result`; those models get a faithfulness section (AUC table and curves).
     """
     path = Path(path)
     if path.is_dir() or path.suffix == "":
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc, _ = report_html(results, metrics=metrics, title=title, clip_name=clip_name)
+    doc, _ = report_html(analysis, metrics=metrics, title=title)
     path.write_text(doc, encoding="utf-8")
     return path

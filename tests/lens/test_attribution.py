@@ -1,4 +1,4 @@
-"""captum attributions return finite (T, H, W) volumes quickly on a tiny video model."""
+"""captum attributions (lens.attribute) return finite (T, H, W) volumes quickly on a tiny video model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-import viz
-from viz.attribution import _cells
+from lens import attribute
+from lens.attribution import _cells
+from lens.methods import names
 
 
 class TinyVideoNet(nn.Module):
@@ -33,7 +34,7 @@ def tiny():
     return model, x
 
 
-@pytest.mark.parametrize("method", viz.ATTRIBUTION_METHODS)
+@pytest.mark.parametrize("method", names(["captum"]))
 def test_every_method_returns_a_finite_volume_with_progress(tiny, method):
     model, x = tiny
     calls: list[float] = []
@@ -42,7 +43,7 @@ def test_every_method_returns_a_finite_volume_with_progress(tiny, method):
         opts = {"window": (3, 2, 8, 8)}
     if method == "feature_ablation":
         opts = {"cell": (2, 8, 8)}
-    vol = viz.attribute(model, x, method, target=1, progress=calls.append, **opts)
+    vol = attribute(model, x, method, target=1, progress=calls.append, **opts)
     assert vol.shape == (4, 16, 16) and vol.dtype == np.float32
     assert np.isfinite(vol).all()
     assert np.abs(vol).sum() > 0
@@ -52,7 +53,7 @@ def test_every_method_returns_a_finite_volume_with_progress(tiny, method):
 
 def test_occlusion_uses_tubelet_windows(tiny):
     model, x = tiny
-    vol = viz.attribute(model, x, "occlusion", target=0, window=(3, 2, 8, 8), strides=(3, 2, 8, 8))
+    vol = attribute(model, x, "occlusion", target=0, window=(3, 2, 8, 8), strides=(3, 2, 8, 8))
     # non-overlapping windows: the volume is constant on each 2×8×8 tubelet
     blocks = vol.reshape(2, 2, 2, 8, 2, 8)
     assert np.allclose(blocks, blocks[:, :1, :, :1, :, :1])
@@ -67,27 +68,27 @@ def test_feature_mask_cells_are_token_aligned():
 
 def test_gradcam_on_a_stage_tap_and_errors(tiny):
     model, x = tiny
-    vol = viz.attribute(model, x, "gradcam", target=2, stage=0)
+    vol = attribute(model, x, "gradcam", target=2, stage=0)
     assert vol.shape == (4, 16, 16) and (vol >= 0).all()
-    with pytest.raises(ValueError, match="unknown attribution method"):
-        viz.attribute(model, x, "lrp")
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        attribute(model, x, "lrp")
+    with pytest.raises(ValueError, match="not a captum attribution"):
+        attribute(model, x, "rollout")
     with pytest.raises(ValueError, match="one clip"):
-        viz.attribute(model, x[0], "saliency")
+        attribute(model, x[0], "saliency")
     with pytest.raises(ValueError, match="stage_taps"):
-        viz.attribute(nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 16 * 16, 2)), x, "gradcam")
+        attribute(nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 16 * 16, 2)), x, "gradcam")
 
 
 def test_gradcam_on_a_real_model_stage_tap():
     """Real taps: HVT's carries a 1-D pooled sequence, painted through its spans onto the clip."""
     import mvt
 
-    if "hvt_t.untrained" not in mvt.list_models():
-        pytest.skip("HVT is not written yet")
     model = mvt.create_model("hvt_t.untrained")
     spec = model.spec
     x = torch.randn(
         1, 3, spec.num_frames, spec.crop_size, spec.crop_size, generator=torch.Generator().manual_seed(0)
     )
-    vol = viz.attribute(model, x, "gradcam", stage=-1)
+    vol = attribute(model, x, "gradcam", stage=-1)
     assert vol.shape == tuple(x.shape[2:]) and np.isfinite(vol).all() and (vol >= 0).all()
     assert vol.max() > 0

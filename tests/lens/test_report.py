@@ -1,4 +1,4 @@
-"""viz.report: a self-contained report.html from real small models, opened offline in headless Chromium."""
+"""lens.report: a self-contained report.html from real small models, opened offline in headless Chromium."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lens
 import mvt
+from lens.faithfulness import score_result
+from lens.records import Analysis, ModelError, VolumeKey
+from lens.report import png_data_uri, report_html, weights_html, write_report_html
 from tests.conftest import CHROMIUM_ARGS
-from viz.faithfulness import score_result
-from viz.pipeline import ModelCache, run_model
-from viz.report import png_data_uri, report_html, weights_html, write_report_html
 
 MODELS = ("mvit_t.untrained", "hvt_t.untrained")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,20 +31,22 @@ def report(tmp_path_factory):
         video[t, 40:64, 4 + 4 * t : 28 + 4 * t] = (255, 200, 40)
     clip = tmp / "clip.mp4"
     mvt.write_video(video, clip, fps=8)
-    cache = ModelCache()
-    results = [
-        run_model(clip, MODELS[0], models=cache),
-        run_model(clip, MODELS[1], models=cache, methods=("attention", "rollout", "saliency")),
-    ]
-    first = results[0]
-    metrics = {first.name: score_result(cache.get(first.name), first, ["rollout"], steps=2)}
-    path = write_report_html(results, tmp / "out", metrics=metrics, title="test report", clip_name="clip.mp4")
+    service = lens.Service(out_dir=tmp / "service")
+    a = service.analyse(clip, MODELS[:1])
+    b = service.analyse(clip, MODELS[1:], ("attention", "rollout", "saliency"))
+    analysis = Analysis(a.clip, None, a.methods, None, [*a.entries, *b.entries])
+    first = analysis.results[0]
+    metrics = {
+        first.name: score_result(service.models.get(first.name), first, [VolumeKey("rollout")], steps=2)
+    }
+    path = write_report_html(analysis, tmp / "out", metrics=metrics, title="test report")
     n_figs = path.read_text(encoding="utf-8").count('class="plotly-graph-div"')
-    return path, results, metrics, n_figs
+    return path, analysis, metrics, n_figs
 
 
 def test_report_is_self_contained_and_honest(report):
-    path, results, metrics, n_figs = report
+    path, analysis, metrics, n_figs = report
+    results = analysis.results
     assert path.name == "report.html" and path.exists()
     doc = path.read_text(encoding="utf-8")
     # nothing is fetched: no external scripts, stylesheets or images
@@ -57,13 +60,15 @@ def test_report_is_self_contained_and_honest(report):
     body = doc.split("<body>", 1)[1]
     assert body.count('src="data:image/png;base64,') == len(results) + 1  # + the saliency strip
     assert "<h3>Attributions</h3>" in body
-    assert (
-        "deletion AUC" in doc and f"{metrics[results[0].name]['rollout']['curves'].deletion_auc:.3f}" in doc
-    )
+    rollout = metrics[results[0].name][VolumeKey("rollout")]["curves"]
+    assert "deletion AUC" in doc and f"{rollout.deletion_auc:.3f}" in doc
+    for baseline in ("random", "center"):  # every score is compared with the baselines
+        assert f"<td>{baseline}</td>" in doc
+    assert analysis.clip.sha256 in doc and "clip.mp4" in doc  # the report names the clip
 
 
 def test_weights_are_labelled_honestly(report):
-    _, results, _, _ = report
+    results = report[1].results
     assert "UNTRAINED" in weights_html(results[0])
     fake = dataclasses.replace(results[1], trained=True, description="trained on SynthMotion (test double)")
     html = weights_html(fake)
@@ -73,16 +78,25 @@ def test_weights_are_labelled_honestly(report):
 def test_a_broken_figure_becomes_a_note(report, monkeypatch):
     import viz
 
-    _, results, _, _ = report
+    analysis = report[1]
 
     def broken(*args, **kwargs):
         raise RuntimeError("no grid for you")
 
     monkeypatch.setattr(viz, "token_grid_figure", broken)
     monkeypatch.setattr(viz, "attention_stats", broken)
-    doc, n = report_html(results[:1])
+    one = Analysis(analysis.clip, None, analysis.methods, None, analysis.entries[:1])
+    doc, n = report_html(one)
     assert n == 0 and "token grid figure unavailable: RuntimeError: no grid for you" in doc
     assert "Top-5 predictions" in doc
+
+
+def test_a_failed_model_gets_its_message(report):
+    analysis = report[1]
+    failed = ModelError("vivit_t1.synth", "weights file is damaged: download it again")
+    doc, _ = report_html(Analysis(analysis.clip, None, analysis.methods, None, [failed, *analysis.entries]))
+    section = doc.split('<section id="vivit_t1.synth">', 1)[1].split("</section>", 1)[0]
+    assert "weights file is damaged: download it again" in section and "Top-5" not in section
 
 
 def test_png_data_uri_roundtrip():

@@ -1,0 +1,76 @@
+"""lens: the analysis service — clip → models → explanations → files — shared by the app and the CLI.
+
+It sits above ``mvt`` (models, video) and ``viz`` (pure pictures) and holds everything that runs models or
+writes files: the model and result caches, the explanation-method registry, captum attributions,
+faithfulness scores, export (overlays, volumes, report.json, report.html), the default-model policy,
+``evaluate`` and the command line.
+
+Public API::
+
+    service = lens.Service(device="cpu")                   # caches + an output folder of its own
+    analysis = service.analyse("clip.mp4", ["mvit_t.synth", "hvt_t.synth"], ["rollout", "saliency"])
+    analysis.entries                                       # a ModelResult or a ModelError per model
+    panels = service.render(analysis, lens.View("rollout")) # overlay mp4 + all-stages strip per model
+    service.export(analysis)                               # zip: overlays, volumes, report.json/html
+    service.faithfulness(analysis, steps=8)                # deletion / insertion vs random and centre
+    lens.METHODS; lens.method_choices(); lens.default_models(); lens.model_choices(); lens.MAX_MODELS
+"""
+
+import mvt
+
+from . import faithfulness
+from .defaults import default_models, model_choices, model_label
+from .export import report_json, write_export
+from .methods import DEFAULT_METHODS, METHODS, Method, attribute
+from .methods import choices as method_choices
+from .records import (
+    Analysis,
+    AnalysisRef,
+    ClipInfo,
+    LensError,
+    ModelError,
+    ModelResult,
+    ResultKey,
+    View,
+    Volume,
+    VolumeKey,
+    head_labels,
+)
+from .service import MAX_MODELS, Panel, Service
+from .views import overlay_fps, stats_figure, token_grid_figures
+
+USER_ERRORS = (mvt.VideoError, mvt.WeightsError, LensError)
+"""Errors whose message is written for the person who made the request (show it as is)."""
+
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "MAX_MODELS",
+    "METHODS",
+    "USER_ERRORS",
+    "Analysis",
+    "AnalysisRef",
+    "ClipInfo",
+    "LensError",
+    "Method",
+    "ModelError",
+    "ModelResult",
+    "Panel",
+    "ResultKey",
+    "Service",
+    "View",
+    "Volume",
+    "VolumeKey",
+    "attribute",
+    "default_models",
+    "faithfulness",
+    "head_labels",
+    "method_choices",
+    "model_choices",
+    "model_label",
+    "overlay_fps",
+    "report_json",
+    "stats_figure",
+    "token_grid_figures",
+    "write_export",
+]

@@ -1,0 +1,362 @@
+"""The analysis service: clip → models → explanations → files, shared by the app and the CLI.
+
+:meth:`Service.analyse` decodes the clip the way each model's spec asks, runs the model once with
+attention capture, computes the asked explanation methods and keeps the results in a bounded cache keyed
+by everything they depend on (clip hash, model, start time, methods, target class, options), so that any
+view can be re-rendered later without running a model again. A model that fails becomes an error entry for
+that model only. :meth:`Service.render` turns an analysis and a :class:`~lens.records.View` into overlay
+videos and strips, written only into the service's own output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import mvt
+
+from . import clips
+from . import methods as M
+from .cache import Builder, ModelCache, ResultCache, build_model
+from .faithfulness import score_result
+from .records import (
+    DEFAULT_VIEW,
+    Analysis,
+    AnalysisRef,
+    LensError,
+    ModelError,
+    ModelResult,
+    ResultKey,
+    View,
+    VolumeKey,
+)
+from .views import resolve, stage_strip, write_overlay, write_png
+
+log = logging.getLogger("mvt-lens")
+
+Progress = Callable[[float, str], None]
+MAX_MODELS = 4
+"""How many models one comparison shows side by side (the app has this many panels)."""
+
+
+def _quiet(frac: float, what: str) -> None:
+    return None
+
+
+def _frozen(options: Mapping[str, Mapping[str, Any]] | None) -> tuple:
+    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in (options or {}).items()))
+
+
+def top_k(logits: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    probs = logits.float().softmax(-1)[0]
+    vals, idx = probs.topk(min(k, probs.numel()))
+    return [
+        (labels[i] if i < len(labels) else f"class {i}", float(v))
+        for v, i in zip(vals.tolist(), idx.tolist())
+    ]
+
+
+def _labels(spec: mvt.ModelSpec) -> tuple[str, ...]:
+    try:
+        return spec.labels
+    except (KeyError, ImportError):
+        return tuple(f"class {i}" for i in range(spec.num_classes or 0))
+
+
+def start_time(start_s: float | str | None) -> float | None:
+    """A start time from a user: empty, zero or negative means the whole clip."""
+    if start_s in (None, ""):
+        return None
+    try:
+        value = float(start_s)
+    except (TypeError, ValueError):
+        raise LensError(f"start time {start_s!r} is not a number of seconds") from None
+    return value if value > 0 else None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one model's panel shows for a view: its result (or error), the volume drawn and the files."""
+
+    name: str
+    result: ModelResult | None
+    error: str | None = None
+    key: VolumeKey | None = None
+    overlay: Path | None = None
+    strip: Path | None = None
+
+
+class Service:
+    """Caches (models, results, decoded clips) and the operations on them; safe to share between threads.
+
+    ``device``: where models run (bf16 autocast on CUDA). ``out_dir``: the only folder :meth:`render` and
+    :meth:`export` write to (default: a new temporary folder). ``max_models``: the most models one request
+    may name (``None``: no limit). ``builder(name, device)`` builds a model (default
+    ``mvt.create_model``). ``gpu`` wraps the function that runs the models (e.g. ``spaces.GPU``).
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        *,
+        out_dir: str | Path | None = None,
+        max_results: int = 24,
+        max_models: int | None = MAX_MODELS,
+        builder: Builder = build_model,
+        gpu: Callable[[Callable], Callable] | None = None,
+    ) -> None:
+        self.models = ModelCache(device, builder)
+        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
+        self.max_models = max_models
+        self._out_dir = Path(out_dir) if out_dir is not None else None
+        self._out_lock = threading.Lock()
+        self._run = gpu(self._run_models) if gpu is not None else self._run_models
+
+    @property
+    def device(self) -> torch.device:
+        return self.models.device
+
+    @property
+    def out_dir(self) -> Path:
+        """The folder every file this service writes goes to (created on first use)."""
+        with self._out_lock:
+            if self._out_dir is None:
+                self._out_dir = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
+            self._out_dir.mkdir(parents=True, exist_ok=True)
+            return self._out_dir
+
+    # -- analysis ------------------------------------------------------------------------------------------
+
+    def _check_models(self, models: Sequence[str]) -> list[str]:
+        names = list(models or [])
+        if not names:
+            raise LensError("Pick at least one model.")
+        if self.max_models is not None and len(names) > self.max_models:
+            raise LensError(f"Pick at most {self.max_models} models.")
+        for n in names:
+            try:
+                mvt.get_spec(n)
+            except KeyError as e:
+                raise LensError(str(e.args[0] if e.args else e)) from None
+        return names
+
+    def analyse(
+        self,
+        clip: str | os.PathLike | None,
+        models: Sequence[str],
+        methods: Sequence[str] = M.DEFAULT_METHODS,
+        *,
+        start_s: float | str | None = None,
+        target: int | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> Analysis:
+        """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
+        fast path). ``target`` is the class the gradient methods explain (default: each model's
+        prediction); ``options`` maps a method name to its keyword options. Raises
+        :class:`mvt.VideoError` when the file is not a usable video and :class:`LensError` for a bad
+        request; a model that fails becomes a :class:`ModelError` entry."""
+        if not clip:
+            raise LensError("Upload a video clip (or record one with the webcam) first.")
+        names = self._check_models(models)
+        wanted = M.normalise(methods)
+        start = start_time(start_s)
+        report = progress or _quiet
+        report(0.0, "reading the clip")
+        info = clips.clip_info(clip)
+        keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options)) for n in names]
+        todo = [n for n, k in zip(names, keys) if self.results.get(k) is None]
+        fresh: dict[str, ModelResult | ModelError] = {}
+        if todo:
+            ran = self._run(str(clip), todo, start, wanted, target, options, report)
+            for name, entry in zip(todo, ran):
+                fresh[name] = entry
+                if isinstance(entry, ModelResult):
+                    self.results.put(keys[names.index(name)], entry)
+        entries: list[ModelResult | ModelError] = []
+        for name, key in zip(names, keys):
+            entry = self.results.get(key)
+            entries.append(entry if entry is not None else fresh[name])
+        return Analysis(
+            clip=info,
+            start_s=start,
+            methods=wanted,
+            target=target,
+            entries=entries,
+            keys=[k if isinstance(e, ModelResult) else None for k, e in zip(keys, entries)],
+        )
+
+    def get(self, ref: AnalysisRef | None) -> Analysis:
+        """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
+        if ref is None:
+            raise LensError("Run a comparison first.")
+        entries: list[ModelResult | ModelError] = []
+        for key, error in zip(ref.keys, ref.errors):
+            entry = error if key is None else self.results.get(key)
+            if entry is None:
+                raise LensError("These results were evicted from the cache: press Compare again.")
+            entries.append(entry)
+        return Analysis(ref.clip, ref.start_s, ref.methods, ref.target, entries, list(ref.keys))
+
+    def _run_models(
+        self,
+        path: str,
+        names: list[str],
+        start: float | None,
+        methods: tuple[str, ...],
+        target: int | None,
+        options: Mapping[str, Mapping[str, Any]] | None,
+        progress: Progress,
+    ) -> list[ModelResult | ModelError]:
+        """Run ``names`` on the clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
+        out: list[ModelResult | ModelError] = []
+        dev = self.device
+        for i, name in enumerate(names):
+
+            def step(frac: float, what: str, i: int = i, name: str = name) -> None:
+                progress((i + frac) / len(names), f"{name}: {what}")
+
+            try:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    out.append(self._run_model(path, name, start, methods, target, options, step))
+            except (mvt.VideoError, mvt.WeightsError, LensError) as e:
+                out.append(ModelError(name, str(e)))
+            except Exception as e:  # one model's failure must not take the others (or the server) down
+                log.exception("%s failed on %s", name, path)
+                out.append(ModelError(name, f"{name} failed ({type(e).__name__}: {str(e)[:200]})."))
+        return out
+
+    def _run_model(
+        self,
+        path: str,
+        name: str,
+        start: float | None,
+        methods: tuple[str, ...],
+        target: int | None,
+        options: Mapping[str, Mapping[str, Any]] | None,
+        report: Progress,
+    ) -> ModelResult:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        report(0.0, "loading model")
+        model = self.models.get(name)
+        spec = model.spec
+        timings["load model"] = time.perf_counter() - t0
+
+        report(0.1, "decoding")
+        t = time.perf_counter()
+        clip = clips.read_clip(path, spec, start)
+        frames = clips.center_crop_uint8(clip.frames, spec)
+        x = mvt.preprocess(frames, spec, device=self.device)
+        timings["decode"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        output = None
+        with torch.inference_mode():
+            if methods:
+                report(0.3, "forward with attention")
+                output = model.forward_with_attention(x)
+                logits = output.logits
+            else:
+                report(0.3, "forward")
+                logits = model(x)
+        timings["forward + capture" if methods else "forward"] = time.perf_counter() - t
+        for key, value in (output.extras.get("stage_seconds", {}) if output else {}).items():
+            timings[f"  {key}"] = value
+        classes = int(logits.shape[-1])
+        if target is not None and not 0 <= int(target) < classes:
+            raise LensError(f"class {target} does not exist for {name}: it has classes 0 to {classes - 1}")
+        chosen = int(logits[0].argmax()) if target is None else int(target)
+
+        volumes, method_times = M.compute(
+            model,
+            x,
+            output,
+            methods,
+            target=chosen,
+            options=options,
+            lock=self.models.lock(name),
+            progress=lambda f, what: report(0.5 + 0.5 * f, what),
+        )
+        timings.update(method_times)
+        timings["total"] = time.perf_counter() - t0
+        report(1.0, "done")
+        return ModelResult(
+            name=name,
+            description=spec.description,
+            trained=spec.trained,
+            frames=frames,
+            times=np.asarray(clip.times, dtype=np.float64),
+            fps=float(clip.fps) / max(1, spec.frame_stride or 1),
+            top5=top_k(logits, _labels(spec)),
+            target=chosen,
+            output=output,
+            volumes=volumes,
+            timings=timings,
+            notes=list(clip.notes),
+        )
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    def render(self, analysis: Analysis, view: View = DEFAULT_VIEW) -> list[Panel]:
+        """A :class:`Panel` per model: the overlay video of ``view`` and the all-stages strip (files in
+        :attr:`out_dir`, named by what they show, so the same view is written once), or the model's error.
+        A view that cannot be drawn (not computed, heads a map lacks) raises :class:`LensError`."""
+        panels = []
+        for entry, key in zip(analysis.entries, analysis.keys):
+            if isinstance(entry, ModelError):
+                panels.append(Panel(entry.name, None, error=entry.message))
+                continue
+            vkey, volume = resolve(entry, view)
+            tag = hashlib.sha1(repr((key, view)).encode()).hexdigest()[:12]
+            safe = entry.name.replace(".", "_")
+            video = self.out_dir / f"overlay_{safe}_{vkey.slug}_{tag}.mp4"
+            if not video.exists():
+                write_overlay(entry, volume, video, view)
+            stag = hashlib.sha1(repr((key, view.colormap, view.opacity)).encode()).hexdigest()[:12]
+            strip = self.out_dir / f"strip_{safe}_{stag}.png"
+            if not strip.exists():
+                write_png(stage_strip(entry, view), strip)
+            panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip))
+        return panels
+
+    def export(self, analysis: Analysis, *, metrics=None, view: View = DEFAULT_VIEW) -> Path:
+        """A zip of :func:`lens.export.write_export`'s files (overlays, volumes, report.json, report.html,
+        timings.json), written in :attr:`out_dir`."""
+        from .export import write_export
+
+        folder = Path(tempfile.mkdtemp(dir=self.out_dir, prefix="export-"))
+        write_export(analysis, folder / "mvt-lens", metrics=metrics, view=view)
+        return Path(shutil.make_archive(str(folder / "mvt-lens"), "zip", root_dir=folder / "mvt-lens"))
+
+    # -- scores --------------------------------------------------------------------------------------------
+
+    def faithfulness(
+        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
+    ) -> dict[str, dict[VolumeKey, dict]]:
+        """Deletion / insertion scores of every computed volume of every model, with the random and centre
+        baselines (:func:`lens.faithfulness.score_result`), by model name."""
+        results = analysis.results
+        out = {}
+        for i, r in enumerate(results):
+
+            def step(frac: float, what: str, i: int = i, name: str = r.name) -> None:
+                if progress is not None:
+                    progress((i + frac) / len(results), f"{name}: {what}")
+
+            model = self.models.get(r.name)
+            with self.models.lock(r.name):
+                out[r.name] = score_result(model, r, steps=int(steps), progress=step)
+        return out
