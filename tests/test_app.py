@@ -108,12 +108,11 @@ def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
         outs = list(pool.map(run, range(4)))
     videos = [_video_path(o[2]) for o in outs]
     assert len({Path(v).name for v in videos}) == 4, "each client must get its own overlay file"
-    # each client's top-5 equals what the pipeline gives for its own clip
+    # each client's top-5 equals what the service gives for its own clip
     import app
-    from viz import pipeline
 
     for i, o in enumerate(outs):
-        expected = pipeline.run_model(clips[i], names[0], models=app.MODELS, methods=("attention",)).top5
+        expected = app.SERVICE.analyse(clips[i], names[:1], methods=()).results[0].top5
         got = {c["label"]: c["confidence"] for c in _val(o[1])["confidences"]}
         for label, p in expected:
             assert got[label] == pytest.approx(p, abs=1e-4)
@@ -121,11 +120,10 @@ def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
 
 def test_changing_stage_or_method_rerenders_without_running_models(tmp_path, monkeypatch):
     import app
-    from viz import pipeline
 
     calls = []
-    real = pipeline.run_model
-    monkeypatch.setattr(pipeline, "run_model", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = app.SERVICE._run_model
+    monkeypatch.setattr(app.SERVICE, "_run_model", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     clip = make_moving_square(tmp_path / "rerender.mp4", seed=7)
     names = _names()[:1]
     out = app.compare(
@@ -150,3 +148,38 @@ def test_changing_stage_or_method_rerenders_without_running_models(tmp_path, mon
     # the same clip and options come from the cache
     app.compare(str(clip), names, None, ["rollout"], "rollout", 1, "mean", progress=lambda *a, **k: None)
     assert calls == names
+
+
+def test_app_export_and_cli_explain_write_the_same_report_json(tmp_path):
+    """The app and ``python -m mvt explain`` are one pipeline: same clip and options, same report.json."""
+    import zipfile
+
+    import app
+    from lens.cli import main
+
+    clip = make_moving_square(tmp_path / "same.mp4", seed=11)
+    names = _names()
+    state = app.compare(
+        str(clip), names, None, ["rollout"], "attention", 4, "mean", progress=lambda *a, **k: None
+    )[0]
+    with zipfile.ZipFile(app.export(state, "attention")) as z:
+        from_app = z.read("report.json")
+        assert {"report.html", "timings.json"} <= set(z.namelist())
+    out = tmp_path / "cli"
+    assert (
+        main(
+            ["explain", str(clip), "--models", *names, "--methods", "attention", "rollout", "--out", str(out)]
+        )
+        == 0
+    )
+    from_cli = (out / "report.json").read_bytes()
+    assert from_app == from_cli
+    import json
+
+    report = json.loads(from_cli)
+    assert report["clip"]["name"] == "same.mp4" and len(report["clip"]["sha256"]) == 64
+    assert report["clip"]["duration_s"] == pytest.approx(2.0) and report["clip"]["fps"] == pytest.approx(12.0)
+    assert {"mvt-lens", "torch"} <= set(report["versions"])
+    for m in report["models"]:
+        assert m["frames_used"]["count"] == len(m["frames_used"]["times_s"]) > 0
+        assert "source" in m["weights"] and "timings" not in json.dumps(m)

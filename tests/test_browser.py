@@ -42,7 +42,11 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
         page.goto(app_url, wait_until="domcontentloaded")
         page.get_by_role("button", name="Compare").wait_for(state="visible", timeout=60_000)
         page.locator("input[type=file]").first.set_input_files(str(clip))
-        page.wait_for_timeout(1500)
+        # the upload is done when the clip box previews the uploaded file
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('video')].some(v => v.src && v.src.includes('clip.mp4'))",
+            timeout=60_000,
+        )
         page.get_by_role("button", name="Compare").click()
         videos = page.locator("video[src*='overlay_']")
         try:
@@ -55,10 +59,12 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
             " return v.length >= 1 && v.every(x => x.readyState >= 2); }",
             timeout=120_000,
         )
-        import app
+        import lens
 
         n_videos = videos.count()
-        assert n_videos == len(app.default_models()), f"expected an overlay per default model, got {n_videos}"
+        assert n_videos == len(lens.default_models()), (
+            f"expected an overlay per default model, got {n_videos}"
+        )
         assert not _error_toasts(page), _error_toasts(page)
         page.get_by_role("tab", name="Token grids").click()
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
@@ -69,7 +75,10 @@ def test_upload_compare_and_see_overlays(app_url, tmp_path):
         page.evaluate(
             "() => document.querySelectorAll('video').forEach(v => { v.pause(); v.currentTime = v.duration / 2; })"
         )
-        page.wait_for_timeout(800)
+        page.wait_for_function(  # every video has seeked and has that frame
+            "() => [...document.querySelectorAll('video')].every(v => !v.src || (!v.seeking && v.readyState >= 2))",
+            timeout=30_000,
+        )
         shot = tmp_path / "screenshot.png"
         page.screenshot(path=str(shot))  # the first screen: inputs, overlays and top-5 of every model
         browser.close()

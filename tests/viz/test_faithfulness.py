@@ -1,4 +1,8 @@
-"""viz.faithfulness: deletion/insertion curves, pointing game, mask IoU and baselines, on known answers."""
+"""viz.faithfulness: deletion/insertion curves, pointing game, mask IoU and baselines, on known answers.
+
+The metrics take a scoring callable (a batch of clips → one score each); :func:`prob` makes one from a
+module here (``lens.faithfulness.class_probability`` does it for the app, and is tested in tests/lens).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from viz.faithfulness import (
     blur,
     cell_scores,
     center_bias,
-    curves_figure,
     deletion_insertion,
     mask_iou,
     oracle,
@@ -34,6 +37,11 @@ class PatchModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x[:, 0, PATCH[0], PATCH[1], PATCH[2]].mean(dim=(1, 2, 3))  # (B,)
         return torch.stack([4.0 * v - 2.0, torch.zeros_like(v)], dim=1)
+
+
+def prob(model: nn.Module, target: int):
+    """Softmax probability of ``target``: the score the curves record."""
+    return lambda b: model(b).float().softmax(-1)[:, target]
 
 
 def patch_clip() -> tuple[torch.Tensor, np.ndarray]:
@@ -60,8 +68,8 @@ def test_auc_known_values():
 @pytest.mark.parametrize("substrate", ["mean", "blur"])
 def test_oracle_beats_random_and_curves_are_monotone(substrate):
     x, mask = patch_clip()
-    model = PatchModel()
-    kw = dict(target=0, cells=CELL, steps=8, substrate=substrate, blur_sigma=(1.0, 3.0, 3.0))
+    model = prob(PatchModel(), 0)
+    kw = dict(cells=CELL, steps=8, substrate=substrate, blur_sigma=(1.0, 3.0, 3.0))
     oc = deletion_insertion(model, x, oracle(mask), **kw)
     assert oc.fractions[0] == 0.0 and oc.fractions[-1] == 1.0
     assert np.all(np.diff(oc.fractions) > 0)
@@ -86,14 +94,14 @@ def test_most_relevant_cell_is_perturbed_first_and_ties_are_stable():
     x = torch.randn(1, 3, *SHAPE, generator=torch.Generator().manual_seed(0))
     seen: list[torch.Tensor] = []
 
-    def forward(b: torch.Tensor) -> torch.Tensor:
+    def score(b: torch.Tensor) -> torch.Tensor:
         seen.append(b.clone())
-        return torch.zeros(b.shape[0], 3)
+        return torch.zeros(b.shape[0])
 
     expl = np.zeros(SHAPE, dtype=np.float32)
     expl[2:4, 12:16, 0:4] = 5.0  # the hot cell
     n_cells = 2 * 4 * 4
-    deletion_insertion(forward, x, expl, target=1, cells=CELL, steps=n_cells, substrate="mean", batch_size=64)
+    deletion_insertion(score, x, expl, cells=CELL, steps=n_cells, substrate="mean", batch_size=64)
     batch = seen[-1]  # one batch: deletion steps 0..n then insertion steps 1..n-1
     first = (batch[1] != x[0]).any(0)  # voxels changed by the first deletion step
     want = torch.zeros(SHAPE, dtype=torch.bool)
@@ -113,29 +121,27 @@ def test_batching_does_not_change_results():
     )
     x = torch.randn(1, 3, *SHAPE)
     expl = random_explanation(SHAPE, 3)
-    ref = deletion_insertion(model, x, expl, target=2, cells=CELL, steps=6, batch_size=1)
+    ref = deletion_insertion(prob(model, 2), x, expl, cells=CELL, steps=6, batch_size=1)
     for bs in (3, 64):
-        c = deletion_insertion(model, x, expl, target=2, cells=CELL, steps=6, batch_size=bs)
+        c = deletion_insertion(prob(model, 2), x, expl, cells=CELL, steps=6, batch_size=bs)
         np.testing.assert_allclose(c.deletion, ref.deletion, atol=1e-6)
         np.testing.assert_allclose(c.insertion, ref.insertion, atol=1e-6)
-    assert model.training  # restored
 
 
-def test_default_target_is_prediction_and_footprint_cells():
+def test_footprint_cells():
     x, mask = patch_clip()
-    c = deletion_insertion(
-        PatchModel(), x, oracle(mask), cells=mvt.Footprint((2, 4, 4), (3, 7, 7), (1, 3, 3)), steps=4
-    )
-    assert c.target == 0 and c.cell == (2, 4, 4)
+    fp = mvt.Footprint((2, 4, 4), (3, 7, 7), (1, 3, 3))
+    c = deletion_insertion(prob(PatchModel(), 0), x, oracle(mask), cells=fp, steps=4)
+    assert c.cell == (2, 4, 4) and c.target == -1  # the metric does not know which class it scored
     assert len(c.fractions) == 5
 
 
 def test_bad_shapes_are_clear():
     x, _ = patch_clip()
     with pytest.raises(ValueError, match="upsample"):
-        deletion_insertion(PatchModel(), x, np.zeros((2, 4, 4)), target=0)
+        deletion_insertion(prob(PatchModel(), 0), x, np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match="substrate"):
-        deletion_insertion(PatchModel(), x, np.zeros(SHAPE), target=0, substrate="zeros")
+        deletion_insertion(prob(PatchModel(), 0), x, np.zeros(SHAPE), substrate="zeros")
 
 
 def test_blur_keeps_constants_and_smooths():
@@ -205,14 +211,12 @@ def test_mask_iou_and_baselines():
     c = center_bias((5, 9, 9))
     assert np.unravel_index(c.argmax(), c.shape) == (2, 4, 4) and c.max() == pytest.approx(1.0)
     assert np.allclose(c, c[::-1, ::-1, ::-1])
-    b = viz.faithfulness.baselines(SHAPE, mask)
-    assert set(b) == {"random", "center", "oracle"}
 
 
 def test_curves_figure_has_both_panels_and_auc_in_legend():
     x, mask = patch_clip()
-    c = deletion_insertion(PatchModel(), x, oracle(mask), target=0, cells=CELL, steps=4)
-    fig = curves_figure({"oracle": c, "saliency": c})
+    c = deletion_insertion(prob(PatchModel(), 0), x, oracle(mask), cells=CELL, steps=4)
+    fig = viz.curves_figure({"oracle": c, "saliency": c})
     assert len(fig.data) == 4
     assert f"{c.deletion_auc:.3f}" in fig.data[0].name and "del" in fig.data[0].name
     assert {tr.xaxis for tr in fig.data} == {"x", "x2"}
@@ -232,14 +236,13 @@ def oracle_vs_random(name: str, clips: int = 4, seed: int = 12345) -> tuple[list
     for clip, label, mask in zip(batch.clips, batch.labels, batch.masks):
         clip, mask = clip[crop], mask[crop]  # the centre crop the model sees
         x = mvt.preprocess(clip, spec)
-        ours.append(deletion_insertion(model, x, oracle(mask), target=int(label), steps=6).deletion_auc)
+        score = prob(model, int(label))
+        ours.append(deletion_insertion(score, x, oracle(mask), steps=6).deletion_auc)
         rand.append(
             float(
                 np.mean(
                     [
-                        deletion_insertion(
-                            model, x, random_explanation(mask.shape, s), target=int(label), steps=6
-                        ).deletion_auc
+                        deletion_insertion(score, x, random_explanation(mask.shape, s), steps=6).deletion_auc
                         for s in range(2)
                     ]
                 )
@@ -265,16 +268,15 @@ def test_oracle_beats_random_on_deletion_for_a_trained_synth_model():
 
 def test_score_clip_and_aggregate():
     x, mask = patch_clip()
-    model = PatchModel()
-    expl = viz.faithfulness.baselines(SHAPE, mask, seed=0)
+    score = prob(PatchModel(), 0)
+    expl = {"random": random_explanation(SHAPE, 0), "center": center_bias(SHAPE), "oracle": oracle(mask)}
     kw = dict(mask=mask, cells=CELL, steps=4, substrate="mean")
-    scores = [viz.faithfulness.score_clip(model, x, expl, **kw)]
+    scores = [viz.faithfulness.score_clip(score, x, expl, **kw)]
     assert set(scores[0]) == {"random", "center", "oracle"}
     assert scores[0]["oracle"]["pointing_game"] == 1.0 and scores[0]["oracle"]["mask_iou"] == pytest.approx(
         1.0
     )
-    assert scores[0]["oracle"]["curves"].target == 0  # the prediction
-    no_mask = viz.faithfulness.score_clip(model, x, {"random": expl["random"]}, **{**kw, "mask": None})
+    no_mask = viz.faithfulness.score_clip(score, x, {"random": expl["random"]}, **{**kw, "mask": None})
     assert np.isnan(no_mask["random"]["pointing_game"])
     scores.append(no_mask)
     agg = viz.faithfulness.aggregate(scores)

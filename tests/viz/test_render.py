@@ -1,4 +1,4 @@
-"""Upsampling with true footprints, deterministic colours, overlays, strips, export, import hygiene."""
+"""Upsampling with true footprints, deterministic colours, overlays, strips, import hygiene."""
 
 from __future__ import annotations
 
@@ -123,13 +123,6 @@ def test_strip_wraps_long_labels_instead_of_cutting_them():
     assert np.ptp(one) < 12 < np.ptp(wrapped)  # one line vs more than one line of the default font
     assert (long[:, :96] < 128).sum() > 2.5 * (short[:, :96] < 128).sum()  # every word is drawn
     assert wrapped.min() < one.min() and wrapped.max() > one.max()  # centred on the row
-
-
-def test_export_overlay_writes_a_video(tmp_path):
-    frames, vol = _clip()
-    over = viz.overlay(np.repeat(np.repeat(frames, 2, 1), 2, 2), vol)
-    path = viz.export_overlay(over, tmp_path / "o.mp4", fps=4)
-    assert path.exists() and path.stat().st_size > 0
 
 
 def test_viz_import_loads_no_gradio_matplotlib_plotly_or_captum():

@@ -1,0 +1,268 @@
+"""lens.Service and its caches: shared model builds, result keys, per-model errors, files only in out_dir."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lens
+import mvt
+from lens.cache import ModelCache, ResultCache
+from lens.records import ResultKey
+from tests.test_app import make_moving_square
+
+SMALL = ["mvit_t.untrained", "hvt_t.untrained"]
+
+
+class SlowBuilder:
+    """Builds a tiny module after waiting for ``release`` (per name); counts builds."""
+
+    def __init__(self) -> None:
+        self.builds: dict[str, int] = {}
+        self.started: dict[str, threading.Event] = {}
+        self.release: dict[str, threading.Event] = {}
+        self.fail: set[str] = set()
+        self._lock = threading.Lock()
+
+    def events(self, name: str) -> tuple[threading.Event, threading.Event]:
+        with self._lock:
+            return self.started.setdefault(name, threading.Event()), self.release.setdefault(
+                name, threading.Event()
+            )
+
+    def __call__(self, name: str, device: torch.device) -> torch.nn.Module:
+        started, release = self.events(name)
+        with self._lock:
+            self.builds[name] = self.builds.get(name, 0) + 1
+        started.set()
+        assert release.wait(10), "test builder was never released"
+        if name in self.fail:
+            raise mvt.WeightsError(f"{name}: the download failed (test)")
+        return torch.nn.Linear(1, 1)
+
+
+def _start(fn, *args) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 (the test inspects it)
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def _wait_until_waiting_on_a_future(*threads: threading.Thread, timeout: float = 10.0) -> None:
+    """Poll the threads' stacks until one is inside ``Future.result`` (a condition, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frames = sys._current_frames()
+        for thread in threads:
+            frame = frames.get(thread.ident)
+            while frame is not None:
+                if frame.f_code.co_name == "result" and "futures" in frame.f_code.co_filename:
+                    return
+                frame = frame.f_back
+        time.sleep(0.01)
+    raise AssertionError("the second caller never waited on the shared build")
+
+
+def test_two_callers_share_one_build_and_another_model_is_not_blocked():
+    builder = SlowBuilder()
+    cache = ModelCache("cpu", builder)
+    a1, r1 = _start(cache.get, "a")
+    a2, r2 = _start(cache.get, "a")
+    started_a, release_a = builder.events("a")
+    assert started_a.wait(5)
+    _wait_until_waiting_on_a_future(a1, a2)  # one builds, the other waits on its future
+    # while "a" is still building (its builder is blocked), "b" builds and returns
+    b, rb = _start(cache.get, "b")
+    builder.events("b")[1].set()
+    b.join(5)
+    assert not b.is_alive() and isinstance(rb["value"], torch.nn.Module), "b waited for a's build"
+    assert a1.is_alive() and a2.is_alive()
+    release_a.set()
+    a1.join(5), a2.join(5)
+    assert r1["value"] is r2["value"], "both callers get the one model"
+    assert builder.builds == {"a": 1, "b": 1}
+    assert cache.get("a") is r1["value"] and builder.builds["a"] == 1
+    assert sorted(cache.loaded()) == ["a", "b"]
+
+
+def test_a_failed_build_reaches_every_waiter_and_is_not_cached():
+    builder = SlowBuilder()
+    builder.fail.add("bad")
+    cache = ModelCache("cpu", builder)
+    t1, r1 = _start(cache.get, "bad")
+    t2, r2 = _start(cache.get, "bad")
+    assert builder.events("bad")[0].wait(5)
+    _wait_until_waiting_on_a_future(t1, t2)  # the second caller waits on the shared build, not a new one
+    builder.events("bad")[1].set()
+    t1.join(5), t2.join(5)
+    assert isinstance(r1["error"], mvt.WeightsError) and isinstance(r2["error"], mvt.WeightsError)
+    assert builder.builds["bad"] == 1
+    builder.fail.clear()
+    assert isinstance(cache.get("bad"), torch.nn.Module) and builder.builds["bad"] == 2  # tried again
+
+
+def test_result_cache_is_a_bounded_lru():
+    c: ResultCache[str, int] = ResultCache(max_items=2)
+    c.put("a", 1), c.put("b", 2)
+    assert c.get("a") == 1
+    c.put("c", 3)  # evicts b, the least recently used
+    assert c.get("b") is None and c.get("a") == 1 and len(c) == 2
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_moving_square(tmp_path_factory.mktemp("svc") / "square.mp4", seed=3)
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    svc = lens.Service(out_dir=tmp_path / "out")
+    calls: list[str] = []
+    real = svc._run_model
+    monkeypatch.setattr(svc, "_run_model", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    svc.calls = calls
+    return svc
+
+
+def test_result_key_holds_clip_model_start_methods_and_target(service, clip):
+    a = service.analyse(clip, SMALL[:1])
+    assert service.calls == SMALL[:1]
+    assert a.keys[0] == ResultKey(a.clip.sha256, SMALL[0], None, ("attention", "rollout"), None, ())
+    service.analyse(clip, SMALL[:1], ["rollout", "attention"])  # same methods in another order: cached
+    assert len(service.calls) == 1
+    service.analyse(clip, SMALL[:1], start_s=0.5)
+    service.analyse(clip, SMALL[:1], ["rollout", "saliency"])
+    t = service.analyse(clip, SMALL[:1], target=2)
+    assert len(service.calls) == 4, "start, methods and target each change the key"
+    assert t.results[0].target == 2 and t.results[0].top5 == a.results[0].top5
+    assert len({k for k in service.results._items}) == 4
+
+
+def test_a_failing_model_is_an_error_entry_not_a_crash(service, clip, monkeypatch):
+    real = service.models._builder
+
+    def builder(name, device):
+        if name == SMALL[1]:
+            raise mvt.WeightsError(f"{name}: weights not cached; run `hf download ...`")
+        return real(name, device)
+
+    monkeypatch.setattr(service.models, "_builder", builder)
+    a = service.analyse(clip, SMALL)
+    assert [e.name for e in a.entries] == SMALL
+    assert isinstance(a.entries[0], lens.ModelResult) and a.entries[1].error.endswith("run `hf download ...`")
+    panels = service.render(a)
+    assert panels[0].overlay.is_file() and panels[1].overlay is None and "hf download" in panels[1].error
+    assert service.get(a.ref).errors == a.errors  # the error survives the round trip through the session
+
+
+def test_unexpected_failures_are_contained(service, clip, monkeypatch):
+    monkeypatch.setattr(service.models, "_builder", lambda name, device: 1 / 0)
+    a = service.analyse(clip, SMALL[:1])
+    assert a.results == [] and "ZeroDivisionError" in a.errors[0].message
+
+
+def test_bad_requests_say_what_to_do(service, clip, tmp_path):
+    with pytest.raises(lens.LensError, match="at least one model"):
+        service.analyse(clip, [])
+    with pytest.raises(lens.LensError, match="at most 4"):
+        service.analyse(clip, SMALL * 3)
+    with pytest.raises(lens.LensError, match="unknown model"):
+        service.analyse(clip, ["nope_t.untrained"])
+    with pytest.raises(lens.LensError, match="unknown explanation method"):
+        service.analyse(clip, SMALL[:1], ["lrp"])
+    with pytest.raises(lens.LensError, match="Upload a video"):
+        service.analyse(None, SMALL[:1])
+    with pytest.raises(lens.LensError, match="not a number"):
+        service.analyse(clip, SMALL[:1], start_s="soon")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    with pytest.raises(mvt.VideoError):
+        service.analyse(bad, SMALL[:1])
+    assert service.calls == []
+    a = service.analyse(clip, SMALL[:1], target=10_000)
+    assert "class 10000 does not exist" in a.errors[0].message
+
+
+def test_predictions_only_take_the_fast_path(service, clip):
+    a = service.analyse(clip, SMALL[:1], methods=())
+    r = a.results[0]
+    assert a.methods == () and r.output is None and r.volumes == {} and "forward" in r.timings
+    full = service.analyse(clip, SMALL[:1]).results[0]
+    for (la, pa), (lb, pb) in zip(r.top5, full.top5):
+        assert la == lb and pa == pytest.approx(pb, abs=1e-4)
+
+
+def test_render_writes_only_into_its_folder_and_reuses_files(service, clip, tmp_path):
+    a = service.analyse(clip, SMALL, ["rollout"])
+    first = service.render(a, lens.View("attention", stage=0))
+    again = service.render(a, lens.View("attention", stage=0))
+    other = service.render(a, lens.View("rollout", colormap="viridis", opacity=0.8))
+    files = [p.overlay for p in first + other] + [p.strip for p in first + other]
+    assert all(f.is_file() and f.parent == service.out_dir for f in files)
+    assert [p.overlay for p in again] == [p.overlay for p in first]
+    assert {p.overlay for p in other}.isdisjoint({p.overlay for p in first})
+    assert all("rollout" in p.overlay.name for p in other)
+    assert first[0].key == lens.VolumeKey("attention", 0)
+    assert {p.name for p in tmp_path.iterdir()} == {"out"}, "nothing written outside the service's folder"
+    # the stage as shown (1-based) is clamped to the model's stages; the last stage by default
+    last = service.render(a, lens.View.from_controls("attention", 9, "mean"))[0].key
+    assert last == service.render(a, lens.View("attention"))[0].key == lens.VolumeKey("attention", 2)
+    with pytest.raises(lens.LensError, match="not computed for mvit_t.untrained: tick it"):
+        service.render(a, lens.View("saliency"))
+    with pytest.raises(lens.LensError, match="hvt_t.untrained"):  # HVT has no CLS row per head
+        service.render(a, lens.View.from_controls("attention", 1, "max"))
+
+
+def test_overlays_share_one_frame_rate_rule(service, clip, tmp_path):
+    a = service.analyse(clip, SMALL[:1])
+    shown = service.render(a)[0].overlay
+    written = lens.write_export(a, tmp_path / "export")
+    exported = written[f"{SMALL[0]}:attention_2"]
+    expected = lens.overlay_fps(a.results[0])
+    assert mvt.probe(shown).fps == pytest.approx(expected) == pytest.approx(mvt.probe(exported).fps)
+
+
+def test_a_session_keeps_a_handle_and_eviction_is_a_clear_error(tmp_path, clip):
+    svc = lens.Service(out_dir=tmp_path, max_results=1)
+    a = svc.analyse(clip, SMALL[:1])
+    ref = a.ref
+    assert svc.get(ref).results[0] is a.results[0]
+    svc.analyse(clip, SMALL[1:])  # evicts the first result
+    with pytest.raises(lens.LensError, match="evicted"):
+        svc.get(ref)
+    with pytest.raises(lens.LensError, match="Run a comparison first"):
+        svc.get(None)
+
+
+def test_faithfulness_scores_every_volume_against_the_baselines(service, clip):
+    a = service.analyse(clip, SMALL[:1])
+    scores = service.faithfulness(a, steps=2)[SMALL[0]]
+    assert set(scores) == set(a.results[0].volumes) | {lens.VolumeKey("random"), lens.VolumeKey("center")}
+    assert all(s["curves"].target == a.results[0].target for s in scores.values())
+    rows = lens.faithfulness.table({SMALL[0]: scores})
+    assert {r[1] for r in rows} >= {"stage 1", "random", "center", "Attention rollout through pooling"}
+
+
+def test_score_model_scores_the_class_probability_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 8 * 8, 4)).train()
+    x = torch.randn(1, 3, 2, 8, 8)
+    vol = torch.rand(2, 8, 8).numpy()
+    scores = lens.faithfulness.score_model(model, x, {"v": vol}, cells=(1, 4, 4), steps=2)
+    c = scores["v"]["curves"]
+    assert model.training, "the caller's train/eval mode is restored"
+    with torch.no_grad():
+        p = model.eval()(x).softmax(-1)[0]
+    assert c.target == int(p.argmax()) and c.deletion[0] == pytest.approx(float(p.max()), abs=1e-6)
