@@ -4,14 +4,15 @@
 
 Two model sets: the app's default models (SynthMotion demo weights where shipped, else small untrained
 ones) and the K400-size architectures (timed with whatever weights are available; timing does not depend
-on the weight values). The result cache is cleared before every timed run, models stay loaded (as in a
-running app after its first request).
+on the weight values). The result cache and the rendered files are cleared before every timed run, models
+stay loaded (as in a running app after its first request).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -65,7 +66,9 @@ def time_compare(app, clip: Path, names: list[str], repeat: int) -> tuple[float,
     first = time.perf_counter() - t
     runs = []
     for _ in range(repeat):
-        app.RESULTS._items.clear()
+        app.SERVICE.results.clear()  # and the rendered files, which the service would reuse
+        for f in app.SERVICE.out_dir.iterdir():
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
         t = time.perf_counter()
         app.compare(*args, progress=progress)
         runs.append(time.perf_counter() - t)
@@ -80,9 +83,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import app
+    import lens
 
     clip = ten_second_clip()
-    sets = [("app defaults", app.default_models(), 3.0)]
+    sets = [("app defaults", lens.default_models(), 3.0)]
     if not args.skip_k400:
         sets.append(("K400-size", k400_size_models(), 30.0))
     print(f"clip: {clip.name}, threads: {args.threads}, repeat: {args.repeat}\n")
