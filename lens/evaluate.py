@@ -59,8 +59,8 @@ def row_name(key: VolumeKey, last_stage: int) -> str | None:
     return key.method
 
 
-METHODS = ("rollout", "last_stage", "saliency", "gradcam", "center", "random")
-"""The rows of the table, in order (what :data:`EVALUATED` gives, named by :func:`row_name`)."""
+METHODS = tuple("last_stage" if M.get(n).per_stage else n for n in EVALUATED)
+"""The rows of the table, in order: :data:`EVALUATED` named as :func:`row_name` names them."""
 
 
 def synth_models() -> list[str]:

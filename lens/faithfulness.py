@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,16 +83,13 @@ def score_result(
     baselines: Sequence[str] = M.BASELINES,
     mask: np.ndarray | None = None,
     target: int | None = None,
-    cells: Cells = None,
-    steps: int = 16,
-    substrate: str = "blur",
-    batch_size: int = 8,
-    progress: Callable[[float, str], None] | None = None,
+    **options: Any,
 ) -> dict[VolumeKey, dict]:
     """:func:`score_model` for the volumes of a result (``keys``, default: all), each painted onto the frames
     with its footprint, plus the ``baselines`` methods (random and centre by default; ``"oracle"`` with a
     ``mask``). The clip is ``mvt.preprocess(result.frames, model.spec)`` on the model's device; ``target``
-    defaults to the class the result explained."""
+    defaults to the class the result explained; ``options`` (cells, steps, substrate, batch_size, progress)
+    go to :func:`score_model`."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     x = mvt.preprocess(result.frames, model.spec, device=device)
@@ -99,18 +97,7 @@ def score_result(
     vols = {k: frame_volume(result, result.volumes[k]) for k in (result.volumes if keys is None else keys)}
     extra, _ = M.compute(None, x, None, baselines, target=target, mask=mask)
     vols.update({k: v.values for k, v in extra.items()})
-    return score_model(
-        model,
-        x,
-        vols,
-        target=target,
-        mask=mask,
-        cells=cells,
-        steps=steps,
-        substrate=substrate,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    return score_model(model, x, vols, target=target, mask=mask, **options)
 
 
 def by_label(scores: Mapping[VolumeKey, Mapping]) -> dict[str, viz.Curves]:
