@@ -135,6 +135,16 @@ class Analysis:
     target: int | None
     entries: list[ModelResult | ModelError]
     keys: list[ResultKey | None] = field(default_factory=list)
+    """The cache key of each result (``None`` for errors); filled from the other fields when not given."""
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            self.keys = [
+                ResultKey(self.clip.sha256, e.name, self.start_s, self.methods, self.target)
+                if isinstance(e, ModelResult)
+                else None
+                for e in self.entries
+            ]
 
     @property
     def results(self) -> list[ModelResult]:

@@ -177,7 +177,7 @@ class Service:
         report(0.0, "reading the clip")
         info = clips.clip_info(clip)
         keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options)) for n in names]
-        todo = [n for n, k in zip(names, keys) if self.results.get(k) is None]
+        todo = list(dict.fromkeys(n for n, k in zip(names, keys) if self.results.get(k) is None))
         fresh: dict[str, ModelResult | ModelError] = {}
         if todo:
             ran = self._run(str(clip), todo, start, wanted, target, options, report)
