@@ -57,12 +57,13 @@ class ToyNet(nn.Module):
 
 @pytest.fixture
 def toy_family(monkeypatch):
-    """``toy_t.untrained`` registered for this test only (the registry is restored afterwards)."""
+    """``lenstoy_t.untrained`` registered for this test only (the registry is restored afterwards)."""
     zoo.list_models()  # the real families first
     monkeypatch.setattr(zoo, "_ARCHS", dict(zoo._ARCHS))
     monkeypatch.setattr(zoo, "_SPECS", dict(zoo._SPECS))
-    zoo.register_arch(zoo.ArchEntry("toy_t", "toy", ToyNet), zoo.synthmotion_spec("toy_t"))
-    return "toy_t.untrained"
+    small = mvt.get_spec("hvt_t.untrained")  # input settings of the small SynthMotion configs
+    zoo.register_arch(zoo.ArchEntry("lenstoy_t", "lenstoy", ToyNet), small)
+    return "lenstoy_t.untrained"
 
 
 def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
@@ -84,7 +85,7 @@ def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
         assert panel.overlay.is_file() and panel.strip.is_file()
         assert mvt.probe(panel.overlay).num_frames == 16
     written = lens.write_export(analysis, tmp_path / "export")
-    assert written[f"{toy_family}:npz"].is_file() and "toy_t.untrained" in written["report.json"].read_text()
+    assert written[f"{toy_family}:npz"].is_file() and toy_family in written["report.json"].read_text()
     scores = service.faithfulness(analysis, steps=2)[toy_family]
     assert lens.VolumeKey("rollout") in scores and lens.VolumeKey("random") in scores
     assert toy_family in lens.default_models([toy_family, "mvit_t.untrained"])
@@ -98,4 +99,4 @@ def test_the_app_serves_it_without_changes(toy_family, tmp_path):
         str(clip), [toy_family], None, ["rollout"], "rollout", 1, "mean", progress=lambda *a, **k: None
     )
     assert toy_family in out[1]["value"] and out[3]["value"].endswith(".mp4")
-    assert "toy" not in (app.ROOT / "app.py").read_text()
+    assert "lenstoy" not in (app.ROOT / "app.py").read_text()
