@@ -332,7 +332,9 @@ class Service:
             panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip))
         return panels
 
-    def export(self, analysis: Analysis, *, metrics=None, view: View = DEFAULT_VIEW) -> Path:
+    def export(
+        self, analysis: Analysis, *, metrics: Mapping[str, Mapping] | None = None, view: View = DEFAULT_VIEW
+    ) -> Path:
         """A zip of :func:`lens.export.write_export`'s files (overlays, volumes, report.json, report.html,
         timings.json), written in :attr:`out_dir`."""
         from .export import write_export
