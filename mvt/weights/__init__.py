@@ -1,117 +1,263 @@
-"""Where weights come from, and how they are loaded safely.
+"""Where weights come from, how they are downloaded, and how they are loaded safely.
 
-Sources (``WeightsSource.kind``):
+Sources (:class:`WeightsSource` ``.kind``):
 
 * ``"url"``: a torchvision-style URL. The file lives in the torch hub cache,
-  ``$TORCH_HOME/hub/checkpoints/<basename of url>`` (``torch.hub.get_dir()``), exactly where
-  ``torch.hub.load_state_dict_from_url`` puts it, so a file torchvision already downloaded is reused.
-* ``"hf"``: a file in a Hugging Face model repo, read through ``huggingface_hub`` (so the HF cache and
-  ``HF_HUB_OFFLINE`` apply).
+  ``$TORCH_HOME/hub/checkpoints/<basename of url>``, exactly where ``torch.hub.load_state_dict_from_url``
+  puts it, so a file torchvision already downloaded is reused. ``MVT_WEIGHTS_MIRROR`` replaces the URL's
+  scheme and host.
+* ``"hf"``: a file in a Hugging Face model repo, through ``huggingface_hub.hf_hub_download`` (HF cache,
+  ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``), pinned to a revision.
 * ``"file"``: a file shipped in this repository (``assets/weights``), path relative to the repo root.
 * ``"none"``: untrained; the model keeps its initialisation.
 
-Checkpoints load only through safetensors or ``torch.load(weights_only=True)``; a pickle that would run
-code is refused with a :class:`WeightsError`.
+Public API::
+
+    status(source) -> Status                  # cached / downloadable(size) / unavailable(reason); fast
+    download_size(source) -> int | None       # bytes, from metadata, the hub API or Content-Length
+    resolve(source, progress=..., check=...)  # local Path, downloading first (shared, watched, checked)
+    load(source, ...) -> {name: tensor}       # resolve + safe load
+    class_names(source) -> tuple | None       # a hub repo's config.json id2label, in index order
+    format_progress(done, total, rate), RateMeter   # "42.1 / 139.8 MB, 11.3 MB/s"
+
+Errors are :class:`WeightsError` subclasses, each with a sentence saying what failed and what to do:
+:class:`WeightsUnavailable` (not cached and offline / no route), :class:`DownloadError` (network, HTTP) and
+:class:`DownloadStalled` (no data for ``MVT_DOWNLOAD_TIMEOUT`` s), :class:`HashMismatch`, :class:`SizeMismatch`,
+:class:`KeysMismatch` (all :class:`IntegrityError`: the file was discarded), :class:`UnsafeCheckpoint`.
+
+Environment (read when used, never at import): ``MVT_OFFLINE``, ``MVT_DOWNLOAD_TIMEOUT`` (seconds, default
+30), ``MVT_WEIGHTS_MIRROR``, ``TORCH_HOME``, ``HF_ENDPOINT``, ``HF_HOME`` / ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import pickle
-from dataclasses import dataclass
+import threading
+from functools import cache
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .checkpoint import ALLOWED_GLOBALS, load_file
+from .fetch import (
+    ProgressFn,
+    RateMeter,
+    StateCheck,
+    download_hf_file,
+    download_url_file,
+    format_progress,
+    hash_prefix,
+    hf_cached,
+    hf_download_config,
+    hf_fix,
+    hf_size,
+    in_flight,
+    shared_download,
+    url_size,
+)
+from .source import (
+    DEFAULT_TIMEOUT_S,
+    MB,
+    REPO_ROOT,
+    DownloadError,
+    DownloadStalled,
+    HashMismatch,
+    IntegrityError,
+    KeysMismatch,
+    SizeMismatch,
+    Status,
+    UnsafeCheckpoint,
+    WeightsError,
+    WeightsSource,
+    WeightsUnavailable,
+    download_timeout,
+    download_url,
+    forget_probes,
+    format_size,
+    hf_cache_dir,
+    hf_endpoint,
+    hub_cache_path,
+    mirror_url,
+    offline_reason,
+    route_problem,
+)
+
+log = logging.getLogger("mvt.weights")
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "DEFAULT_TIMEOUT_S",
+    "MB",
+    "REPO_ROOT",
+    "DownloadError",
+    "DownloadStalled",
+    "HashMismatch",
+    "IntegrityError",
+    "KeysMismatch",
+    "ProgressFn",
+    "RateMeter",
+    "SizeMismatch",
+    "StateCheck",
+    "Status",
+    "UnsafeCheckpoint",
+    "WeightsError",
+    "WeightsSource",
+    "WeightsUnavailable",
+    "cached_path",
+    "class_names",
+    "download_size",
+    "download_timeout",
+    "download_url",
+    "forget_probes",
+    "format_progress",
+    "format_size",
+    "hash_prefix",
+    "hf_cache_dir",
+    "hf_endpoint",
+    "hub_cache_path",
+    "in_flight",
+    "is_available",
+    "load",
+    "load_file",
+    "mirror_url",
+    "offline_reason",
+    "resolve",
+    "status",
+]
 
 
-class WeightsError(RuntimeError):
-    """Weights could not be found or loaded; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    kind: str = "none"
-    url: str | None = None
-    repo_id: str | None = None
-    filename: str | None = None
-    revision: str | None = None
-    path: str | None = None
-    state_key: str | None = None
-    """Sub-dict that holds the state dict (e.g. ``"model"`` for HVT's release files)."""
-
-    def describe_location(self) -> str:
-        if self.kind == "url":
-            return str(hub_cache_path(self))
-        if self.kind == "hf":
-            return f"{self.repo_id}/{self.filename} in the Hugging Face cache"
-        if self.kind == "file":
-            return str(REPO_ROOT / (self.path or ""))
-        return "(no weights)"
-
-
-def hub_cache_path(source: WeightsSource) -> Path:
-    """The torch hub cache file for a ``"url"`` source (``$TORCH_HOME/hub/checkpoints/<basename>``)."""
-    assert source.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(source.url)
+def cached_path(source: WeightsSource) -> Path | None:
+    """The local file of ``source`` when it is on disk (no network), else None."""
+    if source.kind == "url":
+        path = hub_cache_path(source)
+        return path if path.is_file() else None
+    if source.kind == "file":
+        path = REPO_ROOT / (source.path or "")
+        return path if path.is_file() else None
+    if source.kind == "hf":
+        try:
+            return hf_cached(source)
+        except ImportError:
+            return None
+    if source.kind == "none":
+        return None
+    raise WeightsError(f"unknown weights source kind {source.kind!r}")
 
 
 def is_available(source: WeightsSource) -> bool:
     """True when the weights can be loaded without any network access."""
-    if source.kind == "none":
-        return True
-    if source.kind == "url":
-        return hub_cache_path(source).is_file()
-    if source.kind == "file":
-        return (REPO_ROOT / (source.path or "")).is_file()
-    if source.kind == "hf":
+    return source.kind == "none" or cached_path(source) is not None
+
+
+# -- sizes --------------------------------------------------------------------------------------------------
+
+
+@cache
+def _torchvision_sizes() -> dict[str, int]:
+    """File name -> bytes, from torchvision's weights metadata (``meta["_file_size"]``, in MB of 2**20)."""
+    from torchvision import models
+
+    sizes: dict[str, int] = {}
+    for name in models.list_models():
         try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return False
-        found = try_to_load_from_cache(source.repo_id, source.filename, revision=source.revision)
-        return isinstance(found, str) and os.path.isfile(found)
-    raise WeightsError(f"unknown weights source kind {source.kind!r}")
+            enum = models.get_model_weights(name)
+        except (ValueError, KeyError):
+            continue
+        for w in enum:
+            mb = w.meta.get("_file_size")
+            if mb is not None:
+                sizes[os.path.basename(w.url)] = round(float(mb) * MB)
+    return sizes
 
 
-def resolve(source: WeightsSource, *, download: bool = True) -> Path:
-    """Return a local file for ``source``, downloading it first if allowed and needed."""
+_size_lock = threading.Lock()
+_sizes: dict[str, int] = {}
+
+
+def download_size(source: WeightsSource, *, network: bool = True) -> int | None:
+    """Bytes of ``source``'s file: on disk when cached; else from data (torchvision's ``_file_size``), the hub
+    API (HF, online) or the server's Content-Length (release files, online). None when it cannot be known
+    (offline, or ``network=False`` and no metadata)."""
+    local = cached_path(source)
+    if local is not None:
+        return local.stat().st_size
+    if source.kind not in ("url", "hf"):
+        return None
+    key = download_url(source)
+    with _size_lock:
+        if key in _sizes:
+            return _sizes[key]
+    size: int | None = None
+    if source.kind == "url":
+        size = _torchvision_sizes().get(os.path.basename(source.url or ""))
+    if size is None and network and offline_reason(source) is None and route_problem(key) is None:
+        timeout = min(download_timeout(), 10.0)
+        size = url_size(key, timeout) if source.kind == "url" else hf_size(source, timeout)
+    if size is not None:
+        with _size_lock:
+            _sizes[key] = size
+    return size
+
+
+# -- status -------------------------------------------------------------------------------------------------
+
+
+def status(source: WeightsSource, *, probe: bool = True) -> Status:
+    """Whether ``source`` is on disk, downloadable (with its size), or unavailable (with the reason).
+
+    Never waits long: offline settings are checked first, and a reachability probe (``probe=True``) is a TCP
+    connect with a 3 s timeout whose answer is reused for a minute.
+    """
+    if source.kind == "none":
+        return Status("cached", 0)
+    local = cached_path(source)
+    if local is not None:
+        return Status("cached", local.stat().st_size)
+    if source.kind == "file":
+        return Status(
+            "unavailable", reason=f"shipped file {source.path} is missing (reinstall from a full clone)"
+        )
+    reason = offline_reason(source)
+    if reason is None and probe:
+        reason = route_problem(download_url(source))
+    if reason is not None:
+        return Status("unavailable", download_size(source, network=False), reason=f"not cached and {reason}")
+    return Status("downloadable", download_size(source))
+
+
+# -- resolve and load ---------------------------------------------------------------------------------------
+
+
+def _unavailable(source: WeightsSource, why: str) -> WeightsUnavailable:
     if source.kind == "url":
         path = hub_cache_path(source)
-        if path.is_file():
-            return path
-        if not download or _offline():
-            raise WeightsError(_missing_message(source, path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            from torch.hub import HASH_REGEX, download_url_to_file
+        return WeightsUnavailable(
+            f"Weights file {path.name} is not cached ({why}). Download {source.url} on a machine with internet "
+            f"and place it at {path} (the torch hub cache, $TORCH_HOME/hub/checkpoints)."
+        )
+    return WeightsUnavailable(
+        f"Weights {source.repo_id}/{source.filename} are not in the Hugging Face cache ({why}). "
+        + hf_fix(source)
+    )
 
-            match = HASH_REGEX.search(os.path.basename(source.url or ""))
-            download_url_to_file(source.url, str(path), match.group(1) if match else None, progress=False)
-        except Exception as e:  # network errors come in many types (URLError, OSError, RuntimeError)
-            raise WeightsError(_missing_message(source, path) + f" (download failed: {e})") from None
-        return path
-    if source.kind == "hf":
-        try:
-            from huggingface_hub import hf_hub_download
-        except ImportError as e:
-            raise WeightsError("huggingface_hub is not installed: pip install huggingface_hub") from e
-        try:
-            return Path(
-                hf_hub_download(
-                    source.repo_id, source.filename, revision=source.revision, local_files_only=not download
-                )
-            )
-        except Exception as e:  # LocalEntryNotFoundError, OfflineModeIsEnabled, HTTP errors
-            raise WeightsError(
-                f"Weights {source.repo_id}/{source.filename} are not in the Hugging Face cache and could not "
-                f"be downloaded ({type(e).__name__}). On a machine with internet run: "
-                f"huggingface-cli download {source.repo_id} {source.filename} "
-                f'(or python -c "from huggingface_hub import hf_hub_download; '
-                f"hf_hub_download('{source.repo_id}', '{source.filename}')\"), then copy the cache "
-                f"(~/.cache/huggingface/hub) here."
-            ) from None
+
+def resolve(
+    source: WeightsSource,
+    *,
+    download: bool = True,
+    progress: ProgressFn | None = None,
+    timeout: float | None = None,
+    check: StateCheck | None = None,
+) -> Path:
+    """Return a local file for ``source``, downloading it first if allowed and needed.
+
+    ``progress(done_bytes, total_bytes)`` is called from the download thread as bytes arrive. ``timeout``
+    (default ``MVT_DOWNLOAD_TIMEOUT``) bounds the time without data. ``check`` validates the state dict of
+    a freshly downloaded file that carries no hash, before it enters the cache (see :func:`mvt.zoo.keys_check`).
+    Concurrent calls for the same file share one download. Raises a :class:`WeightsError` subclass.
+    """
     if source.kind == "file":
         path = REPO_ROOT / (source.path or "")
         if not path.is_file():
@@ -119,58 +265,77 @@ def resolve(source: WeightsSource, *, download: bool = True) -> Path:
                 f"Shipped weights {path} are missing; reinstall from a full clone of the repo."
             )
         return path
-    raise WeightsError(f"weights source of kind {source.kind!r} has no file")
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False") or os.environ.get(
-        "MVT_OFFLINE", "0"
-    ) not in ("", "0", "false", "False")
-
-
-def _missing_message(source: WeightsSource, path: Path) -> str:
-    return (
-        f"Weights file {path.name} is not cached. Download {source.url} on a machine with internet and place "
-        f"it at {path} (the torch hub cache, $TORCH_HOME/hub/checkpoints)."
+    if source.kind not in ("url", "hf"):
+        raise WeightsError(f"weights source of kind {source.kind!r} has no file")
+    local = cached_path(source)
+    if local is not None:
+        return local
+    if not download:
+        return _raise(_unavailable(source, "downloads were not allowed for this call"))
+    why = offline_reason(source) or route_problem(download_url(source))
+    if why is not None:
+        return _raise(_unavailable(source, why))
+    timeout = download_timeout() if timeout is None else timeout
+    if source.kind == "url":
+        dest = hub_cache_path(source)
+        return shared_download(
+            str(dest),
+            dest.name,
+            lambda flight: download_url_file(flight, source, dest, timeout=timeout, check=check),
+            progress=progress,
+            timeout=timeout,
+        )
+    key = f"{hf_cache_dir()}::{source.repo_id}@{source.revision or 'main'}/{source.filename}"
+    return shared_download(
+        key,
+        f"{source.repo_id}/{source.filename}",
+        lambda flight: download_hf_file(flight, source, timeout=timeout, check=check),
+        progress=progress,
+        timeout=timeout,
     )
 
 
-def load_file(path: str | os.PathLike, *, state_key: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file as a flat ``{name: tensor}`` dict, safely.
+def _raise(error: WeightsError):
+    raise error
 
-    ``.safetensors`` files go through safetensors; anything else through ``torch.load(weights_only=True)``,
-    which refuses pickles that would import or call arbitrary code.
+
+def load(
+    source: WeightsSource,
+    *,
+    download: bool = True,
+    progress: ProgressFn | None = None,
+    timeout: float | None = None,
+    check: StateCheck | None = None,
+) -> dict[str, torch.Tensor]:
+    """Resolve and load the state dict of ``source`` (safely; see :func:`load_file`)."""
+    path = resolve(source, download=download, progress=progress, timeout=timeout, check=check)
+    return load_file(path, state_key=source.state_key, pickle_globals=source.pickle_globals)
+
+
+def class_names(source: WeightsSource, *, download: bool = True) -> tuple[str, ...] | None:
+    """Class names from a hub source's ``config_file`` (``id2label``, ordered by index), or None.
+
+    None when the source has no config file, the repo has none, or it is neither cached nor downloadable now
+    (the caller then falls back to its label set). A config whose ``id2label`` is malformed is an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Checkpoint {path} does not exist.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file as st_load
-
+    if source.kind != "hf" or not source.config_file:
+        return None
+    path = hf_cached(source, source.config_file)
+    if path is None and download and offline_reason(source) is None:
         try:
-            sd = st_load(str(path), device="cpu")
-        except Exception as e:
-            raise WeightsError(f"{path.name} is not a valid safetensors file ({e}).") from None
-    else:
-        try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise WeightsError(
-                f"Refused to load {path.name}: it is not a plain tensor checkpoint (loading it would run code "
-                f"from the file). Convert it to safetensors on a trusted machine. Detail: {str(e)[:200]}"
-            ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as e:
-            raise WeightsError(f"{path.name} is not a readable PyTorch checkpoint ({e}).") from None
-    if state_key is not None:
-        if not isinstance(sd, dict) or state_key not in sd:
-            keys = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
-            raise WeightsError(f"{path.name} has no '{state_key}' entry (top-level keys: {keys}).")
-        sd = sd[state_key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WeightsError(f"{path.name} does not hold a flat state dict of tensors.")
-    return sd
-
-
-def load(source: WeightsSource, *, download: bool = True) -> dict[str, torch.Tensor]:
-    """Resolve and load the state dict of ``source``."""
-    return load_file(resolve(source, download=download), state_key=source.state_key)
+            path = hf_download_config(source, timeout=download_timeout())
+        except WeightsError as e:
+            log.warning("class names of %s: %s", source.repo_id, e)
+            path = None
+    if path is None:
+        return None
+    try:
+        id2label = json.loads(path.read_text())["id2label"]
+        pairs = sorted((int(k), str(v)) for k, v in id2label.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{source.repo_id}/{source.config_file} has no usable id2label ({e}).") from None
+    if [i for i, _ in pairs] != list(range(len(pairs))):
+        raise WeightsError(
+            f"{source.repo_id}/{source.config_file}: id2label keys are not 0..{len(pairs) - 1}."
+        )
+    return tuple(v for _, v in pairs)
