@@ -1,4 +1,4 @@
-"""Command line: ``python -m mvt list | probe CLIP | predict CLIP | explain CLIP | evaluate``.
+"""Command line: ``python -m mvt list | download NAME... | probe CLIP | predict CLIP | explain CLIP | evaluate``.
 
 ``explain`` runs the same clip → models → report pipeline as the app (``viz.pipeline``) and writes overlay
 mp4s, the (T,H,W) volumes, report.json and a self-contained report.html into ``--out``. ``evaluate`` scores
@@ -15,13 +15,18 @@ from pathlib import Path
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import get_spec, list_models
-    from .weights import is_available
+    from .prefetch import weights_status
 
     for name in list_models(args.pattern):
         spec = get_spec(name)
-        state = "available" if is_available(spec.weights) else "not cached"
-        print(f"{name:32s} {state:11s} {spec.description}")
+        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}")
     return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .prefetch import download
+
+    return download(args.names)
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="list registered models and whether their weights are available offline")
     p.add_argument("pattern", nargs="?", default=None)
     p.set_defaults(fn=_cmd_list)
+    p = sub.add_parser("download", help="download models' weights now (names or globs, e.g. '*.k400')")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(fn=_cmd_download)
     p = sub.add_parser("probe", help="print what mvt reads from a video file")
     p.add_argument("clip")
     p.set_defaults(fn=_cmd_probe)

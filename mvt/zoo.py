@@ -244,16 +244,23 @@ def create_model(
     spec = get_spec(name)
     entry = get_arch(spec.arch)
     num_classes = spec.num_classes or len(spec.labels)
+    source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
+    path = None
+    if source.kind not in (
+        "none",
+        "file_abs",
+    ):  # weights first: a missing file fails before any model is built
+        path = _weights.resolve(
+            source, download=download, progress=progress, timeout=timeout, check=keys_check(name)
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # untrained models are the same every time (and do not touch the global RNG)
         model = entry.builder(num_classes=num_classes)
-    source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
     if source.kind != "none":
-        if source.kind == "file_abs":
+        if path is None:
             state = _weights.load_file(checkpoint)  # type: ignore[arg-type]
         else:
-            check = _state_check(_shapes(model), entry.convert, name)
-            state = _weights.load(source, download=download, progress=progress, timeout=timeout, check=check)
+            state = _weights.load_file(path, state_key=source.state_key, pickle_globals=source.pickle_globals)
             names = _weights.class_names(source, download=download)
             if names is not None:
                 if len(names) != num_classes:
@@ -271,23 +278,21 @@ def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _state_check(
-    own: dict[str, tuple[int, ...]], convert: Callable[[dict], dict] | None, what: str
-) -> _weights.StateCheck:
-    def check(state: dict) -> None:
-        _compare(own, state, convert, what)
-
-    return check
-
-
 def keys_check(name: str) -> _weights.StateCheck:
     """A check that a state dict (converted as ``name``'s architecture converts it) has exactly its keys and
-    shapes, raising :class:`mvt.weights.KeysMismatch`. Builds the architecture on the meta device (no memory)."""
+    shapes, raising :class:`mvt.weights.KeysMismatch`. Builds the architecture on the meta device (no
+    memory), when first called."""
     spec = get_spec(name)
     entry = get_arch(spec.arch)
-    with torch.device("meta"):
-        model = entry.builder(num_classes=spec.num_classes or len(spec.labels))
-    return _state_check(_shapes(model), entry.convert, name)
+    own: dict[str, tuple[int, ...]] = {}
+
+    def check(state: dict) -> None:
+        if not own:  # built on first use only: most files carry a hash and are never checked this way
+            with torch.device("meta"):
+                own.update(_shapes(entry.builder(num_classes=spec.num_classes or len(spec.labels))))
+        _compare(own, state, entry.convert, name)
+
+    return check
 
 
 def _compare(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from functools import cache
 from pathlib import Path
 
@@ -55,6 +54,7 @@ from .fetch import (
     hf_size,
     in_flight,
     shared_download,
+    url_fix,
     url_size,
 )
 from .source import (
@@ -81,6 +81,8 @@ from .source import (
     hub_cache_path,
     mirror_url,
     offline_reason,
+    remember_size,
+    remembered_size,
     route_problem,
 )
 
@@ -172,10 +174,6 @@ def _torchvision_sizes() -> dict[str, int]:
     return sizes
 
 
-_size_lock = threading.Lock()
-_sizes: dict[str, int] = {}
-
-
 def download_size(source: WeightsSource, *, network: bool = True) -> int | None:
     """Bytes of ``source``'s file: on disk when cached; else from data (torchvision's ``_file_size``), the hub
     API (HF, online) or the server's Content-Length (release files, online). None when it cannot be known
@@ -186,18 +184,16 @@ def download_size(source: WeightsSource, *, network: bool = True) -> int | None:
     if source.kind not in ("url", "hf"):
         return None
     key = download_url(source)
-    with _size_lock:
-        if key in _sizes:
-            return _sizes[key]
-    size: int | None = None
+    size = remembered_size(key)
+    if size is not None:
+        return size
     if source.kind == "url":
         size = _torchvision_sizes().get(os.path.basename(source.url or ""))
     if size is None and network and offline_reason(source) is None and route_problem(key) is None:
         timeout = min(download_timeout(), 10.0)
         size = url_size(key, timeout) if source.kind == "url" else hf_size(source, timeout)
     if size is not None:
-        with _size_lock:
-            _sizes[key] = size
+        remember_size(key, size)
     return size
 
 
@@ -284,6 +280,7 @@ def resolve(
             lambda flight: download_url_file(flight, source, dest, timeout=timeout, check=check),
             progress=progress,
             timeout=timeout,
+            fix=url_fix(source, dest),
         )
     key = f"{hf_cache_dir()}::{source.repo_id}@{source.revision or 'main'}/{source.filename}"
     return shared_download(
@@ -292,6 +289,7 @@ def resolve(
         lambda flight: download_hf_file(flight, source, timeout=timeout, check=check),
         progress=progress,
         timeout=timeout,
+        fix=hf_fix(source),
     )
 
 

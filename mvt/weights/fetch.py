@@ -179,8 +179,12 @@ def shared_download(
     *,
     progress: ProgressFn | None,
     timeout: float,
+    fix: str = "",
 ) -> Path:
-    """Run ``work`` once per ``key`` however many callers ask at once; wait for it, watching for stalls."""
+    """Run ``work`` once per ``key`` however many callers ask at once; wait for it, watching for stalls.
+
+    ``fix`` ends the stall message (what a person can do instead).
+    """
     with _flights_lock:
         flight = _flights.get(key)
         if flight is None:
@@ -198,7 +202,7 @@ def shared_download(
             if idle > timeout:
                 raise DownloadStalled(
                     f"Downloading {what} stopped: the server sent nothing for {timeout:g} s "
-                    "(MVT_DOWNLOAD_TIMEOUT). Check the connection or the mirror and try again later."
+                    f"(MVT_DOWNLOAD_TIMEOUT). Check the connection and try again later. {fix}".rstrip()
                 )
         if flight.error is not None:
             raise flight.error

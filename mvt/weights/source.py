@@ -244,9 +244,24 @@ def route_problem(url: str) -> str | None:
 
 
 def forget_probes() -> None:
-    """Drop cached reachability answers (the next :func:`status` probes again)."""
+    """Drop cached reachability answers and remote sizes (the next :func:`status` asks again)."""
     with _probe_lock:
         _probes.clear()
+        remote_sizes.clear()
+
+
+remote_sizes: dict[str, int] = {}
+"""Sizes learnt from the network, by download URL (guarded by the probe lock; cleared by :func:`forget_probes`)."""
+
+
+def remember_size(url: str, size: int) -> None:
+    with _probe_lock:
+        remote_sizes[url] = size
+
+
+def remembered_size(url: str) -> int | None:
+    with _probe_lock:
+        return remote_sizes.get(url)
 
 
 # -- status -------------------------------------------------------------------------------------------------
