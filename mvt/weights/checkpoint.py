@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,13 @@ def _torch_load(path: Path, pickle_globals: tuple[str, ...]):
         return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+def _why(e: Exception) -> str:
+    """The useful line of torch's weights-only refusal (which global or opcode), not its advice."""
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|Trying to [^\n.]+", text)
+    return m.group(0) if m else text.strip().splitlines()[-1][:300]
+
+
 def load_file(
     path: str | os.PathLike,
     *,
@@ -85,7 +93,7 @@ def load_file(
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpoint(
                 f"Refused to load {name}: it is not a plain tensor checkpoint (loading it would run code "
-                f"from the file). Convert it to safetensors on a trusted machine. Detail: {str(e)[:300]}"
+                f"from the file). Convert it to safetensors on a trusted machine. Detail: {_why(e)}"
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
             raise WeightsError(f"{name} is not a readable PyTorch checkpoint ({str(e)[:300]}).") from None
