@@ -22,6 +22,7 @@ import torch
 
 import mvt
 import viz
+from mvt.device import gpu, select_device
 from viz import pipeline as P
 
 log = logging.getLogger("mvt-lens")
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 MAX_MODELS = 4
 MAX_UPLOAD = "200mb"
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 OUT_DIR = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
 """Every file the app serves is written here (overlays, strips, exports) — never a user-supplied path."""
 
@@ -40,17 +41,7 @@ if DEVICE == "cpu":
 MODELS = P.ModelCache(DEVICE)
 RESULTS = P.ResultCache(max_items=24)
 
-try:  # ZeroGPU: only when running there; a no-op elsewhere.
-    if os.environ.get("SPACES_ZERO_GPU", "").lower() == "true":
-        import spaces
-
-        _gpu = spaces.GPU(duration=120)
-    else:
-        raise ImportError
-except ImportError:
-
-    def _gpu(fn):
-        return fn
+_gpu = gpu(duration=120)  # spaces.GPU on ZeroGPU; the identity elsewhere
 
 
 def model_label(name: str) -> str:
