@@ -495,6 +495,20 @@ class Standard:
     def vivit(self, arch: str = "vivit_t1") -> Callable[[], Path]:
         return self.files.lazy(f"hf-{arch}.bin", lambda p: save_state(vivit_hub_state(arch), p))
 
+    def serve_with_own_hash(
+        self, mirror: Mirror, arch: str, *, real_size: bool = True, seed: int = 3
+    ) -> tuple[str, str, Path]:
+        """Serve random ``arch`` weights as ``/models/<arch>-<its own sha256[:8]>.pth``, so torch hub's hash rule
+        passes. Returns (the URL as torchvision would write it, for a ``WeightsSource``; the request path; the
+        served file)."""
+        path = self.files.get(
+            f"hashed-{arch}-{'full' if real_size else 'small'}-{seed}.pth",
+            lambda p: save_state(model_state(arch, real_size=real_size, seed=seed), p),
+        )
+        request_path = f"/models/{arch}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}.pth"
+        mirror.add(request_path, path)
+        return f"https://download.pytorch.org{request_path}", request_path, path
+
     def install(self, mirror: Mirror) -> None:
         for arch, path in self.TORCHVISION.items():
             mirror.add(path, self.torchvision(arch))

@@ -4,7 +4,6 @@ the loopback mirror (tests/mirror.py): status, progress, integrity checks, stall
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import threading
@@ -18,11 +17,7 @@ import mvt
 from mvt import prefetch, weights
 from mvt.models.vivit import HF_REPO, HF_REVISION
 from mvt.weights import WeightsSource
-from tests.mirror import model_state, register_test_model, save_state, vivit_hub_config
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.mirror import register_test_model, save_state, vivit_hub_config
 
 
 def _checkpoints() -> Path:
@@ -37,22 +32,16 @@ def _hashed_entry(
     mirror, monkeypatch, arch: str = "mvit_t", *, real_size: bool = True, tag: str = "mirrortest"
 ):
     """A test model whose URL carries the served file's own SHA-256 prefix (as torchvision's do)."""
-    path = mirror.standard.files.get(
-        f"hashed-{arch}-{real_size}.pth",
-        lambda p: save_state(model_state(arch, real_size=real_size, seed=3), p),
-    )
-    url_path = f"/models/{arch}-{_sha256(path)[:8]}.pth"
-    mirror.add(url_path, path)
-    source = WeightsSource(kind="url", url=f"https://download.pytorch.org{url_path}")
+    url, request_path, served = mirror.standard.serve_with_own_hash(mirror, arch, real_size=real_size)
     name = register_test_model(
         monkeypatch,
         f"{arch}.{tag}",
         f"{arch}.untrained",
-        weights=source,
+        weights=WeightsSource(kind="url", url=url),
         trained=True,
         description="mirror test",
     )
-    return name, url_path, path
+    return name, request_path, served
 
 
 # -- URL files ----------------------------------------------------------------------------------------------
@@ -315,11 +304,11 @@ def test_corrupted_hub_file_is_a_hash_error_and_is_removed_from_the_cache(weight
     with pytest.raises(weights.HashMismatch, match="failed its integrity check"):
         mvt.create_model(name)
     hub = weights.hf_cache_dir()
-    assert not [f for f in _cache_files(hub) if "blobs" in f and not f.endswith(_sha256_config(m))]
+    assert not [f for f in _cache_files(hub) if "blobs" in f and not f.endswith(_config_blob(m))]
     assert weights.cached_path(mvt.get_spec(name).weights) is None
 
 
-def _sha256_config(m) -> str:
+def _config_blob(m) -> str:
     from tests.mirror import git_blob_sha1
 
     f, _ = m.hf[HF_REPO]["config.json"]
