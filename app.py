@@ -21,6 +21,7 @@ import gradio as gr  # noqa: E402
 import torch
 
 import lens
+from mvt.device import gpu, select_device
 
 log = logging.getLogger("mvt-lens")
 
@@ -29,22 +30,12 @@ EXAMPLES_DIR = ROOT / "assets" / "examples"
 MAX_UPLOAD = "200mb"
 COLUMNS = 2
 """Model panels per row (rows follow from ``lens.MAX_MODELS``)."""
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 
 if DEVICE == "cpu":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-try:  # ZeroGPU: only when running there; a no-op elsewhere.
-    if os.environ.get("SPACES_ZERO_GPU", "").lower() == "true":
-        import spaces
-
-        _gpu = spaces.GPU(duration=120)
-    else:
-        raise ImportError
-except ImportError:
-    _gpu = None
-
-SERVICE = lens.Service(DEVICE, max_results=24, gpu=_gpu)
+SERVICE = lens.Service(DEVICE, max_results=24, gpu=gpu(duration=120))  # spaces.GPU on ZeroGPU only
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mvt list | probe CLIP | predict CLIP | explain CLIP | evaluate``.
+"""Command line: ``python -m mvt list | download NAME... | probe CLIP | predict CLIP | explain CLIP | evaluate``.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
@@ -21,13 +21,18 @@ from .service import Service
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from mvt.weights import is_available
+    from mvt.prefetch import weights_status
 
     for name in mvt.list_models(args.pattern):
         spec = mvt.get_spec(name)
-        state = "available" if is_available(spec.weights) else "not cached"
-        print(f"{name:32s} {state:11s} {spec.description}")
+        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}")
     return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from mvt.prefetch import download
+
+    return download(args.names)
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -72,9 +77,16 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("list", help="list registered models and whether their weights are available offline")
+    p = sub.add_parser(
+        "list", help="list registered models: weights cached, downloadable (and size) or unavailable"
+    )
     p.add_argument("pattern", nargs="?", default=None)
     p.set_defaults(fn=_cmd_list)
+    p = sub.add_parser(
+        "download", help="download the weights of models now (names or globs), with progress bars"
+    )
+    p.add_argument("names", nargs="+")
+    p.set_defaults(fn=_cmd_download)
     p = sub.add_parser("probe", help="print what mvt reads from a video file")
     p.add_argument("clip")
     p.set_defaults(fn=_cmd_probe)

@@ -43,9 +43,14 @@ class ModelSpec:
     """True for image models run on each frame with logits averaged over time (HVT ``.in1k``)."""
     num_classes: int | None = None
     """Head size; defaults to the size of ``label_set``."""
+    class_names: tuple[str, ...] | None = None
+    """Class names read from the checkpoint itself (a hub repo's ``config.json`` ``id2label``); when set they
+    replace ``label_set``'s list. :func:`create_model` fills it in."""
 
     @property
     def labels(self) -> tuple[str, ...]:
+        if self.class_names is not None:
+            return self.class_names
         from .labels import get_labels
 
         return get_labels(self.label_set)
@@ -223,42 +228,86 @@ def create_model(
     device: str | torch.device = "cpu",
     checkpoint: str | None = None,
     download: bool = True,
+    progress: _weights.ProgressFn | None = None,
+    timeout: float | None = None,
 ) -> nn.Module:
     """Build ``name`` (``arch.tag``), load its weights and return it in eval mode with ``.spec`` set.
 
     ``checkpoint`` overrides the spec's source with a local safetensors / ``torch.load``-able file.
-    Raises :class:`WeightsError` with an actionable message when weights cannot be found or loaded.
+    Weights that are not cached are downloaded (unless ``download=False``), with
+    ``progress(done_bytes, total_bytes)`` called as bytes arrive and ``timeout`` seconds without data allowed
+    (default ``MVT_DOWNLOAD_TIMEOUT``); a file without a hash is checked against this architecture's keys
+    before it enters the cache. A hub checkpoint with a ``config.json`` names the classes
+    (``model.spec.labels``). Raises :class:`WeightsError` with an actionable message when weights cannot be
+    found, downloaded or loaded.
     """
     spec = get_spec(name)
     entry = get_arch(spec.arch)
     num_classes = spec.num_classes or len(spec.labels)
+    source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
+    path = None
+    if source.kind not in (
+        "none",
+        "file_abs",
+    ):  # weights first: a missing file fails before any model is built
+        path = _weights.resolve(
+            source, download=download, progress=progress, timeout=timeout, check=keys_check(name)
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # untrained models are the same every time (and do not touch the global RNG)
         model = entry.builder(num_classes=num_classes)
-    source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
     if source.kind != "none":
-        if source.kind == "file_abs":
+        if path is None:
             state = _weights.load_file(checkpoint)  # type: ignore[arg-type]
         else:
-            state = _weights.load(source, download=download)
+            state = _weights.load_file(path, state_key=source.state_key, pickle_globals=source.pickle_globals)
+            names = _weights.class_names(source, download=download)
+            if names is not None:
+                if len(names) != num_classes:
+                    raise WeightsError(
+                        f"{source.repo_id}/{source.config_file} names {len(names)} classes but {name} has "
+                        f"{num_classes} outputs."
+                    )
+                spec = replace(spec, class_names=names)
         load_state_dict_strict(model, state, entry.convert, what=name)
     model.spec = spec
     return model.eval().to(device)
 
 
-def load_state_dict_strict(
-    model: nn.Module, state: dict, convert: Callable[[dict], dict] | None = None, *, what: str = "model"
-) -> None:
-    """Convert (if a converter is given) and load ``state`` strictly, as a :class:`WeightsError` on mismatch."""
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def keys_check(name: str) -> _weights.StateCheck:
+    """A check that a state dict (converted as ``name``'s architecture converts it) has exactly its keys and
+    shapes, raising :class:`mvt.weights.KeysMismatch`. Builds the architecture on the meta device (no
+    memory), when first called."""
+    spec = get_spec(name)
+    entry = get_arch(spec.arch)
+    own: dict[str, tuple[int, ...]] = {}
+
+    def check(state: dict) -> None:
+        if not own:  # built on first use only: most files carry a hash and are never checked this way
+            with torch.device("meta"):
+                own.update(_shapes(entry.builder(num_classes=spec.num_classes or len(spec.labels))))
+        _compare(own, state, entry.convert, name)
+
+    return check
+
+
+def _compare(
+    own: dict[str, tuple[int, ...]], state: dict, convert: Callable[[dict], dict] | None, what: str
+) -> dict:
     if convert is not None:
         try:
             state = convert(state)
         except (KeyError, ValueError) as e:
-            raise WeightsError(f"checkpoint for {what} does not match its architecture: {e}") from None
-    own = model.state_dict()
+            raise _weights.KeysMismatch(
+                f"checkpoint for {what} does not match its architecture: {e}"
+            ) from None
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(state[k].shape) != own[k])
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -268,7 +317,17 @@ def load_state_dict_strict(
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {own[k]})"
             )
-        raise WeightsError(f"checkpoint for {what} does not match its architecture: " + "; ".join(parts))
+        raise _weights.KeysMismatch(
+            f"checkpoint for {what} does not match its architecture: " + "; ".join(parts)
+        )
+    return state
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: dict, convert: Callable[[dict], dict] | None = None, *, what: str = "model"
+) -> None:
+    """Convert (if a converter is given) and load ``state`` strictly, as a :class:`WeightsError` on mismatch."""
+    state = _compare(_shapes(model), state, convert, what)
     model.load_state_dict(state, strict=True)

@@ -58,3 +58,49 @@ def app_url():
     )
     yield url
     app.demo.close()
+
+
+@pytest.fixture(scope="session")
+def _mirror_server(tmp_path_factory):
+    """One loopback mirror for the session (tests/mirror.py); its files are built lazily and kept."""
+    from tests.mirror import Files, Mirror, Standard
+
+    mirror = Mirror()
+    mirror.standard = Standard(Files(tmp_path_factory.mktemp("mirror-files")))
+    yield mirror
+    mirror.close()
+
+
+@pytest.fixture
+def weights_mirror(_mirror_server, tmp_path, monkeypatch):
+    """The mirror with its standard files, every path ``normal`` and counts at zero, and this process pointed
+    at it: ``MVT_WEIGHTS_MIRROR`` and ``HF_ENDPOINT`` = ``mirror.url``, empty ``TORCH_HOME`` / ``HF_HOME`` in
+    ``tmp_path``, downloads allowed, ``MVT_DOWNLOAD_TIMEOUT=5``. See tests/mirror.py for its API."""
+    from mvt import weights
+
+    m = _mirror_server
+    m.reset()
+    m.clear_files()
+    m.standard.install(m)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "MVT_OFFLINE",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MVT_WEIGHTS_MIRROR", m.url)
+    monkeypatch.setenv("HF_ENDPOINT", m.url)
+    monkeypatch.setenv("MVT_DOWNLOAD_TIMEOUT", "5")
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(
+        hub_constants, "HF_HUB_OFFLINE", False
+    )  # read once at import; tests must not depend on it
+    weights.forget_probes()
+    yield m
+    m.reset()
+    weights.forget_probes()

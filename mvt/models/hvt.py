@@ -452,7 +452,12 @@ def _register() -> None:
                 spec,
                 name=f"{arch}.in1k",
                 tag="in1k",
-                weights=WeightsSource(kind="url", url=RELEASES[arch], state_key="model"),
+                weights=WeightsSource(
+                    kind="url",
+                    url=RELEASES[arch],
+                    state_key="model",
+                    pickle_globals=("argparse.Namespace",),  # main.py saves its args beside the model
+                ),
                 trained=True,
                 description="ImageNet-1k, zhuang-group/HVT release (per frame)",
             )

@@ -705,6 +705,9 @@ HF_REPO = "google/vivit-b-16x2-kinetics400"
 HF_FILENAME = "pytorch_model.bin"
 """The hub repo's main branch holds only ``pytorch_model.bin`` (a safetensors copy sits in the unmerged PR #3);
 it loads with ``torch.load(weights_only=True)``."""
+HF_REVISION = "800b669c0b9b4abdc7522897b363a66c89ec81f8"
+"""The commit "Fix model head weights" (Nov 2022) that wrote today's ``pytorch_model.bin`` and ``config.json``;
+the later commits on main (506d188 README, 8a7171a preprocessor_config.json #2) change neither file."""
 
 _K400_INPUT = {
     "num_frames": 32,
@@ -743,7 +746,13 @@ def _register() -> None:
             name="vivit_b_16x2.k400",
             arch="vivit_b_16x2",
             tag="k400",
-            weights=WeightsSource(kind="hf", repo_id=HF_REPO, filename=HF_FILENAME),
+            weights=WeightsSource(
+                kind="hf",
+                repo_id=HF_REPO,
+                filename=HF_FILENAME,
+                revision=HF_REVISION,
+                config_file="config.json",
+            ),
             trained=True,
             description=f"Kinetics-400, {HF_REPO} (HF)",
             **_K400_INPUT,

@@ -197,7 +197,7 @@ def test_fake_hf_cache_full_size_checkpoint_loads(hf_cache):
     assert sum(p.numel() for p in hf.parameters()) == 88_954_000
     state = _to_legacy(hf.state_dict())
     del hf
-    sha = "8a7171a0c0ffee0ddba11c0ffee0ddba11c0ffee"
+    sha = vivit.HF_REVISION  # the pinned commit: a cached file at that snapshot resolves with no request
     repo = hf_cache / "models--google--vivit-b-16x2-kinetics400"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(sha)

@@ -1,0 +1,1 @@
+"""Deployment helpers (not part of the installed packages)."""

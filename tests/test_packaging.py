@@ -1,0 +1,228 @@
+"""Packaging and deployment: LFS attributes for every binary, the Space's upload set, the wheel, the licence,
+the front matter and the requirements."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def tracked() -> list[str]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (e.g. an unpacked sdist): there are no tracked files to check")
+    return [f for f in _git("ls-files", "-z").split("\0") if f]
+
+
+def _is_binary(path: Path) -> bool:
+    """git's rule: a NUL byte in the first 8000 bytes."""
+    with open(path, "rb") as f:
+        return b"\0" in f.read(8000)
+
+
+def _lfs_marked(paths: list[str]) -> dict[str, bool]:
+    out = subprocess.run(
+        ["git", "check-attr", "filter", "--stdin", "-z"], cwd=ROOT, input="\0".join(paths), capture_output=True,
+        text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    triples = [out[i : i + 3] for i in range(0, len(out) - 2, 3)]
+    return {path: value == "lfs" for path, _, value in triples}
+
+
+def test_every_tracked_binary_is_marked_for_lfs(tracked):
+    binaries = [f for f in tracked if (ROOT / f).is_file() and _is_binary(ROOT / f)]
+    assert any(f.endswith(".safetensors") for f in binaries) and any(f.endswith(".mp4") for f in binaries)
+    marked = _lfs_marked(binaries)
+    assert [f for f in binaries if not marked[f]] == [], "add their types to .gitattributes"
+
+
+def test_lfs_filters_are_not_switched_on_here(tracked):
+    local = subprocess.run(
+        ["git", "config", "--local", "--get-regexp", r"^filter\.lfs"], cwd=ROOT, capture_output=True
+    )
+    assert local.stdout == b"", "this repository must not run LFS filters (a clone would get pointer files)"
+    for f in tracked:
+        if f.endswith((".safetensors", ".mp4", ".png")):
+            assert not (ROOT / f).read_bytes().startswith(LFS_POINTER), f"{f} is an LFS pointer, not the file"
+
+
+# -- the Space ----------------------------------------------------------------------------------------------
+
+
+def test_space_upload_set_of_this_checkout():
+    from deploy.space import upload_set
+
+    files = upload_set(ROOT)
+    for needed in (
+        "app.py",
+        "README.md",
+        "LICENSE",
+        "requirements.txt",
+        "mvt/weights/__init__.py",
+        "viz/__init__.py",
+    ):
+        assert needed in files
+    shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "assets").rglob("*") if p.is_file())
+    assert set(shipped) <= set(files)
+    for f in files:
+        assert not f.startswith(("tests/", "bench/", ".git/", ".ci/", "deploy/", ".venv/", "venv/", "build/"))
+        assert "__pycache__" not in f and not f.endswith(".pyc") and ".pytest_cache" not in f
+    binaries = [f for f in files if _is_binary(ROOT / f)]
+    if (ROOT / ".git").exists():
+        marked = _lfs_marked(binaries)
+        assert [f for f in binaries if not marked[f]] == []
+
+
+def test_space_upload_set_leaves_out_caches_outputs_and_environments(tmp_path):
+    from deploy.space import upload_set
+
+    keep = ["app.py", "README.md", "mvt/zoo.py", "mvt/weights/fetch.py", "viz/render.py", "lens/service.py",
+            "assets/weights/hvt_t.synth.safetensors", "assets/examples/a.mp4"]  # fmt: skip
+    junk = ["tests/test_x.py", "tests/.cache/hf/blob", ".pytest_cache/v/cache/lastfailed", "bench/out/app.json",
+            "bench/app.py", ".venv/lib/python3.12/site-packages/torch/__init__.py", "venv/bin/python", ".git/config",
+            "mvt/__pycache__/zoo.cpython-311.pyc", "viz/render.pyc", "out/report.html", ".gradio/flagged/x.mp4",
+            "mvt_lens.egg-info/PKG-INFO", "build/lib/mvt/zoo.py", ".cache/huggingface/x", "notes.txt"]  # fmt: skip
+    for f in keep + junk:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"x")
+    assert sorted(upload_set(tmp_path)) == sorted(keep)
+
+
+def test_readme_command_uploads_the_same_set_as_the_deploy_module(monkeypatch, tmp_path):
+    """Run the README's `hf upload` command line through huggingface_hub's own CLI, with the network calls
+    replaced, and compare what it would pass to `upload_folder` with deploy/space.py's definition."""
+    import shlex
+
+    from click.testing import CliRunner
+    from huggingface_hub import HfApi
+    from huggingface_hub.cli.hf import app
+
+    import deploy.space
+
+    readme = (ROOT / "README.md").read_text()
+    lines = [ln for ln in readme.splitlines() if ln.startswith("hf upload ")]
+    assert lines == [deploy.space.hf_upload_command()], "README's upload command and deploy/space.py differ"
+    seen = {}
+
+    def fake_upload_folder(self, **kwargs):
+        seen.update(kwargs)
+        return "https://huggingface.co/spaces/u/mvt-lens/commit/0"
+
+    class _Url(str):
+        repo_id = "u/mvt-lens"
+
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, *a, **k: _Url("https://huggingface.co/spaces/u/mvt-lens")
+    )
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(lines[0].replace("<user>/mvt-lens", "u/mvt-lens"))[1:]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["repo_type"] == "space"
+    assert seen["allow_patterns"] == deploy.space.ALLOW and seen["ignore_patterns"] == deploy.space.IGNORE
+
+
+def _front_matter() -> str:
+    text = (ROOT / "README.md").read_text()
+    assert text.startswith("---\n")
+    return text.split("---\n", 2)[1]
+
+
+def test_front_matter_preloads_the_pinned_hub_files():
+    from mvt import get_spec
+
+    src = get_spec("vivit_b_16x2.k400").weights
+    entry = f"  - {src.repo_id} {src.filename},{src.config_file} {src.revision}"
+    assert entry in _front_matter().splitlines()
+
+
+def test_license_file_matches_the_front_matter():
+    assert re.search(r"^license: apache-2.0$", _front_matter(), re.M)
+    text = (ROOT / "LICENSE").read_text()
+    assert (
+        "Apache License" in text
+        and "Version 2.0, January 2004" in text
+        and "END OF TERMS AND CONDITIONS" in text
+    )
+
+
+# -- the package --------------------------------------------------------------------------------------------
+
+
+def _third_party_imports(paths: list[Path]) -> set[str]:
+    mods: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods.add(node.module.split(".")[0])
+    local = {"mvt", "viz", "lens", "app", "deploy", "tests"}
+    return {m for m in mods if m not in local and m not in sys.stdlib_module_names and m != "spaces"}
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[<>=!~\[ ;]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_requirements_name_every_third_party_import_of_the_app():
+    """A fresh environment gets everything the app imports (scipy was once only there by accident)."""
+    paths = [ROOT / "app.py", *(p for pkg in ("mvt", "viz", "lens") for p in (ROOT / pkg).rglob("*.py"))]
+    dists = importlib.metadata.packages_distributions()
+    required = _requirement_names(ROOT / "requirements.txt")
+    missing = {}
+    for mod in _third_party_imports(paths):
+        names = {d.lower().replace("_", "-") for d in dists.get(mod, [mod])}
+        if not names & required:
+            missing[mod] = sorted(names)
+    assert missing == {}, f"imported but not in requirements.txt: {missing}"
+    assert {"scipy", "tqdm", "gradio", "huggingface-hub"} <= required
+    assert re.search(r"^gradio>=6", (ROOT / "requirements.txt").read_text(), re.M)
+
+
+def test_wheel_declares_the_packages_and_the_console_script(tmp_path, tracked):
+    """`pip wheel . --no-deps` on a copy of the tracked files (building in place would litter the checkout)."""
+    src = tmp_path / "src"
+    for f in tracked:
+        if (ROOT / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        cwd=src, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("mvt_lens-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("mvt/__init__.py", "mvt/weights/fetch.py", "mvt/models/mvit.py", "mvt/video/reading.py",
+                   "viz/__init__.py", "viz/rollout.py"):  # fmt: skip
+        assert module in names
+    packages = {n.split("/")[0] for n in names if n.endswith(".py")}
+    assert packages <= {"mvt", "viz", "lens"}, packages
+    meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "mvt-lens = mvt.__main__:main" in zipfile.ZipFile(wheel).read(meta).decode()
+    metadata = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    )
+    assert "Requires-Dist: scipy" in metadata and "License-Expression: Apache-2.0" in metadata
