@@ -55,34 +55,13 @@ class ModelSpec:
         return _ARCHS[self.arch].family if self.arch in _ARCHS else self.arch.split("_")[0]
 
 
-def synthmotion_spec(
-    arch: str,
-    *,
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225),
-) -> ModelSpec:
-    """Input settings of the small SynthMotion models: 16 consecutive frames, 112² clips, 8 classes."""
-    return ModelSpec(
-        name=f"{arch}.untrained",
-        arch=arch,
-        tag="untrained",
-        num_frames=16,
-        frame_stride=1,
-        crop_size=112,
-        resize_size=112,
-        mean=mean,
-        std=std,
-        label_set="synthmotion",
-        num_classes=8,
-    )
-
-
 @dataclass(frozen=True)
 class ArchEntry:
     arch: str
     family: str
     builder: Callable[..., nn.Module]
-    """``builder(num_classes=...) -> nn.Module`` with ``forward`` and ``forward_with_attention``."""
+    """``builder(num_classes=...)``: a model satisfying :class:`mvt.models.contract.VideoModel` (random weights,
+    no ``spec`` yet: :func:`create_model` sets it)."""
     convert: Callable[[dict], dict] | None = None
     """Pure function mapping a foreign state dict onto this model's keys (fails loudly on unknown keys)."""
 
@@ -107,6 +86,16 @@ def register_arch(entry: ArchEntry, default_spec: ModelSpec) -> None:
             description="untrained (random initialisation)",
         )
     )
+
+
+def unregister_arch(arch: str) -> list[str]:
+    """Remove ``arch`` and every model name of it (for tests and plugins registered for a while); returns
+    the names removed."""
+    _ARCHS.pop(arch, None)
+    names = [n for n, s in _SPECS.items() if s.arch == arch]
+    for name in names:
+        del _SPECS[name]
+    return names
 
 
 def register_pretrained(spec: ModelSpec) -> None:

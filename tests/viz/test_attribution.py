@@ -81,8 +81,6 @@ def test_gradcam_on_a_real_model_stage_tap():
     """Real taps: HVT's carries a 1-D pooled sequence, painted through its spans onto the clip."""
     import mvt
 
-    if "hvt_t.untrained" not in mvt.list_models():
-        pytest.skip("HVT is not written yet")
     model = mvt.create_model("hvt_t.untrained")
     spec = model.spec
     x = torch.randn(
