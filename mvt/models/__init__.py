@@ -1,12 +1,13 @@
-"""Model families. Importing this package registers every family with ``mvt.zoo``."""
+"""Model families, one file each. Importing this package registers every family with ``mvt.zoo``.
+
+What a family provides is written down once in :mod:`mvt.models.contract`; ``docs/adding-a-model.md`` lists the
+steps that add one (a new file here and its name in :data:`FAMILIES`).
+"""
 
 from importlib import import_module
 
 FAMILIES = ("mvit", "vivit", "hvt", "mmvit")
+"""The family modules, imported (and so registered) in this order."""
 
 for _name in FAMILIES:
-    try:
-        import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:  # a family not written yet; never hides errors inside a family
-        if _e.name != f"{__name__}.{_name}":
-            raise
+    import_module(f"{__name__}.{_name}")

@@ -9,7 +9,8 @@ service, training, distillation) relies on that and on nothing else about a fami
 
 Helpers (one place, so the families agree): :func:`check_clip` (input-shape checks with errors a person can
 act on), :func:`through_tap` (route tokens through a stage tap as a 5-D grid), :func:`grow_footprint` (a token
-grid's footprint through strided poolings), :func:`config_named` (variant lookup with a clear error) and the
+grid's footprint through strided poolings), :func:`config_named` (variant lookup with a clear error),
+:func:`register_variant` / :func:`register_checkpoint` (a variant and its trained weights into the zoo) and the
 input settings of the two data sets the shipped models read: :func:`kinetics_spec` (Kinetics-400 and
 ImageNet-style ``resize 256 → crop 224`` clips) and :func:`synthmotion_spec` (16 × 112² SynthMotion clips).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -26,7 +28,8 @@ from torch import nn
 
 from .. import synth
 from ..outputs import Footprint, Grid, ModelOutput, PoolOp
-from ..zoo import ArchEntry, ModelSpec, register_arch
+from ..weights import WeightsSource
+from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
 
 # --------------------------------------------------------------------------------------------- the contract
 
@@ -203,6 +206,21 @@ def register_variant(
     """Register the variant ``arch`` of ``family`` with the zoo: built by ``build(arch, num_classes=...)``,
     ``spec`` its ``.untrained`` input settings, ``convert`` its checkpoint converter (if any)."""
     register_arch(ArchEntry(arch=arch, family=family, builder=partial(build, arch), convert=convert), spec)
+
+
+def register_checkpoint(spec: ModelSpec, tag: str, weights: WeightsSource, description: str) -> None:
+    """Register trained ``weights`` for ``spec``'s architecture as ``arch.tag``, with ``spec``'s input settings.
+    ``description`` says honestly what the weights are (shown beside every result)."""
+    register_pretrained(
+        replace(
+            spec,
+            name=f"{spec.arch}.{tag}",
+            tag=tag,
+            weights=weights,
+            trained=True,
+            description=description,
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------- input settings

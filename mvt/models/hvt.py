@@ -52,7 +52,7 @@ What ``forward_with_attention`` reports (see ``mvt.outputs``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ from torch import nn
 from ..layers import Mlp, attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ModelSpec, register_pretrained
+from ..zoo import ModelSpec
 from .contract import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -69,6 +69,7 @@ from .contract import (
     config_named,
     identity_taps,
     kinetics_spec,
+    register_checkpoint,
     register_variant,
     synthmotion_spec,
     through_tap,
@@ -433,15 +434,11 @@ def _register() -> None:
     for arch in ("hvt_ti_1", "hvt_s_1", "hvt_s_2", "hvt_s_3", "hvt_s_4"):
         spec = _image_spec(arch)
         register_variant("hvt", arch, build_hvt, spec)
-        register_pretrained(
-            replace(
-                spec,
-                name=f"{arch}.in1k",
-                tag="in1k",
-                weights=WeightsSource(kind="url", url=RELEASES[arch], state_key="model"),
-                trained=True,
-                description="ImageNet-1k, zhuang-group/HVT release (per frame)",
-            )
+        register_checkpoint(
+            spec,
+            "in1k",
+            weights=WeightsSource(kind="url", url=RELEASES[arch], state_key="model"),
+            description="ImageNet-1k, zhuang-group/HVT release (per frame)",
         )
     cfg = HVT_CONFIGS["hvt_t"]
     spec = synthmotion_spec(

@@ -68,13 +68,13 @@ from torch import nn
 from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
-from ..zoo import register_pretrained
 from .contract import (
     check_clip,
     config_named,
     grow_footprint,
     identity_taps,
     kinetics_spec,
+    register_checkpoint,
     register_variant,
     synthmotion_spec,
     through_tap,
@@ -500,15 +500,11 @@ def _register() -> None:
     spec = kinetics_spec("mmvit_s", num_frames=tower.num_frames, frame_stride=4, crop_size=tower.image_size)
     convert_s = partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_s"])
     register_variant("mmvit", "mmvit_s", build_mmvit, spec, convert_s)
-    register_pretrained(
-        replace(
-            spec,
-            name="mmvit_s.k400init",
-            tag="k400init",
-            weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
-            trained=True,  # MViT v2-S's trained predictions, exactly; the description says it is no MMViT training
-            description=K400INIT_DESCRIPTION,
-        )
+    register_checkpoint(  # trained: MViT v2-S's predictions, exactly; the description says it is no MMViT training
+        spec,
+        "k400init",
+        weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
+        description=K400INIT_DESCRIPTION,
     )
     tower = MMVIT_CONFIGS["mmvit_t"].tower
     spec = synthmotion_spec("mmvit_t", num_frames=tower.num_frames, crop_size=tower.image_size)

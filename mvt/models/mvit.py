@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +33,13 @@ from torch import nn
 from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import register_pretrained
 from .contract import (
     check_clip,
     config_named,
     grow_footprint,
     identity_taps,
     kinetics_spec,
+    register_checkpoint,
     register_variant,
     synthmotion_spec,
     through_tap,
@@ -666,15 +666,11 @@ def _register() -> None:
         cfg = MVIT_CONFIGS[arch]
         spec = kinetics_spec(arch, num_frames=cfg.num_frames, frame_stride=4, crop_size=cfg.image_size)
         register_variant("mvit", arch, build_mvit, spec)
-        register_pretrained(
-            replace(
-                spec,
-                name=f"{arch}.k400",
-                tag="k400",
-                weights=WeightsSource(kind="url", url=url),
-                trained=True,
-                description="Kinetics-400, torchvision (ported from the paper)",
-            )
+        register_checkpoint(
+            spec,
+            "k400",
+            weights=WeightsSource(kind="url", url=url),
+            description="Kinetics-400, torchvision (ported from the paper)",
         )
     cfg = MVIT_CONFIGS["mvit_t"]
     register_variant(

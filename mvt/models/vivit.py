@@ -43,12 +43,13 @@ from torch import nn
 from ..layers import Mlp, attention, drop_path, init_linear_and_norm
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ModelSpec, register_pretrained
+from ..zoo import ModelSpec
 from .contract import (
     check_clip,
     config_named,
     identity_taps,
     kinetics_spec,
+    register_checkpoint,
     register_variant,
     synthmotion_spec,
     through_tap,
@@ -741,15 +742,11 @@ def _register() -> None:
         register_variant(
             "vivit", name, build_vivit, _spec(name), convert_hf_vivit if cfg.variant == 1 else None
         )
-    register_pretrained(
-        replace(
-            _spec("vivit_b_16x2"),
-            name="vivit_b_16x2.k400",
-            tag="k400",
-            weights=WeightsSource(kind="hf", repo_id=HF_REPO, filename=HF_FILENAME),
-            trained=True,
-            description=f"Kinetics-400, {HF_REPO} (HF)",
-        )
+    register_checkpoint(
+        _spec("vivit_b_16x2"),
+        "k400",
+        weights=WeightsSource(kind="hf", repo_id=HF_REPO, filename=HF_FILENAME),
+        description=f"Kinetics-400, {HF_REPO} (HF)",
     )
 
 

@@ -147,3 +147,22 @@ def test_config_lookup_and_synthmotion_sizes_fail_clearly():
     spec = contract.synthmotion_spec("x")
     assert (spec.num_frames, spec.crop_size, spec.resize_size, spec.frame_stride) == (16, 112, 112, 1)
     assert spec.num_classes == len(spec.labels) == 8
+
+
+def test_published_checkpoints_keep_their_architectures_input_settings():
+    fields = (
+        "num_frames",
+        "frame_stride",
+        "crop_size",
+        "resize_size",
+        "mean",
+        "std",
+        "label_set",
+        "per_frame",
+    )
+    published = [n for n in mvt.list_models() if n.split(".")[1] not in ("untrained", "synth")]
+    assert {"mvit_v2_s.k400", "vivit_b_16x2.k400", "hvt_s_1.in1k", "mmvit_s.k400init"} <= set(published)
+    for name in published:
+        spec, base = zoo.get_spec(name), zoo.get_spec(name.split(".")[0])
+        assert spec.trained and spec.weights.kind != "none" and spec.description
+        assert [getattr(spec, f) for f in fields] == [getattr(base, f) for f in fields], name
