@@ -10,6 +10,7 @@ stored in the config: ``--threads`` and ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from dataclasses import MISSING, Field, fields
@@ -17,12 +18,11 @@ from typing import Any
 
 import torch
 
-from . import config as config_module
 from .config import GROUPS, TrainConfig
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(config_module))
+    return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
 
 
 def _setting_fields() -> list[tuple[Field, Any]]:

@@ -17,10 +17,10 @@ from torch import nn
 
 from .. import synth
 from ..zoo import ModelSpec, get_arch, get_spec
-from . import frame_cache
 from .checkpoint import git_commit, lineage, save_checkpoint
 from .config import TrainConfig
 from .data import ClipStream
+from .frame_cache import TRAINED_MODULES, check_model, fit_on_frame_cache
 from .init import start_weights
 from .losses import AuxLosses
 from .steps import easy_fraction, evaluate, freeze_except, lr_at, make_optimizer, to_input, train_step
@@ -65,7 +65,7 @@ def train(
     watch = Stopwatch()
     losses: list[float] = []
     if cfg.data.frame_cache:
-        steps = frame_cache.fit_on_frame_cache(model, optimizer, cfg, spec, losses=losses, accs=[], log=log)
+        steps = fit_on_frame_cache(model, optimizer, cfg, spec, losses=losses, accs=[], log=log)
     else:
         steps = fit_on_clips(model, optimizer, cfg, spec, aux, clips, budget, watch, losses=losses, log=log)
     minutes, cpu_minutes = watch.minutes(), watch.cpu_minutes()
@@ -92,14 +92,14 @@ def train(
 def choose_trainable(model: nn.Module, cfg: TrainConfig, log: Log = print) -> None:
     """Freeze what ``cfg.optim.trainable`` leaves out (``--frame-cache``: all but the temporal half)."""
     if cfg.data.frame_cache:
-        frame_cache.check_model(model)
+        check_model(model)
         if cfg.schedule.steps is None:
             raise ValueError(
                 "--frame-cache needs --steps (a step costs milliseconds; there is nothing to budget)"
             )
-    trainable = cfg.optim.trainable or (frame_cache.TRAINED_MODULES if cfg.data.frame_cache else ())
+    trainable = cfg.optim.trainable or (TRAINED_MODULES if cfg.data.frame_cache else ())
     if cfg.data.frame_cache and (
-        set(trainable) != set(frame_cache.TRAINED_MODULES)
+        set(trainable) != set(TRAINED_MODULES)
         or cfg.aux.teacher
         or cfg.aux.mask_weight
         or cfg.aux.step_class_weight
