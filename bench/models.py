@@ -200,10 +200,10 @@ def bench_hvt(reps: int = 5, frames: int = 16) -> None:
 _VIVIT_RSS_CHILD = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from mvt.models.vivit import build
+from mvt.models.vivit import build_vivit
 def hwm():
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024
-model = build('vivit_b_16x2').eval()
+model = build_vivit('vivit_b_16x2').eval()
 x = torch.randn(1, 3, 32, 224, 224)
 before = hwm()
 with torch.inference_mode():
@@ -230,13 +230,13 @@ def bench_vivit(reps: int = 5) -> None:
     weights; plus our capture path and its peak RSS in a separate process."""
     from transformers import VivitConfig, VivitForVideoClassification
 
-    from mvt.models.vivit import build, convert_hf_vivit
+    from mvt.models.vivit import build_vivit, convert_hf_vivit
 
     torch.manual_seed(0)
     cfg = VivitConfig(num_labels=400)
     cfg._attn_implementation = "sdpa"
     hf = VivitForVideoClassification(cfg).eval()
-    ours = build("vivit_b_16x2").eval()
+    ours = build_vivit("vivit_b_16x2").eval()
     ours.load_state_dict(convert_hf_vivit(hf.state_dict()))
     clip = torch.randn(1, 3, 32, 224, 224)
     pixels = clip.transpose(1, 2).contiguous()  # HF layout (B, T, C, H, W)

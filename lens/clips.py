@@ -8,9 +8,6 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import mvt
 
 from .records import ClipInfo
@@ -59,22 +56,3 @@ def read_clip(path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | Non
 @lru_cache(maxsize=8)
 def _read_clip(path, _size, _mtime, num_frames, stride, size, start_s) -> mvt.Clip:
     return mvt.read_clip(path, num_frames=num_frames, stride=stride, size=size, start_s=start_s)
-
-
-def center_crop_uint8(frames: np.ndarray, spec: mvt.ModelSpec) -> np.ndarray:
-    """The uint8 frames the model sees: short side to ``resize_size`` then the centre crop (T, S, S, 3).
-
-    (To be replaced by ``mvt.preprocess.resize_and_crop``, which has the same semantics.)
-    """
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-    h, w = x.shape[-2:]
-    if min(h, w) != spec.resize_size:
-        scale = spec.resize_size / min(h, w)
-        size = (max(spec.crop_size, round(h * scale)), max(spec.crop_size, round(w * scale)))
-        x = torch.nn.functional.interpolate(
-            x, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
-    h, w = x.shape[-2:]
-    top, left = (h - spec.crop_size) // 2, (w - spec.crop_size) // 2
-    x = x[:, :, top : top + spec.crop_size, left : left + spec.crop_size]  # (T, 3, S, S)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

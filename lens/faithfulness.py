@@ -87,12 +87,12 @@ def score_result(
 ) -> dict[VolumeKey, dict]:
     """:func:`score_model` for the volumes of a result (``keys``, default: all), each painted onto the frames
     with its footprint, plus the ``baselines`` methods (random and centre by default; ``"oracle"`` with a
-    ``mask``). The clip is ``mvt.preprocess(result.frames, model.spec)`` on the model's device; ``target``
+    ``mask``). The clip is ``mvt.normalise(result.frames, model.spec)`` (the frames are already the crop the model saw) on the model's device; ``target``
     defaults to the class the result explained; ``options`` (cells, steps, substrate, batch_size, progress)
     go to :func:`score_model`."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    x = mvt.preprocess(result.frames, model.spec, device=device)
+    x = mvt.normalise(result.frames, model.spec, device=device)
     target = result.target if target is None else target
     vols = {k: frame_volume(result, result.volumes[k]) for k in (result.volumes if keys is None else keys)}
     extra, _ = M.compute(None, x, None, baselines, target=target, mask=mask)

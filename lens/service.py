@@ -258,8 +258,8 @@ class Service:
         report(0.1, "decoding")
         t = time.perf_counter()
         clip = clips.read_clip(path, spec, start)
-        frames = clips.center_crop_uint8(clip.frames, spec)
-        x = mvt.preprocess(frames, spec, device=self.device)
+        frames = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3): exactly what the model sees
+        x = mvt.normalise(frames, spec, device=self.device)
         timings["decode"] = time.perf_counter() - t
 
         t = time.perf_counter()

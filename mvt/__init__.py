@@ -9,9 +9,10 @@ Public API::
     out = model.forward_with_attention(x)     # ModelOutput
 """
 
+from . import models  # noqa: F401  (registers every family with the zoo)
 from .explain import attention_gradients
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
-from .preprocess import preprocess
+from .preprocess import normalise, preprocess, resize_and_crop
 from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
 from .weights import WeightsError, WeightsSource
 from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
@@ -35,8 +36,10 @@ __all__ = [
     "get_spec",
     "list_archs",
     "list_models",
+    "normalise",
     "preprocess",
     "probe",
     "read_clip",
+    "resize_and_crop",
     "write_video",
 ]

@@ -13,7 +13,7 @@ own (:class:`StepClasses`). Every SynthMotion class shows its motion inside ever
 turns by 8-12° per frame), so in principle a per-frame encoder could tell rotation sense from one tubelet.
 Measured on ``vivit_t2`` (1200 steps, weight 2): top-1 rose from 84.5 % to 88.5 %, but one frame token alone
 still did not tell cw from ccw (an MLP probe: 52 %); pairs of neighbouring tokens did (97 %), which is what
-:mod:`mvt.frame_cache` then trains the temporal encoder to read.
+:mod:`mvt.train.frame_cache` then trains the temporal encoder to read.
 """
 
 from __future__ import annotations

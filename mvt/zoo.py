@@ -60,34 +60,13 @@ class ModelSpec:
         return _ARCHS[self.arch].family if self.arch in _ARCHS else self.arch.split("_")[0]
 
 
-def synthmotion_spec(
-    arch: str,
-    *,
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225),
-) -> ModelSpec:
-    """Input settings of the small SynthMotion models: 16 consecutive frames, 112² clips, 8 classes."""
-    return ModelSpec(
-        name=f"{arch}.untrained",
-        arch=arch,
-        tag="untrained",
-        num_frames=16,
-        frame_stride=1,
-        crop_size=112,
-        resize_size=112,
-        mean=mean,
-        std=std,
-        label_set="synthmotion",
-        num_classes=8,
-    )
-
-
 @dataclass(frozen=True)
 class ArchEntry:
     arch: str
     family: str
     builder: Callable[..., nn.Module]
-    """``builder(num_classes=...) -> nn.Module`` with ``forward`` and ``forward_with_attention``."""
+    """``builder(num_classes=...)``: a model satisfying :class:`mvt.models.contract.VideoModel` (random weights,
+    no ``spec`` yet: :func:`create_model` sets it)."""
     convert: Callable[[dict], dict] | None = None
     """Pure function mapping a foreign state dict onto this model's keys (fails loudly on unknown keys)."""
 
@@ -114,6 +93,16 @@ def register_arch(entry: ArchEntry, default_spec: ModelSpec) -> None:
     )
 
 
+def unregister_arch(arch: str) -> list[str]:
+    """Remove ``arch`` and every model name of it (for tests and plugins registered for a while); returns
+    the names removed."""
+    _ARCHS.pop(arch, None)
+    names = [n for n, s in _SPECS.items() if s.arch == arch]
+    for name in names:
+        del _SPECS[name]
+    return names
+
+
 def register_pretrained(spec: ModelSpec) -> None:
     if spec.name in _SPECS:
         raise ValueError(f"model {spec.name!r} is registered twice")
@@ -129,8 +118,9 @@ _synth_registered = False
 
 def _ensure_registered() -> None:
     global _synth_registered
-    from . import models  # noqa: F401  (imports every family, which registers it)
-
+    # The families register themselves when ``mvt.models`` is imported, which ``mvt/__init__.py`` does (and
+    # importing ``mvt.zoo`` always runs ``mvt/__init__.py`` first); the zoo never imports the families, so
+    # there is no zoo <-> family import cycle.
     if not _synth_registered:
         _synth_registered = True
         register_synth_weights()

@@ -30,11 +30,7 @@ PACKAGES = ("mvt", "viz", "lens")
 LAYER = {"mvt": 0, "viz": 1, "lens": 2}
 TOP = {"app", "lens.cli", "mvt.__main__"}
 VIZ_FROM_MVT = {"mvt.outputs"}
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # mvt/train.py <-> mvt/frame_cache.py: being broken on the `contract` branch; the lead removes this
-    # entry when that branch is merged.
-    frozenset({"mvt.train", "mvt.frame_cache"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 HEAVY_UI = ("gradio", "plotly")
 

@@ -52,7 +52,7 @@ What ``forward_with_attention`` reports (see ``mvt.outputs``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,10 +61,20 @@ from torch import nn
 from ..layers import Mlp, attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
+from ..zoo import ModelSpec
+from .contract import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_clip,
+    config_named,
+    identity_taps,
+    kinetics_spec,
+    register_checkpoint,
+    register_variant,
+    synthmotion_spec,
+    through_tap,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RELEASE_URL = "https://github.com/zhuang-group/HVT/releases/download"
 
 
@@ -253,7 +263,7 @@ class HVT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, p, dpr[p.index]) for p in self.plan)
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.head = nn.Linear(dim, num_classes)
-        self.stage_taps = nn.ModuleList(nn.Identity() for _ in range(self.num_stages))
+        self.stage_taps = identity_taps(self.num_stages)
         self._init_weights()
 
     @property
@@ -271,31 +281,15 @@ class HVT(nn.Module):
     def _embed_input(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int, tuple[int, int, int]]:
         """Check ``x`` and return (embedding input, batch B, groups G, input (T, H, W))."""
         cfg = self.cfg
-        if x.ndim == 4 and cfg.per_frame:
-            x = x.unsqueeze(2)  # an image batch (B, 3, H, W) is a one-frame clip (B, 3, 1, H, W)
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"HVT expects a clip (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        frames = None if cfg.per_frame else cfg.num_frames  # per frame: an image batch is one-frame clips
+        x = check_clip(x, model="HVT", frames=frames, size=cfg.img_size, image_ok=cfg.per_frame)
         b, _, t, h, w = x.shape
-        if (h, w) != (cfg.img_size, cfg.img_size):
-            raise ValueError(
-                f"HVT's position embeddings are for {cfg.img_size}×{cfg.img_size} inputs, got {h}×{w}; "
-                f"resize/crop frames to {cfg.img_size} first (see model.spec)"
-            )
         if cfg.per_frame:
             frames = x.transpose(1, 2).reshape(
                 b * t, 3, h, w
             )  # (B, 3, T, H, W) -> (B*T, 3, H, W), batch-major
             return frames, b, t, (t, h, w)
-        if t != cfg.num_frames:
-            raise ValueError(f"this HVT tubelet model takes clips of {cfg.num_frames} frames, got {t}")
         return x, b, 1, (t, h, w)
-
-    def _tap(self, x: torch.Tensor, stage: int, groups: int) -> torch.Tensor:
-        """Pass ``(B*G, N, C)`` tokens through ``stage_taps[stage]`` as ``(B, C, G, 1, N)``."""
-        bg, n, c = x.shape
-        grid = x.reshape(bg // groups, groups, n, c).permute(0, 3, 1, 2).unsqueeze(3)  # (B, C, G, 1, N)
-        grid = self.stage_taps[stage](grid)
-        return grid.squeeze(3).permute(0, 2, 3, 1).reshape(bg, n, c)  # (B*G, N, C)
 
     def _run(self, x: torch.Tensor, need_weights: bool):
         """Shared forward: returns (logits (B, K), B, G, input (T,H,W), per-block probs or Nones)."""
@@ -305,8 +299,9 @@ class HVT(nn.Module):
         for blk in self.blocks:
             tokens, probs = blk(tokens, need_weights)
             all_probs.append(probs)
-            if blk.plan.last_in_stage:
-                tokens = self._tap(tokens, blk.plan.stage, groups)
+            if blk.plan.last_in_stage:  # the tap sees (B, C, G, 1, N): frames on T, the sequence on W
+                tap, n = self.stage_taps[blk.plan.stage], tokens.shape[1]
+                tokens = through_tap(tap, tokens, (groups, 1, n), batch=b)
             if blk.pool is not None:
                 tokens = blk.downsample(tokens)
         feats = self.norm(tokens).mean(dim=1)  # (B*G, C): mean over tokens (no CLS)
@@ -323,7 +318,7 @@ class HVT(nn.Module):
         p, t = self.cfg.patch_size, self.cfg.tubelet or 1
         return Footprint(stride=(t, p, p), kernel=(t, p, p))
 
-    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage."""
         logits, b, groups, in_shape, all_probs = self._run(x, need_weights=True)
         cfg = self.cfg
@@ -387,7 +382,7 @@ class HVT(nn.Module):
 
 # -- variants (data) -----------------------------------------------------------------------------------------
 
-VARIANTS: dict[str, HVTConfig] = {
+HVT_CONFIGS: dict[str, HVTConfig] = {
     "hvt_ti_1": HVTConfig(embed_dim=192, num_heads=3, pool_block_width=12),
     "hvt_s_1": HVTConfig(embed_dim=384, num_heads=6, pool_block_width=12),
     "hvt_s_2": HVTConfig(embed_dim=384, num_heads=6, pool_block_width=6),
@@ -411,30 +406,22 @@ RELEASES: dict[str, str] = {
 PAPER_TOP1 = {"hvt_ti_1": 69.64, "hvt_s_1": 78.00, "hvt_s_2": 77.36, "hvt_s_3": 76.32, "hvt_s_4": 75.23}
 
 
-def build_hvt(variant: str, num_classes: int = 1000) -> HVT:
-    """Build a named variant (see :data:`VARIANTS`)."""
-    if variant not in VARIANTS:
-        raise KeyError(f"unknown HVT variant {variant!r}; known: {sorted(VARIANTS)}")
-    return HVT(VARIANTS[variant], num_classes=num_classes)
+def build_hvt(name: str, num_classes: int = 1000) -> HVT:
+    """Build the variant ``name`` of :data:`HVT_CONFIGS` with random weights."""
+    return HVT(config_named(HVT_CONFIGS, name, "HVT"), num_classes=num_classes)
 
 
-def _builder(variant: str):
-    def build(num_classes: int = 1000) -> HVT:
-        return build_hvt(variant, num_classes=num_classes)
-
-    build.__name__ = f"build_{variant}"
-    return build
+VARIANTS = HVT_CONFIGS
+"""Old name, kept for the reference-transcription equivalence test (which stays as it is); use HVT_CONFIGS."""
 
 
 def _image_spec(arch: str) -> ModelSpec:
-    return ModelSpec(
-        name=f"{arch}.untrained",
-        arch=arch,
-        tag="untrained",
+    """An ImageNet image model run on each of 16 frames 4 apart (a clip as Kinetics models sample it)."""
+    return kinetics_spec(
+        arch,
         num_frames=16,
         frame_stride=4,
-        crop_size=224,
-        resize_size=256,
+        crop_size=HVT_CONFIGS[arch].img_size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         label_set="imagenet1k",
@@ -446,26 +433,23 @@ def _image_spec(arch: str) -> ModelSpec:
 def _register() -> None:
     for arch in ("hvt_ti_1", "hvt_s_1", "hvt_s_2", "hvt_s_3", "hvt_s_4"):
         spec = _image_spec(arch)
-        register_arch(ArchEntry(arch=arch, family="hvt", builder=_builder(arch)), spec)
-        register_pretrained(
-            replace(
-                spec,
-                name=f"{arch}.in1k",
-                tag="in1k",
-                weights=WeightsSource(
-                    kind="url",
-                    url=RELEASES[arch],
-                    state_key="model",
-                    pickle_globals=("argparse.Namespace",),  # main.py saves its args beside the model
-                ),
-                trained=True,
-                description="ImageNet-1k, zhuang-group/HVT release (per frame)",
-            )
+        register_variant("hvt", arch, build_hvt, spec)
+        register_checkpoint(
+            spec,
+            "in1k",
+            weights=WeightsSource(
+                kind="url",
+                url=RELEASES[arch],
+                state_key="model",
+                pickle_globals=("argparse.Namespace",),  # main.py saves its args beside the model
+            ),
+            description="ImageNet-1k, zhuang-group/HVT release (per frame)",
         )
-    register_arch(
-        ArchEntry(arch="hvt_t", family="hvt", builder=_builder("hvt_t")),
-        synthmotion_spec("hvt_t", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    cfg = HVT_CONFIGS["hvt_t"]
+    spec = synthmotion_spec(
+        "hvt_t", num_frames=cfg.num_frames, crop_size=cfg.img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD
     )
+    register_variant("hvt", "hvt_t", build_hvt, spec)
 
 
 _register()
@@ -474,7 +458,7 @@ __all__ = [
     "HVT",
     "HVTConfig",
     "BlockPlan",
-    "VARIANTS",
+    "HVT_CONFIGS",
     "RELEASES",
     "block_plan",
     "build_hvt",

@@ -68,7 +68,17 @@ from torch import nn
 from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
+from .contract import (
+    check_clip,
+    config_named,
+    grow_footprint,
+    identity_taps,
+    kinetics_spec,
+    register_checkpoint,
+    register_variant,
+    synthmotion_spec,
+    through_tap,
+)
 from .mvit import (
     MVIT_CONFIGS,
     TV_URLS,
@@ -77,7 +87,6 @@ from .mvit import (
     MViTBlockConfig,
     MViTConfig,
     MViTStage,
-    PoolingAttention,
     PositionalEncoding,
     conv_pool,
 )
@@ -184,33 +193,6 @@ MMVIT_CONFIGS: dict[str, MMViTConfig] = {
 # --------------------------------------------------------------------------------------------- modules
 
 
-def _pooled_qkv(attn: PoolingAttention, x: torch.Tensor, grid: Grid):
-    """The pooled, normalised q, k, v of one MViT attention, without the attention itself.
-
-    ``x`` (B, N, dim_in) normalised tokens on ``grid`` → q (B, Nq, heads, d), k and v (B, Nk, heads, d),
-    q grid, k grid. Same operations as the first half of :meth:`PoolingAttention.forward`.
-    """
-    dim, h, d = attn.cfg.attn_dim, attn.heads, attn.cfg.head_dim
-    w, b = attn.qkv.weight, attn.qkv.bias
-    if attn.pool_q is not None and attn.fuse_qkv_pool:  # one linear, one depthwise conv for q, k, v
-        qkv5, q_grid = attn._pool_norm(F.linear(x, w, b), grid, [attn.pool_q, attn.pool_k, attn.pool_v])
-        q, k, v = qkv5.unbind(2)  # (B, Nq, heads, d) each
-        return q, k, v, q_grid, q_grid
-    q = F.linear(x, w[:dim], b[:dim])  # (B, N, dim)
-    if attn.pool_q is not None:
-        q, q_grid = attn._pool_norm(q, grid, [attn.pool_q])
-        q = q.squeeze(2)  # (B, Nq, heads, d)
-    else:
-        q, q_grid = q.unflatten(-1, (h, d)), grid
-    kv = F.linear(x, w[dim:], b[dim:])  # (B, N, 2·dim)
-    if attn.pool_k is not None:
-        kv5, k_grid = attn._pool_norm(kv, grid, [attn.pool_k, attn.pool_v])
-    else:
-        kv5, k_grid = kv.unflatten(-1, (2, h, d)), grid  # (B, N, 2, heads, d)
-    k, v = kv5.unbind(2)  # (B, Nk, heads, d)
-    return q, k, v, q_grid, k_grid
-
-
 class CrossViewBlock(nn.Module):
     """One attention over the concatenated tokens of all views, split back per view, plus per-view MLPs.
 
@@ -232,7 +214,7 @@ class CrossViewBlock(nn.Module):
         cfg, p = self.cfg, (self.cfg.drop_path if self.training else 0.0)
         qs, ks, vs, q_grids, k_grids = [], [], [], [], []
         for blk, x, grid in zip(self.views, xs, grids):
-            q, k, v, q_grid, k_grid = _pooled_qkv(blk.attn, blk.norm1(x), grid)
+            q, k, v, q_grid, k_grid = blk.attn.pooled_qkv(blk.norm1(x), grid)
             qs.append(q)
             ks.append(k)
             vs.append(v)
@@ -302,7 +284,7 @@ class MMViT(nn.Module):
         dim = self.block_cfgs[-1].dim_out
         self.norm = nn.LayerNorm(dim, eps=cfg.tower.norm_eps)
         self.head = nn.Sequential(nn.Dropout(cfg.tower.head_dropout), nn.Linear(dim, num_classes))
-        self.stage_taps = nn.ModuleList(nn.Identity() for _ in cfg.stages)
+        self.stage_taps = identity_taps(len(cfg.stages))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -319,18 +301,9 @@ class MMViT(nn.Module):
         """Tower block indices of each stage."""
         return [tuple(b.index for b in self.block_cfgs if b.stage == s) for s in range(len(self.cfg.stages))]
 
-    def _tap(self, stage: int, x: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Route the grid tokens through ``stage_taps[stage]`` as (B, C, T, H, W) and back."""
-        cells = x[:, 1:].unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
-        cells = self.stage_taps[stage](cells)
-        return torch.cat((x[:, :1], cells.permute(0, 2, 3, 4, 1).flatten(1, 3)), dim=1)  # (B, N, C)
-
     def _run(self, x: torch.Tensor, need_weights: bool):
         """Shared trunk of both paths: logits, one :class:`_Run` per attention call, per-stage grids."""
-        if x.ndim == 4:  # (B, C, H, W) image → one frame
-            x = x.unsqueeze(2)
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected a clip (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        x = check_clip(x, model="MMViT", image_ok=True)  # (B, 3, T, H, W); an image is one frame
         toks, grids = map(list, zip(*(tower.embed(x) for tower in self.views)))
         runs, stages = [], []
         depth = len(self.block_cfgs)
@@ -341,7 +314,7 @@ class MMViT(nn.Module):
             for v, tower in enumerate(self.views):
                 for i in indices:
                     if tap_early and v == 0 and i == indices[-1]:
-                        toks[0] = self._tap(s, toks[0], grids[0])
+                        toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
                     in_grid = grids[v]
                     toks[v], grids[v], k_grid, probs = tower.blocks[i](toks[v], grids[v], need_weights)
                     runs.append(
@@ -353,7 +326,7 @@ class MMViT(nn.Module):
                 _Run("cross", s, depth + s, None, in_grids, list(grids), k_grids, probs, self.cross_cfgs[s])
             )
             if not tap_early:
-                toks[0] = self._tap(s, toks[0], grids[0])
+                toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
             stages.append((s, list(grids), [t.shape[-1] for t in toks], indices))
         logits = self.head(self.norm(toks[0][:, 0]))  # view 0's CLS token
         return logits, runs, stages
@@ -362,7 +335,7 @@ class MMViT(nn.Module):
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
         return self._run(x, need_weights=False)[0]
 
-    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
         """Logits plus every tower block's map (per view), one cross map per stage and a StageInfo per
         (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph."""
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
@@ -397,10 +370,7 @@ class MMViT(nn.Module):
         infos = []
         for s, grids, channels, indices in stages:
             for v, grid in enumerate(grids):
-                for i in indices:  # token cells move only where the query grid is strided
-                    op = self.block_cfgs[i].q_pool
-                    if op is not None and math.prod(op.stride) > 1:
-                        footprints[v] = footprints[v].then(op)
+                footprints[v] = grow_footprint(footprints[v], (self.block_cfgs[i].q_pool for i in indices))
                 infos.append(
                     StageInfo(
                         stage=s,
@@ -519,46 +489,27 @@ def convert_from_mvit(state: dict, cfg: MMViTConfig) -> dict:
 
 def build_mmvit(name: str, num_classes: int = 400) -> MMViT:
     """Build the variant ``name`` of :data:`MMVIT_CONFIGS` with random weights (cross blocks = identity)."""
-    return MMViT(MMVIT_CONFIGS[name], num_classes=num_classes)
+    return MMViT(config_named(MMVIT_CONFIGS, name, "MMViT"), num_classes=num_classes)
 
 
 K400INIT_DESCRIPTION = "not fine-tuned: MViT v2-S Kinetics-400 towers + zero-init cross-view blocks (predicts exactly as MViT v2-S)"
 
 
 def _register() -> None:
-    k400 = dict(
-        num_frames=16,
-        frame_stride=4,
-        crop_size=224,
-        resize_size=256,
-        mean=(0.45, 0.45, 0.45),
-        std=(0.225, 0.225, 0.225),
-        label_set="kinetics400",
-    )
+    tower = MMVIT_CONFIGS["mmvit_s"].tower
+    spec = kinetics_spec("mmvit_s", num_frames=tower.num_frames, frame_stride=4, crop_size=tower.image_size)
     convert_s = partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_s"])
-    register_arch(
-        ArchEntry(arch="mmvit_s", family="mmvit", builder=partial(build_mmvit, "mmvit_s"), convert=convert_s),
-        ModelSpec(name="mmvit_s.untrained", arch="mmvit_s", tag="untrained", **k400),  # type: ignore[arg-type]
+    register_variant("mmvit", "mmvit_s", build_mmvit, spec, convert_s)
+    register_checkpoint(  # trained: MViT v2-S's predictions, exactly; the description says it is no MMViT training
+        spec,
+        "k400init",
+        weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
+        description=K400INIT_DESCRIPTION,
     )
-    register_pretrained(
-        ModelSpec(
-            name="mmvit_s.k400init",
-            arch="mmvit_s",
-            tag="k400init",
-            weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
-            trained=True,  # MViT v2-S's trained predictions, exactly; the description says it is no MMViT training
-            description=K400INIT_DESCRIPTION,
-            **k400,  # type: ignore[arg-type]
-        )
-    )
-    register_arch(
-        ArchEntry(
-            arch="mmvit_t",
-            family="mmvit",
-            builder=partial(build_mmvit, "mmvit_t"),
-            convert=partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_t"]),
-        ),
-        synthmotion_spec("mmvit_t"),
+    tower = MMVIT_CONFIGS["mmvit_t"].tower
+    spec = synthmotion_spec("mmvit_t", num_frames=tower.num_frames, crop_size=tower.image_size)
+    register_variant(
+        "mmvit", "mmvit_t", build_mmvit, spec, partial(convert_from_mvit, cfg=MMVIT_CONFIGS["mmvit_t"])
     )
 
 

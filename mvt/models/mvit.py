@@ -33,7 +33,17 @@ from torch import nn
 from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
+from .contract import (
+    check_clip,
+    config_named,
+    grow_footprint,
+    identity_taps,
+    kinetics_spec,
+    register_checkpoint,
+    register_variant,
+    synthmotion_spec,
+    through_tap,
+)
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -375,11 +385,15 @@ class PoolingAttention(nn.Module):
         )  # (B, Nk, heads, d+E)
         return q_aug, k_aug
 
-    def forward(
-        self, x: torch.Tensor, grid: Grid, need_weights: bool = False
-    ) -> tuple[torch.Tensor, Grid, Grid, torch.Tensor | None]:
-        """``x`` (B, N, dim_in) normalised tokens on ``grid`` → (out (B, Nq, attn_dim), q grid, k grid, probs)."""
-        b = x.shape[0]
+    def pooled_qkv(
+        self, x: torch.Tensor, grid: Grid
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Grid, Grid]:
+        """The pooled, normalised queries, keys and values of this attention, without the attention itself.
+
+        ``x`` (B, N, dim_in) normalised tokens on ``grid`` → q (B, Nq, heads, d), k and v (B, Nk, heads, d), the
+        q grid and the k grid. The first half of :meth:`forward`; MMViT's cross-view blocks attend over the
+        concatenation of several views' results.
+        """
         dim, h, d = self.cfg.attn_dim, self.heads, self.cfg.head_dim
         w, bias = self.qkv.weight, self.qkv.bias
         if self.fuse_qkv_pool:  # q, k, v share one pooling (or none): one linear, one conv
@@ -389,20 +403,28 @@ class PoolingAttention(nn.Module):
             else:
                 qkv5, q_grid = qkv.unflatten(-1, (3, h, d)), grid  # (B, N, 3, heads, d)
             q, k, v = qkv5.unbind(2)  # (B, Nq, heads, d) each
-            k_grid = q_grid
+            return q, k, v, q_grid, q_grid
+        q = F.linear(x, w[:dim], bias[:dim])  # (B, N, dim)
+        kv = F.linear(x, w[dim:], bias[dim:])  # (B, N, 2·dim)
+        if self.pool_q is not None:
+            q, q_grid = self._pool_norm(q, grid, [self.pool_q])
+            q = q.squeeze(2)  # (B, Nq, heads, d)
         else:
-            q = F.linear(x, w[:dim], bias[:dim])  # (B, N, dim)
-            kv = F.linear(x, w[dim:], bias[dim:])  # (B, N, 2·dim)
-            if self.pool_q is not None:
-                q, q_grid = self._pool_norm(q, grid, [self.pool_q])
-                q = q.squeeze(2)  # (B, Nq, heads, d)
-            else:
-                q, q_grid = q.unflatten(-1, (h, d)), grid  # (B, N, heads, d)
-            if self.pool_k is not None:
-                kv5, k_grid = self._pool_norm(kv, grid, [self.pool_k, self.pool_v])
-            else:
-                kv5, k_grid = kv.unflatten(-1, (2, h, d)), grid  # (B, N, 2, heads, d)
-            k, v = kv5.unbind(2)  # (B, Nk, heads, d)
+            q, q_grid = q.unflatten(-1, (h, d)), grid  # (B, N, heads, d)
+        if self.pool_k is not None:
+            kv5, k_grid = self._pool_norm(kv, grid, [self.pool_k, self.pool_v])
+        else:
+            kv5, k_grid = kv.unflatten(-1, (2, h, d)), grid  # (B, N, 2, heads, d)
+        k, v = kv5.unbind(2)  # (B, Nk, heads, d)
+        return q, k, v, q_grid, k_grid
+
+    def forward(
+        self, x: torch.Tensor, grid: Grid, need_weights: bool = False
+    ) -> tuple[torch.Tensor, Grid, Grid, torch.Tensor | None]:
+        """``x`` (B, N, dim_in) normalised tokens on ``grid`` → (out (B, Nq, attn_dim), q grid, k grid, probs)."""
+        b = x.shape[0]
+        dim, d = self.cfg.attn_dim, self.cfg.head_dim
+        q, k, v, q_grid, k_grid = self.pooled_qkv(x, grid)
         if self.cfg.rel_pos:
             q_aug, k_aug = self._with_rel_pos(q, k, q_grid, k_grid)  # (B, N, heads, d + E)
             extra = q_aug.shape[-1] - d
@@ -527,7 +549,7 @@ class MViT(nn.Module):
         self.head = nn.Sequential(
             nn.Dropout(cfg.head_dropout), nn.Linear(self.block_cfgs[-1].dim_out, num_classes)
         )
-        self.stage_taps = nn.ModuleList(nn.Identity() for _ in cfg.stages)
+        self.stage_taps = identity_taps(len(cfg.stages))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -541,20 +563,11 @@ class MViT(nn.Module):
         return [tuple(b.index for b in self.block_cfgs if b.stage == s) for s in range(len(self.cfg.stages))]
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Grid]:
-        if x.ndim == 4:  # (B, C, H, W) image → one frame
-            x = x.unsqueeze(2)
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected a clip (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        x = check_clip(x, model="MViT", image_ok=True)  # (B, 3, T, H, W); an image is one frame
         cells = self.conv_proj(x)  # (B, C, T', H', W')
         grid = tuple(cells.shape[2:])
         cells = cells.flatten(2).transpose(1, 2)  # (B, T'H'W', C)
         return self.pos_encoding(cells, grid), grid  # type: ignore[arg-type]
-
-    def _tap(self, stage: int, x: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Route the stage's grid tokens through ``stage_taps[stage]`` as (B, C, T, H, W) and back."""
-        cells = x[:, 1:].unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
-        cells = self.stage_taps[stage](cells)
-        return torch.cat((x[:, :1], cells.permute(0, 2, 3, 4, 1).flatten(1, 3)), dim=1)  # (B, N, C)
 
     def _run(self, x: torch.Tensor, need_weights: bool):
         """Shared trunk of both paths. Returns logits, per-block records and per-stage records."""
@@ -567,12 +580,12 @@ class MViT(nn.Module):
             tap_before_last = stage == last and len(indices) > 1
             for j, i in enumerate(indices):
                 if tap_before_last and j == len(indices) - 1:
-                    x = self._tap(stage, x, grid)
+                    x = through_tap(self.stage_taps[stage], x, grid, num_prefix=1)
                 in_grid = grid
                 x, grid, k_grid, probs = self.blocks[i](x, grid, need_weights)
                 blocks.append((i, stage, in_grid, grid, k_grid, probs))
             if not tap_before_last:
-                x = self._tap(stage, x, grid)
+                x = through_tap(self.stage_taps[stage], x, grid, num_prefix=1)
             stages.append((stage, grid, x.shape[-1], indices))
         logits = self.head(self.norm(x[:, 0]))  # LayerNorm is per token: only the CLS token is needed
         return logits, blocks, stages
@@ -581,7 +594,7 @@ class MViT(nn.Module):
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
         return self._run(x, need_weights=False)[0]
 
-    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage.
 
         With ``keep_weights`` each map also carries the per-head probabilities on the autograd graph.
@@ -613,10 +626,7 @@ class MViT(nn.Module):
             )
         infos, footprint = [], self.cfg.embed_footprint
         for stage, grid, channels, indices in stages:
-            for i in indices:  # token cells move only where the query grid is strided
-                op = self.block_cfgs[i].q_pool
-                if op is not None and math.prod(op.stride) > 1:
-                    footprint = footprint.then(op)
+            footprint = grow_footprint(footprint, (self.block_cfgs[i].q_pool for i in indices))
             infos.append(
                 StageInfo(
                     stage=stage,
@@ -648,36 +658,26 @@ TV_URLS = {
 
 def build_mvit(name: str, num_classes: int = 400) -> MViT:
     """Build the variant ``name`` of :data:`MVIT_CONFIGS` with random weights."""
-    return MViT(MVIT_CONFIGS[name], num_classes=num_classes)
+    return MViT(config_named(MVIT_CONFIGS, name, "MViT"), num_classes=num_classes)
 
 
 def _register() -> None:
-    k400 = dict(
-        num_frames=16,
-        frame_stride=4,
-        crop_size=224,
-        resize_size=256,
-        mean=(0.45, 0.45, 0.45),
-        std=(0.225, 0.225, 0.225),
-        label_set="kinetics400",
-    )
     for arch, url in TV_URLS.items():
-        spec = ModelSpec(name=f"{arch}.untrained", arch=arch, tag="untrained", **k400)  # type: ignore[arg-type]
-        register_arch(ArchEntry(arch=arch, family="mvit", builder=functools.partial(build_mvit, arch)), spec)
-        register_pretrained(
-            ModelSpec(
-                name=f"{arch}.k400",
-                arch=arch,
-                tag="k400",
-                weights=WeightsSource(kind="url", url=url),
-                trained=True,
-                description="Kinetics-400, torchvision (ported from the paper)",
-                **k400,  # type: ignore[arg-type]
-            )
+        cfg = MVIT_CONFIGS[arch]
+        spec = kinetics_spec(arch, num_frames=cfg.num_frames, frame_stride=4, crop_size=cfg.image_size)
+        register_variant("mvit", arch, build_mvit, spec)
+        register_checkpoint(
+            spec,
+            "k400",
+            weights=WeightsSource(kind="url", url=url),
+            description="Kinetics-400, torchvision (ported from the paper)",
         )
-    register_arch(
-        ArchEntry(arch="mvit_t", family="mvit", builder=functools.partial(build_mvit, "mvit_t")),
-        synthmotion_spec("mvit_t"),
+    cfg = MVIT_CONFIGS["mvit_t"]
+    register_variant(
+        "mvit",
+        "mvit_t",
+        build_mvit,
+        synthmotion_spec("mvit_t", num_frames=cfg.num_frames, crop_size=cfg.image_size),
     )
 
 

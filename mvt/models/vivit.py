@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,17 @@ from torch import nn
 from ..layers import Mlp, attention, drop_path, init_linear_and_norm
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
-from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained, synthmotion_spec
+from ..zoo import ModelSpec
+from .contract import (
+    check_clip,
+    config_named,
+    identity_taps,
+    kinetics_spec,
+    register_checkpoint,
+    register_variant,
+    synthmotion_spec,
+    through_tap,
+)
 
 VARIANTS = {
     1: "spacetime",
@@ -136,7 +145,7 @@ class ViViTConfig:
 
 _B16x2 = {"num_frames": 32, "image_size": 224, "tubelet": (2, 16, 16), "dim": 768, "depth": 12, "heads": 12}
 _TINY = {"num_frames": 16, "image_size": 112, "tubelet": (2, 16, 16), "dim": 128, "depth": 8, "heads": 2}
-CONFIGS: dict[str, ViViTConfig] = {
+VIVIT_CONFIGS: dict[str, ViViTConfig] = {
     "vivit_b_16x2": ViViTConfig(variant=1, **_B16x2),
     "vivit_b_16x2_fe": ViViTConfig(variant=2, temporal_depth=4, **_B16x2),
     "vivit_b_16x2_fsa": ViViTConfig(variant=3, **_B16x2),
@@ -443,7 +452,7 @@ class ViViT(nn.Module):
         else:
             self.encoder = Encoder(cfg, t * h * w, False, [Block(cfg, r, split_heads=True) for r in rates])
         self.head = nn.Linear(cfg.dim, num_classes)
-        self.stage_taps = nn.ModuleList(nn.Identity() for _ in range(2 if v == 2 else 1))
+        self.stage_taps = identity_taps(2 if v == 2 else 1)
         self._init_weights()
 
     # -- initialisation ------------------------------------------------------------------------------------
@@ -468,7 +477,7 @@ class ViViT(nn.Module):
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(self, x: torch.Tensor, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
@@ -535,12 +544,14 @@ class ViViT(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         cfg = self.cfg
-        want = (cfg.in_chans, cfg.num_frames, cfg.image_size, cfg.image_size)
-        if x.ndim != 5 or tuple(x.shape[1:]) != want:
-            raise ValueError(
-                f"ViViT expects input (B, {want[0]}, {want[1]}, {want[2]}, {want[3]}) = (B, C, T, H, W), got "
-                f"{tuple(x.shape)} (Hugging Face's (B, T, C, H, W) layout must be permuted)"
-            )
+        check_clip(
+            x,
+            model="ViViT",
+            channels=cfg.in_chans,
+            frames=cfg.num_frames,
+            size=cfg.image_size,
+            hint=" (Hugging Face's (B, T, C, H, W) layout must be permuted)",
+        )
 
     def _forward(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         self._check_input(x)
@@ -606,23 +617,15 @@ class ViViT(nn.Module):
         if p and self.training:
             x = F.dropout(x, p, True)
         ctx.stage, ctx.grid = ps.stage, ps.grid
-        last = len(enc.blocks) - 1
+        tap, last = self.stage_taps[ps.stage], len(enc.blocks) - 1
         for j, blk in enumerate(enc.blocks):
             if ps.tap_before_last and j == last:
-                x = self._tap(ps.stage, x, ctx.batch, ps.grid, enc.num_prefix)
+                x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
             x = blk(x, ps.layout, ctx)
         if not ps.tap_before_last:
-            x = self._tap(ps.stage, x, ctx.batch, ps.grid, enc.num_prefix)
+            x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)
-
-    def _tap(self, stage: int, x: torch.Tensor, batch: int, grid: Grid, num_prefix: int) -> torch.Tensor:
-        """Route the grid tokens of ``x`` ``(BG, P+N, D)`` through ``stage_taps[stage]`` as ``(B, D, T, H, W)``."""
-        bg, _, d = x.shape
-        g = x[:, num_prefix:].reshape(batch, *grid, d).permute(0, 4, 1, 2, 3)  # (B, D, T, H, W)
-        g = self.stage_taps[stage](g)
-        g = g.permute(0, 2, 3, 4, 1).reshape(bg, -1, d)  # (BG, N, D) back in raster order
-        return torch.cat([x[:, :num_prefix], g], dim=1) if num_prefix else g
 
 
 # -- checkpoint conversion -------------------------------------------------------------------------------------
@@ -709,65 +712,57 @@ HF_REVISION = "800b669c0b9b4abdc7522897b363a66c89ec81f8"
 """The commit "Fix model head weights" (Nov 2022) that wrote today's ``pytorch_model.bin`` and ``config.json``;
 the later commits on main (506d188 README, 8a7171a preprocessor_config.json #2) change neither file."""
 
-_K400_INPUT = {
-    "num_frames": 32,
-    "frame_stride": 2,
-    "crop_size": 224,
-    "resize_size": 256,
-    "mean": (0.5, 0.5, 0.5),
-    "std": (0.5, 0.5, 0.5),
-    "label_set": "kinetics400",
-}
+SCENIC_MEAN = SCENIC_STD = (0.5, 0.5, 0.5)
+"""Scenic's ViViT pipeline zero-centres pixels to [-1, 1]; the small SynthMotion ViViTs keep it."""
 
 
-def build(name: str, num_classes: int = 400, **overrides) -> ViViT:
-    """Build the named configuration from :data:`CONFIGS` (``overrides`` replace config fields)."""
-    if name not in CONFIGS:
-        raise KeyError(f"unknown ViViT config {name!r}; known: {sorted(CONFIGS)}")
-    cfg = CONFIGS[name]
+def _spec(name: str) -> ModelSpec:
+    """The ``.untrained`` input settings of ``name``: frames and crop from its config, 2 frames apart at
+    Kinetics size (scenic's ``vivit_base_k400``), consecutive SynthMotion frames for ``vivit_t*``."""
+    cfg = VIVIT_CONFIGS[name]
+    size = dict(num_frames=cfg.num_frames, crop_size=cfg.image_size, mean=SCENIC_MEAN, std=SCENIC_STD)
+    if name.startswith("vivit_t"):
+        return synthmotion_spec(name, **size)
+    return kinetics_spec(name, frame_stride=2, **size)
+
+
+def build_vivit(name: str, num_classes: int = 400, **overrides) -> ViViT:
+    """Build the variant ``name`` of :data:`VIVIT_CONFIGS` with random weights (``overrides`` replace config
+    fields)."""
+    cfg = config_named(VIVIT_CONFIGS, name, "ViViT")
     if overrides:
         cfg = replace(cfg, **overrides)
     return ViViT(cfg, num_classes=num_classes)
 
 
+CONFIGS = VIVIT_CONFIGS
+build = build_vivit
+"""Old names, kept for the transformers equivalence tests (which stay as they are); use the ones above."""
+
+
 def _register() -> None:
-    for name in CONFIGS:
-        convert = convert_hf_vivit if CONFIGS[name].variant == 1 else None
-        spec = (
-            synthmotion_spec(name, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # [-1, 1] as the big ViViT
-            if name.startswith("vivit_t")
-            else ModelSpec(name=f"{name}.untrained", arch=name, tag="untrained", **_K400_INPUT)
+    for name, cfg in VIVIT_CONFIGS.items():
+        register_variant(
+            "vivit", name, build_vivit, _spec(name), convert_hf_vivit if cfg.variant == 1 else None
         )
-        register_arch(
-            ArchEntry(arch=name, family="vivit", builder=partial(build, name), convert=convert), spec
-        )
-    register_pretrained(
-        ModelSpec(
-            name="vivit_b_16x2.k400",
-            arch="vivit_b_16x2",
-            tag="k400",
-            weights=WeightsSource(
-                kind="hf",
-                repo_id=HF_REPO,
-                filename=HF_FILENAME,
-                revision=HF_REVISION,
-                config_file="config.json",
-            ),
-            trained=True,
-            description=f"Kinetics-400, {HF_REPO} (HF)",
-            **_K400_INPUT,
-        )
+    register_checkpoint(
+        _spec("vivit_b_16x2"),
+        "k400",
+        weights=WeightsSource(
+            kind="hf", repo_id=HF_REPO, filename=HF_FILENAME, revision=HF_REVISION, config_file="config.json"
+        ),
+        description=f"Kinetics-400, {HF_REPO} (HF)",
     )
 
 
 _register()
 
 __all__ = [
-    "CONFIGS",
     "VARIANTS",
+    "VIVIT_CONFIGS",
     "ViViT",
     "ViViTConfig",
-    "build",
+    "build_vivit",
     "config_from_hf",
     "convert_hf_vivit",
     "inflate_patch_kernel",

@@ -89,7 +89,7 @@ def test_distiller_losses_train_the_student_and_leave_the_teacher_alone():
 
 def test_training_with_a_teacher_records_it_and_keeps_the_student_architecture(tmp_path):
     teacher_path = _random_teacher(tmp_path)
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="mvit_t",
         steps=2,
         batch_size=2,
@@ -112,7 +112,9 @@ def test_a_teacher_without_metadata_is_refused(tmp_path):
 
     path = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(1)}, str(path))
-    cfg = TrainConfig(arch="mvit_t", steps=1, batch_size=2, eval_clips=2, warmup_steps=1, teacher=str(path))
+    cfg = TrainConfig.from_flat(
+        arch="mvit_t", steps=1, batch_size=2, eval_clips=2, warmup_steps=1, teacher=str(path)
+    )
     with pytest.raises(ValueError, match="no 'arch'"):
         train(cfg, log=lambda s: None)
 
@@ -120,7 +122,7 @@ def test_a_teacher_without_metadata_is_refused(tmp_path):
 def test_soft_logits_alone_need_no_stage_grid(tmp_path):
     """``hint_weight=0``: only the teacher's logits are used, so a one-stage student (ViViT) works too."""
     teacher_path = _random_teacher(tmp_path)
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="vivit_t4",
         steps=2,
         batch_size=2,

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import mvt
-from mvt import frame_cache, synth
+from mvt import synth
 from mvt.models.vivit import ViViT, ViViTConfig
-from mvt.train import TrainConfig, to_input, train
+from mvt.train import TrainConfig, frame_cache, to_input, train
 
 SPEC = mvt.ModelSpec(
     name="tiny2.untrained",
@@ -35,7 +35,7 @@ def _model(variant: int = 2) -> ViViT:
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(arch="tiny2", steps=6, batch_size=4, eval_clips=4, warmup_steps=1, lr=1e-2, log_every=3)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_flat(**{**base, **kw})
 
 
 def test_cache_labels_oversample_the_focus_classes():

@@ -4,7 +4,6 @@ the shipped demo weights (accurate on fresh clips, and they need the frame order
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,17 +68,17 @@ def test_to_input_matches_preprocess():
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
-    cfg = TrainConfig(arch="tiny", lr=1e-3, warmup_steps=10, min_lr_ratio=0.01)
-    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    cfg = TrainConfig.from_flat(arch="tiny", lr=1e-3, warmup_steps=10, min_lr_ratio=0.01)
+    lrs = [lr_at(s, 100, cfg.optim) for s in range(100)]
     assert lrs[:10] == sorted(lrs[:10]) and lrs[9] == pytest.approx(1e-3)
     assert lrs[10:] == sorted(lrs[10:], reverse=True)
-    assert lr_at(100, 100, cfg) == pytest.approx(1e-5)
+    assert lr_at(100, 100, cfg.optim) == pytest.approx(1e-5)
     # The warm-up does not depend on the total, so a time-budgeted run is reproducible with --steps.
-    assert [lr_at(s, 50, cfg) for s in range(10)] == lrs[:10]
+    assert [lr_at(s, 50, cfg.optim) for s in range(10)] == lrs[:10]
 
 
 def test_weight_decay_skips_biases_and_norms():
-    opt = make_optimizer(TinyVideoNet(), TrainConfig(arch="tiny", weight_decay=0.05))
+    opt = make_optimizer(TinyVideoNet(), TrainConfig.from_flat(arch="tiny", weight_decay=0.05).optim)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.05 and all(p.ndim > 1 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.ndim == 1 for p in no_decay["params"])
@@ -90,7 +89,7 @@ def test_train_step_reduces_the_loss_on_a_batch():
     model = TinyVideoNet()
     data = synth.generate(16, 0, frames=4, size=32)
     x, y = to_input(data.clips, TINY_SPEC), torch.from_numpy(data.labels)
-    opt = make_optimizer(model, TrainConfig(arch="tiny"))
+    opt = make_optimizer(model, TrainConfig.from_flat(arch="tiny").optim)
     losses = [train_step(model, opt, x, y, lr=1e-2, label_smoothing=0.0)[0] for _ in range(40)]
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.7 * losses[0]
@@ -101,7 +100,7 @@ def _tiny_run(
 ) -> tuple[nn.Module, Path]:
     torch.manual_seed(123)  # train() reseeds; this must not matter
     model = TinyVideoNet()
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="tiny",
         seed=seed,
         steps=steps,
@@ -161,7 +160,7 @@ def test_training_is_deterministic_per_seed(tmp_path):
 
 def test_real_family_trains_and_loads_through_the_zoo(tmp_path):
     """Two steps of hvt_t (a real video family) end to end; create_model loads the file it writes."""
-    cfg = TrainConfig(arch="hvt_t", steps=2, batch_size=2, eval_clips=2, warmup_steps=1)
+    cfg = TrainConfig.from_flat(arch="hvt_t", steps=2, batch_size=2, eval_clips=2, warmup_steps=1)
     result = train(cfg, out=tmp_path, log=lambda s: None)
     model = mvt.create_model("hvt_t.untrained", checkpoint=str(result.path))
     meta = read_metadata(result.path)
@@ -220,12 +219,12 @@ def test_evaluate_counts_correct_clips():
 def test_curriculum_fades_out_and_starts_independently_of_steps():
     from mvt.train import easy_fraction
 
-    cfg = TrainConfig(arch="tiny", warmup_steps=10, curriculum=0.3)
+    cfg = TrainConfig.from_flat(arch="tiny", warmup_steps=10, curriculum=0.3)
     fr = [easy_fraction(s, 100, cfg) for s in range(100)]
     assert fr[:10] == [1.0] * 10 and fr[30:] == [0.0] * 70
     assert fr[10:31] == sorted(fr[10:31], reverse=True)
     assert [easy_fraction(s, 1000, cfg) for s in range(10)] == fr[:10]
-    assert easy_fraction(0, 100, replace(cfg, curriculum=0.0)) == 0.0
+    assert easy_fraction(0, 100, cfg.replace(curriculum=0.0)) == 0.0
 
 
 # -- the shipped demo weights -----------------------------------------------------------------------------
@@ -259,7 +258,7 @@ def test_shipped_checkpoint_is_accurate_and_uses_time(path):
 def test_init_continues_from_a_checkpoint(tmp_path):
     first, path = _tiny_run(tmp_path / "a")
     second = TinyVideoNet()
-    cfg = TrainConfig(arch="tiny", steps=0, batch_size=4, eval_clips=8, init=str(path))
+    cfg = TrainConfig.from_flat(arch="tiny", steps=0, batch_size=4, eval_clips=8, init=str(path))
     train(cfg, out=tmp_path / "b", model=second, spec=TINY_SPEC, log=lambda s: None)
     for (k, v), w in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(v, w), k
@@ -290,7 +289,7 @@ def test_buffered_augmented_training_is_deterministic(tmp_path):
     def run(sub: str, seed: int = 0) -> nn.Module:
         torch.manual_seed(99)
         model = TinyVideoNet()
-        cfg = TrainConfig(
+        cfg = TrainConfig.from_flat(
             arch="tiny",
             seed=seed,
             steps=4,
@@ -358,7 +357,7 @@ def test_warm_start_averages_space_time_positions_for_a_spatial_encoder():
 
 def test_focus_classes_oversample_the_hard_pair(tmp_path, monkeypatch):
     """``focus_share`` of every batch comes from the focus classes (symmetries keep rotations rotations)."""
-    import mvt.train as train_mod
+    import mvt.train.run as train_mod
 
     seen: list[np.ndarray] = []
     real_step = train_mod.train_step
@@ -369,7 +368,7 @@ def test_focus_classes_oversample_the_hard_pair(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "train_step", spy)
     focus = ("rotate_cw", "rotate_ccw")
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="tiny",
         steps=4,
         batch_size=8,
@@ -384,9 +383,9 @@ def test_focus_classes_oversample_the_hard_pair(tmp_path, monkeypatch):
     ids = [synth.CLASSES.index(c) for c in focus]
     assert len(seen) == 4 and all(np.isin(y, ids).sum() >= 6 for y in seen)  # uniform sampling: ~2 of 8
     with pytest.raises(ValueError, match="unknown"):
-        train(replace(cfg, focus_classes=("spin",)), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
+        train(cfg.replace(focus_classes=("spin",)), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
     with pytest.raises(ValueError, match="buffer"):
-        train(replace(cfg, buffer_clips=0), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
+        train(cfg.replace(buffer_clips=0), model=TinyVideoNet(), spec=TINY_SPEC, log=lambda s: None)
 
 
 # -- actor-mask moments (mvt.supervision) ----------------------------------------------------------------------
@@ -449,7 +448,7 @@ class GridNet(TinyVideoNet):
 def test_mask_moments_loss_trains_with_the_model(tmp_path):
     torch.manual_seed(0)
     logs: list[str] = []
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="tiny",
         steps=20,
         batch_size=4,
@@ -472,7 +471,7 @@ def test_mask_moments_loss_trains_with_the_model(tmp_path):
         model = GridNet()
         train_step(
             model,
-            make_optimizer(model, cfg),
+            make_optimizer(model, cfg.optim),
             torch.zeros(1, 3, 4, 32, 32),
             torch.zeros(1, dtype=torch.long),
             lr=0.1,
@@ -507,7 +506,7 @@ def test_step_class_loss_trains_with_the_model(tmp_path):
 
     torch.manual_seed(0)
     logs: list[str] = []
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         arch="tiny",
         steps=4,
         batch_size=4,
@@ -526,7 +525,7 @@ def test_step_class_loss_trains_with_the_model(tmp_path):
 
     # on one fixed batch the per-step loss falls: its gradient reaches the head and the model
     model, head = GridNet(), StepClasses(8, len(synth.CLASSES), stage=0)
-    optimizer = make_optimizer(nn.ModuleDict({"model": model, "head": head.proj}), replace(cfg, lr=1e-2))
+    optimizer = make_optimizer(nn.ModuleDict({"model": model, "head": head.proj}), cfg.replace(lr=1e-2).optim)
     batch = synth.generate(4, 3, frames=4, size=32)
     x, y = to_input(batch.clips, TINY_SPEC), torch.from_numpy(batch.labels)
     for _ in range(30):
@@ -546,9 +545,11 @@ def test_trainable_freezes_everything_else(tmp_path):
     start = GridNet()
     init = tmp_path / "start.safetensors"
     safetensors.torch.save_file({k: v.contiguous() for k, v in start.state_dict().items()}, init)
-    cfg = TrainConfig(arch="tiny", steps=3, batch_size=4, eval_clips=4, warmup_steps=1, curriculum=0.0)
+    cfg = TrainConfig.from_flat(
+        arch="tiny", steps=3, batch_size=4, eval_clips=4, warmup_steps=1, curriculum=0.0
+    )
     out = train(
-        replace(cfg, init=str(init), trainable=("head",)),
+        cfg.replace(init=str(init), trainable=("head",)),
         out=tmp_path,
         model=GridNet(),
         spec=TINY_SPEC,

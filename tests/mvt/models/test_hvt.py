@@ -97,7 +97,7 @@ def test_parameter_counts_and_token_lengths_match_the_paper(variant):
     assert sum(p.numel() for p in model.parameters()) == PAPER_PARAMS[variant]
     assert model.stage_tokens() == STAGE_TOKENS[variant]
     pooling = [p.index for p in model.plan if p.pools]
-    assert pooling == list(range(0, 12, hvt.VARIANTS[variant].pool_block_width))[: len(pooling)]
+    assert pooling == list(range(0, 12, hvt.HVT_CONFIGS[variant].pool_block_width))[: len(pooling)]
     assert pooling[0] == 0  # block 0 always pools (0 % width == 0)
 
 
@@ -250,7 +250,7 @@ def test_stage_tap_layout_is_frames_then_sequence():
 # -- spans ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cfg", [TINY_IMAGE, hvt.VARIANTS["hvt_s_4"], hvt.VARIANTS["hvt_t"]], ids=str)
+@pytest.mark.parametrize("cfg", [TINY_IMAGE, hvt.HVT_CONFIGS["hvt_s_4"], hvt.HVT_CONFIGS["hvt_t"]], ids=str)
 def test_spans_nest_and_cover_the_patches(cfg):
     spans = token_spans(cfg)
     n0 = cfg.num_patches
