@@ -21,29 +21,24 @@ actor's mask. The table goes to stdout; ``--json`` prints ``{model: {"accuracy",
 "pointing_game": {method: hit rate}, "deletion_auc": {method: auc}, "insertion_auc": {method: auc},
 "seconds_per_clip", "faithfulness_n", "n", "seed"}}`` instead (baselines as ``"random"``, ``"center"``,
 ``"oracle"``).
+
+It is a thin report over :mod:`lens.dataset` (the per-clip function of ``python -m mvt analyse-dataset``,
+run by the local engine on ``synth:N:SEED`` with the actor masks): one path computes these numbers for both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
-import viz
-from mvt import synth
-from mvt.train import evaluate as accuracy_on
-from mvt.train import to_input
-from mvt.zoo import create_model, get_spec, list_models
-from viz.faithfulness import aggregate
+from mvt.zoo import get_spec, list_models
 
 from . import methods as M
-from .faithfulness import score_model
-from .records import VolumeKey
+from .dataset import analyse_dataset, synth_refs
+from .dataset.summary import mean, method_scores
 
 EVALUATED = ("rollout", "attention", "saliency", "gradcam", "center", "random")
 """The registry's methods this evaluation scores (``attention``: only its last stage)."""
@@ -51,74 +46,19 @@ OPTIONS = {"rollout": {"view": 0}}
 """Rollout onto the first view: for MMViT the full-resolution tower, as the published numbers were made."""
 
 
-def row_name(key: VolumeKey, last_stage: int) -> str | None:
-    """The table's name of a volume (``last_stage`` for the attention of the last stage; ``None``: not a
-    row)."""
-    if M.get(key.method).per_stage:
-        return "last_stage" if key.stage == last_stage else None
-    return key.method
+def row_name(method: str) -> str:
+    """The table's name of a method's score: ``last_stage`` for a per-stage method (the dataset rows score
+    per-stage methods at their last stage), else the method's name."""
+    return "last_stage" if M.get(method).per_stage else method
 
 
-METHODS = tuple("last_stage" if M.get(n).per_stage else n for n in EVALUATED)
+METHODS = tuple(row_name(n) for n in EVALUATED)
 """The rows of the table, in order: :data:`EVALUATED` named as :func:`row_name` names them."""
 
 
 def synth_models() -> list[str]:
     """Registered ``*.synth`` models (their weights ship in ``assets/weights``)."""
     return list_models("*.synth", available_only=True)
-
-
-def _explanations(model: torch.nn.Module, clip: np.ndarray, shape, seed: int, label: int):
-    """(prediction, input, {row: (T, H, W) explanation at input resolution}) of one clip; the gradient
-    methods explain ``label`` (the true class)."""
-    x = to_input(clip[None], model.spec)
-    with torch.inference_mode():
-        out = model.forward_with_attention(x)
-    volumes, _ = M.compute(model, x, out, EVALUATED, target=label, options=OPTIONS, seed=seed)
-    last = max(viz.stages(out))
-    explanations = {}
-    for key, vol in volumes.items():
-        name = row_name(key, last)
-        if name is not None:
-            explanations[name] = viz.to_frames(vol.values, shape, vol.footprint)
-    return int(out.logits.argmax(-1)[0]), x, {m: explanations[m] for m in METHODS}
-
-
-def score_clips(
-    model: torch.nn.Module,
-    batch: synth.SynthBatch,
-    *,
-    seed: int = 0,
-    faithfulness_n: int = 0,
-    steps: int = 8,
-) -> tuple[dict[str, list[float]], np.ndarray, dict[str, dict[str, float]], float]:
-    """Explain every clip of ``batch`` once and score the explanations.
-
-    Returns ``(hits, preds, faithfulness, seconds)``: per-clip pointing-game hits of each method in
-    :data:`METHODS` (NaN for an empty mask); the predicted class of each clip (from
-    ``forward_with_attention``'s logits); on the first ``faithfulness_n`` clips the mean deletion / insertion
-    AUC (``steps`` points per curve, target = the true class) of the same methods plus the ground-truth mask
-    as ``"oracle"`` (``{"deletion_auc": {method: auc}, "insertion_auc": {...}}``, empty when
-    ``faithfulness_n`` is 0; lower deletion and higher insertion AUC = more faithful); and the seconds spent
-    computing explanations (deletion / insertion excluded)."""
-    hits: dict[str, list[float]] = {m: [] for m in METHODS}
-    preds, per_clip, seconds = [], [], 0.0
-    for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
-        t0 = time.perf_counter()
-        pred, x, explanations = _explanations(model, clip, mask.shape, seed * 100_003 + i, int(label))
-        seconds += time.perf_counter() - t0
-        preds.append(pred)
-        for name, e in explanations.items():
-            hits[name].append(viz.pointing_game(e, mask))
-        if i < faithfulness_n:
-            explanations["oracle"] = mask.astype(np.float32)
-            with torch.inference_mode():
-                per_clip.append(score_model(model, x, explanations, target=int(label), steps=steps))
-    faith = {}
-    if per_clip:
-        agg = aggregate(per_clip)
-        faith = {"deletion_auc": agg["deletion_auc"], "insertion_auc": agg["insertion_auc"]}
-    return hits, np.asarray(preds, dtype=np.int64), faith, seconds
 
 
 def evaluate_models(
@@ -129,41 +69,60 @@ def evaluate_models(
     faithfulness_n: int = 20,
     steps: int = 8,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> dict[str, dict]:
     """``{model: {"accuracy", "shuffled_accuracy", "pointing_game": {method: rate}, "deletion_auc":
     {method: auc}, "insertion_auc": {method: auc}, "seconds_per_clip", "n", "seed"}}``.
 
-    Deletion / insertion (``steps`` points per curve) run on the first ``faithfulness_n`` clips (they cost
-    ``2 * steps`` forwards per method and clip); ``random``, ``center`` and ``oracle`` (the actor mask) are
-    the baselines."""
+    A report over :func:`lens.dataset.analyse_dataset` (local engine, rows kept in memory) on
+    ``synth:n:seed``: the same per-clip function as ``python -m mvt analyse-dataset``, with the true class as
+    the target, the frames-shuffled prediction, rollout onto view 0 (:data:`OPTIONS`), and deletion /
+    insertion (``steps`` points per curve) on the first ``faithfulness_n`` clips (they cost ``2 * steps``
+    forwards per method and clip); ``random``, ``center`` and ``oracle`` (the actor mask) are the
+    baselines. ``threads``: torch threads (default: as set)."""
     names = list(names) if names else synth_models()
-    results: dict[str, dict] = {}
     for name in names:
         spec = get_spec(name)
         if spec.label_set != "synthmotion":
             raise ValueError(f"{name} predicts {spec.label_set} classes, not SynthMotion's")
-        model = create_model(name)
-        batch = synth.generate(n, seed, frames=spec.num_frames, size=spec.crop_size)
-        k = min(faithfulness_n, n)
-        hits, preds, faith, seconds = score_clips(model, batch, seed=seed, faithfulness_n=k, steps=steps)
-        results[name] = {
-            "accuracy": float((preds == batch.labels).mean()) if n else float("nan"),
-            "shuffled_accuracy": accuracy_on(model, spec, n=n, seed=seed, shuffle_frames=True),
-            "pointing_game": {m: _nanmean(v) for m, v in hits.items()},
-            **faith,
-            "seconds_per_clip": seconds / max(1, n),
-            "faithfulness_n": k,
-            "n": n,
-            "seed": seed,
-        }
+    k = min(faithfulness_n, n)
+    run = analyse_dataset(
+        synth_refs(n, seed, scored=k),
+        names,
+        EVALUATED,
+        None,
+        options=OPTIONS,
+        steps=steps,
+        target="label",
+        shuffled=True,
+        threads=threads,
+        progress=False,
+    )
+    results: dict[str, dict] = {}
+    for name in names:
+        rows = [r for r in run.rows if r["model"] == name]
+        results[name] = report(rows, n=n, seed=seed, faithfulness_n=k)
         if log:
             log(f"{name}: top-1 {results[name]['accuracy']:.3f}")
     return results
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+def report(rows: Sequence[Mapping], *, n: int, seed: int, faithfulness_n: int) -> dict:
+    """One model's entry of :func:`evaluate_models` from its dataset rows (in clip order)."""
+    scores = method_scores(rows)
+    named = {row_name(m): v for m, v in scores.items()}
+    out: dict = {
+        "accuracy": float(np.mean([float(r["correct"]) for r in rows])) if n else float("nan"),
+        "shuffled_accuracy": sum(r["shuffled_pred"] == r["label"] for r in rows) / max(1, n),
+        "pointing_game": {m: mean(named[m]["pointing_game"]) for m in METHODS},
+    }
+    if faithfulness_n:
+        faith = [*METHODS, "oracle"]
+        out["deletion_auc"] = {m: mean(named[m]["deletion_auc"]) for m in faith}
+        out["insertion_auc"] = {m: mean(named[m]["insertion_auc"]) for m in faith}
+    out["seconds_per_clip"] = sum(r["seconds_forward"] + r["seconds_explain"] for r in rows) / max(1, n)
+    out.update(faithfulness_n=faithfulness_n, n=n, seed=seed)
+    return out
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -224,3 +224,15 @@ def test_summary_of_rows():
 def test_every_column_is_documented_and_typed():
     assert set(schema().names) == set(COLUMNS)
     assert all(len(meaning) > 10 for _, meaning in COLUMNS.values())
+
+
+def test_importing_lens_loads_neither_ray_nor_pyarrow():
+    """The app and ``evaluate`` run without requirements-scale.txt: only a Ray run imports Ray and only
+    writing Parquet imports pyarrow."""
+    code = (
+        "import sys, lens, lens.evaluate, lens.dataset, lens.cli\n"
+        "loaded = [m for m in ('ray', 'pyarrow') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,36 +4,65 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
-import mvt
-from lens.evaluate import METHODS, evaluate_models, format_table, score_clips
+from lens.evaluate import METHODS, evaluate_models, format_table, main
 from mvt import synth
 
 
-def test_score_clips_on_a_real_model():
-    model = mvt.create_model("hvt_t.untrained")
-    spec = model.spec
-    batch = synth.generate(2, 3, frames=spec.num_frames, size=spec.crop_size)
-    scores, preds, faith, seconds = score_clips(model, batch)
-    assert set(scores) == set(METHODS) and preds.shape == (2,)
-    for values in scores.values():
-        assert len(values) == 2 and all(v in (0.0, 1.0) for v in values)
-    assert faith == {} and seconds > 0, "no deletion / insertion unless asked for"
-
-
-def test_each_clip_is_explained_once(monkeypatch):
-    import lens.evaluate as ev
+def test_each_clip_is_explained_once_per_model(monkeypatch):
+    import lens.dataset.rows as rows
 
     calls = []
-    explain = ev._explanations
-    monkeypatch.setattr(ev, "_explanations", lambda *a, **k: calls.append(1) or explain(*a, **k))
-    model = mvt.create_model("hvt_t.untrained")
-    batch = synth.generate(3, 5, frames=model.spec.num_frames, size=model.spec.crop_size)
-    _, _, faith, _ = score_clips(model, batch, faithfulness_n=2, steps=3)
-    assert len(calls) == 3, "the faithfulness clips reuse their pointing-game explanations"
-    assert set(faith["deletion_auc"]) == set(METHODS) | {"oracle"}
+    explain = rows._explanations
+    monkeypatch.setattr(rows, "_explanations", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    results = evaluate_models(["hvt_t.untrained"], n=2, seed=5, faithfulness_n=1, steps=2)
+    assert len(calls) == 2, "the faithfulness clip reuses its pointing-game explanations"
+    assert set(results["hvt_t.untrained"]["deletion_auc"]) == set(METHODS) | {"oracle"}
+
+
+def test_the_output_is_what_evaluate_printed_before_it_ran_on_lens_dataset(capsys):
+    """tests/lens/data/evaluate_before_dataset.json holds the JSON and the table the loop-per-clip
+    implementation printed (commit 5993bb3, one torch thread): the report over lens.dataset gives the same
+    numbers (all but the timing) in the same layout."""
+    before = json.loads((Path(__file__).parent / "data" / "evaluate_before_dataset.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums depend on the thread count; the reference used one thread
+    try:
+        args = ["--models", "hvt_t.synth", "mmvit_t.synth", "--n", "6", "--seed", "3"]
+        args += ["--faithfulness-n", "2", "--steps", "3"]
+        assert main([*args, "--json"]) == 0
+        now = json.loads(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(threads)
+    for r in now.values():
+        assert r.pop("seconds_per_clip") > 0
+    expected = before["results"]
+    for r in expected.values():
+        del r["seconds_per_clip"]
+    assert list(now) == list(expected) and all(list(now[m]) == list(expected[m]) for m in now), (
+        "same keys, order"
+    )
+    assert _flat(now).keys() == _flat(expected).keys()
+    for key, value in _flat(expected).items():
+        assert _flat(now)[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+    for m in now:
+        now[m]["seconds_per_clip"] = 0.0
+    assert format_table(now) == before["table"]
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def test_evaluate_models_reports_every_method_and_formats():
