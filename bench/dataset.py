@@ -110,17 +110,16 @@ def k400_like_clip() -> Path:
 
 def decode_seconds(archs: tuple[str, ...], reps: int = 3) -> float:
     """Median seconds to decode one Kinetics-like clip once per distinct sampling of ``archs``."""
-    from lens.dataset.engines import samplings_of
-    from lens.dataset.rows import decode
+    from lens.dataset.rows import decode, decode_specs
     from lens.dataset.sources import ClipRef
 
     path = k400_like_clip()
     ref = ClipRef(index=0, clip_id=str(path), path=str(path))
-    samplings = samplings_of([f"{a}.untrained" for a in archs])
+    specs = decode_specs([f"{a}.untrained" for a in archs])
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        d = decode(ref, samplings)
+        d = decode(ref, specs)
         times.append(time.perf_counter() - t)
         assert d.error is None, d.error
     return statistics.median(times)

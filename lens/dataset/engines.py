@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-import mvt
-
 from ..cache import build_model
-from .rows import Decoded, RowConfig, Sampling, clip_rows, decode, pack, sampling, unpack
+from .rows import Decoded, RowConfig, Sampling, clip_rows, decode, decode_specs, pack, sampling, unpack
 from .sources import ClipRef
 
 Sink = Callable[[list[dict], Mapping[str, np.ndarray]], None]
@@ -49,8 +47,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def samplings_of(names: Sequence[str]) -> list[Sampling]:
-    """The distinct samplings of the models ``names`` (from the registry: no model is built)."""
-    return list(dict.fromkeys(sampling(mvt.get_spec(n)) for n in names))
+    """The distinct samplings of the models ``names``, in :func:`~lens.dataset.rows.decode_specs` order."""
+    return [sampling(s) for s in decode_specs(names)]
 
 
 def run_local(
@@ -67,9 +65,9 @@ def run_local(
     dev = torch.device(device)
     with torch_threads(threads):
         models = {n: build_model(n, dev) for n in names}
-        samplings = samplings_of(names)
+        specs = decode_specs(names)
         for ref in refs:
-            rows, volumes = clip_rows(models, ref, decode(ref, samplings), cfg, dev)
+            rows, volumes = clip_rows(models, ref, decode(ref, specs), cfg, dev)
             sink(rows, volumes)
 
 
@@ -129,14 +127,16 @@ def _ref(row: Mapping[str, Any]) -> ClipRef:
     return ClipRef(**{k: row[k] for k in _REF_FIELDS})
 
 
-def decode_batch(batch, samplings: list[Sampling]):
-    """The Ray decode task: clip refs → the same rows with the decoded clip (``payload``, an ``.npz``)."""
+def decode_batch(batch, names: list[str]):
+    """The Ray decode task: clip refs → the same rows with the clip decoded for the models ``names``
+    (``payload``, an ``.npz``)."""
     import pyarrow as pa
 
-    samplings = [tuple(s) for s in samplings]
+    specs = decode_specs(names)
+    samplings = [sampling(s) for s in specs]
     out = []
     for row in batch.to_pylist():
-        d = decode(_ref(row), samplings)
+        d = decode(_ref(row), specs)
         payload = pack(d, samplings) if d.error is None else None
         out.append({**row, "payload": payload, "sha256": d.sha256, "error": d.error, "seconds": d.seconds})
     return pa.Table.from_pylist(out, schema=_decode_schema())
@@ -155,12 +155,12 @@ def _volumes_bytes(volumes: Mapping[str, np.ndarray]) -> bytes | None:
 class ClipWorker:
     """The Ray actor: builds every model once, then turns decoded clips into rows."""
 
-    def __init__(self, names: list[str], cfg: dict, samplings: list, threads: int, device: str) -> None:
+    def __init__(self, names: list[str], cfg: dict, threads: int, device: str) -> None:
         torch.set_num_threads(int(threads))
         self.device = torch.device(device)
         self.models = {n: build_model(n, self.device) for n in names}
         self.cfg = RowConfig.from_dict(cfg)
-        self.samplings = [tuple(s) for s in samplings]
+        self.samplings = samplings_of(names)
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -231,12 +231,11 @@ def run_ray(
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         if not refs:
             return p
-        samplings = samplings_of(names)
         items = [asdict(r) for r in refs]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"samplings": [list(s) for s in samplings]},
+            fn_kwargs={"names": list(names)},
             batch_size=1,
             batch_format="pyarrow",
             num_cpus=p.decode_cpus,
@@ -247,7 +246,6 @@ def run_ray(
             fn_constructor_kwargs={
                 "names": list(names),
                 "cfg": cfg.as_dict(),
-                "samplings": [list(s) for s in samplings],
                 "threads": p.threads,
                 "device": device,
             },

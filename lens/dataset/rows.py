@@ -1,7 +1,7 @@
 """The per-clip computation every engine runs: decode a clip once per sampling, then one row per model.
 
 :func:`decode` turns a :class:`~lens.dataset.sources.ClipRef` into the frames each model sees (a file through
-``mvt.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
+``lens.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
 through ``mvt.synth.generate``, with its actor mask), or into the error that stopped it. :func:`clip_rows`
 runs every model on a decoded clip and returns one plain-dict row per model (the columns are
 :data:`lens.dataset.table.COLUMNS`): predictions, attention statistics per stage, and per method the
@@ -35,7 +35,7 @@ import viz
 from mvt import synth
 
 from .. import methods as M
-from ..clips import file_sha256
+from ..clips import file_sha256, read_clip
 from ..faithfulness import score_model
 from .sources import ClipRef, clip_seed, shuffle_order
 
@@ -109,25 +109,39 @@ class Decoded:
     seconds: float = 0.0
 
 
-def decode(ref: ClipRef, samplings: Sequence[Sampling]) -> Decoded:
-    """Decode ``ref`` once per sampling. Never raises for a bad clip: the error becomes ``Decoded.error``
-    (a :class:`mvt.VideoError`'s sentence, or the exception's type and message)."""
+def decode_specs(names: Sequence[str]) -> list[mvt.ModelSpec]:
+    """One spec per distinct sampling among the models ``names`` (from the registry: nothing is built)."""
+    specs: dict[Sampling, mvt.ModelSpec] = {}
+    for n in names:
+        spec = mvt.get_spec(n)
+        specs.setdefault(sampling(spec), spec)
+    return list(specs.values())
+
+
+def decode(ref: ClipRef, specs: Sequence[mvt.ModelSpec]) -> Decoded:
+    """Decode ``ref`` once per spec (:func:`decode_specs`): a file through ``lens.clips.read_clip`` and
+    ``mvt.resize_and_crop`` as :class:`lens.Service` reads it, a SynthMotion clip generated at the crop
+    size with its mask. Never raises for a bad clip: the error becomes ``Decoded.error`` (a
+    :class:`mvt.VideoError`'s sentence, or the exception's type and message)."""
     t0 = time.perf_counter()
     out = Decoded()
     try:
         if ref.is_synth:
-            for s in samplings:
-                b = synth.generate(1, int(ref.synth_seed), frames=s[0], size=s[3], start=int(ref.synth_index))
-                out.frames[s], out.masks[s] = b.clips[0], b.masks[0]
+            for spec in specs:
+                b = synth.generate(
+                    1,
+                    int(ref.synth_seed),
+                    frames=spec.num_frames,
+                    size=spec.crop_size,
+                    start=int(ref.synth_index),
+                )
+                out.frames[sampling(spec)], out.masks[sampling(spec)] = b.clips[0], b.masks[0]
         else:
             path = str(ref.path)
             out.sha256 = file_sha256(path)
-            for s in samplings:
-                frames, stride, resize, crop = s
-                clip = mvt.read_clip(
-                    path, num_frames=frames, stride=stride or None, size=resize, start_s=ref.start_s
-                )
-                out.frames[s] = _crop(clip.frames, resize, crop)
+            for spec in specs:
+                clip = read_clip(path, spec, ref.start_s)
+                out.frames[sampling(spec)] = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3)
     except mvt.VideoError as e:
         out.frames, out.masks, out.error = {}, {}, str(e)
     except Exception as e:  # a clip must never stop the run: it becomes an error row
@@ -137,17 +151,6 @@ def decode(ref: ClipRef, samplings: Sequence[Sampling]) -> Decoded:
         )
     out.seconds = time.perf_counter() - t0
     return out
-
-
-class _Crop:
-    """The two fields of a spec ``mvt.resize_and_crop`` reads."""
-
-    def __init__(self, resize: int, crop: int) -> None:
-        self.resize_size, self.crop_size = resize, crop
-
-
-def _crop(frames: np.ndarray, resize: int, crop: int) -> np.ndarray:
-    return mvt.resize_and_crop(frames, _Crop(resize, crop))  # type: ignore[arg-type]
 
 
 def pack(decoded: Decoded, samplings: Sequence[Sampling]) -> bytes:
@@ -347,8 +350,12 @@ def clip_rows(
         if decoded.error is not None:
             rows.append(base_row(ref, name, decoded))
             continue
-        try:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        cuda = dev.type == "cuda"
+        try:  # the clip's seed goes into a forked RNG: the caller's random state is left as it was
+            with (
+                torch.random.fork_rng(devices=[dev.index or 0] if cuda else []),
+                torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda),
+            ):
                 row, vols = model_row(name, model, ref, decoded, cfg, dev)
         except Exception as e:  # one model's failure must not take the clip (or the run) down
             log.exception("%s failed on %s", name, ref.clip_id)
