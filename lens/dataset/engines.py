@@ -201,7 +201,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         num_cpus=num_cpus or os.cpu_count() or 1,
         include_dashboard=False,
         logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
+        # workers import this checkout; OpenMP threads sleep at barriers (app.py does the same: spinning
+        # threads of several actors on few cores cost more than anything else, bench/README.md)
+        runtime_env={
+            "env_vars": {"PYTHONPATH": path, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        },
     )
     return True
 

@@ -97,6 +97,13 @@ def _check(models: Sequence[str], methods: Sequence[str], engine: str) -> tuple[
     return names, M.normalise(methods)
 
 
+def _require(module: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise LensError(f"{what} needs {module}: pip install -r requirements-scale.txt (or mvt-lens[scale])")
+
+
 def analyse_dataset(
     source: str | Sequence[ClipRef],
     models: Sequence[str],
@@ -133,6 +140,10 @@ def analyse_dataset(
     ``out``: the folder to write (``None``: keep rows in memory); ``resume`` continues a run there.
     ``on_clip(rows)`` is called on this process as each clip's rows arrive."""
     names, wanted = _check(models, methods, engine)
+    if engine == "ray":
+        _require("ray", "--engine ray")
+    if out is not None:
+        _require("pyarrow", "writing results.parquet")
     cfg = RowConfig(
         methods=wanted,
         options=dict(DEFAULT_OPTIONS if options is None else options),

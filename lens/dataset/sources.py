@@ -74,9 +74,10 @@ def _number(text: str, what: str, src: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise LensError(f"{src}: {what} {text!r} is not a number of seconds") from None
+    return value if value > 0 else None  # as the Service reads a start time: zero means the whole clip
 
 
 def _files(paths: list[Path]) -> list[ClipRef]:

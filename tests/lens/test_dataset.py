@@ -50,9 +50,9 @@ def test_sources_folder_glob_lists_and_synth(folder, tmp_path):
     (tmp_path / "list.txt").write_text(f"# clips\n{good[0]}\n\n{os.path.relpath(good[1], tmp_path)}\n")
     refs = read_source(str(tmp_path / "list.txt"))
     assert [r.path for r in refs] == [str(good[0]), str(good[1])], "relative to the list's folder"
-    (tmp_path / "l.csv").write_text(f"label,path,start_s\ngrow,{good[0]},0.5\n,{good[1]},\n")
+    (tmp_path / "l.csv").write_text(f"label,path,start_s\ngrow,{good[0]},0.5\n,{good[1]},0\n")
     a, b = read_source(str(tmp_path / "l.csv"))
-    assert (a.label, a.start_s, b.label, b.start_s) == ("grow", 0.5, None, None)
+    assert (a.label, a.start_s, b.label, b.start_s) == ("grow", 0.5, None, None), "0 s: the whole clip"
     (tmp_path / "p.csv").write_text(f"{good[0]},3,1.25\n")
     (c,) = read_source(str(tmp_path / "p.csv"))
     assert (c.path, c.label, c.start_s) == (str(good[0]), "3", 1.25), "positional path,label,start_s"
@@ -142,11 +142,19 @@ def test_synth_rows_have_masks_and_seeded_baselines():
     assert all(s["deletion_auc"] is None for s in a[0]["scores"])
 
 
-def test_an_unknown_model_or_engine_is_refused():
+def test_an_unknown_model_or_engine_or_a_missing_ray_is_refused(monkeypatch):
     with pytest.raises(LensError, match="no_such"):
         analyse_dataset("synth:1:0", ["no_such.model"], [], None)
     with pytest.raises(LensError, match="engine"):
         analyse_dataset("synth:1:0", [MODEL], [], None, engine="spark")
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find(name, *a)
+    )
+    with pytest.raises(LensError, match="requirements-scale.txt"):
+        analyse_dataset("synth:1:0", [MODEL], [], None, engine="ray")
 
 
 def test_an_existing_folder_needs_resume_and_the_same_settings(tmp_path):
