@@ -171,10 +171,12 @@ def test_resume_after_a_killed_run_does_no_clip_twice(tmp_path):
     out = tmp_path / "out"
     args = ["analyse-dataset", "synth:16:2", "--models", MODEL, "--methods", "rollout", "--out", str(out)]
     args += ["--threads", "1", "--flush-every", "1", "--faithfulness-n", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "mvt", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mvt", *args], cwd=ROOT, stderr=err)
     deadline = time.monotonic() + 240
     while len(list((out / "parts").glob("part-*.parquet"))) < 2 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the run wrote no parts"
+        assert time.monotonic() < deadline, f"the run wrote no parts: {log.read_text()[-2000:]}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -23,11 +23,12 @@ TIMINGS = {"seconds_decode", "seconds_forward", "seconds_explain", "seconds_scor
 
 @pytest.fixture(scope="module")
 def ray_session():
-    os.environ.pop("RAY_ADDRESS", None)
-    started = connect(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RAY_ADDRESS", raising=False)  # local Ray, whatever the environment says
+        started = connect(num_cpus=2)
+        yield
+        if started:
+            ray.shutdown()
 
 
 def _close(a, b, path: str = "") -> list[str]:
