@@ -3,7 +3,7 @@
 It sits above ``mvt`` (models, video) and ``viz`` (pure pictures) and holds everything that runs models or
 writes files: the model and result caches, the explanation-method registry, captum attributions,
 faithfulness scores, export (overlays, volumes, report.json, report.html), the default-model policy,
-``evaluate`` and the command line.
+whole datasets (:mod:`lens.dataset`, local or on Ray; imported on demand), ``evaluate`` and the command line.
 
 Public API::
 

@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray comes with requirements-scale.txt (CI installs it)")
@@ -65,13 +66,24 @@ def test_ray_and_local_engines_give_the_same_rows(ray_session, tmp_path):
     assert local.summary["models"][MODEL]["accuracy"] == on_ray.summary["models"][MODEL]["accuracy"]
 
 
-def test_broken_files_are_error_rows_on_ray(ray_session, tmp_path):
+def test_broken_files_are_error_rows_on_ray_and_volumes_come_back(ray_session, tmp_path):
     folder = write_clip_folder(tmp_path / "clips", n_good=2)
-    r = analyse_dataset(
-        str(folder.root), [MODEL], [], tmp_path / "out", engine="ray", progress=False, report=False
-    )
+    out = tmp_path / "out"
+    kw = {
+        "engine": "ray",
+        "actors": 1,
+        "faithfulness_n": 0,
+        "volumes": True,
+        "progress": False,
+        "report": False,
+    }
+    r = analyse_dataset(str(folder.root), [MODEL], ["rollout"], out, **kw)
     errors = {Path(x["path"]).name for x in r.rows if x["error"]}
     assert errors == {p.name for p in folder.broken} and len(r.rows) == 4 and not r.missing
+    files = sorted((out / "volumes").glob("*.npz"))
+    assert len(files) == 2, "the driver writes what the workers computed, for the readable clips"
+    with np.load(files[0]) as z:
+        assert f"{MODEL}/rollout" in z.files and z[f"{MODEL}/rollout"].ndim == 3
 
 
 def test_a_worker_killed_mid_run_is_retried_and_every_row_completes(ray_session, tmp_path):
