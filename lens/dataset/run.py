@@ -188,6 +188,8 @@ def analyse_dataset(
         if store is not None:
             store.flush()
     seconds = time.perf_counter() - t0
+    order = {m: i for i, m in enumerate(names)}
+    kept.sort(key=lambda r: (r["index"], order[r["model"]]))  # Ray delivers clips as they finish
     missing = [r.clip_id for r in todo if r.clip_id not in got]
     result = RunResult(
         rows=kept,
