@@ -18,11 +18,12 @@ Public API::
 
 import mvt
 
-from . import faithfulness
+from . import clips, defaults, examples, faithfulness, jobs, present, startup, timeline, uploads
 from .defaults import default_models, model_choices, model_label
 from .export import report_json, write_export
 from .methods import DEFAULT_METHODS, METHODS, Method, attribute
 from .methods import choices as method_choices
+from .methods import choices_of as method_choices_of
 from .records import (
     Analysis,
     AnalysisRef,
@@ -62,10 +63,19 @@ __all__ = [
     "Volume",
     "VolumeKey",
     "attribute",
+    "clips",
+    "defaults",
+    "examples",
+    "jobs",
+    "present",
+    "startup",
+    "timeline",
+    "uploads",
     "default_models",
     "faithfulness",
     "head_labels",
     "method_choices",
+    "method_choices_of",
     "model_choices",
     "model_label",
     "overlay_fps",

@@ -148,13 +148,17 @@ def overlay(
     norm: str = "clip",
     cmap: str = "inferno",
     footprint: Footprint | None = None,
+    weighted: bool = False,
 ) -> np.ndarray:
     """Blend a heat volume over uint8 frames ``(T, H, W, 3)``: ``(1-α)·frame + α·colour``, uint8 (integer
     arithmetic with α in steps of 1/256).
 
     ``volume`` at frame resolution is used as is; any other shape is upsampled with :func:`to_frames`
     (with ``footprint`` when given). ``norm`` is ``"clip"`` (one scale for the whole clip, so frames compare)
-    or ``"frame"`` (each frame stretched).
+    or ``"frame"`` (each frame stretched). ``weighted``: the opacity of each pixel is ``α·√v`` (``v`` the
+    normalised value), so cold regions keep the frame as it is and the heat shows in proportion — readable
+    where a flat blend darkens the whole frame with the colormap's low end (the square root keeps weak but
+    real structure visible next to one hot token).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -165,7 +169,10 @@ def overlay(
     if vol.shape != frames.shape[:3]:
         vol = to_frames(vol, frames.shape[:3], footprint=footprint)
     heat = colorize(vol, cmap=cmap, norm=norm)
-    a = np.uint16(round(alpha * 256))  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
+    if weighted:  # per-pixel alpha in steps of 1/256: α·√v
+        a = np.rint(np.sqrt(normalize(vol, norm)) * (alpha * 256)).astype(np.uint16)[..., None]  # (T, H, W, 1)
+    else:
+        a = np.uint16(round(alpha * 256))  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
     out = (frames.astype(np.uint16) * (256 - a) + heat.astype(np.uint16) * a + 128) >> 8
     return out.astype(np.uint8)
 
