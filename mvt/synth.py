@@ -388,7 +388,9 @@ def example_scenes(seed: int = EXAMPLE_SEED) -> dict[str, tuple[SynthBatch, floa
     batch = generate(len(wanted), seed, labels=wanted)
     scenes: dict[str, tuple[SynthBatch, float]] = {}
     for i, name in enumerate(EXAMPLE_CLASSES):
-        one = SynthBatch(batch.clips[i : i + 1], batch.labels[i : i + 1], batch.masks[i : i + 1], batch.classes)
+        one = SynthBatch(
+            batch.clips[i : i + 1], batch.labels[i : i + 1], batch.masks[i : i + 1], batch.classes
+        )
         scenes[f"synth_{name}.mp4"] = (one, 8.0)
     order = [label_for(i, seed + 1) for i in range(2 * len(CLASSES))]
     scenes["synth_10s.mp4"] = (generate(len(order), seed + 1, labels=order), 25.0)

@@ -170,9 +170,13 @@ def overlay(
         vol = to_frames(vol, frames.shape[:3], footprint=footprint)
     heat = colorize(vol, cmap=cmap, norm=norm)
     if weighted:  # per-pixel alpha in steps of 1/256: α·√v
-        a = np.rint(np.sqrt(normalize(vol, norm)) * (alpha * 256)).astype(np.uint16)[..., None]  # (T, H, W, 1)
+        a = np.rint(np.sqrt(normalize(vol, norm)) * (alpha * 256)).astype(np.uint16)[
+            ..., None
+        ]  # (T, H, W, 1)
     else:
-        a = np.uint16(round(alpha * 256))  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
+        a = np.uint16(
+            round(alpha * 256)
+        )  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
     out = (frames.astype(np.uint16) * (256 - a) + heat.astype(np.uint16) * a + 128) >> 8
     return out.astype(np.uint8)
 
