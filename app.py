@@ -376,6 +376,7 @@ def build_demo() -> gr.Blocks:
                     value=defaults.set_models(defaults.SYNTHMOTION),
                     multiselect=True,
                     max_choices=N,
+                    allow_custom_value=True,  # any registered name (checked by the service), e.g. from the API
                     label=f"Models (up to {N}; the list says what each one's weights are)",
                     elem_id="models",
                 )

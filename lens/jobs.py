@@ -100,6 +100,7 @@ class Job:
         self._report = progress
         self.entries: list[Entry | None] = [None] * len(names)
         self._done = 0
+        self._downloads: dict[str, _Download] = {}
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -156,7 +157,11 @@ class Job:
 
     def _left(self, running: str | None = None) -> str:
         left = [n for n, e in zip(self.names, self.entries) if e is None and n != running]
-        return f"{self._done} of {len(self.names)} done" + (f"; next: {', '.join(left)}" if left else "")
+        text = f"{self._done} of {len(self.names)} done" + (f"; next: {', '.join(left)}" if left else "")
+        coming = [d for d in self._downloads.values() if not d.finished.is_set() and d.name != running]
+        if coming:
+            text += "; downloading " + "; ".join(f"{d.name} {d.text}" for d in coming)
+        return text
 
     def _say(self, frac_of_one: float, text: str) -> None:
         total = max(len(self.names), 1)
@@ -170,7 +175,7 @@ class Job:
                 yield from self._emit(self.names[i], hit)
         todo = list(dict.fromkeys(n for n, e in zip(self.names, self.entries) if e is None))
         loaded = svc.models.loaded()
-        downloads = {n: _Download(n) for n in todo if needs_download(n, loaded)}
+        downloads = self._downloads = {n: _Download(n) for n in todo if needs_download(n, loaded)}
         for d in downloads.values():
             threading.Thread(target=d.run, name=f"download {d.name}", daemon=True).start()
         while todo:
@@ -199,7 +204,11 @@ class Job:
     def _say_downloads(self, pending: list[_Download]) -> None:
         texts = [f"{d.name} {d.text}" for d in pending]
         frac = sum(d.fraction for d in pending) / max(len(pending), 1)
-        self._say(0.5 * frac, "downloading weights: " + "; ".join(texts) + f" ({self._left()})")
+        left = [n for n, e in zip(self.names, self.entries) if e is None]
+        self._say(
+            0.5 * frac,
+            "downloading weights: " + "; ".join(texts) + f" ({self._done} of {len(left) + self._done} done)",
+        )
 
     def _run(self, name: str) -> Entry:
         svc = self.service
