@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import mvt
 from mvt.prefetch import prefetch
 
 from . import defaults, examples
@@ -47,25 +48,31 @@ def warm_up(
     return out
 
 
-def run(service: Service, model_set: str | None = None) -> dict:
-    """The start-up work, in the calling thread: prefetch then warm up; returns what happened per model."""
+def run(
+    service: Service,
+    model_set: str | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    clip: str | Path | None = None,
+) -> dict:
+    """The start-up work, in the calling thread: prefetch then warm up; returns what happened per model
+    (seconds of the warm-up run, or the error). ``names``/``clip`` override the set's models and example."""
     model_set = model_set or defaults.default_set(probe=True)
-    names = defaults.set_models(model_set)
+    names = list(names) if names is not None else defaults.set_models(model_set)
+    known = set(mvt.list_models())
+    unknown = {n: f"unknown model {n!r}" for n in names if n not in known}
+    names = [n for n in names if n in known]
     todo = [n for n in names if needs_download(n, service.models.loaded())]
-    log.info(
-        "start-up: model set %s (%s); downloading %s",
-        model_set,
-        ", ".join(names),
-        ", ".join(todo) or "nothing",
-    )
+    log.info("start-up: %s (%s); downloading %s", model_set, ", ".join(names), ", ".join(todo) or "nothing")
     errors = {n: e for n, e in prefetch(todo).items() if e is not None}
     for name, e in errors.items():
         log.warning("start-up: %s is not available: %s", name, e)
     ready = [n for n in names if n not in errors]
-    clip = warm_clip(model_set)
-    if not ready or clip is None:
-        return {n: str(e) for n, e in errors.items()}
-    return {**warm_up(service, ready, clip), **{n: str(e) for n, e in errors.items()}}
+    clip = clip or warm_clip(model_set)
+    done = {**unknown, **{n: str(e) for n, e in errors.items()}}
+    if ready and clip is not None:
+        done.update(warm_up(service, ready, clip))
+    return done
 
 
 def start(service: Service, model_set: str | None = None) -> threading.Thread:

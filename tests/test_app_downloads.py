@@ -134,3 +134,22 @@ def test_compare_reports_download_bytes_and_rate_and_never_holds_the_compute_slo
     downloading = [s for s in said if s.startswith("downloading weights") and "MB/s" in s]
     assert downloading and name in downloading[-1] and " / " in downloading[-1], said[:5]
     assert all(isinstance(e, lens.ModelResult) for e in job.analysis.entries)
+
+
+def test_start_up_prefetches_in_the_background_and_warms_the_models_up(weights_mirror, monkeypatch, tmp_path):
+    m = weights_mirror
+    name, path, _ = _own_hash_mvit(m, monkeypatch, real_size=True, arch="mvit_t", tag="starttest")
+    service = lens.Service(out_dir=tmp_path / "out")
+    clip = make_moving_square(tmp_path / "warm.mp4", seed=13)
+    done = lens.startup.run(service, "custom", names=[name, "hvt_t.synth", "nope_t.untrained"], clip=clip)
+    assert m.count(path, "GET") == 1 and set(service.models.loaded()) == {name, "hvt_t.synth"}
+    assert isinstance(done[name], float) and isinstance(done["hvt_t.synth"], float)
+    assert "nope_t.untrained" in done["nope_t.untrained"], "an unknown model is reported, not raised"
+    # the warm-up went through the service: the same request now comes from its cache, without a model run
+    assert service.analyse(clip, [name, "hvt_t.synth"], lens.startup.WARM_METHODS).entries[0].timings
+    before = m.counts()
+    thread = lens.startup.start(
+        service, "custom"
+    )  # nothing to fetch, no example for 'custom': returns quietly
+    thread.join(30)
+    assert not thread.is_alive() and m.counts() == before
