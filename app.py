@@ -48,6 +48,7 @@ atexit.register(SERVICE.close)
 JS = (UI / "timeline.js").read_text()
 LAUNCH = {
     "css": (UI / "app.css").read_text(),
+    "js": (UI / "clip.js").read_text(),
     "max_file_size": MAX_UPLOAD,
     "allowed_paths": [str(OUT_DIR)],
     "show_error": False,
@@ -129,7 +130,7 @@ def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, 
     analysis = SERVICE.get(state["ref"])
     panels = SERVICE.render(analysis, views, folder=folder)
     slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
-    return panels, present.timeline(panels, analysis.clip.fps, analysis.clip.duration_s), slots
+    return panels, present.timeline(panels, analysis.clip), slots
 
 
 def _original(video: str | None, upload: dict | None) -> str | None:
@@ -171,8 +172,8 @@ def upload(path: str | None, request: gr.Request = None):
         return gr.skip(), None, _banner(None)
     try:
         up = uploads.prepare(path, SERVICE.session_dir(_session(request)))
-    except lens.USER_ERRORS as e:
-        return gr.skip(), None, _banner(str(e))
+    except lens.USER_ERRORS as e:  # say why, and empty the clip box for the next try
+        return gr.update(value=None), None, _banner(str(e))
     if up.note:
         gr.Info(up.note)
     shown = gr.update(value=up.preview) if up.preview else gr.skip()
@@ -225,7 +226,7 @@ def compare(
         for i, entry in job:
             panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder)[0]
             slots[i] = present.slot(panels[i], i, _url, SERVICE.labels(entry.name))
-            line = present.timeline(panels, job.clip.fps, job.clip.duration_s)
+            line = present.timeline(panels, job.clip)
             yield [
                 {**state, "ref": job.ref()},
                 gr.skip(),
@@ -377,7 +378,8 @@ def build_demo() -> gr.Blocks:
                     multiselect=True,
                     max_choices=N,
                     allow_custom_value=True,  # any registered name (checked by the service), e.g. from the API
-                    label=f"Models (up to {N}; the list says what each one's weights are)",
+                    label=f"Models (up to {N})",
+                    info="Each says what its weights are: shipped, cached, or what it downloads.",
                     elem_id="models",
                 )
                 notes = gr.Markdown(elem_id="model-notes")
@@ -414,14 +416,27 @@ def build_demo() -> gr.Blocks:
                 truth = gr.HTML(js_on_load=JS)
             slot_outputs: list = []
             stage_ctl, head_ctl, class_ctl = [], [], []
-            for _ in range(N):
-                with gr.Column(visible=False, min_width=220, elem_classes="mvt-slot") as col:
+            for i in range(N):
+                with gr.Column(
+                    visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}"
+                ) as col:
                     title = gr.Markdown()
                     view = gr.HTML(js_on_load=JS)
-                    stage = gr.Dropdown(label="Stage (keys T×H×W)", visible=False, elem_classes="mvt-ctl")
-                    head = gr.Dropdown(label="Heads", visible=False, elem_classes="mvt-ctl")
+                    stage = gr.Dropdown(
+                        label="Stage (keys T×H×W)",
+                        visible=False,
+                        elem_classes="mvt-ctl",
+                        elem_id=f"stage-{i}",
+                    )
+                    head = gr.Dropdown(
+                        label="Heads", visible=False, elem_classes="mvt-ctl", elem_id=f"heads-{i}"
+                    )
                     klass = gr.Dropdown(
-                        label="Explain class", allow_custom_value=True, visible=False, elem_classes="mvt-ctl"
+                        label="Explain class",
+                        allow_custom_value=True,
+                        visible=False,
+                        elem_classes="mvt-ctl",
+                        elem_id=f"class-{i}",
                     )
                     download = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
                 slot_outputs += [col, title, view, stage, head, klass, download]

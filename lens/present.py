@@ -14,7 +14,7 @@ import numpy as np
 
 from . import methods as M
 from .examples import ground_truth
-from .records import Analysis, ModelError, ModelResult, View
+from .records import Analysis, ClipInfo, ModelError, ModelResult, View
 from .service import Panel
 from .timeline import (
     COLORS,
@@ -139,8 +139,9 @@ def tracks(panels: Sequence[Panel | None]) -> list[Track]:
     ]
 
 
-def timeline(panels: Sequence[Panel | None], analysis_fps: float, duration: float) -> str:
-    return timeline_html(tracks(panels), fps=analysis_fps, duration=duration)
+def timeline(panels: Sequence[Panel | None], clip: ClipInfo) -> str:
+    """The shared slider and importance curves of the panels shown so far."""
+    return timeline_html(tracks(panels), fps=clip.fps, duration=clip.duration_s, clip=clip.name)
 
 
 def truth_view(sha256: str, panels: Sequence[Panel | None], folder: Path) -> FramesView | None:

@@ -172,7 +172,9 @@ def span(tracks: Sequence[Track], fps: float) -> tuple[float, float]:
     return float(min(times)), float(max(times)) + step
 
 
-def timeline_html(tracks: Sequence[Track], *, fps: float, duration: float, height: int = 96) -> str:
+def timeline_html(
+    tracks: Sequence[Track], *, fps: float, duration: float, clip: str = "", height: int = 96
+) -> str:
     """The shared slider, play/pause, and the importance curves (a line per model, 1 = an even share) with a
     row of ticks per model at the frames it saw; empty when there is nothing to show."""
     if not tracks:
@@ -216,5 +218,6 @@ def timeline_html(tracks: Sequence[Track], *, fps: float, duration: float, heigh
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
         f'<div class="mvt-legend">{legend}<span class="mvt-note">line: share of the explanation on each '
-        f"frame (dashed = even share); ticks: the frames each model saw; clip {duration:.2f} s</span></div></div>"
+        f"frame (dashed = even share); ticks: the frames each model saw; clip {html.escape(clip)} "
+        f"{duration:.2f} s</span></div></div>"
     )
