@@ -407,9 +407,10 @@ def build_demo() -> gr.Blocks:
                         gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
         banner = gr.HTML(visible=False, elem_id="banner")
         with gr.Row(elem_id="view-controls"):
-            show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3)
+            show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
             opacity = gr.Slider(0.1, 1.0, value=lens.View().opacity, step=0.05, label="Heat opacity", scale=3)
             cmap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
+        timeline = gr.HTML(js_on_load=JS, elem_id="timeline")  # sticks to the top while the panels scroll
         with gr.Row(elem_id="panels", equal_height=False):
             with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as truth_col:
                 gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
@@ -443,7 +444,6 @@ def build_demo() -> gr.Blocks:
                 stage_ctl.append(stage)
                 head_ctl.append(head)
                 class_ctl.append(klass)
-        timeline = gr.HTML(js_on_load=JS, elem_id="timeline")
         with gr.Tabs():
             with gr.Tab("All stages"):
                 strips = [

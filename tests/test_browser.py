@@ -184,9 +184,15 @@ def test_the_shared_slider_shows_every_panel_at_the_same_clip_time(browser, app_
     page.locator(".mvt-play").click()
     times = page.evaluate("() => [...document.querySelectorAll('.mvt-view')].map(v => v.dataset.clipTime)")
     assert len(set(times)) == 1
-    page.evaluate("() => { window.mvtLens.setTime(+document.querySelector('.mvt-slider').min); }")
-    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate(
+        "() => { const s = document.querySelector('.mvt-slider'); window.mvtLens.setTime(+s.min + 0.55 * (+s.max - +s.min)); }"
+    )
+    page.locator("#view-controls").evaluate(
+        "e => e.scrollIntoView({block: 'start'})"
+    )  # where Compare took us
     _save(page, "desktop.png" if viewport is DESKTOP else "phone.png")
+    page.evaluate("window.scrollTo(0, 0)")
+    _save(page, "desktop-start.png" if viewport is DESKTOP else "phone-start.png")
     assert not _error_toasts(page) and not _real_errors(page), (_error_toasts(page), _real_errors(page))
     page.close()
 

@@ -63,6 +63,12 @@
   }
   const setup = () => {
     for (const view of element.querySelectorAll(".mvt-view")) { bus.views.add(view); bus.paint(view); }
+    if (element.querySelector(".mvt-pending") && !(Date.now() - (bus.scrolledAt || 0) < 5000)) {
+      // a comparison started: bring the panels into view (once), where its results will stream in
+      bus.scrolledAt = Date.now();
+      const top = document.querySelector("#view-controls");
+      if (top && top.getBoundingClientRect().top > window.innerHeight * 0.5) top.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
     const tl = element.querySelector(".mvt-timeline");
     if (tl && !tl.dataset.ready) {
       tl.dataset.ready = "1";
