@@ -410,40 +410,41 @@ def build_demo() -> gr.Blocks:
             show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
             opacity = gr.Slider(0.1, 1.0, value=lens.View().opacity, step=0.05, label="Heat opacity", scale=3)
             cmap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
-        timeline = gr.HTML(js_on_load=JS, elem_id="timeline")  # sticks to the top while the panels scroll
-        with gr.Row(elem_id="panels", equal_height=False):
-            with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as truth_col:
-                gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
-                truth = gr.HTML(js_on_load=JS)
-            slot_outputs: list = []
-            stage_ctl, head_ctl, class_ctl = [], [], []
-            for i in range(N):
-                with gr.Column(
-                    visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}"
-                ) as col:
-                    title = gr.Markdown()
-                    view = gr.HTML(js_on_load=JS)
-                    stage = gr.Dropdown(
-                        label="Stage (keys T×H×W)",
-                        visible=False,
-                        elem_classes="mvt-ctl",
-                        elem_id=f"stage-{i}",
-                    )
-                    head = gr.Dropdown(
-                        label="Heads", visible=False, elem_classes="mvt-ctl", elem_id=f"heads-{i}"
-                    )
-                    klass = gr.Dropdown(
-                        label="Explain class",
-                        allow_custom_value=True,
-                        visible=False,
-                        elem_classes="mvt-ctl",
-                        elem_id=f"class-{i}",
-                    )
-                    download = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
-                slot_outputs += [col, title, view, stage, head, klass, download]
-                stage_ctl.append(stage)
-                head_ctl.append(head)
-                class_ctl.append(klass)
+        with gr.Column(elem_id="results"):  # the timeline sticks while this column is on screen
+            timeline = gr.HTML(js_on_load=JS, elem_id="timeline")  # sticks to the top while the panels scroll
+            with gr.Row(elem_id="panels", equal_height=False):
+                with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as truth_col:
+                    gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
+                    truth = gr.HTML(js_on_load=JS)
+                slot_outputs: list = []
+                stage_ctl, head_ctl, class_ctl = [], [], []
+                for i in range(N):
+                    with gr.Column(
+                        visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}"
+                    ) as col:
+                        title = gr.Markdown()
+                        view = gr.HTML(js_on_load=JS)
+                        stage = gr.Dropdown(
+                            label="Stage (keys T×H×W)",
+                            visible=False,
+                            elem_classes="mvt-ctl",
+                            elem_id=f"stage-{i}",
+                        )
+                        head = gr.Dropdown(
+                            label="Heads", visible=False, elem_classes="mvt-ctl", elem_id=f"heads-{i}"
+                        )
+                        klass = gr.Dropdown(
+                            label="Explain class",
+                            allow_custom_value=True,
+                            visible=False,
+                            elem_classes="mvt-ctl",
+                            elem_id=f"class-{i}",
+                        )
+                        download = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
+                    slot_outputs += [col, title, view, stage, head, klass, download]
+                    stage_ctl.append(stage)
+                    head_ctl.append(head)
+                    class_ctl.append(klass)
         with gr.Tabs():
             with gr.Tab("All stages"):
                 strips = [

@@ -154,15 +154,34 @@ def strip_keys(result: ModelResult, kinds: Sequence[str] = STRIP_KINDS) -> list[
     return [k for k in result.volumes if M.get(k.method).kind in kinds]
 
 
-def volume_strip(result: ModelResult, keys: Sequence[VolumeKey], view: View = DEFAULT_VIEW, columns: int = 8):
-    """One image: a row per volume of ``keys`` (labelled), ``columns`` evenly spaced frames each."""
+def volume_strip(
+    result: ModelResult,
+    keys: Sequence[VolumeKey],
+    view: View = DEFAULT_VIEW,
+    columns: int = 8,
+    title: str | None = None,
+):
+    """One image: a row per volume of ``keys`` (labelled), ``columns`` evenly spaced frames each. Labels are
+    sized to the frames (an eighth of their height, at least 12 px), so they stay readable when the strip is
+    shown smaller than it is."""
     rows = [render_overlay(result, result.volumes[k], view) for k in keys]
-    return viz.strip(rows, labels=[M.volume_label(k) for k in keys], max_frames=columns)
+    size = max(12, int(result.frames.shape[1]) // 8)
+    return viz.strip(
+        rows,
+        labels=[M.volume_label(k) for k in keys],
+        max_frames=columns,
+        font_size=size,
+        label_width=8 * size,
+        title=title,
+    )
 
 
 def stage_strip(result: ModelResult, view: View = DEFAULT_VIEW, columns: int = 8) -> np.ndarray:
-    """The all-stages strip: a row per stage (attention), then rollout (and gradient rollout) if computed."""
-    return volume_strip(result, strip_keys(result), view, columns)
+    """The all-stages strip: a row per stage (attention), then rollout (and gradient rollout) if computed,
+    under the model's name."""
+    return volume_strip(
+        result, strip_keys(result), view, columns, title=f"{result.name}: {result.description}"
+    )
 
 
 def _atomic(path: Path, write) -> Path:
