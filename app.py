@@ -117,13 +117,15 @@ def _truth(view) -> list:
 
 
 def _views(state: dict, show: str, opacity: float, cmap: str, stages, heads) -> list[lens.View]:
-    over = state.get("override", {})
-    return [
-        lens.View.from_controls(
-            over.get(i, show), stages[i], heads[i] or "mean", colormap=cmap, opacity=float(opacity)
-        )
-        for i in range(len(state["names"]))
-    ]
+    return present.views(
+        len(state["names"]),
+        show,
+        stages,
+        heads,
+        override=state.get("override"),
+        colormap=cmap,
+        opacity=opacity,
+    )
 
 
 def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, str, lens.Analysis]:
@@ -131,13 +133,6 @@ def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, 
     panels = SERVICE.render(analysis, views, folder=folder)
     slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
     return panels, present.timeline(panels, analysis.clip), slots
-
-
-def _original(video: str | None, upload: dict | None) -> str | None:
-    """The file to analyse: the original upload when the clip box shows its preview."""
-    if video and upload and lens.clips.file_sha256(video) == upload.get("sha"):
-        return upload["original"]
-    return video
 
 
 # -- adapters --------------------------------------------------------------------------------------------------
@@ -198,7 +193,7 @@ def compare(
     try:
         with _shown_as_errors("Analysis"):
             job = SERVICE.analyse_iter(
-                _original(video, upload_state),
+                uploads.original(video, upload_state),
                 names,
                 [*(methods or []), show],
                 start_s=start_s,

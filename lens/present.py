@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import methods as M
 from .examples import ground_truth
 from .records import Analysis, ClipInfo, ModelError, ModelResult, View
@@ -203,5 +201,22 @@ def class_method(show: str) -> str:
     return m.name if (m.needs_gradients or m.kind in ("gradient", "captum")) else "grad_rollout"
 
 
-def weights_of(panel: Panel) -> np.ndarray:
-    return np.asarray(panel.weights, dtype=np.float64)
+def views(
+    count: int,
+    show: str,
+    stages: Sequence[int | None],
+    heads: Sequence[str | None],
+    *,
+    override: dict[int, str] | None = None,
+    colormap: str = "inferno",
+    opacity: float = View.opacity,
+) -> list[View]:
+    """The view of each of ``count`` panels from the app's controls: the shown method (or the panel's own, after
+    a class was picked in it), its stage as shown (from 1) and heads label, and the colours."""
+    over = override or {}
+    return [
+        View.from_controls(
+            over.get(i, show), stages[i], heads[i] or "mean", colormap=colormap, opacity=float(opacity)
+        )
+        for i in range(count)
+    ]

@@ -61,6 +61,14 @@ class Upload:
         return self.preview or self.original
 
 
+def original(shown: str | None, upload: dict | None) -> str | None:
+    """The file to analyse: the original upload when the clip box shows its preview (matched by content, since
+    the web server hands back a copy), else the file shown."""
+    if shown and upload and file_sha256(shown) == upload.get("sha"):
+        return upload["original"]
+    return shown
+
+
 def prepare(path: str | os.PathLike, folder: str | os.PathLike) -> Upload:
     """Check an upload (a :class:`mvt.VideoError` if it is not a usable video) and make a browser-playable
     preview in ``folder`` when needed."""
