@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import html
 import logging
 import os
 import traceback
@@ -86,7 +87,8 @@ def _banner(message: str | None) -> dict:
     if not message:
         return gr.update(value="", visible=False)
     return gr.update(
-        value=f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {message}</div>", visible=True
+        value=f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>",
+        visible=True,
     )
 
 
@@ -128,7 +130,7 @@ def _views(state: dict, show: str, opacity: float, cmap: str, stages, heads) -> 
     )
 
 
-def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, str, lens.Analysis]:
+def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, str, list]:
     analysis = SERVICE.get(state["ref"])
     panels = SERVICE.render(analysis, views, folder=folder)
     slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]

@@ -218,7 +218,7 @@ def token_grid_figures(results: Sequence[ModelResult]) -> list:
     figs = []
     for r in results:
         fig = viz.token_grid_figure(r.output)
-        fig.update_layout(title=f"{r.name}: token grids per stage, coloured by the stage's attention")
+        fig.update_layout(title=f"{r.name}: token grid per stage")
         figs.append(fig)
     return figs
 
