@@ -135,7 +135,8 @@ class Job:
         """A handle on the results so far; a model still to come reads as an error saying so."""
         pending = "has not finished yet: wait for the comparison to finish"
         entries = [
-            e if e is not None else ModelError(n, f"{n} {pending}.") for n, e in zip(self.names, self.entries)
+            e if e is not None else ModelError(n, f"{n} {pending}.", pending=True)
+            for n, e in zip(self.names, self.entries)
         ]
         return AnalysisRef(
             clip=self.clip,

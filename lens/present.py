@@ -77,6 +77,8 @@ def target_label(result: ModelResult, labels: Sequence[str]) -> str:
 def slot(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> Slot:
     """The panel of one model for its view (or its error, in place)."""
     r = panel.result
+    if r is None and panel.pending:
+        return pending(panel.name, index)
     if r is None:
         return Slot(panel.name, f"### {panel.name}", panel_html(
             panel.name, frames=None, error=panel.error, top5=(), target_label=None, captions=(), url=url,

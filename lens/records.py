@@ -108,6 +108,8 @@ class ModelError:
 
     name: str
     message: str
+    pending: bool = False
+    """Not a failure: the model has not finished yet (a handle taken while a comparison streams)."""
 
     @property
     def error(self) -> str:

@@ -111,6 +111,8 @@ class Panel:
     captions: tuple[str, ...] = ()
     """Sentences about this view, shown under the picture (see :data:`lens.views.CAPTIONERS`)."""
     view: View | None = None
+    pending: bool = False
+    """The model has not finished yet (see :class:`~lens.records.ModelError`)."""
 
 
 class Service:
@@ -411,7 +413,7 @@ class Service:
         panels = []
         for entry, key, v in zip(analysis.entries, analysis.keys, views):
             if isinstance(entry, ModelError):
-                panels.append(Panel(entry.name, None, error=entry.message, view=v))
+                panels.append(Panel(entry.name, None, error=entry.message, view=v, pending=entry.pending))
                 continue
             cache_key = (key, v, str(out))
             panel = self._panels.get(cache_key)

@@ -55,7 +55,13 @@ def test_a_partial_job_reads_as_waiting_entries_and_an_unknown_model_is_a_clear_
     next(it)
     ref = job.ref()
     got = svc.get(ref)
-    assert any(isinstance(e, lens.ModelError) and "has not finished yet" in e.message for e in got.entries)
+    assert any(
+        isinstance(e, lens.ModelError) and e.pending and "not finished yet" in e.message for e in got.entries
+    )
+    shown = [present.slot(p, i, str) for i, p in enumerate(svc.render(got))]
+    assert sum("mvt-pending" in s.html for s in shown) == 1, (
+        "a model still running reads as waiting, not failed"
+    )
     with pytest.raises(RuntimeError, match="iterate it to the end"):
         job.analysis  # noqa: B018
     list(it)
