@@ -10,6 +10,7 @@ videos and strips, written only into the service's own output folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 import mvt
+from mvt.models.contract import accepts
 
 from . import clips
 from . import methods as M
@@ -42,7 +45,7 @@ from .records import (
     View,
     VolumeKey,
 )
-from .views import resolve, stage_strip, write_overlay, write_png
+from .views import resolve, stage_strip, strip_keys, write_overlay, write_png
 
 log = logging.getLogger("mvt-lens")
 
@@ -53,6 +56,23 @@ MAX_MODELS = 4
 
 def _quiet(frac: float, what: str) -> None:
     return None
+
+
+def _lowest_priority() -> None:
+    """Background threads yield the CPU to requests (Linux: the calling thread's nice value; threads it
+    starts, e.g. OpenMP workers, inherit it). Elsewhere a no-op."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _materialise_all(results: Sequence[ModelResult]) -> int:
+    """Materialise ``results`` in order (the background task of :meth:`Service.warm`); how many there were."""
+    for r in results:
+        try:
+            r.materialise()
+        except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
+            log.exception("computing the deferred attention matrices of %s failed", r.name)
+    return len(results)
 
 
 def _frozen(options: Mapping[str, Mapping[str, Any]] | None) -> tuple:
@@ -105,6 +125,11 @@ class Service:
     :meth:`export` write to (default: a new temporary folder). ``max_models``: the most models one request
     may name (``None``: no limit). ``builder(name, device)`` builds a model (default
     ``mvt.create_model``). ``gpu`` wraps the function that runs the models (e.g. ``spaces.GPU``).
+
+    ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
+    model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
+    its queries and keys; the full head-mean matrices, and the volumes that read them (rollout), are
+    computed on first read — or all at once in the background by :meth:`warm`.
     """
 
     def __init__(
@@ -116,6 +141,7 @@ class Service:
         max_models: int | None = MAX_MODELS,
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
+        defer: bool | None = None,
     ) -> None:
         self.models = ModelCache(device, builder)
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
@@ -123,6 +149,8 @@ class Service:
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
         self._run = gpu(self._run_models) if gpu is not None else self._run_models
+        self.defer = gpu is None if defer is None else bool(defer)
+        self._background: ThreadPoolExecutor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -266,8 +294,11 @@ class Service:
         output = None
         with torch.inference_mode():
             if methods:
-                report(0.3, "forward with attention")
-                output = model.forward_with_attention(x)
+                lazy = self.defer and accepts(model, "lazy")
+                report(0.3, "forward, CLS rows of every map" if lazy else "forward with attention")
+                output = (
+                    model.forward_with_attention(x, lazy=True) if lazy else model.forward_with_attention(x)
+                )
                 logits = output.logits
             else:
                 report(0.3, "forward")
@@ -289,6 +320,7 @@ class Service:
             options=options,
             lock=self.models.lock(name),
             progress=lambda f, what: report(0.5 + 0.5 * f, what),
+            defer=self.defer,
         )
         timings.update(method_times)
         timings["total"] = time.perf_counter() - t0
@@ -308,12 +340,41 @@ class Service:
             notes=list(clip.notes),
         )
 
+    # -- deferred work -------------------------------------------------------------------------------------
+
+    def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
+        """Compute, in one background thread, everything ``results`` deferred (each map's head-mean matrix,
+        then the pending volumes: rollout), so later views, statistics and token grids do not wait.
+
+        Returns a :class:`~concurrent.futures.Future` that is done when all of them are. Call it once the
+        panels are on screen. The thread runs at the lowest CPU priority (Linux ``nice`` 19, inherited by
+        its OpenMP workers), so a new request's forward passes go first. A reader that needs a deferred
+        value before then computes it itself or waits for the thread's computation of it — never twice.
+        """
+        if isinstance(results, Analysis):
+            todo = results.results
+        elif isinstance(results, ModelResult):
+            todo = [results]
+        else:
+            todo = list(results)
+        with self._out_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(
+                    1, thread_name_prefix="mvt-lens-warm", initializer=_lowest_priority
+                )
+            pool = self._background
+        return pool.submit(_materialise_all, [r for r in todo if not r.ready])
+
     # -- files ---------------------------------------------------------------------------------------------
 
-    def render(self, analysis: Analysis, view: View = DEFAULT_VIEW) -> list[Panel]:
+    def render(
+        self, analysis: Analysis, view: View = DEFAULT_VIEW, *, ready_only: bool = False
+    ) -> list[Panel]:
         """A :class:`Panel` per model: the overlay video of ``view`` and the all-stages strip (files in
         :attr:`out_dir`, named by what they show, so the same view is written once), or the model's error.
-        A view that cannot be drawn (not computed, heads a map lacks) raises :class:`LensError`."""
+        A view that cannot be drawn (not computed, heads a map lacks) raises :class:`LensError`. A view of a
+        pending volume is computed (waited for); ``ready_only`` leaves pending rows out of the strip, so a
+        panel never waits for what it does not show (render again once :meth:`warm` is done for them)."""
         panels = []
         for entry, key in zip(analysis.entries, analysis.keys):
             if isinstance(entry, ModelError):
@@ -325,10 +386,11 @@ class Service:
             video = self.out_dir / f"overlay_{safe}_{vkey.slug}_{tag}.mp4"
             if not video.exists():
                 write_overlay(entry, volume, video, view)
-            stag = hashlib.sha1(repr((key, view.colormap, view.opacity)).encode()).hexdigest()[:12]
+            rows = tuple(strip_keys(entry, ready_only=ready_only))
+            stag = hashlib.sha1(repr((key, view.colormap, view.opacity, rows)).encode()).hexdigest()[:12]
             strip = self.out_dir / f"strip_{safe}_{stag}.png"
             if not strip.exists():
-                write_png(stage_strip(entry, view), strip)
+                write_png(stage_strip(entry, view, ready_only=ready_only), strip)
             panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip))
         return panels
 

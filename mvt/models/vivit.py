@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path, init_linear_and_norm
+from ..layers import LAZY, Mlp, attention, capture_mode, drop_path, init_linear_and_norm, map_dtype
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -71,8 +71,6 @@ _VARIANT_ALIASES = {
     "factorized_dot_product_attention": 4,
 }
 EMBED_INITS = ("default", "central_frame", "average_frame")
-_BIG_MAP = 1 << 20
-"""Head-averaged maps with at least this many entries per group are stored as float16."""
 _CHUNK_BYTES = 1 << 28
 """Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
@@ -230,6 +228,7 @@ class _Ctx:
     block: int = 0
     maps: list[AttentionMap] | None = None
     keep_weights: bool = False
+    lazy: bool = False
 
 
 def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
@@ -293,6 +292,13 @@ class Attention(nn.Module):
         bg, heads, nq, _ = q.shape
         nk = k.shape[2]
         weights = None
+        groups = bg // ctx.batch
+        if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
+            out, deferred = attention(q, k, v, need_weights=LAZY)
+            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk))
+            cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
+            self._record(ctx, layout, heads, mean, cls_row, None)
+            return out
         if ctx.keep_weights:  # one call so the per-head probabilities stay on the autograd graph
             out, weights = attention(q, k, v, need_weights=True, dropout_p=p)
             total = weights.detach().sum(dim=1)  # (BG, Nq, Nk)
@@ -309,13 +315,16 @@ class Attention(nn.Module):
                 total = part if total is None else total.add_(part)
                 del pr
             out = torch.cat(outs, dim=1)
-        groups = bg // ctx.batch
-        mean = (total / heads).view(ctx.batch, groups, nq, nk)  # (B, G, Nq, Nk)
-        if nq * nk >= _BIG_MAP:
-            mean = mean.half()
+        mean = (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk))  # (B, G, Nq, Nk)
         cls_row = None
         if layout.num_prefix and groups == 1:
             cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
+        self._record(ctx, layout, heads, mean, cls_row, weights)
+        return out
+
+    @staticmethod
+    def _record(ctx: _Ctx, layout: _Layout, heads: int, mean, cls_row, weights) -> None:
+        assert ctx.maps is not None
         ctx.maps.append(
             AttentionMap(
                 stage=ctx.stage,
@@ -333,7 +342,6 @@ class Attention(nn.Module):
                 weights=weights,
             )
         )
-        return out
 
 
 class Block(nn.Module):
@@ -477,17 +485,21 @@ class ViViT(nn.Module):
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+    ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
         full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
         ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
         (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
-        the graph; use it with small models or short clips.
+        the graph; use it with small models or short clips. ``lazy=True`` runs the fused fast path: CLS rows
+        are computed now (a 1×N product per head), each head mean on its first read from the kept q and k.
         """
         cfg = self.cfg
-        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights)
+        lazy = capture_mode(keep_weights, lazy) == LAZY
+        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights, lazy=lazy)
         logits = self._forward(x, ctx)
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
         return ModelOutput(
