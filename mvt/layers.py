@@ -156,8 +156,10 @@ class DeferredProbs:
         shape: tuple[int, ...] | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        # own copies: a view would keep the whole fused qkv buffer (values too) alive
-        self._q, self._k = q.detach().contiguous(), k.detach().contiguous()
+        # own copies: a view would keep the whole fused qkv buffer (values too) alive. Under autocast q and k
+        # may differ in dtype (bf16 products, fp32 concatenations); they are computed later without it.
+        common = torch.promote_types(q.dtype, k.dtype)
+        self._q, self._k = q.detach().to(common).contiguous(), k.detach().to(common).contiguous()
         self.scale = scale
         bg, heads, nq, _ = q.shape
         self.per_head_shape = (bg, heads, nq, int(k.shape[2]))
