@@ -18,11 +18,11 @@ _CHUNK_BYTES = 1 << 25
 """Budget of one chunk of explicit probabilities when a :class:`DeferredProbs` is computed (fits in L3)."""
 
 
-def map_dtype(nq: int, nk: int) -> torch.dtype:
-    """How a head-averaged ``(Nq, Nk)`` map is stored: float16 from :data:`BIG_MAP` entries on (a ViViT-B map
-    is 3137² ≈ 9.8 M entries: 20 MB instead of 39 MB), else float32. Row sums of a float16 map are 1 to
-    ~1e-3; bench/README.md gives the measured effect on rollout and statistics."""
-    return torch.float16 if nq * nk >= BIG_MAP else torch.float32
+def map_dtype(nq: int, nk: int, threshold: int | None = None) -> torch.dtype:
+    """How a head-averaged ``(Nq, Nk)`` map is stored: float16 from ``threshold`` (default :data:`BIG_MAP`)
+    entries on (a ViViT-B map is 3137² ≈ 9.8 M entries: 20 MB instead of 39 MB), else float32. Row sums of
+    a float16 map are 1 to ~1e-3; bench/README.md gives the measured effect on rollout and statistics."""
+    return torch.float16 if nq * nk >= (BIG_MAP if threshold is None else threshold) else torch.float32
 
 
 def capture_mode(keep_weights: bool, lazy: bool) -> bool | Literal["lazy"]:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import LAZY, Mlp, attention, capture_mode, drop_path, init_linear_and_norm, map_dtype
+from ..layers import BIG_MAP, LAZY, Mlp, attention, capture_mode, drop_path, init_linear_and_norm, map_dtype
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -71,6 +71,8 @@ _VARIANT_ALIASES = {
     "factorized_dot_product_attention": 4,
 }
 EMBED_INITS = ("default", "central_frame", "average_frame")
+_BIG_MAP = BIG_MAP
+"""Head-averaged maps with at least this many entries per group are stored as float16 (:func:`map_dtype`)."""
 _CHUNK_BYTES = 1 << 28
 """Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
@@ -295,7 +297,7 @@ class Attention(nn.Module):
         groups = bg // ctx.batch
         if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
             out, deferred = attention(q, k, v, need_weights=LAZY)
-            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk))
+            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
             cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
             self._record(ctx, layout, heads, mean, cls_row, None)
             return out
@@ -315,7 +317,9 @@ class Attention(nn.Module):
                 total = part if total is None else total.add_(part)
                 del pr
             out = torch.cat(outs, dim=1)
-        mean = (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk))  # (B, G, Nq, Nk)
+        mean = (
+            (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
+        )  # (B, G, Nq, Nk)
         cls_row = None
         if layout.num_prefix and groups == 1:
             cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
