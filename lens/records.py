@@ -164,6 +164,7 @@ class ResultKey:
     methods: tuple[str, ...]
     target: int | None
     options: tuple = ()
+    precision: str = "fp32"
 
 
 @dataclass
@@ -190,6 +191,8 @@ class ModelResult:
     """The explanation volumes; pending ones (rollout) are computed on first read (see :class:`Volumes`)."""
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    """``"fp32"`` (the model as trained) or ``"int8"`` (linear layers int8-quantised: approximate)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.volumes, Volumes):

@@ -29,6 +29,7 @@ import torch
 
 import mvt
 from mvt.models.contract import accepts
+from mvt.quantize import INT8_LABEL, PRECISIONS
 
 from . import clips
 from . import methods as M
@@ -167,6 +168,18 @@ class Service:
 
     # -- analysis ------------------------------------------------------------------------------------------
 
+    def _check_precision(self, precision: str, methods: Sequence[str]) -> None:
+        if precision not in PRECISIONS:
+            raise LensError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision == "fp32":
+            return
+        if self.device.type != "cpu":
+            raise LensError("int8 quantisation runs on the CPU only; this app runs its models on a GPU.")
+        if grad := [M.get(m).label for m in methods if M.get(m).needs_gradients]:
+            raise LensError(
+                f"{', '.join(grad)} need gradients, which the int8 layers do not have: untick int8 for them."
+            )
+
     def _check_models(self, models: Sequence[str]) -> list[str]:
         names = list(models or [])
         if not names:
@@ -190,25 +203,29 @@ class Service:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
+        precision: str = "fp32",
     ) -> Analysis:
         """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
         fast path). ``target`` is the class the gradient methods explain (default: each model's
         prediction); ``options`` maps a method name to its keyword options. Raises
         :class:`mvt.VideoError` when the file is not a usable video and :class:`LensError` for a bad
-        request; a model that fails becomes a :class:`ModelError` entry."""
+        request; a model that fails becomes a :class:`ModelError` entry. ``precision="int8"`` runs the
+        models with int8 dynamically quantised linear layers (:func:`mvt.quantize.quantize_linears`: faster on
+        a CPU, approximate; each result says so in its description and notes)."""
         if not clip:
             raise LensError("Upload a video clip (or record one with the webcam) first.")
         names = self._check_models(models)
         wanted = M.normalise(methods)
+        self._check_precision(precision, wanted)
         start = start_time(start_s)
         report = progress or _quiet
         report(0.0, "reading the clip")
         info = clips.clip_info(clip)
-        keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options)) for n in names]
+        keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options), precision) for n in names]
         todo = list(dict.fromkeys(n for n, k in zip(names, keys) if self.results.get(k) is None))
         fresh: dict[str, ModelResult | ModelError] = {}
         if todo:
-            ran = self._run(str(clip), todo, start, wanted, target, options, report)
+            ran = self._run(str(clip), todo, start, wanted, target, options, report, precision)
             for name, entry in zip(todo, ran):
                 fresh[name] = entry
                 if isinstance(entry, ModelResult):
@@ -247,6 +264,7 @@ class Service:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         progress: Progress,
+        precision: str = "fp32",
     ) -> list[ModelResult | ModelError]:
         """Run ``names`` on the clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
         out: list[ModelResult | ModelError] = []
@@ -258,7 +276,11 @@ class Service:
 
             try:
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    out.append(self._run_model(path, name, start, methods, target, options, step))
+                    out.append(
+                        self._run_model(
+                            path, name, start, methods, target, options, step, precision=precision
+                        )
+                    )
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
             except Exception as e:  # one model's failure must not take the others (or the server) down
@@ -275,11 +297,12 @@ class Service:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         report: Progress,
+        precision: str = "fp32",
     ) -> ModelResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         report(0.0, "loading model")
-        model = self.models.get(name)
+        model = self.models.get(name, precision)
         spec = model.spec
         timings["load model"] = time.perf_counter() - t0
 
@@ -318,7 +341,7 @@ class Service:
             methods,
             target=chosen,
             options=options,
-            lock=self.models.lock(name),
+            lock=self.models.lock(name if precision == "fp32" else f"{name}@{precision}"),
             progress=lambda f, what: report(0.5 + 0.5 * f, what),
             defer=self.defer,
         )
@@ -327,7 +350,7 @@ class Service:
         report(1.0, "done")
         return ModelResult(
             name=name,
-            description=spec.description,
+            description=spec.description if precision == "fp32" else f"{spec.description}; {INT8_LABEL}",
             trained=spec.trained,
             frames=frames,
             times=np.asarray(clip.times, dtype=np.float64),
@@ -337,7 +360,9 @@ class Service:
             output=output,
             volumes=volumes,
             timings=timings,
-            notes=list(clip.notes),
+            notes=list(clip.notes)
+            + ([f"{INT8_LABEL}: not the model as trained."] if precision != "fp32" else []),
+            precision=precision,
         )
 
     # -- deferred work -------------------------------------------------------------------------------------

@@ -40,7 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import BIG_MAP, LAZY, Mlp, attention, capture_mode, drop_path, init_linear_and_norm, map_dtype
+from ..layers import (
+    BIG_MAP,
+    LAZY,
+    DeferredProbs,
+    Mlp,
+    attention,
+    capture_mode,
+    drop_path,
+    init_linear_and_norm,
+    map_dtype,
+)
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -255,13 +265,14 @@ class Attention(nn.Module):
         self.attn_dropout = cfg.attn_dropout
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx) -> torch.Tensor:
-        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``."""
+    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx, rows: int | None = None) -> torch.Tensor:
+        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``; ``rows``: output only the
+        first ``rows`` queries (``(BG, rows, D)``), the rest being unused (see :meth:`ViViT._run`)."""
         bg, n, d = x.shape
         qkv = self.qkv(x).view(bg, n, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (BG, h, N, hd)
-        out = self._attend(q, k, v, layout, ctx)  # (BG, h, N, hd)
-        return self._project(out.transpose(1, 2).reshape(bg, n, d))
+        out = self._attend(q, k, v, layout, ctx, rows)  # (BG, h, rows or N, hd)
+        return self._project(out.transpose(1, 2).reshape(bg, out.shape[2], d))
 
     def forward_split(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         """Model 4: heads ``[0, h/2)`` attend over time, heads ``[h/2, h)`` over space; ``x`` is ``(B, T*S, D)``."""
@@ -285,18 +296,27 @@ class Attention(nn.Module):
         return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def _attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: _Layout, ctx: _Ctx
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layout: _Layout,
+        ctx: _Ctx,
+        rows: int | None = None,
     ) -> torch.Tensor:
         """``attention`` on ``(BG, h, N, hd)``; when recording, also appends this call's :class:`AttentionMap`."""
         p = self.attn_dropout if self.training else 0.0
         if ctx.maps is None:
-            return attention(q, k, v, dropout_p=p)[0]
+            return attention(q if rows is None else q[:, :, :rows], k, v, dropout_p=p)[0]
         bg, heads, nq, _ = q.shape
         nk = k.shape[2]
         weights = None
         groups = bg // ctx.batch
         if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
-            out, deferred = attention(q, k, v, need_weights=LAZY)
+            if rows is None:
+                out, deferred = attention(q, k, v, need_weights=LAZY)
+            else:  # only the first rows' outputs are used; the map still covers every query
+                out, deferred = attention(q[:, :, :rows], k, v)[0], DeferredProbs(q, k, q.shape[-1] ** -0.5)
             mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
             cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
             self._record(ctx, layout, heads, mean, cls_row, None)
@@ -364,13 +384,18 @@ class Block(nn.Module):
         self.drop_path = drop_path
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx, rows: int | None = None
+    ) -> torch.Tensor:
+        """``(BG, N, D) -> (BG, N, D)``; with ``rows``, only the first ``rows`` tokens ``(BG, rows, D)``."""
         y = self.norm1(x)
         if self.split_heads:
             y = self.attn.forward_split(y, ctx)
         else:
             assert layout is not None
-            y = self.attn(y, layout, ctx)
+            y = self.attn(y, layout, ctx, rows)
+        if rows is not None:
+            x = x[:, :rows]
         x = x + drop_path(y, self.drop_path, self.training)
         return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
 
@@ -638,7 +663,11 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
-            x = blk(x, ps.layout, ctx)
+            # After the last block only the CLS token reaches the head: at inference that block computes
+            # the CLS row alone (its map, when lazy, still covers every query). Eager capture stays whole.
+            cls_only = ps.tap_before_last and j == last and not self.training and not ctx.keep_weights
+            cls_only = cls_only and (ctx.maps is None or ctx.lazy)
+            x = blk(x, ps.layout, ctx, enc.num_prefix) if cls_only else blk(x, ps.layout, ctx)
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)

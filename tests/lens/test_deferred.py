@@ -136,3 +136,19 @@ def test_volumes_mapping_semantics():
     bad.defer("C", (VolumeKey("c"),), lambda: {})
     with pytest.raises(RuntimeError, match="did not make"):
         bad[VolumeKey("c")]
+
+
+def test_int8_is_asked_for_labelled_and_cached_apart(both, clip):
+    svc, lazy, _ = both
+    a = svc.analyse(clip, SMALL[:1], precision="int8")
+    r, fp32 = a.results[0], lazy.results[0]
+    assert r.precision == "int8" and fp32.precision == "fp32"
+    assert "int8" in r.description and any("int8" in n for n in r.notes)
+    assert a.keys[0] != lazy.keys[0] and a.keys[0].precision == "int8"
+    assert svc.models.get(SMALL[0], "int8") is svc.models.get(SMALL[0], "int8")
+    assert svc.models.get(SMALL[0], "int8") is not svc.models.get(SMALL[0])
+    assert [c for c, _ in r.top5][:1] == [c for c, _ in fp32.top5][:1] or r.top5[0][1] < 0.5
+    with pytest.raises(lens.LensError, match="unknown precision"):
+        svc.analyse(clip, SMALL[:1], precision="int4")
+    with pytest.raises(lens.LensError, match="need gradients"):
+        svc.analyse(clip, SMALL[:1], ["saliency"], precision="int8")
