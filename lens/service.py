@@ -59,11 +59,17 @@ def _quiet(frac: float, what: str) -> None:
     return None
 
 
+_BACKGROUND_NICE = 10
+"""Nice value of the background thread: the scheduler gives a nice-0 thread ~9× its CPU share, so a new
+request goes first, yet the deferred work still advances on a machine busy with other processes (at 19 it
+starved behind them in bench/service.py on the shared development machine)."""
+
+
 def _lowest_priority() -> None:
     """Background threads yield the CPU to requests (Linux: the calling thread's nice value; threads it
     starts, e.g. OpenMP workers, inherit it). Elsewhere a no-op."""
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICE)
 
 
 def _materialise_all(results: Sequence[ModelResult]) -> int:
@@ -122,7 +128,7 @@ class Panel:
 class Service:
     """Caches (models, results, decoded clips) and the operations on them; safe to share between threads.
 
-    ``device``: where models run (bf16 autocast on CUDA). ``out_dir``: the only folder :meth:`render` and
+    ``device``: where models run (bf16 autocast on CUDA unless ``bf16=False``). ``out_dir``: the only folder :meth:`render` and
     :meth:`export` write to (default: a new temporary folder). ``max_models``: the most models one request
     may name (``None``: no limit). ``builder(name, device)`` builds a model (default
     ``mvt.create_model``). ``gpu`` wraps the function that runs the models (e.g. ``spaces.GPU``).
@@ -143,6 +149,7 @@ class Service:
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
         defer: bool | None = None,
+        bf16: bool | None = None,
     ) -> None:
         self.models = ModelCache(device, builder)
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
@@ -151,6 +158,7 @@ class Service:
         self._out_lock = threading.Lock()
         self._run = gpu(self._run_models) if gpu is not None else self._run_models
         self.defer = gpu is None if defer is None else bool(defer)
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
         self._background: ThreadPoolExecutor | None = None
 
     @property
@@ -275,7 +283,7 @@ class Service:
                 progress((i + frac) / len(names), f"{name}: {what}")
 
             try:
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
                     out.append(
                         self._run_model(
                             path, name, start, methods, target, options, step, precision=precision
@@ -372,7 +380,7 @@ class Service:
         then the pending volumes: rollout), so later views, statistics and token grids do not wait.
 
         Returns a :class:`~concurrent.futures.Future` that is done when all of them are. Call it once the
-        panels are on screen. The thread runs at the lowest CPU priority (Linux ``nice`` 19, inherited by
+        panels are on screen. The thread runs at a low CPU priority (Linux ``nice`` 10, inherited by
         its OpenMP workers), so a new request's forward passes go first. A reader that needs a deferred
         value before then computes it itself or waits for the thread's computation of it — never twice.
         """
