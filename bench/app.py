@@ -1,11 +1,13 @@
 """Time from Compare to all overlays written, through the app's own adapter, on the 10 s example.
 
-    python bench/app.py [--repeat 3] [--threads 2]
+    python bench/app.py [--repeat 3] [--threads 2] [--device cuda]
 
 Two model sets: the app's default models (SynthMotion demo weights where shipped, else small untrained
 ones) and the K400-size architectures (timed with whatever weights are available; timing does not depend
 on the weight values). The result cache and the rendered files are cleared before every timed run, models
-stay loaded (as in a running app after its first request).
+stay loaded (as in a running app after its first request). Under the table: the machine line (threads, load
+average, 4096³ fp32 GEMM GFLOP/s). ``--device cuda`` times each set twice, with the service's bf16 autocast
+and in fp32, and compares their maps (top-1 agreement, correlation of every volume shown).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ def k400_size_models() -> list[str]:
     return [n for n in names if n.split(".")[0] in mvt.list_archs()]
 
 
+def maps_compared(a, b) -> str:
+    """Top-1 agreement and the correlation of every volume of two analyses of the same clip and models."""
+    agree, corr = [], []
+    for ra, rb in zip(a.results, b.results):
+        agree.append(ra.top5[0][0] == rb.top5[0][0])
+        for k in ra.volumes:
+            va, vb = ra.volumes[k].values.ravel(), rb.volumes[k].values.ravel()
+            if va.std() > 0 and vb.std() > 0:
+                corr.append(float(np.corrcoef(va, vb)[0, 1]))
+    return f"top-1 agreement {np.mean(agree):.2f}, volume correlation min {min(corr):.4f}"
+
+
 def time_compare(app, clip: Path, names: list[str], repeat: int) -> tuple[float, float]:
     def progress(*args, **kwargs) -> None:
         return None
@@ -80,10 +94,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-k400", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast and fp32 rows)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import app
     import lens
+    from bench.machine import machine_line
+
+    services = {"": app.SERVICE}
+    if args.device != "cpu":
+        services = {
+            ", bf16 autocast": lens.Service(args.device, max_results=24),
+            ", fp32": lens.Service(args.device, max_results=24, bf16=False),
+        }
 
     clip = ten_second_clip()
     sets = [("app defaults", lens.default_models(), 3.0)]
@@ -95,10 +118,18 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for label, names, target in sets:
-        first, med = time_compare(app, clip, names, args.repeat)
-        print(
-            f"| {label} | {', '.join(names)} | {first:.2f} | {med:.2f} | {target:.0f} | {med / target:.2f} |"
-        )
+        for how, svc in services.items():
+            app.SERVICE = svc
+            first, med = time_compare(app, clip, names, args.repeat)
+            print(
+                f"| {label}{how} | {', '.join(names)} | {first:.2f} | {med:.2f} | {target:.0f} | "
+                f"{med / target:.2f} |"
+            )
+    print(f"\n{machine_line(args.device)}")
+    if len(services) > 1:
+        for label, names, _ in sets:
+            a, b = (svc.analyse(str(clip), names) for svc in services.values())
+            print(f"{label}: bf16 autocast vs fp32: {maps_compared(a, b)}")
 
 
 if __name__ == "__main__":
