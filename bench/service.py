@@ -17,7 +17,9 @@ comparison first, so models are loaded and first-call costs paid):
 * on ``--device cuda``: ``fp32`` (``bf16=False``) next to the default bf16 autocast, with maps compared.
 
 Printed: first panel, all panels, and everything done (deferred work included) per mode, medians, the ratio to
-the eager mode, each model's panel time, then the machine line (load average, 4096³ GEMM GFLOP/s).
+the eager mode, each model's panel time, then the machine line (load average, 4096³ GEMM GFLOP/s). Large
+allocations come from the heap (``mvt.device.keep_freed_memory``, as recommended for the app) unless
+``--mmap-allocations``.
 """
 
 from __future__ import annotations
@@ -106,8 +108,13 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["synth", "k400"], choices=["synth", "k400"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--mmap-allocations", action="store_true", help="glibc's default allocator settings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cpu" and not args.mmap_allocations:
+        from mvt.device import keep_freed_memory
+
+        keep_freed_memory()  # as recommended for the app (bench/README.md)
     if args.device != "cpu" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device here")
     out = Path(tempfile.mkdtemp(prefix="mvt-bench-service-"))
