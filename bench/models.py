@@ -53,19 +53,26 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+CPU_TIMES: dict[str, list[float]] = {}
+"""Process CPU seconds of every timed call by case (filled by :func:`interleaved`; see :func:`print_table`)."""
+
+
 def interleaved(cases: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
-    """Time every case ``reps`` times, round-robin (one warm-up call each first), under inference mode."""
+    """Time every case ``reps`` times, round-robin (one warm-up call each first), under inference mode.
+    Returns wall-clock seconds; the process CPU seconds of the same calls go to :data:`CPU_TIMES`."""
     times: dict[str, list[float]] = {k: [] for k in cases}
+    CPU_TIMES.clear()
     with torch.inference_mode():
         for fn in cases.values():
             fn()
         for _ in range(reps):
             for name, fn in cases.items():
                 _sync()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 _sync()
                 times[name].append(time.perf_counter() - t0)
+                CPU_TIMES.setdefault(name, []).append(time.process_time() - c0)
     return times
 
 
@@ -74,13 +81,18 @@ def medians(times: dict[str, list[float]]) -> dict[str, float]:
 
 
 def print_table(med: dict[str, float], base: str, ratio_header: str, fast: str | None = None) -> None:
-    """A row per case: median, ratio to ``base`` and (when given) to our ``fast`` row."""
+    """A row per case: median wall time, ratio to ``base`` and (when given) to our ``fast`` row; then the
+    median process CPU time and its ratio to ``base`` (on a machine shared with other jobs the CPU time of
+    a call moves less than its wall time: waiting for a core is not counted)."""
+    cpu = {k: statistics.median(CPU_TIMES[k]) for k in med}
     extra = " | × our fast" if fast else ""
-    print(f"| case | median s | {ratio_header}{extra} |")
-    print("|---|---:|---:|" + ("---:|" if fast else ""))
+    print(f"| case | median s | {ratio_header}{extra} | CPU s | CPU {ratio_header} |")
+    print("|---|---:|---:|" + ("---:|" if fast else "") + "---:|---:|")
     for name, t in med.items():
         tail = f" | {t / med[fast]:.2f}" if fast else ""
-        print(f"| {name} | {t:.3f} | {t / med[base]:.2f}{tail} |")
+        print(
+            f"| {name} | {t:.3f} | {t / med[base]:.2f}{tail} | {cpu[name]:.2f} | {cpu[name] / cpu[base]:.2f} |"
+        )
     print(f"\n{machine_line(DEVICE)}")
 
 
