@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 import lens  # noqa: E402
 from lens import defaults, examples, present, uploads  # noqa: E402
-from mvt.device import gpu, select_device  # noqa: E402
+from mvt.device import gpu, keep_freed_memory, select_device, zero_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
 log = logging.getLogger("mvt-lens")
@@ -40,7 +40,10 @@ if DEVICE == "cpu":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 SERVICE = lens.Service(
-    DEVICE, max_results=24, gpu=gpu(duration=120), compute_slots=1 if DEVICE == "cpu" else 2
+    DEVICE,
+    max_results=24,
+    gpu=gpu(duration=120) if zero_gpu() else None,  # ZeroGPU runs the models in a worker process
+    compute_slots=1 if DEVICE == "cpu" else 2,
 )
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
@@ -185,11 +188,14 @@ def compare(
     show,
     opacity,
     cmap,
+    int8=False,
     upload_state=None,
     request: gr.Request = None,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects progress this way)
 ):
-    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done."""
+    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done (its
+    strip without the rows still being computed: those are computed in the background, and a last update
+    brings the full strips)."""
     folder = SERVICE.session_dir(_session(request))
     names = list(names or [])
     try:
@@ -200,6 +206,7 @@ def compare(
                 [*(methods or []), show],
                 start_s=start_s,
                 progress=lambda frac, what: progress(frac, desc=what),
+                precision="int8" if int8 else "fp32",
             )
     except gr.Error as e:  # a clip that cannot be read: clear the results, say why until the next Compare
         yield [None, _banner(e.message), gr.skip(), "", *_truth(None), *_slots([]), None, None]
@@ -220,9 +227,12 @@ def compare(
     ]
     line = ""
     with _shown_as_errors("Analysis"):
+        warming = []
         for i, entry in job:
-            panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder)[0]
+            panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder, ready_only=True)[0]
             slots[i] = present.slot(panels[i], i, _url, SERVICE.labels(entry.name))
+            if isinstance(entry, lens.ModelResult) and not entry.ready:
+                warming.append(SERVICE.warm(entry))  # rollout etc. while the next model runs
             line = present.timeline(panels, job.clip)
             yield [
                 {**state, "ref": job.ref()},
@@ -235,6 +245,11 @@ def compare(
                 None,
             ]
         analysis = job.analysis
+        for w in warming:
+            w.result()
+        if warming:  # every strip row is ready now
+            panels = SERVICE.render(analysis, view, folder=folder)
+            slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
         truth = present.truth_view(analysis.clip.sha256, panels, folder)
     failed = " ".join(e.message for e in analysis.errors)
     timings = [[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()]
@@ -390,6 +405,13 @@ def build_demo() -> gr.Blocks:
                         value=["rollout"],
                         label="Also compute (captum methods take longer)",
                     )
+                    int8 = gr.Checkbox(
+                        False,
+                        label="int8 linear layers: faster on a CPU, approximate (not the models as trained; "
+                        "no gradient methods)",
+                        visible=DEVICE == "cpu",
+                        elem_id="int8",
+                    )
             with gr.Column(scale=4, min_width=280, elem_id="examples"):
                 shipped = examples.available()
                 if shipped:
@@ -491,7 +513,7 @@ def build_demo() -> gr.Blocks:
         view_inputs = [show, opacity, cmap, *stage_ctl, *head_ctl]
         run.click(
             compare,
-            inputs=[video, models, start, methods, show, opacity, cmap, upload_state],
+            inputs=[video, models, start, methods, show, opacity, cmap, int8, upload_state],
             outputs=[state, banner, show, timeline, truth_col, truth, *slot_outputs, summary, timings],
             api_name="compare",
             concurrency_limit=4,
@@ -538,5 +560,6 @@ demo.queue(default_concurrency_limit=8, max_size=32)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    keep_freed_memory()  # large activations reuse the heap instead of a fresh mmap per block (bench/README.md)
     lens.startup.start(SERVICE)  # prefetch the default weights and warm the models up, in the background
     demo.launch(**LAUNCH)

@@ -1,6 +1,6 @@
 """Time from Compare to the first panel and to all panels, through the app's own streamed adapter.
 
-    python bench/app.py [--repeat 3] [--threads 2] [--skip-k400] [--mirror]
+    python bench/app.py [--repeat 3] [--threads 2] [--skip-k400] [--mirror] [--int8] [--device cuda]
 
 Two model sets: the SynthMotion set (shipped weights) and the Kinetics-400 set (``mvit_v2_s``, ``mmvit_s``,
 ``vivit_b_16x2``, ``hvt_s_1``; timed with whatever weights are available — timing does not depend on the weight
@@ -13,8 +13,12 @@ values). Per set, on a fresh service (models not loaded):
   shipped example); then ``after warm-up``, the first user's Compare of another clip;
 * ``steady``: the median of ``--repeat`` Compares with the result cache and the rendered files cleared.
 
-Each line gives the time to the first panel on screen and to all panels; "1st / steady" is the issue's first-call
-target (≤ 1.2). The machine's load average is printed beside the table (timings on a busy machine mean little).
+Each line gives the time to the first panel on screen, to every panel on screen (strips without the rows still
+computed in the background) and to the end of Compare (full strips: rollout computed); "after warm-up / steady"
+is the issue's first-call target (≤ 1.2). ``--int8`` adds a steady row with int8 linear layers. Under the table:
+the machine line (threads, load average, 4096³ fp32 GEMM GFLOP/s): timings on a busy machine mean little.
+``--device cuda`` times the steady rows twice, with the service's bf16 autocast and in fp32, and compares their
+maps (top-1 agreement, correlation of every volume shown).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 KINETICS = ("mvit_v2_s", "mmvit_s", "vivit_b_16x2", "hvt_s_1")
+DEVICE = "cpu"
 
 
 def ten_second_clip() -> Path:
@@ -116,27 +121,39 @@ def fresh_service():
     import app
     import lens
 
-    app.SERVICE = lens.Service(app.DEVICE, max_results=24, compute_slots=1, out_dir=Path(tempfile.mkdtemp()))
+    app.SERVICE = lens.Service(DEVICE, max_results=24, compute_slots=1, out_dir=Path(tempfile.mkdtemp()))
     return app.SERVICE
 
 
-def time_compare(clip: Path, names: list[str]) -> tuple[float, float]:
-    """(seconds to the first panel, seconds to all panels) of one Compare through the app's adapter."""
+def time_compare(clip: Path, names: list[str], int8: bool = False) -> tuple[float, float, float]:
+    """(seconds to the first panel, to every panel, to the end) of one Compare through the app's adapter."""
     import app
 
     t = time.perf_counter()
-    first = None
+    first = every = None
     for out in app.compare(
-        str(clip), names, "", ["rollout"], "attention", 0.8, "inferno", None, progress=lambda *a, **k: None
+        str(clip),
+        names,
+        "",
+        ["rollout"],
+        "attention",
+        0.8,
+        "inferno",
+        int8,
+        None,
+        progress=lambda *a, **k: None,
     ):
-        views = out[8::7][: len(names)]  # each slot's picture (see app.build_demo)
-        if first is None and any("mvt-pending" not in str(v) and "data-model" in str(v) for v in views):
+        views = [str(v) for v in out[8::7][: len(names)]]  # each slot's picture (see app.build_demo)
+        shown = ["mvt-pending" not in v and "data-model" in v for v in views]
+        if first is None and any(shown):
             first = time.perf_counter() - t
+        if every is None and all(shown):
+            every = time.perf_counter() - t
     total = time.perf_counter() - t
-    return first if first is not None else total, total
+    return first if first is not None else total, every if every is not None else total, total
 
 
-def steady(clip: Path, names: list[str], repeat: int) -> tuple[float, float]:
+def steady(clip: Path, names: list[str], repeat: int, int8: bool = False) -> tuple[float, float, float]:
     import app
 
     runs = []
@@ -145,12 +162,31 @@ def steady(clip: Path, names: list[str], repeat: int) -> tuple[float, float]:
         app.SERVICE._panels.clear()
         for f in app.SERVICE.out_dir.iterdir():  # and the rendered files, which the service would reuse
             shutil.rmtree(f) if f.is_dir() else f.unlink()
-        runs.append(time_compare(clip, names))
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        runs.append(time_compare(clip, names, int8))
+    return tuple(statistics.median(r[i] for r in runs) for i in range(3))
+
+
+def maps_compared(a, b) -> str:
+    """Top-1 agreement and the correlation of every volume of two analyses of the same clip and models."""
+    agree, corr = [], []
+    for ra, rb in zip(a.results, b.results):
+        agree.append(ra.top5[0][0] == rb.top5[0][0])
+        for k in ra.volumes:
+            va, vb = ra.volumes[k].values.ravel(), rb.volumes[k].values.ravel()
+            if va.std() > 0 and vb.std() > 0:
+                corr.append(float(np.corrcoef(va, vb)[0, 1]))
+    return f"top-1 agreement {np.mean(agree):.2f}, volume correlation min {min(corr):.4f}"
 
 
 def measure(
-    label: str, names: list[str], clip: Path, warm: Path, repeat: int, cold_workdir: Path | None
+    label: str,
+    names: list[str],
+    clip: Path,
+    warm: Path,
+    repeat: int,
+    cold_workdir: Path | None,
+    int8: bool = False,
+    device: str = "cpu",
 ) -> list:
     import lens
 
@@ -166,9 +202,22 @@ def measure(
     svc = fresh_service()
     t = time.perf_counter()
     lens.startup.run(svc, "custom", names=names, clip=warm)
-    rows.append((label, "start-up: prefetch + warm-up", float("nan"), time.perf_counter() - t))
+    rows.append((label, "start-up: prefetch + warm-up", float("nan"), float("nan"), time.perf_counter() - t))
     rows.append((label, "after warm-up (first user)", *time_compare(clip, names)))
     rows.append((label, "steady (median)", *steady(clip, names, repeat)))
+    if int8:
+        steady(clip, names, 1, int8=True)  # quantise once (not timed)
+        rows.append((label, "steady, int8 (median)", *steady(clip, names, repeat, int8=True)))
+    if device != "cpu":
+        import app
+        import lens
+
+        fp32 = lens.Service(device, max_results=24, bf16=False, out_dir=Path(tempfile.mkdtemp()))
+        bf16, app.SERVICE = app.SERVICE, fp32
+        steady(clip, names, 1)
+        rows.append((label, "steady, fp32 (median)", *steady(clip, names, repeat)))
+        a, b = (svc.analyse(str(clip), names) for svc in (bf16, fp32))
+        print(f"{label}: bf16 autocast vs fp32: {maps_compared(a, b)}", file=sys.stderr)
     return rows
 
 
@@ -180,8 +229,15 @@ def main() -> None:
     parser.add_argument(
         "--mirror", action="store_true", help="serve the Kinetics-400 set's weights from the loopback mirror"
     )
+    parser.add_argument("--int8", action="store_true", help="also time int8 linear layers (steady)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast and fp32 rows)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.set_num_threads(args.threads)
+    from mvt.device import keep_freed_memory
+
+    keep_freed_memory()  # as app.py's main does
     workdir = Path(tempfile.mkdtemp(prefix="mvt-bench-"))
     names_k400 = None
     if args.mirror and not args.skip_k400:
@@ -199,19 +255,20 @@ def main() -> None:
     rows = []
     for label, names, warm, cold in sets:
         print(f"{label}: {', '.join(names)}", file=sys.stderr)
-        rows += measure(label, names, clip, warm or clip, args.repeat, cold)
-    print(
-        f"clip: {clip.name}, threads: {args.threads}, repeat: {args.repeat}, load average: {os.getloadavg()}\n"
-    )
-    print("| model set | run | first panel (s) | all panels (s) |")
-    print("|---|---|---|---|")
-    for label, run, first, total in rows:
-        f = "—" if first != first else f"{first:.2f}"
-        print(f"| {label} | {run} | {f} | {total:.2f} |")
+        rows += measure(label, names, clip, warm or clip, args.repeat, cold, args.int8, args.device)
+    from bench.machine import machine_line
+
+    print(f"clip: {clip.name}, threads: {args.threads}, repeat: {args.repeat}\n")
+    print("| model set | run | first panel (s) | every panel (s) | Compare done, full strips (s) |")
+    print("|---|---|---:|---:|---:|")
+    for label, run, first, every, total in rows:
+        f, e = ("—" if v != v else f"{v:.2f}" for v in (first, every))
+        print(f"| {label} | {run} | {f} | {e} | {total:.2f} |")
     for label in dict.fromkeys(r[0] for r in rows):
         after = next(r for r in rows if r[0] == label and r[1].startswith("after"))
         base = next(r for r in rows if r[0] == label and r[1].startswith("steady"))
-        print(f"\n{label}: first Compare after warm-up / steady = {after[3] / base[3]:.2f} (target ≤ 1.2)")
+        print(f"\n{label}: first Compare after warm-up / steady = {after[4] / base[4]:.2f} (target ≤ 1.2)")
+    print(f"\n{machine_line(args.device)}")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -38,20 +38,30 @@ class ModelCache:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> nn.Module:
-        """The model ``name``, building it on first use (concurrent first uses share one build)."""
+    def get(self, name: str, precision: str = "fp32") -> nn.Module:
+        """The model ``name``, building it on first use (concurrent first uses share one build).
+        ``precision="int8"``: a copy with int8 dynamically quantised linears (:mod:`mvt.quantize`), cached
+        under ``name@int8`` with its own lock."""
+        key = name if precision == "fp32" else f"{name}@{precision}"
         with self._lock:
-            future = self._futures.get(name)
+            future = self._futures.get(key)
             owner = future is None
             if owner:
-                future = self._futures[name] = Future()
-                self._locks.setdefault(name, threading.Lock())
+                future = self._futures[key] = Future()
+                self._locks.setdefault(key, threading.Lock())
         if owner:
             try:
-                model = self._builder(name, self.device)
+                if precision == "fp32":
+                    model = self._builder(name, self.device)
+                elif precision == "int8":
+                    from mvt.quantize import quantize_linears
+
+                    model = quantize_linears(self.get(name))
+                else:
+                    raise ValueError(f"unknown precision {precision!r}")
             except BaseException as e:
                 with self._lock:
-                    self._futures.pop(name, None)  # not cached: the next request tries again
+                    self._futures.pop(key, None)  # not cached: the next request tries again
                 future.set_exception(e)
                 raise
             future.set_result(model)

@@ -94,9 +94,11 @@ class Job:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         progress: Progress,
+        precision: str = "fp32",
     ) -> None:
         self.service, self.clip, self.names, self.keys = service, clip, names, keys
         self.methods, self.start, self.target, self.options = methods, start, target, options
+        self.precision = precision
         self._report = progress
         self.entries: list[Entry | None] = [None] * len(names)
         self._done = 0
@@ -226,7 +228,14 @@ class Job:
             index = self.names.index(name)
             key = self.keys[index]
             entry = svc.run_one(
-                self.clip.path, name, self.start, self.methods, self.target, self.options, step
+                self.clip.path,
+                name,
+                self.start,
+                self.methods,
+                self.target,
+                self.options,
+                step,
+                self.precision,
             )
         finally:
             if slot is not None:

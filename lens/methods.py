@@ -26,7 +26,7 @@ import viz
 from mvt.outputs import ModelOutput
 
 from . import attribution as A
-from .records import LensError, Volume, VolumeKey
+from .records import LensError, Volume, VolumeKey, Volumes
 
 KINDS = ("attention", "rollout", "gradient", "captum", "baseline")
 
@@ -73,6 +73,9 @@ class Method:
     """Needs a ground-truth mask (only where one is known: SynthMotion)."""
     attribution: A.Attribution | None = None
     """For captum methods: the function of :mod:`lens.attribution` (see :func:`attribute`)."""
+    needs_matrices: bool = False
+    """Reads every map's full head-mean matrix (not only CLS rows): with ``compute(..., defer=True)`` its
+    volumes are pending until first read (see :class:`lens.records.Volumes`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -135,7 +138,7 @@ _ALL = (
     Method(
         "attention", "Attention (CLS row of a stage)", "attention", _attention, per_stage=True, heads=True
     ),
-    Method("rollout", "Attention rollout through pooling", "rollout", _rollout),
+    Method("rollout", "Attention rollout through pooling", "rollout", _rollout, needs_matrices=True),
     Method("grad_rollout", "Gradient-weighted rollout", "gradient", _grad_rollout, needs_gradients=True),
     _captum("saliency", "Saliency (captum)", A.saliency),
     _captum("input_x_gradient", "Input × gradient (captum)", A.input_x_gradient),
@@ -234,11 +237,16 @@ def compute(
     progress: Callable[[float, str], None] | None = None,
     seed: int = 0,
     mask: np.ndarray | None = None,
-) -> tuple[dict[VolumeKey, Volume], dict[str, float]]:
+    defer: bool = False,
+) -> tuple[Volumes, dict[str, float]]:
     """Every volume of ``methods`` for one clip ``x`` (and its captured ``output``), and the seconds each
     method took (by label). ``options`` maps a method name to its keyword options; ``lock`` is held while a
-    method that needs gradients runs; ``progress(fraction, what)`` is called as methods start and finish."""
-    volumes: dict[VolumeKey, Volume] = {}
+    method that needs gradients runs; ``progress(fraction, what)`` is called as methods start and finish.
+
+    ``defer=True``: methods that read every full attention matrix (:attr:`Method.needs_matrices`, i.e.
+    rollout) are not run now; their keys are named as pending volumes, computed on first read (their time is
+    then reported to the result holding them, not in the returned timings)."""
+    volumes = Volumes()
     timings: dict[str, float] = {}
     todo = [get(m) for m in methods]
     for i, m in enumerate(todo):
@@ -247,8 +255,13 @@ def compute(
             if progress is not None:
                 progress((i + frac) / len(todo), label)
 
+        opts = (options or {}).get(m.name, {})
+        if defer and m.needs_matrices and output is not None:  # later, with no one's progress bar to move
+            later = Inputs(model, x, output, target, opts, None, seed, mask)
+            volumes.defer(m.label, pending_keys(m, output), lambda m=m, inp=later: m.compute(inp))
+            continue
+        inputs = Inputs(model, x, output, target, opts, step, seed, mask)
         step(0.0)
-        inputs = Inputs(model, x, output, target, (options or {}).get(m.name, {}), step, seed, mask)
         t = time.perf_counter()
         with lock if (m.needs_gradients and lock is not None) else contextlib.nullcontext():
             volumes.update(m.compute(inputs))
@@ -256,3 +269,10 @@ def compute(
     if progress is not None and todo:
         progress(1.0, "explanations done")
     return volumes, timings
+
+
+def pending_keys(method: Method, output: ModelOutput) -> tuple[VolumeKey, ...]:
+    """The keys ``method`` will make for ``output``, known without computing it (one per stage or one)."""
+    if method.per_stage:
+        return tuple(VolumeKey(method.name, s) for s in viz.stages(output))
+    return (VolumeKey(method.name),)

@@ -6,6 +6,9 @@ tests can read them without knowing how they were computed.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +40,96 @@ class Volume:
 
     values: np.ndarray
     footprint: Footprint | None = None
+
+
+class _Pending:
+    """One deferred computation of a :class:`Volumes`: it makes the volumes of ``keys`` (once)."""
+
+    def __init__(
+        self, label: str, keys: tuple[VolumeKey, ...], make: Callable[[], Mapping[VolumeKey, Volume]]
+    ):
+        self.label, self.keys, self.make = label, keys, make
+        self.lock = threading.Lock()
+        self.done = False
+
+
+class Volumes(MutableMapping[VolumeKey, Volume]):
+    """A result's explanation volumes by key; some may be *pending*: named now, computed on first read.
+
+    Reading a pending volume (``volumes[key]``, ``.values()``, ``.items()``) computes it (thread-safe: one
+    computation however many readers; the others wait) and keeps it. Iteration yields every key, computed or
+    pending, in the order they were added, so a picture lists the same rows whether or not they are ready;
+    :meth:`ready` / :meth:`pending` tell them apart without computing anything. ``on_done(label, seconds)``
+    is told how long each deferred computation took.
+    """
+
+    def __init__(
+        self,
+        items: Mapping[VolumeKey, Volume] | None = None,
+        on_done: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._items: dict[VolumeKey, Volume | _Pending] = dict(items or {})
+        self.on_done = on_done
+
+    def defer(
+        self, label: str, keys: tuple[VolumeKey, ...], make: Callable[[], Mapping[VolumeKey, Volume]]
+    ) -> None:
+        """Name ``keys`` now; ``make()`` computes their volumes when one of them is first read."""
+        job = _Pending(label, tuple(keys), make)
+        for k in job.keys:
+            self._items[k] = job
+
+    def _run(self, job: _Pending) -> None:
+        with job.lock:
+            if job.done:
+                return
+            t = time.perf_counter()
+            made = job.make()
+            missing = set(job.keys) - set(made)
+            if missing:
+                raise RuntimeError(f"{job.label} did not make {sorted(k.slug for k in missing)}")
+            for k in job.keys:
+                self._items[k] = made[k]
+            job.done = True
+            if self.on_done is not None:
+                self.on_done(job.label, time.perf_counter() - t)
+
+    def __getitem__(self, key: VolumeKey) -> Volume:
+        value = self._items[key]
+        if isinstance(value, _Pending):
+            self._run(value)
+            value = self._items[key]
+        return value  # type: ignore[return-value]
+
+    def __setitem__(self, key: VolumeKey, value: Volume) -> None:
+        self._items[key] = value
+
+    def __delitem__(self, key: VolumeKey) -> None:
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[VolumeKey]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def ready(self, key: VolumeKey) -> bool:
+        """Whether ``key``'s volume is computed (reading it costs nothing)."""
+        return not isinstance(self._items[key], _Pending)
+
+    def pending(self) -> list[VolumeKey]:
+        """The keys whose volumes are not computed yet, in order."""
+        return [k for k, v in self._items.items() if isinstance(v, _Pending)]
+
+    def compute_all(self) -> Volumes:
+        """Compute every pending volume now; returns self."""
+        for k in self.pending():
+            _ = self[k]
+        return self
+
+    def __repr__(self) -> str:
+        state = ", ".join(f"{k.slug}{'' if self.ready(k) else ' (pending)'}" for k in self._items)
+        return f"Volumes({state})"
 
 
 @dataclass(frozen=True)
@@ -73,6 +166,7 @@ class ResultKey:
     methods: tuple[str, ...]
     target: int | None
     options: tuple = ()
+    precision: str = "fp32"
 
 
 @dataclass
@@ -92,14 +186,53 @@ class ModelResult:
     target: int
     """The class the gradient methods explain (the prediction unless a target was asked for)."""
     output: ModelOutput | None
-    """``forward_with_attention``'s record; ``None`` when no explanation was asked for (fast path)."""
-    volumes: dict[VolumeKey, Volume] = field(default_factory=dict)
+    """``forward_with_attention``'s record; ``None`` when no explanation was asked for (fast path). Its maps
+    may hold deferred head means (``lazy=True``): they are computed on first read, or all at once by
+    :meth:`full_output` / :meth:`materialise`."""
+    volumes: Volumes = field(default_factory=Volumes)
+    """The explanation volumes; pending ones (rollout) are computed on first read (see :class:`Volumes`)."""
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    """``"fp32"`` (the model as trained) or ``"int8"`` (linear layers int8-quantised: approximate)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.volumes, Volumes):
+            self.volumes = Volumes(self.volumes)
+        self.volumes.on_done = self._add_timing
+        self._timing_lock = threading.Lock()
+
+    def _add_timing(self, label: str, seconds: float) -> None:
+        """Record a deferred step's time. Copy-on-write: a reader iterating ``timings`` (the app's table, an
+        export) while a background task finishes never sees the dict change under it."""
+        with self._timing_lock:
+            self.timings = {**self.timings, label: float(seconds)}
 
     @property
     def error(self) -> None:
         return None
+
+    @property
+    def ready(self) -> bool:
+        """Whether everything is computed: every map's head mean and every volume (nothing left to wait for)."""
+        maps_ready = self.output is None or self.output.probs_ready
+        return maps_ready and not self.volumes.pending()
+
+    def full_output(self) -> ModelOutput | None:
+        """The output with every map's head-mean matrix computed (blocks until done; thread-safe, computed
+        once whoever asks first: a reader, or the service's background task)."""
+        if self.output is not None and not self.output.probs_ready:
+            t = time.perf_counter()
+            self.output.materialise()
+            if "attention matrices (deferred)" not in self.timings:
+                self._add_timing("attention matrices (deferred)", time.perf_counter() - t)
+        return self.output
+
+    def materialise(self) -> ModelResult:
+        """Compute everything still deferred (the maps' head means, then pending volumes); returns self."""
+        self.full_output()
+        self.volumes.compute_all()
+        return self
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ videos and strips, written only into the service's own output folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ import numpy as np
 import torch
 
 import mvt
+from mvt.models.contract import accepts
+from mvt.quantize import INT8_LABEL, PRECISIONS
 
 from . import clips
 from . import methods as M
@@ -44,7 +48,7 @@ from .records import (
     VolumeKey,
 )
 from .timeline import frame_weights, write_sprite
-from .views import captions, resolve, stage_strip, write_overlay, write_png
+from .views import captions, resolve, stage_strip, strip_keys, write_overlay, write_png
 
 log = logging.getLogger("mvt-lens")
 
@@ -55,6 +59,29 @@ MAX_MODELS = 4
 
 def _quiet(frac: float, what: str) -> None:
     return None
+
+
+_BACKGROUND_NICE = 10
+"""Nice value of the background thread: the scheduler gives a nice-0 thread ~9× its CPU share, so a new
+request goes first, yet the deferred work still advances on a machine busy with other processes (at 19 it
+starved behind them in bench/service.py on the shared development machine)."""
+
+
+def _lowest_priority() -> None:
+    """Background threads yield the CPU to requests (Linux: the calling thread's nice value; threads it
+    starts, e.g. OpenMP workers, inherit it). Elsewhere a no-op."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICE)
+
+
+def _materialise_all(results: Sequence[ModelResult]) -> int:
+    """Materialise ``results`` in order (the background task of :meth:`Service.warm`); how many there were."""
+    for r in results:
+        try:
+            r.materialise()
+        except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
+            log.exception("computing the deferred attention matrices of %s failed", r.name)
+    return len(results)
 
 
 def _frozen(options: Mapping[str, Mapping[str, Any]] | None) -> tuple:
@@ -118,12 +145,17 @@ class Panel:
 class Service:
     """Caches (models, results, decoded clips) and the operations on them; safe to share between threads.
 
-    ``device``: where models run (bf16 autocast on CUDA). ``out_dir``: the only folder :meth:`render` and
+    ``device``: where models run (bf16 autocast on CUDA unless ``bf16=False``). ``out_dir``: the only folder :meth:`render` and
     :meth:`export` write to (default: a new temporary folder). ``max_models``: the most models one request
     may name (``None``: no limit). ``builder(name, device)`` builds a model (default
     ``mvt.create_model``). ``gpu`` wraps the function that runs the models (e.g. ``spaces.GPU``).
     ``compute_slots``: how many models may run at once, over all requests (``None``: no limit); downloads
     never take a slot.
+
+    ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
+    model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
+    its queries and keys; the full head-mean matrices, and the volumes that read them (rollout), are
+    computed on first read — or all at once in the background by :meth:`warm`.
     """
 
     def __init__(
@@ -136,6 +168,8 @@ class Service:
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
         compute_slots: int | None = 1,
+        defer: bool | None = None,
+        bf16: bool | None = None,
     ) -> None:
         self.models = ModelCache(device, builder)
         self.compute_slots = compute_slots
@@ -147,6 +181,9 @@ class Service:
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
         self._run = gpu(self._run_models) if gpu is not None else self._run_models
+        self.defer = gpu is None if defer is None else bool(defer)
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
+        self._background: ThreadPoolExecutor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -204,6 +241,18 @@ class Service:
 
     # -- analysis ------------------------------------------------------------------------------------------
 
+    def _check_precision(self, precision: str, methods: Sequence[str]) -> None:
+        if precision not in PRECISIONS:
+            raise LensError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision == "fp32":
+            return
+        if self.device.type != "cpu":
+            raise LensError("int8 quantisation runs on the CPU only; this app runs its models on a GPU.")
+        if grad := [M.get(m).label for m in methods if M.get(m).needs_gradients]:
+            raise LensError(
+                f"{', '.join(grad)} need gradients, which the int8 layers do not have: untick int8 for them."
+            )
+
     def _check_models(self, models: Sequence[str]) -> list[str]:
         names = list(models or [])
         if not names:
@@ -227,15 +276,25 @@ class Service:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
+        precision: str = "fp32",
     ) -> Analysis:
         """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
         fast path). ``target`` is the class the gradient methods explain (default: each model's
         prediction); ``options`` maps a method name to its keyword options. Raises
         :class:`mvt.VideoError` when the file is not a usable video and :class:`LensError` for a bad
-        request; a model that fails becomes a :class:`ModelError` entry. The same as iterating
+        request; a model that fails becomes a :class:`ModelError` entry. ``precision="int8"`` runs the
+        models with int8 dynamically quantised linear layers (:func:`mvt.quantize.quantize_linears`: faster on
+        a CPU, approximate; each result says so in its description and notes). The same as iterating
         :meth:`analyse_iter` to the end."""
         job = self.analyse_iter(
-            clip, models, methods, start_s=start_s, target=target, options=options, progress=progress
+            clip,
+            models,
+            methods,
+            start_s=start_s,
+            target=target,
+            options=options,
+            progress=progress,
+            precision=precision,
         )
         for _ in job:
             pass
@@ -251,6 +310,7 @@ class Service:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
+        precision: str = "fp32",
     ) -> Job:
         """:meth:`analyse`, streamed: a :class:`lens.jobs.Job` to iterate for ``(index, entry)`` as each model
         finishes (cached results first, then the model expected to finish first; downloads run meanwhile).
@@ -259,12 +319,13 @@ class Service:
             raise LensError("Upload a video clip (or record one with the webcam) first.")
         names = self._check_models(models)
         wanted = M.normalise(methods)
+        self._check_precision(precision, wanted)
         start = start_time(start_s)
         report = progress or _quiet
         report(0.0, "reading the clip")
         info = clips.clip_info(clip)
-        keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options)) for n in names]
-        return Job(self, info, names, keys, wanted, start, target, options, report)
+        keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options), precision) for n in names]
+        return Job(self, info, names, keys, wanted, start, target, options, report, precision)
 
     def run_one(
         self,
@@ -275,9 +336,10 @@ class Service:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         progress: Progress,
+        precision: str = "fp32",
     ) -> ModelResult | ModelError:
         """Run one model (through ``gpu`` when given); never raises for the model's own failures."""
-        return self._run(path, [name], start, methods, target, options, progress)[0]
+        return self._run(path, [name], start, methods, target, options, progress, precision)[0]
 
     def get(self, ref: AnalysisRef | None) -> Analysis:
         """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
@@ -300,6 +362,7 @@ class Service:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         progress: Progress,
+        precision: str = "fp32",
     ) -> list[ModelResult | ModelError]:
         """Run ``names`` on the clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
         out: list[ModelResult | ModelError] = []
@@ -310,8 +373,12 @@ class Service:
                 progress((i + frac) / len(names), f"{name}: {what}")
 
             try:
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    out.append(self._run_model(path, name, start, methods, target, options, step))
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    out.append(
+                        self._run_model(
+                            path, name, start, methods, target, options, step, precision=precision
+                        )
+                    )
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
             except Exception as e:  # one model's failure must not take the others (or the server) down
@@ -328,11 +395,12 @@ class Service:
         target: int | None,
         options: Mapping[str, Mapping[str, Any]] | None,
         report: Progress,
+        precision: str = "fp32",
     ) -> ModelResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         report(0.0, "loading model")
-        model = self.models.get(name)
+        model = self.models.get(name, precision)
         spec = model.spec
         timings["load model"] = time.perf_counter() - t0
 
@@ -347,8 +415,11 @@ class Service:
         output = None
         with torch.inference_mode():
             if methods:
-                report(0.3, "forward with attention")
-                output = model.forward_with_attention(x)
+                lazy = self.defer and accepts(model, "lazy")
+                report(0.3, "forward, CLS rows of every map" if lazy else "forward with attention")
+                output = (
+                    model.forward_with_attention(x, lazy=True) if lazy else model.forward_with_attention(x)
+                )
                 logits = output.logits
             else:
                 report(0.3, "forward")
@@ -368,15 +439,16 @@ class Service:
             methods,
             target=chosen,
             options=options,
-            lock=self.models.lock(name),
+            lock=self.models.lock(name if precision == "fp32" else f"{name}@{precision}"),
             progress=lambda f, what: report(0.5 + 0.5 * f, what),
+            defer=self.defer,
         )
         timings.update(method_times)
         timings["total"] = time.perf_counter() - t0
         report(1.0, "done")
         return ModelResult(
             name=name,
-            description=spec.description,
+            description=spec.description if precision == "fp32" else f"{spec.description}; {INT8_LABEL}",
             trained=spec.trained,
             frames=frames,
             times=np.asarray(clip.times, dtype=np.float64),
@@ -386,8 +458,35 @@ class Service:
             output=output,
             volumes=volumes,
             timings=timings,
-            notes=list(clip.notes),
+            notes=list(clip.notes)
+            + ([f"{INT8_LABEL}: not the model as trained."] if precision != "fp32" else []),
+            precision=precision,
         )
+
+    # -- deferred work -------------------------------------------------------------------------------------
+
+    def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
+        """Compute, in one background thread, everything ``results`` deferred (each map's head-mean matrix,
+        then the pending volumes: rollout), so later views, statistics and token grids do not wait.
+
+        Returns a :class:`~concurrent.futures.Future` that is done when all of them are. Call it once the
+        panels are on screen. The thread runs at a low CPU priority (Linux ``nice`` 10, inherited by
+        its OpenMP workers), so a new request's forward passes go first. A reader that needs a deferred
+        value before then computes it itself or waits for the thread's computation of it — never twice.
+        """
+        if isinstance(results, Analysis):
+            todo = results.results
+        elif isinstance(results, ModelResult):
+            todo = [results]
+        else:
+            todo = list(results)
+        with self._out_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(
+                    1, thread_name_prefix="mvt-lens-warm", initializer=_lowest_priority
+                )
+            pool = self._background
+        return pool.submit(_materialise_all, [r for r in todo if not r.ready])
 
     # -- files ---------------------------------------------------------------------------------------------
 
@@ -397,12 +496,15 @@ class Service:
         view: View | Sequence[View] = DEFAULT_VIEW,
         *,
         folder: str | Path | None = None,
+        ready_only: bool = False,
     ) -> list[Panel]:
         """A :class:`Panel` per model for ``view`` (one view for all, or one per entry): the overlay video, the
         overlay frames as one image with their clip times and per-frame weights, and the all-stages strip.
         Files go to ``folder`` (default :attr:`out_dir`; it must be inside it), named by what they show, so the
         same view is written once. A model that failed, or a view it cannot give (not computed, heads its map
-        lacks), is a panel with an ``error`` saying so: errors stay in their own panel."""
+        lacks), is a panel with an ``error`` saying so: errors stay in their own panel. A view of a pending
+        volume is computed (waited for); ``ready_only`` leaves pending rows out of the strip, so a panel never
+        waits for what it does not show (render again once :meth:`warm` is done for them)."""
         views = [view] * len(analysis.entries) if isinstance(view, View) else list(view)
         if len(views) != len(analysis.entries):
             raise ValueError(f"{len(views)} views for {len(analysis.entries)} entries")
@@ -415,18 +517,20 @@ class Service:
             if isinstance(entry, ModelError):
                 panels.append(Panel(entry.name, None, error=entry.message, view=v, pending=entry.pending))
                 continue
-            cache_key = (key, v, str(out))
+            cache_key = (key, v, str(out), ready_only and not entry.ready)
             panel = self._panels.get(cache_key)
             if panel is None or not (panel.frames and panel.frames.exists()):
                 try:
-                    panel = self._render_one(entry, key, v, out)
+                    panel = self._render_one(entry, key, v, out, ready_only)
                 except LensError as e:
                     panel = Panel(entry.name, entry, error=str(e), view=v)
                 self._panels.put(cache_key, panel)
             panels.append(panel)
         return panels
 
-    def _render_one(self, entry: ModelResult, key: ResultKey | None, view: View, out: Path) -> Panel:
+    def _render_one(
+        self, entry: ModelResult, key: ResultKey | None, view: View, out: Path, ready_only: bool = False
+    ) -> Panel:
         vkey, volume = resolve(entry, view)
         tag = hashlib.sha1(repr((key, view)).encode()).hexdigest()[:12]
         safe = entry.name.replace(".", "_")
@@ -435,10 +539,11 @@ class Service:
             write_overlay(entry, volume, video, view)
         frames = out / f"frames_{safe}_{vkey.slug}_{tag}.jpg"
         grid = write_sprite(entry, volume, frames, view)
-        stag = hashlib.sha1(repr((key, view.colormap, view.opacity)).encode()).hexdigest()[:12]
+        rows = tuple(strip_keys(entry, ready_only=ready_only))
+        stag = hashlib.sha1(repr((key, view.colormap, view.opacity, rows)).encode()).hexdigest()[:12]
         strip = out / f"strip_{safe}_{stag}.png"
         if not strip.exists():
-            write_png(stage_strip(entry, view), strip)
+            write_png(stage_strip(entry, view, ready_only=ready_only), strip)
         return Panel(
             entry.name,
             entry,

@@ -149,9 +149,16 @@ def render_overlay(result: ModelResult, volume: Volume, view: View = DEFAULT_VIE
     return viz.overlay(result.frames, vals, alpha=view.opacity, cmap=view.colormap, weighted=True)
 
 
-def strip_keys(result: ModelResult, kinds: Sequence[str] = STRIP_KINDS) -> list[VolumeKey]:
-    """The result's volumes of method ``kinds``, in registry order (stages in order)."""
-    return [k for k in result.volumes if M.get(k.method).kind in kinds]
+def strip_keys(
+    result: ModelResult, kinds: Sequence[str] = STRIP_KINDS, *, ready_only: bool = False
+) -> list[VolumeKey]:
+    """The result's volumes of method ``kinds``, in registry order (stages in order); ``ready_only`` leaves
+    out volumes still pending (e.g. rollout before the attention matrices are computed)."""
+    return [
+        k
+        for k in result.volumes
+        if M.get(k.method).kind in kinds and (not ready_only or result.volumes.ready(k))
+    ]
 
 
 def volume_strip(
@@ -176,11 +183,17 @@ def volume_strip(
     )
 
 
-def stage_strip(result: ModelResult, view: View = DEFAULT_VIEW, columns: int = 8) -> np.ndarray:
+def stage_strip(
+    result: ModelResult, view: View = DEFAULT_VIEW, columns: int = 8, *, ready_only: bool = False
+) -> np.ndarray:
     """The all-stages strip: a row per stage (attention), then rollout (and gradient rollout) if computed,
-    under the model's name."""
+    under the model's name (``ready_only``: only rows that need no waiting)."""
     return volume_strip(
-        result, strip_keys(result), view, columns, title=f"{result.name}: {result.description}"
+        result,
+        strip_keys(result, ready_only=ready_only),
+        view,
+        columns,
+        title=f"{result.name}: {result.description}",
     )
 
 

@@ -1,10 +1,35 @@
-"""Building blocks shared by every model family: the one attention function, MLP, drop-path."""
+"""Building blocks shared by every model family: the one attention function, MLP, drop-path, and the
+records of attention probabilities (head means, CLS rows, probabilities computed later from kept q and k)."""
 
 from __future__ import annotations
+
+import threading
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LAZY = "lazy"
+"""``attention(..., need_weights=LAZY)``: fused kernel now, probabilities later (:class:`DeferredProbs`)."""
+BIG_MAP = 1 << 20
+"""Head-averaged maps with at least this many entries per group are stored as float16 (:func:`map_dtype`)."""
+_CHUNK_BYTES = 1 << 25
+"""Budget of one chunk of explicit probabilities when a :class:`DeferredProbs` is computed (fits in L3)."""
+
+
+def map_dtype(nq: int, nk: int, threshold: int | None = None) -> torch.dtype:
+    """How a head-averaged ``(Nq, Nk)`` map is stored: float16 from ``threshold`` (default :data:`BIG_MAP`)
+    entries on (a ViViT-B map is 3137² ≈ 9.8 M entries: 20 MB instead of 39 MB), else float32. Row sums of
+    a float16 map are 1 to ~1e-3; bench/README.md gives the measured effect on rollout and statistics."""
+    return torch.float16 if nq * nk >= (BIG_MAP if threshold is None else threshold) else torch.float32
+
+
+def capture_mode(keep_weights: bool, lazy: bool) -> bool | Literal["lazy"]:
+    """The ``need_weights`` of ``forward_with_attention(x, keep_weights=..., lazy=...)``'s attention calls."""
+    if lazy and keep_weights:
+        raise ValueError("lazy=True computes probabilities later, outside autograd: it cannot keep_weights")
+    return LAZY if lazy else True
 
 
 def attention(
@@ -12,7 +37,7 @@ def attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    need_weights: bool = False,
+    need_weights: bool | Literal["lazy"] = False,
     bias: torch.Tensor | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
@@ -24,11 +49,20 @@ def attention(
     explicitly and also returns the probabilities ``(..., Nq, Nk)``. Callers pass ``dropout_p`` only while
     training (``p if self.training else 0.0``); the explicit path applies no dropout to the returned weights.
 
+    With ``need_weights=LAZY`` (inference only, no bias) the output comes from the fused kernel and the
+    probabilities are a :class:`DeferredProbs` holding ``q`` and ``k``: nothing ``(Nq, Nk)`` is computed
+    until someone asks (a CLS row is a ``1 × Nk`` product per head, the full map one chunked pass).
+
     Returns:
         ``(out, probs)`` where ``out`` is ``(..., Nq, d_v)`` and ``probs`` is ``None`` on the fused path.
     """
     if scale is None:
         scale = q.shape[-1] ** -0.5
+    if need_weights == LAZY:
+        if bias is not None or dropout_p > 0:
+            raise ValueError("lazy attention weights take no bias and no dropout (inference only)")
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return out, DeferredProbs(q, k, scale)
     if not need_weights:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
         return out, None
@@ -80,14 +114,117 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask / keep
 
 
-def summarize_heads(probs: torch.Tensor, num_prefix: int, store_dtype: torch.dtype = torch.float32):
+def summarize_heads(
+    probs: torch.Tensor | DeferredProbs, num_prefix: int, store_dtype: torch.dtype | None = None
+):
     """Split per-head probabilities ``(B, heads, Nq, Nk)`` into (head mean, per-head CLS row or None).
 
-    The head mean is ``(B, 1, Nq, Nk)`` (one group) in ``store_dtype``; the CLS row ``(B, heads, Nk)`` is kept
-    in float32. Detached: these are records for drawing, not for gradients.
+    The head mean is ``(B, 1, Nq, Nk)`` (one group) in ``store_dtype`` (default :func:`map_dtype`); the CLS
+    row ``(B, heads, Nk)`` is kept in float32. Detached: these are records for drawing, not for gradients.
+    A :class:`DeferredProbs` gives a deferred head mean and its CLS rows computed now (``1 × Nk`` per head).
     """
+    if store_dtype is None:
+        store_dtype = map_dtype(probs.shape[-2], probs.shape[-1])
+    if isinstance(probs, DeferredProbs):
+        cls_row = probs.first_rows() if num_prefix > 0 else None  # (B, heads, Nk)
+        b, _, nq, nk = probs.per_head_shape
+        return probs.reshape(b, 1, nq, nk).to(store_dtype), cls_row
     probs = probs.detach()
     one_head = probs.shape[1] == 1  # then the mean is the probabilities themselves: no copy
     mean = (probs if one_head else probs.mean(dim=1, keepdim=True)).to(store_dtype)  # (B, 1, Nq, Nk)
     cls_row = probs[:, :, 0, :].float().clone() if num_prefix > 0 else None  # (B, heads, Nk)
     return mean, cls_row
+
+
+class DeferredProbs:
+    """Head-averaged attention probabilities not computed yet: the (detached) queries ``(BG, heads, Nq, d)``
+    and keys ``(BG, heads, Nk, d)`` of one attention call, kept until :meth:`compute` is first called.
+
+    :meth:`compute` (thread-safe, computed once, then q and k are dropped) returns what an eager capture
+    stores: ``mean_heads softmax(scale · q kᵀ)`` viewed as :attr:`shape` in :attr:`dtype`, computed in chunks
+    of query rows (never every head's full matrix at once). :meth:`first_rows` gives the per-head
+    probabilities of query 0 (the CLS row): a ``1 × Nk`` product per head. An ``AttentionMap`` holding one
+    computes it on first read of ``probs`` (see :class:`mvt.outputs.AttentionMap`).
+    """
+
+    def __init__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        scale: float,
+        *,
+        shape: tuple[int, ...] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        # own copies: a view would keep the whole fused qkv buffer (values too) alive. Under autocast q and k
+        # may differ in dtype (bf16 products, fp32 concatenations); they are computed later without it.
+        common = torch.promote_types(q.dtype, k.dtype)
+        self._q, self._k = q.detach().to(common).contiguous(), k.detach().to(common).contiguous()
+        self.scale = scale
+        bg, heads, nq, _ = q.shape
+        self.per_head_shape = (bg, heads, nq, int(k.shape[2]))
+        self.shape = tuple(shape) if shape is not None else (bg, 1, nq, int(k.shape[2]))
+        self.dtype = dtype
+        self._value: torch.Tensor | None = None
+        self._lock = threading.Lock()
+
+    def _derived(self, shape: tuple[int, ...], dtype: torch.dtype) -> DeferredProbs:
+        if self._q is None:
+            raise RuntimeError("these probabilities were already computed; reshape the tensor instead")
+        new = DeferredProbs.__new__(DeferredProbs)
+        new.__dict__.update(self.__dict__)
+        new.shape, new.dtype, new._lock = tuple(int(s) for s in shape), dtype, threading.Lock()
+        return new
+
+    def reshape(self, *shape: int) -> DeferredProbs:
+        """The same probabilities, to be viewed as ``shape`` (e.g. ``(B, G, Nq, Nk)``) once computed."""
+        return self._derived(shape, self.dtype)
+
+    def to(self, dtype: torch.dtype) -> DeferredProbs:
+        """The same probabilities, to be stored as ``dtype`` once computed."""
+        return self._derived(self.shape, dtype)
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+    def first_rows(self) -> torch.Tensor:
+        """``(BG, heads, Nk)`` float32: every head's probabilities for query 0 (the CLS query)."""
+        if self._q is None:
+            raise RuntimeError("first_rows() must be taken before compute() drops the queries")
+        q0 = self._q[:, :, :1]  # (BG, heads, 1, d)
+        logits = torch.matmul(q0 if self.scale == 1.0 else q0 * self.scale, self._k.transpose(-2, -1))
+        return logits.softmax(dim=-1)[:, :, 0].float()  # (BG, heads, Nk)
+
+    def compute(self) -> torch.Tensor:
+        """The head-mean probabilities as :attr:`shape` / :attr:`dtype` (computed on the first call only)."""
+        with self._lock:
+            if self._value is None:
+                with torch.inference_mode():
+                    mean = head_mean_softmax(self._q, self._k, self.scale)  # (BG, Nq, Nk)
+                self._value = mean.to(self.dtype).view(self.shape)
+                self._q = self._k = None
+            return self._value
+
+
+def head_mean_softmax(
+    q: torch.Tensor, k: torch.Tensor, scale: float, chunk_bytes: int = _CHUNK_BYTES
+) -> torch.Tensor:
+    """``mean_heads softmax(scale · q kᵀ)``: ``(BG, Nq, Nk)`` float32 from ``(BG, heads, Nq, d)`` queries and
+    ``(BG, heads, Nk, d)`` keys, in chunks of query rows of at most ``chunk_bytes`` of probabilities."""
+    bg, heads, nq, _ = q.shape
+    nk = k.shape[2]
+    kt = k.transpose(-2, -1)  # (BG, heads, d, Nk)
+    out = torch.empty(bg, nq, nk, dtype=torch.float32, device=q.device)
+    per_item = heads * nq * nk * 4
+    if per_item * bg <= chunk_bytes:  # small maps (HVT frames, SynthMotion sizes): one batched product
+        logits = torch.matmul(q if scale == 1.0 else q * scale, kt)  # (BG, heads, Nq, Nk)
+        return torch.softmax(logits, dim=-1, out=logits).float().mean(dim=1)
+    rows = max(1, chunk_bytes // (heads * nk * 4))
+    for b in range(bg):
+        for r0 in range(0, nq, rows):
+            qc = q[b, :, r0 : r0 + rows]  # (heads, R, d)
+            logits = torch.matmul(qc if scale == 1.0 else qc * scale, kt[b])  # (heads, R, Nk)
+            probs = torch.softmax(logits, dim=-1, out=logits).float()
+            torch.mean(probs, dim=0, out=out[b, r0 : r0 + rows])  # (R, Nk)
+    return out

@@ -12,6 +12,7 @@ grid tokens in (t, h, w) raster order (t slowest).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -66,6 +67,15 @@ class PoolOp:
         )
 
 
+@runtime_checkable
+class Deferred(Protocol):
+    """A tensor computed on first use (e.g. :class:`mvt.layers.DeferredProbs`): its ``shape`` is known now."""
+
+    shape: tuple[int, ...]
+
+    def compute(self) -> torch.Tensor: ...
+
+
 @dataclass
 class AttentionMap:
     """The attention probabilities of one attention call, with the layout needed to draw them.
@@ -87,6 +97,10 @@ class AttentionMap:
     and keys/values inside attention; ``skip_pool`` pools the residual path; ``residual_pool`` means the
     pooled query is added to the attention output (MViTv2); ``post_pool`` pools the block output (HVT).
     ``head_groups`` names, for ViViT model 4, which heads produced this map.
+
+    ``probs`` may be given as a :class:`Deferred` (``forward_with_attention(x, lazy=True)``): it is computed on
+    its first read (thread-safe, once) and reads as a tensor from then on; :attr:`probs_ready` says whether
+    that has happened and :attr:`groups` gives ``G`` without computing anything.
     """
 
     stage: int
@@ -96,7 +110,7 @@ class AttentionMap:
     q_grid: Grid
     k_grid: Grid
     num_prefix: int
-    probs: torch.Tensor
+    probs: torch.Tensor = field(repr=False)
     cls_row: torch.Tensor | None = None
     group_grid: Grid = (1, 1, 1)
     view: int | None = None
@@ -120,6 +134,16 @@ class AttentionMap:
             raise ValueError(f"AttentionMap.kind must be one of {ATTENTION_KINDS}, got {self.kind!r}")
 
     @property
+    def groups(self) -> int:
+        """``G``, the number of independent attention groups (known before ``probs`` is computed)."""
+        return int(self.__dict__["_probs"].shape[1])
+
+    @property
+    def probs_ready(self) -> bool:
+        """Whether ``probs`` is a tensor already (``False`` while it is deferred)."""
+        return isinstance(self.__dict__["_probs"], torch.Tensor)
+
+    @property
     def segments_q(self) -> tuple[Segment, ...]:
         """The query sequence as (view, prefix, grid) segments; one segment unless this is a cross map."""
         if self.q_segments is not None:
@@ -131,6 +155,23 @@ class AttentionMap:
         if self.k_segments is not None:
             return self.k_segments
         return (Segment(self.view or 0, self.num_prefix, self.k_grid),)
+
+
+def _get_probs(amap: AttentionMap) -> torch.Tensor:
+    value = amap.__dict__["_probs"]
+    if not isinstance(value, torch.Tensor):
+        value = value.compute()  # the Deferred serialises concurrent first reads
+        amap.__dict__["_probs"] = value
+    return value
+
+
+def _set_probs(amap: AttentionMap, value: torch.Tensor | Deferred) -> None:
+    amap.__dict__["_probs"] = value
+
+
+# ``probs`` stays a dataclass field (constructor, fields(), replace() are unchanged); reading it goes
+# through this property so that a deferred map computes its probabilities on first use.
+AttentionMap.probs = property(_get_probs, _set_probs, doc="(B, G, Nq, Nk) head-averaged probabilities.")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -176,3 +217,14 @@ class ModelOutput:
     embed: Footprint
     pooling: str = "cls"
     extras: dict = field(default_factory=dict)
+
+    @property
+    def probs_ready(self) -> bool:
+        """Whether every map's ``probs`` is computed (see :meth:`materialise`)."""
+        return all(m.probs_ready for m in self.attentions)
+
+    def materialise(self) -> ModelOutput:
+        """Compute every deferred map's ``probs`` now (thread-safe; maps already computed cost nothing)."""
+        for m in self.attentions:
+            _ = m.probs
+        return self

@@ -24,7 +24,7 @@ from .geometry import _prod, group_index, layout_of, seq_prefix
 
 def _key_values(amap: AttentionMap, head: str | int, batch: int) -> np.ndarray:
     """Values over the whole key sequence (the full sequence for factorised maps), float64, prefix included."""
-    g = int(amap.probs.shape[1])
+    g = amap.groups  # known without computing a deferred map
     p = amap.num_prefix
     if g == 1 and p > 0:
         if amap.cls_row is not None:

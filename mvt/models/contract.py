@@ -98,6 +98,19 @@ class VideoModel(Protocol):
         ...
 
 
+def accepts(model: nn.Module, option: str) -> bool:
+    """Whether ``model.forward_with_attention`` takes the keyword ``option`` (a capture mode such as ``lazy``;
+    families written before a mode existed do not, and callers then use the default capture)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward_with_attention).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    param = params.get(option)
+    return param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY
+
+
 # --------------------------------------------------------------------------------------------- input checks
 
 

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import Mlp, attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -318,9 +318,12 @@ class HVT(nn.Module):
         p, t = self.cfg.patch_size, self.cfg.tubelet or 1
         return Footprint(stride=(t, p, p), kernel=(t, p, p))
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
-        """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage."""
-        logits, b, groups, in_shape, all_probs = self._run(x, need_weights=True)
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+    ) -> ModelOutput:
+        """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage (``lazy``:
+        fast path, each map's head mean computed on first read of ``probs``)."""
+        logits, b, groups, in_shape, all_probs = self._run(x, need_weights=capture_mode(keep_weights, lazy))
         cfg = self.cfg
         heads = cfg.num_heads
         pool_op = PoolOp(

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
 from .contract import (
@@ -335,11 +335,14 @@ class MMViT(nn.Module):
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
         return self._run(x, need_weights=False)[0]
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+    ) -> ModelOutput:
         """Logits plus every tower block's map (per view), one cross map per stage and a StageInfo per
-        (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph."""
+        (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph;
+        with ``lazy`` the fast path runs and head means are computed on first read (CLS rows now)."""
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        logits, runs, stages = self._run(x, need_weights=True)
+        logits, runs, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy))
         maps = []
         for r in runs:
             mean, cls_row = summarize_heads(r.probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
 from .contract import (
@@ -429,7 +429,7 @@ class PoolingAttention(nn.Module):
             q_aug, k_aug = self._with_rel_pos(q, k, q_grid, k_grid)  # (B, N, heads, d + E)
             extra = q_aug.shape[-1] - d
             # The fused kernel needs equal q/k/v widths: pad v with zeros (their outputs are dropped).
-            v_in = v if need_weights else F.pad(v, (0, extra))
+            v_in = v if need_weights is True else F.pad(v, (0, extra))
             out, probs = attention(
                 q_aug.transpose(1, 2),  # (B, heads, Nq, d + E)
                 k_aug.transpose(1, 2),
@@ -594,13 +594,17 @@ class MViT(nn.Module):
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
         return self._run(x, need_weights=False)[0]
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+    ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage.
 
-        With ``keep_weights`` each map also carries the per-head probabilities on the autograd graph.
+        With ``keep_weights`` each map also carries the per-head probabilities on the autograd graph. With
+        ``lazy`` the blocks run the fast path and each map's head mean is computed on first read of ``probs``
+        (from the kept q and k; its CLS row is computed now).
         """
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        logits, blocks, stages = self._run(x, need_weights=True)
+        logits, blocks, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy))
         maps = []
         for i, stage, in_grid, q_grid, k_grid, probs in blocks:
             bc = self.block_cfgs[i]

@@ -40,7 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path, init_linear_and_norm
+from ..layers import (
+    BIG_MAP,
+    LAZY,
+    DeferredProbs,
+    Mlp,
+    attention,
+    capture_mode,
+    drop_path,
+    init_linear_and_norm,
+    map_dtype,
+)
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -71,8 +81,8 @@ _VARIANT_ALIASES = {
     "factorized_dot_product_attention": 4,
 }
 EMBED_INITS = ("default", "central_frame", "average_frame")
-_BIG_MAP = 1 << 20
-"""Head-averaged maps with at least this many entries per group are stored as float16."""
+_BIG_MAP = BIG_MAP
+"""Head-averaged maps with at least this many entries per group are stored as float16 (:func:`map_dtype`)."""
 _CHUNK_BYTES = 1 << 28
 """Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
@@ -230,6 +240,7 @@ class _Ctx:
     block: int = 0
     maps: list[AttentionMap] | None = None
     keep_weights: bool = False
+    lazy: bool = False
 
 
 def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
@@ -254,13 +265,14 @@ class Attention(nn.Module):
         self.attn_dropout = cfg.attn_dropout
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx) -> torch.Tensor:
-        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``."""
+    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx, rows: int | None = None) -> torch.Tensor:
+        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``; ``rows``: output only the
+        first ``rows`` queries (``(BG, rows, D)``), the rest being unused (see :meth:`ViViT._run`)."""
         bg, n, d = x.shape
         qkv = self.qkv(x).view(bg, n, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (BG, h, N, hd)
-        out = self._attend(q, k, v, layout, ctx)  # (BG, h, N, hd)
-        return self._project(out.transpose(1, 2).reshape(bg, n, d))
+        out = self._attend(q, k, v, layout, ctx, rows)  # (BG, h, rows or N, hd)
+        return self._project(out.transpose(1, 2).reshape(bg, out.shape[2], d))
 
     def forward_split(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         """Model 4: heads ``[0, h/2)`` attend over time, heads ``[h/2, h)`` over space; ``x`` is ``(B, T*S, D)``."""
@@ -284,15 +296,31 @@ class Attention(nn.Module):
         return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def _attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: _Layout, ctx: _Ctx
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layout: _Layout,
+        ctx: _Ctx,
+        rows: int | None = None,
     ) -> torch.Tensor:
         """``attention`` on ``(BG, h, N, hd)``; when recording, also appends this call's :class:`AttentionMap`."""
         p = self.attn_dropout if self.training else 0.0
         if ctx.maps is None:
-            return attention(q, k, v, dropout_p=p)[0]
+            return attention(q if rows is None else q[:, :, :rows], k, v, dropout_p=p)[0]
         bg, heads, nq, _ = q.shape
         nk = k.shape[2]
         weights = None
+        groups = bg // ctx.batch
+        if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
+            if rows is None:
+                out, deferred = attention(q, k, v, need_weights=LAZY)
+            else:  # only the first rows' outputs are used; the map still covers every query
+                out, deferred = attention(q[:, :, :rows], k, v)[0], DeferredProbs(q, k, q.shape[-1] ** -0.5)
+            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
+            cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
+            self._record(ctx, layout, heads, mean, cls_row, None)
+            return out
         if ctx.keep_weights:  # one call so the per-head probabilities stay on the autograd graph
             out, weights = attention(q, k, v, need_weights=True, dropout_p=p)
             total = weights.detach().sum(dim=1)  # (BG, Nq, Nk)
@@ -309,13 +337,18 @@ class Attention(nn.Module):
                 total = part if total is None else total.add_(part)
                 del pr
             out = torch.cat(outs, dim=1)
-        groups = bg // ctx.batch
-        mean = (total / heads).view(ctx.batch, groups, nq, nk)  # (B, G, Nq, Nk)
-        if nq * nk >= _BIG_MAP:
-            mean = mean.half()
+        mean = (
+            (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
+        )  # (B, G, Nq, Nk)
         cls_row = None
         if layout.num_prefix and groups == 1:
             cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
+        self._record(ctx, layout, heads, mean, cls_row, weights)
+        return out
+
+    @staticmethod
+    def _record(ctx: _Ctx, layout: _Layout, heads: int, mean, cls_row, weights) -> None:
+        assert ctx.maps is not None
         ctx.maps.append(
             AttentionMap(
                 stage=ctx.stage,
@@ -333,7 +366,6 @@ class Attention(nn.Module):
                 weights=weights,
             )
         )
-        return out
 
 
 class Block(nn.Module):
@@ -352,13 +384,18 @@ class Block(nn.Module):
         self.drop_path = drop_path
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx, rows: int | None = None
+    ) -> torch.Tensor:
+        """``(BG, N, D) -> (BG, N, D)``; with ``rows``, only the first ``rows`` tokens ``(BG, rows, D)``."""
         y = self.norm1(x)
         if self.split_heads:
             y = self.attn.forward_split(y, ctx)
         else:
             assert layout is not None
-            y = self.attn(y, layout, ctx)
+            y = self.attn(y, layout, ctx, rows)
+        if rows is not None:
+            x = x[:, :rows]
         x = x + drop_path(y, self.drop_path, self.training)
         return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
 
@@ -477,17 +514,21 @@ class ViViT(nn.Module):
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+    ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
         full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
         ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
         (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
-        the graph; use it with small models or short clips.
+        the graph; use it with small models or short clips. ``lazy=True`` runs the fused fast path: CLS rows
+        are computed now (a 1×N product per head), each head mean on its first read from the kept q and k.
         """
         cfg = self.cfg
-        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights)
+        lazy = capture_mode(keep_weights, lazy) == LAZY
+        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights, lazy=lazy)
         logits = self._forward(x, ctx)
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
         return ModelOutput(
@@ -622,7 +663,11 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
-            x = blk(x, ps.layout, ctx)
+            # After the last block only the CLS token reaches the head: at inference that block computes
+            # the CLS row alone (its map, when lazy, still covers every query). Eager capture stays whole.
+            cls_only = ps.tap_before_last and j == last and not self.training and not ctx.keep_weights
+            cls_only = cls_only and (ctx.maps is None or ctx.lazy)
+            x = blk(x, ps.layout, ctx, enc.num_prefix) if cls_only else blk(x, ps.layout, ctx)
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)

@@ -224,6 +224,51 @@ class _Reader:
                         break
         return out
 
+    def snapped(self, wanted: Sequence[int]) -> dict[int, tuple[np.ndarray, float]]:
+        """For each wanted frame, the keyframe at or before it: one seek and one decode per frame instead of
+        decoding forward up to a whole GOP. A frame whose keyframe was already taken for the previous one is
+        decoded exactly (as :meth:`seeking` does), so no frame is returned twice. Returns
+        ``{wanted index: (rgb, the returned frame's own time)}``; raises _SeekUnreliable like :meth:`seeking`."""
+        tl, out = self.tl, {}
+        with self._stream() as (c, stream):
+            tb = _rational(stream.time_base)
+            if not tb:
+                raise _SeekUnreliable("no time base")
+            taken = -math.inf  # time of the last returned frame
+            for i in sorted(set(int(j) for j in wanted)):
+                t, tol = tl.time(i), tl.tolerance(i)
+                try:
+                    self._seek(c, stream, round((tl.origin + t) / tb))
+                except _DECODE_ERRORS as e:
+                    raise _SeekUnreliable(f"seek failed: {e}") from e
+                frames, first = c.decode(stream), True
+                while True:
+                    try:
+                        frame = next(frames)
+                    except StopIteration as e:
+                        raise _SeekUnreliable(f"end of stream before frame {i}") from e
+                    except VideoError:
+                        raise
+                    except _DECODE_ERRORS as e:
+                        raise _SeekUnreliable(f"decode error: {e}") from e
+                    self.deadline.check()
+                    ft = self._frame_time(frame)
+                    if ft is None:
+                        raise _SeekUnreliable("frame without timestamp")
+                    if first and ft > t + tol:
+                        raise _SeekUnreliable(f"seek for {t:.3f}s landed later, at {ft:.3f}s")
+                    if first and ft > taken + tol:  # a keyframe nobody took yet: this frame stands for i
+                        out[i] = (self.convert(frame), ft)
+                        break
+                    first = False
+                    if ft >= t - tol:  # the keyframe was the previous frame's: decode on to i itself
+                        if ft > t + tol:
+                            raise _SeekUnreliable(f"frame {i} at {t:.3f}s missing; next frame at {ft:.3f}s")
+                        out[i] = (self.convert(frame), ft)
+                        break
+                taken = out[i][1]
+        return out
+
 
 def _output_size(info: VideoInfo, size: int | None) -> tuple[int, int]:
     """(height, width) of returned frames: displayed size with the short side scaled to ``size``."""
@@ -244,6 +289,7 @@ def read_clip(
     size: int | None = None,
     start_s: float | None = None,
     limits: VideoLimits = DEFAULT_LIMITS,
+    keyframes: bool = False,
 ) -> Clip:
     """Decode ``num_frames`` RGB frames of a video.
 
@@ -257,6 +303,12 @@ def read_clip(
             inside FFmpeg's scaler; None keeps the displayed size.
         start_s: seconds from the first frame where sampling starts.
         limits: see :class:`VideoLimits`.
+        keyframes: uniform sampling (``stride=None``) of a long video only: return, for each sampled time,
+            the keyframe at or before it (one seek and one decode per frame, instead of decoding up to a
+            whole keyframe interval per frame). ``Clip.times`` / ``Clip.indices`` are the returned frames'
+            own times and indices (not the uniform ones), and ``Clip.notes`` says how far they moved. Where
+            two samples share a keyframe the later one is decoded exactly. Ignored for strided sampling and
+            short videos (decoded in one pass anyway).
 
     Returns a :class:`Clip`. Short videos are padded by repeating frames, and ``Clip.notes`` says so.
     Raises :class:`VideoError` for unreadable files and files outside ``limits``.
@@ -272,10 +324,10 @@ def read_clip(
 
     p, name, nbytes = _check_file(path, limits)
     with _guard(name):
-        return _read_clip(p, name, nbytes, int(num_frames), stride, size, start_s, limits)
+        return _read_clip(p, name, nbytes, int(num_frames), stride, size, start_s, limits, keyframes)
 
 
-def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits) -> Clip:
+def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits, keyframes=False) -> Clip:
     deadline = _Deadline(limits.max_decode_s, name)
     info, tl = _probe_open(p, name, nbytes, limits, deadline)
     out_hw = _output_size(info, size)
@@ -291,7 +343,13 @@ def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits) -> Cl
 
     got: dict[int, tuple[np.ndarray, float]] | None = None
     mean_gap = tl.n / max(len(unique), 1)
-    if tl.n > SEQUENTIAL_MAX_FRAMES and mean_gap / tl.fps >= _MIN_SEEK_GAP_S:
+    snapped = False
+    if tl.n > SEQUENTIAL_MAX_FRAMES and keyframes and stride is None:
+        try:
+            got, snapped = reader.snapped(unique), True
+        except _SeekUnreliable:
+            got = None
+    if got is None and tl.n > SEQUENTIAL_MAX_FRAMES and mean_gap / tl.fps >= _MIN_SEEK_GAP_S:
         try:
             got = reader.seeking(unique)
         except _SeekUnreliable:
@@ -324,6 +382,14 @@ def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits) -> Cl
     notes.extend(plan_notes)
     frames = np.stack([got[int(i)][0] for i in idx])  # (T, H, W, 3) uint8
     times = np.asarray([got[int(i)][1] for i in idx], dtype=np.float64)
+    if snapped:
+        moved = np.asarray([tl.time(int(i)) for i in idx]) - times  # >= 0: a keyframe is never later
+        idx = np.asarray([min(tl.index_at(t), tl.n - 1) for t in times], dtype=np.int64)
+        if (moved > 1e-6).any():
+            notes.append(
+                f"frames snapped to keyframes for speed: {int((moved > 1e-6).sum())} of {len(idx)} are up to "
+                f"{moved.max():.2f} s before their uniform sampling time (their own times are reported)"
+            )
     return Clip(
         frames=frames, times=times, fps=info.fps, info=info, notes=notes, indices=idx.astype(np.int64)
     )
