@@ -227,12 +227,9 @@ def compare(
     ]
     line = ""
     with _shown_as_errors("Analysis"):
-        warming = []
         for i, entry in job:
             panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder, ready_only=True)[0]
             slots[i] = present.slot(panels[i], i, _url, SERVICE.labels(entry.name))
-            if isinstance(entry, lens.ModelResult) and not entry.ready:
-                warming.append(SERVICE.warm(entry))  # rollout etc. while the next model runs
             line = present.timeline(panels, job.clip)
             yield [
                 {**state, "ref": job.ref()},
@@ -245,9 +242,11 @@ def compare(
                 None,
             ]
         analysis = job.analysis
-        for w in warming:
-            w.result()
-        if warming:  # every strip row is ready now
+        deferred = [r for r in analysis.results if not r.ready]
+        if (
+            deferred
+        ):  # every panel is on screen: now the matrices rollout and the strips need (bench/service.py)
+            SERVICE.warm(deferred).result()
             panels = SERVICE.render(analysis, view, folder=folder)
             slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
         truth = present.truth_view(analysis.clip.sha256, panels, folder)
