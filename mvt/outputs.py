@@ -40,10 +40,21 @@ class Footprint:
     padding: Grid = (0, 0, 0)
 
     def then(self, pool: PoolOp) -> Footprint:
-        """Footprint of the tokens produced by applying ``pool`` to tokens with this footprint."""
-        stride = tuple(s * p for s, p in zip(self.stride, pool.stride))
-        kernel = tuple(k + (pk - 1) * s for k, pk, s in zip(self.kernel, pool.kernel, self.stride))
-        padding = tuple(pd + pp * s for pd, pp, s in zip(self.padding, pool.padding, self.stride))
+        """Footprint of the tokens produced by applying ``pool`` to tokens with this footprint.
+
+        A pool moves tokens only along the axes it strides: there a pooled token covers the union of its
+        window's footprints (stride, kernel and padding grow). Along an axis with stride 1 the grid is kept
+        and every token stays where it was, so that axis is unchanged — a stride-1 window mixes neighbours
+        the way attention mixes every token, which is not where the token sits (MViT's ``(3, 3, 3)`` pools
+        with time stride 1 keep each token on its own 4-frame tubelet).
+        """
+        axes = [
+            (s, k, pd) if int(ps) == 1 else (s * ps, k + (pk - 1) * s, pd + pp * s)
+            for s, k, pd, ps, pk, pp in zip(
+                self.stride, self.kernel, self.padding, pool.stride, pool.kernel, pool.padding
+            )
+        ]
+        stride, kernel, padding = (tuple(a[i] for a in axes) for i in range(3))
         return Footprint(stride, kernel, padding)  # type: ignore[arg-type]
 
 

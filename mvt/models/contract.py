@@ -17,7 +17,6 @@ ImageNet-style ``resize 256 → crop 224`` clips) and :func:`synthmotion_spec` (
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -175,11 +174,11 @@ def identity_taps(count: int) -> nn.ModuleList:
 def grow_footprint(footprint: Footprint, pools: Iterable[PoolOp | None]) -> Footprint:
     """The footprint of a token grid after the query poolings ``pools`` (in order; ``None`` = no pooling).
 
-    Token cells move only where a pooling strides; a stride-1 pooling mixes neighbours but keeps the grid,
-    so it leaves the footprint as it is.
+    Token cells move only along the axes a pooling strides (:meth:`Footprint.then`); a stride-1 pooling
+    mixes neighbours but keeps the grid, so it leaves the footprint as it is.
     """
     for op in pools:
-        if op is not None and math.prod(op.stride) > 1:
+        if op is not None:
             footprint = footprint.then(op)
     return footprint
 
