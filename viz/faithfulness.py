@@ -305,18 +305,36 @@ def _pair(explanation: np.ndarray | torch.Tensor, mask: np.ndarray) -> tuple[np.
     return vol, m
 
 
-def pointing_game(explanation: np.ndarray | torch.Tensor, mask: np.ndarray, *, ties: str = "any") -> float:
+TIE_TOLERANCE = 1e-6
+"""Values within this fraction of the explanation's range (max - min) of its maximum count as maxima."""
+
+
+def top_set(values: np.ndarray, tol: float = TIE_TOLERANCE) -> np.ndarray:
+    """Boolean mask of the maxima of ``values`` (float64; NaN never a maximum): the entries within
+    ``tol · (max - min)`` of the maximum, so float rounding (a flat token painted with weights that sum to
+    1 up to 1e-16, or stored in float32) does not split one maximum into a few pixels."""
+    vol = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(vol)
+    if not finite.any():
+        return np.zeros(vol.shape, dtype=bool)
+    hi, lo = vol[finite].max(), vol[finite].min()
+    return finite & (vol >= hi - tol * (hi - lo))
+
+
+def pointing_game(
+    explanation: np.ndarray | torch.Tensor, mask: np.ndarray, *, ties: str = "any", tol: float = TIE_TOLERANCE
+) -> float:
     """1.0 if the explanation's maximum falls in ``mask``, 0.0 if not, NaN if the mask is empty.
 
-    Both are ``(T, H, W)`` (any equal shapes). ``ties="any"`` (Quantus): a hit if any tied maximum is in
-    the mask — note a constant map then always hits; ``ties="fraction"``: the fraction of tied maxima in
-    the mask. NaN voxels are ignored; an all-NaN explanation gives NaN.
+    Both are ``(T, H, W)`` (any equal shapes). Maxima are found in float64 with a tolerance
+    (:func:`top_set`). ``ties="any"`` (Quantus): a hit if any maximum is in the mask — note a constant map
+    then always hits; ``ties="fraction"``: the fraction of the maxima in the mask. NaN voxels are ignored;
+    an all-NaN explanation gives NaN.
     """
     vol, m = _pair(explanation, mask)
     if not m.any() or not np.isfinite(vol).any():
         return float("nan")
-    vol = np.where(np.isfinite(vol), vol, -np.inf)
-    top = vol == vol.max()
+    top = top_set(vol, tol)
     if ties == "any":
         return float(bool((top & m).any()))
     if ties == "fraction":
