@@ -125,6 +125,16 @@ class AttentionMap:
     batch-major, then group). Only set by ``forward_with_attention(x, keep_weights=True)``."""
     grad_weighted: torch.Tensor | None = None
     """``(B, G, Nq, Nk)``: mean over heads of (A ⊙ ∂y/∂A)⁺, filled by ``mvt.attention_gradients``."""
+    tokens: torch.Tensor | None = None
+    """``(B·G', N_in, C)``: the tokens entering this map's block, on the autograd graph (``G'`` sequences per
+    clip, each ``num_prefix`` + the block's input grid, or its group's part of it). Only set by
+    ``forward_with_attention(x, conservative=True)``, on the first map of each block."""
+    relevance: torch.Tensor | None = None
+    """``(B, G', N_in)`` float64: each entering token's relevance to the explained logit (gradient × input
+    with attention, LayerNorm and GELU held: conservative propagation), filled by ``mvt.token_flow``."""
+    sinks: tuple[int, ...] = ()
+    """Positions in the key sequence (``Nk`` axis, prefix included) of *sink* keys: keys that take the top
+    attention at a fixed position whatever the clip shows (``mvt.sinks``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ATTENTION_KINDS:

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import attention, drop_path, hold_normalisers, init_linear_and_norm, summarize_heads
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
 from .contract import (
@@ -269,6 +269,8 @@ class _Run:
     probs: torch.Tensor | None
     pools: MViTBlockConfig
     """The block config whose pooling windows, heads and residual pooling the call used."""
+    tokens: torch.Tensor | None = None
+    """The tokens entering a tower block (``None`` for cross blocks)."""
 
 
 class MMViT(nn.Module):
@@ -315,10 +317,12 @@ class MMViT(nn.Module):
                 for i in indices:
                     if tap_early and v == 0 and i == indices[-1]:
                         toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
-                    in_grid = grids[v]
+                    in_grid, x_in = grids[v], toks[v]
                     toks[v], grids[v], k_grid, probs = tower.blocks[i](toks[v], grids[v], need_weights)
                     runs.append(
-                        _Run("joint", s, i, v, [in_grid], [grids[v]], [k_grid], probs, self.block_cfgs[i])
+                        _Run(
+                            "joint", s, i, v, [in_grid], [grids[v]], [k_grid], probs, self.block_cfgs[i], x_in
+                        )
                     )
             in_grids = list(grids)
             toks, grids, k_grids, probs = self.cross[s](toks, grids, need_weights)
@@ -335,11 +339,16 @@ class MMViT(nn.Module):
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
         return self._run(x, need_weights=False)[0]
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, conservative: bool = False
+    ) -> ModelOutput:
         """Logits plus every tower block's map (per view), one cross map per stage and a StageInfo per
-        (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph."""
+        (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph;
+        with ``conservative`` the pass runs under :func:`mvt.layers.hold_normalisers` and each tower map
+        carries the tokens entering its block (for :func:`mvt.token_flow`)."""
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        logits, runs, stages = self._run(x, need_weights=True)
+        with hold_normalisers(conservative):
+            logits, runs, stages = self._run(x, need_weights=True)
         maps = []
         for r in runs:
             mean, cls_row = summarize_heads(r.probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)
@@ -364,6 +373,7 @@ class MMViT(nn.Module):
                     skip_pool=r.pools.skip_pool,
                     residual_pool=r.pools.residual_pool,
                     weights=r.probs if keep_weights else None,
+                    tokens=r.tokens if conservative else None,
                 )
             )
         footprints = [view.footprint for view in self.cfg.views]

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Mlp, attention, drop_path, init_linear_and_norm
+from ..layers import Mlp, attention, drop_path, hold_normalisers, init_linear_and_norm
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -230,6 +230,7 @@ class _Ctx:
     block: int = 0
     maps: list[AttentionMap] | None = None
     keep_weights: bool = False
+    conservative: bool = False
 
 
 def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
@@ -477,18 +478,25 @@ class ViViT(nn.Module):
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, conservative: bool = False
+    ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
         full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
         ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
         (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
-        the graph; use it with small models or short clips.
+        the graph; use it with small models or short clips. ``conservative=True`` runs the pass under
+        :func:`mvt.layers.hold_normalisers` and gives the first map of each block the tokens entering it
+        (``AttentionMap.tokens``, for :func:`mvt.token_flow`).
         """
         cfg = self.cfg
-        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights)
-        logits = self._forward(x, ctx)
+        ctx = _Ctx(
+            batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights, conservative=conservative
+        )
+        with hold_normalisers(conservative):
+            logits = self._forward(x, ctx)
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
         return ModelOutput(
             logits=logits,
@@ -622,7 +630,10 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
+            first_map, x_in = len(ctx.maps or ()), x
             x = blk(x, ps.layout, ctx)
+            if ctx.conservative and ctx.maps is not None and len(ctx.maps) > first_map:
+                ctx.maps[first_map].tokens = x_in
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)
