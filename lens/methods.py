@@ -5,7 +5,8 @@ lists methods or dispatches on their names. A method's ``compute(inputs)`` retur
 keyed by :class:`~lens.records.VolumeKey` (per-stage methods give one per stage).
 
 Kinds: ``attention`` (a stage's CLS row on its pooled key grid), ``rollout`` (attention rollout through the
-pooling), ``gradient`` (gradient-weighted rollout), ``captum`` (attributions, :mod:`lens.attribution`),
+pooling), ``gradient`` (gradient-weighted rollout; token flow, the conservative relevance of the tokens of
+:func:`mvt.token_flow`), ``captum`` (attributions, :mod:`lens.attribution`),
 ``baseline`` (random, centre and, where a ground-truth mask is known, the mask itself).
 """
 
@@ -107,6 +108,12 @@ def _grad_rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
     return {VolumeKey("grad_rollout"): Volume(*viz.rollout_volume(grad_out, mode="grad", view=view))}
 
 
+def _token_flow(inp: Inputs) -> dict[VolumeKey, Volume]:
+    """Conservative relevance of the input tokens (``options["stage"]``: of the tokens a stage reads last)."""
+    flow = mvt.token_flow(inp.model, inp.x, inp.target)
+    return {VolumeKey("token_flow"): Volume(*viz.flow_volume(flow, stage=inp.options.get("stage")))}
+
+
 def _captum(name: str, label: str, fn: A.Attribution, needs_gradients: bool = True) -> Method:
     def compute(inp: Inputs) -> dict[VolumeKey, Volume]:
         vol = A.run(fn, inp.model, inp.x, inp.target, progress=inp.progress, **inp.options)
@@ -135,6 +142,13 @@ _ALL = (
     ),
     Method("rollout", "Attention rollout through pooling", "rollout", _rollout),
     Method("grad_rollout", "Gradient-weighted rollout", "gradient", _grad_rollout, needs_gradients=True),
+    Method(
+        "token_flow",
+        "Token flow (conservative relevance of the tokens)",
+        "gradient",
+        _token_flow,
+        needs_gradients=True,
+    ),
     _captum("saliency", "Saliency (captum)", A.saliency),
     _captum("input_x_gradient", "Input × gradient (captum)", A.input_x_gradient),
     _captum("integrated_gradients", "Integrated gradients (captum)", A.integrated_gradients),
