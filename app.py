@@ -75,6 +75,7 @@ def _slots(panels: list[lens.Panel]) -> list:
             r = p.result
             warn = "" if r.trained else "  \n**untrained weights: the attention shown is not learned**"
             notes = ("  \n" + "; ".join(r.notes)) if r.notes else ""
+            notes += "".join(f"  \n_{n}_" for n in p.notes)  # about the overlay shown (sinks, baselines)
             out += [
                 gr.update(value=f"### {r.name}\n{r.description}{warn}{notes}", visible=True),
                 gr.update(value=dict(r.top5), visible=True),

@@ -93,13 +93,22 @@ def _rollout_view(output: ModelOutput) -> int | str:
 def _attention(inp: Inputs) -> dict[VolumeKey, Volume]:
     out = _output(inp)
     head = inp.options.get("head", "mean")
-    return {VolumeKey("attention", s): Volume(*viz.stage_volume(out, s, head=head)) for s in viz.stages(out)}
+    drop = bool(inp.options.get("exclude_sinks", False))
+    return {
+        VolumeKey("attention", s): Volume(*viz.stage_volume(out, s, head=head, exclude_sinks=drop))
+        for s in viz.stages(out)
+    }
 
 
 def _rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
     out = _output(inp)
     view = inp.options.get("view", _rollout_view(out))
-    return {VolumeKey("rollout"): Volume(*viz.rollout_volume(out, mode="attention", view=view))}
+    drop = bool(inp.options.get("exclude_sinks", False))
+    return {
+        VolumeKey("rollout"): Volume(
+            *viz.rollout_volume(out, mode="attention", view=view, exclude_sinks=drop)
+        )
+    }
 
 
 def _grad_rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
@@ -109,9 +118,14 @@ def _grad_rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
 
 
 def _token_flow(inp: Inputs) -> dict[VolumeKey, Volume]:
-    """Conservative relevance of the input tokens (``options["stage"]``: of the tokens a stage reads last)."""
+    """Conservative relevance of the input tokens (``options["stage"]``: of the tokens a stage reads last;
+    ``options["stages"]``: also one volume per stage, keyed with the stage, from the same backward pass)."""
     flow = mvt.token_flow(inp.model, inp.x, inp.target)
-    return {VolumeKey("token_flow"): Volume(*viz.flow_volume(flow, stage=inp.options.get("stage")))}
+    out = {VolumeKey("token_flow"): Volume(*viz.flow_volume(flow, stage=inp.options.get("stage")))}
+    if inp.options.get("stages"):
+        stages = sorted({m.stage for m in flow.attentions if m.relevance is not None and (m.view or 0) == 0})
+        out.update({VolumeKey("token_flow", s): Volume(*viz.flow_volume(flow, stage=s)) for s in stages})
+    return out
 
 
 def _captum(name: str, label: str, fn: A.Attribution, needs_gradients: bool = True) -> Method:

@@ -31,6 +31,8 @@ from . import clips
 from . import methods as M
 from .cache import Builder, ModelCache, ResultCache, build_model
 from .faithfulness import score_result
+from .notes import mark as mark_sinks
+from .notes import notes as panel_notes
 from .records import (
     DEFAULT_VIEW,
     Analysis,
@@ -96,6 +98,8 @@ class Panel:
     key: VolumeKey | None = None
     overlay: Path | None = None
     strip: Path | None = None
+    notes: tuple[str, ...] = ()
+    """Sentences to show beside the overlay (:func:`lens.notes.notes`: sinks named, a lost baseline)."""
 
 
 class Service:
@@ -269,6 +273,7 @@ class Service:
                 report(0.3, "forward with attention")
                 output = model.forward_with_attention(x)
                 logits = output.logits
+                mark_sinks(output, name)
             else:
                 report(0.3, "forward")
                 logits = model(x)
@@ -329,7 +334,8 @@ class Service:
             strip = self.out_dir / f"strip_{safe}_{stag}.png"
             if not strip.exists():
                 write_png(stage_strip(entry, view), strip)
-            panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip))
+            notes = tuple(panel_notes(entry, vkey))
+            panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip, notes=notes))
         return panels
 
     def export(

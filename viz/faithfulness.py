@@ -49,6 +49,8 @@ import torch
 
 from mvt.outputs import Footprint
 
+from .perturb import KNOWN_DEPENDENT, fill
+
 Grid3 = tuple[int, int, int]
 
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -58,7 +60,9 @@ class)."""
 DEFAULT_CELL: Grid3 = (2, 16, 16)
 """Default perturbation cell (frames, pixels, pixels): ViViT tubelets, HVT patches, MViT's stage-3 tokens."""
 
-SUBSTRATES = ("blur", "mean")
+SUBSTRATES = ("impute", "static", "blur", "mean")
+"""Fills of deleted cells (:mod:`viz.perturb`); :data:`DEFAULT_SUBSTRATE` is the one the metric uses."""
+DEFAULT_SUBSTRATE = "blur"
 
 
 @dataclass(frozen=True)
@@ -224,17 +228,19 @@ def deletion_insertion(
     *,
     cells: Grid3 | Footprint | None = None,
     steps: int = 16,
-    substrate: str = "blur",
+    substrate: str = DEFAULT_SUBSTRATE,
     blur_sigma: Sequence[float] | None = None,
     batch_size: int = 8,
     progress: Callable[[float], None] | None = None,
+    seed: int = 0,
 ) -> Curves:
     """Deletion and insertion curves of ``explanation`` for clip ``x``.
 
     ``score`` maps ``(B, 3, T, H, W)`` to ``(B,)`` (see :data:`Score`). ``x`` is the normalised clip
     ``(1, 3, T, H, W)``; ``explanation`` a ``(T, H, W)`` volume at the same resolution. ``cells``: cell
     size, a token :class:`Footprint` (its stride) or ``None`` for :data:`DEFAULT_CELL`. See the module
-    docstring for the procedure. ``progress(fraction)`` is called after every batch.
+    docstring for the procedure. ``progress(fraction)`` is called after every batch; ``seed`` seeds the
+    noise of the ``impute`` and ``static`` fills.
     """
     if x.ndim != 5 or x.shape[0] != 1:
         raise ValueError(f"deletion_insertion expects one clip (1, C, T, H, W), got {tuple(x.shape)}")
@@ -258,7 +264,8 @@ def deletion_insertion(
     fractions = cum[ks] / float(cum[-1])
 
     x = x.detach()
-    base = substrate_like(x, substrate, blur_sigma).to(x.dtype)
+    dependent = substrate in KNOWN_DEPENDENT
+    base = None if dependent else fill(x, None, substrate, seed=seed, blur_sigma=blur_sigma).to(x.dtype)
     # Jobs: deletion at every checkpoint (k = 0 is the clip, k = last is the substrate), insertion
     # at the inner checkpoints; insertion's ends are deletion's ends swapped.
     jobs = [("del", int(k)) for k in ks] + [("ins", int(k)) for k in ks[1:-1]]
@@ -266,11 +273,15 @@ def deletion_insertion(
     with torch.no_grad():
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
-            batch = []
-            for mode, k in chunk:
-                m = (voxel_rank < k)[None, None]  # (1, 1, T, H, W): the first k cells
-                batch.append(torch.where(m, base, x) if mode == "del" else torch.where(m, x, base))
-            out = torch.as_tensor(score(torch.cat(batch, 0))).float().reshape(-1)  # (b,)
+            # known voxels of each perturbed clip: deletion keeps all but the first k cells, insertion only them
+            known = torch.stack(
+                [(voxel_rank >= k) if mode == "del" else (voxel_rank < k) for mode, k in chunk]
+            )[:, None]  # (b, 1, T, H, W)
+            if dependent:
+                batch = fill(x, known, substrate, seed=seed).to(x.dtype)
+            else:
+                batch = torch.where(known, x, base)
+            out = torch.as_tensor(score(batch)).float().reshape(-1)  # (b,)
             for job, v in zip(chunk, out.tolist()):
                 values[job] = float(v)
             if progress is not None:
@@ -402,7 +413,7 @@ def score_clip(
     mask: np.ndarray | None = None,
     cells: Grid3 | Footprint | None = None,
     steps: int = 16,
-    substrate: str = "blur",
+    substrate: str = DEFAULT_SUBSTRATE,
     batch_size: int = 8,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict:
