@@ -40,7 +40,6 @@ volume) and :func:`oracle` (the mask itself); ``lens.methods`` registers them as
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +49,8 @@ import torch
 from mvt.outputs import Footprint
 
 from .perturb import KNOWN_DEPENDENT, fill
+from .perturb import blur as blur  # re-exported: the substrates live in viz.perturb
+from .perturb import substrate_like as substrate_like
 
 Grid3 = tuple[int, int, int]
 
@@ -148,55 +149,6 @@ def cell_scores(explanation: np.ndarray, cell: Grid3) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
     return scores
-
-
-def _gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
-    radius = min(int(math.ceil(3.0 * sigma)), size - 1)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).float()
-
-
-def blur(x: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
-    """Separable Gaussian blur of ``x`` (B, C, T, H, W) over T, H, W with per-axis ``sigma`` (voxels).
-
-    Normalised convolution: the result at the border is the weighted mean of the voxels inside the clip
-    (no zero or mirror padding artefacts); ``sigma <= 0`` leaves an axis alone.
-    """
-    if x.ndim != 5:
-        raise ValueError(f"blur expects (B, C, T, H, W), got {tuple(x.shape)}")
-    b, c = x.shape[:2]
-    out = x.float()
-    ones = torch.ones((1, 1, *x.shape[2:]), dtype=out.dtype, device=x.device)
-    for axis, s in enumerate(sigma):
-        if s <= 0 or x.shape[2 + axis] == 1:
-            continue
-        k = _gaussian_kernel(float(s), int(x.shape[2 + axis])).to(x.device)
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = k.numel()
-        pad = [0, 0, 0]
-        pad[axis] = k.numel() // 2
-        weight = k.view(shape)
-        out = torch.nn.functional.conv3d(
-            out.reshape(b * c, 1, *out.shape[2:]), weight, padding=tuple(pad)
-        ).reshape(b, c, *out.shape[2:])  # (B, C, T, H, W)
-        ones = torch.nn.functional.conv3d(ones, weight, padding=tuple(pad))
-    return (out / ones).to(x.dtype)
-
-
-def substrate_like(x: torch.Tensor, kind: str = "blur", sigma: Sequence[float] | None = None) -> torch.Tensor:
-    """The uninformative clip that deletion moves to and insertion starts from, shaped like ``x``.
-
-    ``"blur"``: :func:`blur` with ``sigma`` (default ``(2, H/20, W/20)``: 2 frames, ~11 px at 224);
-    ``"mean"``: each channel's mean over (T, H, W).
-    """
-    if kind == "mean":
-        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x).clone()
-    if kind == "blur":
-        if sigma is None:
-            sigma = (2.0, x.shape[3] / 20.0, x.shape[4] / 20.0)
-        return blur(x, sigma)
-    raise ValueError(f"unknown substrate {kind!r}; use one of {SUBSTRATES}")
 
 
 # -- deletion / insertion ------------------------------------------------------------------------------------
