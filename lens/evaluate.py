@@ -267,6 +267,11 @@ def _f(v, fmt: str = ".3f") -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _sink_label(s: dict) -> str:
+    view = "" if s.get("view") is None else f" (view {s['view']})"
+    return f"block {s['block']}{view} key {tuple(s['cell'] or ())}"
+
+
 def format_table(results: dict[str, dict]) -> str:
     """A plain-text table: a header line per model (accuracy, whether deletion measures it, sinks), then one
     row per method: pointing game pixel / token / token ceiling, deletion and insertion AUC, flow ρ, s/clip
@@ -288,7 +293,7 @@ def format_table(results: dict[str, dict]) -> str:
         valid = r.get("deletion_valid")
         check = "" if valid is None else ("deletion valid" if valid else "DELETION INVALID: oracle ≥ random")
         gap = f" (random − oracle {r['deletion_gap']:+.3f})" if "deletion_gap" in r else ""
-        sinks = ", ".join(f"block {s['block']} key {tuple(s['cell'] or ())}" for s in r.get("sinks", []))
+        sinks = ", ".join(_sink_label(s) for s in r.get("sinks", []))
         rows.append(
             [
                 f"{name}  top-1 {r['accuracy']:.3f}  shuffled {r['shuffled_accuracy']:.3f}  {check}{gap}"
@@ -324,9 +329,10 @@ def format_table(results: dict[str, dict]) -> str:
         else:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(
-        "* deletion does not separate the actor from random cells on this model: not a measure of the explanations"
-    )
+    if any(r.get("deletion_valid") is False for r in results.values()):
+        lines.append(
+            "* deletion does not separate the actor from random cells on this model: not a measure of the explanations"
+        )
     return "\n".join(lines)
 
 
