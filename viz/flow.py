@@ -19,7 +19,7 @@ import torch
 
 from mvt.outputs import AttentionMap, Footprint, ModelOutput, grid_size
 
-from .geometry import group_index, layout_of, seq_prefix
+from .geometry import group_index, layout_of
 
 
 def _flow_maps(output: ModelOutput, view: int) -> list[AttentionMap]:
@@ -51,7 +51,7 @@ def flow_tokens(amap: AttentionMap, batch: int = 0) -> tuple[np.ndarray, np.ndar
     r = rel[batch].double()  # (G', N_in)
     groups = int(r.shape[0])
     if groups == 1:
-        p = seq_prefix(amap) if amap.num_prefix and grid_size(amap.group_grid) > 1 else amap.num_prefix
+        p = amap.num_prefix  # one sequence per clip: the block's prefix tokens, then its whole input grid
         seq = r[0]
         return seq[:p].numpy(), seq[p:].numpy()
     if groups != grid_size(amap.group_grid):
