@@ -1,13 +1,16 @@
 """mvt-lens: upload a clip and compare where hierarchical video transformers look.
 
-Gradio UI only: layout plus one adapter per event, each calling the analysis service (``lens``), which
-runs the models, caches results and writes every file shown. Per-user state is a small handle on the
-cached results (``lens.AnalysisRef``) in ``gr.State``.
+Gradio UI only: layout plus one adapter per event, each calling the analysis service (``lens``), which runs
+the models, caches results, decides what each panel shows (``lens.present``) and writes every file shown.
+Per-user state is a small handle on the cached results (``lens.AnalysisRef``) in ``gr.State``; each browser
+session's files live in their own folder, deleted when the session ends and at exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import html
 import logging
 import os
 import traceback
@@ -18,26 +21,48 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
-import torch
+import torch  # noqa: E402
 
-import lens
-from mvt.device import gpu, select_device
+import lens  # noqa: E402
+from lens import defaults, examples, present, uploads  # noqa: E402
+from mvt.device import gpu, select_device  # noqa: E402
+from viz import COLORMAPS  # noqa: E402
 
 log = logging.getLogger("mvt-lens")
 
 ROOT = Path(__file__).resolve().parent
-EXAMPLES_DIR = ROOT / "assets" / "examples"
+UI = ROOT / "assets" / "ui"
 MAX_UPLOAD = "200mb"
-COLUMNS = 2
-"""Model panels per row (rows follow from ``lens.MAX_MODELS``)."""
+N = lens.MAX_MODELS
 DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 
 if DEVICE == "cpu":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-SERVICE = lens.Service(DEVICE, max_results=24, gpu=gpu(duration=120))  # spaces.GPU on ZeroGPU only
+SERVICE = lens.Service(
+    DEVICE, max_results=24, gpu=gpu(duration=120), compute_slots=1 if DEVICE == "cpu" else 2
+)
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
+atexit.register(SERVICE.close)
+
+JS = (UI / "timeline.js").read_text()
+LAUNCH = {
+    "css": (UI / "app.css").read_text(),
+    "js": (UI / "clip.js").read_text(),
+    "max_file_size": MAX_UPLOAD,
+    "allowed_paths": [str(OUT_DIR)],
+    "show_error": False,
+}
+"""What ``demo.launch`` needs besides host and port (styles, upload limit, the one folder files are served from)."""
+
+
+def _url(path: Path) -> str:
+    return f"gradio_api/file={path}"
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
 
 
 @contextlib.contextmanager
@@ -58,152 +83,373 @@ def _shown_as_errors(what: str):
         ) from None
 
 
-def _hidden() -> list:
-    return [gr.update(value=v, visible=False) for v in ("", None, None, None)]
+def _banner(message: str | None) -> dict:
+    if not message:
+        return gr.update(value="", visible=False)
+    return gr.update(
+        value=f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>",
+        visible=True,
+    )
 
 
-def _slots(panels: list[lens.Panel]) -> list:
-    """Title, top-5, overlay video and strip for each of the ``lens.MAX_MODELS`` panels."""
-    out: list = []
-    for i in range(lens.MAX_MODELS):
-        p = panels[i] if i < len(panels) else None
-        if p is None:
-            out += _hidden()
-        elif p.result is None:
-            out += [gr.update(value=f"### {p.name}\n**failed:** {p.error}", visible=True), *_hidden()[1:]]
-        else:
-            r = p.result
-            warn = "" if r.trained else "  \n**untrained weights: the attention shown is not learned**"
-            notes = ("  \n" + "; ".join(r.notes)) if r.notes else ""
-            notes += "".join(f"  \n_{n}_" for n in p.notes)  # about the overlay shown (sinks, baselines)
-            out += [
-                gr.update(value=f"### {r.name}\n{r.description}{warn}{notes}", visible=True),
-                gr.update(value=dict(r.top5), visible=True),
-                gr.update(value=str(p.overlay), visible=True),
-                gr.update(value=str(p.strip), visible=True),
-            ]
-    return out
+def _slot(s: present.Slot | None) -> list:
+    """The 7 updates of one panel: column, title, picture, stage, heads, class, download."""
+    if s is None:
+        hidden = gr.update(visible=False)
+        return [hidden, gr.update(value=""), gr.update(value=""), hidden, hidden, hidden, hidden]
+    return [
+        gr.update(visible=True),
+        gr.update(value=s.title),
+        gr.update(value=s.html),
+        gr.update(choices=s.stages, value=s.stage, visible=bool(s.stages)),
+        gr.update(choices=s.heads, value=s.head if s.heads else None, visible=bool(s.heads)),
+        gr.update(choices=s.classes, value=s.klass, visible=bool(s.classes)),
+        gr.update(value=str(s.download) if s.download else None, visible=s.download is not None),
+    ]
 
 
-def _shown(figures: list) -> list:
-    """One plot update per panel: the figures, then hidden plots."""
-    pad = [gr.update(value=None, visible=False)] * (lens.MAX_MODELS - len(figures))
-    return [gr.update(value=f, visible=True) for f in figures] + pad
+def _slots(slots: list[present.Slot | None]) -> list:
+    return [u for i in range(N) for u in _slot(slots[i] if i < len(slots) else None)]
 
 
-def compare(video, names, start_s, methods, method, stage, head, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
-    """Compare button: run every chosen model on the clip, render the chosen explanation."""
+def _truth(view) -> list:
+    if view is None:
+        return [gr.update(visible=False), gr.update(value="")]
+    return [gr.update(visible=True), gr.update(value=lens.timeline.frames_html(view, _url))]
+
+
+def _views(state: dict, show: str, opacity: float, cmap: str, stages, heads) -> list[lens.View]:
+    return present.views(
+        len(state["names"]),
+        show,
+        stages,
+        heads,
+        override=state.get("override"),
+        colormap=cmap,
+        opacity=opacity,
+    )
+
+
+def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, str, list]:
+    analysis = SERVICE.get(state["ref"])
+    panels = SERVICE.render(analysis, views, folder=folder)
+    slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
+    return panels, present.timeline(panels, analysis.clip), slots
+
+
+# -- adapters --------------------------------------------------------------------------------------------------
+
+
+def on_load():
+    """Page load: every model with its weights' status (asks the network once a minute), and the default set."""
+    chosen = defaults.set_models(defaults.default_set())
+    return [
+        gr.update(choices=defaults.model_choices(probe=True), value=chosen),
+        defaults.set_of(chosen),
+        "  \n".join(defaults.availability(chosen)),
+    ]
+
+
+def pick_set(name: str):
+    """Model set chosen (or set by an example): its models."""
+    if name == defaults.CUSTOM:
+        return gr.skip(), gr.skip()
+    chosen = defaults.set_models(name)
+    return gr.update(value=chosen), "  \n".join(defaults.availability(chosen))
+
+
+def pick_models(names: list[str]):
+    """Models picked by hand: which set that is, and a sentence for each that downloads or cannot run."""
+    return defaults.set_of(names), "  \n".join(defaults.availability(names))
+
+
+def upload(path: str | None, request: gr.Request = None):
+    """A clip was uploaded: a playable preview when browsers cannot play it (GIF, HEVC, 10-bit…)."""
+    if not path:
+        return gr.skip(), None, _banner(None)
+    try:
+        up = uploads.prepare(path, SERVICE.session_dir(_session(request)))
+    except lens.USER_ERRORS as e:  # say why, and empty the clip box for the next try
+        return gr.update(value=None), None, _banner(str(e))
+    if up.note:
+        gr.Info(up.note)
+    shown = gr.update(value=up.preview) if up.preview else gr.skip()
+    return shown, {"sha": lens.clips.file_sha256(up.shown), "original": up.original}, _banner(None)
+
+
+def compare(
+    video,
+    names,
+    start_s,
+    methods,
+    show,
+    opacity,
+    cmap,
+    upload_state=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),  # noqa: B008 (Gradio injects progress this way)
+):
+    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done."""
+    folder = SERVICE.session_dir(_session(request))
+    names = list(names or [])
+    try:
+        with _shown_as_errors("Analysis"):
+            job = SERVICE.analyse_iter(
+                uploads.original(video, upload_state),
+                names,
+                [*(methods or []), show],
+                start_s=start_s,
+                progress=lambda frac, what: progress(frac, desc=what),
+            )
+    except gr.Error as e:  # a clip that cannot be read: clear the results, say why until the next Compare
+        yield [None, _banner(e.message), gr.skip(), "", *_truth(None), *_slots([]), None, None]
+        raise
+    view = lens.View(show, colormap=cmap, opacity=float(opacity))
+    state = {"names": names, "override": {}, "show": show}
+    panels: list = [None] * len(names)
+    slots: list = [present.pending(n, i) for i, n in enumerate(names)]
+    yield [
+        {**state, "ref": job.ref()},
+        _banner(None),
+        gr.skip(),
+        "",
+        *_truth(None),
+        *_slots(slots),
+        None,
+        None,
+    ]
+    line = ""
     with _shown_as_errors("Analysis"):
-        view = lens.View.from_controls(method, stage, head)
-        analysis = SERVICE.analyse(
-            video,
-            names,
-            [*(methods or []), view.method],
-            start_s=start_s,
-            progress=lambda frac, what: progress(frac, desc=what),
-        )
-        if not analysis.results:
-            raise lens.LensError(" ".join(e.message for e in analysis.errors))
-        slots = _slots(SERVICE.render(analysis, view))
-    untrained = [r.name for r in analysis.results if not r.trained]
-    if untrained:
-        gr.Warning(
-            f"Untrained weights: {', '.join(untrained)}. Their predictions and attention are not learned "
-            "(no trained weights for them are available offline)."
-        )
-    for e in analysis.errors:
-        gr.Warning(f"{e.name} could not run: {e.message}")
+        for i, entry in job:
+            panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder)[0]
+            slots[i] = present.slot(panels[i], i, _url, SERVICE.labels(entry.name))
+            line = present.timeline(panels, job.clip)
+            yield [
+                {**state, "ref": job.ref()},
+                gr.skip(),
+                gr.skip(),
+                line,
+                *_truth(None),
+                *_slots(slots),
+                None,
+                None,
+            ]
+        analysis = job.analysis
+        truth = present.truth_view(analysis.clip.sha256, panels, folder)
+    failed = " ".join(e.message for e in analysis.errors)
     timings = [[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()]
-    return [analysis.ref, *slots, timings]
+    shown = gr.update(choices=lens.method_choices_of(analysis.methods), value=show)
+    yield [
+        {**state, "ref": analysis.ref},
+        _banner(failed if not analysis.results else None),
+        shown,
+        line,
+        *_truth(truth),
+        *_slots(slots),  # again, so that an API client's result (the last one) holds every panel
+        present.summary(analysis, panels),
+        timings,
+    ]
+    if not analysis.results:
+        raise gr.Error(failed, print_exception=False)
 
 
-def figures(state):
-    """After Compare: the token-grid and attention-statistics figures (built once the overlays are shown)."""
-    if not state:
-        return _shown([]) + [None]
-    with _shown_as_errors("Figures"):
-        results = SERVICE.get(state).results
-        return _shown(lens.token_grid_figures(results)) + [lens.stats_figure(results)]
-
-
-def rerender(state, method, stage, head):
-    """Stage / method / head changed: re-render from cached results without running the models."""
-    if not state:
-        return [gr.update() for _ in range(4 * lens.MAX_MODELS)]
+def rerender(state, show, opacity, cmap, *controls, request: gr.Request = None):
+    """Any view control (Show, opacity, colours, a panel's stage or heads): re-render from the cache."""
+    if not state or "ref" not in state:
+        return [gr.skip()] * (2 + 7 * N)
     with _shown_as_errors("Rendering"):
-        return _slots(SERVICE.render(SERVICE.get(state), lens.View.from_controls(method, stage, head)))
+        if show != state.get("show"):
+            state = {**state, "show": show, "override": {}}
+        views = _views(state, show, opacity, cmap, controls[:N], controls[N:])
+        _, line, slots = _show_all(state, views, SERVICE.session_dir(_session(request)))
+    return [state, line, *_slots(slots)]
 
 
-def export(state, method):
+def explain(index: int):
+    """A class picked (or typed) in panel ``index``: re-run that model to explain it."""
+
+    def run(state, klass, show, opacity, cmap, *controls, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
+        if not state or "ref" not in state or index >= len(state["names"]):
+            return [gr.skip()] * (2 + 7 * N)
+        with _shown_as_errors("Explaining"):
+            analysis = SERVICE.get(state["ref"])
+            name = state["names"][index]
+            target = present.class_index(klass, SERVICE.labels(name))
+            if target is None:
+                raise lens.LensError(
+                    f"{name} has no class called {klass!r}: pick one of its top-5 or type its exact name."
+                )
+            method = present.class_method(show)
+            one = SERVICE.analyse(
+                analysis.clip.path,
+                [name],
+                [*analysis.methods, method],
+                start_s=analysis.start_s,
+                target=target,
+                progress=lambda frac, what: progress(frac, desc=what),
+            )
+            state = {**state, "ref": analysis.with_entry(index, one.entries[0], one.keys[0]).ref}
+            state["override"] = {**state.get("override", {}), index: method}
+            views = _views(state, show, opacity, cmap, controls[:N], controls[N:])
+            _, line, slots = _show_all(state, views, SERVICE.session_dir(_session(request)))
+        return [state, line, *_slots(slots)]
+
+    return run
+
+
+def figures(state, show, opacity, cmap):
+    """After Compare: the all-stages strips, token-grid and attention-statistics figures."""
+    if not state or "ref" not in state:
+        return [gr.update(visible=False)] * (2 * N) + [None]
+    with _shown_as_errors("Figures"):
+        analysis = SERVICE.get(state["ref"])
+        view = lens.View(show, colormap=cmap, opacity=float(opacity))
+        panels = SERVICE.render(analysis, view)
+        strips = [p.strip for p in panels if p.result is not None and p.strip is not None]
+        grids = lens.token_grid_figures(analysis.results)
+        return (
+            [gr.update(value=str(s), visible=True) for s in strips]
+            + [gr.update(visible=False)] * (N - len(strips))
+            + [gr.update(value=f, visible=True) for f in grids]
+            + [gr.update(visible=False)] * (N - len(grids))
+            + [lens.stats_figure(analysis.results)]
+        )
+
+
+def export(state, show, opacity, cmap, request: gr.Request = None):
     """Export tab: a zip with overlay mp4s, volumes (.npz), report.json and report.html."""
     with _shown_as_errors("Export"):
-        return str(SERVICE.export(SERVICE.get(state)))
+        view = lens.View(show, colormap=cmap, opacity=float(opacity))
+        ref = state.get("ref") if state else None
+        return str(SERVICE.export(SERVICE.get(ref), view=view, folder=SERVICE.session_dir(_session(request))))
 
 
 def faithfulness(state, steps, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
     """Faithfulness tab: deletion / insertion curves of every computed method (plus random and centre)."""
     with _shown_as_errors("Faithfulness"):
         scores = SERVICE.faithfulness(
-            SERVICE.get(state), steps=int(steps), progress=lambda frac, what: progress(frac, desc=what)
+            SERVICE.get(state.get("ref") if state else None),
+            steps=int(steps),
+            progress=lambda frac, what: progress(frac, desc=what),
         )
     figs = [lens.faithfulness.figure(name, s) for name, s in scores.items()]
-    return [*_shown(figs), lens.faithfulness.table(scores)]
+    pad = [gr.update(visible=False)] * (N - len(figs))
+    return [*[gr.update(value=f, visible=True) for f in figs], *pad, lens.faithfulness.table(scores)]
 
+
+def end_session(request: gr.Request = None):
+    """The browser session ended: delete its files."""
+    SERVICE.end_session(_session(request))
+
+
+# -- layout ----------------------------------------------------------------------------------------------------
 
 INTRO = """# mvt-lens
-Upload a clip (or record one) and compare where hierarchical video transformers look: top-5
-predictions, each stage's pooled attention over the frames, attention rollout through the pooling, and
-captum attributions. Weights say what they are: *Kinetics-400* (public checkpoints), *SynthMotion demo*
-(small models trained here on procedural clips), *not fine-tuned*, or *untrained*.
-Models marked *per frame* are image models run on each frame with logits averaged over time.
-"""
+Where do video transformers look? Compare MViT, MMViT, ViViT and HVT on one clip, frame by frame."""
 
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="mvt-lens", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO)
-        state = gr.State(None, time_to_live=3600)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                video = gr.Video(sources=["upload", "webcam"], label="Clip", height=260)
-                start = gr.Number(
-                    label="Start time in seconds (for long clips; empty = whole clip)", value=None
+        state = gr.State(None, time_to_live=3 * 3600)
+        upload_state = gr.State(None, time_to_live=3 * 3600)
+        gr.Markdown(INTRO, elem_id="intro")
+        with gr.Row(equal_height=False, elem_id="inputs"):
+            with gr.Column(scale=4, min_width=280):
+                video = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="clip")
+                other = gr.UploadButton(
+                    "Upload a GIF or another video file",
+                    file_types=[".gif", "video"],
+                    size="sm",
+                    elem_id="upload-other",
+                )
+            with gr.Column(scale=5, min_width=300):
+                model_set = gr.Radio(
+                    list(defaults.SET_NAMES),
+                    value=defaults.SYNTHMOTION,
+                    label="Model set",
+                    elem_id="model-set",
                 )
                 models = gr.Dropdown(
-                    choices=lens.model_choices(),
-                    value=lens.default_models(),
+                    choices=defaults.model_choices(),
+                    value=defaults.set_models(defaults.SYNTHMOTION),
                     multiselect=True,
-                    max_choices=lens.MAX_MODELS,
-                    label=f"Models (up to {lens.MAX_MODELS})",
+                    max_choices=N,
+                    allow_custom_value=True,  # any registered name (checked by the service), e.g. from the API
+                    label=f"Models (up to {N})",
+                    info="Each says what its weights are: shipped, cached, or what it downloads.",
+                    elem_id="models",
                 )
-                methods = gr.CheckboxGroup(
-                    choices=lens.method_choices(("rollout", "gradient", "captum")),
-                    value=["rollout"],
-                    label="Also compute (captum methods take longer)",
-                )
-                with gr.Row():
-                    method = gr.Dropdown(lens.method_choices(), value="attention", label="Show")
-                    stage = gr.Slider(1, 4, value=4, step=1, label="Stage")
-                    head = gr.Dropdown(lens.head_labels(), value="mean", label="Heads")
-                run = gr.Button("Compare", variant="primary")
-                if EXAMPLES_DIR.is_dir():
-                    clips = sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4"))
-                    if clips:
-                        gr.Examples(clips, inputs=[video], label="Examples", cache_examples=False)
-            with gr.Column(scale=3):
+                notes = gr.Markdown(elem_id="model-notes")
+                run = gr.Button("Compare", variant="primary", elem_id="compare")
+                with gr.Accordion("Options", open=False):
+                    start = gr.Textbox(
+                        label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start"
+                    )
+                    methods = gr.CheckboxGroup(
+                        choices=lens.method_choices(("rollout", "gradient", "captum")),
+                        value=["rollout"],
+                        label="Also compute (captum methods take longer)",
+                    )
+            with gr.Column(scale=4, min_width=280, elem_id="examples"):
+                shipped = examples.available()
+                if shipped:
+                    gr.Examples(
+                        [[str(e.path), e.model_set] for e in shipped],
+                        inputs=[video, model_set],
+                        example_labels=[e.label for e in shipped],
+                        label="Examples (each picks the model set it suits)",
+                        cache_examples=False,
+                    )
+                    with gr.Accordion("What the examples show", open=False):
+                        gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
+        banner = gr.HTML(visible=False, elem_id="banner")
+        with gr.Row(elem_id="view-controls"):
+            show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
+            opacity = gr.Slider(0.1, 1.0, value=lens.View().opacity, step=0.05, label="Heat opacity", scale=3)
+            cmap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
+        with gr.Column(elem_id="results"):  # the timeline sticks while this column is on screen
+            timeline = gr.HTML(js_on_load=JS, elem_id="timeline")  # sticks to the top while the panels scroll
+            with gr.Row(elem_id="panels", equal_height=False):
+                with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as truth_col:
+                    gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
+                    truth = gr.HTML(js_on_load=JS)
                 slot_outputs: list = []
-                for row in range(0, lens.MAX_MODELS, COLUMNS):
-                    with gr.Row():
-                        for _ in range(row, min(row + COLUMNS, lens.MAX_MODELS)):
-                            with gr.Column(visible=True):
-                                title = gr.Markdown(visible=False)
-                                label = gr.Label(num_top_classes=5, visible=False, label="Top-5")
-                                over = gr.Video(label="Overlay", visible=False, autoplay=True, loop=True)
-                                strip_img = gr.Image(label="All stages", visible=False, type="filepath")
-                                slot_outputs += [title, label, over, strip_img]
+                stage_ctl, head_ctl, class_ctl = [], [], []
+                for i in range(N):
+                    with gr.Column(
+                        visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}"
+                    ) as col:
+                        title = gr.Markdown()
+                        view = gr.HTML(js_on_load=JS)
+                        stage = gr.Dropdown(
+                            label="Stage (keys T×H×W)",
+                            visible=False,
+                            elem_classes="mvt-ctl",
+                            elem_id=f"stage-{i}",
+                        )
+                        head = gr.Dropdown(
+                            label="Heads", visible=False, elem_classes="mvt-ctl", elem_id=f"heads-{i}"
+                        )
+                        klass = gr.Dropdown(
+                            label="Explain class",
+                            allow_custom_value=True,
+                            visible=False,
+                            elem_classes="mvt-ctl",
+                            elem_id=f"class-{i}",
+                        )
+                        download = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
+                    slot_outputs += [col, title, view, stage, head, klass, download]
+                    stage_ctl.append(stage)
+                    head_ctl.append(head)
+                    class_ctl.append(klass)
         with gr.Tabs():
+            with gr.Tab("All stages"):
+                strips = [
+                    gr.Image(visible=False, type="filepath", show_label=False, elem_id=f"strip-{i}")
+                    for i in range(N)
+                ]
             with gr.Tab("Token grids"):
-                grid_plots = [gr.Plot(visible=False) for _ in range(lens.MAX_MODELS)]
+                grid_plots = [gr.Plot(visible=False) for _ in range(N)]
             with gr.Tab("Attention statistics"):
                 stats_plot = gr.Plot()
             with gr.Tab("Faithfulness"):
@@ -215,7 +461,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     faith_steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
                     faith_btn = gr.Button("Score the computed methods")
-                faith_plots = [gr.Plot(visible=False) for _ in range(lens.MAX_MODELS)]
+                faith_plots = [gr.Plot(visible=False) for _ in range(N)]
                 faith_table = gr.Dataframe(
                     headers=[
                         "model",
@@ -230,29 +476,67 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Export"):
                 export_btn = gr.Button("Build zip (overlays, volumes, report.json, report.html)")
                 export_file = gr.File(label="Download")
+            with gr.Tab("Data"):
+                summary = gr.JSON(label="What the panels show (also returned by the API)")
 
+        demo.load(
+            on_load, outputs=[models, model_set, notes], concurrency_limit=None, api_visibility="private"
+        )
+        model_set.change(pick_set, inputs=[model_set], outputs=[models, notes], api_visibility="private")
+        models.input(pick_models, inputs=[models], outputs=[model_set, notes], api_visibility="private")
+        for source in (video, other):
+            source.upload(
+                upload, inputs=[source], outputs=[video, upload_state, banner], api_visibility="private"
+            )
+        view_inputs = [show, opacity, cmap, *stage_ctl, *head_ctl]
         run.click(
             compare,
-            inputs=[video, models, start, methods, method, stage, head],
-            outputs=[state, *slot_outputs, timings],
+            inputs=[video, models, start, methods, show, opacity, cmap, upload_state],
+            outputs=[state, banner, show, timeline, truth_col, truth, *slot_outputs, summary, timings],
             api_name="compare",
-        ).then(figures, inputs=[state], outputs=[*grid_plots, stats_plot], api_name="figures")
-        for ctl in (method, stage, head):
-            ctl.change(
-                rerender, inputs=[state, method, stage, head], outputs=slot_outputs, api_visibility="private"
+            concurrency_limit=4,
+        ).then(
+            figures,
+            inputs=[state, show, opacity, cmap],
+            outputs=[*strips, *grid_plots, stats_plot],
+            api_name="figures",
+        )
+        for ctl in (show, cmap, *stage_ctl, *head_ctl):
+            ctl.input(
+                rerender,
+                inputs=[state, *view_inputs],
+                outputs=[state, timeline, *slot_outputs],
+                api_visibility="private",
             )
-        export_btn.click(export, inputs=[state, method], outputs=export_file, api_name="export")
+        opacity.release(
+            rerender,
+            inputs=[state, *view_inputs],
+            outputs=[state, timeline, *slot_outputs],
+            api_visibility="private",
+        )
+        for i, klass in enumerate(class_ctl):
+            klass.input(
+                explain(i),
+                inputs=[state, klass, *view_inputs],
+                outputs=[state, timeline, *slot_outputs],
+                api_name=f"explain_{i + 1}",
+                concurrency_limit=4,
+            )
+        export_btn.click(export, inputs=[state, show, opacity, cmap], outputs=export_file, api_name="export")
         faith_btn.click(
             faithfulness,
             inputs=[state, faith_steps],
             outputs=[*faith_plots, faith_table],
             api_name="faithfulness",
         )
+        demo.unload(end_session)
     return demo
 
 
 demo = build_demo()
-demo.queue(default_concurrency_limit=1 if DEVICE == "cpu" else 2, max_size=32)
+demo.queue(default_concurrency_limit=8, max_size=32)
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(OUT_DIR)], show_error=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    lens.startup.start(SERVICE)  # prefetch the default weights and warm the models up, in the background
+    demo.launch(**LAUNCH)

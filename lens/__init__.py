@@ -3,26 +3,31 @@
 It sits above ``mvt`` (models, video) and ``viz`` (pure pictures) and holds everything that runs models or
 writes files: the model and result caches, the explanation-method registry, captum attributions,
 faithfulness scores, export (overlays, volumes, report.json, report.html), the default-model policy,
-``evaluate`` and the command line.
+whole datasets (:mod:`lens.dataset`, local or on Ray; imported on demand), ``evaluate`` and the command line.
 
 Public API::
 
     service = lens.Service(device="cpu")                   # caches + an output folder of its own
     analysis = service.analyse("clip.mp4", ["mvit_t.synth", "hvt_t.synth"], ["rollout", "saliency"])
     analysis.entries                                       # a ModelResult or a ModelError per model
-    panels = service.render(analysis, lens.View("rollout")) # overlay mp4 + all-stages strip per model
+    for index, entry in service.analyse_iter(clip, models):  # the same, streamed as each model finishes
+        ...
+    panels = service.render(analysis, lens.View("rollout")) # overlay mp4, frames image, strip, weights per model
     service.export(analysis)                               # zip: overlays, volumes, report.json/html
     service.faithfulness(analysis, steps=8)                # deletion / insertion vs random and centre
     lens.METHODS; lens.method_choices(); lens.default_models(); lens.model_choices(); lens.MAX_MODELS
+    lens.defaults (model sets), lens.present (what each app panel shows), lens.timeline, lens.examples,
+    lens.uploads (browser-playable previews), lens.startup (prefetch and warm-up at start)
 """
 
 import mvt
 
-from . import faithfulness
+from . import clips, defaults, examples, faithfulness, jobs, present, startup, timeline, uploads
 from .defaults import default_models, model_choices, model_label
 from .export import report_json, write_export
 from .methods import DEFAULT_METHODS, METHODS, Method, attribute
 from .methods import choices as method_choices
+from .methods import choices_of as method_choices_of
 from .records import (
     Analysis,
     AnalysisRef,
@@ -62,10 +67,19 @@ __all__ = [
     "Volume",
     "VolumeKey",
     "attribute",
+    "clips",
+    "defaults",
+    "examples",
+    "jobs",
+    "present",
+    "startup",
+    "timeline",
+    "uploads",
     "default_models",
     "faithfulness",
     "head_labels",
     "method_choices",
+    "method_choices_of",
     "model_choices",
     "model_label",
     "overlay_fps",

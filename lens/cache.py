@@ -62,6 +62,19 @@ class ModelCache:
         with self._lock:
             return self._locks.setdefault(name, threading.Lock())
 
+    def peek(self, name: str) -> nn.Module | None:
+        """The model ``name`` if it is built already (never builds or waits)."""
+        with self._lock:
+            future = self._futures.get(name)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
+    def forget(self, name: str) -> None:
+        """Drop the built model ``name`` (the next :meth:`get` builds it again)."""
+        with self._lock:
+            self._futures.pop(name, None)
+
     def loaded(self) -> list[str]:
         """Names of the models built so far."""
         with self._lock:
@@ -97,6 +110,12 @@ class ResultCache(Generic[K, V]):
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+    def drop(self, which: Callable[[K], bool]) -> None:
+        """Remove every item whose key ``which`` accepts."""
+        with self._lock:
+            for key in [k for k in self._items if which(k)]:
+                del self._items[key]
 
     def __len__(self) -> int:
         with self._lock:

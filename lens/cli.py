@@ -1,9 +1,10 @@
-"""Command line: ``python -m mvt list | download NAME... | probe CLIP | predict CLIP | explain CLIP | evaluate``.
+"""Command line: ``python -m mvt list | download | probe | predict | explain | analyse-dataset | evaluate``.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
 timings.json and a self-contained report.html into ``--out`` (:func:`lens.export.write_export`).
-``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`).
+``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,79 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return _failed(analysis)
 
 
+def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
+    from mvt.device import select_device
+    from mvt.prefetch import expand
+
+    from .dataset import analyse_dataset
+
+    result = analyse_dataset(
+        args.src,
+        expand(args.models),
+        args.methods,
+        args.out,
+        engine=args.engine,
+        resume=args.resume,
+        steps=args.steps,
+        top_k=args.top_k,
+        target=args.target,
+        shuffled=args.shuffled,
+        volumes=args.volumes,
+        sinks=args.sinks,
+        faithfulness_n=args.faithfulness_n,
+        actors=args.actors,
+        threads=args.threads,
+        address=args.address,
+        device=args.device or select_device(),
+        flush_every=args.flush_every,
+    )
+    for name, s in result.summary["models"].items():
+        acc = s["accuracy"]["mean"]
+        top1 = f"top-1 {acc:.3f} on {s['accuracy']['n']} labelled clips" if acc is not None else "no labels"
+        print(f"{name}: {s['clips']} clips, {s['errors']} errors, {top1}")
+    rate = f", {result.clips_per_second:.3f} clips/s" if result.computed else ""
+    print(
+        f"{result.computed} clips analysed, {result.skipped} already done{rate}; "
+        f"wrote {result.files['results']} and {result.files.get('summary.html', result.files['summary.json'])}"
+    )
+    if result.missing:
+        print(f"error: {len(result.missing)} clips got no rows; run again with --resume", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dataset_parser(sub) -> None:
+    p = sub.add_parser(
+        "analyse-dataset",
+        help="every clip of a folder, glob, list or synth:N:SEED × models → results.parquet + summary",
+        description="Analyse a whole dataset: one row per (clip, model) in OUT/results.parquet (predictions, "
+        "attention statistics per stage, each method's pointing game and deletion/insertion AUC, timings), "
+        "OUT/summary.json and OUT/summary.html. SRC: a folder, a quoted glob, a .txt/.csv list "
+        "(path[,label[,start_s]]) or synth:N:SEED.",
+    )
+    p.add_argument("src")
+    p.add_argument("--models", nargs="+", required=True, help="model names or globs (e.g. '*.synth')")
+    p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS), help="explanation methods")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--resume", action="store_true", help="continue a run in OUT: skip clips already done")
+    p.add_argument("--steps", type=int, default=8, help="points per deletion/insertion curve")
+    p.add_argument(
+        "--faithfulness-n", type=int, default=None, help="deletion/insertion on the first N clips only"
+    )
+    p.add_argument("--target", choices=("label", "pred"), default="label", help="class to explain and score")
+    p.add_argument("--shuffled", action="store_true", help="also predict with the frames shuffled")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--volumes", action="store_true", help="write every explanation volume to OUT/volumes/")
+    p.add_argument("--sinks", action="store_true", help="probe each trained model for sink keys (mvt.sinks)")
+    p.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per GPU or CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    p.add_argument("--address", default=None, help="ray: cluster address (default: RAY_ADDRESS, else local)")
+    p.add_argument("--device", default=None, help="local engine: cpu or cuda (default: cuda when present)")
+    p.add_argument("--flush-every", type=int, default=32, help="write a part file every N clips")
+    p.set_defaults(fn=_cmd_analyse_dataset)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -103,6 +177,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--faithfulness", action="store_true", help="score deletion/insertion for every method")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
     p.set_defaults(fn=_cmd_explain)
+    _dataset_parser(sub)
     sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")
     return parser
 

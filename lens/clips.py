@@ -45,6 +45,7 @@ def clip_info(path: str | os.PathLike) -> ClipInfo:
         fps=float(info.fps or 0.0),
         width=int(info.width),
         height=int(info.height),
+        path=os.fspath(path),
     )
 
 

@@ -22,12 +22,16 @@ stage), ``saliency`` and ``gradcam`` (captum), and the ``center`` and ``random``
 * **flow correlation**: the Spearman rank correlation, per clip, of rollout and gradient rollout with token
   flow on the input tokens, and of last-stage attention with token flow on the tokens the last stage reads
   (``flow_correlation``; signed relevance, and ``flow_correlation_abs`` with its magnitude), averaged.
-* **seconds** per clip of each method (and ``seconds_per_clip`` for all of them).
+* **seconds** per clip of each method (and ``seconds_per_clip``: forward + explanations).
 
-Sinks: each model is probed once (:func:`mvt.sinks.find_sinks` on 16 clips of another stream); ``sinks``
+Sinks: each trained model is probed once (:func:`mvt.sinks.find_sinks` on 16 clips of another stream); ``sinks``
 lists what was found, and ``sink_excluded`` gives the pointing games of ``last_stage`` and ``rollout`` with the
 sink keys left out. ``--write PATH`` also saves the JSON (the app reads ``assets/evaluation.synth.json`` for
 its sink captions and its "loses to the centre baseline" notes).
+
+It is a thin report over :mod:`lens.dataset` (the per-clip function of ``python -m mvt analyse-dataset``,
+:func:`lens.dataset.rows.model_row`, run on ``synth:N:SEED`` with the actor masks): one path computes these
+numbers for both. ``--engine ray --actors 2`` runs the same rows on local Ray.
 """
 
 from __future__ import annotations
@@ -35,188 +39,40 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-import viz
-from mvt import synth
-from mvt.sinks import Sink, find_sinks, mark_sinks
-from mvt.train import evaluate as accuracy_on
-from mvt.train import to_input
-from mvt.zoo import create_model, get_spec, list_models
-from viz.faithfulness import DEFAULT_SUBSTRATE, aggregate
-from viz.pointing import ceilings, token_chance, token_pointing_game
+from mvt.zoo import get_spec, list_models
+from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from . import methods as M
-from .faithfulness import score_model
-from .records import Volume, VolumeKey
+from .dataset import analyse_dataset, synth_refs
+from .dataset.rows import SINK_STREAM
+from .dataset.summary import deletion_check, mean, method_scores
 
 EVALUATED = ("rollout", "grad_rollout", "token_flow", "attention", "saliency", "gradcam", "center", "random")
 """The registry's methods this evaluation scores (``attention``: only its last stage)."""
 OPTIONS = {"rollout": {"view": 0}, "grad_rollout": {"view": 0}, "token_flow": {"stages": True}}
 """Rollouts onto the first view (MMViT: the full-resolution tower); token flow also per stage."""
-METHODS = ("rollout", "grad_rollout", "token_flow", "last_stage", "saliency", "gradcam", "center", "random")
-"""The rows of the table, in order (``last_stage``: the ``attention`` method's last stage)."""
+
+
+def row_name(method: str) -> str:
+    """The table's name of a method's score: ``last_stage`` for a per-stage method (the dataset rows score
+    per-stage methods at their last stage), else the method's name."""
+    return "last_stage" if M.get(method).per_stage else method
+
+
+METHODS = tuple(row_name(n) for n in EVALUATED)
+"""The rows of the table, in order: :data:`EVALUATED` named as :func:`row_name` names them."""
 FLOW_COMPARED = ("rollout", "grad_rollout", "last_stage")
-SINK_PROBES, SINK_STREAM = 16, 1_000_003
-"""Clips (and the SynthMotion stream offset from ``--seed``) the sink detector probes each model with."""
-
-
-def row_name(key: VolumeKey, last_stage: int) -> str | None:
-    """The table's name of a volume (``None``: not a row)."""
-    if key.method == "attention":
-        return "last_stage" if key.stage == last_stage else None
-    return key.method if key.stage is None else None
+"""The methods whose correlation with token flow is reported."""
 
 
 def synth_models() -> list[str]:
-    """Registered ``*.synth`` models (their weights ship in ``assets/weights``)."""
+    """Every registered SynthMotion model with weights on disk."""
     return list_models("*.synth", available_only=True)
-
-
-def probe_sinks(model: torch.nn.Module, seed: int) -> list[Sink]:
-    """The model's sink keys, probed with :data:`SINK_PROBES` clips of stream ``seed + SINK_STREAM``."""
-    spec = model.spec
-    clips = synth.generate(SINK_PROBES, seed + SINK_STREAM, frames=spec.num_frames, size=spec.crop_size).clips
-    return find_sinks(model, to_input(clips, spec))
-
-
-def _explain(model, x, label: int, seed: int, sinks: list[Sink]):
-    """(prediction, output, {row: Volume}, {row: seconds}, token flow per stage) of one clip."""
-    with torch.inference_mode():
-        out = mark_sinks(model.forward_with_attention(x), sinks)
-    volumes, timings = M.compute(model, x, out, EVALUATED, target=label, options=OPTIONS, seed=seed)
-    last = max(viz.stages(out))
-    rows = {row_name(k, last): v for k, v in volumes.items()}
-    rows.pop(None, None)
-    flows = {k.stage: v for k, v in volumes.items() if k.method == "token_flow" and k.stage is not None}
-    seconds = {n: timings[M.get("attention" if n == "last_stage" else n).label] for n in METHODS}
-    return int(out.logits.argmax(-1)[0]), out, {m: rows[m] for m in METHODS}, seconds, flows
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    if np.size(a) != np.size(b):
-        return float("nan"), float("nan")
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    return viz.spearman(a, b), viz.spearman(a, np.abs(b))
-
-
-def score_clips(
-    model: torch.nn.Module,
-    batch: synth.SynthBatch,
-    *,
-    seed: int = 0,
-    faithfulness_n: int = 0,
-    steps: int = 8,
-    sinks: list[Sink] | None = None,
-    substrate: str = DEFAULT_SUBSTRATE,
-) -> dict:
-    """Explain every clip of ``batch`` once and score the explanations (see the module docstring).
-
-    Returns ``{"hits": {measure: {method: [per clip]}}, "preds", "faithfulness", "seconds": {method: total}}``
-    where the measures are ``pixel``, ``token``, ``ceiling_token``, ``ceiling_pixel``, ``chance``, the flow
-    correlations ``flow`` / ``flow_abs`` (methods of :data:`FLOW_COMPARED`) and ``sink_pixel`` /
-    ``sink_token`` (``last_stage`` and ``rollout`` with sink keys left out)."""
-    sinks = sinks or []
-    measures = ("pixel", "token", "ceiling_token", "ceiling_pixel", "chance", "flow", "flow_abs")
-    hits: dict[str, dict[str, list[float]]] = {k: {} for k in (*measures, "sink_pixel", "sink_token")}
-    preds, per_clip, seconds = [], [], dict.fromkeys(METHODS, 0.0)
-    for i, (clip, mask, label) in enumerate(zip(batch.clips, batch.masks, batch.labels)):
-        x = to_input(clip[None], model.spec)
-        pred, out, rows, secs, flows = _explain(model, x, int(label), seed * 100_003 + i, sinks)
-        preds.append(pred)
-        for n, s in secs.items():
-            seconds[n] += s
-        cache: dict = {}
-        painted = {}
-        for name, vol in rows.items():
-            frames = viz.to_frames(vol.values, mask.shape, vol.footprint, dtype=np.float64)
-            painted[name] = frames.astype(np.float32)
-            key = (vol.footprint, tuple(vol.values.shape))
-            if key not in cache:
-                c = ceilings(mask, vol.footprint, vol.values.shape)
-                cache[key] = (c["token"], c["pixel"], token_chance(mask, vol.footprint, vol.values.shape))
-            row = {
-                "pixel": viz.pointing_game(frames, mask),
-                "token": token_pointing_game(vol.values, vol.footprint, mask),
-                "ceiling_token": cache[key][0],
-                "ceiling_pixel": cache[key][1],
-                "chance": cache[key][2],
-            }
-            for measure, v in row.items():
-                hits[measure].setdefault(name, []).append(v)
-        flow_in = rows["token_flow"].values
-        for name in FLOW_COMPARED:
-            target = flows[max(flows)].values if name == "last_stage" else flow_in
-            r, r_abs = _corr(rows[name].values, target)
-            hits["flow"].setdefault(name, []).append(r)
-            hits["flow_abs"].setdefault(name, []).append(r_abs)
-        if any(m.sinks for m in out.attentions):
-            last = max(viz.stages(out))
-            for name, vol in (
-                ("last_stage", Volume(*viz.stage_volume(out, last, exclude_sinks=True))),
-                ("rollout", Volume(*viz.rollout_volume(out, view=0, exclude_sinks=True))),
-            ):
-                frames = viz.to_frames(vol.values, mask.shape, vol.footprint, dtype=np.float64)
-                hits["sink_pixel"].setdefault(name, []).append(viz.pointing_game(frames, mask))
-                hits["sink_token"].setdefault(name, []).append(
-                    token_pointing_game(vol.values, vol.footprint, mask)
-                )
-        if i < faithfulness_n:
-            painted["oracle"] = mask.astype(np.float32)
-            with torch.inference_mode():
-                per_clip.append(
-                    score_model(model, x, painted, target=int(label), steps=steps, substrate=substrate)
-                )
-    faith = {}
-    if per_clip:
-        agg = aggregate(per_clip)
-        faith = {"deletion_auc": agg["deletion_auc"], "insertion_auc": agg["insertion_auc"]}
-    return {
-        "hits": hits,
-        "preds": np.asarray(preds, dtype=np.int64),
-        "faithfulness": faith,
-        "seconds": seconds,
-    }
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def summarise(scores: dict, n: int) -> dict:
-    """The JSON numbers of one model from :func:`score_clips`'s per-clip results."""
-    h = {k: {m: _nanmean(v) for m, v in per.items()} for k, per in scores["hits"].items()}
-    r: dict = {
-        "pointing_game": h["pixel"],
-        "token_pointing_game": h["token"],
-        "ceiling": {m: {"token": h["ceiling_token"][m], "pixel": h["ceiling_pixel"][m]} for m in METHODS},
-        "chance": h["chance"],
-        "flow_correlation": h["flow"],
-        "flow_correlation_abs": h["flow_abs"],
-        "seconds": {m: s / max(1, n) for m, s in scores["seconds"].items()},
-        "seconds_per_clip": sum(scores["seconds"].values()) / max(1, n),
-    }
-    if h["sink_pixel"]:
-        r["sink_excluded"] = {
-            m: {"pixel": h["sink_pixel"][m], "token": h["sink_token"][m]} for m in h["sink_pixel"]
-        }
-    faith = scores["faithfulness"]
-    r.update(faith)
-    if faith:
-        d, i = faith["deletion_auc"], faith["insertion_auc"]
-        r["deletion_gap"] = d["random"] - d["oracle"]
-        r["deletion_valid"] = bool(d["oracle"] < d["random"])
-        r["insertion_valid"] = bool(i["oracle"] > i["random"])
-    centre = h["token"]["center"]
-    r["loses_to_center"] = {m: h["token"][m] < centre for m in METHODS if m not in ("center", "random")}
-    return r
 
 
 def evaluate_models(
@@ -228,39 +84,106 @@ def evaluate_models(
     steps: int = 8,
     substrate: str = DEFAULT_SUBSTRATE,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
+    engine: str = "local",
+    actors: int | None = None,
 ) -> dict[str, dict]:
     """``{model: {...}}`` as the module docstring describes (plus ``accuracy``, ``shuffled_accuracy``, ``n``,
-    ``seed``, ``faithfulness_n``, ``substrate``, ``sinks``)."""
+    ``seed``, ``faithfulness_n``, ``substrate``, ``sinks``).
+
+    A report over :func:`lens.dataset.analyse_dataset` (rows kept in memory) on ``synth:n:seed``: the same
+    per-clip function as ``python -m mvt analyse-dataset``, with the true class as the target, the
+    frames-shuffled prediction, the rollouts onto view 0 and token flow per stage (:data:`OPTIONS`), the sink
+    probe (stream ``seed + SINK_STREAM``), and deletion / insertion (``steps`` points per curve) on the first
+    ``faithfulness_n`` clips (they cost ``2 * steps`` forwards per method and clip); ``random``, ``center``
+    and ``oracle`` (the actor mask) are the baselines. ``threads``: torch threads (default: as set);
+    ``engine`` / ``actors``: as :func:`~lens.dataset.analyse_dataset`."""
     names = list(names) if names else synth_models()
-    results: dict[str, dict] = {}
     for name in names:
         spec = get_spec(name)
         if spec.label_set != "synthmotion":
             raise ValueError(f"{name} predicts {spec.label_set} classes, not SynthMotion's")
-        model = create_model(name)
-        t0 = time.perf_counter()
-        sinks = probe_sinks(model, seed) if spec.trained else []
-        probe_s = time.perf_counter() - t0
-        batch = synth.generate(n, seed, frames=spec.num_frames, size=spec.crop_size)
-        k = min(faithfulness_n, n)
-        scores = score_clips(
-            model, batch, seed=seed, faithfulness_n=k, steps=steps, sinks=sinks, substrate=substrate
-        )
-        preds = scores["preds"]
-        results[name] = {
-            "accuracy": float((preds == batch.labels).mean()) if n else float("nan"),
-            "shuffled_accuracy": accuracy_on(model, spec, n=n, seed=seed, shuffle_frames=True),
-            **summarise(scores, n),
-            "sinks": [asdict(s) for s in sinks],
-            "sink_probe_seconds": probe_s,
-            "faithfulness_n": k,
-            "substrate": substrate,
-            "n": n,
-            "seed": seed,
-        }
+    k = min(faithfulness_n, n)
+    run = analyse_dataset(
+        synth_refs(n, seed, scored=k),
+        names,
+        EVALUATED,
+        None,
+        options=OPTIONS,
+        steps=steps,
+        substrate=substrate,
+        target="label",
+        shuffled=True,
+        sinks=True,
+        sink_seed=seed + SINK_STREAM,
+        threads=threads,
+        engine=engine,
+        actors=actors,
+        progress=False,
+    )
+    results: dict[str, dict] = {}
+    for name in names:
+        rows = [r for r in run.rows if r["model"] == name]
+        results[name] = report(rows, n=n, seed=seed, faithfulness_n=k, substrate=substrate)
         if log:
             log(f"{name}: top-1 {results[name]['accuracy']:.3f}")
     return results
+
+
+def report(
+    rows: Sequence[Mapping], *, n: int, seed: int, faithfulness_n: int, substrate: str = DEFAULT_SUBSTRATE
+) -> dict:
+    """One model's entry of :func:`evaluate_models` from its dataset rows (in clip order)."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    if errors:
+        raise RuntimeError(f"{rows[0]['model']}: {len(errors)} clips failed, e.g. {errors[0]}")
+    scores = method_scores(rows)
+    named = {row_name(m): v for m, v in scores.items()}
+
+    def col(field: str, methods: Sequence[str] = METHODS) -> dict[str, float]:
+        return {m: mean(named[m].get(field, [])) for m in methods}
+
+    token = col("token_pointing_game")
+    ceiling_token, ceiling_pixel = col("ceiling_token"), col("ceiling_pixel")
+    out: dict = {
+        "accuracy": float(np.mean([float(r["correct"]) for r in rows])) if n else float("nan"),
+        "shuffled_accuracy": sum(r["shuffled_pred"] == r["label"] for r in rows) / max(1, n),
+        "pointing_game": col("pointing_game"),
+        "token_pointing_game": token,
+        "ceiling": {m: {"token": ceiling_token[m], "pixel": ceiling_pixel[m]} for m in METHODS},
+        "chance": col("chance"),
+        "flow_correlation": col("flow_correlation", FLOW_COMPARED),
+        "flow_correlation_abs": col("flow_correlation_abs", FLOW_COMPARED),
+        "seconds": col("seconds"),
+        "seconds_per_clip": sum(r["seconds_forward"] + r["seconds_explain"] for r in rows) / max(1, n),
+    }
+    sunk = {
+        m: named[m]
+        for m in ("last_stage", "rollout")
+        if any(v is not None for v in named[m].get("sink_pointing_game", []))
+    }
+    if sunk:
+        out["sink_excluded"] = {
+            m: {"pixel": mean(v["sink_pointing_game"]), "token": mean(v["sink_token_pointing_game"])}
+            for m, v in sunk.items()
+        }
+    if faithfulness_n:
+        faith = [*METHODS, "oracle"]
+        out["deletion_auc"] = col("deletion_auc", faith)
+        out["insertion_auc"] = col("insertion_auc", faith)
+        out.update(
+            deletion_check(
+                {
+                    m: {"deletion_auc": out["deletion_auc"][m], "insertion_auc": out["insertion_auc"][m]}
+                    for m in ("oracle", "random")
+                }
+            )
+        )
+    centre = token["center"]
+    out["loses_to_center"] = {m: bool(token[m] < centre) for m in METHODS if m not in ("center", "random")}
+    out["sinks"] = next((list(r["sinks"]) for r in rows if r.get("sinks")), [])
+    out.update(faithfulness_n=faithfulness_n, substrate=substrate, n=n, seed=seed)
+    return out
 
 
 def _f(v, fmt: str = ".3f") -> str:
@@ -346,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--substrate", default=DEFAULT_SUBSTRATE, help="fill of deleted cells (viz.perturb)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--write", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="lens.dataset engine")
+    p.add_argument("--actors", type=int, default=None, help="ray: model actors")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (per actor with ray)")
     args = p.parse_args(argv)
     names = args.models or synth_models()
     if not names:
@@ -360,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         faithfulness_n=args.faithfulness_n,
         steps=args.steps,
         substrate=args.substrate,
+        engine=args.engine,
+        actors=args.actors,
+        threads=args.threads,
     )
     text = json.dumps(results, indent=2)
     if args.write is not None:

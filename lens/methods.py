@@ -68,7 +68,8 @@ class Method:
     per_stage: bool = False
     """Gives one volume per stage (keys carry the stage)."""
     heads: bool = False
-    """Takes ``options["head"]`` (``"mean"``, ``"max"`` or a head index); results keep the head mean."""
+    """Takes ``options["head"]`` (``"mean"``, ``"max"`` or a head index; with ``options["stage"]`` only that
+    stage's volume); results keep the head mean."""
     needs_mask: bool = False
     """Needs a ground-truth mask (only where one is known: SynthMotion)."""
     attribution: A.Attribution | None = None
@@ -94,9 +95,10 @@ def _attention(inp: Inputs) -> dict[VolumeKey, Volume]:
     out = _output(inp)
     head = inp.options.get("head", "mean")
     drop = bool(inp.options.get("exclude_sinks", False))
+    stages = [int(inp.options["stage"])] if inp.options.get("stage") is not None else viz.stages(out)
     return {
         VolumeKey("attention", s): Volume(*viz.stage_volume(out, s, head=head, exclude_sinks=drop))
-        for s in viz.stages(out)
+        for s in stages
     }
 
 
@@ -206,6 +208,12 @@ EXPLANATION_KINDS = ("attention", "rollout", "gradient", "captum")
 def choices(kinds: Iterable[str] | None = EXPLANATION_KINDS) -> list[tuple[str, str]]:
     """``(label, name)`` pairs for a UI control (by default the explanations, not the baselines)."""
     return [(METHODS[n].label, n) for n in names(kinds)]
+
+
+def choices_of(methods: Iterable[str]) -> list[tuple[str, str]]:
+    """:func:`choices` restricted to ``methods`` (e.g. those an analysis computed)."""
+    wanted = {get(m).name for m in methods}
+    return [c for c in choices() if c[1] in wanted]
 
 
 def normalise(methods: Iterable[str]) -> tuple[str, ...]:

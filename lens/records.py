@@ -49,6 +49,8 @@ class ClipInfo:
     fps: float
     width: int
     height: int
+    path: str = field(default="", compare=False)
+    """Where the file was read from (for re-running a model on it later; not part of ``report.json``)."""
 
     def as_dict(self) -> dict:
         return {
@@ -106,6 +108,8 @@ class ModelError:
 
     name: str
     message: str
+    pending: bool = False
+    """Not a failure: the model has not finished yet (a handle taken while a comparison streams)."""
 
     @property
     def error(self) -> str:
@@ -154,6 +158,14 @@ class Analysis:
     def errors(self) -> list[ModelError]:
         return [e for e in self.entries if isinstance(e, ModelError)]
 
+    def with_entry(self, index: int, entry: ModelResult | ModelError, key: ResultKey | None) -> Analysis:
+        """This analysis with entry ``index`` replaced (e.g. one model re-run for another class); its
+        methods join the analysis's."""
+        entries, keys = list(self.entries), list(self.keys)
+        entries[index], keys[index] = entry, key if isinstance(entry, ModelResult) else None
+        methods = tuple(dict.fromkeys(self.methods + (key.methods if key is not None else ())))
+        return Analysis(self.clip, self.start_s, methods, self.target, entries, keys)
+
     @property
     def ref(self) -> AnalysisRef:
         return AnalysisRef(
@@ -179,7 +191,7 @@ class View:
     stage: int | None = None
     head: str | int = "mean"
     colormap: str = "inferno"
-    opacity: float = 0.5
+    opacity: float = 0.8
 
     @classmethod
     def from_controls(cls, method: str, stage: float | None, head: str, **kw) -> View:
@@ -197,7 +209,7 @@ class View:
 
 
 DEFAULT_VIEW = View()
-"""The head-mean attention of the last stage, inferno at half opacity."""
+"""The head-mean attention of the last stage, inferno, hot pixels at 80 % opacity."""
 
 
 def head_labels(max_heads: int = 8) -> list[str]:

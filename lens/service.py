@@ -31,8 +31,8 @@ from . import clips
 from . import methods as M
 from .cache import Builder, ModelCache, ResultCache, build_model
 from .faithfulness import score_result
+from .jobs import Job, estimated_seconds
 from .notes import mark as mark_sinks
-from .notes import notes as panel_notes
 from .records import (
     DEFAULT_VIEW,
     Analysis,
@@ -44,7 +44,8 @@ from .records import (
     View,
     VolumeKey,
 )
-from .views import resolve, stage_strip, write_overlay, write_png
+from .timeline import frame_weights, write_sprite
+from .views import captions, resolve, stage_strip, write_overlay, write_png
 
 log = logging.getLogger("mvt-lens")
 
@@ -90,16 +91,29 @@ def start_time(start_s: float | str | None) -> float | None:
 
 @dataclass(frozen=True)
 class Panel:
-    """What one model's panel shows for a view: its result (or error), the volume drawn and the files."""
+    """What one model's panel shows for a view: its result, the volume drawn and the files — or, in place of
+    the picture, why it cannot be drawn (``error``; ``result`` is still there when the model ran)."""
 
     name: str
     result: ModelResult | None
     error: str | None = None
     key: VolumeKey | None = None
     overlay: Path | None = None
+    """The overlay video (mp4) of the view: what a person downloads."""
     strip: Path | None = None
-    notes: tuple[str, ...] = ()
-    """Sentences to show beside the overlay (:func:`lens.notes.notes`: sinks named, a lost baseline)."""
+    """Every stage's attention (and the rollout) over eight frames, one row each (PNG)."""
+    frames: Path | None = None
+    """The overlay frames tiled into one JPEG (``grid`` columns × rows, in order): what the timeline shows."""
+    grid: tuple[int, int] = (1, 1)
+    times: tuple[float, ...] = ()
+    """The clip time (seconds) of each frame the model saw."""
+    weights: tuple[float, ...] = ()
+    """How much of the explanation falls on each frame (shares summing to 1): the importance curve."""
+    captions: tuple[str, ...] = ()
+    """Sentences about this view, shown under the picture (see :data:`lens.views.CAPTIONERS`)."""
+    view: View | None = None
+    pending: bool = False
+    """The model has not finished yet (see :class:`~lens.records.ModelError`)."""
 
 
 class Service:
@@ -109,6 +123,8 @@ class Service:
     :meth:`export` write to (default: a new temporary folder). ``max_models``: the most models one request
     may name (``None``: no limit). ``builder(name, device)`` builds a model (default
     ``mvt.create_model``). ``gpu`` wraps the function that runs the models (e.g. ``spaces.GPU``).
+    ``compute_slots``: how many models may run at once, over all requests (``None``: no limit); downloads
+    never take a slot.
     """
 
     def __init__(
@@ -120,8 +136,13 @@ class Service:
         max_models: int | None = MAX_MODELS,
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
+        compute_slots: int | None = 1,
     ) -> None:
         self.models = ModelCache(device, builder)
+        self.compute_slots = compute_slots
+        self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
+        self._seconds: dict[str, float] = {}
+        self._panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
         self.max_models = max_models
         self._out_dir = Path(out_dir) if out_dir is not None else None
@@ -140,6 +161,47 @@ class Service:
                 self._out_dir = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
             self._out_dir.mkdir(parents=True, exist_ok=True)
             return self._out_dir
+
+    def session_dir(self, session: str | None) -> Path:
+        """A folder of :attr:`out_dir` for one user's files (``None``: :attr:`out_dir` itself)."""
+        if not session:
+            return self.out_dir
+        safe = "".join(c for c in str(session) if c.isalnum() or c in "-_")[:64] or "anonymous"
+        folder = self.out_dir / f"session-{safe}"
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def end_session(self, session: str | None) -> None:
+        """Delete the files of one user's session (when their browser session ends)."""
+        if session:
+            shutil.rmtree(self.session_dir(session), ignore_errors=True)
+
+    def close(self) -> None:
+        """Delete every file this service wrote (at exit)."""
+        with self._out_lock:
+            if self._out_dir is not None:
+                shutil.rmtree(self._out_dir, ignore_errors=True)
+
+    # -- models --------------------------------------------------------------------------------------------
+
+    def expected_seconds(self, name: str) -> float:
+        """How long ``name`` is expected to take: the last time it ran here, else an estimate."""
+        return self._seconds.get(name, estimated_seconds(name))
+
+    def took(self, name: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self._seconds[name] = float(seconds)
+
+    def forget(self, name: str) -> None:
+        """Drop the built model ``name`` and its cached results (after its registration or weights changed)."""
+        self.models.forget(name)
+        self.results.drop(lambda key: key.model == name)
+        self._seconds.pop(name, None)
+
+    def labels(self, name: str) -> tuple[str, ...]:
+        """The class names of ``name`` as its weights give them (a loaded hub model's own ``id2label``)."""
+        model = self.models.peek(name)
+        return _labels(model.spec if model is not None else mvt.get_spec(name))
 
     # -- analysis ------------------------------------------------------------------------------------------
 
@@ -171,7 +233,29 @@ class Service:
         fast path). ``target`` is the class the gradient methods explain (default: each model's
         prediction); ``options`` maps a method name to its keyword options. Raises
         :class:`mvt.VideoError` when the file is not a usable video and :class:`LensError` for a bad
-        request; a model that fails becomes a :class:`ModelError` entry."""
+        request; a model that fails becomes a :class:`ModelError` entry. The same as iterating
+        :meth:`analyse_iter` to the end."""
+        job = self.analyse_iter(
+            clip, models, methods, start_s=start_s, target=target, options=options, progress=progress
+        )
+        for _ in job:
+            pass
+        return job.analysis
+
+    def analyse_iter(
+        self,
+        clip: str | os.PathLike | None,
+        models: Sequence[str],
+        methods: Sequence[str] = M.DEFAULT_METHODS,
+        *,
+        start_s: float | str | None = None,
+        target: int | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> Job:
+        """:meth:`analyse`, streamed: a :class:`lens.jobs.Job` to iterate for ``(index, entry)`` as each model
+        finishes (cached results first, then the model expected to finish first; downloads run meanwhile).
+        The request and the clip are checked here, before anything runs."""
         if not clip:
             raise LensError("Upload a video clip (or record one with the webcam) first.")
         names = self._check_models(models)
@@ -181,26 +265,20 @@ class Service:
         report(0.0, "reading the clip")
         info = clips.clip_info(clip)
         keys = [ResultKey(info.sha256, n, start, wanted, target, _frozen(options)) for n in names]
-        todo = list(dict.fromkeys(n for n, k in zip(names, keys) if self.results.get(k) is None))
-        fresh: dict[str, ModelResult | ModelError] = {}
-        if todo:
-            ran = self._run(str(clip), todo, start, wanted, target, options, report)
-            for name, entry in zip(todo, ran):
-                fresh[name] = entry
-                if isinstance(entry, ModelResult):
-                    self.results.put(keys[names.index(name)], entry)
-        entries: list[ModelResult | ModelError] = []
-        for name, key in zip(names, keys):
-            entry = self.results.get(key)
-            entries.append(entry if entry is not None else fresh[name])
-        return Analysis(
-            clip=info,
-            start_s=start,
-            methods=wanted,
-            target=target,
-            entries=entries,
-            keys=[k if isinstance(e, ModelResult) else None for k, e in zip(keys, entries)],
-        )
+        return Job(self, info, names, keys, wanted, start, target, options, report)
+
+    def run_one(
+        self,
+        path: str,
+        name: str,
+        start: float | None,
+        methods: tuple[str, ...],
+        target: int | None,
+        options: Mapping[str, Mapping[str, Any]] | None,
+        progress: Progress,
+    ) -> ModelResult | ModelError:
+        """Run one model (through ``gpu`` when given); never raises for the model's own failures."""
+        return self._run(path, [name], start, methods, target, options, progress)[0]
 
     def get(self, ref: AnalysisRef | None) -> Analysis:
         """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
@@ -315,39 +393,85 @@ class Service:
 
     # -- files ---------------------------------------------------------------------------------------------
 
-    def render(self, analysis: Analysis, view: View = DEFAULT_VIEW) -> list[Panel]:
-        """A :class:`Panel` per model: the overlay video of ``view`` and the all-stages strip (files in
-        :attr:`out_dir`, named by what they show, so the same view is written once), or the model's error.
-        A view that cannot be drawn (not computed, heads a map lacks) raises :class:`LensError`."""
+    def render(
+        self,
+        analysis: Analysis,
+        view: View | Sequence[View] = DEFAULT_VIEW,
+        *,
+        folder: str | Path | None = None,
+    ) -> list[Panel]:
+        """A :class:`Panel` per model for ``view`` (one view for all, or one per entry): the overlay video, the
+        overlay frames as one image with their clip times and per-frame weights, and the all-stages strip.
+        Files go to ``folder`` (default :attr:`out_dir`; it must be inside it), named by what they show, so the
+        same view is written once. A model that failed, or a view it cannot give (not computed, heads its map
+        lacks), is a panel with an ``error`` saying so: errors stay in their own panel."""
+        views = [view] * len(analysis.entries) if isinstance(view, View) else list(view)
+        if len(views) != len(analysis.entries):
+            raise ValueError(f"{len(views)} views for {len(analysis.entries)} entries")
+        out = Path(folder) if folder is not None else self.out_dir
+        if out.resolve() != self.out_dir.resolve() and self.out_dir.resolve() not in out.resolve().parents:
+            raise ValueError(f"{out} is not inside the service's folder {self.out_dir}")
+        out.mkdir(parents=True, exist_ok=True)
         panels = []
-        for entry, key in zip(analysis.entries, analysis.keys):
+        for entry, key, v in zip(analysis.entries, analysis.keys, views):
             if isinstance(entry, ModelError):
-                panels.append(Panel(entry.name, None, error=entry.message))
+                panels.append(Panel(entry.name, None, error=entry.message, view=v, pending=entry.pending))
                 continue
-            vkey, volume = resolve(entry, view)
-            tag = hashlib.sha1(repr((key, view)).encode()).hexdigest()[:12]
-            safe = entry.name.replace(".", "_")
-            video = self.out_dir / f"overlay_{safe}_{vkey.slug}_{tag}.mp4"
-            if not video.exists():
-                write_overlay(entry, volume, video, view)
-            stag = hashlib.sha1(repr((key, view.colormap, view.opacity)).encode()).hexdigest()[:12]
-            strip = self.out_dir / f"strip_{safe}_{stag}.png"
-            if not strip.exists():
-                write_png(stage_strip(entry, view), strip)
-            notes = tuple(panel_notes(entry, vkey))
-            panels.append(Panel(entry.name, entry, key=vkey, overlay=video, strip=strip, notes=notes))
+            cache_key = (key, v, str(out))
+            panel = self._panels.get(cache_key)
+            if panel is None or not (panel.frames and panel.frames.exists()):
+                try:
+                    panel = self._render_one(entry, key, v, out)
+                except LensError as e:
+                    panel = Panel(entry.name, entry, error=str(e), view=v)
+                self._panels.put(cache_key, panel)
+            panels.append(panel)
         return panels
 
+    def _render_one(self, entry: ModelResult, key: ResultKey | None, view: View, out: Path) -> Panel:
+        vkey, volume = resolve(entry, view)
+        tag = hashlib.sha1(repr((key, view)).encode()).hexdigest()[:12]
+        safe = entry.name.replace(".", "_")
+        video = out / f"overlay_{safe}_{vkey.slug}_{tag}.mp4"
+        if not video.exists():
+            write_overlay(entry, volume, video, view)
+        frames = out / f"frames_{safe}_{vkey.slug}_{tag}.jpg"
+        grid = write_sprite(entry, volume, frames, view)
+        stag = hashlib.sha1(repr((key, view.colormap, view.opacity)).encode()).hexdigest()[:12]
+        strip = out / f"strip_{safe}_{stag}.png"
+        if not strip.exists():
+            write_png(stage_strip(entry, view), strip)
+        return Panel(
+            entry.name,
+            entry,
+            key=vkey,
+            overlay=video,
+            strip=strip,
+            frames=frames,
+            grid=grid,
+            times=tuple(float(t) for t in entry.times),
+            weights=tuple(float(w) for w in frame_weights(entry, volume)),
+            captions=captions(entry, view, vkey, volume),
+            view=view,
+        )
+
     def export(
-        self, analysis: Analysis, *, metrics: Mapping[str, Mapping] | None = None, view: View = DEFAULT_VIEW
+        self,
+        analysis: Analysis,
+        *,
+        metrics: Mapping[str, Mapping] | None = None,
+        view: View = DEFAULT_VIEW,
+        folder: str | Path | None = None,
     ) -> Path:
         """A zip of :func:`lens.export.write_export`'s files (overlays, volumes, report.json, report.html,
-        timings.json), written in :attr:`out_dir`."""
+        timings.json), written in ``folder`` (default :attr:`out_dir`)."""
         from .export import write_export
 
-        folder = Path(tempfile.mkdtemp(dir=self.out_dir, prefix="export-"))
-        write_export(analysis, folder / "mvt-lens", metrics=metrics, view=view)
-        return Path(shutil.make_archive(str(folder / "mvt-lens"), "zip", root_dir=folder / "mvt-lens"))
+        base = Path(folder) if folder is not None else self.out_dir
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix="export-"))
+        write_export(analysis, tmp / "mvt-lens", metrics=metrics, view=view)
+        return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
 
     # -- scores --------------------------------------------------------------------------------------------
 

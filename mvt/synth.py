@@ -378,10 +378,29 @@ EXAMPLE_CLASSES = ("move_left", "move_down", "rotate_cw", "rotate_ccw", "grow", 
 EXAMPLE_SEED = 2026
 
 
+def example_scenes(seed: int = EXAMPLE_SEED) -> dict[str, tuple[SynthBatch, float]]:
+    """The app's example clips before upscaling: ``{filename: (batch, fps)}``.
+
+    ``synth_<class>.mp4`` is a batch of one clip (8 fps); ``synth_10s.mp4`` a batch of 16 clips shown one after
+    the other (25 fps). Each batch carries the actor's masks: the ground truth of where the motion is.
+    """
+    wanted = [CLASSES.index(c) for c in EXAMPLE_CLASSES]
+    batch = generate(len(wanted), seed, labels=wanted)
+    scenes: dict[str, tuple[SynthBatch, float]] = {}
+    for i, name in enumerate(EXAMPLE_CLASSES):
+        one = SynthBatch(
+            batch.clips[i : i + 1], batch.labels[i : i + 1], batch.masks[i : i + 1], batch.classes
+        )
+        scenes[f"synth_{name}.mp4"] = (one, 8.0)
+    order = [label_for(i, seed + 1) for i in range(2 * len(CLASSES))]
+    scenes["synth_10s.mp4"] = (generate(len(order), seed + 1, labels=order), 25.0)
+    return scenes
+
+
 def write_examples(
     directory: str | os.PathLike, *, seed: int = EXAMPLE_SEED, upscale: int = 2
 ) -> dict[str, str]:
-    """Write the app's example clips into ``directory`` and return ``{filename: class}``.
+    """Write the app's example clips (:func:`example_scenes`) into ``directory`` and return ``{filename: class}``.
 
     * ``synth_<class>.mp4``: one 16-frame clip per class of :data:`EXAMPLE_CLASSES` (8 fps, H.264), exactly
       what a model trained on 16×112² clips sees, upscaled ``upscale``× (nearest) so it is viewable;
@@ -399,17 +418,14 @@ def write_examples(
     def big(clip: np.ndarray) -> np.ndarray:
         return np.repeat(np.repeat(clip, upscale, axis=1), upscale, axis=2)  # (T, H*u, W*u, 3)
 
-    wanted = [CLASSES.index(c) for c in EXAMPLE_CLASSES]
-    batch = generate(len(wanted), seed, labels=wanted)
     labels: dict[str, str] = {}
-    for clip, name in zip(batch.clips, EXAMPLE_CLASSES):
-        filename = f"synth_{name}.mp4"
-        write_video(big(clip), out / filename, 8, crf=26)
-        labels[filename] = name
-    order = [label_for(i, seed + 1) for i in range(2 * len(CLASSES))]
-    long = generate(len(order), seed + 1, labels=order)
-    write_video(big(np.concatenate(list(long.clips))), out / "synth_10s.mp4", 25, crf=30)
-    segments = {"fps": 25, "segment_frames": 16, "classes": [CLASSES[k] for k in order]}
-    (out / "synth_10s.json").write_text(json.dumps(segments, indent=1) + "\n")
+    for filename, (batch, fps) in example_scenes(seed).items():
+        if filename == "synth_10s.mp4":
+            write_video(big(np.concatenate(list(batch.clips))), out / filename, fps, crf=30)
+            segments = {"fps": 25, "segment_frames": 16, "classes": [CLASSES[k] for k in batch.labels]}
+            (out / "synth_10s.json").write_text(json.dumps(segments, indent=1) + "\n")
+        else:
+            write_video(big(batch.clips[0]), out / filename, fps, crf=26)
+            labels[filename] = CLASSES[int(batch.labels[0])]
     (out / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
     return labels

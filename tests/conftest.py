@@ -53,8 +53,7 @@ def app_url():
         server_port=free_port(),
         ssr_mode=False,
         quiet=True,
-        max_file_size=app.MAX_UPLOAD,
-        allowed_paths=[str(app.OUT_DIR)],
+        **app.LAUNCH,
     )
     yield url
     app.demo.close()

@@ -186,17 +186,32 @@ def _requirement_names(path: Path) -> set[str]:
     return names
 
 
-def test_requirements_name_every_third_party_import_of_the_app():
-    """A fresh environment gets everything the app imports (scipy was once only there by accident)."""
-    paths = [ROOT / "app.py", *(p for pkg in ("mvt", "viz", "lens") for p in (ROOT / pkg).rglob("*.py"))]
+SCALE = ROOT / "lens" / "dataset"
+"""lens.dataset may also import what requirements-scale.txt installs (Ray Data, pyarrow); nothing else may."""
+
+
+def _missing(paths: list[Path], required: set[str]) -> dict[str, list[str]]:
     dists = importlib.metadata.packages_distributions()
-    required = _requirement_names(ROOT / "requirements.txt")
     missing = {}
     for mod in _third_party_imports(paths):
         names = {d.lower().replace("_", "-") for d in dists.get(mod, [mod])}
         if not names & required:
             missing[mod] = sorted(names)
+    return missing
+
+
+def test_requirements_name_every_third_party_import_of_the_app():
+    """A fresh environment gets everything the app imports (scipy was once only there by accident)."""
+    files = [ROOT / "app.py", *(p for pkg in ("mvt", "viz", "lens") for p in (ROOT / pkg).rglob("*.py"))]
+    paths = [p for p in files if SCALE not in p.parents]
+    required = _requirement_names(ROOT / "requirements.txt")
+    missing = _missing(paths, required)
     assert missing == {}, f"imported but not in requirements.txt: {missing}"
+    scale = _requirement_names(ROOT / "requirements-scale.txt")
+    assert scale == {"ray", "pyarrow"} and not scale & required, "Ray stays out of the Space's requirements"
+    missing = _missing(sorted(SCALE.rglob("*.py")), required | scale)
+    assert missing == {}, f"imported by lens.dataset but in neither requirements file: {missing}"
+    assert "-r requirements-scale.txt" in (ROOT / "requirements-dev.txt").read_text(), "tests and CI run Ray"
     assert {"scipy", "tqdm", "gradio", "huggingface-hub"} <= required
     assert re.search(r"^gradio>=6", (ROOT / "requirements.txt").read_text(), re.M)
 

@@ -155,13 +155,17 @@ def overlay(
     norm: str = "clip",
     cmap: str = "inferno",
     footprint: Footprint | None = None,
+    weighted: bool = False,
 ) -> np.ndarray:
     """Blend a heat volume over uint8 frames ``(T, H, W, 3)``: ``(1-α)·frame + α·colour``, uint8 (integer
     arithmetic with α in steps of 1/256).
 
     ``volume`` at frame resolution is used as is; any other shape is upsampled with :func:`to_frames`
     (with ``footprint`` when given). ``norm`` is ``"clip"`` (one scale for the whole clip, so frames compare)
-    or ``"frame"`` (each frame stretched).
+    or ``"frame"`` (each frame stretched). ``weighted``: the opacity of each pixel is ``α·√v`` (``v`` the
+    normalised value), so cold regions keep the frame as it is and the heat shows in proportion — readable
+    where a flat blend darkens the whole frame with the colormap's low end (the square root keeps weak but
+    real structure visible next to one hot token).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -172,7 +176,14 @@ def overlay(
     if vol.shape != frames.shape[:3]:
         vol = to_frames(vol, frames.shape[:3], footprint=footprint)
     heat = colorize(vol, cmap=cmap, norm=norm)
-    a = np.uint16(round(alpha * 256))  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
+    if weighted:  # per-pixel alpha in steps of 1/256: α·√v
+        a = np.rint(np.sqrt(normalize(vol, norm)) * (alpha * 256)).astype(np.uint16)[
+            ..., None
+        ]  # (T, H, W, 1)
+    else:
+        a = np.uint16(
+            round(alpha * 256)
+        )  # integer blend: exact, deterministic, alpha 0 / 1 give frames / heat
     out = (frames.astype(np.uint16) * (256 - a) + heat.astype(np.uint16) * a + 128) >> 8
     return out.astype(np.uint8)
 
@@ -186,9 +197,12 @@ def strip(
     max_frames: int = 8,
     gap: int = 2,
     label_width: int = 96,
+    font_size: int | None = None,
+    title: str | None = None,
 ) -> np.ndarray:
     """One uint8 image: a row per entry of ``rows`` (each ``(T, H, W, 3)``), at most ``max_frames`` frames
-    (evenly subsampled) side by side; optional ``labels`` drawn in a left margin."""
+    (evenly subsampled) side by side; optional ``labels`` drawn in a left margin, in Pillow's default font at
+    ``font_size`` pixels (``None``: its small bitmap font); an optional ``title`` in a band above."""
     if not rows:
         raise ValueError("strip needs at least one row")
     rows = [np.asarray(r) for r in rows]
@@ -202,17 +216,25 @@ def strip(
         for j, t in enumerate(idx):
             y, x = i * (h + gap), margin + j * (w + gap)
             out[y : y + r.shape[1], x : x + r.shape[2]] = r[t]
-    if labels:
+    if labels or title:
         from PIL import Image, ImageDraw, ImageFont
 
+        font = ImageFont.load_default() if font_size is None else ImageFont.load_default(size=font_size)
+        line_h = 12 if font_size is None else int(round(font_size * 1.2))
         img = Image.fromarray(out)
         draw = ImageDraw.Draw(img)
-        font = ImageFont.load_default()
-        for i, text in enumerate(labels):
+        for i, text in enumerate(labels or []):
             lines = _wrap(str(text), lambda s: draw.textlength(s, font=font), margin - 8)
-            top = i * (h + gap) + h // 2 - 6 * len(lines)
+            top = i * (h + gap) + h // 2 - line_h // 2 * len(lines)
             for k, line in enumerate(lines):
-                draw.text((4, top + 12 * k), line, fill=(0, 0, 0), font=font)
+                draw.text((4, top + line_h * k), line, fill=(0, 0, 0), font=font)
+        if title:
+            band = Image.new("RGB", (img.width, line_h + 8), (255, 255, 255))
+            ImageDraw.Draw(band).text((4, 4), str(title), fill=(0, 0, 0), font=font)
+            both = Image.new("RGB", (img.width, img.height + band.height), (255, 255, 255))
+            both.paste(band, (0, 0))
+            both.paste(img, (0, band.height))
+            img = both
         out = np.asarray(img, dtype=np.uint8).copy()
     return out
 

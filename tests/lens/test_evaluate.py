@@ -4,42 +4,70 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-import mvt
-from lens.evaluate import METHODS, evaluate_models, format_table, score_clips
+from lens.evaluate import METHODS, evaluate_models, format_table, main
 from mvt import synth
 
 
-def test_score_clips_on_a_real_model():
-    model = mvt.create_model("hvt_t.untrained")
-    spec = model.spec
-    batch = synth.generate(2, 3, frames=spec.num_frames, size=spec.crop_size)
-    scores = score_clips(model, batch)
-    hits = scores["hits"]
-    assert set(hits["pixel"]) == set(hits["token"]) == set(METHODS) and scores["preds"].shape == (2,)
-    for measure in ("pixel", "token", "ceiling_token", "ceiling_pixel"):
-        for values in hits[measure].values():
-            assert len(values) == 2 and all(v in (0.0, 1.0) for v in values)
-    assert all(0.0 < v <= 1.0 for vs in hits["chance"].values() for v in vs)
-    assert set(hits["flow"]) == {"rollout", "grad_rollout", "last_stage"}
-    assert all(-1.0 <= v <= 1.0 for vs in hits["flow"].values() for v in vs)
-    assert scores["faithfulness"] == {} and sum(scores["seconds"].values()) > 0
-
-
-def test_each_clip_is_explained_once(monkeypatch):
-    import lens.evaluate as ev
+def test_each_clip_is_explained_once_per_model(monkeypatch):
+    import lens.dataset.rows as rows
 
     calls = []
-    explain = ev._explain
-    monkeypatch.setattr(ev, "_explain", lambda *a, **k: calls.append(1) or explain(*a, **k))
-    model = mvt.create_model("hvt_t.untrained")
-    batch = synth.generate(3, 5, frames=model.spec.num_frames, size=model.spec.crop_size)
-    faith = score_clips(model, batch, faithfulness_n=2, steps=3)["faithfulness"]
-    assert len(calls) == 3, "the faithfulness clips reuse their pointing-game explanations"
-    assert set(faith["deletion_auc"]) == set(METHODS) | {"oracle"}
+    explain = rows._explanations
+    monkeypatch.setattr(rows, "_explanations", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    results = evaluate_models(["hvt_t.untrained"], n=2, seed=5, faithfulness_n=1, steps=2)
+    assert len(calls) == 2, "the faithfulness clip reuses its pointing-game explanations"
+    assert set(results["hvt_t.untrained"]["deletion_auc"]) == set(METHODS) | {"oracle"}
+
+
+def test_the_output_is_what_evaluate_printed_before_it_ran_on_lens_dataset(capsys):
+    """tests/lens/data/evaluate_before_dataset.json holds the JSON and the table the loop-per-clip
+    implementation printed (commit 5993bb3, one torch thread), with the fields #22 changed on purpose
+    regenerated (see its ``regenerated``): the report over lens.dataset gives the same numbers (all but the
+    timings) in the same layout."""
+    before = json.loads((Path(__file__).parent / "data" / "evaluate_before_dataset.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums depend on the thread count; the reference used one thread
+    try:
+        args = ["--models", "hvt_t.synth", "mmvit_t.synth", "--n", "6", "--seed", "3"]
+        args += ["--faithfulness-n", "2", "--steps", "3"]
+        assert main([*args, "--json"]) == 0
+        now = json.loads(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(threads)
+    for r in now.values():
+        assert r.pop("seconds_per_clip") > 0 and all(v >= 0 for v in r.pop("seconds").values())
+    expected = before["results"]
+    for r in expected.values():
+        del r["seconds_per_clip"]
+    assert list(now) == list(expected) and all(list(now[m]) == list(expected[m]) for m in now), (
+        "same keys, order"
+    )
+    assert _flat(now).keys() == _flat(expected).keys()
+    for key, value in _flat(expected).items():
+        if isinstance(value, float):
+            assert _flat(now)[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+        else:
+            assert _flat(now)[key] == value, key
+    for m in now:
+        now[m]["seconds_per_clip"] = 0.0
+        now[m]["seconds"] = dict.fromkeys(METHODS, 0.0)
+    assert format_table(now) == before["table"]
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def test_evaluate_models_reports_every_method_and_formats():
@@ -64,9 +92,8 @@ def test_evaluate_models_reports_every_method_and_formats():
     json.dumps(results)
     table = format_table(results)
     assert "hvt_t.untrained" in table and "del AUC" in table and "PG token" in table
-    assert (
-        len(table.splitlines()) == 2 + 1 + len(METHODS) + 1 + 1
-    )  # header, rule, model, methods, oracle, note
+    note = 0 if r["deletion_valid"] else 1  # the footnote under a table with an invalid deletion
+    assert len(table.splitlines()) == 2 + 1 + len(METHODS) + 1 + note  # header, rule, model, methods, oracle
 
 
 def test_center_bias_is_a_real_baseline():
@@ -76,3 +103,38 @@ def test_center_bias_is_a_real_baseline():
 
     hits = [viz.pointing_game(viz.center_bias(m.shape), m) for m in batch.masks]
     assert 0.0 < np.mean(hits) < 0.8
+
+
+def test_dataset_rows_hold_every_measure_of_the_evaluation():
+    """The per-clip numbers live in lens.dataset rows (one path for evaluate and analyse-dataset)."""
+    from lens.dataset import analyse_dataset, synth_refs
+    from lens.dataset.rows import SCORE_FIELDS
+    from lens.evaluate import EVALUATED, OPTIONS
+
+    run = analyse_dataset(
+        synth_refs(2, 3, scored=1),
+        ["mmvit_t.synth"],
+        EVALUATED,
+        None,
+        options=OPTIONS,
+        steps=2,
+        sinks=True,
+        progress=False,
+    )
+    first, second = run.rows
+    assert any(s["cell"] == [3, 3, 3] and s["padded"] for s in first["sinks"]), "mmvit_t's padding corner"
+    scores = {s["method"]: s for s in first["scores"]}
+    assert set(scores) == {*EVALUATED, "oracle"} and all(
+        set(s) == {"method", *SCORE_FIELDS} for s in scores.values()
+    )
+    for s in scores.values():
+        for k in ("pointing_game", "token_pointing_game", "ceiling_token", "ceiling_pixel"):
+            assert s[k] in (0.0, 1.0), k
+        assert 0.0 < s["chance"] <= 1.0 and s["deletion_auc"] is not None
+    for m in ("rollout", "grad_rollout", "attention"):
+        assert (
+            -1.0 <= scores[m]["flow_correlation"] <= 1.0 and -1.0 <= scores[m]["flow_correlation_abs"] <= 1.0
+        )
+    assert scores["attention"]["sink_token_pointing_game"] in (0.0, 1.0), "scored with the sink left out"
+    assert scores["saliency"]["flow_correlation"] is None and scores["saliency"]["sink_pointing_game"] is None
+    assert all(s["deletion_auc"] is None for s in second["scores"]), "only the first clip is scored"

@@ -93,10 +93,11 @@ def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
 
 def test_the_app_serves_it_without_changes(toy_family, tmp_path):
     import app
+    from tests.test_app import run_compare
 
     clip = make_moving_square(tmp_path / "clip.mp4", seed=6)
-    out = app.compare(
-        str(clip), [toy_family], None, ["rollout"], "rollout", 1, "mean", progress=lambda *a, **k: None
-    )
-    assert toy_family in out[1]["value"] and out[3]["value"].endswith(".mp4")
+    out, _ = run_compare(clip, [toy_family], methods=["rollout"], show="rollout")
+    slot = out["slots"][0]
+    assert toy_family in slot["title"]["value"] and slot["download"]["value"].endswith(".mp4")
+    assert f'data-model="{toy_family}"' in slot["view"]["value"]
     assert "lenstoy" not in (app.ROOT / "app.py").read_text()

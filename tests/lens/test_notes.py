@@ -75,6 +75,6 @@ def test_the_app_panel_showing_the_mvit_corner_carries_the_caption(analysis):
     last = lens.View("attention", None)
     (panel,) = service.render(a, last)
     assert panel.key == VolumeKey("attention", 2)
-    assert any("padding sink" in n for n in panel.notes)
+    assert any("padding sink" in n for n in panel.captions)
     (first,) = service.render(a, lens.View("attention", 0))
-    assert not any("sink" in n for n in first.notes)
+    assert not any("sink" in n for n in first.captions)

@@ -219,10 +219,43 @@ def test_render_writes_only_into_its_folder_and_reuses_files(service, clip, tmp_
     # the stage as shown (1-based) is clamped to the model's stages; the last stage by default
     last = service.render(a, lens.View.from_controls("attention", 9, "mean"))[0].key
     assert last == service.render(a, lens.View("attention"))[0].key == lens.VolumeKey("attention", 2)
-    with pytest.raises(lens.LensError, match="not computed for mvit_t.untrained: tick it"):
-        service.render(a, lens.View("saliency"))
-    with pytest.raises(lens.LensError, match="hvt_t.untrained"):  # HVT has no CLS row per head
-        service.render(a, lens.View.from_controls("attention", 1, "max"))
+    # a view a model cannot give is an error in that model's panel only (the others are drawn)
+    missing = service.render(a, lens.View("saliency"))
+    assert all(p.frames is None and "not computed for" in p.error and "tick it" in p.error for p in missing)
+    mixed = service.render(a, lens.View.from_controls("attention", 1, "max"))
+    assert mixed[0].error is None and mixed[0].frames.is_file()
+    assert mixed[1].result is not None and mixed[1].error == (
+        "hvt_t.untrained has no max at stage 1: it offers mean."  # HVT has no CLS row per head
+    )
+    # heads are numbered as the app numbers them, and only the chosen stage's map is asked
+    beyond = service.render(a, lens.View.from_controls("attention", 3, "head 5"))[0].error
+    assert (
+        beyond
+        == "mvit_t.untrained has no head 5 at stage 3: it offers mean, max, head 1, head 2, head 3, head 4."
+    )
+    assert service.render(a, lens.View.from_controls("attention", 3, "head 4"))[0].error is None
+
+
+def test_panels_carry_frames_times_weights_and_captions(service, clip):
+    a = service.analyse(clip, SMALL[:1])
+    p = service.render(a, lens.View("attention"))[0]
+    r = a.results[0]
+    assert p.times == tuple(float(t) for t in r.times) and len(p.weights) == len(p.times)
+    assert sum(p.weights) == pytest.approx(1.0) and min(p.weights) >= 0
+    from PIL import Image
+
+    cols, rows = p.grid
+    w, h = Image.open(p.frames).size
+    assert (w, h) == (cols * r.frames.shape[2], rows * r.frames.shape[1]) and cols * rows >= len(p.times)
+    assert p.captions and "CLS" in p.captions[0]
+    from lens import views
+
+    views.CAPTIONERS.append(lambda result, view, key, volume: f"note on {result.name}")
+    try:
+        q = service.render(a, lens.View("attention", colormap="gray"))[0]
+        assert q.captions[-1] == f"note on {r.name}", "a captioner added to the list is shown, no app change"
+    finally:
+        views.CAPTIONERS.pop()
 
 
 def test_overlays_share_one_frame_rate_rule(service, clip, tmp_path):

@@ -1,0 +1,98 @@
+"""The Parquet schema of ``results.parquet``: one row per (clip, model), the columns described in one place.
+
+pyarrow is imported only when a table is built (it comes with ``requirements-scale.txt``); the rows
+themselves are plain dicts (:mod:`lens.dataset.rows`), so ``evaluate`` runs without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+COLUMNS: dict[str, tuple[str, str]] = {
+    "index": ("int64", "position of the clip in the source listing (rows are sorted by it, then model)"),
+    "clip_id": ("string", "the clip: its absolute path, or synth:SEED:INDEX"),
+    "path": ("string", "the file read (null for SynthMotion)"),
+    "sha256": ("string", "SHA-256 of the file's bytes (null for SynthMotion or when unreadable)"),
+    "start_s": ("float64", "start time asked for, seconds (null: the model's own window)"),
+    "model": ("string", "model name, arch.tag"),
+    "label_name": ("string", "the true label as the source gives it (null: none)"),
+    "label": ("int32", "that label as this model's class index (null: none, or not one of its classes)"),
+    "error": ("string", "why the clip or the model failed (null: the row is a result)"),
+    "pred": ("int32", "predicted class index"),
+    "pred_name": ("string", "predicted class name"),
+    "topk_classes": ("list<int32>", "top-k class indices, most probable first"),
+    "topk_probs": ("list<float64>", "their softmax probabilities"),
+    "correct": ("bool", "pred == label (null without a label)"),
+    "shuffled_pred": ("int32", "prediction with the frames in a seeded shuffled order (--shuffled)"),
+    "target": ("int32", "the class explained and scored (the label where known, else pred; --target)"),
+    "stage_entropy": ("list<float64>", "per stage: normalised attention entropy, mean over its maps"),
+    "stage_distance_px": ("list<float64>", "per stage: mean attention distance, pixels on the model input"),
+    "stage_distance_frames": ("list<float64>", "per stage: mean attention distance, frames"),
+    "scores": (
+        "list<struct<method: string, pointing_game: float64, token_pointing_game: float64, "
+        "ceiling_token: float64, ceiling_pixel: float64, chance: float64, deletion_auc: float64, "
+        "insertion_auc: float64, flow_correlation: float64, flow_correlation_abs: float64, "
+        "sink_pointing_game: float64, sink_token_pointing_game: float64, seconds: float64>>",
+        "per method (per-stage methods at their last stage) and baseline (random, center; oracle with a "
+        "mask): pointing game at pixel and token resolution, the ceilings of its token grid (the best "
+        "possible map) and a random token's chance (null without a mask); deletion and insertion AUC (null "
+        "unless scored); Spearman ρ with token flow, signed and of its magnitude (rollout, grad_rollout, "
+        "attention; null without token_flow); pointing games with sink keys left out (attention, rollout; "
+        "null without sinks); seconds the method took",
+    ),
+    "sinks": (
+        "list<struct<map_index: int32, stage: int32, block: int32, view: int32, key: int32, "
+        "cell: list<int32>, rate: float64, share: float64, uniform: float64, padded: bool>>",
+        "the model's sink keys (mvt.sinks; probed once per model with --sinks, empty otherwise)",
+    ),
+    "seconds_decode": ("float64", "decode seconds (the clip, all samplings; shared by its rows)"),
+    "seconds_forward": ("float64", "forward with attention (and the shuffled forward)"),
+    "seconds_explain": ("float64", "explanation methods"),
+    "seconds_scores": ("float64", "attention statistics, pointing game, deletion / insertion"),
+    "worker": ("string", "host:pid of the process that computed the row"),
+    "run": ("string", "id of the run (invocation) that wrote the row"),
+}
+"""Column → (Arrow type, meaning)."""
+
+
+def _type(text: str):
+    import pyarrow as pa
+
+    simple = {
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "float64": pa.float64(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+    }
+    if text in simple:
+        return simple[text]
+    if text.startswith("list<struct<"):
+        fields = text[len("list<struct<") : -2].split(", ")
+        return pa.list_(pa.struct([pa.field(f.split(": ")[0], _type(f.split(": ")[1])) for f in fields]))
+    if text.startswith("list<"):
+        return pa.list_(_type(text[5:-1]))
+    raise ValueError(f"unknown column type {text!r}")
+
+
+def schema():
+    """The :class:`pyarrow.Schema` of :data:`COLUMNS`."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, _type(t)) for name, (t, _) in COLUMNS.items()])
+
+
+def to_table(rows: Iterable[Mapping[str, Any]]):
+    """Rows (dicts; missing columns are null, extra keys ignored) as a table with :func:`schema`."""
+    import pyarrow as pa
+
+    names = list(COLUMNS)
+    return pa.Table.from_pylist([{k: r.get(k) for k in names} for r in rows], schema=schema())
+
+
+def markdown() -> str:
+    """The schema as a markdown table (README's "Whole datasets" section shows it)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | `{t}` | {d} |" for n, (t, d) in COLUMNS.items()]
+    return "\n".join(lines)
