@@ -476,7 +476,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Faithfulness"):
                 gr.Markdown(
                     "Which explanation is right? Deletion removes the most relevant token cells first (lower "
-                    "area = more faithful); insertion adds them to a blurred clip (higher = more faithful). "
+                    "area = more faithful); insertion adds them to a clip imputed from nothing (higher = more faithful). "
                     "`random` and `center` are baselines every method should beat."
                 )
                 with gr.Row():

@@ -93,6 +93,7 @@ def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
         target=args.target,
         shuffled=args.shuffled,
         volumes=args.volumes,
+        sinks=args.sinks,
         faithfulness_n=args.faithfulness_n,
         actors=args.actors,
         threads=args.threads,
@@ -138,6 +139,7 @@ def _dataset_parser(sub) -> None:
     p.add_argument("--shuffled", action="store_true", help="also predict with the frames shuffled")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--volumes", action="store_true", help="write every explanation volume to OUT/volumes/")
+    p.add_argument("--sinks", action="store_true", help="probe each trained model for sink keys (mvt.sinks)")
     p.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per GPU or CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--address", default=None, help="ray: cluster address (default: RAY_ADDRESS, else local)")

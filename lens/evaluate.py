@@ -1,49 +1,61 @@
-"""Score models on fresh SynthMotion clips: accuracy, and whether their attention points at the actor.
+"""Score models on fresh SynthMotion clips: accuracy, and whether their explanations point at the actor.
 
-    python -m mvt evaluate --n 200 --seed 7 [--models hvt_t.synth ...] [--json]
+    python -m mvt evaluate --n 200 --seed 7 [--models hvt_t.synth ...] [--json] [--write PATH]
 
 For every model (default: every registered ``*.synth`` model whose weights are here) and every clip of
-``mvt.synth.generate(n, seed)``: top-1 accuracy, accuracy with the frames shuffled (a model that uses time
-drops towards chance), and the pointing game (``viz.faithfulness.pointing_game``: a hit when a maximum of
-the explanation, upsampled to the clip, lies on the actor's mask) of these methods of the registry
-(:mod:`lens.methods`), computed exactly as the app computes them:
+``mvt.synth.generate(n, seed)``, these methods of the registry (:mod:`lens.methods`), computed exactly as the
+app computes them, for the true class: ``rollout`` (onto view 0 for multiview models), ``grad_rollout``,
+``token_flow`` (conservative relevance of the input tokens), ``last_stage`` (the ``attention`` method's last
+stage), ``saliency`` and ``gradcam`` (captum), and the ``center`` and ``random`` baselines. Per method:
 
-* ``rollout``: attention rollout through the pooling (onto view 0 for multiview models),
-* ``last_stage``: the head-averaged attention of the last stage (the ``attention`` method's last stage),
-* ``saliency`` and ``gradcam`` (captum; Grad-CAM at the last stage's tap) for the true class: the
-  gradient methods that users compare attention with,
-* ``center``: a centred Gaussian, the baseline any map has to beat,
-* ``random``: seeded uniform noise.
+* **pointing game, pixel** (:func:`viz.faithfulness.pointing_game`): the maximum of the map painted onto the
+  clip lies on the actor's mask; **token** (:func:`viz.pointing.token_pointing_game`): the cell of the map's
+  maximum token touches the mask (pixel maps: the same as pixel); **ceiling** (token and pixel): the scores of
+  the best possible map on the same token grid (each token's actor coverage), and **chance** (a random token).
+  A method whose token pointing game is below ``center``'s is flagged (``loses_to_center``).
+* **deletion / insertion AUC** on the first ``--faithfulness-n`` clips (:func:`lens.faithfulness.score_model`,
+  fill :data:`viz.faithfulness.DEFAULT_SUBSTRATE`), with the ``oracle`` (the actor's mask) and the baselines.
+  The metric checks itself per model: deleting the actor must hurt more than deleting random cells
+  (``deletion_valid``: oracle deletion AUC < random's; likewise ``insertion_valid``). Where it does not, that
+  model's numbers measure the perturbation, not the explanations: the table marks them and they are left out
+  of any comparison.
+* **flow correlation**: the Spearman rank correlation, per clip, of rollout and gradient rollout with token
+  flow on the input tokens, and of last-stage attention with token flow on the tokens the last stage reads
+  (``flow_correlation``; signed relevance, and ``flow_correlation_abs`` with its magnitude), averaged.
+* **seconds** per clip of each method (and ``seconds_per_clip``: forward + explanations).
 
-On the first ``--faithfulness-n`` clips it also scores deletion and insertion AUC
-(:func:`lens.faithfulness.score_model`, target = the true class) of the same methods plus ``oracle``, the
-actor's mask. The table goes to stdout; ``--json`` prints ``{model: {"accuracy", "shuffled_accuracy",
-"pointing_game": {method: hit rate}, "deletion_auc": {method: auc}, "insertion_auc": {method: auc},
-"seconds_per_clip", "faithfulness_n", "n", "seed"}}`` instead (baselines as ``"random"``, ``"center"``,
-``"oracle"``).
+Sinks: each trained model is probed once (:func:`mvt.sinks.find_sinks` on 16 clips of another stream); ``sinks``
+lists what was found, and ``sink_excluded`` gives the pointing games of ``last_stage`` and ``rollout`` with the
+sink keys left out. ``--write PATH`` also saves the JSON (the app reads ``assets/evaluation.synth.json`` for
+its sink captions and its "loses to the centre baseline" notes).
 
 It is a thin report over :mod:`lens.dataset` (the per-clip function of ``python -m mvt analyse-dataset``,
-run by the local engine on ``synth:N:SEED`` with the actor masks): one path computes these numbers for both.
+:func:`lens.dataset.rows.model_row`, run on ``synth:N:SEED`` with the actor masks): one path computes these
+numbers for both. ``--engine ray --actors 2`` runs the same rows on local Ray.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from mvt.zoo import get_spec, list_models
+from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from . import methods as M
 from .dataset import analyse_dataset, synth_refs
-from .dataset.summary import mean, method_scores
+from .dataset.rows import SINK_STREAM
+from .dataset.summary import deletion_check, mean, method_scores
 
-EVALUATED = ("rollout", "attention", "saliency", "gradcam", "center", "random")
+EVALUATED = ("rollout", "grad_rollout", "token_flow", "attention", "saliency", "gradcam", "center", "random")
 """The registry's methods this evaluation scores (``attention``: only its last stage)."""
-OPTIONS = {"rollout": {"view": 0}}
-"""Rollout onto the first view: for MMViT the full-resolution tower, as the published numbers were made."""
+OPTIONS = {"rollout": {"view": 0}, "grad_rollout": {"view": 0}, "token_flow": {"stages": True}}
+"""Rollouts onto the first view (MMViT: the full-resolution tower); token flow also per stage."""
 
 
 def row_name(method: str) -> str:
@@ -54,10 +66,12 @@ def row_name(method: str) -> str:
 
 METHODS = tuple(row_name(n) for n in EVALUATED)
 """The rows of the table, in order: :data:`EVALUATED` named as :func:`row_name` names them."""
+FLOW_COMPARED = ("rollout", "grad_rollout", "last_stage")
+"""The methods whose correlation with token flow is reported."""
 
 
 def synth_models() -> list[str]:
-    """Registered ``*.synth`` models (their weights ship in ``assets/weights``)."""
+    """Every registered SynthMotion model with weights on disk."""
     return list_models("*.synth", available_only=True)
 
 
@@ -68,18 +82,22 @@ def evaluate_models(
     seed: int = 7,
     faithfulness_n: int = 20,
     steps: int = 8,
+    substrate: str = DEFAULT_SUBSTRATE,
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
+    engine: str = "local",
+    actors: int | None = None,
 ) -> dict[str, dict]:
-    """``{model: {"accuracy", "shuffled_accuracy", "pointing_game": {method: rate}, "deletion_auc":
-    {method: auc}, "insertion_auc": {method: auc}, "seconds_per_clip", "n", "seed"}}``.
+    """``{model: {...}}`` as the module docstring describes (plus ``accuracy``, ``shuffled_accuracy``, ``n``,
+    ``seed``, ``faithfulness_n``, ``substrate``, ``sinks``).
 
-    A report over :func:`lens.dataset.analyse_dataset` (local engine, rows kept in memory) on
-    ``synth:n:seed``: the same per-clip function as ``python -m mvt analyse-dataset``, with the true class as
-    the target, the frames-shuffled prediction, rollout onto view 0 (:data:`OPTIONS`), and deletion /
-    insertion (``steps`` points per curve) on the first ``faithfulness_n`` clips (they cost ``2 * steps``
-    forwards per method and clip); ``random``, ``center`` and ``oracle`` (the actor mask) are the
-    baselines. ``threads``: torch threads (default: as set)."""
+    A report over :func:`lens.dataset.analyse_dataset` (rows kept in memory) on ``synth:n:seed``: the same
+    per-clip function as ``python -m mvt analyse-dataset``, with the true class as the target, the
+    frames-shuffled prediction, the rollouts onto view 0 and token flow per stage (:data:`OPTIONS`), the sink
+    probe (stream ``seed + SINK_STREAM``), and deletion / insertion (``steps`` points per curve) on the first
+    ``faithfulness_n`` clips (they cost ``2 * steps`` forwards per method and clip); ``random``, ``center``
+    and ``oracle`` (the actor mask) are the baselines. ``threads``: torch threads (default: as set);
+    ``engine`` / ``actors``: as :func:`~lens.dataset.analyse_dataset`."""
     names = list(names) if names else synth_models()
     for name in names:
         spec = get_spec(name)
@@ -93,70 +111,151 @@ def evaluate_models(
         None,
         options=OPTIONS,
         steps=steps,
+        substrate=substrate,
         target="label",
         shuffled=True,
+        sinks=True,
+        sink_seed=seed + SINK_STREAM,
         threads=threads,
+        engine=engine,
+        actors=actors,
         progress=False,
     )
     results: dict[str, dict] = {}
     for name in names:
         rows = [r for r in run.rows if r["model"] == name]
-        results[name] = report(rows, n=n, seed=seed, faithfulness_n=k)
+        results[name] = report(rows, n=n, seed=seed, faithfulness_n=k, substrate=substrate)
         if log:
             log(f"{name}: top-1 {results[name]['accuracy']:.3f}")
     return results
 
 
-def report(rows: Sequence[Mapping], *, n: int, seed: int, faithfulness_n: int) -> dict:
+def report(
+    rows: Sequence[Mapping], *, n: int, seed: int, faithfulness_n: int, substrate: str = DEFAULT_SUBSTRATE
+) -> dict:
     """One model's entry of :func:`evaluate_models` from its dataset rows (in clip order)."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    if errors:
+        raise RuntimeError(f"{rows[0]['model']}: {len(errors)} clips failed, e.g. {errors[0]}")
     scores = method_scores(rows)
     named = {row_name(m): v for m, v in scores.items()}
+
+    def col(field: str, methods: Sequence[str] = METHODS) -> dict[str, float]:
+        return {m: mean(named[m].get(field, [])) for m in methods}
+
+    token = col("token_pointing_game")
+    ceiling_token, ceiling_pixel = col("ceiling_token"), col("ceiling_pixel")
     out: dict = {
         "accuracy": float(np.mean([float(r["correct"]) for r in rows])) if n else float("nan"),
         "shuffled_accuracy": sum(r["shuffled_pred"] == r["label"] for r in rows) / max(1, n),
-        "pointing_game": {m: mean(named[m]["pointing_game"]) for m in METHODS},
+        "pointing_game": col("pointing_game"),
+        "token_pointing_game": token,
+        "ceiling": {m: {"token": ceiling_token[m], "pixel": ceiling_pixel[m]} for m in METHODS},
+        "chance": col("chance"),
+        "flow_correlation": col("flow_correlation", FLOW_COMPARED),
+        "flow_correlation_abs": col("flow_correlation_abs", FLOW_COMPARED),
+        "seconds": col("seconds"),
+        "seconds_per_clip": sum(r["seconds_forward"] + r["seconds_explain"] for r in rows) / max(1, n),
     }
+    sunk = {
+        m: named[m]
+        for m in ("last_stage", "rollout")
+        if any(v is not None for v in named[m].get("sink_pointing_game", []))
+    }
+    if sunk:
+        out["sink_excluded"] = {
+            m: {"pixel": mean(v["sink_pointing_game"]), "token": mean(v["sink_token_pointing_game"])}
+            for m, v in sunk.items()
+        }
     if faithfulness_n:
         faith = [*METHODS, "oracle"]
-        out["deletion_auc"] = {m: mean(named[m]["deletion_auc"]) for m in faith}
-        out["insertion_auc"] = {m: mean(named[m]["insertion_auc"]) for m in faith}
-    out["seconds_per_clip"] = sum(r["seconds_forward"] + r["seconds_explain"] for r in rows) / max(1, n)
-    out.update(faithfulness_n=faithfulness_n, n=n, seed=seed)
+        out["deletion_auc"] = col("deletion_auc", faith)
+        out["insertion_auc"] = col("insertion_auc", faith)
+        out.update(
+            deletion_check(
+                {
+                    m: {"deletion_auc": out["deletion_auc"][m], "insertion_auc": out["insertion_auc"][m]}
+                    for m in ("oracle", "random")
+                }
+            )
+        )
+    centre = token["center"]
+    out["loses_to_center"] = {m: bool(token[m] < centre) for m in METHODS if m not in ("center", "random")}
+    out["sinks"] = next((list(r["sinks"]) for r in rows if r.get("sinks")), [])
+    out.update(faithfulness_n=faithfulness_n, substrate=substrate, n=n, seed=seed)
     return out
 
 
+def _f(v, fmt: str = ".3f") -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _sink_label(s: dict) -> str:
+    view = "" if s.get("view") is None else f" (view {s['view']})"
+    return f"block {s['block']}{view} key {tuple(s['cell'] or ())}"
+
+
 def format_table(results: dict[str, dict]) -> str:
-    """A plain-text table: one row per model, accuracy columns then one pointing-game column per method."""
+    """A plain-text table: a header line per model (accuracy, whether deletion measures it, sinks), then one
+    row per method: pointing game pixel / token / token ceiling, deletion and insertion AUC, flow ρ, s/clip
+    and flags (``<center``: token pointing game below the centre baseline)."""
     head = [
-        "model",
-        "method",
-        "top-1",
-        "shuffled",
-        "pointing game",
-        "deletion AUC",
-        "insertion AUC",
+        "model / method",
+        "PG pixel",
+        "PG token",
+        "ceiling",
+        "chance",
+        "del AUC",
+        "ins AUC",
+        "flow ρ",
         "s/clip",
+        "",
     ]
     rows = [head]
     for name, r in results.items():
-        methods = list(METHODS) + (["oracle"] if "oracle" in r.get("deletion_auc", {}) else [])
-        for i, m in enumerate(methods):
-            first = i == 0
+        valid = r.get("deletion_valid")
+        check = "" if valid is None else ("deletion valid" if valid else "DELETION INVALID: oracle ≥ random")
+        gap = f" (random − oracle {r['deletion_gap']:+.3f})" if "deletion_gap" in r else ""
+        sinks = ", ".join(_sink_label(s) for s in r.get("sinks", []))
+        rows.append(
+            [
+                f"{name}  top-1 {r['accuracy']:.3f}  shuffled {r['shuffled_accuracy']:.3f}  {check}{gap}"
+                + (f"  sinks: {sinks}" if sinks else ""),
+                *[""] * (len(head) - 1),
+            ]
+        )
+        d, ins = r.get("deletion_auc", {}), r.get("insertion_auc", {})
+        for m in [*METHODS, *(["oracle"] if "oracle" in d else [])]:
+            flag = "<center" if r.get("loses_to_center", {}).get(m) else ""
+            mark = "" if valid is not False else "*"
             rows.append(
                 [
-                    name if first else "",
-                    m,
-                    f"{r['accuracy']:.3f}" if first else "",
-                    f"{r['shuffled_accuracy']:.3f}" if first else "",
-                    f"{r['pointing_game'][m]:.3f}" if m in r["pointing_game"] else "",
-                    f"{r['deletion_auc'][m]:.3f}" if m in r.get("deletion_auc", {}) else "",
-                    f"{r['insertion_auc'][m]:.3f}" if m in r.get("insertion_auc", {}) else "",
-                    f"{r['seconds_per_clip']:.3f}" if first and "seconds_per_clip" in r else "",
+                    f"  {m}",
+                    _f(r["pointing_game"].get(m)),
+                    _f(r["token_pointing_game"].get(m)),
+                    _f(r["ceiling"].get(m, {}).get("token")),
+                    _f(r["chance"].get(m)),
+                    _f(d.get(m)) + (mark if m in d else ""),
+                    _f(ins.get(m)),
+                    _f(r["flow_correlation"].get(m), "+.2f"),
+                    _f(r["seconds"].get(m), ".3f"),
+                    flag,
                 ]
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    widths = [
+        max(len(row[i]) for row in rows if row[1:] != [""] * (len(head) - 1) or i) for i in range(len(head))
+    ]
+    lines = []
+    for row in rows:
+        if row[1:] == [""] * (len(head) - 1) and row is not head:
+            lines.append(row[0])
+        else:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r.get("deletion_valid") is False for r in results.values()):
+        lines.append(
+            "* deletion does not separate the actor from random cells on this model: not a measure of the explanations"
+        )
     return "\n".join(lines)
 
 
@@ -167,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7, help="SynthMotion stream of the clips")
     p.add_argument("--faithfulness-n", type=int, default=20, help="clips scored by deletion/insertion")
     p.add_argument("--steps", type=int, default=8, help="points per deletion/insertion curve")
+    p.add_argument("--substrate", default=DEFAULT_SUBSTRATE, help="fill of deleted cells (viz.perturb)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--write", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="lens.dataset engine")
+    p.add_argument("--actors", type=int, default=None, help="ray: model actors")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (per actor with ray)")
     args = p.parse_args(argv)
     names = args.models or synth_models()
     if not names:
@@ -176,9 +280,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     results = evaluate_models(
-        names, n=args.n, seed=args.seed, faithfulness_n=args.faithfulness_n, steps=args.steps
+        names,
+        n=args.n,
+        seed=args.seed,
+        faithfulness_n=args.faithfulness_n,
+        steps=args.steps,
+        substrate=args.substrate,
+        engine=args.engine,
+        actors=args.actors,
+        threads=args.threads,
     )
-    print(json.dumps(results, indent=2) if args.json else format_table(results))
+    text = json.dumps(results, indent=2)
+    if args.write is not None:
+        args.write.write_text(text + "\n")
+    print(text if args.json else format_table(results))
     return 0
 
 

@@ -14,6 +14,7 @@ from torch import nn
 import mvt
 import viz
 from mvt.outputs import Footprint
+from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from . import methods as M
 from .records import ModelResult, VolumeKey
@@ -41,7 +42,7 @@ def score_model(
     mask: np.ndarray | None = None,
     cells: Cells = None,
     steps: int = 16,
-    substrate: str = "blur",
+    substrate: str = DEFAULT_SUBSTRATE,
     batch_size: int = 8,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict:

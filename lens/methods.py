@@ -5,7 +5,8 @@ lists methods or dispatches on their names. A method's ``compute(inputs)`` retur
 keyed by :class:`~lens.records.VolumeKey` (per-stage methods give one per stage).
 
 Kinds: ``attention`` (a stage's CLS row on its pooled key grid), ``rollout`` (attention rollout through the
-pooling), ``gradient`` (gradient-weighted rollout), ``captum`` (attributions, :mod:`lens.attribution`),
+pooling), ``gradient`` (gradient-weighted rollout; token flow, the conservative relevance of the tokens of
+:func:`mvt.token_flow`), ``captum`` (attributions, :mod:`lens.attribution`),
 ``baseline`` (random, centre and, where a ground-truth mask is known, the mask itself).
 """
 
@@ -96,20 +97,40 @@ def _rollout_view(output: ModelOutput) -> int | str:
 def _attention(inp: Inputs) -> dict[VolumeKey, Volume]:
     out = _output(inp)
     head = inp.options.get("head", "mean")
+    drop = bool(inp.options.get("exclude_sinks", False))
     stages = [int(inp.options["stage"])] if inp.options.get("stage") is not None else viz.stages(out)
-    return {VolumeKey("attention", s): Volume(*viz.stage_volume(out, s, head=head)) for s in stages}
+    return {
+        VolumeKey("attention", s): Volume(*viz.stage_volume(out, s, head=head, exclude_sinks=drop))
+        for s in stages
+    }
 
 
 def _rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
     out = _output(inp)
     view = inp.options.get("view", _rollout_view(out))
-    return {VolumeKey("rollout"): Volume(*viz.rollout_volume(out, mode="attention", view=view))}
+    drop = bool(inp.options.get("exclude_sinks", False))
+    return {
+        VolumeKey("rollout"): Volume(
+            *viz.rollout_volume(out, mode="attention", view=view, exclude_sinks=drop)
+        )
+    }
 
 
 def _grad_rollout(inp: Inputs) -> dict[VolumeKey, Volume]:
     grad_out = mvt.attention_gradients(inp.model, inp.x, inp.target)
     view = inp.options.get("view", _rollout_view(grad_out))
     return {VolumeKey("grad_rollout"): Volume(*viz.rollout_volume(grad_out, mode="grad", view=view))}
+
+
+def _token_flow(inp: Inputs) -> dict[VolumeKey, Volume]:
+    """Conservative relevance of the input tokens (``options["stage"]``: of the tokens a stage reads last;
+    ``options["stages"]``: also one volume per stage, keyed with the stage, from the same backward pass)."""
+    flow = mvt.token_flow(inp.model, inp.x, inp.target)
+    out = {VolumeKey("token_flow"): Volume(*viz.flow_volume(flow, stage=inp.options.get("stage")))}
+    if inp.options.get("stages"):
+        stages = sorted({m.stage for m in flow.attentions if m.relevance is not None and (m.view or 0) == 0})
+        out.update({VolumeKey("token_flow", s): Volume(*viz.flow_volume(flow, stage=s)) for s in stages})
+    return out
 
 
 def _captum(name: str, label: str, fn: A.Attribution, needs_gradients: bool = True) -> Method:
@@ -140,6 +161,13 @@ _ALL = (
     ),
     Method("rollout", "Attention rollout through pooling", "rollout", _rollout, needs_matrices=True),
     Method("grad_rollout", "Gradient-weighted rollout", "gradient", _grad_rollout, needs_gradients=True),
+    Method(
+        "token_flow",
+        "Token flow (conservative relevance of the tokens)",
+        "gradient",
+        _token_flow,
+        needs_gradients=True,
+    ),
     _captum("saliency", "Saliency (captum)", A.saliency),
     _captum("input_x_gradient", "Input × gradient (captum)", A.input_x_gradient),
     _captum("integrated_gradients", "Integrated gradients (captum)", A.integrated_gradients),

@@ -36,6 +36,7 @@ from . import methods as M
 from .cache import Builder, ModelCache, ResultCache, build_model
 from .faithfulness import score_result
 from .jobs import Job, estimated_seconds
+from .notes import mark as mark_sinks
 from .records import (
     DEFAULT_VIEW,
     Analysis,
@@ -421,6 +422,7 @@ class Service:
                     model.forward_with_attention(x, lazy=True) if lazy else model.forward_with_attention(x)
                 )
                 logits = output.logits
+                mark_sinks(output, name)
             else:
                 report(0.3, "forward")
                 logits = model(x)

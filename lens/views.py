@@ -116,7 +116,15 @@ def describe(result: ModelResult, view: View, key: VolumeKey, volume: Volume) ->
     return f"Stage {key.stage + 1}: {amap.kind} attention, each group's CLS row laid onto the clip."
 
 
-CAPTIONERS: list[Captioner] = [describe]
+def evaluated(result: ModelResult, view: View, key: VolumeKey, volume: Volume) -> str | None:
+    """What the shipped evaluation says about this picture (:func:`lens.notes.notes`): a sink key named where
+    the map peaks on one, and a method that points at the actor less often than the centre baseline."""
+    from .notes import notes
+
+    return " ".join(notes(result, key)) or None
+
+
+CAPTIONERS: list[Captioner] = [describe, evaluated]
 """Every function that may caption a panel, in order. Add one here (e.g. a note that a map's mass sits on a
 padding sink) and the app shows its sentence under the picture: no app change needed."""
 

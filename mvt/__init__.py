@@ -10,7 +10,7 @@ Public API::
 """
 
 from . import models  # noqa: F401  (registers every family with the zoo)
-from .explain import attention_gradients
+from .explain import attention_gradients, token_flow
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
 from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
@@ -32,6 +32,7 @@ __all__ = [
     "WeightsError",
     "WeightsSource",
     "attention_gradients",
+    "token_flow",
     "create_model",
     "get_spec",
     "list_archs",

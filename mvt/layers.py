@@ -1,14 +1,18 @@
 """Building blocks shared by every model family: the one attention function, MLP, drop-path, and the
-records of attention probabilities (head means, CLS rows, probabilities computed later from kept q and k)."""
+records of attention probabilities (head means, CLS rows, probabilities computed later from kept q and k), and
+the conservative-propagation rules (:func:`hold_normalisers`)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 LAZY = "lazy"
 """``attention(..., need_weights=LAZY)``: fused kernel now, probabilities later (:class:`DeferredProbs`)."""
@@ -25,10 +29,12 @@ def map_dtype(nq: int, nk: int, threshold: int | None = None) -> torch.dtype:
     return torch.float16 if nq * nk >= (BIG_MAP if threshold is None else threshold) else torch.float32
 
 
-def capture_mode(keep_weights: bool, lazy: bool) -> bool | Literal["lazy"]:
-    """The ``need_weights`` of ``forward_with_attention(x, keep_weights=..., lazy=...)``'s attention calls."""
-    if lazy and keep_weights:
-        raise ValueError("lazy=True computes probabilities later, outside autograd: it cannot keep_weights")
+def capture_mode(keep_weights: bool, lazy: bool, conservative: bool = False) -> bool | Literal["lazy"]:
+    """The ``need_weights`` of ``forward_with_attention(x, keep_weights=..., lazy=..., conservative=...)``'s
+    attention calls."""
+    if lazy and (keep_weights or conservative):
+        what = "keep_weights" if keep_weights else "conservative"
+        raise ValueError(f"lazy=True computes probabilities later, outside autograd: it cannot {what}")
     return LAZY if lazy else True
 
 
@@ -228,3 +234,76 @@ def head_mean_softmax(
             probs = torch.softmax(logits, dim=-1, out=logits).float()
             torch.mean(probs, dim=0, out=out[b, r0 : r0 + rows])  # (R, Nk)
     return out
+
+
+# --------------------------------------------------------------------------------------------- token flow
+
+
+def held_layer_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """``F.layer_norm`` with its normaliser held constant: ``(x - mean) / σ.detach() · weight + bias``.
+
+    Same values; in the backward pass only the centring (linear) stays, so gradient × input through it is
+    conservative (the LN rule of Ali et al., ICML 2022, "XAI for Transformers").
+    """
+    dims = tuple(range(-len(normalized_shape), 0))
+    mean = x.mean(dim=dims, keepdim=True)
+    sigma = (x.var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt().detach()
+    out = (x - mean) / sigma
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def held_gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU as ``x · g(x)`` with the gate ``g = GELU(x) / x`` held constant (the identity rule of AttnLRP,
+    Achtibat et al., ICML 2024): same values, and gradient × input passes a unit's relevance through
+    unchanged."""
+    y = F.gelu(x, approximate=approximate)
+    gate = torch.where(x.abs() > 1e-12, y / torch.where(x.abs() > 1e-12, x, 1.0), 0.5)
+    return x * gate.detach()
+
+
+class _Hold(TorchFunctionMode):
+    """Routes the three normalising nonlinearities of a transformer to their held versions (see
+    :func:`hold_normalisers`); every other operation runs unchanged."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.layer_norm:
+            return held_layer_norm(*args, **kwargs)
+        if func is F.gelu:
+            return held_gelu(*args, **kwargs)
+        if func in (torch.softmax, torch.Tensor.softmax, F.softmax):
+            return func(*args, **kwargs).detach()
+        if func is F.scaled_dot_product_attention:
+            raise RuntimeError("hold_normalisers needs explicit attention weights (need_weights=True)")
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def hold_normalisers(enabled: bool = True) -> Iterator[None]:
+    """Within this block (this thread only), attention probabilities, LayerNorm's normaliser and GELU's gate
+    are held constant in the backward pass; forward values are unchanged.
+
+    This is conservative propagation (Ali et al., ICML 2022: attention heads and LayerNorm; AttnLRP, Achtibat
+    et al., ICML 2024: the identity rule for GELU): with those held, a model is a piecewise-linear function of
+    its tokens (linear layers, convolutions and pools, residual sums, max pooling's selection), so gradient ×
+    input of any token set splits a logit exactly into the tokens' relevances plus what the biases and
+    added embeddings after them contribute. Families implement ``forward_with_attention(x, conservative=True)``
+    by running their forward pass inside this block (one rule set for every family; the attention function
+    must take its explicit path, which ``need_weights=True`` does). The mode is a ``TorchFunctionMode``: it
+    lives on this thread's mode stack for the duration of the block only.
+    """
+    if not enabled:
+        yield
+        return
+    with _Hold():
+        yield

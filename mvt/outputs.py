@@ -41,10 +41,21 @@ class Footprint:
     padding: Grid = (0, 0, 0)
 
     def then(self, pool: PoolOp) -> Footprint:
-        """Footprint of the tokens produced by applying ``pool`` to tokens with this footprint."""
-        stride = tuple(s * p for s, p in zip(self.stride, pool.stride))
-        kernel = tuple(k + (pk - 1) * s for k, pk, s in zip(self.kernel, pool.kernel, self.stride))
-        padding = tuple(pd + pp * s for pd, pp, s in zip(self.padding, pool.padding, self.stride))
+        """Footprint of the tokens produced by applying ``pool`` to tokens with this footprint.
+
+        A pool moves tokens only along the axes it strides: there a pooled token covers the union of its
+        window's footprints (stride, kernel and padding grow). Along an axis with stride 1 the grid is kept
+        and every token stays where it was, so that axis is unchanged — a stride-1 window mixes neighbours
+        the way attention mixes every token, which is not where the token sits (MViT's ``(3, 3, 3)`` pools
+        with time stride 1 keep each token on its own 4-frame tubelet).
+        """
+        axes = [
+            (s, k, pd) if int(ps) == 1 else (s * ps, k + (pk - 1) * s, pd + pp * s)
+            for s, k, pd, ps, pk, pp in zip(
+                self.stride, self.kernel, self.padding, pool.stride, pool.kernel, pool.padding
+            )
+        ]
+        stride, kernel, padding = (tuple(a[i] for a in axes) for i in range(3))
         return Footprint(stride, kernel, padding)  # type: ignore[arg-type]
 
 
@@ -128,6 +139,16 @@ class AttentionMap:
     batch-major, then group). Only set by ``forward_with_attention(x, keep_weights=True)``."""
     grad_weighted: torch.Tensor | None = None
     """``(B, G, Nq, Nk)``: mean over heads of (A ⊙ ∂y/∂A)⁺, filled by ``mvt.attention_gradients``."""
+    tokens: torch.Tensor | None = None
+    """``(B·G', N_in, C)``: the tokens entering this map's block, on the autograd graph (``G'`` sequences per
+    clip, each ``num_prefix`` + the block's input grid, or its group's part of it). Only set by
+    ``forward_with_attention(x, conservative=True)``, on the first map of each block."""
+    relevance: torch.Tensor | None = None
+    """``(B, G', N_in)`` float64: each entering token's relevance to the explained logit (gradient × input
+    with attention, LayerNorm and GELU held: conservative propagation), filled by ``mvt.token_flow``."""
+    sinks: tuple[int, ...] = ()
+    """Positions in the key sequence (``Nk`` axis, prefix included) of *sink* keys: keys that take the top
+    attention at a fixed position whatever the clip shows (``mvt.sinks``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ATTENTION_KINDS:

@@ -10,6 +10,7 @@ Public API::
     viz.map_volume(output, amap)                 # (volume, footprint) ready for to_frames (HVT spans too)
     viz.stage_volume(output, stage)              # the same for the map that stands for a stage
     viz.rollout(output, mode="attention")        # (T, H, W) on the first token grid, through pooling
+    viz.flow_volume(mvt.token_flow(model, x))    # (volume, footprint): conservative relevance of the tokens
     viz.to_frames(volume, (T, H, W), footprint)  # float32 (T, H, W) at the clip's resolution
     viz.overlay(frames, volume)                  # uint8 (T, H, W, 3)
     viz.attention_stats(output); viz.stats_figure({name: stats}); viz.token_grid_figure(output)
@@ -27,6 +28,7 @@ from .faithfulness import (
     random_explanation,
 )
 from .figures import curves_figure, stage_heatmaps_figure, stats_figure, token_grid_figure
+from .flow import flow_grid, flow_volume, spearman
 from .geometry import pool_matrix, trace
 from .maps import (
     attention_footprint,
@@ -55,6 +57,8 @@ __all__ = [
     "curves_figure",
     "deletion_insertion",
     "faithfulness",
+    "flow_grid",
+    "flow_volume",
     "map_volume",
     "mask_iou",
     "normalize",
@@ -65,6 +69,7 @@ __all__ = [
     "random_explanation",
     "rollout",
     "rollout_volume",
+    "spearman",
     "stage_heatmaps_figure",
     "stage_map",
     "stage_volume",

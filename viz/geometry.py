@@ -126,19 +126,57 @@ def axis_centres(n: int, stride: int, kernel: int, padding: int) -> np.ndarray:
     return np.arange(n, dtype=np.float64) * stride - padding + (kernel - 1) / 2.0
 
 
-def axis_cover(size: int, n: int, stride: int, kernel: int, padding: int, tent: bool = False) -> np.ndarray:
-    """``(size, n)`` matrix: nonzero where input position ``p`` lies in the window of token ``i`` (clipped to
-    the input); 1 there, or with ``tent=True`` a tent peaking at the window centre,
-    ``(k/2 + ½ - |p - c|) / (k/2 + ½)`` (positive over the whole window)."""
+PAINTS = ("nearest", "box", "tent")
+"""How a token volume is painted onto the clip (see :func:`axis_cover`)."""
+PAINT = "nearest"
+"""The paint mode :func:`viz.to_frames` uses by default: nearest-centre, chosen by measurement.
+
+``python -m bench.painting --n 40 --seed 7`` paints the best possible token map (each token's actor coverage,
+:func:`viz.pointing.ceilings`) and asks whether its maximum pixel lies on the actor. Where token footprints
+overlap, tent and box painting cap that at 0.625 for the last-stage keys of ``mvit_t`` / ``mmvit_t`` (60-px
+footprints on a 32-px stride: a token shows its own value only where no neighbour's footprint reaches, and
+the best token's value is averaged away over most of its footprint), nearest-centre painting reaches
+0.975 — the same as the token-resolution game, since each token then paints exactly its own cell. On the
+first token grids (12-px footprints on an 8-px stride) all three reach 1.000, and on tubelet grids (ViViT,
+HVT: footprint = stride) the three modes are the same painting. The models' own last-stage maps move the
+same way (``mvit_t`` 0.000 → 0.075, ``mmvit_t`` 0.025 → 0.125, rollout 0.275 → 0.350 and 0.200 → 0.300).
+So a map's pixel scores measure the explanation, not the painting. What nearest-centre gives up: the
+picture no longer shows how far a token's footprint reaches (a hot token paints its cell, not its whole
+receptive field); ``mode="box"`` paints exactly the receptive field when that is the question."""
+
+
+def axis_cover(
+    size: int, n: int, stride: int, kernel: int, padding: int, mode: str = "box", *, tent: bool = False
+) -> np.ndarray:
+    """``(size, n)`` float64 weights of token ``i`` at input position ``p`` along one axis.
+
+    Nonzero only where ``p`` lies in the window of token ``i`` (clipped to the input). ``mode``:
+
+    * ``"box"``: 1 on the whole window (the token's receptive field along this axis);
+    * ``"tent"``: a tent peaking at the window centre, ``(k/2 + ½ - |p - c|) / (k/2 + ½)``, positive over the
+      whole window (``tent=True`` is the old spelling);
+    * ``"nearest"``: 1 for the token whose centre is nearest to ``p`` among the tokens whose window covers
+      ``p`` (a position exactly between two centres goes to the later token, so on a regular grid token
+      ``i``'s cell is ``[c_i - stride/2, c_i + stride/2)``). The columns are the tokens' *cells*: they
+      partition the covered positions, and each cell lies inside its token's window and holds its centre.
+    """
+    if tent:
+        mode = "tent"
+    if mode not in PAINTS:
+        raise ValueError(f"unknown paint mode {mode!r}; use one of {PAINTS}")
     lo = np.arange(n) * stride - padding
     p = np.arange(size)[:, None]
     inside = (p >= lo[None, :]) & (p < lo[None, :] + kernel)
-    if not tent:
+    if mode == "box":
         return inside.astype(np.float64)
-    half = kernel / 2.0 + 0.5
     centre = lo + (kernel - 1) / 2.0
-    w = (half - np.abs(p - centre[None, :])) / half
-    return np.where(inside, w, 0.0)
+    dist = np.abs(p - centre[None, :])
+    if mode == "tent":
+        half = kernel / 2.0 + 0.5
+        return np.where(inside, (half - dist) / half, 0.0)
+    key = np.where(inside, dist - 1e-6 * np.arange(n)[None, :], np.inf)  # ties: the later token
+    near = inside & (np.arange(n)[None, :] == key.argmin(axis=1)[:, None])
+    return near.astype(np.float64)
 
 
 # -- the trace ----------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ What a volume means depends on the map (the caption in the UI should say which):
   CLS row and raise;
 * factorised maps with a per-group prefix (one CLS per frame): each group's CLS row, laid onto the full grid;
 * cross maps (MMViT): one volume per view (:func:`attention_volumes_by_view`).
+
+``exclude_sinks=True`` leaves out the map's sink keys (``AttentionMap.sinks``, found by ``mvt.sinks``: keys that
+peak at a fixed position whatever the clip shows): they get the smallest value of the other grid keys, so
+the picture and its maximum show the rest.
 """
 
 from __future__ import annotations
@@ -58,11 +62,39 @@ def _key_values(amap: AttentionMap, head: str | int, batch: int) -> np.ndarray:
     return full.numpy()
 
 
+def _drop_sinks(amap: AttentionMap, vals: np.ndarray) -> np.ndarray:
+    """``vals`` over the key sequence with the sink keys set to the smallest other grid-key value."""
+    if not amap.sinks:
+        return vals
+    g = int(amap.probs.shape[1])
+    nk = int(amap.probs.shape[-1])
+    local = np.zeros(nk, dtype=bool)
+    local[list(amap.sinks)] = True
+    if g > 1:  # factorised: the sink is a local key position of every group
+        full = np.zeros(vals.size, dtype=bool)
+        idx = group_index(amap, amap.k_grid, amap.num_prefix)  # (G, Nk)
+        full[idx[:, local].reshape(-1)] = True
+        sink, keep = full, ~full
+        keep[: seq_prefix(amap)] = False
+    else:
+        sink, keep = local, ~local
+        start = 0
+        for seg in amap.segments_k:
+            keep[start : start + seg.num_prefix] = False
+            start += seg.length
+    out = vals.copy()
+    if keep.any():
+        out[sink] = vals[keep].min()
+    return out
+
+
 def attention_volumes_by_view(
-    amap: AttentionMap, head: str | int = "mean", batch: int = 0
+    amap: AttentionMap, head: str | int = "mean", batch: int = 0, exclude_sinks: bool = False
 ) -> dict[int, np.ndarray]:
     """One ``(T, H, W)`` float32 volume per key view of ``amap`` (a single entry unless it is a cross map)."""
     vals = _key_values(amap, head, batch)
+    if exclude_sinks:
+        vals = _drop_sinks(amap, vals)
     if amap.kind == "cross" or amap.k_segments is not None:
         out: dict[int, np.ndarray] = {}
         start = 0
@@ -77,7 +109,11 @@ def attention_volumes_by_view(
 
 
 def attention_volume(
-    amap: AttentionMap, head: str | int = "mean", batch: int = 0, view: int | None = None
+    amap: AttentionMap,
+    head: str | int = "mean",
+    batch: int = 0,
+    view: int | None = None,
+    exclude_sinks: bool = False,
 ) -> np.ndarray:
     """``(T, H, W)`` float32 attention volume on the map's (full) key grid; see the module docstring.
 
@@ -86,7 +122,7 @@ def attention_volume(
     grid, not the query grid. Paint it with :func:`attention_footprint` (or use :func:`map_volume`, which
     also expands HVT's 1-D pooled tokens onto the patch grid).
     """
-    vols = attention_volumes_by_view(amap, head=head, batch=batch)
+    vols = attention_volumes_by_view(amap, head=head, batch=batch, exclude_sinks=exclude_sinks)
     if view is None:
         return next(iter(vols.values()))
     if view not in vols:
@@ -100,6 +136,7 @@ def map_volume(
     head: str | int = "mean",
     batch: int = 0,
     view: int | None = None,
+    exclude_sinks: bool = False,
 ) -> tuple[np.ndarray, Footprint]:
     """``(volume, footprint)`` ready for ``viz.to_frames(volume, clip_shape, footprint)``.
 
@@ -108,7 +145,7 @@ def map_volume(
     the tokens whose window covers it; patches no window covers get 0).
     """
     lay = layout_of(output, amap)
-    vols = attention_volumes_by_view(amap, head=head, batch=batch)
+    vols = attention_volumes_by_view(amap, head=head, batch=batch, exclude_sinks=exclude_sinks)
     v = next(iter(vols)) if view is None else view
     if v not in vols:
         raise ValueError(f"view {v} has no keys in this map; views: {sorted(vols)}")
@@ -136,10 +173,10 @@ def stages(output: ModelOutput) -> list[int]:
 
 
 def stage_volume(
-    output: ModelOutput, stage: int, head: str | int = "mean", batch: int = 0
+    output: ModelOutput, stage: int, head: str | int = "mean", batch: int = 0, exclude_sinks: bool = False
 ) -> tuple[np.ndarray, Footprint]:
     """``(volume, footprint)`` of the map that stands for ``stage`` (its :func:`stage_map`)."""
-    return map_volume(output, stage_map(output, stage), head=head, batch=batch)
+    return map_volume(output, stage_map(output, stage), head=head, batch=batch, exclude_sinks=exclude_sinks)
 
 
 def stage_map(output: ModelOutput, stage: int) -> AttentionMap:

@@ -15,7 +15,7 @@ import torch
 
 from mvt.outputs import Footprint, Grid
 
-from .geometry import axis_cover
+from .geometry import PAINT, axis_cover
 
 # Anchor colours sampled at 17 evenly spaced points of the perceptually uniform maps of van der Walt & Smith
 # (viridis, inferno; CC0), linearly interpolated to 256 entries.
@@ -70,34 +70,41 @@ def to_frames(
     shape: Grid | Sequence[int],
     footprint: Footprint | None = None,
     input_shape: Grid | Sequence[int] | None = None,
+    *,
+    paint: str | None = None,
+    dtype: type = np.float32,
 ) -> np.ndarray:
-    """Upsample a ``(t, h, w)`` token volume to a clip's ``(T, H, W)``: float32.
+    """Upsample a ``(t, h, w)`` token volume to a clip's ``(T, H, W)`` (``dtype``, float32 by default).
 
     With ``footprint`` (token ``i`` covers ``[i*stride - padding, … + kernel)`` on the model input, per
-    axis, frames included) every pixel gets the weighted mean of the tokens whose footprint covers it, the
-    weight of a token being a separable tent over its kernel that peaks at its centre. So overlapping
-    kernels are averaged (a hot token peaks at its own centre instead of making a ring where fewer tokens
-    overlap), non-overlapping kernels (tubelets) are painted as exact constant tiles. Pixels no token
-    covers (a pooled key grid whose windows skip input positions) get the volume's minimum, so they show as
-    the coldest colour without stretching the colour scale. ``input_shape`` is the model input the
-    footprint refers to when it differs from ``shape``: the painted volume is then resized linearly.
-    Without a footprint: plain trilinear interpolation (``align_corners=False``).
+    axis, frames included) every pixel gets a weighted mean of the tokens whose footprint covers it, with
+    separable per-axis weights of :func:`viz.geometry.axis_cover`; ``paint`` picks them (default
+    :data:`viz.geometry.PAINT`, chosen by measurement — see there): ``"nearest"`` gives every pixel the
+    token whose centre is nearest (each token paints its own cell, inside its footprint), ``"box"`` averages
+    every covering token equally, ``"tent"`` weights each by a tent peaking at its centre. Non-overlapping
+    kernels (tubelets) are painted as exact constant tiles by all three. Pixels no token covers (a pooled
+    key grid whose windows skip input positions) get the volume's minimum, so they show as the coldest
+    colour without stretching the colour scale. The arithmetic is float64 (so equal token values paint
+    equal pixels). ``input_shape`` is the model input the footprint refers to when it differs from
+    ``shape``: the painted volume is then resized linearly. Without a footprint: plain trilinear
+    interpolation (``align_corners=False``).
     """
-    vol = torch.as_tensor(np.asarray(volume, dtype=np.float32) if not torch.is_tensor(volume) else volume)
-    vol = vol.detach().float().cpu()
+    vol = torch.as_tensor(np.asarray(volume) if not torch.is_tensor(volume) else volume)
+    vol = vol.detach().double().cpu()
     if vol.ndim != 3:
         raise ValueError(f"to_frames expects a (T, H, W) volume, got shape {tuple(vol.shape)}")
     shape = tuple(int(s) for s in shape)
     if footprint is None:
         if tuple(vol.shape) == shape:
-            return vol.numpy().astype(np.float32, copy=True)
+            return vol.numpy().astype(dtype, copy=True)
         out = torch.nn.functional.interpolate(
             vol[None, None], size=shape, mode="trilinear", align_corners=False
         )
-        return out[0, 0].numpy().astype(np.float32)
+        return out[0, 0].numpy().astype(dtype)
+    mode = PAINT if paint is None else paint
     target = tuple(int(s) for s in (input_shape or shape))
     ct, ch, cw = (
-        axis_cover(n, g, s, k, p, tent=True).astype(np.float32)
+        axis_cover(n, g, s, k, p, mode)
         for n, g, s, k, p in zip(target, vol.shape, footprint.stride, footprint.kernel, footprint.padding)
     )
     v = vol.numpy()
@@ -106,14 +113,14 @@ def to_frames(
     num = np.matmul(num, cw.T)  # (T, H, W)
     # the weights are separable, so their sum over tokens is an outer product of per-axis sums
     den = ct.sum(1)[:, None, None] * ch.sum(1)[None, :, None] * cw.sum(1)[None, None, :]
-    floor = np.float32(v.min()) if v.size else np.float32(0.0)
-    out = np.where(den > 0, num / np.maximum(den, 1e-12), floor).astype(np.float32)
+    floor = v.min() if v.size else 0.0
+    out = np.where(den > 0, num / np.maximum(den, 1e-300), floor)
     if target != shape:
         t = torch.from_numpy(out)[None, None]
         out = torch.nn.functional.interpolate(t, size=shape, mode="trilinear", align_corners=False)[
             0, 0
         ].numpy()
-    return out.astype(np.float32, copy=False)
+    return out.astype(dtype, copy=False)
 
 
 # -- colour ------------------------------------------------------------------------------------------------

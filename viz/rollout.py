@@ -78,8 +78,9 @@ def _pool_left(r: torch.Tensor, p: int, pool: PoolOp | None, in_grid, out_grid) 
     return torch.cat([pre, back.reshape(-1)])
 
 
-def _matrix(m: AttentionMap, mode: str, batch: int) -> torch.Tensor:
-    """The raw ``(G, Nq, Nk)`` float32 matrix of one map (rows are normalised lazily by :class:`_Op`)."""
+def _matrix(m: AttentionMap, mode: str, batch: int, exclude_sinks: bool = False) -> torch.Tensor:
+    """The raw ``(G, Nq, Nk)`` float32 matrix of one map (rows are normalised lazily by :class:`_Op`); with
+    ``exclude_sinks`` the sink keys' columns are zero (their rows are renormalised by :class:`_Op`)."""
     if mode == "attention":
         a = m.probs[batch]
     else:
@@ -88,7 +89,11 @@ def _matrix(m: AttentionMap, mode: str, batch: int) -> torch.Tensor:
                 "gradient rollout needs AttentionMap.grad_weighted: run mvt.attention_gradients(model, x, target)"
             )
         a = m.grad_weighted[batch]
-    return a.detach().float()
+    a = a.detach().float()
+    if exclude_sinks and m.sinks:
+        a = a.clone()
+        a[..., list(m.sinks)] = 0.0
+    return a
 
 
 class _Op:
@@ -158,7 +163,12 @@ def _seq_len(geom: TokenGeom, p: int) -> int:
 
 
 def _layer_back(
-    layer: list[MapLayout], r: dict[int, torch.Tensor], rpre: dict[int, int], mode: str, batch: int
+    layer: list[MapLayout],
+    r: dict[int, torch.Tensor],
+    rpre: dict[int, int],
+    mode: str,
+    batch: int,
+    exclude_sinks: bool = False,
 ) -> None:
     """Replace ``r[v]`` (on the layer's outputs) by ``r[v] · M`` (on the layer's inputs), in place.
 
@@ -206,7 +216,16 @@ def _layer_back(
     ]
     total = float(sum(heads))
     ops = [
-        (_Op(lay.amap, _matrix(lay.amap, mode, batch), nq, nk, normalise=mode == "grad"), h / total)
+        (
+            _Op(
+                lay.amap,
+                _matrix(lay.amap, mode, batch, exclude_sinks),
+                nq,
+                nk,
+                normalise=mode == "grad" or (exclude_sinks and bool(lay.amap.sinks)),
+            ),
+            h / total,
+        )
         for lay, h in zip(layer, heads)
     ]
     rowsum = sum(w * op.row_sums() for op, w in ops)
@@ -277,8 +296,12 @@ def rollout_vector(
     mode: str = "attention",
     stop_stage: int | None = None,
     batch: int = 0,
+    exclude_sinks: bool = False,
 ) -> tuple[dict[int, torch.Tensor], dict[int, TokenGeom], dict[int, int]]:
-    """The propagated row vectors per view, their token geometry and prefix counts (see module docstring)."""
+    """The propagated row vectors per view, their token geometry and prefix counts (see module docstring).
+
+    ``exclude_sinks``: the sink keys of every map (``AttentionMap.sinks``) get no attention; each row's
+    attention is renormalised over the other keys."""
     if mode not in ("attention", "grad"):
         raise ValueError(f"rollout mode must be 'attention' or 'grad', got {mode!r}")
     if not output.attentions:
@@ -308,7 +331,7 @@ def rollout_vector(
             r[v] = torch.zeros(_seq_len(last_geom[v], prefix[v]), dtype=_DT)
     rpre = dict(prefix)
     for layer in reversed(_layers(layouts)):
-        _layer_back(layer, r, rpre, mode, batch)
+        _layer_back(layer, r, rpre, mode, batch, exclude_sinks)
     first_geom: dict[int, TokenGeom] = {}
     first_prefix: dict[int, int] = {}
     for lay in layouts:
@@ -325,6 +348,7 @@ def rollout(
     stop_stage: int | None = None,
     batch: int = 0,
     view: int = 0,
+    exclude_sinks: bool = False,
 ) -> np.ndarray:
     """Attention rollout of the classifier's read-out back to the first token grid: float32 ``(T, H, W)``.
 
@@ -335,12 +359,14 @@ def rollout(
     patch sequence, returned reshaped to the patch grid; a ``stop_stage`` past the first pool returns the
     1-D grid (use :func:`rollout_volume` to paint it). See the module docstring for the derivation.
     """
-    vol, _ = _rollout_on_grid(output, mode, stop_stage, batch, view)
+    vol, _ = _rollout_on_grid(output, mode, stop_stage, batch, view, exclude_sinks)
     return vol
 
 
-def _rollout_on_grid(output, mode, stop_stage, batch, view):
-    r, geoms, prefix = rollout_vector(output, mode=mode, stop_stage=stop_stage, batch=batch)
+def _rollout_on_grid(output, mode, stop_stage, batch, view, exclude_sinks=False):
+    r, geoms, prefix = rollout_vector(
+        output, mode=mode, stop_stage=stop_stage, batch=batch, exclude_sinks=exclude_sinks
+    )
     if view not in r:
         raise ValueError(f"view {view} is not in this output; views: {sorted(r)}")
     geom = geoms[view]
@@ -356,6 +382,7 @@ def rollout_volume(
     stop_stage: int | None = None,
     batch: int = 0,
     view: int | str = 0,
+    exclude_sinks: bool = False,
 ):
     """``(volume, footprint)`` of :func:`rollout`, ready for ``viz.to_frames``.
 
@@ -364,7 +391,9 @@ def rollout_volume(
     model input with that view's footprint, then summed. The result is already at input resolution, so the
     footprint returned is ``None``.
     """
-    r, geoms, prefix = rollout_vector(output, mode=mode, stop_stage=stop_stage, batch=batch)
+    r, geoms, prefix = rollout_vector(
+        output, mode=mode, stop_stage=stop_stage, batch=batch, exclude_sinks=exclude_sinks
+    )
     if view != "all":
         if view not in r:
             raise ValueError(f"view {view} is not in this output; views: {sorted(r)}")

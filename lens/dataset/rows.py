@@ -5,8 +5,11 @@
 through ``mvt.synth.generate``, with its actor mask), or into the error that stopped it. :func:`clip_rows`
 runs every model on a decoded clip and returns one plain-dict row per model (the columns are
 :data:`lens.dataset.table.COLUMNS`): predictions, attention statistics per stage, and per method the
-pointing game (where a mask exists) and deletion / insertion AUC (on clips marked ``scored``), computed with
-the project's registry (:mod:`lens.methods`) and metrics (:mod:`lens.faithfulness`, :mod:`viz`).
+pointing game at pixel and token resolution with its ceilings and chance (where a mask exists), deletion /
+insertion AUC (on clips marked ``scored``), the Spearman correlation with token flow, the pointing game with
+sink keys left out, and seconds, computed with the project's registry (:mod:`lens.methods`) and metrics
+(:mod:`lens.faithfulness`, :mod:`viz`, :mod:`viz.pointing`); with ``RowConfig.sinks``, the model's sink keys
+(:mod:`mvt.sinks`). ``python -m mvt evaluate`` is a report over these rows.
 
 Deterministic: the only randomness (the random baseline, the frame order of the shuffled prediction) is
 seeded from the clip (:func:`~lens.dataset.sources.clip_seed`), never from the worker, so the local and the
@@ -22,8 +25,9 @@ import math
 import os
 import socket
 import time
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,10 +37,14 @@ from torch import nn
 import mvt
 import viz
 from mvt import synth
+from mvt.sinks import Sink, find_sinks, mark_sinks
+from viz.faithfulness import DEFAULT_SUBSTRATE
+from viz.pointing import ceilings, token_chance, token_pointing_game
 
 from .. import methods as M
 from ..clips import file_sha256, read_clip
 from ..faithfulness import score_model
+from ..records import Volume
 from .sources import ClipRef, clip_seed, shuffle_order
 
 log = logging.getLogger("mvt-lens")
@@ -45,8 +53,18 @@ Sampling = tuple[int, int, int, int]
 """(frames, frame stride, resize size, crop size): how a model samples a clip; models that share it share
 one decode."""
 
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"rollout": {"view": 0}}
-"""Rollout onto the first view (MMViT: the full-resolution tower), a map on the frames a mask can score."""
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "rollout": {"view": 0},
+    "grad_rollout": {"view": 0},
+    "token_flow": {"stages": True},
+}
+"""Rollouts onto the first view (MMViT: the full-resolution tower), maps on the frames a mask can score;
+token flow also per stage (its last stage is what last-stage attention is correlated with)."""
+FLOW_COMPARED = ("rollout", "grad_rollout", "attention")
+"""Methods whose Spearman correlation with token flow each row holds (``attention``: its last stage, against
+token flow on the tokens the last stage reads; the others against token flow on the input tokens)."""
+SINK_PROBES, SINK_STREAM = 16, 1_000_003
+"""Clips (and the SynthMotion stream) the sink detector probes each trained model with, once per process."""
 
 
 def sampling(spec: mvt.ModelSpec) -> Sampling:
@@ -59,16 +77,20 @@ class RowConfig:
     at their last stage, and the baselines ``random``, ``center`` and, with a mask, ``oracle`` are always
     added); ``target``: ``"label"`` explains the true class where the clip has one (else the prediction),
     ``"pred"`` the prediction; ``shuffled``: also predict with the frames in a shuffled order;
-    ``volumes``: return every explanation volume (on its grid) for the ``.npz`` files."""
+    ``volumes``: return every explanation volume (on its grid) for the ``.npz`` files; ``sinks``: probe each
+    trained model for sink keys (:func:`model_sinks`, stream ``sink_seed``), mark them on its outputs, and
+    also score ``attention`` and ``rollout`` with them left out."""
 
     methods: tuple[str, ...] = ("attention", "rollout")
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: DEFAULT_OPTIONS)
     steps: int = 8
-    substrate: str = "blur"
+    substrate: str = DEFAULT_SUBSTRATE
     top_k: int = 5
     target: str = "label"
     shuffled: bool = False
     volumes: bool = False
+    sinks: bool = False
+    sink_seed: int = SINK_STREAM
 
     def __post_init__(self) -> None:
         if self.target not in ("label", "pred"):
@@ -88,6 +110,8 @@ class RowConfig:
             "target": self.target,
             "shuffled": self.shuffled,
             "volumes": self.volumes,
+            "sinks": self.sinks,
+            "sink_seed": self.sink_seed,
         }
 
     @classmethod
@@ -229,6 +253,7 @@ def base_row(ref: ClipRef, name: str, decoded: Decoded) -> dict[str, Any]:
         "stage_distance_px": None,
         "stage_distance_frames": None,
         "scores": None,
+        "sinks": None,
         "seconds_decode": decoded.seconds,
         "seconds_forward": None,
         "seconds_explain": None,
@@ -254,20 +279,99 @@ def stage_stats(output) -> tuple[list[float], list[float], list[float]]:
     return out
 
 
-def _explanations(model, x, output, cfg: RowConfig, target: int, seed: int, mask) -> tuple[dict, dict]:
-    """({method: (T, S, S) map on the frames}, {"model-relative slug": grid volume}) for one clip: every
-    explanation of ``cfg`` (per-stage ones at their last stage) and the baselines."""
+_SINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_sinks(model: nn.Module, seed: int = SINK_STREAM) -> list[Sink]:
+    """The sink keys of a trained model (:func:`mvt.sinks.find_sinks` on :data:`SINK_PROBES` SynthMotion
+    clips of stream ``seed``); probed once per model and seed in a process, and deterministic, so every
+    engine and worker marks the same keys. Untrained models get none (nothing was learned)."""
+    spec = model.spec
+    if not spec.trained:
+        return []
+    cache = _SINKS.setdefault(model, {})
+    if seed not in cache:
+        from mvt.train import to_input
+
+        clips = synth.generate(SINK_PROBES, seed, frames=spec.num_frames, size=spec.crop_size).clips
+        device = next(model.parameters()).device
+        cache[seed] = find_sinks(model, to_input(clips, spec).to(device))
+    return cache[seed]
+
+
+def sink_record(s: Sink) -> dict[str, Any]:
+    """A sink as the ``sinks`` column holds it (and ``lens.notes`` reads it back)."""
+    d = asdict(s)
+    d["cell"] = list(d["cell"]) if d["cell"] is not None else None
+    return d
+
+
+def _explanations(
+    model, x, output, cfg: RowConfig, target: int, seed: int, mask
+) -> tuple[dict, dict, dict, dict]:
+    """For one clip: ``{method: Volume}`` of every explanation of ``cfg`` (per-stage ones at their last stage)
+    and the baselines, token flow per stage (``{stage: Volume}``, when asked), seconds per method, and
+    ``{"model-relative slug": grid volume}``."""
     baselines = [*M.BASELINES, *(["oracle"] if mask is not None else [])]
     names = [*cfg.explanations, *baselines]
-    volumes, _ = M.compute(model, x, output, names, target=target, options=cfg.options, seed=seed, mask=mask)
-    shape = tuple(int(s) for s in x.shape[2:])
+    volumes, timings = M.compute(
+        model, x, output, names, target=target, options=cfg.options, seed=seed, mask=mask
+    )
     last = max(viz.stages(output)) if output is not None and output.attentions else None
-    maps = {}
+    chosen, flows = {}, {}
     for key, vol in volumes.items():
+        if key.method == "token_flow" and key.stage is not None:
+            flows[key.stage] = vol
         if M.get(key.method).per_stage and key.stage != last:
             continue
-        maps[key.method] = viz.to_frames(vol.values, shape, vol.footprint)
-    return {n: maps[n] for n in names if n in maps}, {k.slug: v.values for k, v in volumes.items()}
+        if not M.get(key.method).per_stage and key.stage is not None:
+            continue
+        chosen[key.method] = vol
+    seconds = {n: float(timings.get(M.get(n).label, math.nan)) for n in names}
+    grids = {k.slug: v.values for k, v in volumes.items()}
+    return {n: chosen[n] for n in names if n in chosen}, flows, seconds, grids
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Spearman's ρ of a map with a signed relevance, and with its magnitude (NaN on different grids)."""
+    if np.size(a) != np.size(b):
+        return math.nan, math.nan
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return float(viz.spearman(a, b)), float(viz.spearman(a, np.abs(b)))
+
+
+def _pointing(vol: Volume, mask: np.ndarray, shape, cache: dict) -> dict[str, float]:
+    """Pixel and token pointing game of one volume (maxima in float64, within a tolerance), with the
+    ceilings (the best map on the same token grid) and chance of its grid (``cache``: per grid, per clip)."""
+    frames = viz.to_frames(vol.values, shape, vol.footprint, dtype=np.float64)
+    grid = (vol.footprint, tuple(vol.values.shape))
+    if grid not in cache:
+        c = ceilings(mask, vol.footprint, vol.values.shape)
+        cache[grid] = (c["token"], c["pixel"], token_chance(mask, vol.footprint, vol.values.shape))
+    return {
+        "pointing_game": viz.pointing_game(frames, mask),
+        "token_pointing_game": token_pointing_game(vol.values, vol.footprint, mask),
+        "ceiling_token": cache[grid][0],
+        "ceiling_pixel": cache[grid][1],
+        "chance": cache[grid][2],
+    }
+
+
+SCORE_FIELDS = (
+    "pointing_game",
+    "token_pointing_game",
+    "ceiling_token",
+    "ceiling_pixel",
+    "chance",
+    "deletion_auc",
+    "insertion_auc",
+    "flow_correlation",
+    "flow_correlation_abs",
+    "sink_pointing_game",
+    "sink_token_pointing_game",
+    "seconds",
+)
+"""The fields of each entry of a row's ``scores`` (besides ``method``); null where not computed."""
 
 
 def model_row(
@@ -285,13 +389,15 @@ def model_row(
     frames, mask = decoded.frames[s], decoded.masks.get(s)
     labels = _labels(spec)
     label = label_index(ref.label, labels)
+    sinks = model_sinks(model, cfg.sink_seed) if cfg.sinks else []  # before the clip's seed: no RNG shared
+    row["sinks"] = [sink_record(k) for k in sinks]
     seed = clip_seed(ref, decoded.sha256)
     torch.manual_seed(seed)
 
     t = time.perf_counter()
     x = mvt.normalise(frames, spec, device=device)  # (1, 3, T, S, S)
     with torch.inference_mode():
-        output = model.forward_with_attention(x)
+        output = mark_sinks(model.forward_with_attention(x), sinks)
     logits = output.logits.float()
     pred = int(logits[0].argmax())
     probs, idx = logits.softmax(-1)[0].topk(min(cfg.top_k, logits.shape[-1]))
@@ -312,25 +418,51 @@ def model_row(
     row["seconds_forward"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    maps, grids = _explanations(model, x, output, cfg, target, seed, mask) if cfg.explanations else ({}, {})
+    empty: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
+    vols, flows, seconds, grids = (
+        _explanations(model, x, output, cfg, target, seed, mask) if cfg.explanations else empty
+    )
     row["seconds_explain"] = time.perf_counter() - t
 
     t = time.perf_counter()
     ent, dpx, dfr = stage_stats(output)
     row.update(stage_entropy=ent, stage_distance_px=dpx, stage_distance_frames=dfr)
+    shape = tuple(int(v) for v in x.shape[2:])
+    maps = {m: viz.to_frames(v.values, shape, v.footprint) for m, v in vols.items()}
+    scores = {m: dict.fromkeys(SCORE_FIELDS) for m in vols}
+    cache: dict = {}
+    for m, v in vols.items():
+        scores[m]["seconds"] = seconds.get(m)
+        if mask is not None:
+            scores[m].update(_pointing(v, mask, shape, cache))
+    if "token_flow" in vols:
+        for m in FLOW_COMPARED:
+            against = flows.get(max(flows)) if m == "attention" and flows else vols["token_flow"]
+            if m in vols and against is not None:
+                r, r_abs = _spearman(vols[m].values, against.values)
+                scores[m].update(flow_correlation=r, flow_correlation_abs=r_abs)
+    if mask is not None and any(a.sinks for a in output.attentions):
+        last = max(viz.stages(output))
+        excluded = {
+            "attention": lambda: viz.stage_volume(output, last, exclude_sinks=True),
+            "rollout": lambda: viz.rollout_volume(output, view=0, exclude_sinks=True),
+        }
+        for m, fn in excluded.items():
+            if m in scores:
+                p = _pointing(Volume(*fn()), mask, shape, cache)
+                scores[m].update(
+                    sink_pointing_game=p["pointing_game"], sink_token_pointing_game=p["token_pointing_game"]
+                )
     faith = {}
     if maps and ref.scored:
         with torch.inference_mode():
             faith = score_model(model, x, maps, target=target, steps=cfg.steps, substrate=cfg.substrate)
-    row["scores"] = [
-        {
-            "method": m,
-            "pointing_game": viz.pointing_game(e, mask) if mask is not None else None,
-            "deletion_auc": float(faith[m]["curves"].deletion_auc) if m in faith else None,
-            "insertion_auc": float(faith[m]["curves"].insertion_auc) if m in faith else None,
-        }
-        for m, e in maps.items()
-    ]
+    for m in faith:
+        scores[m].update(
+            deletion_auc=float(faith[m]["curves"].deletion_auc),
+            insertion_auc=float(faith[m]["curves"].insertion_auc),
+        )
+    row["scores"] = [{"method": m, **v} for m, v in scores.items()]
     row["seconds_scores"] = time.perf_counter() - t
     return row, ({f"{name}/{k}": v for k, v in grids.items()} if cfg.volumes else {})
 

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 import mvt
+from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from .. import methods as M
 from ..records import LensError
 from .engines import effective_threads, run_local, run_ray
-from .rows import DEFAULT_OPTIONS, RowConfig
+from .rows import DEFAULT_OPTIONS, SINK_STREAM, RowConfig
 from .sources import ClipRef, read_source
 from .store import Store
 
@@ -113,11 +114,13 @@ def analyse_dataset(
     engine: str = "local",
     resume: bool = False,
     steps: int = 8,
-    substrate: str = "blur",
+    substrate: str = DEFAULT_SUBSTRATE,
     top_k: int = 5,
     target: str = "label",
     shuffled: bool = False,
     volumes: bool = False,
+    sinks: bool = False,
+    sink_seed: int = SINK_STREAM,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     faithfulness_n: int | None = None,
     actors: int | None = None,
@@ -134,7 +137,7 @@ def analyse_dataset(
 
     ``methods``: explanation methods of the registry (scored with the random / centre / oracle baselines);
     ``steps``, ``substrate``: deletion / insertion settings, run on the first ``faithfulness_n`` clips
-    (default: all); ``target``, ``shuffled``, ``top_k``, ``volumes``, ``options``: see
+    (default: all); ``target``, ``shuffled``, ``top_k``, ``volumes``, ``sinks``, ``sink_seed``, ``options``: see
     :class:`~lens.dataset.rows.RowConfig`. ``engine``: ``"local"`` or ``"ray"`` (``actors`` model actors
     of ``threads`` torch threads each, on local Ray or the cluster at ``address`` / ``RAY_ADDRESS``).
     ``out``: the folder to write (``None``: keep rows in memory); ``resume`` continues a run there.
@@ -153,6 +156,8 @@ def analyse_dataset(
         target=target,
         shuffled=bool(shuffled),
         volumes=bool(volumes) and out is not None,
+        sinks=bool(sinks),
+        sink_seed=int(sink_seed),
     )
     refs = read_source(source) if isinstance(source, str) else list(source)
     if faithfulness_n is not None:

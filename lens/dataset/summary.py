@@ -1,5 +1,7 @@
 """Numbers over a dataset's rows: per model accuracy, attention statistics per stage and each method's
-pointing game and deletion / insertion AUC, each as a mean with a 95 % confidence interval.
+scores (pointing game at pixel and token resolution with ceilings and chance, deletion / insertion AUC, flow
+correlations, …: :data:`lens.dataset.rows.SCORE_FIELDS`), each as a mean with a 95 % confidence interval;
+the deletion metric's validity check (oracle vs random) and the model's sink keys.
 
 Intervals: Wilson's score interval for rates (accuracy, pointing game: values 0 or 1); for means of
 continuous scores (AUCs, entropies, distances) the normal interval ``mean ± 1.96 · sd / √n``. Missing
@@ -53,16 +55,46 @@ def rate_ci(values: Iterable[Any]) -> dict[str, float | int | None]:
     return {"mean": p, "lo": max(0.0, centre - half), "hi": min(1.0, centre + half), "n": n}
 
 
+RATES = (
+    "pointing_game",
+    "token_pointing_game",
+    "ceiling_token",
+    "ceiling_pixel",
+    "sink_pointing_game",
+    "sink_token_pointing_game",
+)
+"""Score fields that are 0/1 per clip (Wilson interval); the others are means."""
+
+
 def method_scores(rows: Iterable[Mapping]) -> dict[str, dict[str, list]]:
-    """``{method: {"pointing_game": [...], "deletion_auc": [...], "insertion_auc": [...]}}`` over rows, in
-    row order (methods in order of first appearance)."""
+    """``{method: {field: [...]}}`` over rows, in row order (methods in order of first appearance; the
+    fields of each ``scores`` entry: ``pointing_game``, ``deletion_auc``, ``insertion_auc``, …)."""
     out: dict[str, dict[str, list]] = {}
     for r in rows:
         for s in r.get("scores") or []:
             d = out.setdefault(s["method"], {"pointing_game": [], "deletion_auc": [], "insertion_auc": []})
-            for k in d:
-                d[k].append(s.get(k))
+            for k, v in s.items():
+                if k != "method":
+                    d.setdefault(k, []).append(v)
     return out
+
+
+def deletion_check(methods: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The metric's own validity check from mean deletion / insertion AUCs (``{method: {"deletion_auc":
+    float, "insertion_auc": float}}``): deleting the actor (``oracle``) must hurt more than deleting random
+    cells. ``{}`` without both."""
+    try:
+        d = {m: float(methods[m]["deletion_auc"]) for m in ("oracle", "random")}
+        i = {m: float(methods[m]["insertion_auc"]) for m in ("oracle", "random")}
+    except (KeyError, TypeError, ValueError):
+        return {}
+    if not all(math.isfinite(v) for v in (*d.values(), *i.values())):
+        return {}
+    return {
+        "deletion_gap": d["random"] - d["oracle"],
+        "deletion_valid": bool(d["oracle"] < d["random"]),
+        "insertion_valid": bool(i["oracle"] > i["random"]),
+    }
 
 
 def _stages(rows: Sequence[Mapping]) -> list[dict]:
@@ -97,20 +129,23 @@ def model_summary(rows: Sequence[Mapping]) -> dict[str, Any]:
         sum(float(r.get(k) or 0.0) for k in ("seconds_forward", "seconds_explain", "seconds_scores"))
         for r in ok
     ]
+    methods = {
+        m: {k: (rate_ci(vs) if k in RATES else mean_ci(vs)) for k, vs in v.items()}
+        for m, v in method_scores(ok).items()
+    }
+    means = {
+        m: {k: (c["mean"] if c["mean"] is not None else math.nan) for k, c in v.items()}
+        for m, v in methods.items()
+    }
     return {
         "clips": len(rows),
         "errors": len(rows) - len(ok),
         "accuracy": rate_ci(float(r["correct"]) for r in labelled),
         "shuffled_accuracy": rate_ci(float(r["shuffled_pred"] == r["label"]) for r in shuffled),
         "stages": _stages(ok),
-        "methods": {
-            m: {
-                "pointing_game": rate_ci(v["pointing_game"]),
-                "deletion_auc": mean_ci(v["deletion_auc"]),
-                "insertion_auc": mean_ci(v["insertion_auc"]),
-            }
-            for m, v in method_scores(ok).items()
-        },
+        "methods": methods,
+        **deletion_check(means),
+        "sinks": next((r["sinks"] for r in ok if r.get("sinks")), []),
         "seconds_per_clip": mean_ci(per_clip),
         "seconds_decode_per_clip": mean_ci(r.get("seconds_decode") for r in ok),
     }

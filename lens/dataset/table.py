@@ -30,9 +30,21 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "stage_distance_px": ("list<float64>", "per stage: mean attention distance, pixels on the model input"),
     "stage_distance_frames": ("list<float64>", "per stage: mean attention distance, frames"),
     "scores": (
-        "list<struct<method: string, pointing_game: float64, deletion_auc: float64, insertion_auc: float64>>",
+        "list<struct<method: string, pointing_game: float64, token_pointing_game: float64, "
+        "ceiling_token: float64, ceiling_pixel: float64, chance: float64, deletion_auc: float64, "
+        "insertion_auc: float64, flow_correlation: float64, flow_correlation_abs: float64, "
+        "sink_pointing_game: float64, sink_token_pointing_game: float64, seconds: float64>>",
         "per method (per-stage methods at their last stage) and baseline (random, center; oracle with a "
-        "mask): pointing game (null without a mask), deletion and insertion AUC (null unless scored)",
+        "mask): pointing game at pixel and token resolution, the ceilings of its token grid (the best "
+        "possible map) and a random token's chance (null without a mask); deletion and insertion AUC (null "
+        "unless scored); Spearman ρ with token flow, signed and of its magnitude (rollout, grad_rollout, "
+        "attention; null without token_flow); pointing games with sink keys left out (attention, rollout; "
+        "null without sinks); seconds the method took",
+    ),
+    "sinks": (
+        "list<struct<map_index: int32, stage: int32, block: int32, view: int32, key: int32, "
+        "cell: list<int32>, rate: float64, share: float64, uniform: float64, padded: bool>>",
+        "the model's sink keys (mvt.sinks; probed once per model with --sinks, empty otherwise)",
     ),
     "seconds_decode": ("float64", "decode seconds (the clip, all samplings; shared by its rows)"),
     "seconds_forward": ("float64", "forward with attention (and the shuffled forward)"),

@@ -17,7 +17,6 @@ ImageNet-style ``resize 256 → crop 224`` clips) and :func:`synthmotion_spec` (
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -41,6 +40,8 @@ EXTRAS_KEYS: dict[str, str] = {
     "variant_name": "ViViT: the factorisation's name (spacetime, factorised_encoder, ...)",
     "target": "set by mvt.attention_gradients: the class whose score the gradients are of",
     "stage_seconds": "optional: {label: seconds} timings of parts of the forward pass, shown beside the result",
+    "flow_logit": "set by mvt.token_flow: the explained logit (what the token relevances add up to, with biases)",
+    "flow_pixels": "set by mvt.token_flow: (B, T, H, W) gradient × input relevance of the input pixels",
 }
 """The keys a :class:`~mvt.outputs.ModelOutput`'s ``extras`` may hold, and what each means. ``extras`` is for what
 a family needs to say that the typed records cannot (``viz`` reads these keys with ``.get``); a new key is
@@ -83,7 +84,9 @@ class VideoModel(Protocol):
         """Logits ``(B, num_classes)`` on the fast path (fused attention, nothing recorded)."""
         ...
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    def forward_with_attention(
+        self, x: torch.Tensor, *, keep_weights: bool = False, conservative: bool = False
+    ) -> ModelOutput:
         """Logits (equal to :meth:`forward`'s up to float rounding) plus the records a picture needs.
 
         ``ModelOutput.attentions`` has one :class:`~mvt.outputs.AttentionMap` per attention call (head-mean
@@ -94,6 +97,11 @@ class VideoModel(Protocol):
         ``keep_weights=True`` also keeps every call's per-head probabilities ``(B·G, heads, Nq, Nk)`` on the
         autograd graph in ``AttentionMap.weights`` (for :func:`mvt.attention_gradients`, i.e. gradient
         rollout); it costs the memory of every attention matrix and the graph, so it is off by default.
+
+        ``conservative=True`` (token flow, :func:`mvt.token_flow`) runs the pass under
+        :func:`mvt.layers.hold_normalisers` (attention probabilities, LayerNorm's normaliser and GELU's gate held
+        constant in the backward pass, values unchanged) and sets ``AttentionMap.tokens`` on the first map of
+        every block: the tokens entering it, on the autograd graph.
         """
         ...
 
@@ -188,11 +196,11 @@ def identity_taps(count: int) -> nn.ModuleList:
 def grow_footprint(footprint: Footprint, pools: Iterable[PoolOp | None]) -> Footprint:
     """The footprint of a token grid after the query poolings ``pools`` (in order; ``None`` = no pooling).
 
-    Token cells move only where a pooling strides; a stride-1 pooling mixes neighbours but keeps the grid,
-    so it leaves the footprint as it is.
+    Token cells move only along the axes a pooling strides (:meth:`Footprint.then`); a stride-1 pooling
+    mixes neighbours but keeps the grid, so it leaves the footprint as it is.
     """
     for op in pools:
-        if op is not None and math.prod(op.stride) > 1:
+        if op is not None:
             footprint = footprint.then(op)
     return footprint
 

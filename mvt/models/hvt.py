@@ -58,7 +58,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import Mlp, attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import (
+    Mlp,
+    attention,
+    capture_mode,
+    drop_path,
+    hold_normalisers,
+    init_linear_and_norm,
+    summarize_heads,
+)
 from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
@@ -292,11 +300,14 @@ class HVT(nn.Module):
         return x, b, 1, (t, h, w)
 
     def _run(self, x: torch.Tensor, need_weights: bool):
-        """Shared forward: returns (logits (B, K), B, G, input (T,H,W), per-block probs or Nones)."""
+        """Shared forward: returns (logits (B, K), B, G, input (T,H,W), per-block probs or Nones, the tokens
+        entering each block)."""
         inp, b, groups, in_shape = self._embed_input(x)
         tokens = self.patch_embed(inp) + self.pos_embed  # (B*G, N0, C)
         all_probs: list[torch.Tensor | None] = []
+        entering: list[torch.Tensor] = []
         for blk in self.blocks:
+            entering.append(tokens)
             tokens, probs = blk(tokens, need_weights)
             all_probs.append(probs)
             if blk.plan.last_in_stage:  # the tap sees (B, C, G, 1, N): frames on T, the sequence on W
@@ -308,7 +319,7 @@ class HVT(nn.Module):
         logits = (
             self.head(feats).reshape(b, groups, -1).mean(dim=1)
         )  # (B, G, K) -> (B, K): average over frames
-        return logits, b, groups, in_shape, all_probs
+        return logits, b, groups, in_shape, all_probs, entering
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` for a clip ``(B, 3, T, H, W)`` (fused attention)."""
@@ -319,18 +330,28 @@ class HVT(nn.Module):
         return Footprint(stride=(t, p, p), kernel=(t, p, p))
 
     def forward_with_attention(
-        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        keep_weights: bool = False,
+        lazy: bool = False,
+        conservative: bool = False,
     ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage (``lazy``:
-        fast path, each map's head mean computed on first read of ``probs``)."""
-        logits, b, groups, in_shape, all_probs = self._run(x, need_weights=capture_mode(keep_weights, lazy))
+        fast path, each map's head mean computed on first read of ``probs``); with ``conservative`` the pass
+        runs under :func:`mvt.layers.hold_normalisers` and each map carries the tokens entering its block (for
+        :func:`mvt.token_flow`)."""
+        with hold_normalisers(conservative):
+            logits, b, groups, in_shape, all_probs, entering = self._run(
+                x, need_weights=capture_mode(keep_weights, lazy, conservative)
+            )
         cfg = self.cfg
         heads = cfg.num_heads
         pool_op = PoolOp(
             kernel=(1, 1, cfg.pool_kernel), stride=(1, 1, cfg.pool_stride), padding=(0, 0, 0), kind="max"
         )
         maps = []
-        for plan, probs in zip(self.plan, all_probs):
+        for plan, probs, tokens in zip(self.plan, all_probs, entering):
             assert probs is not None
             n = plan.tokens_in
             mean, _ = summarize_heads(probs, num_prefix=0)  # (B*G, 1, N, N)
@@ -349,6 +370,7 @@ class HVT(nn.Module):
                     in_grid=(1, 1, n),
                     post_pool=pool_op if plan.pools else None,
                     weights=probs if keep_weights else None,
+                    tokens=tokens if conservative else None,
                 )
             )
         embed = self.embed_footprint()

@@ -65,7 +65,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import (
+    attention,
+    capture_mode,
+    drop_path,
+    hold_normalisers,
+    init_linear_and_norm,
+    summarize_heads,
+)
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
 from .contract import (
@@ -269,6 +276,8 @@ class _Run:
     probs: torch.Tensor | None
     pools: MViTBlockConfig
     """The block config whose pooling windows, heads and residual pooling the call used."""
+    tokens: torch.Tensor | None = None
+    """The tokens entering a tower block (``None`` for cross blocks)."""
 
 
 class MMViT(nn.Module):
@@ -315,10 +324,12 @@ class MMViT(nn.Module):
                 for i in indices:
                     if tap_early and v == 0 and i == indices[-1]:
                         toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
-                    in_grid = grids[v]
+                    in_grid, x_in = grids[v], toks[v]
                     toks[v], grids[v], k_grid, probs = tower.blocks[i](toks[v], grids[v], need_weights)
                     runs.append(
-                        _Run("joint", s, i, v, [in_grid], [grids[v]], [k_grid], probs, self.block_cfgs[i])
+                        _Run(
+                            "joint", s, i, v, [in_grid], [grids[v]], [k_grid], probs, self.block_cfgs[i], x_in
+                        )
                     )
             in_grids = list(grids)
             toks, grids, k_grids, probs = self.cross[s](toks, grids, need_weights)
@@ -336,13 +347,21 @@ class MMViT(nn.Module):
         return self._run(x, need_weights=False)[0]
 
     def forward_with_attention(
-        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        keep_weights: bool = False,
+        lazy: bool = False,
+        conservative: bool = False,
     ) -> ModelOutput:
         """Logits plus every tower block's map (per view), one cross map per stage and a StageInfo per
         (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph;
-        with ``lazy`` the fast path runs and head means are computed on first read (CLS rows now)."""
+        with ``lazy`` the fast path runs and head means are computed on first read (CLS rows now); with
+        ``conservative`` the pass runs under :func:`mvt.layers.hold_normalisers` and each tower map carries
+        the tokens entering its block (for :func:`mvt.token_flow`)."""
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        logits, runs, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy))
+        with hold_normalisers(conservative):
+            logits, runs, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy, conservative))
         maps = []
         for r in runs:
             mean, cls_row = summarize_heads(r.probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)
@@ -367,6 +386,7 @@ class MMViT(nn.Module):
                     skip_pool=r.pools.skip_pool,
                     residual_pool=r.pools.residual_pool,
                     weights=r.probs if keep_weights else None,
+                    tokens=r.tokens if conservative else None,
                 )
             )
         footprints = [view.footprint for view in self.cfg.views]

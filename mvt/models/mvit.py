@@ -30,7 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import attention, capture_mode, drop_path, init_linear_and_norm, summarize_heads
+from ..layers import (
+    attention,
+    capture_mode,
+    drop_path,
+    hold_normalisers,
+    init_linear_and_norm,
+    summarize_heads,
+)
 from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
 from .contract import (
@@ -581,9 +588,9 @@ class MViT(nn.Module):
             for j, i in enumerate(indices):
                 if tap_before_last and j == len(indices) - 1:
                     x = through_tap(self.stage_taps[stage], x, grid, num_prefix=1)
-                in_grid = grid
+                in_grid, x_in = grid, x
                 x, grid, k_grid, probs = self.blocks[i](x, grid, need_weights)
-                blocks.append((i, stage, in_grid, grid, k_grid, probs))
+                blocks.append((i, stage, in_grid, grid, k_grid, probs, x_in))
             if not tap_before_last:
                 x = through_tap(self.stage_taps[stage], x, grid, num_prefix=1)
             stages.append((stage, grid, x.shape[-1], indices))
@@ -595,18 +602,26 @@ class MViT(nn.Module):
         return self._run(x, need_weights=False)[0]
 
     def forward_with_attention(
-        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        keep_weights: bool = False,
+        lazy: bool = False,
+        conservative: bool = False,
     ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage.
 
         With ``keep_weights`` each map also carries the per-head probabilities on the autograd graph. With
         ``lazy`` the blocks run the fast path and each map's head mean is computed on first read of ``probs``
-        (from the kept q and k; its CLS row is computed now).
+        (from the kept q and k; its CLS row is computed now). With ``conservative`` the pass runs under
+        :func:`mvt.layers.hold_normalisers` and each map carries the tokens entering its block
+        (``AttentionMap.tokens``, for :func:`mvt.token_flow`).
         """
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        logits, blocks, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy))
+        with hold_normalisers(conservative):
+            logits, blocks, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy, conservative))
         maps = []
-        for i, stage, in_grid, q_grid, k_grid, probs in blocks:
+        for i, stage, in_grid, q_grid, k_grid, probs, x_in in blocks:
             bc = self.block_cfgs[i]
             mean, cls_row = summarize_heads(probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)
             maps.append(
@@ -626,6 +641,7 @@ class MViT(nn.Module):
                     skip_pool=bc.skip_pool,
                     residual_pool=bc.residual_pool,
                     weights=probs if keep_weights else None,
+                    tokens=x_in if conservative else None,
                 )
             )
         infos, footprint = [], self.cfg.embed_footprint

@@ -48,6 +48,7 @@ from ..layers import (
     attention,
     capture_mode,
     drop_path,
+    hold_normalisers,
     init_linear_and_norm,
     map_dtype,
 )
@@ -241,6 +242,7 @@ class _Ctx:
     maps: list[AttentionMap] | None = None
     keep_weights: bool = False
     lazy: bool = False
+    conservative: bool = False
 
 
 def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
@@ -515,7 +517,12 @@ class ViViT(nn.Module):
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
     def forward_with_attention(
-        self, x: torch.Tensor, *, keep_weights: bool = False, lazy: bool = False
+        self,
+        x: torch.Tensor,
+        *,
+        keep_weights: bool = False,
+        lazy: bool = False,
+        conservative: bool = False,
     ) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
@@ -525,11 +532,21 @@ class ViViT(nn.Module):
         (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
         the graph; use it with small models or short clips. ``lazy=True`` runs the fused fast path: CLS rows
         are computed now (a 1×N product per head), each head mean on its first read from the kept q and k.
+        ``conservative=True`` runs the pass under :func:`mvt.layers.hold_normalisers` and gives the first map
+        of each block the tokens entering it (``AttentionMap.tokens``, for :func:`mvt.token_flow`).
         """
         cfg = self.cfg
-        lazy = capture_mode(keep_weights, lazy) == LAZY
-        ctx = _Ctx(batch=x.shape[0], grid=cfg.grid, maps=[], keep_weights=keep_weights, lazy=lazy)
-        logits = self._forward(x, ctx)
+        lazy = capture_mode(keep_weights, lazy, conservative) == LAZY
+        ctx = _Ctx(
+            batch=x.shape[0],
+            grid=cfg.grid,
+            maps=[],
+            keep_weights=keep_weights,
+            lazy=lazy,
+            conservative=conservative,
+        )
+        with hold_normalisers(conservative):
+            logits = self._forward(x, ctx)
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
         return ModelOutput(
             logits=logits,
@@ -663,11 +680,14 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
+            first_map, x_in = len(ctx.maps or ()), x
             # After the last block only the CLS token reaches the head: at inference that block computes
             # the CLS row alone (its map, when lazy, still covers every query). Eager capture stays whole.
             cls_only = ps.tap_before_last and j == last and not self.training and not ctx.keep_weights
             cls_only = cls_only and (ctx.maps is None or ctx.lazy)
             x = blk(x, ps.layout, ctx, enc.num_prefix) if cls_only else blk(x, ps.layout, ctx)
+            if ctx.conservative and ctx.maps is not None and len(ctx.maps) > first_map:
+                ctx.maps[first_map].tokens = x_in
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)

@@ -12,6 +12,7 @@ import viz
 from mvt.outputs import Footprint
 
 
+@pytest.mark.parametrize("paint", ["box", "tent", "nearest"])
 @pytest.mark.parametrize(
     "fp, shape, cell",
     [
@@ -20,22 +21,38 @@ from mvt.outputs import Footprint
         (Footprint((2, 32, 32), (15, 63, 63), (7, 31, 31)), (16, 224, 224), (3, 2, 4)),  # MViT stage 4
     ],
 )
-def test_hot_token_lights_exactly_its_footprint(fp, shape, cell):
+def test_hot_token_lights_exactly_its_footprint(fp, shape, cell, paint):
+    """box and tent light the token's whole footprint; nearest-centre lights its cell: a box inside the
+    footprint, ``[centre - stride/2, centre + stride/2)`` where neighbours exist. Nothing outside the
+    footprint."""
     grid = tuple((n + 2 * p - k) // s + 1 for n, s, k, p in zip(shape, fp.stride, fp.kernel, fp.padding))
     vol = np.zeros(grid, np.float32)
     vol[cell] = 1.0
-    frames = viz.to_frames(vol, shape, footprint=fp)
+    frames = viz.to_frames(vol, shape, footprint=fp, paint=paint)
     assert frames.shape == shape and frames.dtype == np.float32
     lo = [c * s - p for c, s, p in zip(cell, fp.stride, fp.padding)]
     window = tuple(slice(max(a, 0), min(a + k, n)) for a, k, n in zip(lo, fp.kernel, shape))
     inside = np.zeros(shape, bool)
     inside[window] = True
-    assert (frames[inside] > 0).all()
     assert (frames[~inside] == 0).all()
+    if paint == "nearest":
+        centre = [a + (k - 1) / 2 for a, k in zip(lo, fp.kernel)]
+        cellbox = tuple(
+            slice(max(int(np.ceil(c - s / 2)), 0), min(int(np.ceil(c + s / 2)), n))
+            for c, s, n in zip(centre, fp.stride, shape)
+        )
+        lit = np.zeros(shape, bool)
+        lit[cellbox] = True
+        np.testing.assert_array_equal(frames > 0, lit & inside)
+        assert (frames[frames > 0] == 1.0).all()  # its own value, unblended
+        return
+    assert (frames[inside] > 0).all()
     # the token's stride cell (covered by it alone when kernels do not overlap) is fully lit
     if fp.kernel == fp.stride:
         assert (frames[inside] == 1.0).all()
-    # it peaks in the stride cell around its own centre (no ring where fewer kernels overlap)
+    if paint == "box":
+        return
+    # tent: it peaks in the stride cell around its own centre (no ring where fewer kernels overlap)
     peak = np.unravel_index(np.argmax(frames), shape)
     for a, k, s, q in zip(lo, fp.kernel, fp.stride, peak):
         assert abs(q - (a + (k - 1) / 2)) <= s / 2
