@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 import lens  # noqa: E402
 from lens import defaults, examples, present, uploads  # noqa: E402
-from mvt.device import gpu, keep_freed_memory, select_device, zero_gpu  # noqa: E402
+from mvt.device import gpu, select_device, zero_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
 log = logging.getLogger("mvt-lens")
@@ -559,6 +559,5 @@ demo.queue(default_concurrency_limit=8, max_size=32)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    keep_freed_memory()  # large activations reuse the heap instead of a fresh mmap per block (bench/README.md)
     lens.startup.start(SERVICE)  # prefetch the default weights and warm the models up, in the background
     demo.launch(**LAUNCH)

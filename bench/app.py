@@ -235,9 +235,6 @@ def main() -> None:
     global DEVICE
     DEVICE = args.device
     torch.set_num_threads(args.threads)
-    from mvt.device import keep_freed_memory
-
-    keep_freed_memory()  # as app.py's main does
     workdir = Path(tempfile.mkdtemp(prefix="mvt-bench-"))
     names_k400 = None
     if args.mirror and not args.skip_k400:
