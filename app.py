@@ -193,9 +193,9 @@ def compare(
     request: gr.Request = None,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects progress this way)
 ):
-    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done (its
-    strip without the rows still being computed: those are computed in the background, and a last update
-    brings the full strips)."""
+    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done. What the
+    panels do not show (full attention matrices: rollout, statistics, token grids) is computed in the
+    background once every panel is out; :func:`figures`, chained after Compare, waits for it."""
     folder = SERVICE.session_dir(_session(request))
     names = list(names or [])
     try:
@@ -242,13 +242,11 @@ def compare(
                 None,
             ]
         analysis = job.analysis
+        # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are computed in
+        # the background, not waited for here, so Compare is free for the next click; `figures` waits for them.
         deferred = [r for r in analysis.results if not r.ready]
-        if (
-            deferred
-        ):  # every panel is on screen: now the matrices rollout and the strips need (bench/service.py)
-            SERVICE.warm(deferred).result()
-            panels = SERVICE.render(analysis, view, folder=folder)
-            slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
+        if deferred:
+            SERVICE.warm(deferred)
         truth = present.truth_view(analysis.clip.sha256, panels, folder)
     failed = " ".join(e.message for e in analysis.errors)
     timings = [[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()]

@@ -14,7 +14,8 @@ values). Per set, on a fresh service (models not loaded):
 * ``steady``: the median of ``--repeat`` Compares with the result cache and the rendered files cleared.
 
 Each line gives the time to the first panel on screen, to every panel on screen (strips without the rows still
-computed in the background) and to the end of Compare (full strips: rollout computed); "after warm-up / steady"
+computed in the background) and to the figures chained after Compare (full strips, token grids and
+statistics: the deferred matrices computed); "after warm-up / steady"
 is the issue's first-call target (≤ 1.2). ``--int8`` adds a steady row with int8 linear layers. Under the table:
 the machine line (threads, load average, 4096³ fp32 GEMM GFLOP/s): timings on a busy machine mean little.
 ``--device cuda`` times the steady rows twice, with the service's bf16 autocast and in fp32, and compares their
@@ -149,6 +150,7 @@ def time_compare(clip: Path, names: list[str], int8: bool = False) -> tuple[floa
             first = time.perf_counter() - t
         if every is None and all(shown):
             every = time.perf_counter() - t
+    app.figures(out[0], "attention", 0.8, "inferno")  # chained after Compare: strips, grids, statistics
     total = time.perf_counter() - t
     return first if first is not None else total, every if every is not None else total, total
 
@@ -256,7 +258,7 @@ def main() -> None:
     from bench.machine import machine_line
 
     print(f"clip: {clip.name}, threads: {args.threads}, repeat: {args.repeat}\n")
-    print("| model set | run | first panel (s) | every panel (s) | Compare done, full strips (s) |")
+    print("| model set | run | first panel (s) | every panel (s) | + strips and figures (s) |")
     print("|---|---|---:|---:|---:|")
     for label, run, first, every, total in rows:
         f, e = ("—" if v != v else f"{v:.2f}" for v in (first, every))

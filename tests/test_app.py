@@ -230,7 +230,8 @@ def test_deferred_maps_are_computed_in_the_background_and_int8_is_labelled(tmp_p
     out, _ = run_compare(clip, names)  # rollout ticked: its matrices are deferred, then warmed
     assert sorted(warmed) == sorted(names), "deferred maps are computed once every panel is shown"
     analysis = app.SERVICE.get(out["state"]["ref"])
-    assert all(r.ready for r in analysis.results), "Compare ends with everything computed"
+    figs = app.figures(out["state"], "attention", 0.8, "inferno")  # chained after Compare: waits for them
+    assert all(r.ready for r in analysis.results) and Path(figs[0]["value"]).is_file()
     gen = app.compare(
         str(clip), names[:1], "", [], "attention", 0.8, "inferno", True, None, progress=lambda *a, **k: None
     )
