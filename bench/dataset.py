@@ -31,9 +31,8 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from models import gemm_gflops, load_average  # noqa: E402
+from bench.machine import gemm_gflops, load_average  # noqa: E402
 
 REAL = ("mvit_v2_s", "mmvit_s", "vivit_b_16x2", "hvt_s_1")
 K400_VAL = 20_000
