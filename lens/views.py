@@ -205,7 +205,7 @@ def stage_strip(
     )
 
 
-def _atomic(path: Path, write) -> Path:
+def atomic_write(path: Path, write) -> Path:
     """Write through a temporary file in the same folder and rename it: readers never see half a file."""
     tmp = path.with_name(f".{uuid.uuid4().hex}.{path.name}")
     try:
@@ -219,19 +219,19 @@ def _atomic(path: Path, write) -> Path:
 def write_overlay(result: ModelResult, volume: Volume, path: Path, view: View = DEFAULT_VIEW) -> Path:
     """The overlay of ``volume`` as an H.264 mp4 at :func:`overlay_fps`."""
     frames = render_overlay(result, volume, view)
-    return _atomic(path, lambda p: mvt.write_video(frames, p, fps=overlay_fps(result)))
+    return atomic_write(path, lambda p: mvt.write_video(frames, p, fps=overlay_fps(result)))
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
-    return _atomic(path, lambda p: Image.fromarray(image).save(p, format="PNG", compress_level=1))
+    return atomic_write(path, lambda p: Image.fromarray(image).save(p, format="PNG", compress_level=1))
 
 
 def write_jpeg(image: np.ndarray, path: Path, quality: int = 88) -> Path:
     from PIL import Image
 
-    return _atomic(path, lambda p: Image.fromarray(image).save(p, format="JPEG", quality=quality))
+    return atomic_write(path, lambda p: Image.fromarray(image).save(p, format="JPEG", quality=quality))
 
 
 def token_grid_figures(results: Sequence[ModelResult]) -> list:

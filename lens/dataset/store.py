@@ -31,17 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..records import LensError
+from ..views import atomic_write
 from .table import to_table
-
-
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(f".{uuid.uuid4().hex}.{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -98,7 +89,7 @@ class Store:
         self.parts.mkdir(parents=True, exist_ok=True)
         for stale in self.parts.glob(".*"):  # temporary files of a run killed mid-write
             stale.unlink(missing_ok=True)
-        _atomic(run_json, lambda p: p.write_text(json.dumps(settings, indent=2)))
+        atomic_write(run_json, lambda p: p.write_text(json.dumps(settings, indent=2)))
 
     # -- resume ----------------------------------------------------------------------------------------------
 
@@ -123,7 +114,7 @@ class Store:
             folder = self.out / "volumes"
             folder.mkdir(exist_ok=True)
             path = folder / volume_file(rows[0]["clip_id"])
-            _atomic(path, lambda p: _savez(p, volumes))
+            atomic_write(path, lambda p: _savez(p, volumes))
         self._rows += [{**r, "run": self.run} for r in rows]
         self._clips += 1
         if self._clips >= self.flush_every or time.monotonic() - self._last >= self.flush_seconds:
@@ -135,7 +126,7 @@ class Store:
         if self._rows:
             table = to_table(self._rows)
             path = self.parts / f"part-{self.run}-{self._seq:05d}.parquet"
-            _atomic(path, lambda p: pq.write_table(table, p))
+            atomic_write(path, lambda p: pq.write_table(table, p))
             self._seq += 1
         self._rows, self._clips, self._last = [], 0, time.monotonic()
 
@@ -157,9 +148,9 @@ class Store:
             unique.values(), key=lambda r: (r["index"], order.get(r["model"], len(order)), r["model"])
         )
         table = to_table(kept)
-        _atomic(self.out / "results.parquet", lambda p: pq.write_table(table, p))
+        atomic_write(self.out / "results.parquet", lambda p: pq.write_table(table, p))
         return table
 
     def write_json(self, name: str, data: Any) -> Path:
         text = json.dumps(data, indent=2, allow_nan=False)
-        return _atomic(self.out / name, lambda p: p.write_text(text))
+        return atomic_write(self.out / name, lambda p: p.write_text(text))
