@@ -7,9 +7,12 @@ tasks, the models in an actor pool (``ActorPoolStrategy``, each actor builds eve
 per actor when the cluster has GPUs), rows streamed back to the driver, which writes them
 (:mod:`lens.dataset.store`). Ray's fault tolerance does the rest: an actor whose process dies is restarted
 and its clip retried (Ray Data's defaults for actor pools: ``max_restarts=-1``, ``max_task_retries=-1``),
-so a run survives workers that die; a clip that got no rows all the same is reported as missing
-(``--resume`` tries it again). Local Ray by default
-(``ray.init(num_cpus=...)``), a cluster with ``address=`` or ``RAY_ADDRESS``.
+so a run survives workers that die. Unbounded, that would retry for ever a clip that kills its worker every
+time (a crash in a decoder, the OOM killer), so each decode task and each model actor counts the attempts
+at its clip (a small counting actor, :class:`Attempts`): past :data:`MAX_ATTEMPTS` the clip is not run again
+but becomes an error row per model that names it (:func:`given_up`). A clip that got no rows all the same
+is reported as missing (``--resume`` tries it again). Local Ray by default (``ray.init(num_cpus=...)``), a
+cluster with ``address=`` or ``RAY_ADDRESS``.
 
 Both call ``sink(rows, volumes)`` on the driver once per finished clip.
 """
@@ -32,6 +35,10 @@ from .rows import Decoded, RowConfig, Sampling, clip_rows, decode, decode_specs,
 from .sources import ClipRef
 
 Sink = Callable[[list[dict], Mapping[str, np.ndarray]], None]
+
+MAX_ATTEMPTS = 3
+"""Most times Ray runs one clip's decode, and one clip's models, before giving the clip up (Ray retries a
+task whose worker died: at least three times for a task, without bound for an actor pool's task)."""
 
 
 @contextlib.contextmanager
@@ -127,16 +134,48 @@ def _ref(row: Mapping[str, Any]) -> ClipRef:
     return ClipRef(**{k: row[k] for k in _REF_FIELDS})
 
 
-def decode_batch(batch, names: list[str]):
+class Attempts:
+    """How many times each clip was started, per stage (a Ray actor in :func:`run_ray`; plain here)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def start(self, stage: str, clip_id: str) -> int:
+        """Count one more start of ``clip_id`` at ``stage``; returns the attempt's number (from 1)."""
+        key = (stage, clip_id)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
+
+
+def given_up(ref: ClipRef, stage: str, attempts=None) -> str | None:
+    """None while ``ref`` may be run at ``stage`` (``"decoding"`` or ``"running the models"``; counted by the
+    :class:`Attempts` actor ``attempts``, None: not counted), else the error its rows carry: its worker died
+    on each of :data:`MAX_ATTEMPTS` attempts."""
+    if attempts is None:
+        return None
+    import ray
+
+    if ray.get(attempts.start.remote(stage, ref.clip_id)) <= MAX_ATTEMPTS:
+        return None
+    what = os.path.basename(ref.path) if ref.path else ref.clip_id
+    return (
+        f"{what}: the worker process died {stage} this clip on each of {MAX_ATTEMPTS} attempts (killed, out of "
+        "memory, or a crash), so it was given up; the other clips went on. Check the file, or run it alone "
+        "with --engine local to see the failure."
+    )
+
+
+def decode_batch(batch, names: list[str], attempts=None):
     """The Ray decode task: clip refs → the same rows with the clip decoded for the models ``names``
-    (``payload``, an ``.npz``)."""
+    (``payload``, an ``.npz``), or the error that stopped it (see :func:`given_up` for ``attempts``)."""
     import pyarrow as pa
 
     specs = decode_specs(names)
     samplings = [sampling(s) for s in specs]
     out = []
     for row in batch.to_pylist():
-        d = decode(_ref(row), specs)
+        error = given_up(_ref(row), "decoding", attempts)
+        d = Decoded(error=error) if error else decode(_ref(row), specs)
         payload = pack(d, samplings) if d.error is None else None
         out.append({**row, "payload": payload, "sha256": d.sha256, "error": d.error, "seconds": d.seconds})
     return pa.Table.from_pylist(out, schema=_decode_schema())
@@ -153,9 +192,11 @@ def _volumes_bytes(volumes: Mapping[str, np.ndarray]) -> bytes | None:
 
 
 class ClipWorker:
-    """The Ray actor: builds every model once, then turns decoded clips into rows."""
+    """The Ray actor: builds every model once, then turns decoded clips into rows (see :func:`given_up` for
+    ``attempts``)."""
 
-    def __init__(self, names: list[str], cfg: dict, threads: int, device: str) -> None:
+    def __init__(self, names: list[str], cfg: dict, threads: int, device: str, attempts=None) -> None:
+        self.attempts = attempts
         torch.set_num_threads(int(threads))
         self.device = torch.device(device)
         self.models = {n: build_model(n, self.device) for n in names}
@@ -172,6 +213,8 @@ class ClipWorker:
             decoded: Decoded = unpack(
                 r["payload"], self.samplings, sha256=r["sha256"], error=r["error"], seconds=r["seconds"]
             )
+            if decoded.error is None:
+                decoded.error = given_up(_ref(r), "running the models on", self.attempts)
             clip, volumes = clip_rows(self.models, _ref(r), decoded, self.cfg, self.device)
             rows += clip
             blobs += [_volumes_bytes(volumes)] + [None] * (len(clip) - 1)
@@ -235,11 +278,12 @@ def run_ray(
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         if not refs:
             return p
+        attempts = ray.remote(num_cpus=0)(Attempts).remote()
         items = [asdict(r) for r in refs]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"names": list(names)},
+            fn_kwargs={"names": list(names), "attempts": attempts},
             batch_size=1,
             batch_format="pyarrow",
             num_cpus=p.decode_cpus,
@@ -252,6 +296,7 @@ def run_ray(
                 "cfg": cfg.as_dict(),
                 "threads": p.threads,
                 "device": device,
+                "attempts": attempts,
             },
             batch_size=1,
             batch_format="pyarrow",

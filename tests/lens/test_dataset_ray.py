@@ -15,8 +15,9 @@ ray = pytest.importorskip("ray", reason="Ray comes with requirements-scale.txt (
 import pyarrow.parquet as pq  # noqa: E402
 
 from lens.dataset import analyse_dataset  # noqa: E402
-from lens.dataset.engines import connect  # noqa: E402
+from lens.dataset.engines import MAX_ATTEMPTS, project_root  # noqa: E402
 from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
+from tests.lens.ray_faults import KILLER, attempts  # noqa: E402
 
 MODEL = "hvt_t.synth"
 TIMINGS = {"seconds_decode", "seconds_forward", "seconds_explain", "seconds_scores", "worker", "run"}
@@ -24,12 +25,24 @@ TIMINGS = {"seconds_decode", "seconds_forward", "seconds_explain", "seconds_scor
 
 @pytest.fixture(scope="module")
 def ray_session():
+    """Local Ray as :func:`lens.dataset.engines.connect` starts it, plus tests/lens/ray_faults.py in every
+    worker (which only acts on clips named for it)."""
+    if ray.is_initialized():
+        ray.shutdown()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("RAY_ADDRESS", raising=False)  # local Ray, whatever the environment says
-        started = connect(num_cpus=2)
+        path = os.pathsep.join(p for p in (project_root(), os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="WARNING",
+            runtime_env={
+                "env_vars": {"PYTHONPATH": path, "OMP_WAIT_POLICY": "PASSIVE"},
+                "worker_process_setup_hook": "tests.lens.ray_faults.install",
+            },
+        )
         yield
-        if started:
-            ray.shutdown()
+        ray.shutdown()
 
 
 def _close(a, b, path: str = "") -> list[str]:
@@ -117,3 +130,31 @@ def test_a_worker_killed_mid_run_is_retried_and_every_row_completes(ray_session,
         os.kill(killed[0], 0)
     ids = pq.read_table(tmp_path / "out" / "results.parquet")["clip_id"].to_pylist()
     assert sorted(ids) == sorted(f"synth:8:{i}" for i in range(16)) and not r.missing, "every clip, once"
+
+
+def test_a_clip_that_kills_its_worker_every_time_is_given_up_after_a_bounded_number_of_attempts(
+    ray_session, tmp_path
+):
+    """Ray Data retries an actor's task without bound: a clip that kills its worker on every attempt would
+    stall the run for ever. It is tried MAX_ATTEMPTS times, then becomes an error row per model naming it;
+    every other clip completes."""
+    folder = write_clip_folder(tmp_path / "clips", n_good=3)
+    for p in folder.broken:
+        p.unlink()
+    killer = folder.root / f"{KILLER}.mp4"
+    killer.write_bytes(next(iter(folder.good)).read_bytes())
+    out = tmp_path / "out"
+    kw = {"engine": "ray", "actors": 2, "threads": 1, "faithfulness_n": 0, "progress": False}
+    r = analyse_dataset(str(folder.root), [MODEL], ["rollout"], out, **kw)
+    assert attempts(killer) == MAX_ATTEMPTS, "tried, retried, then given up"
+    assert not r.missing and r.computed == 4
+    rows = {Path(x["path"]).name: x for x in r.rows}
+    assert set(rows) == {p.name for p in folder.good} | {killer.name}
+    assert all(x["error"] is None and x["pred"] is not None for n, x in rows.items() if n != killer.name)
+    error = rows[killer.name]["error"]
+    assert error.startswith(
+        f"{killer.name}: the worker process died running the models on this clip on each of {MAX_ATTEMPTS} "
+        "attempts"
+    ), error
+    summary = (out / "summary.html").read_text()
+    assert killer.name in summary and "worker process died" in summary
