@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-MODES = ("normal", "stalled", "corrupt", "short", "slow")
+MODES = ("normal", "stalled", "corrupt", "short", "cut", "slow")
 HF_REPO = "google/vivit-b-16x2-kinetics400"
 GITHUB_RELEASES = "/zhuang-group/HVT/releases/download"
 Content = bytes | Path | Callable[[], "bytes | Path"]
@@ -198,6 +198,9 @@ class Mirror:
             self.requests[(h.command, path)] += 1
             release = self._release
         mode = self.mode(path)
+        if mode == "cut" and not head:
+            with self._lock:
+                self.modes[path] = "normal"  # one connection dropped; the next is served whole
         if mode == "stalled":
             release.wait(300)  # accepted, and nothing is sent until reset()
             return
@@ -262,7 +265,15 @@ class Mirror:
 
     @staticmethod
     def _send(h, data: bytes, head: bool, mode: str, headers: dict) -> None:
-        h.send_response(200)
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", h.headers.get("Range", "").strip())
+        if wanted and int(wanted.group(1)) < len(data):
+            first = int(wanted.group(1))
+            last = min(int(wanted.group(2) or len(data) - 1), len(data) - 1)
+            headers = {**headers, "Content-Range": f"bytes {first}-{last}/{len(data)}"}
+            data = data[first : last + 1]
+            h.send_response(206)
+        else:
+            h.send_response(200)
         for k, v in headers.items():
             h.send_header(k, v)
         h.send_header("Content-Type", "application/octet-stream")
@@ -273,7 +284,7 @@ class Mirror:
         if mode == "corrupt":
             mid = len(data) // 2
             data = data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 64]) + data[mid + 64 :]
-        elif mode == "short":
+        elif mode in ("short", "cut"):
             data = data[: len(data) // 2]
         if mode == "slow":
             for i in range(0, len(data), 1 << 16):

@@ -11,10 +11,15 @@
   (torch hub's ``HASH_REGEX`` rule, as torchvision's files carry), else the size the server announced plus
   a loadable state dict (and the caller's key check). Hub files: ``huggingface_hub`` writes them atomically;
   an LFS file's ETag is its SHA-256, which is verified here, and a file that fails is removed again.
+* **Nothing partial stays.** A failed download removes its temporary file. A process killed mid-download
+  cannot, so each download first removes the partial files of its destination that no live download holds
+  (ours are ``flock``-ed while in use, ``huggingface_hub``'s ``.incomplete`` blobs by its per-blob lock).
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import http.client
 import logging
@@ -25,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -228,6 +233,78 @@ def _unusable(e: WeightsError, what: str, discarded: str) -> WeightsError:
     return IntegrityError(f"Downloaded {what} is not a usable checkpoint: {e} {discarded}")
 
 
+# -- partial files ------------------------------------------------------------------------------------------
+
+_PARTIAL_MIN_AGE_S = 2.0
+"""A partial file younger than this is never removed (its creator may not have locked it yet)."""
+
+
+@contextlib.contextmanager
+def _free(lock: Path) -> Iterator[bool]:
+    """Whether no process holds an ``flock`` on ``lock`` (then held by this block until it ends). False
+    where locks are unavailable (not POSIX), so nothing is ever removed on a guess."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False  # held: a live download
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _remove_if_free(partial: Path, lock: Path) -> None:
+    """Remove ``partial`` unless it is new or a live download holds ``lock`` (a missing lock file: nobody)."""
+    try:
+        if time.time() - partial.stat().st_mtime < _PARTIAL_MIN_AGE_S:
+            return
+    except OSError:
+        return  # gone already
+    if not lock.exists():
+        partial.unlink(missing_ok=True)
+        return
+    with _free(lock) as free:
+        if free:
+            partial.unlink(missing_ok=True)
+            log.info("removed %s, left by a download that did not finish", partial)
+
+
+def remove_dead_partials(dest: Path) -> None:
+    """Remove the temporary files of URL downloads of ``dest`` whose process died mid-download."""
+    for partial in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
+        _remove_if_free(partial, partial)
+
+
+@contextlib.contextmanager
+def _partial(dest: Path) -> Iterator[Path]:
+    """A new temporary file beside ``dest`` for one download, locked while this process works on it (so
+    :func:`remove_dead_partials` leaves it alone) and removed afterwards, whatever happened."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(dest)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.partial"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with contextlib.suppress(ImportError, OSError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)  # before the lock goes: never present and unlocked
+        os.close(fd)
+
+
 # -- URL files ----------------------------------------------------------------------------------------------
 
 
@@ -282,11 +359,9 @@ def download_url_file(
     url = mirror_url(source.url or "")
     name = dest.name
     prefix = hash_prefix(name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{name}.{uuid.uuid4().hex[:8]}.partial"
     sha = hashlib.sha256()
     done, total = 0, None
-    try:
+    with _partial(dest) as tmp:
         req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
         try:
             with _opener.open(req, timeout=timeout) as resp, open(tmp, "wb") as f:
@@ -357,8 +432,6 @@ def download_url_file(
         os.replace(tmp, dest)
         log.info("downloaded %s (%s) to %s", name, format_progress(done, total), dest)
         return dest
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # -- Hugging Face hub files ---------------------------------------------------------------------------------
@@ -500,12 +573,24 @@ def hf_download_config(source: WeightsSource, *, timeout: float) -> Path | None:
         raise _hf_error(source, e, timeout) from None
 
 
+def remove_dead_incomplete(source: WeightsSource) -> None:
+    """Remove ``huggingface_hub``'s partial blobs (``<etag>.<id>.incomplete``) of ``source``'s repo whose
+    download died with its process: nobody holds the blob's lock (``.locks/<repo>/<etag>.lock``)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = repo_folder_name(repo_id=source.repo_id or "", repo_type="model")
+    locks = hf_cache_dir() / ".locks" / folder
+    for partial in (hf_cache_dir() / folder / "blobs").glob("*.incomplete"):
+        _remove_if_free(partial, locks / f"{partial.name.split('.', 1)[0]}.lock")
+
+
 def download_hf_file(
     flight: _Flight, source: WeightsSource, *, timeout: float, check: StateCheck | None
 ) -> Path:
     """``hf_hub_download`` with progress into ``flight``, then the SHA-256 (LFS ETag) and key checks."""
     from huggingface_hub import hf_hub_download
 
+    remove_dead_incomplete(source)
     if source.config_file:
         hf_download_config(source, timeout=timeout)
     try:
