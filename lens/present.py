@@ -6,6 +6,8 @@ and tested without a browser.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +54,24 @@ class Slot:
     """True once the model has run (its controls may be used)."""
 
 
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown: HTML escaped (Gradio's Markdown would render, if sanitised, a tag), and
+    Markdown and LaTeX punctuation backslash-escaped (``my_clip_2.mp4`` is not emphasis)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
 def title(name: str, result: ModelResult | None, description: str = "") -> str:
-    """Markdown: the model's name and what its weights are (untrained weights said plainly), plus clip notes."""
-    text = f"### {name}\n{result.description if result is not None else description}"
+    """Markdown: the model's name and what its weights are (untrained weights said plainly), plus clip notes
+    (all of them as text: names, descriptions and notes may quote a file name or a checkpoint's config)."""
+    what = result.description if result is not None else description
+    text = f"### {markdown_text(name)}\n{markdown_text(what)}"
     if result is not None and not result.trained:
         text += "  \n**untrained weights: the attention shown is not learned**"
     if result is not None and result.notes:
-        text += "  \n" + "; ".join(result.notes)
+        text += "  \n" + markdown_text("; ".join(result.notes))
     return text
 
 
@@ -80,7 +93,7 @@ def slot(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> Slot
     if r is None and panel.pending:
         return pending(panel.name, index)
     if r is None:
-        return Slot(panel.name, f"### {panel.name}", panel_html(
+        return Slot(panel.name, f"### {markdown_text(panel.name)}", panel_html(
             panel.name, frames=None, error=panel.error, top5=(), target_label=None, captions=(), url=url,
             color=color(index),
         ), ready=True)  # fmt: skip

@@ -98,6 +98,7 @@ def test_the_app_serves_it_without_changes(toy_family, tmp_path):
     clip = make_moving_square(tmp_path / "clip.mp4", seed=6)
     out, _ = run_compare(clip, [toy_family], methods=["rollout"], show="rollout")
     slot = out["slots"][0]
-    assert toy_family in slot["title"]["value"] and slot["download"]["value"].endswith(".mp4")
+    assert lens.present.markdown_text(toy_family) in slot["title"]["value"]  # as literal Markdown
+    assert slot["download"]["value"].endswith(".mp4")
     assert f'data-model="{toy_family}"' in slot["view"]["value"]
     assert "lenstoy" not in (app.ROOT / "app.py").read_text()
