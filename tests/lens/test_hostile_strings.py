@@ -10,7 +10,6 @@ import html
 import json
 import re
 import zipfile
-from pathlib import Path
 
 import pytest
 
