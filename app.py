@@ -22,6 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 import lens  # noqa: E402
 from lens import defaults, examples, present, uploads  # noqa: E402
@@ -32,7 +33,9 @@ log = logging.getLogger("mvt-lens")
 
 ROOT = Path(__file__).resolve().parent
 UI = ROOT / "assets" / "ui"
-MAX_UPLOAD = "200mb"
+MAX_UPLOAD = 200 * 1024**2
+"""Bytes an upload may have: refused from its declared length before it is read (lens.uploads.RefuseLargeUploads),
+else by Gradio as it arrives."""
 N = lens.MAX_MODELS
 DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 
@@ -54,6 +57,7 @@ LAUNCH = {
     "css": (UI / "app.css").read_text(),
     "js": (UI / "clip.js").read_text(),
     "max_file_size": MAX_UPLOAD,
+    "app_kwargs": {"middleware": [Middleware(uploads.RefuseLargeUploads, max_bytes=MAX_UPLOAD)]},
     "allowed_paths": [str(OUT_DIR)],
     "show_error": False,
 }

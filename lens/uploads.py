@@ -10,6 +10,7 @@ reads the original file: the preview is only for looking at.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,11 +19,15 @@ import av
 import numpy as np
 
 import mvt
+from mvt.video import DEFAULT_LIMITS
 
 from .clips import file_sha256
 
 PREVIEW_SIDE = 640
 PREVIEW_SECONDS = 120.0
+PREVIEW_FPS = 30.0
+"""Frames closer together than ``1 / PREVIEW_FPS`` are left out of a preview (a 1000 fps clip would otherwise
+mean 120,000 frames to encode)."""
 PLAYABLE = {
     ("h264", "mp4"): ("yuv420p", "yuvj420p"),
     ("vp8", "webm"): ("yuv420p",),
@@ -109,13 +114,17 @@ def transcode_preview(
     out_w, out_h = (h, w) if rot in (90, 270) else (w, h)
     tmp = dest.with_name(f".{dest.name}")
     last_pts, written = -1, 0.0
+    limits = DEFAULT_LIMITS
+    deadline = time.monotonic() + limits.max_decode_s
+    decoder = {"max_pixels": str(limits.max_pixels)}  # as mvt.video decodes: no picture beyond the limit
     try:
         with (
-            av.open(os.fspath(src)) as inp,
+            av.open(os.fspath(src), options=decoder, timeout=limits.max_decode_s) as inp,
             av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
         ):
             stream_in = inp.streams.video[0]
             stream_in.thread_type = "AUTO"
+            stream_in.codec_context.options = {**stream_in.codec_context.options, **decoder}
             enc = out.add_stream("libx264", rate=Fraction(info.fps or 25).limit_denominator(1001))
             enc.width, enc.height, enc.pix_fmt = out_w, out_h, "yuv420p"
             enc.options = {"crf": "26", "preset": "veryfast"}
@@ -126,6 +135,13 @@ def transcode_preview(
                 t0 = t if t0 is None else t0
                 if t - t0 > seconds:
                     break
+                if time.monotonic() > deadline:
+                    raise mvt.VideoError(
+                        f"{Path(src).name}: making a preview the browser can play took longer than "
+                        f"{limits.max_decode_s:g} s; re-export the clip as MP4 (H.264) and upload that."
+                    )
+                if last_pts >= 0 and (t - t0) - written < 1.0 / PREVIEW_FPS - 1e-6:
+                    continue  # a high frame rate: the preview keeps at most PREVIEW_FPS frames a second
                 rgb = frame.to_ndarray(width=w, height=h, format="rgb24")  # (h, w, 3)
                 if rot:
                     rgb = np.ascontiguousarray(
@@ -145,3 +161,38 @@ def transcode_preview(
     finally:
         tmp.unlink(missing_ok=True)
     return written
+
+
+class RefuseLargeUploads:
+    """ASGI middleware for the web server: an upload (a POST to a path ending in ``/upload``) whose declared
+    ``Content-Length`` is over ``max_bytes`` (plus room for the multipart headers) is answered 413 at once,
+    before a byte of its body is read. Gradio's own ``max_file_size`` reads (and writes to disk) the body up
+    to the limit first; it still covers uploads that declare no length."""
+
+    SLACK = 64 * 1024
+    """Bytes of multipart framing (boundaries, part headers) allowed on top of ``max_bytes``."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            scope.get("type") == "http"
+            and scope.get("method") == "POST"
+            and scope["path"].endswith("/upload")
+        ):
+            length = dict(scope.get("headers") or []).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_bytes + self.SLACK:
+                body = (
+                    f"The file is {int(length) / 1e6:.0f} MB, more than the {self.max_bytes / 1e6:.0f} MB "
+                    "this app accepts: trim or compress the clip."
+                ).encode()
+                headers = [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ]
+                await send({"type": "http.response.start", "status": 413, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

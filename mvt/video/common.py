@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import av
@@ -32,8 +32,14 @@ class VideoLimits:
     Attributes:
         max_bytes: largest file accepted (default 500 MB).
         max_duration_s: longest video accepted (default 1800 s = 30 min).
-        max_pixels: largest picture accepted, width * height (default 4096 * 4096).
-        max_decode_s: wall-clock budget for one :func:`probe` or :func:`read_clip` call (default 60 s).
+        max_pixels: largest picture accepted, width * height (default 4096 * 4096). Also handed to FFmpeg's
+            decoders (``max_pixels``), so a tiny file whose stream declares a huge picture (a decompression
+            bomb: 16000x16000 costs 1.2 GB and 17 s in FFmpeg's stream probe alone) is refused before any
+            such picture is allocated, even when only a later frame declares it.
+        max_frames: most frames a video may hold (default 250,000: 30 min at 138 fps); a tiny file that
+            declares a million frames is refused before they are counted or decoded.
+        max_decode_s: wall-clock budget for one :func:`probe` or :func:`read_clip` call (default 60 s); it
+            also bounds FFmpeg's own stream probe when the file is opened.
         max_clip_bytes: largest array :func:`read_clip` may return (default 2 GiB).
         probesize: bytes FFmpeg may read to detect the streams (default 5 MB).
         analyzeduration_s: media seconds FFmpeg may read to detect the streams (default 5 s).
@@ -43,6 +49,7 @@ class VideoLimits:
     max_bytes: int = 500 * 1000 * 1000
     max_duration_s: float = 1800.0
     max_pixels: int = 4096 * 4096
+    max_frames: int = 250_000
     max_decode_s: float = 60.0
     max_clip_bytes: int = 2 * 1024**3
     probesize: int = 5_000_000
@@ -140,10 +147,14 @@ class _Deadline:
 
     def check(self) -> None:
         if time.monotonic() > self.end:
-            raise VideoError(
-                f"{self.name}: reading the video took longer than the {self.seconds:g} s limit "
-                "(VideoLimits.max_decode_s); try a shorter or lower-resolution clip."
-            )
+            raise _took_too_long(self.name, self.seconds)
+
+
+def _took_too_long(name: str, seconds: float) -> VideoError:
+    return VideoError(
+        f"{name}: reading the video took longer than the {seconds:g} s limit (VideoLimits.max_decode_s); "
+        "try a shorter or lower-resolution clip."
+    )
 
 
 def _detail(exc: BaseException) -> str:
@@ -203,16 +214,29 @@ def _open(path: str, name: str, limits: VideoLimits) -> Iterator[av.container.In
         "max_streams": str(int(limits.max_streams)),
         "protocol_whitelist": "file",  # local files only, and no playlist may reach out elsewhere
     }
+    decoder = {"max_pixels": str(int(limits.max_pixels))}  # FFmpeg refuses bigger pictures before allocating
     try:
-        # "file:" makes FFmpeg read a local file even when the name looks like "proto:..." (e.g. "a:b.mp4")
-        container = av.open("file:" + os.path.abspath(path), mode="r", container_options=options)
+        # "file:" makes FFmpeg read a local file even when the name looks like "proto:..." (e.g. "a:b.mp4");
+        # `options` reach the decoders FFmpeg opens to probe the streams, `timeout` bounds that probe
+        container = av.open(
+            "file:" + os.path.abspath(path),
+            mode="r",
+            container_options=options,
+            options=decoder,
+            timeout=float(limits.max_decode_s),
+        )
     except PermissionError as e:
         raise VideoError(f"{name}: permission denied; check that the file is readable.{_detail(e)}") from e
+    except av.error.ExitError as e:  # `timeout` interrupted FFmpeg's stream probe
+        raise _took_too_long(name, limits.max_decode_s) from e
     except (av.FFmpegError, OSError, IndexError, ValueError, RuntimeError) as e:
         raise VideoError(
             f"{name}: could not be opened as a video; it is not a video file, or it is truncated or "
             f"corrupt (an interrupted upload?). Try re-exporting it as MP4 (H.264).{_detail(e)}"
         ) from e
+    for stream in container.streams.video:  # ...and the decoders we open ourselves
+        with suppress(AttributeError, TypeError, ValueError):
+            stream.codec_context.options = {**stream.codec_context.options, **decoder}
     try:
         yield container
     finally:
@@ -223,6 +247,13 @@ def _too_long(name: str, seconds: float, limits: VideoLimits) -> VideoError:
     return VideoError(
         f"{name}: the video lasts at least {seconds / 60:.1f} min, over the {limits.max_duration_s / 60:g} min "
         "limit; trim it to the part you want to analyse."
+    )
+
+
+def _too_many_frames(name: str, frames: int, limits: VideoLimits) -> VideoError:
+    return VideoError(
+        f"{name}: the video holds at least {frames:,} frames, more than the limit of {limits.max_frames:,}; "
+        "trim it to the part you want to analyse (or lower its frame rate)."
     )
 
 

@@ -26,6 +26,7 @@ from .common import (
     _rational,
     _rotation_of,
     _too_long,
+    _too_many_frames,
     _too_many_pixels,
 )
 
@@ -77,6 +78,8 @@ def _demux_times(container, stream, name: str, limits: VideoLimits, deadline: _D
                 deadline.check()
                 if stamps and tb and (stamps[-1] - stamps[0]) * tb > limits.max_duration_s:
                     raise _too_long(name, (stamps[-1] - stamps[0]) * tb, limits)
+                if len(stamps) + missing > limits.max_frames:
+                    raise _too_many_frames(name, len(stamps) + missing, limits)
     except VideoError:
         raise
     except _DECODE_ERRORS as e:
@@ -165,6 +168,8 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
             meta_dur = 0.0
         if meta_dur > limits.max_duration_s:
             raise _too_long(name, meta_dur, limits)
+        if meta_frames > limits.max_frames:
+            raise _too_many_frames(name, meta_frames, limits)
         has_audio = len(c.streams.audio) > 0
         sar = _rational(stream.sample_aspect_ratio) or _rational(cc.sample_aspect_ratio) or 1.0
         start_meta = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
@@ -194,6 +199,8 @@ def _probe_open(path: str, name: str, size: int, limits: VideoLimits, deadline: 
         n = meta_frames
     if n <= 0:
         raise VideoError(f"{name}: the video stream holds no frames; the file is truncated or corrupt.")
+    if n > limits.max_frames:
+        raise _too_many_frames(name, n, limits)
 
     # Frame rate: measured from timestamps when we have them, the stored rates otherwise.
     measured = (
