@@ -49,7 +49,7 @@ from .records import (
     VolumeKey,
 )
 from .timeline import frame_weights, write_sprite
-from .views import captions, resolve, stage_strip, strip_keys, write_overlay, write_png
+from .views import OutOfSpace, captions, disk_full, resolve, stage_strip, strip_keys, write_overlay, write_png
 
 log = logging.getLogger("mvt-lens")
 
@@ -524,6 +524,9 @@ class Service:
             if panel is None or not (panel.frames and panel.frames.exists()):
                 try:
                     panel = self._render_one(entry, key, v, out, ready_only)
+                except OutOfSpace as e:  # in its panel, and not cached: there may be room next time
+                    panels.append(Panel(entry.name, entry, error=str(e), view=v))
+                    continue
                 except LensError as e:
                     panel = Panel(entry.name, entry, error=str(e), view=v)
                 self._panels.put(cache_key, panel)
@@ -575,8 +578,17 @@ class Service:
         base = Path(folder) if folder is not None else self.out_dir
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=base, prefix="export-"))
-        write_export(analysis, tmp / "mvt-lens", metrics=metrics, view=view)
-        return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
+        try:
+            write_export(analysis, tmp / "mvt-lens", metrics=metrics, view=view)
+            return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
+        except (OSError, ValueError) as e:  # nothing half-written stays (or is offered)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(e):
+                raise OutOfSpace(
+                    "The server's disk is full, so the export could not be written. Try again in a few minutes "
+                    "(files of sessions that end are deleted)."
+                ) from e
+            raise
 
     # -- scores --------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ overlay and the all-stages strip, the overlay frame rate, and the figures shown 
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -205,12 +206,37 @@ def stage_strip(
     )
 
 
+class OutOfSpace(LensError):
+    """The disk (or quota) is full: nothing was written. Unlike other errors it may pass: never cache it."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full(e: BaseException | None) -> bool:
+    """Whether ``e`` (or what caused it: PyAV and mvt wrap OS errors) says the disk or quota is full."""
+    seen = 0
+    while e is not None and seen < 8:
+        if getattr(e, "errno", None) in _FULL:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 def atomic_write(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder and rename it: readers never see half a file."""
+    """Write through a temporary file in the same folder and rename it: readers never see half a file. A
+    full disk is an :class:`OutOfSpace` that names the file (and leaves no part of it)."""
     tmp = path.with_name(f".{uuid.uuid4().hex}.{path.name}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, ValueError) as e:
+        if not disk_full(e):
+            raise
+        raise OutOfSpace(
+            f"The server's disk is full, so {path.name} could not be written. Try again in a few minutes "
+            "(files of sessions that end are deleted)."
+        ) from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
