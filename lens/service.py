@@ -427,6 +427,11 @@ class Service:
                 report(0.3, "forward")
                 logits = model(x)
         timings["forward + capture" if methods else "forward"] = time.perf_counter() - t
+        if not bool(torch.isfinite(logits).all()):
+            raise LensError(
+                f"{name} gave scores that are not numbers (NaN or infinity) on this clip, so it has no prediction "
+                "or explanation to show; its weights or its arithmetic broke down."
+            )
         for key, value in (output.extras.get("stage_seconds", {}) if output else {}).items():
             timings[f"  {key}"] = value
         classes = int(logits.shape[-1])

@@ -29,7 +29,18 @@ def overlay_fps(result: ModelResult) -> float:
 
 def resolve(result: ModelResult, view: View) -> tuple[VolumeKey, Volume]:
     """The volume ``view`` asks for in ``result``: a :class:`LensError` saying what to do if it cannot be
-    drawn (not computed, or heads the map does not have; heads are numbered from 1, as the app shows them)."""
+    drawn (not computed, heads the map does not have — numbered from 1, as the app shows them — or values
+    that are not numbers)."""
+    key, volume = _resolve(result, view)
+    if not np.isfinite(volume.values).all():
+        raise LensError(
+            f"{result.name}: its {M.volume_label(key)} map holds values that are not numbers (NaN or infinity), "
+            "so it cannot be drawn; the model's arithmetic broke down on this clip. Try another method or clip."
+        )
+    return key, volume
+
+
+def _resolve(result: ModelResult, view: View) -> tuple[VolumeKey, Volume]:
     method = M.get(view.method)
     keys = [k for k in result.volumes if k.method == method.name]
     if not keys:
