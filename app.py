@@ -72,21 +72,28 @@ def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None)
 
 
+def _toast(message: str) -> gr.Error:
+    """The error toast for ``message``: Gradio renders a toast's message as (sanitised) HTML, so what it quotes
+    (a file name, a typed class) is escaped into text; ``.text`` keeps the sentence for the banner."""
+    error = gr.Error(html.escape(message, quote=False), print_exception=False)
+    error.text = message
+    return error
+
+
 @contextlib.contextmanager
 def _shown_as_errors(what: str):
     """A user's error as their sentence; anything else as a short message — never a traceback."""
     try:
         yield
     except lens.USER_ERRORS as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise _toast(str(e)) from None
     except gr.Error:
         raise
     except Exception as e:  # the server keeps serving
         log.error("%s failed: %s", what, traceback.format_exc())
-        raise gr.Error(
+        raise _toast(
             f"{what} failed ({type(e).__name__}: {str(e)[:200]}). The app is still running: try another clip "
-            "or fewer models.",
-            print_exception=False,
+            "or fewer models."
         ) from None
 
 
@@ -179,7 +186,7 @@ def upload(path: str | None, request: gr.Request = None):
     except lens.USER_ERRORS as e:  # say why, and empty the clip box for the next try
         return gr.update(value=None), None, _banner(str(e))
     if up.note:
-        gr.Info(up.note)
+        gr.Info(html.escape(up.note, quote=False))  # rendered as HTML, like an error toast
     shown = gr.update(value=up.preview) if up.preview else gr.skip()
     return shown, {"sha": lens.clips.file_sha256(up.shown), "original": up.original}, _banner(None)
 
@@ -213,7 +220,16 @@ def compare(
                 precision="int8" if int8 else "fp32",
             )
     except gr.Error as e:  # a clip that cannot be read: clear the results, say why until the next Compare
-        yield [None, _banner(e.message), gr.skip(), "", *_truth(None), *_slots([]), None, None]
+        yield [
+            None,
+            _banner(getattr(e, "text", e.message)),
+            gr.skip(),
+            "",
+            *_truth(None),
+            *_slots([]),
+            None,
+            None,
+        ]
         raise
     view = lens.View(show, colormap=cmap, opacity=float(opacity))
     state = {"names": names, "override": {}, "show": show}
@@ -266,7 +282,7 @@ def compare(
         timings,
     ]
     if not analysis.results:
-        raise gr.Error(failed, print_exception=False)
+        raise _toast(failed)
 
 
 def rerender(state, show, opacity, cmap, *controls, request: gr.Request = None):

@@ -17,6 +17,7 @@ import mvt
 from mvt.prefetch import weights_status
 
 from .service import MAX_MODELS
+from .timeline import markdown_text
 
 FAMILY_ORDER = ("mvit", "mmvit", "vivit", "hvt")
 """The order families appear in (others follow, by name)."""
@@ -134,13 +135,14 @@ def model_choices(*, probe: bool = False) -> list[tuple[str, str]]:
 
 def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
     """A sentence for each chosen model whose weights are not on disk: what Compare will download, or why it
-    cannot run (offline), so that picking one says so at once instead of stalling later."""
+    cannot run (offline), so that picking one says so at once instead of stalling later. Markdown: what comes
+    from outside (a typed name, an error's text) is escaped into it."""
     notes = []
     for n in names or []:
         try:
             spec = mvt.get_spec(n)
         except KeyError as e:
-            notes.append(str(e.args[0] if e.args else e))
+            notes.append(markdown_text(str(e.args[0] if e.args else e)))  # a name anyone may type
             continue
         if spec.weights.kind not in ("url", "hf"):
             continue
@@ -149,7 +151,7 @@ def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
             notes.append(f"{n}: Compare {st.describe()} ({spec.weights.display_name}).")
         elif st.state == "unavailable":
             notes.append(
-                f"{n} cannot run here: its weights are {st.reason}. Pick the SynthMotion set, or run "
+                f"{n} cannot run here: its weights are {markdown_text(st.reason)}. Pick the SynthMotion set, or run "
                 "`python -m mvt download " + n + "` on a machine with internet and copy the cache over."
             )
     return notes

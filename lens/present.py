@@ -6,8 +6,6 @@ and tested without a browser.
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from .timeline import (
     FramesView,
     Track,
     Url,
+    markdown_text,
     panel_html,
     placeholder_html,
     sprite_grid,
@@ -52,15 +51,6 @@ class Slot:
     download: Path | None = None
     ready: bool = False
     """True once the model has run (its controls may be used)."""
-
-
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
-
-
-def markdown_text(text: str) -> str:
-    """``text`` as literal Markdown: HTML escaped (Gradio's Markdown would render, if sanitised, a tag), and
-    Markdown and LaTeX punctuation backslash-escaped (``my_clip_2.mp4`` is not emphasis)."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
 def title(name: str, result: ModelResult | None, description: str = "") -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,14 @@ def frame_weights(result: ModelResult, volume: Volume) -> np.ndarray:
 
 
 # -- markup ----------------------------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown: HTML escaped (Gradio's Markdown would render, if sanitised, a tag), and
+    Markdown and LaTeX punctuation backslash-escaped (``my_clip_2.mp4`` is not emphasis)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
 def _times_attr(times: Sequence[float]) -> str:

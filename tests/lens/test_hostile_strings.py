@@ -131,3 +131,12 @@ def test_markdown_titles_show_notes_and_descriptions_as_text(tmp_path):
     assert_text_not_markup(text, "", where="title", must_show=False)
     assert present.markdown_text(LABEL_PAYLOAD) in text and present.markdown_text(FILE_PAYLOAD) in text
     assert "**untrained weights" in text, "the title's own Markdown stays Markdown"
+
+
+def test_a_model_name_typed_into_the_list_is_text_in_its_note():
+    """The model list takes any value (for API users); an unknown name's note (Markdown) quotes it as text."""
+    from lens import defaults
+
+    notes = defaults.availability([LABEL_PAYLOAD], probe=False)
+    assert len(notes) == 1 and notes[0].startswith("unknown model") and "&lt;img src=x" in notes[0]
+    assert_text_not_markup(notes[0], "", where="model note", must_show=False)
