@@ -74,13 +74,15 @@ def frame_weights(result: ModelResult, volume: Volume) -> np.ndarray:
 
 # -- markup ----------------------------------------------------------------------------------------------------
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
+_MARKDOWN_SPECIALS = re.compile(r"[\\`*\[\]#|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+"""What makes Markdown (or Gradio's LaTeX) out of text: emphasis, code, links, headings, tables, strike-through,
+math; ``_`` only at a word's edge (``mvit_v2_s`` and ``MVT_OFFLINE`` are never emphasis)."""
 
 
 def markdown_text(text: str) -> str:
-    """``text`` as literal Markdown: HTML escaped (Gradio's Markdown would render, if sanitised, a tag), and
-    Markdown and LaTeX punctuation backslash-escaped (``my_clip_2.mp4`` is not emphasis)."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
+    """``text`` as literal Markdown: HTML escaped (Gradio's Markdown would render a tag, sanitised) and
+    Markdown punctuation backslash-escaped."""
+    return _MARKDOWN_SPECIALS.sub(lambda m: "\\" + m.group(0), html.escape(str(text), quote=False))
 
 
 def _times_attr(times: Sequence[float]) -> str:

@@ -95,7 +95,11 @@ def test_a_clip_that_decodes_for_longer_than_the_limit_is_stopped_with_a_clear_e
     whole = time.monotonic() - t0
     budget = whole / 4
     t0 = time.monotonic()
-    with pytest.raises(VideoError, match=rf"took longer than the {budget:g} s limit \(VideoLimits.max_decode_s\)"):
+    with pytest.raises(
+        VideoError, match=rf"took longer than the {budget:g} s limit \(VideoLimits.max_decode_s\)"
+    ):
         read_clip(path, num_frames=300, limits=VideoLimits(max_decode_s=budget))
     stopped = time.monotonic() - t0
-    assert stopped < whole * 0.75, f"stopped after {stopped:.2f} s of a {whole:.2f} s decode (budget {budget:.2f} s)"
+    assert stopped < whole * 0.75, (
+        f"stopped after {stopped:.2f} s of a {whole:.2f} s decode (budget {budget:.2f} s)"
+    )
