@@ -39,7 +39,7 @@ else by Gradio as it arrives."""
 N = lens.MAX_MODELS
 DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 
-if DEVICE == "cpu":
+if DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # a thread count set outside is kept
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 SERVICE = lens.Service(
