@@ -130,6 +130,7 @@ def _compare(visit: Visit, clips: list[SoakClip]) -> bool:
         )
     except Exception:
         if clip.fails:
+            visit.compared = False  # a refused clip clears the results on screen (and the session's state)
             return True
         raise
     if clip.fails:
@@ -195,7 +196,7 @@ class Watch(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.every = pid, every
         self.samples: list[tuple[float, int, int, int]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def sample(self) -> tuple[float, int, int, int]:
         status = Path(f"/proc/{self.pid}/status").read_text()
@@ -206,14 +207,14 @@ class Watch(threading.Thread):
         return time.monotonic(), rss, files, threads
 
     def run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._halt.wait(self.every):
             try:
                 self.samples.append(self.sample())
             except (OSError, KeyError, ValueError):
                 return
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
 
@@ -235,7 +236,8 @@ def check_loopback(url: str) -> None:
 
 
 def launch(out_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``python app.py`` on a free loopback port, its files in ``out_dir``; returns (process, url)."""
+    """``python app.py`` on a free loopback port, its files in ``out_dir``, its log beside it; returns (process,
+    url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -245,7 +247,10 @@ def launch(out_dir: Path) -> tuple[subprocess.Popen, str]:
         "GRADIO_SERVER_PORT": str(port),
         "TMPDIR": str(out_dir),
     }
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env)
+    log = open(out_dir.parent / "app.log", "w")  # noqa: SIM115 - the child writes it until it ends
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -305,8 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from bench.machine import machine_line
-
     work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
     clips = make_corpus(work / "clips", args.seed)
     proc, url, out_dir = None, args.url, None
@@ -314,6 +317,17 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = work / "app-tmp"
         out_dir.mkdir()
         proc, url = launch(out_dir)
+    try:
+        return _soak(args, url, clips, proc, out_dir)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _soak(args, url: str, clips: list[SoakClip], proc, out_dir: Path | None) -> int:
+    from bench.machine import machine_line
+
     check_loopback(url)
     watch = Watch(proc.pid) if proc is not None else None
     if watch is not None:
@@ -339,9 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.users} visitors, {took / 60:.1f} min, {len(records)} requests, url {url}")
     print(table(records, watch, left))
     print(machine_line())
-    if proc is not None:
-        proc.terminate()
-        proc.wait(30)
     return 1 if any(r.outcome == "unexpected" for r in records) else 0
 
 
