@@ -122,7 +122,7 @@ def mvit_config_from_state(state: dict[str, torch.Tensor]) -> tuple[MViTConfig, 
         frames, size = 16, 224
         notes.append("no position tables: 16 frames of 224² assumed")
     mlp_hidden = state["blocks.0.mlp.0.weight"].shape[0]
-    cfg = MViTConfig(
+    cfg = _config(
         stages=tuple(stages),
         rel_pos=rel_pos,
         residual_pool=rel_pos,
@@ -138,7 +138,34 @@ def mvit_config_from_state(state: dict[str, torch.Tensor]) -> tuple[MViTConfig, 
         image_size=size,
         mlp_ratio=mlp_hidden / attn_dims[0],
     )
+    if rel_pos and pool_kernel is not None:
+        cfg = _kv_stride_from_tables(cfg, state, notes)
     return cfg, int(state["head.1.weight"].shape[0]), notes
+
+
+def _config(**fields) -> MViTConfig:
+    return MViTConfig(**fields)
+
+
+KV_STRIDES = ((1, 8, 8), (1, 4, 4), (1, 2, 2), (1, 16, 16), (2, 8, 8), (2, 4, 4), (1, 1, 1))
+"""Key/value strides tried against the relative-position tables, the released models' (1, 8, 8) first."""
+
+
+def _kv_stride_from_tables(cfg: MViTConfig, state: dict[str, torch.Tensor], notes: list[str]) -> MViTConfig:
+    """The key/value stride whose relative-position table lengths (``2·max(q, kv) − 1`` per block) are the
+    file's; the first candidate that fits (the tables cannot tell every stride apart)."""
+    from dataclasses import replace
+
+    want = [_shape(state, f"blocks.{i}.attn.rel_pos_h") for i in range(sum(s.depth for s in cfg.stages))]
+    for stride in KV_STRIDES:
+        trial = replace(cfg, kv_stride=stride)
+        if all(w is not None and w[0] == bc.rel_pos_sizes[0] for w, bc in zip(want, trial.block_configs())):
+            notes[:] = [n for n in notes if not n.startswith("key/value pooling stride")]
+            notes.append(
+                f"key/value pooling stride {stride} (halved at each stage) read from the relative-position tables"
+            )
+            return trial
+    return cfg
 
 
 def describe_mvit(cfg: MViTConfig) -> str:

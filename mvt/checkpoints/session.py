@@ -1,8 +1,9 @@
 """Users' checkpoints in the registry for this process: one stable name per (file, options).
 
 :func:`recognise` fetches and recognises a spec string; :func:`register` also puts the model into
-:mod:`mvt.zoo` under ``<file stem>_<hash>.<format>`` (the hash covers the file's SHA-256 and the options, so the
-same file gets the same name in every session and process, and a changed file a new one), with a spec that
+:mod:`mvt.zoo` under ``<file stem>_<hash>.<format>`` (the hash covers the file's SHA-256 and the options, where the
+file comes from and the options, so the same source gets the same name in every session and process, and a
+changed file a new one), with a spec that
 carries what was recognised (``spec.checkpoint``). :func:`resolve` is the zoo's resolver: it makes
 ``mvt.get_spec("file:…")`` / ``mvt.create_model("hub:…")`` work.
 """
@@ -140,7 +141,7 @@ def spec_for(rec: Recognised, fetched: sources.Fetched, arch_name: str) -> Model
 def register(source: str, *, arch: str | None = None, labels: Labels = None, **kw) -> ModelSpec:
     """Recognise ``source`` and register it for this process (once per file and options); returns its spec."""
     rec, fetched = recognise(source, arch=arch, labels=labels, **kw)
-    key = f"{rec.sha256}|{arch}|{labels!r}|{rec.labels_source}"
+    key = f"{rec.sha256}|{sources.parse_source(fetched.spec).location}|{arch}|{labels!r}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     arch_name = rec.arch or f"{_slug(sources.parse_source(fetched.spec).location)}_{digest}"
     spec = spec_for(rec, fetched, arch_name)

@@ -193,17 +193,54 @@ def user_url_source(url: str) -> WeightsSource:
     )
 
 
-def _url(src: CheckpointSource, check: Check, **kw) -> Fetched:
+def _url_side_file(url: str, dest: Path, timeout: float) -> Path | None:
+    """A small file beside a URL (``config.json`` next to a hub ``…/resolve/<rev>/model.safetensors``), kept in
+    the URL's cache folder; None when the server has none."""
+    import urllib.error
+    import urllib.request
+
+    if dest.is_file():
+        return dest
+    try:
+        with urllib.request.urlopen(weights.mirror_url(url), timeout=timeout) as resp:
+            data = resp.read(1 << 20)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise WeightsError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"could not fetch {url} ({e})") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return dest
+
+
+def _url(
+    src: CheckpointSource, check: Check, *, download: bool = True, timeout: float | None = None, **kw
+) -> Fetched:
     source = user_url_source(src.location)
     dest = weights.hub_cache_path(source)
     with _removed_on_failure(dest.parent):
-        if weights.cached_path(source) is None and kw.get("download", True):
+        side: dict[str, Any] = {}
+        if (
+            os.path.basename(urlsplit(src.location).path) in HUB_WEIGHTS
+        ):  # a hub resolve URL: its config beside
+            base = src.location.rsplit("/", 1)[0]
+            for name in ("config.json", *HUB_PROCESSORS):
+                cached = dest.parent / name
+                if cached.is_file() or download:
+                    found = _url_side_file(f"{base}/{name}", cached, timeout or weights.download_timeout())
+                    if found is not None:
+                        side[name] = _json(found)
+        if weights.cached_path(source) is None and download:
             _check_size(weights.download_size(source), os.path.basename(dest.name))
         hashed = hash_prefix(dest.name) is not None
-        path = weights.resolve(source, check=lambda raw: check(raw, {}), **kw)
+        path = weights.resolve(
+            source, check=lambda raw: check(raw, side), download=download, timeout=timeout, **kw
+        )
         if hashed:  # a hash-named file skips the load check on download: recognise it here
-            check(weights.load_file(path, state_key=WHOLE, pickle_globals=PICKLE_GLOBALS), {})
-    return Fetched(path, source, src.spec)
+            check(weights.load_file(path, state_key=WHOLE, pickle_globals=PICKLE_GLOBALS), side)
+    return Fetched(path, source, src.spec, side)
 
 
 def _hub_file(repo: str, revision: str | None, name: str, timeout: float, download: bool) -> Path | None:

@@ -62,6 +62,15 @@ def _torch_load(path: Path, pickle_globals: tuple[str, ...], mmap: bool = False)
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
 
 
+def _is_safetensors(path: Path) -> bool:
+    """safetensors by content (a download's temporary file has no suffix): an 8-byte header length, then JSON."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
 def _is_zip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"PK\x03\x04"
@@ -117,7 +126,7 @@ def read_checkpoint(
             f"{name} is {size / MB:.0f} MB, over the {max_bytes / MB:.0f} MB limit on checkpoints "
             "(MVT_CHECKPOINT_MAX_MB); save only the model's state dict, or raise the limit."
         )
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         from safetensors.torch import load_file as st_load
 
         try:
