@@ -23,7 +23,7 @@ import torch
 from .. import zoo
 from ..labels import LABEL_SETS, get_labels
 from ..models.contract import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
-from ..weights import WeightsError
+from ..weights import KeysMismatch, WeightsError
 from . import hub_vivit, hvt_files, mmaction, ours, pyslowfast, torchvision_fmt
 from .mvit_shapes import describe_mvit
 from .records import FORMAT_NAMES, Preprocessing, Reading, Recognised
@@ -77,7 +77,27 @@ def read_object(
     arch: str | None = None,
 ) -> Reading:  # fmt: skip
     """The :class:`Reading` of a whole checkpoint object. Raises :class:`WeightsError` naming what was found
-    when no format fits."""
+    when no format fits, and :class:`~mvt.weights.KeysMismatch` naming the keys when the format's converter
+    does not know them."""
+    try:
+        return _read_object(raw, name=name, metadata=metadata, side=side, arch=arch)
+    except (KeyError, ValueError) as e:
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise KeysMismatch(f"{name} looks like {_looks_like(raw)}, but {reason}") from None
+
+
+def _looks_like(raw: Any) -> str:
+    if isinstance(raw, dict) and "model_state" in raw:
+        return "a PySlowFast checkpoint"
+    if isinstance(raw, dict) and "state_dict" in raw:
+        return "an MMAction2 checkpoint"
+    return "a checkpoint mvt reads"
+
+
+def _read_object(
+    raw: Any, *, name: str, metadata: dict[str, str] | None = None, side: dict[str, Any] | None = None,
+    arch: str | None = None,
+) -> Reading:  # fmt: skip
     metadata, side = metadata or {}, side or {}
     registered = arch if arch in zoo.list_archs() else None
     if metadata.get("arch"):

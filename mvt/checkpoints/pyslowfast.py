@@ -324,15 +324,16 @@ def read(raw: Any, *, name: str) -> Reading:
     """A PySlowFast checkpoint (``model_state`` with or without ``cfg``, or a bare PySlowFast state dict)."""
     from .mvit_shapes import mvit_config_from_state
 
-    state = convert_file(raw)
     notes: list[str] = []
     cfg_text = raw.get("cfg") if isinstance(raw, dict) and "model_state" in raw else None
     if cfg_text is None:
+        state = convert_file(raw)
         config, classes, notes = mvit_config_from_state(state)
         notes.insert(0, f"{name} carries no cfg: the architecture is read from its weights' shapes")
         return Reading("pyslowfast", "mvit", config, state, classes, notes=notes)
     cfg = parse_cfg(cfg_text)
-    config, classes = config_from_cfg(cfg)
+    config, classes = config_from_cfg(cfg)  # the cfg first: "this is not an MViT" says more than its keys
+    state = convert_file(raw)
     pre = preprocessing_from_cfg(cfg)
     dataset = str(cfg.get("TEST", {}).get("DATASET") or cfg.get("TRAIN", {}).get("DATASET", "")).lower()
     label_set = DATASETS.get((dataset, classes))
