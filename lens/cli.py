@@ -138,7 +138,10 @@ def _dataset_parser(sub) -> None:
     )
     p.add_argument("src")
     p.add_argument(
-        "--models", nargs="+", required=True, help="model names, globs (e.g. '*.synth') or file:/url:/hub: specs"
+        "--models",
+        nargs="+",
+        required=True,
+        help="model names, globs (e.g. '*.synth') or file:/url:/hub: specs",
     )
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS), help="explanation methods")
     p.add_argument("--out", required=True, help="output folder")

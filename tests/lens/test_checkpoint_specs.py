@@ -66,7 +66,11 @@ def test_an_unknown_checkpoint_is_one_error_line(tmp_path, capsys, weights_mirro
     for source in (str(path), f"url:{url}"):
         assert main(["inspect-checkpoint", source]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and "notes.pt is not a checkpoint mvt recognises" in err[0]
+        assert (
+            len(err) == 1
+            and err[0].startswith("error: ")
+            and "notes.pt is not a checkpoint mvt recognises" in err[0]
+        )
     assert not [p for p in (tmp_path / "torch").rglob("*") if p.is_file()]
 
 
@@ -120,5 +124,8 @@ def test_motion_set_pairs_kinetics_and_ssv2_models_of_one_family():
     models = defaults.set_models(defaults.MOTION)
     assert models == ["mvit_v2_s.k400", "mvit_v2_s.ssv2"]
     specs = [defaults.mvt.get_spec(n) for n in models]
-    assert {s.arch for s in specs} == {"mvit_v2_s"} and [s.label_set for s in specs] == ["kinetics400", "ssv2"]
+    assert {s.arch for s in specs} == {"mvit_v2_s"} and [s.label_set for s in specs] == [
+        "kinetics400",
+        "ssv2",
+    ]
     assert defaults.set_of(list(reversed(models))) == defaults.MOTION

@@ -45,7 +45,9 @@ def _files(root: Path) -> list[Path]:
 
 def test_an_unknown_format_names_what_it_holds(tmp_path):
     path = _save(tmp_path, {"encoder": {"w": torch.ones(2)}, "step": 3}, "other.pt")
-    with pytest.raises(WeightsError, match=r"not a checkpoint mvt recognises: it holds a dict with keys \['encoder'"):
+    with pytest.raises(
+        WeightsError, match=r"not a checkpoint mvt recognises: it holds a dict with keys \['encoder'"
+    ):
         mvt.inspect_checkpoint(path)
     path = _save(tmp_path, {"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)}, "mlp.pt")
     with pytest.raises(WeightsError, match=r"a state dict of 2 tensors \(e\.g\. \['fc\.bias'"):
@@ -53,7 +55,13 @@ def test_an_unknown_format_names_what_it_holds(tmp_path):
 
 
 def test_an_unknown_architecture_from_a_url_is_one_message_and_nothing_is_cached(tmp_path, weights_mirror):
-    path = _save(tmp_path, {"model_state": {"backbone.w": torch.ones(3)}, "cfg": "MODEL:\n  ARCH: slowfast\n  MODEL_NAME: SlowFast\n"})
+    path = _save(
+        tmp_path,
+        {
+            "model_state": {"backbone.w": torch.ones(3)},
+            "cfg": "MODEL:\n  ARCH: slowfast\n  MODEL_NAME: SlowFast\n",
+        },
+    )
     url = weights_mirror.add("/runs/slowfast.pyth", path)
     with pytest.raises(WeightsError) as err:
         mvt.load_checkpoint(f"url:{url}")
@@ -77,7 +85,9 @@ def test_missing_and_unexpected_keys_are_named_with_what_was_detected(tmp_path, 
     text, state = tiny
     spoiled = dict(state)
     spoiled.pop("blocks.1.attn.rel_pos_t")
-    with pytest.raises(KeysMismatch, match=r"recognised as MViTv2, 3 blocks.*1 missing keys.*blocks\.1\.attn\.rel_pos_t"):
+    with pytest.raises(
+        KeysMismatch, match=r"recognised as MViTv2, 3 blocks.*1 missing keys.*blocks\.1\.attn\.rel_pos_t"
+    ):
         mvt.inspect_checkpoint(_save(tmp_path, pyslowfast_checkpoint(spoiled, text)))
     spoiled = dict(state, **{"blocks.0.attn.extra": torch.ones(2)})
     with pytest.raises(KeysMismatch, match=r"blocks\.0\.attn\.extra"):
@@ -88,7 +98,10 @@ def test_a_cfg_that_disagrees_with_the_weights_is_a_shape_mismatch(tmp_path, tin
     text, state = tiny
     cfg = yaml.safe_load(text)
     cfg["DATA"]["NUM_FRAMES"] = 8  # relative-position tables are for 4 frames
-    with pytest.raises(KeysMismatch, match=r"shape mismatches \(e\.g\. blocks\.\d\.attn\.rel_pos_t: file \(3, \d+\) vs model \(7"):
+    with pytest.raises(
+        KeysMismatch,
+        match=r"shape mismatches \(e\.g\. blocks\.\d\.attn\.rel_pos_t: file \(3, \d+\) vs model \(7",
+    ):
         mvt.inspect_checkpoint(_save(tmp_path, pyslowfast_checkpoint(state, yaml.safe_dump(cfg))))
 
 
