@@ -242,3 +242,24 @@ def test_labels_file_formats(tmp_path, pysf):
     path, _ = pysf["v1"]
     with pytest.raises(mvt.WeightsError, match="names 2 classes, but the checkpoint's head has 174"):
         mvt.inspect_checkpoint(Path(path), labels=tmp_path / "c.txt")  # a user's list must fit the head
+
+
+@pytest.mark.slow
+def test_references_checkpoint_of_torchvisions_mvit_v2_s_with_12_classes(tmp_path):
+    """Real size: torchvision's ``mvit_v2_s(num_classes=12)`` fine-tuned with the references (as they save it)
+    is recognised as MViTv2-S from its shapes alone, with the references' input settings from its args."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.video.mvit_v2_s(num_classes=12).eval()
+    path = tmp_path / "model_44.pth"
+    torch.save(references_checkpoint(reference.state_dict(), kinetics_version="400"), path)
+    rec = mvt.inspect_checkpoint(path)
+    registered = mvt.models.mvit.MVIT_CONFIGS["mvit_v2_s"]
+    assert rec.config.stages == registered.stages and rec.config.kv_stride == registered.kv_stride
+    assert rec.num_classes == 12 and rec.parameters == sum(p.numel() for p in reference.parameters())
+    assert rec.labels[0] == "class 0"  # args say Kinetics-400, but a 12-way head is not Kinetics-400
+    pre = rec.preprocessing
+    assert (pre.num_frames, pre.resize_size, pre.crop_size, pre.mean) == (16, 256, 224, (0.43216, 0.394666, 0.37645))
+    model = mvt.load_checkpoint(path)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in reference.state_dict().items())
