@@ -174,10 +174,11 @@ def resolve(source: str) -> ModelSpec:
 
 def _file_identity(src: sources.CheckpointSource) -> tuple | None:
     try:
-        fetched = sources.fetch(src, lambda raw, side: None)
+        path = sources.local_file(src)
     except WeightsError:
         return None
-    return _identity(fetched)
+    st = path.stat()
+    return (str(path), st.st_size, st.st_mtime_ns)
 
 
 def forget(source: str) -> None:

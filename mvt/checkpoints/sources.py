@@ -158,16 +158,22 @@ def _check_size(size: int | None, what: str) -> None:
         )
 
 
-def _file(src: CheckpointSource) -> Fetched:
+def local_file(src: CheckpointSource) -> Path:
+    """The weights file of a ``file:`` source (a folder: the hub repository files in it)."""
     path = Path(src.location)
     if not path.exists():
         raise WeightsError(f"Checkpoint {path} does not exist.")
-    side: dict[str, Any] = {}
     if path.is_dir():  # a local copy of a hub repository
         found = [path / f for f in HUB_WEIGHTS if (path / f).is_file()]
         if not found:
             raise WeightsError(f"{path} holds neither {' nor '.join(HUB_WEIGHTS)}")
         path = found[0]
+    return path
+
+
+def _file(src: CheckpointSource) -> Fetched:
+    path = local_file(src)
+    side: dict[str, Any] = {}
     for name in ("config.json", *HUB_PROCESSORS):
         if (path.parent / name).is_file() and path.name in HUB_WEIGHTS:
             side[name] = _json(path.parent / name)
