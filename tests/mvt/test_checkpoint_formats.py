@@ -260,6 +260,11 @@ def test_references_checkpoint_of_torchvisions_mvit_v2_s_with_12_classes(tmp_pat
     assert rec.num_classes == 12 and rec.parameters == sum(p.numel() for p in reference.parameters())
     assert rec.labels[0] == "class 0"  # args say Kinetics-400, but a 12-way head is not Kinetics-400
     pre = rec.preprocessing
-    assert (pre.num_frames, pre.resize_size, pre.crop_size, pre.mean) == (16, 256, 224, (0.43216, 0.394666, 0.37645))
+    assert (pre.num_frames, pre.resize_size, pre.crop_size, pre.mean) == (
+        16,
+        256,
+        224,
+        (0.43216, 0.394666, 0.37645),
+    )
     model = mvt.load_checkpoint(path)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in reference.state_dict().items())
