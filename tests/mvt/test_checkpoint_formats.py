@@ -268,3 +268,31 @@ def test_references_checkpoint_of_torchvisions_mvit_v2_s_with_12_classes(tmp_pat
     )
     model = mvt.load_checkpoint(path)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in reference.state_dict().items())
+
+
+def test_a_torchvision_state_dict_and_torchvisions_own_published_file(tmp_path, monkeypatch):
+    text = pyslowfast_cfg(tiny_mvit_section(True), TINY_DATA, 400)
+    cfg, _ = config_from_cfg(parse_cfg(text))
+    tv = torchvision_mvit(cfg, 400, seed=6)
+    path = tmp_path / "state.pth"
+    torch.save(tv.state_dict(), path)
+    model = mvt.load_checkpoint(path)
+    rec = model.spec.checkpoint
+    assert rec.format == "torchvision" and rec.config.kv_stride == (1, 4, 4)  # read from the tables
+    assert rec.config.stages == cfg.stages and rec.config.num_frames == 4 and rec.config.image_size == 64
+    assert model.spec.labels[0] == "class 0"  # 400 outputs alone do not make a file Kinetics-400
+    assert _same_logits(model, tv, _clip(model.spec)) <= TOL
+    v1 = torchvision_mvit(
+        config_from_cfg(parse_cfg(pyslowfast_cfg(tiny_mvit_section(False), TINY_DATA, 9)))[0], 9
+    )
+    torch.save(v1.state_dict(), tmp_path / "v1.pth")  # v1's shapes cannot show its key/value stride: said so
+    assert any("(1, 8, 8)" in n and "assumed" in n for n in mvt.inspect_checkpoint(tmp_path / "v1.pth").notes)
+    from mvt.checkpoints import detect
+
+    prefix = mvt.checkpoints.sources.file_sha256(path)[:8]  # as if it were a file torchvision published
+    monkeypatch.setattr(detect, "_known_torchvision_hashes", lambda: {prefix: "kinetics400"})
+    rec = mvt.inspect_checkpoint(path)
+    assert (
+        rec.labels == get_labels("kinetics400")
+        and f"torchvision's published weights (SHA-256 {prefix}" in rec.labels_source
+    )
