@@ -44,6 +44,8 @@ PICKLE_GLOBALS = ("argparse.Namespace",)
 """What users' training files may need besides tensors: the ``args`` Namespace (torchvision references, HVT)."""
 HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 HUB_PROCESSORS = ("preprocessor_config.json", "video_preprocessor_config.json")
+CHECKPOINT_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt", ".safetensors", ".pkl")
+"""A bare name with one of these suffixes is a file, never a hub repo id (a missing file says so)."""
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -97,6 +99,8 @@ def parse_source(text: str) -> CheckpointSource:
         return CheckpointSource("url", body, options=options)
     if Path(body).expanduser().exists():
         return CheckpointSource("file", str(Path(body).expanduser().resolve()), options=options)
+    if Path(body).suffix.lower() in CHECKPOINT_SUFFIXES or body.startswith(("/", ".", "~")):
+        raise WeightsError(f"Checkpoint {body} does not exist.")
     repo, _, rev = body.partition("@")
     if _REPO.fullmatch(repo):
         return CheckpointSource("hub", repo, rev or None, options=options)

@@ -172,3 +172,5 @@ def test_spec_strings_parse():
             parse_source(bad)
     with pytest.raises(WeightsError, match="does not exist"):
         mvt.get_spec("file:/definitely/not/here.pyth")
+    with pytest.raises(WeightsError, match="does not exist"):  # a typo'd path is not taken for a repo id
+        parse_source("runs/ckpt.pyth")
