@@ -129,3 +129,32 @@ def test_motion_set_pairs_kinetics_and_ssv2_models_of_one_family():
         "ssv2",
     ]
     assert defaults.set_of(list(reversed(models))) == defaults.MOTION
+
+
+def test_ray_workers_resolve_a_checkpoint_spec_themselves(tmp_path, monkeypatch):
+    """A user's file named by its spec string: each actor recognises and registers it in its own process, and
+    the rows name the model by the spec string and its classes by the file's own labels (SSv2, from its cfg)."""
+    ray = pytest.importorskip("ray", reason="Ray comes with requirements-scale.txt (CI installs it)")
+    from lens.dataset import analyse_dataset
+    from lens.dataset.engines import connect
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # local Ray, whatever the environment says
+    started = connect(num_cpus=2)
+    text = pyslowfast_cfg(tiny_mvit_section(True), TINY_DATA, 174, dataset="ssv2")
+    cfg, _ = config_from_cfg(parse_cfg(text))
+    path = tmp_path / "mine.pyth"
+    torch.save(pyslowfast_checkpoint(to_pyslowfast(torchvision_mvit(cfg, 174).state_dict()), text), path)
+    spec = f"file:{path}"
+    kw = {"threads": 1, "progress": False, "report": False}
+    local = analyse_dataset("synth:4:1", [spec], [], tmp_path / "local", engine="local", **kw)
+    try:
+        on_ray = analyse_dataset("synth:4:1", [spec], [], tmp_path / "ray", engine="ray", actors=1, **kw)
+    finally:
+        if started:
+            ray.shutdown()
+    a = pq.read_table(tmp_path / "local" / "results.parquet").to_pylist()
+    b = pq.read_table(tmp_path / "ray" / "results.parquet").to_pylist()
+    assert not local.missing and not on_ray.missing and len(b) == 4
+    assert {r["model"] for r in b} == {spec} and all(r["error"] is None for r in b)
+    assert [r["pred_name"] for r in a] == [r["pred_name"] for r in b]
+    assert {r["pred_name"] for r in b} <= set(defaults.mvt.get_spec("mvit_v2_s.ssv2").labels)

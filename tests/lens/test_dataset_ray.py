@@ -117,36 +117,3 @@ def test_a_worker_killed_mid_run_is_retried_and_every_row_completes(ray_session,
         os.kill(killed[0], 0)
     ids = pq.read_table(tmp_path / "out" / "results.parquet")["clip_id"].to_pylist()
     assert sorted(ids) == sorted(f"synth:8:{i}" for i in range(16)) and not r.missing, "every clip, once"
-
-
-def test_ray_workers_resolve_a_checkpoint_spec_themselves(ray_session, tmp_path):
-    """A user's file named by its spec string: each actor recognises and registers it in its own process, and
-    the rows name the model by the spec string and its classes by the file's own labels (SSv2, from its cfg)."""
-    import torch
-
-    from mvt.checkpoints.pyslowfast import config_from_cfg, parse_cfg
-    from tests.checkpoint_formats import (
-        TINY_DATA,
-        pyslowfast_cfg,
-        pyslowfast_checkpoint,
-        tiny_mvit_section,
-        to_pyslowfast,
-        torchvision_mvit,
-    )
-
-    text = pyslowfast_cfg(tiny_mvit_section(True), TINY_DATA, 174, dataset="ssv2")
-    cfg, _ = config_from_cfg(parse_cfg(text))
-    path = tmp_path / "mine.pyth"
-    torch.save(pyslowfast_checkpoint(to_pyslowfast(torchvision_mvit(cfg, 174).state_dict()), text), path)
-    spec = f"file:{path}"
-    kw = {"threads": 1, "progress": False, "report": False}
-    local = analyse_dataset("synth:4:1", [spec], [], tmp_path / "local", engine="local", **kw)
-    on_ray = analyse_dataset("synth:4:1", [spec], [], tmp_path / "ray", engine="ray", actors=1, **kw)
-    a = pq.read_table(tmp_path / "local" / "results.parquet").to_pylist()
-    b = pq.read_table(tmp_path / "ray" / "results.parquet").to_pylist()
-    assert not local.missing and not on_ray.missing and len(b) == 4
-    assert {r["model"] for r in b} == {spec} and all(r["error"] is None for r in b)
-    assert [r["pred_name"] for r in a] == [r["pred_name"] for r in b]
-    from mvt.labels import get_labels
-
-    assert {r["pred_name"] for r in b} <= set(get_labels("ssv2"))
