@@ -344,9 +344,9 @@ def faithfulness(state, steps, progress=gr.Progress()):  # noqa: B008 (Gradio in
             steps=int(steps),
             progress=lambda frac, what: progress(frac, desc=what),
         )
-    figs = [lens.faithfulness.figure(name, s) for name, s in scores.items()]
+    figs = [lens.scoring.figure(name, s) for name, s in scores.items()]
     pad = [gr.update(visible=False)] * (N - len(figs))
-    return [*[gr.update(value=f, visible=True) for f in figs], *pad, lens.faithfulness.table(scores)]
+    return [*[gr.update(value=f, visible=True) for f in figs], *pad, lens.scoring.table(scores)]
 
 
 def end_session(request: gr.Request = None):

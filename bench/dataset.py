@@ -46,7 +46,7 @@ START_S = 120.0  # assumed per run: cluster + actors start, models built, weight
 def forwards_per_clip(methods: list[str], steps: int, mask: bool) -> float:
     """Forward-equivalents one model spends on one clip: the capture forward, gradient methods (about 3 each:
     forward + backward), and 2·steps perturbed forwards per scored map (the methods, random, centre, oracle)."""
-    from lens import methods as M
+    from lens.explain import methods as M
 
     names = [n for n in M.normalise(methods) if M.get(n).kind != "baseline"]
     grads = sum(3 for n in names if M.get(n).needs_gradients or M.get(n).kind == "captum")
@@ -115,7 +115,7 @@ def decode_seconds(archs: tuple[str, ...], reps: int = 3) -> float:
     path = k400_like_clip()
     ref = ClipRef(index=0, clip_id=str(path), path=str(path))
     specs = decode_specs([f"{a}.untrained" for a in archs])
-    from lens import clips
+    from lens.core import clips
 
     times = []
     for _ in range(reps):

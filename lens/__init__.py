@@ -22,13 +22,8 @@ Public API::
 
 import mvt
 
-from . import clips, defaults, examples, faithfulness, jobs, present, startup, timeline, uploads
-from .defaults import default_models, model_choices, model_label
-from .export import report_json, write_export
-from .methods import DEFAULT_METHODS, METHODS, Method, attribute
-from .methods import choices as method_choices
-from .methods import choices_of as method_choices_of
-from .records import (
+from .core import clips
+from .core.records import (
     Analysis,
     AnalysisRef,
     ClipInfo,
@@ -41,8 +36,17 @@ from .records import (
     VolumeKey,
     head_labels,
 )
-from .service import MAX_MODELS, Panel, Service
-from .views import overlay_fps, stats_figure, token_grid_figures
+from .explain import scoring
+from .explain.methods import DEFAULT_METHODS, METHODS, Method, attribute
+from .explain.methods import choices as method_choices
+from .explain.methods import choices_of as method_choices_of
+from .files.export import report_json, write_export
+from .render import timeline
+from .render.overlays import overlay_fps, stats_figure, token_grid_figures
+from .service import jobs
+from .service.service import MAX_MODELS, Panel, Service
+from .ui import defaults, examples, present, startup, uploads
+from .ui.defaults import default_models, model_choices, model_label
 
 USER_ERRORS = (mvt.VideoError, mvt.WeightsError, LensError)
 """Errors whose message is written for the person who made the request (show it as is)."""
@@ -76,7 +80,7 @@ __all__ = [
     "timeline",
     "uploads",
     "default_models",
-    "faithfulness",
+    "scoring",
     "head_labels",
     "method_choices",
     "method_choices_of",

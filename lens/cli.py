@@ -15,10 +15,10 @@ import sys
 
 import mvt
 
-from .export import write_export
-from .methods import DEFAULT_METHODS
-from .records import LensError
-from .service import Service
+from .core.records import LensError
+from .explain.methods import DEFAULT_METHODS
+from .files.export import write_export
+from .service.service import Service
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -185,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
-        from .evaluate import main as evaluate_main
+        from .dataset.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
     args = parser().parse_args(argv)

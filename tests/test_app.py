@@ -361,7 +361,7 @@ def test_start_time_is_empty_by_default_and_means_the_whole_clip():
 
     demo_start = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "start")
     assert demo_start.value in (None, "")
-    assert lens.service.start_time("") is None and lens.service.start_time("1.5") == 1.5
+    assert lens.service.service.start_time("") is None and lens.service.service.start_time("1.5") == 1.5
 
 
 def test_model_sets_pick_their_models_and_a_hand_pick_is_custom(monkeypatch):

@@ -41,10 +41,10 @@ from mvt.sinks import Sink, find_sinks, mark_sinks
 from viz.faithfulness import DEFAULT_SUBSTRATE
 from viz.pointing import ceilings, token_chance, token_pointing_game
 
-from .. import methods as M
-from ..clips import file_sha256, read_clip
-from ..faithfulness import score_model
-from ..records import Volume
+from ..core.clips import file_sha256, read_clip
+from ..core.records import Volume
+from ..explain import methods as M
+from ..explain.scoring import score_model
 from .sources import ClipRef, clip_seed, shuffle_order
 
 log = logging.getLogger("mvt-lens")

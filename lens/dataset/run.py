@@ -22,8 +22,8 @@ import numpy as np
 import mvt
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
-from .. import methods as M
-from ..records import LensError
+from ..core.records import LensError
+from ..explain import methods as M
 from .engines import effective_threads, run_local, run_ray
 from .rows import DEFAULT_OPTIONS, SINK_STREAM, RowConfig
 from .sources import ClipRef, read_source

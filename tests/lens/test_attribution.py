@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from lens import attribute
-from lens.attribution import _cells
-from lens.methods import names
+from lens.explain.attribution import _cells
+from lens.explain.methods import names
 
 
 class TinyVideoNet(nn.Module):

@@ -19,11 +19,11 @@ pa = pytest.importorskip("pyarrow", reason="pyarrow comes with requirements-scal
 import pyarrow.parquet as pq  # noqa: E402
 
 from lens.cli import main  # noqa: E402
+from lens.core.records import LensError  # noqa: E402
 from lens.dataset import COLUMNS, analyse_dataset, plan, read_source, summarise, synth_refs  # noqa: E402
 from lens.dataset.sources import shuffle_order  # noqa: E402
 from lens.dataset.summary import mean_ci, rate_ci  # noqa: E402
 from lens.dataset.table import schema  # noqa: E402
-from lens.records import LensError  # noqa: E402
 from mvt import synth  # noqa: E402
 from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
 
@@ -241,7 +241,7 @@ def test_importing_lens_loads_neither_ray_nor_pyarrow():
     """The app and ``evaluate`` run without requirements-scale.txt: only a Ray run imports Ray and only
     writing Parquet imports pyarrow."""
     code = (
-        "import sys, lens, lens.evaluate, lens.dataset, lens.cli\n"
+        "import sys, lens, lens.dataset.evaluate, lens.dataset, lens.cli\n"
         "loaded = [m for m in ('ray', 'pyarrow') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import lens
-from lens.records import Volume, VolumeKey, Volumes
+from lens.core.records import Volume, VolumeKey, Volumes
 from tests.test_app import make_moving_square
 
 SMALL = ["mvit_t.untrained", "hvt_t.untrained", "vivit_t1.untrained"]
@@ -86,7 +86,7 @@ def test_lazy_rollout_equals_eager_and_is_computed_once(both):
         np.testing.assert_allclose(got[0].values, e.volumes[ROLLOUT].values, atol=1e-6, rtol=1e-4)
         assert got[0].footprint == e.volumes[ROLLOUT].footprint
         view = lens.View("rollout")
-        assert lens.views.resolve(r, view)[0] == ROLLOUT
+        assert lens.render.overlays.resolve(r, view)[0] == ROLLOUT
 
 
 def test_figures_from_deferred_results_equal_eager(both):
@@ -97,7 +97,7 @@ def test_figures_from_deferred_results_equal_eager(both):
         for a, b in zip(e.output.attentions, r.output.attentions):
             assert a.probs.dtype == b.probs.dtype
             np.testing.assert_allclose(b.probs.float().numpy(), a.probs.float().numpy(), atol=1e-6)
-    assert lens.views.stats_figure(lazy.results) is not None
+    assert lens.render.overlays.stats_figure(lazy.results) is not None
 
 
 def test_an_eager_family_without_the_mode_still_works(clip, tmp_path, monkeypatch):

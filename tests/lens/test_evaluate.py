@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lens.evaluate import METHODS, evaluate_models, format_table, main
+from lens.dataset.evaluate import METHODS, evaluate_models, format_table, main
 from mvt import synth
 
 
@@ -108,8 +108,8 @@ def test_center_bias_is_a_real_baseline():
 def test_dataset_rows_hold_every_measure_of_the_evaluation():
     """The per-clip numbers live in lens.dataset rows (one path for evaluate and analyse-dataset)."""
     from lens.dataset import analyse_dataset, synth_refs
+    from lens.dataset.evaluate import EVALUATED, OPTIONS
     from lens.dataset.rows import SCORE_FIELDS
-    from lens.evaluate import EVALUATED, OPTIONS
 
     run = analyse_dataset(
         synth_refs(2, 3, scored=1),

@@ -7,8 +7,8 @@ import torch
 
 import lens
 import mvt
-from lens import methods as M
-from lens.defaults import FAMILY_ORDER, default_models
+from lens.explain import methods as M
+from lens.ui.defaults import FAMILY_ORDER, default_models
 
 
 def test_the_registry_is_the_one_list():

@@ -8,8 +8,8 @@ import json
 import pytest
 
 import lens
-from lens import notes as N
-from lens.records import VolumeKey
+from lens.core.records import VolumeKey
+from lens.explain import sinks as N
 from tests.test_app import make_moving_square
 
 CORNER = {

@@ -12,9 +12,9 @@ import pytest
 
 import lens
 import mvt
-from lens.faithfulness import score_result
-from lens.records import Analysis, ModelError, VolumeKey
-from lens.report import png_data_uri, report_html, weights_html, write_report_html
+from lens.core.records import Analysis, ModelError, VolumeKey
+from lens.explain.scoring import score_result
+from lens.files.report import png_data_uri, report_html, weights_html, write_report_html
 from tests.conftest import CHROMIUM_ARGS
 
 MODELS = ("mvit_t.untrained", "hvt_t.untrained")

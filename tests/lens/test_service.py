@@ -12,8 +12,8 @@ import torch
 
 import lens
 import mvt
-from lens.cache import ModelCache, ResultCache
-from lens.records import ResultKey
+from lens.core.cache import ModelCache, ResultCache
+from lens.core.records import ResultKey
 from tests.test_app import make_moving_square
 
 SMALL = ["mvit_t.untrained", "hvt_t.untrained"]
@@ -248,7 +248,7 @@ def test_panels_carry_frames_times_weights_and_captions(service, clip):
     w, h = Image.open(p.frames).size
     assert (w, h) == (cols * r.frames.shape[2], rows * r.frames.shape[1]) and cols * rows >= len(p.times)
     assert p.captions and "CLS" in p.captions[0]
-    from lens import views
+    from lens.render import overlays as views
 
     views.CAPTIONERS.append(lambda result, view, key, volume: f"note on {result.name}")
     try:
@@ -284,7 +284,7 @@ def test_faithfulness_scores_every_volume_against_the_baselines(service, clip):
     scores = service.faithfulness(a, steps=2)[SMALL[0]]
     assert set(scores) == set(a.results[0].volumes) | {lens.VolumeKey("random"), lens.VolumeKey("center")}
     assert all(s["curves"].target == a.results[0].target for s in scores.values())
-    rows = lens.faithfulness.table({SMALL[0]: scores})
+    rows = lens.scoring.table({SMALL[0]: scores})
     assert {r[1] for r in rows} >= {"stage 1", "random", "center", "Attention rollout through pooling"}
 
 
@@ -293,7 +293,7 @@ def test_score_model_scores_the_class_probability_and_restores_the_mode():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 8 * 8, 4)).train()
     x = torch.randn(1, 3, 2, 8, 8)
     vol = torch.rand(2, 8, 8).numpy()
-    scores = lens.faithfulness.score_model(model, x, {"v": vol}, cells=(1, 4, 4), steps=2)
+    scores = lens.scoring.score_model(model, x, {"v": vol}, cells=(1, 4, 4), steps=2)
     c = scores["v"]["curves"]
     assert model.training, "the caller's train/eval mode is restored"
     with torch.no_grad():

@@ -23,8 +23,8 @@ from mvt.outputs import AttentionMap, ModelOutput
 from mvt.sinks import Sink, mark_sinks
 from mvt.weights import REPO_ROOT
 
+from ..core.records import ModelResult, VolumeKey
 from . import methods as M
-from .records import ModelResult, VolumeKey
 
 log = logging.getLogger("mvt-lens")
 

@@ -13,8 +13,8 @@ import numpy as np
 import mvt
 import viz
 
-from . import methods as M
-from .records import DEFAULT_VIEW, LensError, ModelResult, View, Volume, VolumeKey
+from ..core.records import DEFAULT_VIEW, LensError, ModelResult, View, Volume, VolumeKey
+from ..explain import methods as M
 
 STRIP_KINDS = ("attention", "rollout", "gradient")
 """Method kinds drawn in the all-stages strip (a row each); captum attributions get their own strip."""
@@ -119,7 +119,7 @@ def describe(result: ModelResult, view: View, key: VolumeKey, volume: Volume) ->
 def evaluated(result: ModelResult, view: View, key: VolumeKey, volume: Volume) -> str | None:
     """What the shipped evaluation says about this picture (:func:`lens.notes.notes`): a sink key named where
     the map peaks on one, and a method that points at the actor less often than the centre baseline."""
-    from .notes import notes
+    from ..explain.sinks import notes
 
     return " ".join(notes(result, key)) or None
 

@@ -27,7 +27,7 @@ import mvt
 from mvt import weights
 from mvt.prefetch import prefetch
 
-from .records import Analysis, AnalysisRef, ClipInfo, ModelError, ModelResult, ResultKey
+from ..core.records import Analysis, AnalysisRef, ClipInfo, ModelError, ModelResult, ResultKey
 
 if TYPE_CHECKING:
     from .service import Service

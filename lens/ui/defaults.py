@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import mvt
 from mvt.prefetch import weights_status
 
-from .service import MAX_MODELS
+from ..service.service import MAX_MODELS
 
 FAMILY_ORDER = ("mvit", "mmvit", "vivit", "hvt")
 """The order families appear in (others follow, by name)."""

@@ -19,11 +19,11 @@ import numpy as np
 
 import mvt
 
-from . import clips
-from .faithfulness import summary
-from .records import DEFAULT_VIEW, Analysis, ModelError, ModelResult, View, VolumeKey
+from ..core import clips
+from ..core.records import DEFAULT_VIEW, Analysis, ModelError, ModelResult, View, VolumeKey
+from ..explain.scoring import summary
+from ..render.overlays import write_overlay
 from .report import Metrics, write_report_html
-from .views import write_overlay
 
 REPORT_FORMAT = "mvt-lens report 1"
 

@@ -31,13 +31,9 @@ import mvt
 from mvt.models.contract import accepts
 from mvt.quantize import INT8_LABEL, PRECISIONS
 
-from . import clips
-from . import methods as M
-from .cache import Builder, ModelCache, ResultCache, build_model
-from .faithfulness import score_result
-from .jobs import Job, estimated_seconds
-from .notes import mark as mark_sinks
-from .records import (
+from ..core import clips
+from ..core.cache import Builder, ModelCache, ResultCache, build_model
+from ..core.records import (
     DEFAULT_VIEW,
     Analysis,
     AnalysisRef,
@@ -48,8 +44,12 @@ from .records import (
     View,
     VolumeKey,
 )
-from .timeline import frame_weights, write_sprite
-from .views import captions, resolve, stage_strip, strip_keys, write_overlay, write_png
+from ..explain import methods as M
+from ..explain.scoring import score_result
+from ..explain.sinks import mark as mark_sinks
+from ..render.overlays import captions, resolve, stage_strip, strip_keys, write_overlay, write_png
+from ..render.timeline import frame_weights, write_sprite
+from .jobs import Job, estimated_seconds
 
 log = logging.getLogger("mvt-lens")
 
@@ -570,7 +570,7 @@ class Service:
     ) -> Path:
         """A zip of :func:`lens.export.write_export`'s files (overlays, volumes, report.json, report.html,
         timings.json), written in ``folder`` (default :attr:`out_dir`)."""
-        from .export import write_export
+        from ..files.export import write_export
 
         base = Path(folder) if folder is not None else self.out_dir
         base.mkdir(parents=True, exist_ok=True)

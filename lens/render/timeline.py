@@ -20,8 +20,8 @@ import numpy as np
 
 import viz
 
-from .records import ModelResult, View, Volume
-from .views import frame_volume, render_overlay, write_jpeg
+from ..core.records import ModelResult, View, Volume
+from .overlays import frame_volume, render_overlay, write_jpeg
 
 COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#0072B2")
 """One colour per panel (Okabe & Ito's colour-blind-safe set), in the order of the request."""

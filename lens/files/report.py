@@ -24,9 +24,9 @@ import numpy as np
 import viz
 from viz import Curves
 
-from . import methods as M
-from .records import Analysis, ModelError, ModelResult, VolumeKey
-from .views import STRIP_KINDS, strip_keys, volume_strip
+from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
+from ..explain import methods as M
+from ..render.overlays import STRIP_KINDS, strip_keys, volume_strip
 
 MethodMetrics = Mapping[str, Any]
 """Per volume: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``,

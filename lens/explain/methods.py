@@ -26,8 +26,8 @@ import mvt
 import viz
 from mvt.outputs import ModelOutput
 
+from ..core.records import LensError, Volume, VolumeKey, Volumes
 from . import attribution as A
-from .records import LensError, Volume, VolumeKey, Volumes
 
 KINDS = ("attention", "rollout", "gradient", "captum", "baseline")
 

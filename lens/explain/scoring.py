@@ -16,9 +16,9 @@ import viz
 from mvt.outputs import Footprint
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
+from ..core.records import ModelResult, VolumeKey
+from ..render.overlays import frame_volume
 from . import methods as M
-from .records import ModelResult, VolumeKey
-from .views import frame_volume
 
 Cells = tuple[int, int, int] | Footprint | None
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from mvt.weights import REPO_ROOT
 
-from . import clips
+from ..core import clips
 from .defaults import KINETICS, SYNTHMOTION
 
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"

@@ -20,9 +20,9 @@ from pathlib import Path
 import mvt
 from mvt.prefetch import prefetch
 
+from ..service.jobs import needs_download
+from ..service.service import Service
 from . import defaults, examples
-from .jobs import needs_download
-from .service import Service
 
 log = logging.getLogger("mvt-lens.startup")
 

@@ -47,10 +47,10 @@ import numpy as np
 from mvt.zoo import get_spec, list_models
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
-from . import methods as M
-from .dataset import analyse_dataset, synth_refs
-from .dataset.rows import SINK_STREAM
-from .dataset.summary import deletion_check, mean, method_scores
+from ..explain import methods as M
+from . import analyse_dataset, synth_refs
+from .rows import SINK_STREAM
+from .summary import deletion_check, mean, method_scores
 
 EVALUATED = ("rollout", "grad_rollout", "token_flow", "attention", "saliency", "gradcam", "center", "random")
 """The registry's methods this evaluation scores (``attention``: only its last stage)."""

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import methods as M
-from .examples import ground_truth
-from .records import Analysis, ClipInfo, ModelError, ModelResult, View
-from .service import Panel
-from .timeline import (
+from ..core.records import Analysis, ClipInfo, ModelError, ModelResult, View
+from ..explain import methods as M
+from ..render.overlays import head_choices, stage_choices, write_jpeg
+from ..render.timeline import (
     COLORS,
     TRUTH_COLOR,
     FramesView,
@@ -26,7 +25,8 @@ from .timeline import (
     tile,
     timeline_html,
 )
-from .views import head_choices, stage_choices, write_jpeg
+from ..service.service import Panel
+from .examples import ground_truth
 
 
 def color(index: int) -> str:
