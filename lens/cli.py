@@ -15,7 +15,7 @@ import sys
 
 import mvt
 
-from .core.records import LensError
+from .core.request import LensError
 from .explain.methods import DEFAULT_METHODS
 from .files.export import write_export
 from .service.service import Service

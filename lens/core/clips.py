@@ -1,37 +1,16 @@
 """Clips as the service sees them: who they are (name, SHA-256, what the container says) and the frames each
-model samples from them, decoded once per sampling and file version."""
+model samples from them, decoded once per sampling and file version (:class:`ClipCache`, one per service)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import mvt
 
-from .records import ClipInfo
-
-
-def _identity(path: str | os.PathLike) -> tuple[str, int, int]:
-    """(absolute path, size, mtime) — a file edited in place gets a new identity."""
-    p = os.path.abspath(path)
-    st = os.stat(p)
-    return p, st.st_size, st.st_mtime_ns
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, computed once per file version."""
-    return _sha256(*_identity(path))
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, _size: int, _mtime: int, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from .cache import ResultCache
+from .request import ClipInfo
+from .storage import file_sha256, identity
 
 
 def clip_info(path: str | os.PathLike) -> ClipInfo:
@@ -49,11 +28,34 @@ def clip_info(path: str | os.PathLike) -> ClipInfo:
     )
 
 
+def _read_as(spec: mvt.ModelSpec) -> tuple:
+    """(frames, frame stride, resize size): what ``mvt.read_clip`` needs of a model's sampling."""
+    return spec.num_frames, spec.frame_stride, spec.resize_size
+
+
 def read_clip(path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | None) -> mvt.Clip:
-    """``mvt.read_clip`` with ``spec``'s sampling, shared by models that sample a clip the same way."""
-    return _read_clip(*_identity(path), spec.num_frames, spec.frame_stride, spec.resize_size, start_s)
+    """``mvt.read_clip`` with ``spec``'s sampling (no cache: :class:`ClipCache` keeps recent ones)."""
+    frames, stride, size = _read_as(spec)
+    return mvt.read_clip(path, num_frames=frames, stride=stride, size=size, start_s=start_s)
 
 
-@lru_cache(maxsize=8)
-def _read_clip(path, _size, _mtime, num_frames, stride, size, start_s) -> mvt.Clip:
-    return mvt.read_clip(path, num_frames=num_frames, stride=stride, size=size, start_s=start_s)
+class ClipCache:
+    """The last ``max_items`` decodes, by file version, sampling and start: models that sample a clip the same
+    way decode it once, and a re-run (another class, another method) decodes nothing."""
+
+    def __init__(self, max_items: int = 8) -> None:
+        self._items: ResultCache[tuple, mvt.Clip] = ResultCache(max_items)
+
+    def read(self, path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | None) -> mvt.Clip:
+        key = (identity(path), _read_as(spec), start_s)
+        clip = self._items.get(key)
+        if clip is None:
+            clip = read_clip(path, spec, start_s)
+            self._items.put(key, clip)
+        return clip
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,7 +1,7 @@
-"""The records the service passes around: clips, volumes, per-model results, analyses, views.
+"""The records a request's answer is made of: explanation volumes, per-model results and errors, analyses.
 
 Plain dataclasses (no behaviour beyond small derived properties) so the app, the CLI, the report and
-tests can read them without knowing how they were computed.
+tests can read them without knowing how they were computed. The request itself is :mod:`lens.core.request`.
 """
 
 from __future__ import annotations
@@ -9,15 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+import viz
 from mvt.outputs import Footprint, ModelOutput
 
-
-class LensError(ValueError):
-    """A request the service cannot serve; the message says what to do (shown to the user as is)."""
+from .request import ClipInfo, Request, ResultKey
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,12 @@ class Volume:
 
     values: np.ndarray
     footprint: Footprint | None = None
+
+    def painted(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The volume on the input's ``(T, H, W)`` pixels: float32 (its footprint paints the grid)."""
+        if self.values.shape == tuple(shape):
+            return self.values.astype(np.float32, copy=False)
+        return viz.to_frames(self.values, shape, footprint=self.footprint)
 
 
 class _Pending:
@@ -132,43 +137,6 @@ class Volumes(MutableMapping[VolumeKey, Volume]):
         return f"Volumes({state})"
 
 
-@dataclass(frozen=True)
-class ClipInfo:
-    """Which clip was analysed: its file name, content hash and what the container says."""
-
-    name: str
-    sha256: str
-    duration_s: float
-    fps: float
-    width: int
-    height: int
-    path: str = field(default="", compare=False)
-    """Where the file was read from (for re-running a model on it later; not part of ``report.json``)."""
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "sha256": self.sha256,
-            "duration_s": round(float(self.duration_s), 6),
-            "fps": round(float(self.fps), 6),
-            "width": int(self.width),
-            "height": int(self.height),
-        }
-
-
-@dataclass(frozen=True)
-class ResultKey:
-    """What a cached :class:`ModelResult` depends on: clip content, model, start, methods, target, options."""
-
-    clip_sha256: str
-    model: str
-    start_s: float | None
-    methods: tuple[str, ...]
-    target: int | None
-    options: tuple = ()
-    precision: str = "fp32"
-
-
 @dataclass
 class ModelResult:
     """One model's analysis of one clip: predictions, the frames it saw, and a volume per explanation."""
@@ -200,6 +168,16 @@ class ModelResult:
         if not isinstance(self.volumes, Volumes):
             self.volumes = Volumes(self.volumes)
         self.volumes.on_done = self._add_timing
+        self._timing_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        """Picklable once nothing is pending (a result may come back from a worker process)."""
+        state = dict(self.__dict__)
+        state.pop("_timing_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         self._timing_lock = threading.Lock()
 
     def _add_timing(self, label: str, seconds: float) -> None:
@@ -254,34 +232,41 @@ class AnalysisRef:
     """A small handle on an :class:`Analysis` (what a UI session keeps): the results stay in the service's
     cache, so a session does not pin hundreds of MB of attention maps."""
 
-    clip: ClipInfo
-    start_s: float | None
-    methods: tuple[str, ...]
-    target: int | None
+    request: Request
     keys: tuple[ResultKey | None, ...]
     errors: tuple[ModelError | None, ...]
 
 
 @dataclass
 class Analysis:
-    """Several models on one clip: one entry per model, in the order asked, a result or an error."""
+    """Several models on one clip, as ``request`` asked: one entry per model, in its order, a result or an
+    error; ``keys`` the cache key of each result (``None`` for errors; default: the request's)."""
 
-    clip: ClipInfo
-    start_s: float | None
-    methods: tuple[str, ...]
-    target: int | None
+    request: Request
     entries: list[ModelResult | ModelError]
     keys: list[ResultKey | None] = field(default_factory=list)
-    """The cache key of each result (``None`` for errors); filled from the other fields when not given."""
 
     def __post_init__(self) -> None:
         if not self.keys:
             self.keys = [
-                ResultKey(self.clip.sha256, e.name, self.start_s, self.methods, self.target)
-                if isinstance(e, ModelResult)
-                else None
-                for e in self.entries
+                self.request.key(e.name) if isinstance(e, ModelResult) else None for e in self.entries
             ]
+
+    @property
+    def clip(self) -> ClipInfo:
+        return self.request.clip
+
+    @property
+    def start_s(self) -> float | None:
+        return self.request.start_s
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.request.methods
+
+    @property
+    def target(self) -> int | None:
+        return self.request.target
 
     @property
     def results(self) -> list[ModelResult]:
@@ -297,54 +282,12 @@ class Analysis:
         entries, keys = list(self.entries), list(self.keys)
         entries[index], keys[index] = entry, key if isinstance(entry, ModelResult) else None
         methods = tuple(dict.fromkeys(self.methods + (key.methods if key is not None else ())))
-        return Analysis(self.clip, self.start_s, methods, self.target, entries, keys)
+        return Analysis(replace(self.request, methods=methods), entries, keys)
 
     @property
     def ref(self) -> AnalysisRef:
         return AnalysisRef(
-            clip=self.clip,
-            start_s=self.start_s,
-            methods=self.methods,
-            target=self.target,
+            request=self.request,
             keys=tuple(self.keys),
             errors=tuple(e if isinstance(e, ModelError) else None for e in self.entries),
         )
-
-
-HEADS = ("mean", "max")
-
-
-@dataclass(frozen=True)
-class View:
-    """How to draw a result: which explanation (``method``; ``stage`` 0-based for per-stage methods,
-    ``None`` = the last stage), which heads (``"mean"``, ``"max"`` or a 0-based head index), and the colours
-    (a ``viz.COLORMAPS`` name and the opacity of the heat over the frames)."""
-
-    method: str = "attention"
-    stage: int | None = None
-    head: str | int = "mean"
-    colormap: str = "inferno"
-    opacity: float = 0.8
-
-    @classmethod
-    def from_controls(cls, method: str, stage: float | None, head: str, **kw) -> View:
-        """The app's controls: ``stage`` as shown (1-based), ``head`` as a label (``"mean"``, ``"max"``,
-        ``"head 3"``)."""
-        s = None if stage in (None, "") else max(int(stage) - 1, 0)
-        if head in HEADS:
-            h: str | int = head
-        else:
-            try:
-                h = int(str(head).split()[-1]) - 1
-            except ValueError:
-                raise LensError(f"unknown heads choice {head!r}: use mean, max or 'head N'") from None
-        return cls(method=method, stage=s, head=h, **kw)
-
-
-DEFAULT_VIEW = View()
-"""The head-mean attention of the last stage, inferno, hot pixels at 80 % opacity."""
-
-
-def head_labels(max_heads: int = 8) -> list[str]:
-    """The head choices as the app shows them: mean, max, head 1 … head ``max_heads``."""
-    return [*HEADS, *(f"head {i}" for i in range(1, max_heads + 1))]

@@ -48,8 +48,8 @@ from mvt.zoo import get_spec, list_models
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from ..explain import methods as M
+from ..explain.sinks import SINK_STREAM
 from . import analyse_dataset, synth_refs
-from .rows import SINK_STREAM
 from .summary import deletion_check, mean, method_scores
 
 EVALUATED = ("rollout", "grad_rollout", "token_flow", "attention", "saliency", "gradcam", "center", "random")

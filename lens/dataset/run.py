@@ -22,7 +22,7 @@ import numpy as np
 import mvt
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
-from ..core.records import LensError
+from ..core.request import LensError
 from ..explain import methods as M
 from .engines import effective_threads, run_local, run_ray
 from .rows import DEFAULT_OPTIONS, SINK_STREAM, RowConfig

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.records import LensError
-from ..render.overlays import atomic_write
+from ..core.request import LensError
+from ..core.storage import atomic_write
 from .table import to_table
 
 

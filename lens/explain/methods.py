@@ -26,7 +26,8 @@ import mvt
 import viz
 from mvt.outputs import ModelOutput
 
-from ..core.records import LensError, Volume, VolumeKey, Volumes
+from ..core.records import Volume, VolumeKey, Volumes
+from ..core.request import LensError
 from . import attribution as A
 
 KINDS = ("attention", "rollout", "gradient", "captum", "baseline")

@@ -17,7 +17,6 @@ from mvt.outputs import Footprint
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from ..core.records import ModelResult, VolumeKey
-from ..render.overlays import frame_volume
 from . import methods as M
 
 Cells = tuple[int, int, int] | Footprint | None
@@ -95,7 +94,8 @@ def score_result(
     device = param.device if param is not None else torch.device("cpu")
     x = mvt.normalise(result.frames, model.spec, device=device)
     target = result.target if target is None else target
-    vols = {k: frame_volume(result, result.volumes[k]) for k in (result.volumes if keys is None else keys)}
+    shape = result.frames.shape[:3]
+    vols = {k: result.volumes[k].painted(shape) for k in (result.volumes if keys is None else keys)}
     extra, _ = M.compute(None, x, None, baselines, target=target, mask=mask)
     vols.update({k: v.values for k, v in extra.items()})
     return score_model(model, x, vols, target=target, mask=mask, **options)

@@ -1,32 +1,35 @@
-"""What a panel says beside its overlay: sinks named, and methods that lose to the centre baseline.
+"""Sink keys (:mod:`mvt.sinks`): probed on a model, read from the shipped evaluation, marked, put in words.
 
-Both come from the shipped evaluation of the SynthMotion models, ``assets/evaluation.synth.json`` (written by
-``python -m mvt evaluate --n 200 --seed 7 --write assets/evaluation.synth.json``):
-
-* its ``sinks`` (:mod:`mvt.sinks`) are marked on every output of that model (:func:`mark`), so a stage map
-  whose peak is a sink gets a caption (:func:`sink_caption`) and ``exclude_sinks`` can leave it out;
-* its ``loses_to_center`` flags say which methods point at the actor less often than a centred Gaussian
-  (token pointing game, 200 clips); a panel showing such a method says so, with the numbers.
-
-Models the file does not cover (Kinetics weights, untrained ones) get no such notes: nothing was measured.
+A sink is a key position that takes attention whatever the clip shows. :func:`model_sinks` probes a trained
+model for them (``python -m mvt evaluate`` and ``analyse-dataset --sinks``); the shipped evaluation of the
+SynthMotion models, ``assets/evaluation.synth.json`` (written by ``python -m mvt evaluate --n 200 --seed 7
+--write assets/evaluation.synth.json``, :func:`evaluation`), records what was found, so every output of
+those models is marked (:func:`mark`) and a stage map whose peak is a sink gets a sentence
+(:func:`sink_caption`; ``exclude_sinks`` can leave it out). Models the file does not cover (Kinetics
+weights, untrained ones) get no such notes: nothing was measured.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import weakref
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-import viz
+from torch import nn
+
+from mvt import synth
 from mvt.outputs import AttentionMap, ModelOutput
-from mvt.sinks import Sink, mark_sinks
+from mvt.sinks import Sink, find_sinks, mark_sinks
 from mvt.weights import REPO_ROOT
 
-from ..core.records import ModelResult, VolumeKey
-from . import methods as M
-
 log = logging.getLogger("mvt-lens")
+
+SINK_PROBES, SINK_STREAM = 16, 1_000_003
+"""Clips (and the SynthMotion stream) the sink detector probes each trained model with, once per process."""
 
 EVALUATION = REPO_ROOT / "assets" / "evaluation.synth.json"
 """The shipped evaluation the notes come from."""
@@ -101,35 +104,31 @@ def sink_caption(amap: AttentionMap, name: str, path: Path | None = None) -> str
     return " ".join(parts) or None
 
 
-def _row(key: VolumeKey, result: ModelResult) -> str | None:
-    """The evaluation's row for a volume (the ``attention`` method is scored at its last stage only)."""
-    if key.method == "attention":
-        last = max(viz.stages(result.output)) if result.output is not None else None
-        return "last_stage" if key.stage == last else None
-    return key.method
+# -- probing a model -----------------------------------------------------------------------------------------
 
 
-def notes(result: ModelResult, key: VolumeKey, path: Path | None = None) -> list[str]:
-    """What the panel showing ``key`` of ``result`` should say (sinks, a lost baseline), in order."""
-    out: list[str] = []
-    if result.output is not None and key.method == "attention" and key.stage is not None:
-        caption = sink_caption(viz.stage_map(result.output, key.stage), result.name, path)
-        if caption:
-            out.append(caption)
-    if result.output is not None and key.method in ("rollout", "grad_rollout"):
-        sunk = [m for m in result.output.attentions if m.sinks]
-        if sunk:
-            out.append(
-                f"{len(sunk)} of this model's maps have a sink key (a fixed position that takes attention "
-                "whatever the clip shows); the rollout passes through them (exclude_sinks leaves them out)."
-            )
-    row = _row(key, result)
-    r = evaluation(path).get(result.name, {})
-    if row and r.get("loses_to_center", {}).get(row):
-        mine, centre = r["token_pointing_game"][row], r["token_pointing_game"]["center"]
-        what = "the last stage's attention" if row == "last_stage" else M.get(key.method).label.lower()
-        out.append(
-            f"On SynthMotion ({r['n']} clips) {what} points at the actor less often "
-            f"than a centred blob: token pointing game {mine:.2f} vs the centre baseline's {centre:.2f}."
-        )
-    return out
+_SINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_sinks(model: nn.Module, seed: int = SINK_STREAM) -> list[Sink]:
+    """The sink keys of a trained model (:func:`mvt.sinks.find_sinks` on :data:`SINK_PROBES` SynthMotion
+    clips of stream ``seed``); probed once per model and seed in a process, and deterministic, so every
+    engine and worker marks the same keys. Untrained models get none (nothing was learned)."""
+    spec = model.spec
+    if not spec.trained:
+        return []
+    cache = _SINKS.setdefault(model, {})
+    if seed not in cache:
+        from mvt.train import to_input
+
+        clips = synth.generate(SINK_PROBES, seed, frames=spec.num_frames, size=spec.crop_size).clips
+        device = next(model.parameters()).device
+        cache[seed] = find_sinks(model, to_input(clips, spec).to(device))
+    return cache[seed]
+
+
+def sink_record(s: Sink) -> dict[str, Any]:
+    """A sink as the ``sinks`` column holds it (and ``lens.notes`` reads it back)."""
+    d = asdict(s)
+    d["cell"] = list(d["cell"]) if d["cell"] is not None else None
+    return d

@@ -19,9 +19,10 @@ import numpy as np
 
 import mvt
 
-from ..core import clips
-from ..core.records import DEFAULT_VIEW, Analysis, ModelError, ModelResult, View, VolumeKey
+from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
+from ..core.storage import file_sha256
 from ..explain.scoring import summary
+from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.overlays import write_overlay
 from .report import Metrics, write_report_html
 
@@ -59,7 +60,7 @@ def weights_record(name: str) -> dict:
     if spec.weights.kind == "file" and spec.weights.path:
         path = mvt.weights.REPO_ROOT / spec.weights.path
         if path.is_file():
-            source["sha256"] = clips.file_sha256(path)
+            source["sha256"] = file_sha256(path)
     return {"description": spec.description, "trained": bool(spec.trained), "source": source}
 
 
@@ -116,7 +117,7 @@ def write_export(
     out_dir: str | Path,
     *,
     metrics: Metrics | None = None,
-    view: View = DEFAULT_VIEW,
+    display: Display = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
@@ -129,7 +130,7 @@ def write_export(
         safe = _safe(r.name)
         for k in (keys or {}).get(r.name, list(r.volumes)):
             written[f"{r.name}:{k.slug}"] = write_overlay(
-                r, r.volumes[k], out / f"{safe}__{k.slug}.mp4", view
+                r, r.volumes[k], out / f"{safe}__{k.slug}.mp4", display
             )
         if r.volumes:
             npz = out / f"{safe}__volumes.npz"

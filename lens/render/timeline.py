@@ -20,7 +20,8 @@ import numpy as np
 
 import viz
 
-from ..core.records import ModelResult, View, Volume
+from ..core.records import ModelResult, Volume
+from .display import Display
 from .overlays import frame_volume, render_overlay, write_jpeg
 
 COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#0072B2")
@@ -49,11 +50,11 @@ def tile(frames: np.ndarray, columns: int = SPRITE_COLUMNS) -> np.ndarray:
     return out
 
 
-def write_sprite(result: ModelResult, volume: Volume, path: Path, view: View) -> tuple[int, int]:
+def write_sprite(result: ModelResult, volume: Volume, path: Path, display: Display) -> tuple[int, int]:
     """The overlay frames of ``volume`` tiled into the JPEG ``path`` (kept if it exists); (columns, rows)."""
     grid = sprite_grid(int(result.frames.shape[0]))
     if not path.exists():
-        write_jpeg(tile(render_overlay(result, volume, view)), path)
+        write_jpeg(tile(render_overlay(result, volume, display)), path)
     return grid
 
 
@@ -105,8 +106,9 @@ def placeholder_html(name: str, text: str, color: str) -> str:
 
 
 @dataclass(frozen=True)
-class FramesView:
-    """What one panel of the timeline shows: a model's (or the ground truth's) frames in one image."""
+class Sprite:
+    """What one panel of the timeline shows: a model's (or the ground truth's) frames tiled into one image,
+    with the clip time of each."""
 
     name: str
     image: Path
@@ -117,24 +119,24 @@ class FramesView:
     """What the picture is (``attention · stage 3``), for screen readers and the caption."""
 
 
-def frames_html(view: FramesView, url: Url, extra: str = "") -> str:
-    """The picture part of a panel: ``view``'s frames, one at a time, driven by the timeline."""
-    cols, rows = view.grid
+def frames_html(sprite: Sprite, url: Url, extra: str = "") -> str:
+    """The picture part of a panel: ``sprite``'s frames, one at a time, driven by the timeline."""
+    cols, rows = sprite.grid
     return (
-        f'<div class="mvt-view" data-testid="model-view" data-model="{html.escape(view.name)}" '
-        f'data-times="{_times_attr(view.times)}" data-cols="{cols}" data-rows="{rows}">'
-        f'<div class="mvt-frame" role="img" aria-label="{html.escape(view.name)}: {html.escape(view.label)}" '
-        f"style=\"--accent:{view.color};background-image:url('{html.escape(url(view.image))}');"
+        f'<div class="mvt-view" data-testid="model-view" data-model="{html.escape(sprite.name)}" '
+        f'data-times="{_times_attr(sprite.times)}" data-cols="{cols}" data-rows="{rows}">'
+        f'<div class="mvt-frame" role="img" aria-label="{html.escape(sprite.name)}: {html.escape(sprite.label)}" '
+        f"style=\"--accent:{sprite.color};background-image:url('{html.escape(url(sprite.image))}');"
         f'background-size:{cols * 100}% {rows * 100}%"></div>'
-        f'<div class="mvt-when"><span class="mvt-swatch" style="background:{view.color}"></span>'
-        f'<span class="mvt-when-text">{html.escape(view.label)}</span></div>{extra}</div>'
+        f'<div class="mvt-when"><span class="mvt-swatch" style="background:{sprite.color}"></span>'
+        f'<span class="mvt-when-text">{html.escape(sprite.label)}</span></div>{extra}</div>'
     )
 
 
 def panel_html(
     name: str,
     *,
-    frames: FramesView | None,
+    frames: Sprite | None,
     error: str | None,
     top5: Sequence[tuple[str, float]],
     target_label: str | None,

@@ -1,46 +1,47 @@
 """One comparison in progress: results stream out as each model finishes, downloads never hold the CPU.
 
-:meth:`lens.Service.analyse_iter` returns a :class:`Job`. Creating it checks the request and reads the clip's
-header (a bad clip or request raises there, before anything runs); iterating it yields ``(index, entry)`` —
-the position in the request and a :class:`~lens.records.ModelResult` or :class:`~lens.records.ModelError` —
-as soon as each model is done:
+:meth:`lens.Service.analyse_iter` returns a :class:`Job` for a :class:`~lens.core.request.Request`. Iterating
+it yields ``(index, entry)`` — the position in the request and a :class:`~lens.core.records.ModelResult` or
+:class:`~lens.core.records.ModelError` — as soon as each model is done:
 
 * results already in the cache come out first;
-* weights that are not on disk start downloading at once, each in its own thread (two requests for one file
+* weights that are not on disk start downloading at once, each on its own thread (two requests for one file
   share one download, see :mod:`mvt.weights.fetch`); a model runs when its weights are there, so a cached model
   never waits for another's download, and a download never holds the compute slot;
-* models run one at a time per compute slot (:attr:`lens.Service.compute_slots`, shared by every request of
-  the service: two comparisons on a 2-core CPU do not fight over the cores), the one expected to finish
-  first first (the last time it took, else an estimate from its input size);
+* models run the one expected to finish first first (the last time it took, else an estimate from its input
+  size);
 * ``progress(fraction, text)`` says which model is running, what it is doing, and what is left.
+
+The job knows its :class:`Runner` by four methods and nothing else: the service is one, a test's fake is
+another. A runner's :meth:`Runner.run` takes the request and the models to run (plain, picklable values) and
+reports progress itself in the calling process, so a runner may run them all in one call in another process
+(ZeroGPU).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import mvt
 from mvt import weights
 from mvt.prefetch import prefetch
 
-from ..core.records import Analysis, AnalysisRef, ClipInfo, ModelError, ModelResult, ResultKey
-
-if TYPE_CHECKING:
-    from .service import Service
+from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult
+from ..core.request import Request, ResultKey
 
 Progress = Callable[[float, str], None]
 Entry = ModelResult | ModelError
 POLL_S = 0.25
-"""How often a job waiting on downloads or on the compute slot reports progress."""
+"""How often a job waiting on downloads reports progress."""
 
 
 @dataclass
-class _Download:
-    """One model's weights coming in on a thread: bytes so far, and the outcome."""
+class Download:
+    """One model's weights coming in (:meth:`run` on a thread): bytes so far, and the outcome."""
 
     name: str
     started: float = field(default_factory=time.monotonic)
@@ -68,7 +69,7 @@ class _Download:
         return min(self.done_bytes / self.total, 1.0) if self.total else 0.0
 
 
-def needs_download(name: str, loaded: list[str]) -> bool:
+def needs_download(name: str, loaded: Sequence[str]) -> bool:
     """True when ``name``'s weights come from the network and are not on disk (nor already in memory)."""
     source = mvt.get_spec(name).weights
     return source.kind in ("url", "hf") and name not in loaded and weights.cached_path(source) is None
@@ -80,29 +81,40 @@ def estimated_seconds(name: str) -> float:
     return spec.num_frames * spec.crop_size**2 / 2e5
 
 
+class Runner(Protocol):
+    """What a :class:`Job` needs from whoever runs its models (:class:`lens.Service`, or a test's fake)."""
+
+    def cached(self, key: ResultKey) -> ModelResult | None:
+        """The result kept for ``key``, if any."""
+
+    def download(self, name: str) -> Download | None:
+        """A download of ``name``'s weights, started; ``None`` when they are on disk (or in memory)."""
+
+    def expected_seconds(self, name: str) -> float:
+        """How long ``name`` is expected to take (orders the models: quickest first)."""
+
+    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
+        """Run ``names`` (models of ``request``) and keep their results: one entry each, in order; never
+        raises for a model's own failure."""
+
+
 class Job:
     """Iterate for ``(index, entry)`` as models finish; :attr:`analysis` once iteration is over."""
 
-    def __init__(
-        self,
-        service: Service,
-        clip: ClipInfo,
-        names: list[str],
-        keys: list[ResultKey],
-        methods: tuple[str, ...],
-        start: float | None,
-        target: int | None,
-        options: Mapping[str, Mapping[str, Any]] | None,
-        progress: Progress,
-        precision: str = "fp32",
-    ) -> None:
-        self.service, self.clip, self.names, self.keys = service, clip, names, keys
-        self.methods, self.start, self.target, self.options = methods, start, target, options
-        self.precision = precision
+    def __init__(self, runner: Runner, request: Request, progress: Progress) -> None:
+        self.runner, self.request = runner, request
         self._report = progress
-        self.entries: list[Entry | None] = [None] * len(names)
+        self.entries: list[Entry | None] = [None] * len(request.models)
         self._done = 0
-        self._downloads: dict[str, _Download] = {}
+        self._downloads: dict[str, Download] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.request.models
+
+    @property
+    def clip(self):
+        return self.request.clip
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -115,23 +127,14 @@ class Job:
         """The comparison (every entry; iterate the job to the end first)."""
         if not self.finished:
             raise RuntimeError("the job has not finished: iterate it to the end first")
-        entries: list[Entry] = [e for e in self.entries if e is not None]
-        return Analysis(
-            clip=self.clip,
-            start_s=self.start,
-            methods=self.methods,
-            target=self.target,
-            entries=entries,
-            keys=[k if isinstance(e, ModelResult) else None for k, e in zip(self.keys, entries)],
-        )
+        return Analysis(self.request, [e for e in self.entries if e is not None])
 
     def analysis_of(self, index: int) -> Analysis:
         """The finished entry ``index`` alone, as an analysis (to render it while others still run)."""
         entry = self.entries[index]
         if entry is None:
             raise RuntimeError(f"entry {index} has not finished")
-        key = self.keys[index] if isinstance(entry, ModelResult) else None
-        return Analysis(self.clip, self.start, self.methods, self.target, [entry], [key])
+        return Analysis(self.request.only(self.names[index]), [entry])
 
     def ref(self) -> AnalysisRef:
         """A handle on the results so far; a model still to come reads as an error saying so."""
@@ -140,14 +143,7 @@ class Job:
             e if e is not None else ModelError(n, f"{n} {pending}.", pending=True)
             for n, e in zip(self.names, self.entries)
         ]
-        return AnalysisRef(
-            clip=self.clip,
-            start_s=self.start,
-            methods=self.methods,
-            target=self.target,
-            keys=tuple(k if isinstance(e, ModelResult) else None for k, e in zip(self.keys, entries)),
-            errors=tuple(e if isinstance(e, ModelError) else None for e in entries),
-        )
+        return Analysis(self.request, entries).ref
 
     # -- running -----------------------------------------------------------------------------------------------
 
@@ -166,21 +162,19 @@ class Job:
             text += "; downloading " + "; ".join(f"{d.name} {d.text}" for d in coming)
         return text
 
-    def _say(self, frac_of_one: float, text: str) -> None:
+    def say(self, frac_of_one: float, text: str) -> None:
         total = max(len(self.names), 1)
         self._report(min((self._done + frac_of_one) / total, 1.0), text)
 
     def __iter__(self) -> Iterator[tuple[int, Entry]]:
-        svc = self.service
-        for i, key in enumerate(self.keys):
-            hit = svc.results.get(key)
+        runner = self.runner
+        for i, key in enumerate(self.request.keys):
+            hit = runner.cached(key)
             if hit is not None and self.entries[i] is None:
                 yield from self._emit(self.names[i], hit)
         todo = list(dict.fromkeys(n for n, e in zip(self.names, self.entries) if e is None))
-        loaded = svc.models.loaded()
-        downloads = self._downloads = {n: _Download(n) for n in todo if needs_download(n, loaded)}
-        for d in downloads.values():
-            threading.Thread(target=d.run, name=f"download {d.name}", daemon=True).start()
+        started = {n: runner.download(n) for n in todo}
+        downloads = self._downloads = {n: d for n, d in started.items() if d is not None}
         while todo:
             ready = [n for n in todo if n not in downloads or downloads[n].finished.is_set()]
             if not ready:
@@ -199,48 +193,30 @@ class Job:
             yield from self._emit(name, entry)
         self._report(1.0, "done")
 
-    def _expected(self, name: str, download: _Download | None) -> float:
+    def _expected(self, name: str, download: Download | None) -> float:
         if download is not None and download.error is not None:
             return -1.0  # its error is ready now
-        return self.service.expected_seconds(name)
+        return self.runner.expected_seconds(name)
 
-    def _say_downloads(self, pending: list[_Download]) -> None:
+    def _say_downloads(self, pending: list[Download]) -> None:
         texts = [f"{d.name} {d.text}" for d in pending]
         frac = sum(d.fraction for d in pending) / max(len(pending), 1)
         left = [n for n, e in zip(self.names, self.entries) if e is None]
-        self._say(
+        self.say(
             0.5 * frac,
             "downloading weights: " + "; ".join(texts) + f" ({self._done} of {len(left) + self._done} done)",
         )
 
     def _run(self, name: str) -> Entry:
-        svc = self.service
-        slot = svc.compute_slot
-        if slot is not None:
-            while not slot.acquire(timeout=POLL_S):
-                self._say(0.0, f"{name}: waiting for another comparison to finish ({self._left(name)})")
-        try:
-            left = self._left(name)
+        left = self._left(name)
+        return self.runner.run(self.request, [name], _Step(self, left))[0]
 
-            def step(frac: float, what: str) -> None:  # ``what`` names the model already
-                self._say(frac, f"{what} ({left})")
 
-            index = self.names.index(name)
-            key = self.keys[index]
-            entry = svc.run_one(
-                self.clip.path,
-                name,
-                self.start,
-                self.methods,
-                self.target,
-                self.options,
-                step,
-                self.precision,
-            )
-        finally:
-            if slot is not None:
-                slot.release()
-        if isinstance(entry, ModelResult):
-            svc.results.put(key, entry)
-            svc.took(name, entry.timings.get("total"))
-        return entry
+class _Step:
+    """The progress a job hands its runner: the runner's text, then what is left (``what`` names the model)."""
+
+    def __init__(self, job: Job, left: str) -> None:
+        self.job, self.left = job, left
+
+    def __call__(self, frac: float, what: str) -> None:
+        self.job.say(frac, f"{what} ({self.left})")

@@ -11,12 +11,12 @@ up by registering it.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import mvt
 from mvt.prefetch import weights_status
 
-from ..service.service import MAX_MODELS
+from ..core.request import MAX_MODELS
 
 FAMILY_ORDER = ("mvit", "mmvit", "vivit", "hvt")
 """The order families appear in (others follow, by name)."""
@@ -122,13 +122,14 @@ def _order(names: list[str]) -> list[str]:
     return first + trained + rest
 
 
-def model_choices(*, probe: bool = False) -> list[tuple[str, str]]:
+def model_choices(*, probe: bool = False, pool: Executor | None = None) -> list[tuple[str, str]]:
     """``(label, name)`` of every registered model, cached or not (see :func:`model_label`). ``probe`` asks the
-    network whether downloads would work and how large they are (in parallel; answers are cached), so that an
-    unreachable host shows as unavailable instead of downloadable."""
+    network whether downloads would work and how large they are (answers are cached; on ``pool``'s threads
+    in parallel, e.g. the service's ``threads.pool("probe", 8)``), so that an unreachable host shows as
+    unavailable instead of downloadable."""
     names = _order(mvt.list_models())
-    with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda n: status_text(n, probe=probe), names))
+    ask = pool.map if pool is not None else map
+    statuses = list(ask(lambda n: status_text(n, probe=probe), names))
     return [(model_label(n, s), n) for n, s in zip(names, statuses)]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from mvt.weights import REPO_ROOT
 
-from ..core import clips
+from ..core.storage import file_sha256
 from .defaults import KINETICS, SYNTHMOTION
 
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
@@ -115,7 +115,7 @@ def _truths() -> dict[str, Truth]:
         path = EXAMPLES_DIR / filename
         if path.is_file():
             masks, frames = np.concatenate(list(batch.masks)), np.concatenate(list(batch.clips))
-            out[clips.file_sha256(path)] = Truth(masks, float(fps), frames)
+            out[file_sha256(path)] = Truth(masks, float(fps), frames)
     return out
 
 
@@ -126,5 +126,5 @@ def ground_truth(sha256: str) -> Truth | None:
 
 def example_for(path: str | os.PathLike) -> Example | None:
     """The example a file is (by content), or None."""
-    sha = clips.file_sha256(path)
-    return next((e for e in available() if clips.file_sha256(e.path) == sha), None)
+    sha = file_sha256(path)
+    return next((e for e in available() if file_sha256(e.path) == sha), None)

@@ -1,22 +1,25 @@
-"""What the app shows for a comparison, as plain data: one :class:`Slot` per model panel, the timeline, the
-ground-truth panel and a JSON summary. ``app.py`` only maps these onto its components, so everything a
-panel says (title, picture or error, the controls its model can give, the class it explains) is decided here
-and tested without a browser.
+"""What the app shows for a comparison, as plain data: one :class:`~lens.ui.screens.PanelScreen` per model
+panel, the timeline, the ground-truth panel, the banner and a JSON summary. Everything a panel says (title,
+picture or error, the controls its model can give, the class it explains) is decided here and tested
+without a browser; :mod:`lens.ui.actions` puts it into screens.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.records import Analysis, ClipInfo, ModelError, ModelResult, View
+from ..core.records import Analysis, ModelError, ModelResult
+from ..core.request import ClipInfo
 from ..explain import methods as M
+from ..render.display import Display
 from ..render.overlays import head_choices, stage_choices, write_jpeg
+from ..render.panels import Panel
 from ..render.timeline import (
     COLORS,
     TRUTH_COLOR,
-    FramesView,
+    Sprite,
     Track,
     Url,
     panel_html,
@@ -25,31 +28,12 @@ from ..render.timeline import (
     tile,
     timeline_html,
 )
-from ..service.service import Panel
 from .examples import ground_truth
+from .screens import PanelScreen
 
 
 def color(index: int) -> str:
     return COLORS[index % len(COLORS)]
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Everything one model panel shows. ``stages``/``heads`` are the choices its model can give for the view
-    (empty: the control is hidden); ``classes`` are the classes a person may pick to explain."""
-
-    name: str
-    title: str
-    html: str
-    stages: list[tuple[str, int]] = field(default_factory=list)
-    stage: int | None = None
-    heads: list[str] = field(default_factory=list)
-    head: str = "mean"
-    classes: list[str] = field(default_factory=list)
-    klass: str | None = None
-    download: Path | None = None
-    ready: bool = False
-    """True once the model has run (its controls may be used)."""
 
 
 def title(name: str, result: ModelResult | None, description: str = "") -> str:
@@ -62,10 +46,10 @@ def title(name: str, result: ModelResult | None, description: str = "") -> str:
     return text
 
 
-def pending(name: str, index: int, text: str = "waiting for its turn…") -> Slot:
+def pending(name: str, index: int, text: str = "waiting for its turn…") -> PanelScreen:
     from mvt import get_spec
 
-    return Slot(
+    return PanelScreen(
         name, title(name, None, get_spec(name).description), placeholder_html(name, text, color(index))
     )
 
@@ -74,22 +58,22 @@ def target_label(result: ModelResult, labels: Sequence[str]) -> str:
     return labels[result.target] if 0 <= result.target < len(labels) else f"class {result.target}"
 
 
-def slot(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> Slot:
-    """The panel of one model for its view (or its error, in place)."""
+def panel_screen(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> PanelScreen:
+    """The panel of one model for its display (or its error, in place)."""
     r = panel.result
     if r is None and panel.pending:
         return pending(panel.name, index)
     if r is None:
-        return Slot(panel.name, f"### {panel.name}", panel_html(
+        return PanelScreen(panel.name, f"### {panel.name}", panel_html(
             panel.name, frames=None, error=panel.error, top5=(), target_label=None, captions=(), url=url,
             color=color(index),
         ), ready=True)  # fmt: skip
-    view = panel.view or View()
+    display = panel.display or Display()
     explained = target_label(r, labels) if labels else None
     frames = None
     if panel.frames is not None and panel.error is None:
-        frames = FramesView(
-            panel.name, panel.frames, panel.grid, panel.times, color(index), M.get(view.method).label
+        frames = Sprite(
+            panel.name, panel.frames, panel.grid, panel.times, color(index), M.get(display.method).label
         )
     body = panel_html(
         panel.name,
@@ -97,16 +81,16 @@ def slot(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> Slot
         error=panel.error,
         top5=r.top5,
         target_label=explained,
-        captions=_class_caption(r, view, explained) + list(panel.captions),
+        captions=_class_caption(r, display, explained) + list(panel.captions),
         url=url,
         color=color(index),
     )
-    stages = stage_choices(r, view.method)
+    stages = stage_choices(r, display.method)
     stage = (panel.key.stage + 1) if panel.key is not None and panel.key.stage is not None else None
-    heads = head_choices(r, view.method, None if stage is None else stage - 1)
-    head = view.head if isinstance(view.head, str) else f"head {int(view.head) + 1}"
+    heads = head_choices(r, display.method, None if stage is None else stage - 1)
+    head = display.head if isinstance(display.head, str) else f"head {int(display.head) + 1}"
     classes = list(dict.fromkeys(([explained] if explained else []) + [lab for lab, _ in r.top5]))
-    return Slot(
+    return PanelScreen(
         panel.name,
         title(panel.name, r),
         body,
@@ -121,8 +105,8 @@ def slot(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> Slot
     )
 
 
-def _class_caption(r: ModelResult, view: View, explained: str | None) -> list[str]:
-    m = M.get(view.method)
+def _class_caption(r: ModelResult, display: Display, explained: str | None) -> list[str]:
+    m = M.get(display.method)
     if explained is None:
         return []
     if m.needs_gradients or m.kind in ("gradient", "captum"):
@@ -144,7 +128,7 @@ def timeline(panels: Sequence[Panel | None], clip: ClipInfo) -> str:
     return timeline_html(tracks(panels), fps=clip.fps, duration=clip.duration_s, clip=clip.name)
 
 
-def truth_view(sha256: str, panels: Sequence[Panel | None], folder: Path) -> FramesView | None:
+def truth(sha256: str, panels: Sequence[Panel | None], folder: Path) -> Sprite | None:
     """The ground-truth panel of a SynthMotion example: the actor at every frame any model saw (None for other
     clips)."""
     truth = ground_truth(sha256)
@@ -155,14 +139,14 @@ def truth_view(sha256: str, panels: Sequence[Panel | None], folder: Path) -> Fra
     path = folder / f"truth_{sha256[:16]}_{abs(hash(tuple(times))) % 10**12:012d}.jpg"
     if not path.exists():
         write_jpeg(tile(frames), path)
-    return FramesView(
+    return Sprite(
         "ground truth", path, sprite_grid(len(times)), tuple(times), TRUTH_COLOR, "the moving actor (mask)"
     )
 
 
 def summary(analysis: Analysis, panels: Sequence[Panel | None]) -> dict:
-    """A JSON-able account of what the panels show (for API users): clip, and per model its top-5, the view
-    drawn, the frame times and weights, or its error."""
+    """A JSON-able account of what the panels show: clip, and per model its top-5, the display drawn, the
+    frame times and weights, or its error."""
     models = []
     for entry, p in zip(analysis.entries, panels):
         item: dict = {"name": entry.name}
@@ -182,20 +166,6 @@ def summary(analysis: Analysis, panels: Sequence[Panel | None]) -> dict:
     return {"clip": analysis.clip.as_dict(), "methods": list(analysis.methods), "models": models}
 
 
-def class_index(text: str, labels: Sequence[str]) -> int | None:
-    """A class a person typed or picked: a label (any case), ``class N`` or a number; None if unknown."""
-    t = (text or "").strip()
-    if not t:
-        return None
-    lowered = [lab.lower() for lab in labels]
-    if t.lower() in lowered:
-        return lowered.index(t.lower())
-    digits = t.split()[-1]
-    if digits.isdigit() and 0 <= int(digits) < max(len(labels), 1):
-        return int(digits)
-    return None
-
-
 def class_method(show: str) -> str:
     """The explanation a picked class is shown with: the current one when it depends on the class, else
     gradient-weighted rollout (attention and rollout are the same for every class)."""
@@ -203,22 +173,8 @@ def class_method(show: str) -> str:
     return m.name if (m.needs_gradients or m.kind in ("gradient", "captum")) else "grad_rollout"
 
 
-def views(
-    count: int,
-    show: str,
-    stages: Sequence[int | None],
-    heads: Sequence[str | None],
-    *,
-    override: dict[int, str] | None = None,
-    colormap: str = "inferno",
-    opacity: float = View.opacity,
-) -> list[View]:
-    """The view of each of ``count`` panels from the app's controls: the shown method (or the panel's own, after
-    a class was picked in it), its stage as shown (from 1) and heads label, and the colours."""
-    over = override or {}
-    return [
-        View.from_controls(
-            over.get(i, show), stages[i], heads[i] or "mean", colormap=colormap, opacity=float(opacity)
-        )
-        for i in range(count)
-    ]
+def banner_html(message: str | None) -> str:
+    """The banner over the results: why a comparison cannot be made (empty: no banner)."""
+    if not message:
+        return ""
+    return f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>"

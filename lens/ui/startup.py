@@ -1,7 +1,7 @@
 """Space start-up: fetch the default model set's weights and warm the models up, in the background.
 
-A new Space starts with empty caches. :func:`start` runs one daemon thread that (1) picks the default set the
-way the app does (:func:`lens.defaults.default_set`: Kinetics-400 when it can be had), (2) downloads whatever
+A new Space starts with empty caches. :func:`start` runs, on one of the service's threads, (1) picks the default set the
+way the app does (:func:`lens.ui.defaults.default_set`: Kinetics-400 when it can be had), (2) downloads whatever
 of it is not on disk, logging progress every ~10 % (``mvt.prefetch``), and (3) runs one comparison of a shipped
 example with the app's default explanations, through the service like any request (it takes the compute slot
 model by model, so a user who arrives meanwhile is served between models). After that the models are built
@@ -70,20 +70,14 @@ def run(
     ready = [n for n in names if n not in errors]
     clip = clip or warm_clip(model_set)
     done = {**unknown, **{n: str(e) for n, e in errors.items()}}
-    if ready and clip is not None:
+    if service.threads.stopping.is_set():  # the service closed meanwhile: no warm-up
+        done.update(dict.fromkeys(ready, "not warmed up: the service closed"))
+    elif ready and clip is not None:
         done.update(warm_up(service, ready, clip))
     return done
 
 
 def start(service: Service, model_set: str | None = None) -> threading.Thread:
-    """:func:`run` in a daemon thread (never raises into the app; failures are logged)."""
-
-    def target() -> None:
-        try:
-            run(service, model_set)
-        except Exception:  # start-up help must never take the app down
-            log.exception("start-up prefetch / warm-up failed")
-
-    thread = threading.Thread(target=target, name="mvt-lens start-up", daemon=True)
-    thread.start()
-    return thread
+    """:func:`run` on one of the service's threads (stopped by :meth:`Service.close`; never raises into the
+    app: failures are logged)."""
+    return service.threads.start("start-up", lambda: run(service, model_set))

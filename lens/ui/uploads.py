@@ -19,7 +19,7 @@ import numpy as np
 
 import mvt
 
-from ..core.clips import file_sha256
+from ..core.storage import file_sha256
 
 PREVIEW_SIDE = 640
 PREVIEW_SECONDS = 120.0
