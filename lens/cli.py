@@ -79,28 +79,30 @@ def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
     from mvt.device import select_device
     from mvt.prefetch import expand
 
-    from .dataset import analyse_dataset
+    from .dataset import DatasetConfig, RowConfig, analyse_dataset
 
-    result = analyse_dataset(
-        args.src,
-        expand(args.models),
-        args.methods,
-        args.out,
-        engine=args.engine,
-        resume=args.resume,
+    rows = RowConfig(
+        methods=tuple(args.methods),
         steps=args.steps,
         top_k=args.top_k,
         target=args.target,
         shuffled=args.shuffled,
         volumes=args.volumes,
         sinks=args.sinks,
+    )
+    config = DatasetConfig(
+        rows,
+        out=args.out,
+        resume=args.resume,
         faithfulness_n=args.faithfulness_n,
+        engine=args.engine,
+        device=args.device or select_device(),
         actors=args.actors,
         threads=args.threads,
         address=args.address,
-        device=args.device or select_device(),
         flush_every=args.flush_every,
     )
+    result = analyse_dataset(args.src, expand(args.models), config)
     for name, s in result.summary["models"].items():
         acc = s["accuracy"]["mean"]
         top1 = f"top-1 {acc:.3f} on {s['accuracy']['n']} labelled clips" if acc is not None else "no labels"

@@ -165,7 +165,7 @@ class ClipWorker:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from .table import to_table
+        from .schema import to_table
 
         rows, blobs = [], []
         for r in batch.to_pylist():

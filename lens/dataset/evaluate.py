@@ -42,20 +42,22 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from mvt.zoo import get_spec, list_models
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from ..explain import methods as M
 from ..explain.sinks import SINK_STREAM
-from . import analyse_dataset, synth_refs
-from .summary import deletion_check, mean, method_scores
+from .rows import DEFAULT_OPTIONS, RowConfig
+from .run import DatasetConfig, analyse_dataset
+from .schema import SCORES
+from .sources import synth_refs
+from .summary import model_summary
 
 EVALUATED = ("rollout", "grad_rollout", "token_flow", "attention", "saliency", "gradcam", "center", "random")
 """The registry's methods this evaluation scores (``attention``: only its last stage)."""
-OPTIONS = {"rollout": {"view": 0}, "grad_rollout": {"view": 0}, "token_flow": {"stages": True}}
-"""Rollouts onto the first view (MMViT: the full-resolution tower); token flow also per stage."""
+OPTIONS = DEFAULT_OPTIONS
+"""Rollouts onto the first view (MMViT: the full-resolution tower); token flow also per stage (the rows'
+default)."""
 
 
 def row_name(method: str) -> str:
@@ -104,11 +106,8 @@ def evaluate_models(
         if spec.label_set != "synthmotion":
             raise ValueError(f"{name} predicts {spec.label_set} classes, not SynthMotion's")
     k = min(faithfulness_n, n)
-    run = analyse_dataset(
-        synth_refs(n, seed, scored=k),
-        names,
-        EVALUATED,
-        None,
+    rows = RowConfig(
+        methods=EVALUATED,
         options=OPTIONS,
         steps=steps,
         substrate=substrate,
@@ -116,11 +115,9 @@ def evaluate_models(
         shuffled=True,
         sinks=True,
         sink_seed=seed + SINK_STREAM,
-        threads=threads,
-        engine=engine,
-        actors=actors,
-        progress=False,
     )
+    config = DatasetConfig(rows, threads=threads, engine=engine, actors=actors, progress=False)
+    run = analyse_dataset(synth_refs(n, seed, scored=k), names, config)
     results: dict[str, dict] = {}
     for name in names:
         rows = [r for r in run.rows if r["model"] == name]
@@ -133,21 +130,34 @@ def evaluate_models(
 def report(
     rows: Sequence[Mapping], *, n: int, seed: int, faithfulness_n: int, substrate: str = DEFAULT_SUBSTRATE
 ) -> dict:
-    """One model's entry of :func:`evaluate_models` from its dataset rows (in clip order)."""
+    """One model's entry of :func:`evaluate_models` from its dataset rows (in clip order): :func:`preset` of
+    the model's summary (:func:`lens.dataset.summary.model_summary`, what ``summary.json`` holds)."""
     errors = [r["error"] for r in rows if r.get("error")]
     if errors:
         raise RuntimeError(f"{rows[0]['model']}: {len(errors)} clips failed, e.g. {errors[0]}")
-    scores = method_scores(rows)
-    named = {row_name(m): v for m, v in scores.items()}
+    return preset(model_summary(rows), n=n, seed=seed, faithfulness_n=faithfulness_n, substrate=substrate)
+
+
+def _mean(ci: Mapping | None) -> float:
+    """The mean of a summary number (NaN where there is none: ``summary.json`` writes it as null)."""
+    return math.nan if not ci or ci.get("mean") is None else float(ci["mean"])
+
+
+def preset(
+    summary: Mapping, *, n: int, seed: int, faithfulness_n: int, substrate: str = DEFAULT_SUBSTRATE
+) -> dict:
+    """The evaluation's numbers of one model, read from its summary (``summary.json``'s entry for it): the
+    same numbers, named per method as :func:`row_name` names them, without intervals."""
+    named = {row_name(m): v for m, v in summary["methods"].items()}
 
     def col(field: str, methods: Sequence[str] = METHODS) -> dict[str, float]:
-        return {m: mean(named[m].get(field, [])) for m in methods}
+        return {m: _mean(named.get(m, {}).get(field)) for m in methods}
 
     token = col("token_pointing_game")
     ceiling_token, ceiling_pixel = col("ceiling_token"), col("ceiling_pixel")
     out: dict = {
-        "accuracy": float(np.mean([float(r["correct"]) for r in rows])) if n else float("nan"),
-        "shuffled_accuracy": sum(r["shuffled_pred"] == r["label"] for r in rows) / max(1, n),
+        "accuracy": _mean(summary["accuracy"]),
+        "shuffled_accuracy": _mean(summary["shuffled_accuracy"]),
         "pointing_game": col("pointing_game"),
         "token_pointing_game": token,
         "ceiling": {m: {"token": ceiling_token[m], "pixel": ceiling_pixel[m]} for m in METHODS},
@@ -155,16 +165,13 @@ def report(
         "flow_correlation": col("flow_correlation", FLOW_COMPARED),
         "flow_correlation_abs": col("flow_correlation_abs", FLOW_COMPARED),
         "seconds": col("seconds"),
-        "seconds_per_clip": sum(r["seconds_forward"] + r["seconds_explain"] for r in rows) / max(1, n),
+        "seconds_per_clip": _mean(summary["seconds_per_clip"]),
     }
-    sunk = {
-        m: named[m]
-        for m in ("last_stage", "rollout")
-        if any(v is not None for v in named[m].get("sink_pointing_game", []))
-    }
+    sunk = {m: named.get(m, {}) for m in ("last_stage", "rollout")}
+    sunk = {m: v for m, v in sunk.items() if (v.get("sink_pointing_game") or {}).get("n")}
     if sunk:
         out["sink_excluded"] = {
-            m: {"pixel": mean(v["sink_pointing_game"]), "token": mean(v["sink_token_pointing_game"])}
+            m: {"pixel": _mean(v["sink_pointing_game"]), "token": _mean(v["sink_token_pointing_game"])}
             for m, v in sunk.items()
         }
     if faithfulness_n:
@@ -172,16 +179,11 @@ def report(
         out["deletion_auc"] = col("deletion_auc", faith)
         out["insertion_auc"] = col("insertion_auc", faith)
         out.update(
-            deletion_check(
-                {
-                    m: {"deletion_auc": out["deletion_auc"][m], "insertion_auc": out["insertion_auc"][m]}
-                    for m in ("oracle", "random")
-                }
-            )
+            {k: summary[k] for k in ("deletion_gap", "deletion_valid", "insertion_valid") if k in summary}
         )
     centre = token["center"]
     out["loses_to_center"] = {m: bool(token[m] < centre) for m in METHODS if m not in ("center", "random")}
-    out["sinks"] = next((list(r["sinks"]) for r in rows if r.get("sinks")), [])
+    out["sinks"] = list(summary.get("sinks") or [])
     out.update(faithfulness_n=faithfulness_n, substrate=substrate, n=n, seed=seed)
     return out
 
@@ -199,18 +201,15 @@ def format_table(results: dict[str, dict]) -> str:
     """A plain-text table: a header line per model (accuracy, whether deletion measures it, sinks), then one
     row per method: pointing game pixel / token / token ceiling, deletion and insertion AUC, flow ρ, s/clip
     and flags (``<center``: token pointing game below the centre baseline)."""
-    head = [
-        "model / method",
-        "PG pixel",
-        "PG token",
-        "ceiling",
+    shown = (
+        "pointing_game",
+        "token_pointing_game",
+        "ceiling_token",
         "chance",
-        "del AUC",
-        "ins AUC",
-        "flow ρ",
-        "s/clip",
-        "",
-    ]
+        "deletion_auc",
+        "insertion_auc",
+    )
+    head = ["model / method", *(SCORES[k].label for k in (*shown, "flow_correlation", "seconds")), ""]
     rows = [head]
     for name, r in results.items():
         valid = r.get("deletion_valid")

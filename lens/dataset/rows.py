@@ -4,7 +4,7 @@
 ``lens.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
 through ``mvt.synth.generate``, with its actor mask), or into the error that stopped it. :func:`clip_rows`
 runs every model on a decoded clip and returns one plain-dict row per model (the columns are
-:data:`lens.dataset.table.COLUMNS`): predictions, attention statistics per stage, and per method the
+:data:`lens.dataset.schema.COLUMNS`): predictions, attention statistics per stage, and per method the
 pointing game at pixel and token resolution with its ceilings and chance (where a mask exists), deletion /
 insertion AUC (on clips marked ``scored``), the Spearman correlation with token flow, the pointing game with
 sink keys left out, and seconds, computed with the project's registry (:mod:`lens.methods`) and metrics
@@ -47,6 +47,7 @@ from ..explain.scoring import score_model
 from ..explain.sinks import SINK_STREAM, model_sinks, sink_record
 from ..service.run import labels as model_labels
 from ..service.run import run_model
+from .schema import SCORES
 from .sources import ClipRef, clip_seed, shuffle_order
 
 log = logging.getLogger("mvt-lens")
@@ -315,21 +316,8 @@ def _pointing(vol: Volume, mask: np.ndarray, shape, cache: dict) -> dict[str, fl
     }
 
 
-SCORE_FIELDS = (
-    "pointing_game",
-    "token_pointing_game",
-    "ceiling_token",
-    "ceiling_pixel",
-    "chance",
-    "deletion_auc",
-    "insertion_auc",
-    "flow_correlation",
-    "flow_correlation_abs",
-    "sink_pointing_game",
-    "sink_token_pointing_game",
-    "seconds",
-)
-"""The fields of each entry of a row's ``scores`` (besides ``method``); null where not computed."""
+SCORE_FIELDS = tuple(SCORES)
+"""The fields of each entry of a row's ``scores`` (besides ``method``): :data:`lens.dataset.schema.SCORES`."""
 
 
 def model_row(

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core.request import LensError
 from ..core.storage import atomic_write
-from .table import to_table
+from .schema import to_table
 
 
 def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:

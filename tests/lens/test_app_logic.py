@@ -58,7 +58,7 @@ def test_a_partial_job_reads_as_waiting_entries_and_an_unknown_model_is_a_clear_
     assert any(
         isinstance(e, lens.ModelError) and e.pending and "not finished yet" in e.message for e in got.entries
     )
-    shown = [present.slot(p, i, str) for i, p in enumerate(svc.render(got))]
+    shown = [present.panel_screen(p, i, str) for i, p in enumerate(svc.render(got))]
     assert sum("mvt-pending" in s.html for s in shown) == 1, (
         "a model still running reads as waiting, not failed"
     )
@@ -141,13 +141,13 @@ def test_panels_say_what_they_show_and_offer_what_their_model_can_give(tmp_path,
     a = svc.analyse(clip, SMALL, ["rollout"])
     url = lambda p: f"files/{p.name}"  # noqa: E731
     panels = svc.render(a, present.views(2, "attention", [2, None], ["head 2", None]))
-    mvit, hvt = (present.slot(p, i, url, svc.labels(p.name)) for i, p in enumerate(panels))
+    mvit, hvt = (present.panel_screen(p, i, url, svc.labels(p.name)) for i, p in enumerate(panels))
     assert mvit.stage == 2 and [v for _, v in mvit.stages] == [1, 2, 3] and mvit.head == "head 2"
     assert "head 2 of 2" in mvit.html and f"files/{panels[0].frames.name}" in mvit.html
     assert hvt.heads == [] and hvt.stage == 5 and "no CLS token" in hvt.html
     assert "untrained weights" in mvit.title and mvit.klass == mvit.classes[0]
     assert mvit.download == panels[0].overlay
-    rolled = present.slot(svc.render(a, lens.View("rollout"))[0], 0, url)
+    rolled = present.panel_screen(svc.render(a, lens.Display("rollout"))[0], 0, url)
     assert rolled.stages == [] and rolled.heads == [], "rollout is not per stage and takes no heads"
     line = present.timeline(panels, a.clip)
     assert line.count("<polyline") == 2 and 'data-testid="timeline"' in line and "square.mp4" in line
@@ -235,6 +235,6 @@ def test_session_folders_are_inside_the_service_folder_and_go_at_the_end(tmp_pat
     svc.end_session("../../etc/passwd")
     assert not folder.exists() and svc.out_dir.exists()
     with pytest.raises(ValueError, match="not inside"):
-        svc.render(lens.Analysis(lens.ClipInfo("a", "b", 1, 1, 1, 1), None, (), None, []), folder=tmp_path)
+        svc.render(lens.Analysis(lens.Request(lens.ClipInfo("a", "b", 1, 1, 1, 1), ()), []), folder=tmp_path)
     svc.close()
     assert not (tmp_path / "out").exists()

@@ -19,17 +19,32 @@ pa = pytest.importorskip("pyarrow", reason="pyarrow comes with requirements-scal
 import pyarrow.parquet as pq  # noqa: E402
 
 from lens.cli import main  # noqa: E402
-from lens.core.records import LensError  # noqa: E402
-from lens.dataset import COLUMNS, analyse_dataset, plan, read_source, summarise, synth_refs  # noqa: E402
+from lens.core.request import LensError  # noqa: E402
+from lens.dataset import (  # noqa: E402
+    COLUMNS,
+    DatasetConfig,
+    RowConfig,
+    analyse_dataset,
+    plan,
+    read_source,
+    summarise,
+    synth_refs,
+)
+from lens.dataset.schema import schema  # noqa: E402
 from lens.dataset.sources import shuffle_order  # noqa: E402
 from lens.dataset.summary import mean_ci, rate_ci  # noqa: E402
-from lens.dataset.table import schema  # noqa: E402
 from mvt import synth  # noqa: E402
 from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "hvt_t.synth"
-FAST = {"steps": 2, "threads": 1, "progress": False}
+FAST = {"threads": 1, "progress": False}
+
+
+def run(source, methods=(), out=None, *, models=(MODEL,), steps=2, row=None, **config):
+    """``analyse_dataset`` with small settings: ``row`` fields go to the rows' config, the rest to the run's."""
+    rows = RowConfig(methods=tuple(methods), steps=steps, **(row or {}))
+    return analyse_dataset(source, list(models), DatasetConfig(rows, out=out, **{**FAST, **config}))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +112,7 @@ def test_plan_sizes_the_pool_to_the_machine():
 
 def test_folder_with_broken_files_gives_error_rows_for_exactly_those(folder, tmp_path):
     out = tmp_path / "out"
-    r = analyse_dataset(str(folder.root), [MODEL], ["rollout"], out, faithfulness_n=1, volumes=True, **FAST)
+    r = run(str(folder.root), ["rollout"], out, faithfulness_n=1, row={"volumes": True})
     rows = pq.read_table(out / "results.parquet")
     assert rows.schema.equals(schema()) and rows.num_rows == 6 and not r.missing
     errors = {Path(p).name: e for p, e in zip(rows["path"].to_pylist(), rows["error"].to_pylist()) if e}
@@ -124,7 +139,7 @@ def test_labels_from_a_csv_are_scored(folder, tmp_path):
     good = sorted(folder.good)[:2]
     lst = tmp_path / "labels.csv"
     lst.write_text("path,label\n" + "".join(f"{p},{folder.good[p]}\n" for p in good))
-    r = analyse_dataset(str(lst), [MODEL], [], None, shuffled=True, **FAST)
+    r = run(str(lst), row={"shuffled": True})
     for row, p in zip(r.rows, good):
         assert row["label_name"] == folder.good[p]
         assert row["label"] == synth.CLASSES.index(folder.good[p]) == row["target"]
@@ -134,8 +149,8 @@ def test_labels_from_a_csv_are_scored(folder, tmp_path):
 
 def test_synth_rows_have_masks_and_seeded_baselines():
     refs = synth_refs(2, 3)
-    a = analyse_dataset(refs, [MODEL], ["rollout"], None, faithfulness_n=0, **FAST).rows
-    b = analyse_dataset(refs[1:], [MODEL], ["rollout"], None, faithfulness_n=0, **FAST).rows
+    a = run(refs, ["rollout"], faithfulness_n=0).rows
+    b = run(refs[1:], ["rollout"], faithfulness_n=0).rows
     untimed = [[{k: v for k, v in s.items() if k != "seconds"} for s in r["scores"]] for r in (a[1], b[0])]
     assert untimed[0] == untimed[1], "a clip's numbers do not depend on which clips ran before it"
     pg = {s["method"]: s["pointing_game"] for s in a[0]["scores"]}
@@ -145,9 +160,9 @@ def test_synth_rows_have_masks_and_seeded_baselines():
 
 def test_an_unknown_model_or_engine_or_a_missing_ray_is_refused(monkeypatch):
     with pytest.raises(LensError, match="no_such"):
-        analyse_dataset("synth:1:0", ["no_such.model"], [], None)
+        run("synth:1:0", models=["no_such.model"])
     with pytest.raises(LensError, match="engine"):
-        analyse_dataset("synth:1:0", [MODEL], [], None, engine="spark")
+        run("synth:1:0", engine="spark")
     import importlib.util
 
     find = importlib.util.find_spec
@@ -155,16 +170,16 @@ def test_an_unknown_model_or_engine_or_a_missing_ray_is_refused(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find(name, *a)
     )
     with pytest.raises(LensError, match="requirements-scale.txt"):
-        analyse_dataset("synth:1:0", [MODEL], [], None, engine="ray")
+        run("synth:1:0", engine="ray")
 
 
 def test_an_existing_folder_needs_resume_and_the_same_settings(tmp_path):
-    analyse_dataset("synth:2:1", [MODEL], [], tmp_path, report=False, **FAST)
+    run("synth:2:1", (), tmp_path, report=False)
     with pytest.raises(LensError, match="--resume"):
-        analyse_dataset("synth:2:1", [MODEL], [], tmp_path, **FAST)
+        run("synth:2:1", (), tmp_path)
     with pytest.raises(LensError, match="other settings"):
-        analyse_dataset("synth:2:1", [MODEL], ["rollout"], tmp_path, resume=True, **FAST)
-    again = analyse_dataset("synth:3:1", [MODEL], [], tmp_path, resume=True, report=False, **FAST)
+        run("synth:2:1", ["rollout"], tmp_path, resume=True)
+    again = run("synth:3:1", (), tmp_path, resume=True, report=False)
     assert (again.skipped, again.computed, len(again.rows)) == (2, 1, 3)
 
 

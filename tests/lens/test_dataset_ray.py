@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray comes with requirements-scale.txt (CI installs it)")
 import pyarrow.parquet as pq  # noqa: E402
 
-from lens.dataset import analyse_dataset  # noqa: E402
+from lens.dataset import DatasetConfig, RowConfig, analyse_dataset  # noqa: E402
 from lens.dataset.engines import connect  # noqa: E402
 from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
 
@@ -45,11 +45,13 @@ def _close(a, b, path: str = "") -> list[str]:
 
 
 def test_ray_and_local_engines_give_the_same_rows(ray_session, tmp_path):
-    kw = {"faithfulness_n": 4, "steps": 3, "shuffled": True, "threads": 1, "progress": False, "report": False}
-    kw["sinks"] = True  # each actor probes the model itself: the same keys everywhere
-    methods = ["rollout", "saliency", "token_flow"]
-    local = analyse_dataset("synth:40:5", [MODEL], methods, tmp_path / "local", engine="local", **kw)
-    on_ray = analyse_dataset("synth:40:5", [MODEL], methods, tmp_path / "ray", engine="ray", actors=2, **kw)
+    # sinks: each actor probes the model itself, so the same keys everywhere
+    rows = RowConfig(methods=("rollout", "saliency", "token_flow"), steps=3, shuffled=True, sinks=True)
+    kw = {"faithfulness_n": 4, "threads": 1, "progress": False, "report": False}
+    local = analyse_dataset("synth:40:5", [MODEL], DatasetConfig(rows, out=tmp_path / "local", **kw))
+    on_ray = analyse_dataset(
+        "synth:40:5", [MODEL], DatasetConfig(rows, out=tmp_path / "ray", engine="ray", actors=2, **kw)
+    )
     a = pq.read_table(tmp_path / "local" / "results.parquet").to_pylist()
     b = pq.read_table(tmp_path / "ray" / "results.parquet").to_pylist()
     assert len(a) == len(b) == 40 and not on_ray.missing
@@ -70,15 +72,11 @@ def test_ray_and_local_engines_give_the_same_rows(ray_session, tmp_path):
 def test_broken_files_are_error_rows_on_ray_and_volumes_come_back(ray_session, tmp_path):
     folder = write_clip_folder(tmp_path / "clips", n_good=2)
     out = tmp_path / "out"
-    kw = {
-        "engine": "ray",
-        "actors": 1,
-        "faithfulness_n": 0,
-        "volumes": True,
-        "progress": False,
-        "report": False,
-    }
-    r = analyse_dataset(str(folder.root), [MODEL], ["rollout"], out, **kw)
+    rows = RowConfig(methods=("rollout",), volumes=True)
+    config = DatasetConfig(
+        rows, out=out, engine="ray", actors=1, faithfulness_n=0, progress=False, report=False
+    )
+    r = analyse_dataset(str(folder.root), [MODEL], config)
     errors = {Path(x["path"]).name for x in r.rows if x["error"]}
     assert errors == {p.name for p in folder.broken} and len(r.rows) == 4 and not r.missing
     files = sorted((out / "volumes").glob("*.npz"))
@@ -99,11 +97,9 @@ def test_a_worker_killed_mid_run_is_retried_and_every_row_completes(ray_session,
         else:
             after.append(rows[0]["worker"])
 
-    r = analyse_dataset(
-        "synth:16:8",
-        [MODEL],
-        ["rollout"],
-        tmp_path / "out",
+    config = DatasetConfig(
+        RowConfig(methods=("rollout",)),
+        out=tmp_path / "out",
         engine="ray",
         actors=2,
         threads=1,
@@ -112,6 +108,7 @@ def test_a_worker_killed_mid_run_is_retried_and_every_row_completes(ray_session,
         report=False,
         on_clip=kill_first_worker,
     )
+    r = analyse_dataset("synth:16:8", [MODEL], config)
     assert killed and len(after) == 15, "the kill happened with clips left to do"
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)

@@ -85,8 +85,8 @@ def test_lazy_rollout_equals_eager_and_is_computed_once(both):
         assert all(g is got[0] for g in got), "concurrent readers share one computation"
         np.testing.assert_allclose(got[0].values, e.volumes[ROLLOUT].values, atol=1e-6, rtol=1e-4)
         assert got[0].footprint == e.volumes[ROLLOUT].footprint
-        view = lens.View("rollout")
-        assert lens.render.overlays.resolve(r, view)[0] == ROLLOUT
+        display = lens.Display("rollout")
+        assert lens.render.overlays.resolve(r, display)[0] == ROLLOUT
 
 
 def test_figures_from_deferred_results_equal_eager(both):

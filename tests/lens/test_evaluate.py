@@ -18,8 +18,8 @@ def test_each_clip_is_explained_once_per_model(monkeypatch):
     import lens.dataset.rows as rows
 
     calls = []
-    explain = rows._explanations
-    monkeypatch.setattr(rows, "_explanations", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    run = rows.run_model
+    monkeypatch.setattr(rows, "run_model", lambda *a, **k: calls.append(1) or run(*a, **k))
     results = evaluate_models(["hvt_t.untrained"], n=2, seed=5, faithfulness_n=1, steps=2)
     assert len(calls) == 2, "the faithfulness clip reuses its pointing-game explanations"
     assert set(results["hvt_t.untrained"]["deletion_auc"]) == set(METHODS) | {"oracle"}
@@ -107,20 +107,12 @@ def test_center_bias_is_a_real_baseline():
 
 def test_dataset_rows_hold_every_measure_of_the_evaluation():
     """The per-clip numbers live in lens.dataset rows (one path for evaluate and analyse-dataset)."""
-    from lens.dataset import analyse_dataset, synth_refs
+    from lens.dataset import DatasetConfig, RowConfig, analyse_dataset, synth_refs
     from lens.dataset.evaluate import EVALUATED, OPTIONS
     from lens.dataset.rows import SCORE_FIELDS
 
-    run = analyse_dataset(
-        synth_refs(2, 3, scored=1),
-        ["mmvit_t.synth"],
-        EVALUATED,
-        None,
-        options=OPTIONS,
-        steps=2,
-        sinks=True,
-        progress=False,
-    )
+    rows = RowConfig(methods=EVALUATED, options=OPTIONS, steps=2, sinks=True)
+    run = analyse_dataset(synth_refs(2, 3, scored=1), ["mmvit_t.synth"], DatasetConfig(rows, progress=False))
     first, second = run.rows
     assert any(s["cell"] == [3, 3, 3] and s["padded"] for s in first["sinks"]), "mmvit_t's padding corner"
     scores = {s["method"]: s for s in first["scores"]}
@@ -138,3 +130,28 @@ def test_dataset_rows_hold_every_measure_of_the_evaluation():
     assert scores["attention"]["sink_token_pointing_game"] in (0.0, 1.0), "scored with the sink left out"
     assert scores["saliency"]["flow_correlation"] is None and scores["saliency"]["sink_pointing_game"] is None
     assert all(s["deletion_auc"] is None for s in second["scores"]), "only the first clip is scored"
+
+
+def test_evaluate_and_analyse_dataset_give_identical_numbers_for_identical_rows():
+    """One schema: evaluate's numbers are the summary's means (what analyse-dataset writes to summary.json),
+    timings included, for the same rows."""
+    from lens.dataset import DatasetConfig, RowConfig, analyse_dataset, summarise, synth_refs
+    from lens.dataset.evaluate import EVALUATED, preset, report
+    from lens.dataset.schema import SUMMARY, TIMINGS
+
+    name, n = "hvt_t.synth", 3
+    rows = RowConfig(methods=EVALUATED, steps=2, target="label", shuffled=True, sinks=True)
+    run = analyse_dataset(synth_refs(n, 4, scored=2), [name], DatasetConfig(rows, progress=False))
+    mine = report(run.rows, n=n, seed=4, faithfulness_n=2)
+    written = json.loads(json.dumps(summarise(run.rows, [name])))["models"][name]  # summary.json's entry
+    assert json.dumps(mine) == json.dumps(preset(written, n=n, seed=4, faithfulness_n=2))
+    assert set(TIMINGS) <= set(written) and set(SUMMARY) <= set(written)
+    per_clip = [r["seconds_forward"] + r["seconds_explain"] for r in run.rows]
+    assert mine["seconds_per_clip"] == written["seconds_per_clip"]["mean"] == pytest.approx(np.mean(per_clip))
+    assert mine["accuracy"] == written["accuracy"]["mean"] == np.mean([r["correct"] for r in run.rows])
+    assert (
+        mine["token_pointing_game"]["last_stage"]
+        == written["methods"]["attention"]["token_pointing_game"]["mean"]
+    )
+    assert mine["deletion_auc"]["oracle"] == written["methods"]["oracle"]["deletion_auc"]["mean"]
+    assert mine["deletion_valid"] == written["deletion_valid"]

@@ -41,11 +41,11 @@ def test_volume_keys_and_labels():
 
 
 def test_view_from_the_app_controls():
-    assert lens.View.from_controls("rollout", 4, "mean") == lens.View("rollout", 3, "mean")
-    assert lens.View.from_controls("attention", None, "head 3").head == 2
-    assert lens.View.from_controls("attention", 1, "max") == lens.View("attention", 0, "max")
+    assert lens.Display.from_controls("rollout", 4, "mean") == lens.Display("rollout", 3, "mean")
+    assert lens.Display.from_controls("attention", None, "head 3").head == 2
+    assert lens.Display.from_controls("attention", 1, "max") == lens.Display("attention", 0, "max")
     with pytest.raises(lens.LensError, match="heads"):
-        lens.View.from_controls("attention", 1, "most")
+        lens.Display.from_controls("attention", 1, "most")
     assert lens.head_labels(2) == ["mean", "max", "head 1", "head 2"]
 
 

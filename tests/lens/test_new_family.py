@@ -79,9 +79,9 @@ def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
         lens.VolumeKey("gradcam"),
     }
     for method in ("attention", "rollout", "saliency", "gradcam"):
-        panel = service.render(analysis, lens.View(method, head="max" if method == "attention" else "mean"))[
-            0
-        ]
+        panel = service.render(
+            analysis, lens.Display(method, head="max" if method == "attention" else "mean")
+        )[0]
         assert panel.overlay.is_file() and panel.strip.is_file()
         assert mvt.probe(panel.overlay).num_frames == 16
     written = lens.write_export(analysis, tmp_path / "export")

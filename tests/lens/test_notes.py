@@ -10,6 +10,7 @@ import pytest
 import lens
 from lens.core.records import VolumeKey
 from lens.explain import sinks as N
+from lens.render.captions import notes
 from tests.test_app import make_moving_square
 
 CORNER = {
@@ -57,24 +58,24 @@ def test_sink_caption_and_lost_baseline(tmp_path, analysis):
     )
     N.mark(result.output, "mvit_t.synth", path)
     assert result.output.attentions[5].sinks == (64,)
-    said = N.notes(result, VolumeKey("attention", 2), path)
+    said = notes(result, VolumeKey("attention", 2), path)
     assert len(said) == 1
     assert "bottom-right corner of the last time step" in said[0] and "padding sink" in said[0]
     assert "zero-padded corner of the key pooling" in said[0] and "53%" in said[0]
-    assert N.notes(result, VolumeKey("attention", 0), path) == []  # a stage without a sink says nothing
-    assert "sink" in N.notes(result, VolumeKey("rollout"), path)[0]
-    lost = N.notes(result, VolumeKey("saliency"), path)
+    assert notes(result, VolumeKey("attention", 0), path) == []  # a stage without a sink says nothing
+    assert "sink" in notes(result, VolumeKey("rollout"), path)[0]
+    lost = notes(result, VolumeKey("saliency"), path)
     assert lost and "0.10 vs the centre baseline's 0.40" in lost[0]
-    assert N.notes(result, VolumeKey("attention", 2), tmp_path / "missing.json") == []
+    assert notes(result, VolumeKey("attention", 2), tmp_path / "missing.json") == []
 
 
 def test_the_app_panel_showing_the_mvit_corner_carries_the_caption(analysis):
     """The shipped evaluation (assets/evaluation.synth.json) names mvit_t.synth's padding corner."""
     assert any(s.cell == (3, 3, 3) and s.padded for s in N.sinks_of("mvit_t.synth"))
     service, a = analysis
-    last = lens.View("attention", None)
+    last = lens.Display("attention", None)
     (panel,) = service.render(a, last)
     assert panel.key == VolumeKey("attention", 2)
     assert any("padding sink" in n for n in panel.captions)
-    (first,) = service.render(a, lens.View("attention", 0))
+    (first,) = service.render(a, lens.Display("attention", 0))
     assert not any("sink" in n for n in first.captions)

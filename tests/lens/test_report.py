@@ -13,6 +13,7 @@ import pytest
 import lens
 import mvt
 from lens.core.records import Analysis, ModelError, VolumeKey
+from lens.core.request import Request
 from lens.explain.scoring import score_result
 from lens.files.report import png_data_uri, report_html, weights_html, write_report_html
 from tests.conftest import CHROMIUM_ARGS
@@ -34,7 +35,7 @@ def report(tmp_path_factory):
     service = lens.Service(out_dir=tmp / "service")
     a = service.analyse(clip, MODELS[:1])
     b = service.analyse(clip, MODELS[1:], ("attention", "rollout", "saliency"))
-    analysis = Analysis(a.clip, None, a.methods, None, [*a.entries, *b.entries])
+    analysis = Analysis(Request.of(a.clip, MODELS, a.methods), [*a.entries, *b.entries])
     first = analysis.results[0]
     metrics = {
         first.name: score_result(service.models.get(first.name), first, [VolumeKey("rollout")], steps=2)
@@ -85,7 +86,7 @@ def test_a_broken_figure_becomes_a_note(report, monkeypatch):
 
     monkeypatch.setattr(viz, "token_grid_figure", broken)
     monkeypatch.setattr(viz, "attention_stats", broken)
-    one = Analysis(analysis.clip, None, analysis.methods, None, analysis.entries[:1])
+    one = Analysis(analysis.request.only(MODELS[0]), analysis.entries[:1])
     doc, n = report_html(one)
     assert n == 0 and "token grid figure unavailable: RuntimeError: no grid for you" in doc
     assert "Top-5 predictions" in doc
@@ -94,7 +95,7 @@ def test_a_broken_figure_becomes_a_note(report, monkeypatch):
 def test_a_failed_model_gets_its_message(report):
     analysis = report[1]
     failed = ModelError("vivit_t1.synth", "weights file is damaged: download it again")
-    doc, _ = report_html(Analysis(analysis.clip, None, analysis.methods, None, [failed, *analysis.entries]))
+    doc, _ = report_html(Analysis(analysis.request, [failed, *analysis.entries]))
     section = doc.split('<section id="vivit_t1.synth">', 1)[1].split("</section>", 1)[0]
     assert "weights file is damaged: download it again" in section and "Top-5" not in section
 

@@ -206,9 +206,9 @@ def test_predictions_only_take_the_fast_path(service, clip):
 
 def test_render_writes_only_into_its_folder_and_reuses_files(service, clip, tmp_path):
     a = service.analyse(clip, SMALL, ["rollout"])
-    first = service.render(a, lens.View("attention", stage=0))
-    again = service.render(a, lens.View("attention", stage=0))
-    other = service.render(a, lens.View("rollout", colormap="viridis", opacity=0.8))
+    first = service.render(a, lens.Display("attention", stage=0))
+    again = service.render(a, lens.Display("attention", stage=0))
+    other = service.render(a, lens.Display("rollout", colormap="viridis", opacity=0.8))
     files = [p.overlay for p in first + other] + [p.strip for p in first + other]
     assert all(f.is_file() and f.parent == service.out_dir for f in files)
     assert [p.overlay for p in again] == [p.overlay for p in first]
@@ -217,28 +217,28 @@ def test_render_writes_only_into_its_folder_and_reuses_files(service, clip, tmp_
     assert first[0].key == lens.VolumeKey("attention", 0)
     assert {p.name for p in tmp_path.iterdir()} == {"out"}, "nothing written outside the service's folder"
     # the stage as shown (1-based) is clamped to the model's stages; the last stage by default
-    last = service.render(a, lens.View.from_controls("attention", 9, "mean"))[0].key
-    assert last == service.render(a, lens.View("attention"))[0].key == lens.VolumeKey("attention", 2)
+    last = service.render(a, lens.Display.from_controls("attention", 9, "mean"))[0].key
+    assert last == service.render(a, lens.Display("attention"))[0].key == lens.VolumeKey("attention", 2)
     # a view a model cannot give is an error in that model's panel only (the others are drawn)
-    missing = service.render(a, lens.View("saliency"))
+    missing = service.render(a, lens.Display("saliency"))
     assert all(p.frames is None and "not computed for" in p.error and "tick it" in p.error for p in missing)
-    mixed = service.render(a, lens.View.from_controls("attention", 1, "max"))
+    mixed = service.render(a, lens.Display.from_controls("attention", 1, "max"))
     assert mixed[0].error is None and mixed[0].frames.is_file()
     assert mixed[1].result is not None and mixed[1].error == (
         "hvt_t.untrained has no max at stage 1: it offers mean."  # HVT has no CLS row per head
     )
     # heads are numbered as the app numbers them, and only the chosen stage's map is asked
-    beyond = service.render(a, lens.View.from_controls("attention", 3, "head 5"))[0].error
+    beyond = service.render(a, lens.Display.from_controls("attention", 3, "head 5"))[0].error
     assert (
         beyond
         == "mvit_t.untrained has no head 5 at stage 3: it offers mean, max, head 1, head 2, head 3, head 4."
     )
-    assert service.render(a, lens.View.from_controls("attention", 3, "head 4"))[0].error is None
+    assert service.render(a, lens.Display.from_controls("attention", 3, "head 4"))[0].error is None
 
 
 def test_panels_carry_frames_times_weights_and_captions(service, clip):
     a = service.analyse(clip, SMALL[:1])
-    p = service.render(a, lens.View("attention"))[0]
+    p = service.render(a, lens.Display("attention"))[0]
     r = a.results[0]
     assert p.times == tuple(float(t) for t in r.times) and len(p.weights) == len(p.times)
     assert sum(p.weights) == pytest.approx(1.0) and min(p.weights) >= 0
@@ -248,14 +248,14 @@ def test_panels_carry_frames_times_weights_and_captions(service, clip):
     w, h = Image.open(p.frames).size
     assert (w, h) == (cols * r.frames.shape[2], rows * r.frames.shape[1]) and cols * rows >= len(p.times)
     assert p.captions and "CLS" in p.captions[0]
-    from lens.render import overlays as views
+    from lens.render import captions
 
-    views.CAPTIONERS.append(lambda result, view, key, volume: f"note on {result.name}")
+    captions.CAPTIONERS.append(lambda result, display, key, volume: f"note on {result.name}")
     try:
-        q = service.render(a, lens.View("attention", colormap="gray"))[0]
+        q = service.render(a, lens.Display("attention", colormap="gray"))[0]
         assert q.captions[-1] == f"note on {r.name}", "a captioner added to the list is shown, no app change"
     finally:
-        views.CAPTIONERS.pop()
+        captions.CAPTIONERS.pop()
 
 
 def test_overlays_share_one_frame_rate_rule(service, clip, tmp_path):

@@ -1,4 +1,7 @@
-"""The Parquet schema of ``results.parquet``: one row per (clip, model), the columns described in one place.
+"""Every field of a dataset run, defined once: the columns of a row (``results.parquet``, :data:`COLUMNS`), the
+scores of each method in a row (:data:`SCORES`), and the numbers of a model's summary (:data:`SUMMARY`,
+timings included: :data:`TIMINGS` says which row columns each sums). ``summary.json``, ``summary.html`` and
+``python -m mvt evaluate`` all read them from here.
 
 pyarrow is imported only when a table is built (it comes with ``requirements-scale.txt``); the rows
 themselves are plain dicts (:mod:`lens.dataset.rows`), so ``evaluate`` runs without it.
@@ -7,7 +10,70 @@ themselves are plain dicts (:mod:`lens.dataset.rows`), so ``evaluate`` runs with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Field:
+    """One number: how a table heads it, what it means, and whether it is a rate (0/1 per clip: Wilson's
+    interval) or a mean (the normal interval)."""
+
+    label: str
+    meaning: str
+    rate: bool = False
+
+
+SCORES: dict[str, Field] = {
+    "pointing_game": Field(
+        "PG pixel", "the map's maximum, painted on the clip, lies on the actor", rate=True
+    ),
+    "token_pointing_game": Field(
+        "PG token", "the cell of the map's maximum token touches the actor", rate=True
+    ),
+    "ceiling_token": Field(
+        "ceiling", "token pointing game of the best map on the same token grid", rate=True
+    ),
+    "ceiling_pixel": Field("ceiling px", "pixel pointing game of the best map on the same grid", rate=True),
+    "chance": Field("chance", "token pointing game of a random token"),
+    "deletion_auc": Field(
+        "del AUC", "area under the deletion curve, most relevant cells first (lower: faithful)"
+    ),
+    "insertion_auc": Field("ins AUC", "area under the insertion curve (higher: more faithful)"),
+    "flow_correlation": Field("flow ρ", "Spearman ρ with token flow (signed relevance)"),
+    "flow_correlation_abs": Field("|flow| ρ", "Spearman ρ with the magnitude of token flow"),
+    "sink_pointing_game": Field(
+        "PG pixel, no sinks", "pixel pointing game with sink keys left out", rate=True
+    ),
+    "sink_token_pointing_game": Field(
+        "PG token, no sinks", "token pointing game with sinks left out", rate=True
+    ),
+    "seconds": Field("s/clip", "seconds the method took on the clip"),
+}
+"""The fields of each entry of a row's ``scores`` (besides ``method``), per method; null where not computed."""
+
+TIMINGS: dict[str, tuple[str, ...]] = {
+    "seconds_per_clip": ("seconds_forward", "seconds_explain"),
+    "seconds_scores_per_clip": ("seconds_scores",),
+    "seconds_decode_per_clip": ("seconds_decode",),
+}
+"""Each timing of a summary: the row columns it adds up per clip (its mean over the clips is the number)."""
+
+SUMMARY: dict[str, Field] = {
+    "clips": Field("clips", "rows of the model (clips analysed)"),
+    "errors": Field("errors", "rows that hold an error instead of numbers"),
+    "accuracy": Field("top-1", "prediction == label, over the labelled clips", rate=True),
+    "shuffled_accuracy": Field(
+        "frames shuffled", "top-1 with the frames in a seeded shuffled order", rate=True
+    ),
+    "seconds_per_clip": Field(
+        "seconds / clip", "forward with attention + explanation methods: what a request costs"
+    ),
+    "seconds_scores_per_clip": Field("scoring s / clip", "statistics, pointing games, deletion / insertion"),
+    "seconds_decode_per_clip": Field("decode s / clip", "decoding the clip for every sampling"),
+}
+"""A model's numbers in ``summary.json`` besides ``stages``, ``methods`` (:data:`SCORES` per method), the
+deletion check and ``sinks``."""
 
 COLUMNS: dict[str, tuple[str, str]] = {
     "index": ("int64", "position of the clip in the source listing (rows are sorted by it, then model)"),
@@ -30,10 +96,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "stage_distance_px": ("list<float64>", "per stage: mean attention distance, pixels on the model input"),
     "stage_distance_frames": ("list<float64>", "per stage: mean attention distance, frames"),
     "scores": (
-        "list<struct<method: string, pointing_game: float64, token_pointing_game: float64, "
-        "ceiling_token: float64, ceiling_pixel: float64, chance: float64, deletion_auc: float64, "
-        "insertion_auc: float64, flow_correlation: float64, flow_correlation_abs: float64, "
-        "sink_pointing_game: float64, sink_token_pointing_game: float64, seconds: float64>>",
+        "list<struct<method: string, " + ", ".join(f"{k}: float64" for k in SCORES) + ">>",
         "per method (per-stage methods at their last stage) and baseline (random, center; oracle with a "
         "mask): pointing game at pixel and token resolution, the ceilings of its token grid (the best "
         "possible map) and a random token's chance (null without a mask); deletion and insertion AUC (null "
