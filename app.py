@@ -82,15 +82,17 @@ PAGE = Page()
 def _stream(steps):
     """An action's screens onto the page, a step each; a failure is raised once its step is shown."""
     for screen in steps:
-        if screen.info:
-            gr.Info(screen.info)
-        yield PAGE.updates(screen)
+        yield _one(screen, raises=False)
         if screen.error:
             raise gr.Error(screen.error, print_exception=False)
 
 
-def _one(screen: Screen) -> dict:
-    return next(_stream([screen]))
+def _one(screen: Screen, *, raises: bool = True) -> dict:
+    if screen.error and raises:
+        raise gr.Error(screen.error, print_exception=False)
+    if screen.info:
+        gr.Info(screen.info)
+    return PAGE.updates(screen)
 
 
 # -- events: each one call of an action ---------------------------------------------------------------------------
@@ -304,16 +306,14 @@ def _tabs(p: Page) -> None:
 def _events(demo: gr.Blocks, p: Page) -> None:
     ui = {"api_visibility": "private"}  # the API is ENDPOINTS
     per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
-    controls, drawn = (
-        {p.state, p.show, p.opacity, p.colormap, *per_panel},
-        p.outputs("state", "timeline", "panels"),
-    )
+    display = {p.show, p.opacity, p.colormap, *per_panel}
+    controls, drawn = {p.state, *display}, p.outputs("state", "timeline", "panels")
     demo.load(on_load, outputs=p.outputs("models", "model_set", "notes"), concurrency_limit=None, **ui)
     p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **ui)
     p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **ui)
     for source in (p.clip, p.other):
         source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner"), **ui)
-    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *controls}
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *display}
     shown = p.outputs("state", "banner", "show", "timeline", "truth", "panels", "summary", "timings")
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **ui).then(
         on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats"), **ui

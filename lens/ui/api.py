@@ -31,9 +31,12 @@ def _folder(service: Service, session: str | None) -> Path:
 
 def answer(analysis: Analysis, folder: Path) -> dict:
     """``report.json`` of ``analysis`` with its files written into ``folder``: per model ``files`` (volume
-    slug → ``.npy``) and ``report`` (``report.html``)."""
+    slug → ``.npy``) and ``report`` (``report.html``). A weights file's ``path`` is named ``file`` here."""
     out = report_json(analysis)
     for record, entry in zip(out["models"], analysis.entries):
+        source = record.get("weights", {}).get("source", {})
+        if "path" in source:  # a "path" key reads as a file to download to gradio_client: say "file"
+            source["file"] = source.pop("path")
         if isinstance(entry, ModelResult):
             entry.materialise()
             files = {}

@@ -12,6 +12,8 @@ import pytest
 import lens
 import mvt
 from lens import defaults, examples, jobs, present, timeline, uploads
+from lens.core.request import class_index
+from lens.ui.screens import AppState, Controls
 from tests.test_app import make_moving_square
 
 SMALL = ["mvit_t.untrained", "hvt_t.untrained"]
@@ -140,7 +142,8 @@ def test_panels_say_what_they_show_and_offer_what_their_model_can_give(tmp_path,
     svc = lens.Service(out_dir=tmp_path / "out")
     a = svc.analyse(clip, SMALL, ["rollout"])
     url = lambda p: f"files/{p.name}"  # noqa: E731
-    panels = svc.render(a, present.views(2, "attention", [2, None], ["head 2", None]))
+    controls = Controls("attention", stages=(2, None), heads=("head 2", None))
+    panels = svc.render(a, controls.displays(AppState(names=tuple(SMALL))))
     mvit, hvt = (present.panel_screen(p, i, url, svc.labels(p.name)) for i, p in enumerate(panels))
     assert mvit.stage == 2 and [v for _, v in mvit.stages] == [1, 2, 3] and mvit.head == "head 2"
     assert "head 2 of 2" in mvit.html and f"files/{panels[0].frames.name}" in mvit.html
@@ -178,9 +181,9 @@ def test_frame_weights_are_shares_of_the_painted_explanation(tmp_path, clip):
 
 def test_a_class_typed_or_picked_is_understood():
     labels = ("abseiling", "air drumming", "answering questions")
-    assert present.class_index("Air Drumming", labels) == 1
-    assert present.class_index("class 2", labels) == 2 and present.class_index("0", labels) == 0
-    assert present.class_index("juggling", labels) is None and present.class_index("class 9", labels) is None
+    assert class_index("Air Drumming", labels) == 1
+    assert class_index("class 2", labels) == 2 and class_index("0", labels) == 0
+    assert class_index("juggling", labels) is None and class_index("class 9", labels) is None
     assert (
         present.class_method("attention") == "grad_rollout"
         and present.class_method("rollout") == "grad_rollout"
