@@ -2,9 +2,9 @@
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
-timings.json and a self-contained report.html into ``--out`` (:func:`lens.export.write_export`).
+timings.json and a self-contained report.html into ``--out`` (:func:`lens.files.export.write_export`).
 ``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
-process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`).
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.dataset.evaluate`).
 """
 
 from __future__ import annotations

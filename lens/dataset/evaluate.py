@@ -3,7 +3,7 @@
     python -m mvt evaluate --n 200 --seed 7 [--models hvt_t.synth ...] [--json] [--write PATH]
 
 For every model (default: every registered ``*.synth`` model whose weights are here) and every clip of
-``mvt.synth.generate(n, seed)``, these methods of the registry (:mod:`lens.methods`), computed exactly as the
+``mvt.synth.generate(n, seed)``, these methods of the registry (:mod:`lens.explain.methods`), computed exactly as the
 app computes them, for the true class: ``rollout`` (onto view 0 for multiview models), ``grad_rollout``,
 ``token_flow`` (conservative relevance of the input tokens), ``last_stage`` (the ``attention`` method's last
 stage), ``saliency`` and ``gradcam`` (captum), and the ``center`` and ``random`` baselines. Per method:
@@ -13,7 +13,7 @@ stage), ``saliency`` and ``gradcam`` (captum), and the ``center`` and ``random``
   maximum token touches the mask (pixel maps: the same as pixel); **ceiling** (token and pixel): the scores of
   the best possible map on the same token grid (each token's actor coverage), and **chance** (a random token).
   A method whose token pointing game is below ``center``'s is flagged (``loses_to_center``).
-* **deletion / insertion AUC** on the first ``--faithfulness-n`` clips (:func:`lens.faithfulness.score_model`,
+* **deletion / insertion AUC** on the first ``--faithfulness-n`` clips (:func:`lens.explain.scoring.score_model`,
   fill :data:`viz.faithfulness.DEFAULT_SUBSTRATE`), with the ``oracle`` (the actor's mask) and the baselines.
   The metric checks itself per model: deleting the actor must hurt more than deleting random cells
   (``deletion_valid``: oracle deletion AUC < random's; likewise ``insertion_valid``). Where it does not, that

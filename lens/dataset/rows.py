@@ -1,14 +1,14 @@
 """The per-clip computation every engine runs: decode a clip once per sampling, then one row per model.
 
 :func:`decode` turns a :class:`~lens.dataset.sources.ClipRef` into the frames each model sees (a file through
-``lens.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
+``lens.core.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
 through ``mvt.synth.generate``, with its actor mask), or into the error that stopped it. :func:`clip_rows`
 runs every model on a decoded clip and returns one plain-dict row per model (the columns are
 :data:`lens.dataset.schema.COLUMNS`): predictions, attention statistics per stage, and per method the
 pointing game at pixel and token resolution with its ceilings and chance (where a mask exists), deletion /
 insertion AUC (on clips marked ``scored``), the Spearman correlation with token flow, the pointing game with
-sink keys left out, and seconds, computed with the project's registry (:mod:`lens.methods`) and metrics
-(:mod:`lens.faithfulness`, :mod:`viz`, :mod:`viz.pointing`); with ``RowConfig.sinks``, the model's sink keys
+sink keys left out, and seconds, computed with the project's registry (:mod:`lens.explain.methods`) and metrics
+(:mod:`lens.explain.scoring`, :mod:`viz`, :mod:`viz.pointing`); with ``RowConfig.sinks``, the model's sink keys
 (:mod:`mvt.sinks`). ``python -m mvt evaluate`` is a report over these rows.
 
 Deterministic: the only randomness (the random baseline, the frame order of the shuffled prediction) is
@@ -144,7 +144,7 @@ def decode_specs(names: Sequence[str]) -> list[mvt.ModelSpec]:
 
 
 def decode(ref: ClipRef, specs: Sequence[mvt.ModelSpec]) -> Decoded:
-    """Decode ``ref`` once per spec (:func:`decode_specs`): a file through ``lens.clips.read_clip`` and
+    """Decode ``ref`` once per spec (:func:`decode_specs`): a file through ``lens.core.clips.read_clip`` and
     ``mvt.resize_and_crop`` as :class:`lens.Service` reads it, a SynthMotion clip generated at the crop
     size with its mask. Never raises for a bad clip: the error becomes ``Decoded.error`` (a
     :class:`mvt.VideoError`'s sentence, or the exception's type and message)."""

@@ -2,7 +2,7 @@
 
 One function per method, all with the signature ``fn(model, x, target, counted, **options) -> tensor`` and
 run through :func:`run` (eval mode, a detached copy of ``x``, the default target, NaN clean-up); the
-registry in :mod:`lens.methods` names them. How a 5-D attribution ``(1, 3, T, H, W)`` becomes a volume:
+registry in :mod:`lens.explain.methods` names them. How a 5-D attribution ``(1, 3, T, H, W)`` becomes a volume:
 
 * ``saliency``: ``|∂y/∂x|``, max over colour channels (Simonyan et al.);
 * ``input_x_gradient``, ``integrated_gradients``: signed, summed over channels (IG from a zero baseline —
@@ -84,7 +84,7 @@ def _sequence_cam(model: nn.Module, x: torch.Tensor, cam: torch.Tensor, stage: i
     return viz.to_frames(grid.astype(np.float32), shape, footprint=rec.embed)
 
 
-# -- the methods (registered in lens.methods) ----------------------------------------------------------------
+# -- the methods (registered in lens.explain.methods) ----------------------------------------------------------------
 
 
 def saliency(model: nn.Module, x: torch.Tensor, target: int, f: Counted) -> torch.Tensor:

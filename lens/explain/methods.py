@@ -2,11 +2,11 @@
 
 The service, the app (its choices), ``evaluate`` and the report all read :data:`METHODS`; nothing else
 lists methods or dispatches on their names. A method's ``compute(inputs)`` returns the volumes it makes,
-keyed by :class:`~lens.records.VolumeKey` (per-stage methods give one per stage).
+keyed by :class:`~lens.core.records.VolumeKey` (per-stage methods give one per stage).
 
 Kinds: ``attention`` (a stage's CLS row on its pooled key grid), ``rollout`` (attention rollout through the
 pooling), ``gradient`` (gradient-weighted rollout; token flow, the conservative relevance of the tokens of
-:func:`mvt.token_flow`), ``captum`` (attributions, :mod:`lens.attribution`),
+:func:`mvt.token_flow`), ``captum`` (attributions, :mod:`lens.explain.attribution`),
 ``baseline`` (random, centre and, where a ground-truth mask is known, the mask itself).
 """
 
@@ -74,10 +74,10 @@ class Method:
     needs_mask: bool = False
     """Needs a ground-truth mask (only where one is known: SynthMotion)."""
     attribution: A.Attribution | None = None
-    """For captum methods: the function of :mod:`lens.attribution` (see :func:`attribute`)."""
+    """For captum methods: the function of :mod:`lens.explain.attribution` (see :func:`attribute`)."""
     needs_matrices: bool = False
     """Reads every map's full head-mean matrix (not only CLS rows): with ``compute(..., defer=True)`` its
-    volumes are pending until first read (see :class:`lens.records.Volumes`)."""
+    volumes are pending until first read (see :class:`lens.core.records.Volumes`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -247,7 +247,7 @@ def attribute(
     **options,
 ) -> np.ndarray:
     """The captum attribution ``method`` of ``target`` (default: the prediction) for one clip ``x``
-    ``(1, 3, T, H, W)``: float32 ``(T, H, W)`` at the input's resolution (see :mod:`lens.attribution`)."""
+    ``(1, 3, T, H, W)``: float32 ``(T, H, W)`` at the input's resolution (see :mod:`lens.explain.attribution`)."""
     m = get(method)
     if m.attribution is None:
         raise LensError(f"{method!r} is not a captum attribution; those are {names(['captum'])}")

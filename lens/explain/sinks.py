@@ -128,7 +128,7 @@ def model_sinks(model: nn.Module, seed: int = SINK_STREAM) -> list[Sink]:
 
 
 def sink_record(s: Sink) -> dict[str, Any]:
-    """A sink as the ``sinks`` column holds it (and ``lens.notes`` reads it back)."""
+    """A sink as the ``sinks`` column holds it (and ``lens.explain.sinks`` reads it back)."""
     d = asdict(s)
     d["cell"] = list(d["cell"]) if d["cell"] is not None else None
     return d

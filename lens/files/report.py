@@ -3,7 +3,7 @@
 and, per model, shows the weights (trained or not, stated plainly), the top-5 predictions, a strip of
 attention overlays (a row per stage, plus rollout), the multiscale token grid
 (:func:`viz.token_grid_figure`), attention entropy/distance (:func:`viz.stats_figure`), timings, and, when
-given, deletion/insertion curves with an AUC table (:func:`lens.faithfulness.score_result`). A model that
+given, deletion/insertion curves with an AUC table (:func:`lens.explain.scoring.score_result`). A model that
 failed gets its error message instead.
 """
 
@@ -23,7 +23,7 @@ from .html import Figures, esc, page, png_data_uri, table
 
 MethodMetrics = Mapping[str, Any]
 """Per volume: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``,
-``"mask_iou"`` (what :func:`lens.faithfulness.score_result` returns)."""
+``"mask_iou"`` (what :func:`lens.explain.scoring.score_result` returns)."""
 Metrics = Mapping[str, Mapping[VolumeKey, MethodMetrics]]
 """Per model name: its scores by volume."""
 
@@ -194,7 +194,7 @@ def write_report_html(
     """Write ``report.html`` for ``analysis`` to ``path`` (a directory means ``path/report.html``).
 
     ``metrics`` (optional) maps a model name to ``{volume key: Curves}`` or to the output of
-    :func:`lens.faithfulness.score_result`; those models get a faithfulness section (AUC table and curves).
+    :func:`lens.explain.scoring.score_result`; those models get a faithfulness section (AUC table and curves).
     """
     path = Path(path)
     if path.is_dir() or path.suffix == "":

@@ -1,4 +1,4 @@
-"""lens.report: a self-contained report.html from real small models, opened offline in headless Chromium."""
+"""lens.files.report: a self-contained report.html from real small models, opened offline in headless Chromium."""
 
 from __future__ import annotations
 
