@@ -1,10 +1,8 @@
-"""lens.Service and its caches: shared model builds, result keys, per-model errors, files only in out_dir."""
+"""lens.Service: result keys, per-model errors, files only in out_dir, sessions, faithfulness scores."""
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -12,113 +10,10 @@ import torch
 
 import lens
 import mvt
-from lens.core.cache import ModelCache, ResultCache
-from lens.core.records import ResultKey
+from lens.core.request import ResultKey
 from tests.test_app import make_moving_square
 
 SMALL = ["mvit_t.untrained", "hvt_t.untrained"]
-
-
-class SlowBuilder:
-    """Builds a tiny module after waiting for ``release`` (per name); counts builds."""
-
-    def __init__(self) -> None:
-        self.builds: dict[str, int] = {}
-        self.started: dict[str, threading.Event] = {}
-        self.release: dict[str, threading.Event] = {}
-        self.fail: set[str] = set()
-        self._lock = threading.Lock()
-
-    def events(self, name: str) -> tuple[threading.Event, threading.Event]:
-        with self._lock:
-            return self.started.setdefault(name, threading.Event()), self.release.setdefault(
-                name, threading.Event()
-            )
-
-    def __call__(self, name: str, device: torch.device) -> torch.nn.Module:
-        started, release = self.events(name)
-        with self._lock:
-            self.builds[name] = self.builds.get(name, 0) + 1
-        started.set()
-        assert release.wait(10), "test builder was never released"
-        if name in self.fail:
-            raise mvt.WeightsError(f"{name}: the download failed (test)")
-        return torch.nn.Linear(1, 1)
-
-
-def _start(fn, *args) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001 (the test inspects it)
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
-
-
-def _wait_until_waiting_on_a_future(*threads: threading.Thread, timeout: float = 10.0) -> None:
-    """Poll the threads' stacks until one is inside ``Future.result`` (a condition, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frames = sys._current_frames()
-        for thread in threads:
-            frame = frames.get(thread.ident)
-            while frame is not None:
-                if frame.f_code.co_name == "result" and "futures" in frame.f_code.co_filename:
-                    return
-                frame = frame.f_back
-        time.sleep(0.01)
-    raise AssertionError("the second caller never waited on the shared build")
-
-
-def test_two_callers_share_one_build_and_another_model_is_not_blocked():
-    builder = SlowBuilder()
-    cache = ModelCache("cpu", builder)
-    a1, r1 = _start(cache.get, "a")
-    a2, r2 = _start(cache.get, "a")
-    started_a, release_a = builder.events("a")
-    assert started_a.wait(5)
-    _wait_until_waiting_on_a_future(a1, a2)  # one builds, the other waits on its future
-    # while "a" is still building (its builder is blocked), "b" builds and returns
-    b, rb = _start(cache.get, "b")
-    builder.events("b")[1].set()
-    b.join(5)
-    assert not b.is_alive() and isinstance(rb["value"], torch.nn.Module), "b waited for a's build"
-    assert a1.is_alive() and a2.is_alive()
-    release_a.set()
-    a1.join(5), a2.join(5)
-    assert r1["value"] is r2["value"], "both callers get the one model"
-    assert builder.builds == {"a": 1, "b": 1}
-    assert cache.get("a") is r1["value"] and builder.builds["a"] == 1
-    assert sorted(cache.loaded()) == ["a", "b"]
-
-
-def test_a_failed_build_reaches_every_waiter_and_is_not_cached():
-    builder = SlowBuilder()
-    builder.fail.add("bad")
-    cache = ModelCache("cpu", builder)
-    t1, r1 = _start(cache.get, "bad")
-    t2, r2 = _start(cache.get, "bad")
-    assert builder.events("bad")[0].wait(5)
-    _wait_until_waiting_on_a_future(t1, t2)  # the second caller waits on the shared build, not a new one
-    builder.events("bad")[1].set()
-    t1.join(5), t2.join(5)
-    assert isinstance(r1["error"], mvt.WeightsError) and isinstance(r2["error"], mvt.WeightsError)
-    assert builder.builds["bad"] == 1
-    builder.fail.clear()
-    assert isinstance(cache.get("bad"), torch.nn.Module) and builder.builds["bad"] == 2  # tried again
-
-
-def test_result_cache_is_a_bounded_lru():
-    c: ResultCache[str, int] = ResultCache(max_items=2)
-    c.put("a", 1), c.put("b", 2)
-    assert c.get("a") == 1
-    c.put("c", 3)  # evicts b, the least recently used
-    assert c.get("b") is None and c.get("a") == 1 and len(c) == 2
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +194,44 @@ def test_score_model_scores_the_class_probability_and_restores_the_mode():
     with torch.no_grad():
         p = model.eval()(x).softmax(-1)[0]
     assert c.target == int(p.argmax()) and c.deletion[0] == pytest.approx(float(p.max()), abs=1e-6)
+
+
+def test_session_folders_are_inside_the_service_folder_and_go_at_the_end(tmp_path):
+    svc = lens.Service(out_dir=tmp_path / "out")
+    folder = svc.session_dir("../../etc/passwd")
+    assert folder.parent == svc.out_dir and folder.name == "session-etcpasswd"
+    (folder / "x.jpg").write_bytes(b"x")
+    svc.end_session("../../etc/passwd")
+    assert not folder.exists() and svc.out_dir.exists()
+    with pytest.raises(ValueError, match="not inside"):
+        svc.render(lens.Analysis(lens.Request(lens.ClipInfo("a", "b", 1, 1, 1, 1), ()), []), folder=tmp_path)
+    svc.close()
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_service_owns_its_caches_and_close_stops_every_thread_it_started(tmp_path, clip):
+    """Every cache (models, results, panels, decoded clips) is the service's; every thread it starts (the
+    background pool of deferred maps, downloads, start-up, the network probes of a page load) stops with
+    ``close`` — none outlives it."""
+    from lens.core.threads import Closed
+
+    before = set(threading.enumerate())
+    svc = lens.Service(out_dir=tmp_path / "owned")
+    a = svc.analyse(clip, SMALL, ["rollout"])  # deferred: rollout pending
+    assert len(svc.clips) >= 1 and len(svc.results) == 2 and sorted(svc.models.loaded()) == sorted(SMALL)
+    svc.render(a)
+    assert len(svc.panels) == 2
+    svc.warm(a).result(60)  # the background pool
+    lens.defaults.model_choices(probe=False, pool=svc.threads.pool("probe", 8))  # what a page load does
+    release = threading.Event()
+    svc.threads.start("download (test)", lambda: release.wait(5))
+    lens.startup.start(svc, "custom")  # nothing to fetch, no example for 'custom': quick
+    release.set()
+    mine = [t for t in threading.enumerate() if t not in before and t.name.startswith("mvt-lens")]
+    assert {t.name.split()[1] for t in mine} >= {"warm_0", "probe_0"}, [t.name for t in mine]
+    assert svc.close() == []
+    alive = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not [n for n in alive if n.startswith("mvt-lens")], alive
+    assert len(svc.clips) == len(svc.results) == len(svc.panels) == 0 and not (tmp_path / "owned").exists()
+    with pytest.raises(Closed):
+        svc.threads.start("late", lambda: None)

@@ -34,9 +34,9 @@ from lens.dataset.schema import schema  # noqa: E402
 from lens.dataset.sources import shuffle_order  # noqa: E402
 from lens.dataset.summary import mean_ci, rate_ci  # noqa: E402
 from mvt import synth  # noqa: E402
-from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
+from tests.lens.dataset.clips import write_clip_folder  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODEL = "hvt_t.synth"
 FAST = {"threads": 1, "progress": False}
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from lens.dataset import DatasetConfig, RowConfig, analyse_dataset  # noqa: E402
 from lens.dataset.engines import connect  # noqa: E402
-from tests.lens.dataset_clips import write_clip_folder  # noqa: E402
+from tests.lens.dataset.clips import write_clip_folder  # noqa: E402
 
 MODEL = "hvt_t.synth"
 TIMINGS = {"seconds_decode", "seconds_forward", "seconds_explain", "seconds_scores", "worker", "run"}
