@@ -2,7 +2,7 @@
 
 Gradio UI only: the layout, and each event mapped to one call of :class:`lens.ui.actions.Actions`, which answers
 with :class:`lens.ui.screens.Screen` records put onto the page by name (:meth:`Page.updates`); inputs come in
-by name too (:meth:`Page.named`). The public API ("Use via API") is four named endpoints over
+by name too (:meth:`Page.asked`). The public API ("Use via API") is four named endpoints over
 :mod:`lens.ui.api`; every UI event is private. A browser session keeps an :class:`~lens.ui.screens.AppState`
 in ``gr.State`` and its files in its own folder, deleted when it ends; ``SERVICE.close`` stops everything at exit.
 """
@@ -35,12 +35,8 @@ DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what mak
 if DEVICE == "cpu":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-SERVICE = lens.Service(  # on ZeroGPU, ``gpu`` runs the models in a worker process
-    DEVICE,
-    max_results=24,
-    gpu=gpu(duration=120) if zero_gpu() else None,
-    compute_slots=1 if DEVICE == "cpu" else 2,
-)
+SERVICE = lens.Service(DEVICE, max_results=24, gpu=gpu(duration=120) if zero_gpu() else None,  # ZeroGPU: a worker
+                       compute_slots=1 if DEVICE == "cpu" else 2)  # fmt: skip
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
 atexit.register(SERVICE.close)
@@ -156,12 +152,11 @@ def _answer(call, request: gr.Request | None = None, **ask):
             return [files(x) for x in v] if isinstance(v, list) else {k: files(x) for k, x in v.items()}
         return FileData(path=str(v)) if isinstance(v, Path) else v
 
-    clip = ask.pop("clip")
-    ask["clip"] = clip["path"] if isinstance(clip, dict) else clip.path
-    if "session" in call.__code__.co_varnames:
-        ask["session"] = getattr(request, "session_hash", None)
+    clip, session = ask.pop("clip"), getattr(request, "session_hash", None)
     try:
-        return files(call(SERVICE, **ask))
+        return files(
+            call(SERVICE, clip["path"] if isinstance(clip, dict) else clip.path, **ask, session=session)
+        )
     except lens.USER_ERRORS as e:
         raise gr.Error(str(e), print_exception=False) from None
 
@@ -174,7 +169,6 @@ def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = N
     """Run models on a clip (methods default to attention and rollout; start_s, in seconds, to each model's
     window): per model its top-5, the frames it saw (clip times), its token grids and every explanation
     volume as a .npy file on its token grid; and report.html."""
-    methods = methods or list(lens.DEFAULT_METHODS)
     return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s)
 
 
@@ -190,22 +184,16 @@ def faithfulness(
     clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8
 ) -> dict:
     """Deletion / insertion AUCs of every explanation volume and of the random and centre baselines, per model."""
-    methods = methods or list(lens.DEFAULT_METHODS)
     return _answer(api.faithfulness, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)
 
 
 def export(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> FileData:  # fmt: skip
     """A zip of overlay videos (.mp4), volumes (.npz), report.json, report.html and timings.json."""
-    methods = methods or list(lens.DEFAULT_METHODS)
     return _answer(api.export, request, clip=clip, models=models, methods=methods, start_s=start_s)
 
 
-ENDPOINTS = {
-    "analyse": analyse,
-    "explain_class": explain_class,
-    "faithfulness": faithfulness,
-    "export": export,
-}
+ENDPOINTS = (analyse, explain_class, faithfulness, export)
+"""The public API: each is ``/<its name>``, with its parameters' names."""
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
@@ -215,6 +203,7 @@ Where do video transformers look? Compare MViT, MMViT, ViViT and HVT on one clip
 FAITHFULNESS = """Which explanation is right? Deletion removes the most relevant token cells first (lower area = more
 faithful); insertion adds them to a clip imputed from nothing (higher = more faithful). `random` and `center`
 are baselines every method should beat."""
+FAITHFULNESS_TABLE = ["model", "method", "deletion AUC (lower better)", "insertion AUC (higher better)"]
 INT8 = "int8 linear layers: faster on a CPU, approximate (not the models as trained; no gradient methods)"
 MODELS = {"choices": defaults.model_choices(), "value": defaults.set_models(defaults.SYNTHMOTION),
           "multiselect": True, "max_choices": N, "allow_custom_value": True, "label": f"Models (up to {N})",
@@ -292,8 +281,7 @@ def _tabs(p: Page) -> None:
                 p.steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
                 p.score = gr.Button("Score the computed methods")
             p.update({f"faithfulness_{i}": gr.Plot(visible=False) for i in range(N)})
-            headers = ["model", "method", "deletion AUC (lower better)", "insertion AUC (higher better)"]
-            p.faithfulness_table = gr.Dataframe(headers=headers, interactive=False)
+            p.faithfulness_table = gr.Dataframe(headers=FAITHFULNESS_TABLE, interactive=False)
         with gr.Tab("Timings"):
             p.timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
         with gr.Tab("Export"):
@@ -327,8 +315,6 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export"), **ui)
     p.score.click(on_score, inputs={p.state, p.steps}, outputs=p.outputs("faithfulness", "faithfulness_table"), **ui)  # fmt: skip
     demo.unload(on_end)
-    for name, fn in ENDPOINTS.items():
-        gr.api(fn, api_name=name, concurrency_limit=4)
 
 
 def build_demo() -> gr.Blocks:
@@ -340,6 +326,8 @@ def build_demo() -> gr.Blocks:
         _results(PAGE)
         _tabs(PAGE)
         _events(demo, PAGE)
+        for fn in ENDPOINTS:
+            gr.api(fn, api_name=fn.__name__, concurrency_limit=4)
     return demo
 
 

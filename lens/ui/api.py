@@ -53,13 +53,14 @@ def analyse(
     service: Service,
     clip: str,
     models: Sequence[str],
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     start_s: float | None = None,
     *,
     session: str | None = None,
 ) -> dict:
-    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods``: :func:`answer`."""
-    analysis = service.analyse(clip, list(models), list(methods), start_s=start_s)
+    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
+    :func:`answer`."""
+    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
     return answer(analysis, _folder(service, session))
 
 
@@ -83,13 +84,16 @@ def faithfulness(
     service: Service,
     clip: str,
     models: Sequence[str],
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     start_s: float | None = None,
     steps: int = 8,
+    *,
+    session: str | None = None,
 ) -> dict:
     """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
-    model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}``."""
-    analysis = service.analyse(clip, list(models), list(methods), start_s=start_s)
+    model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
+    none)."""
+    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
     scores = service.faithfulness(analysis, steps=int(steps))
     return {name: summary(s) for name, s in scores.items()}
 
@@ -98,11 +102,11 @@ def export(
     service: Service,
     clip: str,
     models: Sequence[str],
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     start_s: float | None = None,
     *,
     session: str | None = None,
 ) -> Path:
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
-    analysis = service.analyse(clip, list(models), list(methods), start_s=start_s)
+    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))

@@ -6,7 +6,6 @@ without a browser; :mod:`lens.ui.actions` puts it into screens.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -171,10 +170,3 @@ def class_method(show: str) -> str:
     gradient-weighted rollout (attention and rollout are the same for every class)."""
     m = M.get(show)
     return m.name if (m.needs_gradients or m.kind in ("gradient", "captum")) else "grad_rollout"
-
-
-def banner_html(message: str | None) -> str:
-    """The banner over the results: why a comparison cannot be made (empty: no banner)."""
-    if not message:
-        return ""
-    return f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>"

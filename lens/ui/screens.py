@@ -11,6 +11,7 @@ person (the app raises it as a Gradio error today) and :attr:`Screen.banner` the
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,13 @@ def _panel_parts(i: int, s: PanelScreen | None) -> dict[str, dict]:
     return {f"{k}_{i}": v for k, v in parts.items()}
 
 
+def banner_html(message: str | None) -> str:
+    """The banner over the results: why a comparison cannot be made (empty: no banner)."""
+    if not message:
+        return ""
+    return f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>"
+
+
 def _shown(value: Any) -> dict:
     return {"value": str(value) if isinstance(value, Path) else value, "visible": value is not None}
 
@@ -209,8 +217,6 @@ def _shown(value: Any) -> dict:
 def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
     """``screen``'s changes part by part: ``{part name: {"value", "visible", "choices"...}}`` (what a UI
     library's update takes). ``frames_html(sprite)`` is the ground-truth panel's markup."""
-    from .present import banner_html
-
     out: dict[str, dict] = {}
     for name, value in screen.changes().items():
         if name == "panels":
