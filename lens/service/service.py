@@ -244,22 +244,17 @@ class Service:
         models: Sequence[str],
         methods: Sequence[str] = M.DEFAULT_METHODS,
         *,
-        start_s: float | str | None = None,
-        target: int | None = None,
-        options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
-        precision: str = "fp32",
+        **request: Any,
     ) -> Job:
         """:meth:`analyse`, streamed: a :class:`lens.service.jobs.Job` to iterate for ``(index, entry)`` as each
         model finishes (cached results first, then the model expected to finish first; downloads run
-        meanwhile). The request and the clip are checked here, before anything runs."""
+        meanwhile). The request (``start_s``, ``target``, ``options``, ``precision``: :meth:`request`) and the
+        clip are checked here, before anything runs."""
         report = progress or _quiet
         if clip:
             report(0.0, "reading the clip")
-        request = self.request(
-            clip, models, methods, start_s=start_s, target=target, options=options, precision=precision
-        )
-        return Job(self, request, report)
+        return Job(self, self.request(clip, models, methods, **request), report)
 
     def get(self, ref: AnalysisRef | None) -> Analysis:
         """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""

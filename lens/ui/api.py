@@ -29,6 +29,10 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
+def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s) -> Analysis:
+    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+
+
 def answer(analysis: Analysis, folder: Path) -> dict:
     """``report.json`` of ``analysis`` with its files written into ``folder``: per model ``files`` (volume
     slug → ``.npy``) and ``report`` (``report.html``). A weights file's ``path`` is named ``file`` here."""
@@ -60,8 +64,7 @@ def analyse(
 ) -> dict:
     """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
     :func:`answer`."""
-    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
-    return answer(analysis, _folder(service, session))
+    return answer(_analysis(service, clip, models, methods, start_s), _folder(service, session))
 
 
 def explain_class(
@@ -93,8 +96,7 @@ def faithfulness(
     """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
     model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
     none)."""
-    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
-    scores = service.faithfulness(analysis, steps=int(steps))
+    scores = service.faithfulness(_analysis(service, clip, models, methods, start_s), steps=int(steps))
     return {name: summary(s) for name, s in scores.items()}
 
 
@@ -108,5 +110,5 @@ def export(
     session: str | None = None,
 ) -> Path:
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
-    analysis = service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+    analysis = _analysis(service, clip, models, methods, start_s)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))
