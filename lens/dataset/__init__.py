@@ -10,6 +10,8 @@ resume), :mod:`~lens.dataset.summary` and :mod:`~lens.dataset.report` (``summary
 :mod:`~lens.dataset.run` (:func:`analyse_dataset`, which ties them together) and
 :mod:`~lens.dataset.evaluate` (``python -m mvt evaluate``: a preset over the summary).
 
+May import: mvt, viz, lens.core, lens.explain, lens.render, lens.files, lens.service (the run path).
+
 Ray and pyarrow come with ``requirements-scale.txt`` (not needed by the app); only the Ray engine imports
 Ray, and only writing Parquet imports pyarrow (``evaluate`` keeps rows in memory).
 """
