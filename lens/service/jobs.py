@@ -31,7 +31,7 @@ from mvt import weights
 from mvt.prefetch import prefetch
 
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult
-from ..core.request import Request, ResultKey
+from ..core.request import ClipInfo, Request, ResultKey
 
 Progress = Callable[[float, str], None]
 Entry = ModelResult | ModelError
@@ -113,7 +113,7 @@ class Job:
         return self.request.models
 
     @property
-    def clip(self):
+    def clip(self) -> ClipInfo:
         return self.request.clip
 
     # -- results ---------------------------------------------------------------------------------------------
