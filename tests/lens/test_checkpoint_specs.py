@@ -13,8 +13,8 @@ import torch
 
 from lens import defaults
 from lens.cli import main
-from lens.records import LensError
-from lens.service import Service
+from lens.core.request import LensError
+from lens.service.service import Service
 from mvt.checkpoints.pyslowfast import config_from_cfg, parse_cfg
 from tests.checkpoint_formats import (
     TINY_DATA,
@@ -135,7 +135,7 @@ def test_ray_workers_resolve_a_checkpoint_spec_themselves(tmp_path, monkeypatch)
     """A user's file named by its spec string: each actor recognises and registers it in its own process, and
     the rows name the model by the spec string and its classes by the file's own labels (SSv2, from its cfg)."""
     ray = pytest.importorskip("ray", reason="Ray comes with requirements-scale.txt (CI installs it)")
-    from lens.dataset import analyse_dataset
+    from lens.dataset import DatasetConfig, RowConfig, analyse_dataset
     from lens.dataset.engines import connect
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # local Ray, whatever the environment says
@@ -146,9 +146,11 @@ def test_ray_workers_resolve_a_checkpoint_spec_themselves(tmp_path, monkeypatch)
     torch.save(pyslowfast_checkpoint(to_pyslowfast(torchvision_mvit(cfg, 174).state_dict()), text), path)
     spec = f"file:{path}"
     kw = {"threads": 1, "progress": False, "report": False}
-    local = analyse_dataset("synth:4:1", [spec], [], tmp_path / "local", engine="local", **kw)
+    rows = RowConfig(methods=())
+    local = analyse_dataset("synth:4:1", [spec], DatasetConfig(rows, out=tmp_path / "local", **kw))
     try:
-        on_ray = analyse_dataset("synth:4:1", [spec], [], tmp_path / "ray", engine="ray", actors=1, **kw)
+        ray_config = DatasetConfig(rows, out=tmp_path / "ray", engine="ray", actors=1, **kw)
+        on_ray = analyse_dataset("synth:4:1", [spec], ray_config)
     finally:
         if started:
             ray.shutdown()
