@@ -1,10 +1,15 @@
-"""Command line: ``python -m mvt list | download | probe | predict | explain | analyse-dataset | evaluate``.
+"""Command line: ``python -m mvt list | download | probe | inspect-checkpoint | predict | explain | analyse-dataset |
+evaluate``.
+
+Wherever models are named (``--models``), a registry name, a glob or a checkpoint spec string is accepted:
+``file:/path/ckpt.pyth``, ``url:https://…``, ``hub:org/repo[@rev]`` (see :mod:`mvt.checkpoints`);
+``inspect-checkpoint SOURCE`` prints what such a file was recognised as.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
-timings.json and a self-contained report.html into ``--out`` (:func:`lens.export.write_export`).
+timings.json and a self-contained report.html into ``--out`` (:func:`lens.files.export.write_export`).
 ``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
-process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`).
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.dataset.evaluate`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import sys
 
 import mvt
 
-from .export import write_export
-from .methods import DEFAULT_METHODS
-from .records import LensError
-from .service import Service
+from .core.request import LensError
+from .explain.methods import DEFAULT_METHODS
+from .files.export import write_export
+from .service.service import Service
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -40,6 +45,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     print(json.dumps(asdict(mvt.probe(args.clip)), indent=2, default=str))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    rec = mvt.inspect_checkpoint(args.source, arch=args.arch, labels=args.labels)
+    print(rec.describe())
     return 0
 
 
@@ -79,28 +90,30 @@ def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
     from mvt.device import select_device
     from mvt.prefetch import expand
 
-    from .dataset import analyse_dataset
+    from .dataset import DatasetConfig, RowConfig, analyse_dataset
 
-    result = analyse_dataset(
-        args.src,
-        expand(args.models),
-        args.methods,
-        args.out,
-        engine=args.engine,
-        resume=args.resume,
+    rows = RowConfig(
+        methods=tuple(args.methods),
         steps=args.steps,
         top_k=args.top_k,
         target=args.target,
         shuffled=args.shuffled,
         volumes=args.volumes,
         sinks=args.sinks,
+    )
+    config = DatasetConfig(
+        rows,
+        out=args.out,
+        resume=args.resume,
         faithfulness_n=args.faithfulness_n,
+        engine=args.engine,
+        device=args.device or select_device(),
         actors=args.actors,
         threads=args.threads,
         address=args.address,
-        device=args.device or select_device(),
         flush_every=args.flush_every,
     )
+    result = analyse_dataset(args.src, expand(args.models), config)
     for name, s in result.summary["models"].items():
         acc = s["accuracy"]["mean"]
         top1 = f"top-1 {acc:.3f} on {s['accuracy']['n']} labelled clips" if acc is not None else "no labels"
@@ -126,7 +139,12 @@ def _dataset_parser(sub) -> None:
         "(path[,label[,start_s]]) or synth:N:SEED.",
     )
     p.add_argument("src")
-    p.add_argument("--models", nargs="+", required=True, help="model names or globs (e.g. '*.synth')")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="model names, globs (e.g. '*.synth') or file:/url:/hub: specs",
+    )
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS), help="explanation methods")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -164,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="print what mvt reads from a video file")
     p.add_argument("clip")
     p.set_defaults(fn=_cmd_probe)
+    p = sub.add_parser(
+        "inspect-checkpoint",
+        help="what a checkpoint file, URL or hub repo is: format, variant, classes, labels, preprocessing",
+    )
+    p.add_argument("source", help="file:PATH, url:URL, hub:ORG/NAME[@REV] (or a bare path, URL or repo id)")
+    p.add_argument("--arch", default=None, help="a family (mvit, vivit, hvt) or registered architecture")
+    p.add_argument("--labels", default=None, help="class names: a file, one a line (or a JSON list)")
+    p.set_defaults(fn=_cmd_inspect)
     p = sub.add_parser("predict", help="top-5 predictions of models on a clip")
     p.add_argument("clip")
     p.add_argument("--models", nargs="+", required=True)
@@ -185,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
-        from .evaluate import main as evaluate_main
+        from .dataset.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
     args = parser().parse_args(argv)

@@ -15,8 +15,9 @@ import pytest
 
 import lens
 import mvt
-from lens import present
-from lens.dataset import analyse_dataset
+from lens.core.request import class_index
+from lens.dataset import DatasetConfig, RowConfig, analyse_dataset
+from lens.ui import present
 from tests.mvt.test_downloads import _hub_entry
 from tests.test_app import make_moving_square
 
@@ -55,8 +56,8 @@ def test_names_and_labels_reach_panels_timeline_and_report_as_text(hostile, tmp_
     analysis = svc.analyse(clip, [name, "hvt_t.untrained"], ["rollout"])
     assert svc.labels(name) == labels, "the labels are the checkpoint's own"
     url = lambda p: f"gradio_api/file={p}"  # noqa: E731
-    panels = svc.render(analysis, lens.View("attention"))
-    slots = [present.slot(p, i, url, svc.labels(p.name)) for i, p in enumerate(panels)]
+    panels = svc.render(analysis, lens.Display("attention"))
+    slots = [present.panel_screen(p, i, url, svc.labels(p.name)) for i, p in enumerate(panels)]
     top5 = slots[0].html
     assert_text_not_markup(top5, LABEL_PAYLOAD, where="panel top-5")
     assert all(lab.startswith(LABEL_PAYLOAD) for lab in slots[0].classes), "the class choices are plain text"
@@ -68,11 +69,11 @@ def test_names_and_labels_reach_panels_timeline_and_report_as_text(hostile, tmp_
 
     # a class typed into "Explain class": found by its text, explained, and captioned as text
     typed = labels[3]
-    target = present.class_index(typed, svc.labels(name))
+    target = class_index(typed, svc.labels(name))
     assert target == 3
     one = svc.analyse(clip, [name], ["grad_rollout"], target=target)
-    panel = svc.render(one, lens.View("grad_rollout"))[0]
-    explained = present.slot(panel, 0, url, svc.labels(name))
+    panel = svc.render(one, lens.Display("grad_rollout"))[0]
+    explained = present.panel_screen(panel, 0, url, svc.labels(name))
     assert explained.klass == typed
     assert_text_not_markup(explained.html, LABEL_PAYLOAD, where="explained panel (caption, target tooltip)")
     assert "Explaining the class “" + html.escape(typed) in explained.html
@@ -93,7 +94,8 @@ def test_a_file_name_reaches_the_error_panel_and_summary_html_as_text(tmp_path):
     make_moving_square(folder / f"{FILE_PAYLOAD} good.mp4", frames=16, size=64, seed=5)
     (folder / f"{FILE_PAYLOAD} broken.mp4").write_bytes(b"\x00" * 4000)
     out = tmp_path / "run"
-    r = analyse_dataset(str(folder), ["hvt_t.untrained"], ["rollout"], out, faithfulness_n=0, progress=False)
+    config = DatasetConfig(RowConfig(methods=("rollout",)), out=out, faithfulness_n=0, progress=False)
+    r = analyse_dataset(str(folder), ["hvt_t.untrained"], config)
     errors = [row for row in r.rows if row["error"]]
     assert len(errors) == 1 and FILE_PAYLOAD in errors[0]["error"], "the error names the file"
     page = (out / "summary.html").read_text(encoding="utf-8")
@@ -135,7 +137,7 @@ def test_markdown_titles_show_notes_and_descriptions_as_text(tmp_path):
 
 def test_a_model_name_typed_into_the_list_is_text_in_its_note():
     """The model list takes any value (for API users); an unknown name's note (Markdown) quotes it as text."""
-    from lens import defaults
+    from lens.ui import defaults
 
     notes = defaults.availability([LABEL_PAYLOAD], probe=False)
     assert len(notes) == 1 and notes[0].startswith("unknown model") and "&lt;img src=x" in notes[0]
