@@ -6,11 +6,13 @@ Public API::
     model = mvt.create_model("mvit_v2_s.k400", device="cpu")
     clip = mvt.read_clip(path, num_frames=16, stride=4, size=224)
     x = mvt.preprocess(clip, model.spec)
-    out = model.forward_with_attention(x)     # ModelOutput
+    out = model.forward_with_attention(x)     # ModelOutput (capture=mvt.Capture.LAZY: fast path, maps on demand)
 """
 
 from . import models  # noqa: F401  (registers every family with the zoo)
 from .explain import attention_gradients, token_flow
+from .holds import UnheldOperation
+from .layers import Capture
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
 from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
@@ -19,6 +21,7 @@ from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
 
 __all__ = [
     "AttentionMap",
+    "Capture",
     "Clip",
     "Footprint",
     "ModelOutput",
@@ -26,6 +29,7 @@ __all__ = [
     "PoolOp",
     "Segment",
     "StageInfo",
+    "UnheldOperation",
     "VideoError",
     "VideoInfo",
     "VideoLimits",

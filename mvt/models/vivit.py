@@ -40,18 +40,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import (
-    BIG_MAP,
-    LAZY,
-    DeferredProbs,
+    ALL_CAPTURES,
+    Capture,
     Mlp,
-    attention,
-    capture_mode,
+    Recorder,
+    SelfAttention,
+    capturing,
     drop_path,
-    hold_normalisers,
     init_linear_and_norm,
-    map_dtype,
+    record_attention,
 )
-from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
+from ..outputs import Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
 from .contract import (
@@ -82,10 +81,6 @@ _VARIANT_ALIASES = {
     "factorized_dot_product_attention": 4,
 }
 EMBED_INITS = ("default", "central_frame", "average_frame")
-_BIG_MAP = BIG_MAP
-"""Head-averaged maps with at least this many entries per group are stored as float16 (:func:`map_dtype`)."""
-_CHUNK_BYTES = 1 << 28
-"""Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
 
 @dataclass(frozen=True)
@@ -233,16 +228,30 @@ class _Layout:
 
 @dataclass
 class _Ctx:
-    """Per-block context; ``maps is None`` on the fast path."""
+    """Per-pass context: the batch, the grid and stage of the running encoder, the block; ``rec`` is the
+    capture's recorder (``None`` on the fast path)."""
 
     batch: int
     grid: Grid
     stage: int = 0
     block: int = 0
-    maps: list[AttentionMap] | None = None
-    keep_weights: bool = False
-    lazy: bool = False
-    conservative: bool = False
+    rec: Recorder | None = None
+
+    def where(self, layout: _Layout) -> dict:
+        """The map fields of an attention call with ``layout`` in the current block (empty on the fast path)."""
+        if self.rec is None:
+            return {}
+        return dict(
+            stage=self.stage,
+            block=self.block,
+            kind=layout.kind,
+            q_grid=layout.q_grid,
+            k_grid=layout.q_grid,
+            num_prefix=layout.num_prefix,
+            group_grid=layout.group_grid,
+            in_grid=self.grid,
+            head_range=layout.head_range,
+        )
 
 
 def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
@@ -255,26 +264,16 @@ def _temporal(grid: Grid, num_prefix: int = 0) -> _Layout:
     return _Layout("temporal", (1, h, w), (t, 1, 1), num_prefix)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with a fused ``qkv`` projection and an output ``proj``."""
+class Attention(SelfAttention):
+    """Multi-head self-attention (``qkv`` / ``proj``), plus model 4's split-head form."""
 
     def __init__(self, cfg: ViViTConfig):
-        super().__init__()
-        self.heads = cfg.heads
-        self.head_dim = cfg.dim // cfg.heads
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.attn_dropout = cfg.attn_dropout
-        self.dropout = cfg.dropout
+        super().__init__(cfg.dim, cfg.heads, cfg.qkv_bias, cfg.attn_dropout, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx, rows: int | None = None) -> torch.Tensor:
-        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``; ``rows``: output only the
-        first ``rows`` queries (``(BG, rows, D)``), the rest being unused (see :meth:`ViViT._run`)."""
-        bg, n, d = x.shape
-        qkv = self.qkv(x).view(bg, n, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (BG, h, N, hd)
-        out = self._attend(q, k, v, layout, ctx, rows)  # (BG, h, rows or N, hd)
-        return self._project(out.transpose(1, 2).reshape(bg, out.shape[2], d))
+    def attend(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx, rows: int | None = None) -> torch.Tensor:
+        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)`` laid out as ``layout``;
+        ``rows``: output only the first ``rows`` queries (the rest are unused, see :meth:`ViViT._run`)."""
+        return self(x, ctx.rec, rows, **ctx.where(layout))
 
     def forward_split(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
         """Model 4: heads ``[0, h/2)`` attend over time, heads ``[h/2, h)`` over space; ``x`` is ``(B, T*S, D)``."""
@@ -285,89 +284,14 @@ class Attention(nn.Module):
         # temporal heads: one sequence per (batch, spatial position); spatial heads: one per (batch, time)
         qkv_t = qkv[..., :h2, :].permute(3, 0, 2, 4, 1, 5).reshape(3, b * s, h2, t, hd)
         qkv_s = qkv[..., h2:, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * t, h2, s, hd)
-        out_t = self._attend(
-            *qkv_t, replace(_temporal(ctx.grid), head_range=(0, h2)), ctx
-        )  # (B*S, h/2, T, hd)
-        out_s = self._attend(*qkv_s, replace(_spatial(ctx.grid), head_range=(h2, self.heads)), ctx)
+        p = self.attn_drop if self.training else 0.0
+        lay_t = replace(_temporal(ctx.grid), head_range=(0, h2))
+        lay_s = replace(_spatial(ctx.grid), head_range=(h2, self.heads))
+        out_t = record_attention(*qkv_t, ctx.rec, dropout_p=p, **ctx.where(lay_t))  # (B*S, h/2, T, hd)
+        out_s = record_attention(*qkv_s, ctx.rec, dropout_p=p, **ctx.where(lay_s))  # (B*T, h/2, S, hd)
         out_t = out_t.view(b, s, h2, t, hd).permute(0, 3, 1, 2, 4)  # (B, T, S, h/2, hd)
         out_s = out_s.view(b, t, h2, s, hd).permute(0, 1, 3, 2, 4)  # (B, T, S, h/2, hd)
-        return self._project(torch.cat([out_t, out_s], dim=3).reshape(b, n, d))
-
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)
-        return F.dropout(x, self.dropout, self.training) if self.dropout else x
-
-    def _attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        layout: _Layout,
-        ctx: _Ctx,
-        rows: int | None = None,
-    ) -> torch.Tensor:
-        """``attention`` on ``(BG, h, N, hd)``; when recording, also appends this call's :class:`AttentionMap`."""
-        p = self.attn_dropout if self.training else 0.0
-        if ctx.maps is None:
-            return attention(q if rows is None else q[:, :, :rows], k, v, dropout_p=p)[0]
-        bg, heads, nq, _ = q.shape
-        nk = k.shape[2]
-        weights = None
-        groups = bg // ctx.batch
-        if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
-            if rows is None:
-                out, deferred = attention(q, k, v, need_weights=LAZY)
-            else:  # only the first rows' outputs are used; the map still covers every query
-                out, deferred = attention(q[:, :, :rows], k, v)[0], DeferredProbs(q, k, q.shape[-1] ** -0.5)
-            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
-            cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
-            self._record(ctx, layout, heads, mean, cls_row, None)
-            return out
-        if ctx.keep_weights:  # one call so the per-head probabilities stay on the autograd graph
-            out, weights = attention(q, k, v, need_weights=True, dropout_p=p)
-            total = weights.detach().sum(dim=1)  # (BG, Nq, Nk)
-            cls_parts = [weights.detach()[:, :, 0]]
-        else:  # heads in chunks: never hold every head's (Nq, Nk) matrix at once
-            step = max(1, _CHUNK_BYTES // max(1, bg * nq * nk * 4))
-            outs, cls_parts, total = [], [], None
-            for h0 in range(0, heads, step):
-                sl = slice(h0, h0 + step)
-                o, pr = attention(q[:, sl], k[:, sl], v[:, sl], need_weights=True, dropout_p=p)
-                outs.append(o)
-                cls_parts.append(pr[:, :, 0])  # (BG, hc, Nk)
-                part = pr.sum(dim=1)  # (BG, Nq, Nk)
-                total = part if total is None else total.add_(part)
-                del pr
-            out = torch.cat(outs, dim=1)
-        mean = (
-            (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
-        )  # (B, G, Nq, Nk)
-        cls_row = None
-        if layout.num_prefix and groups == 1:
-            cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
-        self._record(ctx, layout, heads, mean, cls_row, weights)
-        return out
-
-    @staticmethod
-    def _record(ctx: _Ctx, layout: _Layout, heads: int, mean, cls_row, weights) -> None:
-        assert ctx.maps is not None
-        ctx.maps.append(
-            AttentionMap(
-                stage=ctx.stage,
-                block=ctx.block,
-                kind=layout.kind,
-                heads=heads,
-                q_grid=layout.q_grid,
-                k_grid=layout.q_grid,
-                num_prefix=layout.num_prefix,
-                probs=mean,
-                cls_row=cls_row,
-                group_grid=layout.group_grid,
-                in_grid=ctx.grid,
-                head_range=layout.head_range,
-                weights=weights,
-            )
-        )
+        return self.project(torch.cat([out_t, out_s], dim=3).reshape(b, n, d))
 
 
 class Block(nn.Module):
@@ -395,7 +319,7 @@ class Block(nn.Module):
             y = self.attn.forward_split(y, ctx)
         else:
             assert layout is not None
-            y = self.attn(y, layout, ctx, rows)
+            y = self.attn.attend(y, layout, ctx, rows)
         if rows is not None:
             x = x[:, :rows]
         x = x + drop_path(y, self.drop_path, self.training)
@@ -425,11 +349,11 @@ class FactorisedBlock(Block):
         s = h * w
         for axis in self.order.split("_"):
             if axis == "space":
-                y = self.attn(self.norm1(x).view(b * t, s, d), _spatial(ctx.grid), ctx)  # (B*T, S, D)
+                y = self.attn.attend(self.norm1(x).view(b * t, s, d), _spatial(ctx.grid), ctx)  # (B*T, S, D)
                 y = y.view(b, n, d)
             else:
                 y = self.norm_t(x).view(b, t, s, d).transpose(1, 2).reshape(b * s, t, d)  # (B*S, T, D)
-                y = self.attn_t(y, _temporal(ctx.grid), ctx)
+                y = self.attn_t.attend(y, _temporal(ctx.grid), ctx)
                 y = y.view(b, s, t, d).transpose(1, 2).reshape(b, n, d)  # (B, T*S, D)
             x = x + drop_path(y, self.drop_path, self.training)
         return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
@@ -516,43 +440,25 @@ class ViViT(nn.Module):
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
         return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(
-        self,
-        x: torch.Tensor,
-        *,
-        keep_weights: bool = False,
-        lazy: bool = False,
-        conservative: bool = False,
-    ) -> ModelOutput:
+    captures = ALL_CAPTURES
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
         full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
-        ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
-        (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
-        the graph; use it with small models or short clips. ``lazy=True`` runs the fused fast path: CLS rows
-        are computed now (a 1×N product per head), each head mean on its first read from the kept q and k.
-        ``conservative=True`` runs the pass under :func:`mvt.layers.hold_normalisers` and gives the first map
-        of each block the tokens entering it (``AttentionMap.tokens``, for :func:`mvt.token_flow`).
+        ``Capture.GRADIENTS`` keeps every call's per-head probabilities on the autograd graph: for ViViT-B
+        model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus the graph; use it with small models
+        or short clips. The other captures: :class:`mvt.layers.Capture`.
         """
         cfg = self.cfg
-        lazy = capture_mode(keep_weights, lazy, conservative) == LAZY
-        ctx = _Ctx(
-            batch=x.shape[0],
-            grid=cfg.grid,
-            maps=[],
-            keep_weights=keep_weights,
-            lazy=lazy,
-            conservative=conservative,
-        )
-        with hold_normalisers(conservative):
-            logits = self._forward(x, ctx)
+        with capturing(self, capture, x) as rec:
+            logits = self._forward(x, _Ctx(batch=x.shape[0], grid=cfg.grid, rec=rec))
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
-        return ModelOutput(
-            logits=logits,
-            attentions=ctx.maps or [],
-            stages=self._stages(embed),
-            input_shape=tuple(x.shape[2:]),  # type: ignore[arg-type]
+        return rec.output(
+            logits,
+            self._stages(embed),
+            input_shape=tuple(x.shape[2:]),
             embed=embed,
             pooling="cls" if cfg.variant in (1, 2) else "mean",
             extras={"variant": cfg.variant, "variant_name": cfg.variant_name},
@@ -680,14 +586,12 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
-            first_map, x_in = len(ctx.maps or ()), x
+            if ctx.rec is not None:
+                ctx.rec.enter_block(x)
             # After the last block only the CLS token reaches the head: at inference that block computes
-            # the CLS row alone (its map, when lazy, still covers every query). Eager capture stays whole.
-            cls_only = ps.tap_before_last and j == last and not self.training and not ctx.keep_weights
-            cls_only = cls_only and (ctx.maps is None or ctx.lazy)
+            # the CLS row alone (its map still covers every query).
+            cls_only = ps.tap_before_last and j == last and not self.training
             x = blk(x, ps.layout, ctx, enc.num_prefix) if cls_only else blk(x, ps.layout, ctx)
-            if ctx.conservative and ctx.maps is not None and len(ctx.maps) > first_map:
-                ctx.maps[first_map].tokens = x_in
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)
