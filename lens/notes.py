@@ -77,14 +77,15 @@ def _where(cell: tuple[int, int, int], grid: tuple[int, int, int]) -> str:
     return f"row {h + 1}, column {w + 1} of {when}"
 
 
-def sink_caption(amap: AttentionMap, name: str, path: Path | None = None) -> str | None:
-    """A sentence about ``amap``'s sink keys (``None`` if it has none)."""
-    if not amap.sinks:
+def sink_caption(output: ModelOutput, amap: AttentionMap, name: str, path: Path | None = None) -> str | None:
+    """A sentence about the sink keys of ``output``'s map ``amap`` (``None`` if it has none)."""
+    sinks = output.sinks_of(amap)
+    if not sinks:
         return None
     found = [s for s in sinks_of(name, path) if s.block == amap.block and s.view == amap.view]
     parts = []
     for s in found:
-        if s.key not in amap.sinks:
+        if s.key not in sinks:
             continue
         where = _where(s.cell, amap.k_grid) if s.cell is not None else f"key {s.key}"
         what = (
@@ -113,11 +114,11 @@ def notes(result: ModelResult, key: VolumeKey, path: Path | None = None) -> list
     """What the panel showing ``key`` of ``result`` should say (sinks, a lost baseline), in order."""
     out: list[str] = []
     if result.output is not None and key.method == "attention" and key.stage is not None:
-        caption = sink_caption(viz.stage_map(result.output, key.stage), result.name, path)
+        caption = sink_caption(result.output, viz.stage_map(result.output, key.stage), result.name, path)
         if caption:
             out.append(caption)
     if result.output is not None and key.method in ("rollout", "grad_rollout"):
-        sunk = [m for m in result.output.attentions if m.sinks]
+        sunk = [k for k in result.output.sinks.values() if k]
         if sunk:
             out.append(
                 f"{len(sunk)} of this model's maps have a sink key (a fixed position that takes attention "

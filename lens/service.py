@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import mvt
-from mvt.models.contract import accepts
+from mvt.layers import Capture, supported
 from mvt.quantize import INT8_LABEL, PRECISIONS
 
 from . import clips
@@ -416,10 +416,12 @@ class Service:
         output = None
         with torch.inference_mode():
             if methods:
-                lazy = self.defer and accepts(model, "lazy")
+                lazy = self.defer and Capture.LAZY in supported(model)
                 report(0.3, "forward, CLS rows of every map" if lazy else "forward with attention")
                 output = (
-                    model.forward_with_attention(x, lazy=True) if lazy else model.forward_with_attention(x)
+                    model.forward_with_attention(x, capture=Capture.LAZY)
+                    if lazy
+                    else model.forward_with_attention(x)
                 )
                 logits = output.logits
                 mark_sinks(output, name)
