@@ -73,14 +73,15 @@ class _HeldAttention(torch.autograd.Function):
         bg, heads, nq, _ = q.shape
         nk = k.shape[2]
         kt = k.transpose(-2, -1)  # (BG, heads, d, Nk)
-        gv = torch.zeros(ctx.v_shape, dtype=g.dtype, device=g.device)  # (BG, heads, Nk, d_v)
+        gv = None  # (BG, heads, Nk, d_v)
         rows = max(1, _BACKWARD_CHUNK_BYTES // max(1, bg * heads * nk * q.element_size()))
         for r0 in range(0, nq, rows):
             qc = q[:, :, r0 : r0 + rows]  # (BG, heads, R, d)
             logits = torch.matmul(qc if ctx.scale == 1.0 else qc * ctx.scale, kt)  # (BG, heads, R, Nk)
             probs = torch.softmax(logits, dim=-1, out=logits)
-            gv.add_(torch.matmul(probs.transpose(-2, -1), g[:, :, r0 : r0 + rows].to(probs.dtype)))
-        return None, None, gv, None
+            part = torch.matmul(probs.transpose(-2, -1), g[:, :, r0 : r0 + rows].to(probs.dtype))
+            gv = part if gv is None else gv.add_(part)
+        return None, None, gv.to(g.dtype), None
 
 
 def held_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -92,23 +93,20 @@ def held_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     return _HeldAttention.apply(q, k, v, scale)
 
 
-class _HeldLayerNorm(torch.autograd.Function):
+class _HeldNormalise(torch.autograd.Function):
+    """``(x - mean) / σ`` over the last dims; backwards with ``σ`` a constant (only the centring stays)."""
+
     @staticmethod
-    def forward(ctx, x, normalized_shape, weight, bias, eps):  # noqa: ANN001, ANN205
-        out, mean, rstd = torch.native_layer_norm(x, normalized_shape, weight, bias, eps)
-        ctx.save_for_backward(x, mean, rstd, weight)
+    def forward(ctx, x, normalized_shape, eps):  # noqa: ANN001, ANN205
+        out, _, rstd = torch.native_layer_norm(x, normalized_shape, None, None, eps)
+        ctx.save_for_backward(rstd)
         ctx.dims = tuple(range(-len(normalized_shape), 0))
         return out
 
     @staticmethod
     def backward(ctx, g):  # noqa: ANN001, ANN205
-        x, mean, rstd, weight = ctx.saved_tensors
-        gw = g if weight is None else g * weight
-        gx = (gw - gw.mean(ctx.dims, keepdim=True)) * rstd  # the centring stays, 1/σ is a constant
-        lead = tuple(range(g.ndim - len(ctx.dims)))
-        gweight = (g * (x - mean) * rstd).sum(lead) if ctx.needs_input_grad[2] else None
-        gbias = g.sum(lead) if ctx.needs_input_grad[3] else None
-        return gx, None, gweight, gbias, None
+        (rstd,) = ctx.saved_tensors
+        return (g - g.mean(ctx.dims, keepdim=True)) * rstd, None, None
 
 
 def held_layer_norm(
@@ -120,8 +118,14 @@ def held_layer_norm(
 ) -> torch.Tensor:
     """``F.layer_norm`` with its normaliser held constant: the same values; in the backward pass
     ``(x - mean) / σ · weight + bias`` with ``σ`` a constant, so only the centring (linear) stays and gradient
-    × input through it is conservative (the LN rule of Ali et al., ICML 2022)."""
-    return _HeldLayerNorm.apply(x, list(normalized_shape), weight, bias, eps)
+    × input through it is conservative (the LN rule of Ali et al., ICML 2022). The affine part is plain
+    autograd (its parameters get gradients only when asked for)."""
+    out = _HeldNormalise.apply(x, list(normalized_shape), eps)
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias, out, weight)
+    if weight is not None:
+        return out * weight
+    return out + bias if bias is not None else out
 
 
 class _HeldGelu(torch.autograd.Function):

@@ -139,6 +139,76 @@ def _grid_onehot(grid: Grid, device: torch.device, dtype: torch.dtype) -> torch.
         return out
 
 
+class _DepthwiseConv3d(torch.autograd.Function):
+    """A depthwise ``F.conv3d`` whose input gradient is itself a depthwise convolution (of the zero-inserted
+    gradient with the flipped kernel): the CPU kernel for the input gradient of a depthwise 3-D convolution is
+    5–20× slower than the convolution, and token flow, Grad-CAM and training all take that gradient. The
+    weight gets no gradient here (see :class:`_DepthwiseWeight`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(weight)
+        ctx.stride, ctx.padding, ctx.in_shape = tuple(stride), tuple(padding), x.shape[2:]
+        return F.conv3d(x, weight, None, ctx.stride, ctx.padding, 1, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        (weight,) = ctx.saved_tensors
+        stride, k = ctx.stride, weight.shape[2:]
+        # the input gradient is the flipped kernel over the gradient with zeros between its entries (stride
+        # s) and k - 1 - p on the left of every axis, enough on the right to give the input's size back
+        left = [kk - 1 - p for kk, p in zip(k, ctx.padding)]
+        inserted = [(n - 1) * s + 1 for n, s in zip(g.shape[2:], stride)]
+        right = [n_in + kk - 1 - n - lf for n_in, kk, n, lf in zip(ctx.in_shape, k, inserted, left)]
+        if all(s == 1 for s in stride) and left == right and min(left) >= 0:
+            gd, pad = g, left  # the convolution pads it
+        else:
+            size = [lf + n + max(r, 0) for lf, n, r in zip(left, inserted, right)]
+            gd = g.new_zeros(*g.shape[:2], *size).contiguous(memory_format=torch.channels_last_3d)
+            gd[
+                :,
+                :,
+                left[0] : left[0] + inserted[0] : stride[0],
+                left[1] : left[1] + inserted[1] : stride[1],
+                left[2] : left[2] + inserted[2] : stride[2],
+            ] = g
+            pad = [0, 0, 0]
+        gx = F.conv3d(gd, weight.flip(2, 3, 4), None, 1, pad, 1, weight.shape[0])
+        if gx.shape[2:] != ctx.in_shape:  # a right margin below zero: crop
+            gx = gx[:, :, : ctx.in_shape[0], : ctx.in_shape[1], : ctx.in_shape[2]]
+        return gx, None, None, None
+
+
+class _DepthwiseWeight(torch.autograd.Function):
+    """Zeros shaped like the convolution's output, whose backward is the weight's gradient: a node of its
+    own, so autograd runs it only when the weight's gradient is asked for (training), not for gradients
+    with respect to the input alone (token flow, attributions)."""
+
+    @staticmethod
+    def forward(ctx, weight, x, stride, padding, out_shape):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(weight, x)
+        ctx.stride, ctx.padding = tuple(stride), tuple(padding)
+        return weight.new_zeros(()).expand(out_shape)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        weight, x = ctx.saved_tensors
+        c = weight.shape[0]
+        gw = torch.ops.aten.convolution_backward(
+            g, x, weight, None, ctx.stride, ctx.padding, (1, 1, 1), False, (0, 0, 0), c, (False, True, False)
+        )[1]
+        return gw, None, None, None, None
+
+
+def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, stride: Grid, padding: Grid) -> torch.Tensor:
+    """``F.conv3d(x, weight, stride=stride, padding=padding, groups=C)`` for ``x`` ``(B, C, T, H, W)`` and
+    ``weight`` ``(C, 1, kt, kh, kw)``, with a fast input gradient (same values)."""
+    out = _DepthwiseConv3d.apply(x, weight.detach(), stride, padding)
+    if torch.is_grad_enabled() and weight.requires_grad:
+        out = out + _DepthwiseWeight.apply(weight, x.detach(), stride, padding, out.shape)
+    return out
+
+
 # --------------------------------------------------------------------------------------------- modules
 
 
@@ -186,7 +256,7 @@ class PoolingAttention(nn.Module):
         weight = torch.cat([p.pool.weight.repeat(h, 1, 1, 1, 1) for p in pools])  # (m·h·d, 1, kt, kh, kw)
 
         def conv(cells: torch.Tensor) -> torch.Tensor:
-            return F.conv3d(cells, weight, None, op.stride, op.padding, 1, weight.shape[0])
+            return depthwise_conv3d(cells, weight, op.stride, op.padding)
 
         pooled, new_grid = _pool_tokens(tokens, grid, conv)  # (B, 1 + |new_grid|, m·C)
         return _head_norm(pooled, [p.norm_act[0] for p in pools], h), new_grid

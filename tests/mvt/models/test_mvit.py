@@ -252,3 +252,28 @@ def test_real_size_matches_torchvision(name):
     for a in out.attentions:
         assert a.probs().shape[-2:] == (1 + math.prod(a.q_grid), 1 + math.prod(a.k_grid))
         assert (a.probs().sum(-1) - 1).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2), (1, 8, 8), (2, 4, 4)])
+@pytest.mark.parametrize(
+    ("kernel", "padding"), [((3, 3, 3), (1, 1, 1)), ((3, 7, 7), (1, 3, 3)), ((3, 3, 3), (0, 0, 0))]
+)
+def test_depthwise_pooling_has_the_gradients_of_conv3d(stride, kernel, padding):
+    """The pooling convolution's own backward (input gradient as a convolution, weight gradient in a node
+    of its own) gives exactly what autograd gives for F.conv3d, for the strides and paddings MViT uses."""
+    from mvt.models.multiscale import depthwise_conv3d
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 6, 8, 14, 14), (1, 4, 4, 7, 9)]:
+        x = torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+        w = torch.randn(shape[1], 1, *kernel, dtype=torch.float64, generator=g, requires_grad=True)
+        ours = depthwise_conv3d(x, w, stride, padding)
+        ref = torch.nn.functional.conv3d(x, w, None, stride, padding, 1, shape[1])
+        grad = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+        for a, b in zip(torch.autograd.grad(ours, (x, w), grad), torch.autograd.grad(ref, (x, w), grad)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    (gx,) = torch.autograd.grad(
+        depthwise_conv3d(x, w, stride, padding).sum(), x
+    )  # the input alone: no weight
+    assert gx.shape == x.shape
