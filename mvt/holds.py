@@ -57,19 +57,49 @@ def fused_attention(
     return out[..., :dv] if out.shape[-1] != dv else out
 
 
+def _flash_cpu():  # noqa: ANN202
+    """The fused CPU kernel that also returns the rows' log-sum-exp (``None`` where torch has none)."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
 class _HeldAttention(torch.autograd.Function):
-    """``softmax(scale · q kᵀ) v``: the fused kernel forwards; backwards only ``∂/∂v = Aᵀ g``, with ``A``
-    recomputed from q and k in chunks of query rows (held: no gradient reaches q or k)."""
+    """``A v`` with ``A = softmax(scale · q kᵀ)`` held: forwards the fused kernel; backwards only
+    ``∂/∂v = Aᵀ g`` (no gradient reaches q or k).
+
+    On the CPU ``Aᵀ g`` is itself one fused attention call: with the rows' log-sum-exp ``ℓ`` kept from the
+    forward pass, ``Aᵀ g = c ⊙ softmax_i(k_j · scale q_i − ℓ_i) g`` where ``c_j = Σ_i A_ij`` is
+    ``exp`` of that call's own log-sum-exp (keys ``[scale q, −ℓ]``, queries ``[k, 1]``). Elsewhere ``A`` is
+    recomputed in chunks of query rows."""
 
     @staticmethod
     def forward(ctx, q, k, v, scale):  # noqa: ANN001, ANN205
-        ctx.save_for_backward(q, k)
+        flash, d, dv = _flash_cpu(), q.shape[-1], v.shape[-1]
+        lse = None
+        if (
+            flash is not None
+            and q.device.type == "cpu"
+            and q.dtype == k.dtype == v.dtype == torch.float32
+            and dv <= d
+        ):
+            q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))  # the kernel's layout
+            out, lse = flash(q, k, F.pad(v, (0, d - dv)) if dv < d else v, 0.0, False, scale=scale)
+            out = out[..., :dv] if dv < d else out
+        else:
+            out = fused_attention(q, k, v, scale)
+        ctx.save_for_backward(q, k, lse)
         ctx.scale, ctx.v_shape = scale, v.shape
-        return fused_attention(q, k, v, scale)
+        return out
 
     @staticmethod
     def backward(ctx, g):  # noqa: ANN001, ANN205
-        q, k = ctx.saved_tensors
+        q, k, lse = ctx.saved_tensors
+        dv = ctx.v_shape[-1]
+        if lse is not None:
+            keys = torch.cat((q * ctx.scale, -lse.unsqueeze(-1)), dim=-1)  # (BG, heads, Nq, d + 1)
+            queries = torch.cat((k, k.new_ones(*k.shape[:-1], 1)), dim=-1)  # (BG, heads, Nk, d + 1)
+            values = F.pad(g.to(q.dtype), (0, keys.shape[-1] - dv))  # (BG, heads, Nq, d + 1)
+            out, col = _flash_cpu()(queries, keys, values, 0.0, False, scale=1.0)
+            return None, None, (out[..., :dv] * col.exp().unsqueeze(-1)).to(g.dtype), None
         bg, heads, nq, _ = q.shape
         nk = k.shape[2]
         kt = k.transpose(-2, -1)  # (BG, heads, d, Nk)

@@ -207,3 +207,27 @@ def test_the_same_toy_with_known_operations_gives_relevances_that_add_up():
     )
     assert total == pytest.approx(float(y), abs=1e-4)
     assert float(flow.relevance[0].sum()) == pytest.approx(float((out.traced[0] * grads[0]).sum()), abs=1e-5)
+
+
+@pytest.mark.parametrize("fused_backward", [True, False])
+def test_held_attention_has_the_values_of_attention_and_the_gradient_of_a_constant_matrix(
+    fused_backward, monkeypatch
+):
+    """Forwards: softmax(scale q kᵀ) v. Backwards: Aᵀ g for v (by one fused call with the kept log-sum-exp on
+    the CPU, by chunked recomputation elsewhere), nothing for q and k."""
+    from mvt import holds
+
+    if not fused_backward:
+        monkeypatch.setattr(holds, "_flash_cpu", lambda: None)
+    g = torch.Generator().manual_seed(3)
+    for bg, heads, nq, nk, d, dv in [(2, 3, 50, 40, 16, 16), (1, 2, 33, 20, 24, 16)]:
+        q = torch.randn(bg, heads, d, nq, generator=g).transpose(-2, -1).requires_grad_()  # any layout
+        k = torch.randn(bg, heads, nk, d, generator=g, requires_grad=True)
+        v = torch.randn(bg, heads, nk, dv, generator=g, requires_grad=True)
+        out = holds.held_attention(q, k, v, 0.3)
+        a = (q @ k.transpose(-2, -1) * 0.3).softmax(-1).detach()
+        torch.testing.assert_close(out, a @ v, atol=2e-6, rtol=1e-5)
+        grad = torch.randn(out.shape, generator=g)
+        gq, gk, gv = torch.autograd.grad(out, (q, k, v), grad, allow_unused=True)
+        assert gq is None and gk is None
+        torch.testing.assert_close(gv, a.transpose(-2, -1) @ grad, atol=5e-6, rtol=1e-5)
