@@ -82,8 +82,8 @@ def _pool_tokens(tokens: torch.Tensor, grid: Grid, pool) -> tuple[torch.Tensor, 
     The grid tokens are viewed channels-last (for B = 1 this is free), which is the layout the CPU
     depthwise-conv and max-pool kernels are fast in.
     """
-    cls = tokens[:, :1]  # (B, 1, C)
-    cells = tokens[:, 1:].unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
+    cls, cells = tokens.split([1, tokens.shape[1] - 1], dim=1)  # (B, 1, C), (B, |grid|, C): one copy back
+    cells = cells.unflatten(1, grid).permute(0, 4, 1, 2, 3)  # (B, C, T, H, W)
     pooled = pool(cells.contiguous(memory_format=torch.channels_last_3d))  # (B, C, T', H', W')
     new_grid = tuple(pooled.shape[2:])
     pooled = pooled.permute(0, 2, 3, 4, 1).flatten(1, 3)  # (B, T'H'W', C)
@@ -164,7 +164,9 @@ class _DepthwiseConv3d(torch.autograd.Function):
             gd, pad = g, left  # the convolution pads it
         else:
             size = [lf + n + max(r, 0) for lf, n, r in zip(left, inserted, right)]
-            gd = g.new_zeros(*g.shape[:2], *size).contiguous(memory_format=torch.channels_last_3d)
+            shape = (*g.shape[:2], *size)
+            gd = torch.empty(shape, dtype=g.dtype, device=g.device, memory_format=torch.channels_last_3d)
+            gd.zero_()
             gd[
                 :,
                 :,
@@ -399,12 +401,10 @@ class MultiscaleBlock(nn.Module):
         n = x.shape[1]
         if self.training or n < 2 * _TOKEN_CHUNK:
             return self._mlp_half(x, attn_out, p), q_grid
-        # Token-wise from here on: run in chunks so the 4×-wide MLP activations stay in cache.
-        chunks = [
-            self._mlp_half(x[:, i : i + _TOKEN_CHUNK], attn_out[:, i : i + _TOKEN_CHUNK], p)
-            for i in range(0, n, _TOKEN_CHUNK)
-        ]
-        return torch.cat(chunks, dim=1), q_grid
+        # Token-wise from here on: run in chunks so the 4×-wide MLP activations stay in cache (split, not
+        # slices: backwards, a split is one concatenation where every slice would be a zero-filled copy).
+        pairs = zip(x.split(_TOKEN_CHUNK, dim=1), attn_out.split(_TOKEN_CHUNK, dim=1))
+        return torch.cat([self._mlp_half(a, b, p) for a, b in pairs], dim=1), q_grid
 
     def _mlp_half(self, x: torch.Tensor, attn_out: torch.Tensor, p: float) -> torch.Tensor:
         """Attention residual, then the MLP sub-block, on (B, n, ·) tokens."""
