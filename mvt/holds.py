@@ -184,163 +184,40 @@ def held_gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 _HELD = {F.layer_norm: held_layer_norm, F.gelu: held_gelu}
 _SOFTMAX = {torch.softmax, torch.Tensor.softmax, F.softmax}
 
-_LINEAR = frozenset(
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_LINEAR = _names(
     # sums, negation, copies and casts
-    [
-        "add",
-        "add_",
-        "__add__",
-        "__radd__",
-        "__iadd__",
-        "sub",
-        "sub_",
-        "__sub__",
-        "__rsub__",
-        "__isub__",
-        "neg",
-        "__neg__",
-        "__pos__",
-        "sum",
-        "mean",
-        "cumsum",
-        "clone",
-        "contiguous",
-        "to",
-        "float",
-        "double",
-        "half",
-        "bfloat16",
-        "type_as",
-        "copy_",
-        "view",
-        "view_as",
-        "reshape",
-        "reshape_as",
-        "flatten",
-        "unflatten",
-        "permute",
-        "transpose",
-        "t",
-        "movedim",
-        "swapaxes",
-        "squeeze",
-        "unsqueeze",
-        "expand",
-        "expand_as",
-        "broadcast_to",
-        "repeat",
-        "repeat_interleave",
-        "tile",
-        "flip",
-        "roll",
-        "__getitem__",
-        "__setitem__",
-        "select",
-        "narrow",
-        "index_select",
-        "gather",
-        "take_along_dim",
-        "split",
-        "split_with_sizes",
-        "tensor_split",
-        "chunk",
-        "unbind",
-        "cat",
-        "concat",
-        "concatenate",
-        "stack",
-        "hstack",
-        "vstack",
-        "pad",
-        "unfold",
-        "T",
-        "mT",
-        "real",
-        "max_pool1d",
-        "max_pool2d",
-        "max_pool3d",
-        "max_pool1d_with_indices",
-        "max_pool2d_with_indices",
-        "max_pool3d_with_indices",
-        "adaptive_max_pool1d",
-        "adaptive_max_pool2d",
-        "adaptive_max_pool3d",
-        "avg_pool1d",
-        "avg_pool2d",
-        "avg_pool3d",
-        "adaptive_avg_pool1d",
-        "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d",
-        "interpolate",
-        "masked_fill",
-        "masked_fill_",
-        "where",
-        "relu",
-        "relu_",
-        "dropout",
-    ]
+    "add add_ __add__ __radd__ __iadd__ sub sub_ __sub__ __rsub__ __isub__ neg __neg__ __pos__ sum mean "
+    "cumsum clone contiguous to float double half bfloat16 type_as copy_ "
+    # layout: views, indexing, joins and splits
+    "view view_as reshape reshape_as flatten unflatten permute transpose t movedim swapaxes squeeze "
+    "unsqueeze expand expand_as broadcast_to repeat repeat_interleave tile flip roll __getitem__ "
+    "__setitem__ select narrow index_select gather take_along_dim split split_with_sizes tensor_split chunk "
+    "unbind cat concat concatenate stack hstack vstack pad unfold T mT real "
+    # selections and linear resampling: piecewise linear, no offset
+    "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
+    "max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d avg_pool1d "
+    "avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d interpolate "
+    "masked_fill masked_fill_ where relu relu_ dropout"
 )
 """Operations linear (or piecewise linear through 0) in every clip-dependent input."""
-_PRODUCT = frozenset(
-    [
-        "mul",
-        "mul_",
-        "__mul__",
-        "__rmul__",
-        "__imul__",
-        "matmul",
-        "__matmul__",
-        "__rmatmul__",
-        "mm",
-        "bmm",
-        "einsum",
-        "linear",
-        "conv1d",
-        "conv2d",
-        "conv3d",
-        "addcmul",
-        "addcmul_",
-        "addmm",
-        "baddbmm",
-        "addbmm",
-        "outer",
-        "div",
-        "div_",
-        "__truediv__",
-        "__itruediv__",
-    ]
+_PRODUCT = _names(
+    "mul mul_ __mul__ __rmul__ __imul__ matmul __matmul__ __rmatmul__ mm bmm einsum linear conv1d conv2d "
+    "conv3d addcmul addcmul_ addmm baddbmm addbmm outer div div_ __truediv__ __itruediv__"
 )
 """Products: linear in each factor, so allowed while at most one factor depends on the clip (and, for a
 division, only the numerator)."""
-_FACTORS = {
-    "linear": (0, 1),
-    "conv1d": (0, 1),
-    "conv2d": (0, 1),
-    "conv3d": (0, 1),
-    "addcmul": (1, 2),
-    "addcmul_": (1, 2),
-    "addmm": (1, 2),
-    "baddbmm": (1, 2),
-    "addbmm": (1, 2),
+_FACTORS = {name: (0, 1) for name in ("linear", "conv1d", "conv2d", "conv3d")} | {
+    name: (1, 2) for name in ("addcmul", "addcmul_", "addmm", "baddbmm", "addbmm")
 }
 """Argument positions of the factors of products that also add a term (the rest of ``_PRODUCT``: all)."""
-_CONSTANT = frozenset(
-    [
-        "detach",
-        "detach_",
-        "data",
-        "zeros_like",
-        "ones_like",
-        "empty_like",
-        "full_like",
-        "rand_like",
-        "randn_like",
-        "new_zeros",
-        "new_ones",
-        "new_empty",
-        "new_full",
-        "new_tensor",
-    ]
+_CONSTANT = _names(
+    "detach detach_ data zeros_like ones_like empty_like full_like rand_like randn_like new_zeros new_ones "
+    "new_empty new_full new_tensor"
 )
 """Results that do not depend on the values of their inputs (or are cut from the graph)."""
 
