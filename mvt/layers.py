@@ -295,6 +295,11 @@ def _eager(
     bg, heads, nq, _ = q.shape
     nk = k.shape[2]
     step = max(1, _EAGER_CHUNK_BYTES // max(1, bg * nq * nk * 4))
+    if step >= heads:  # every head at once
+        out, probs = _explicit(q, k, v, scale, dropout_p)
+        probs = probs.detach()
+        cls_row = probs[:, :, 0].float().clone() if cls else None  # (BG, heads, Nk)
+        return out, probs.mean(dim=1).view(shape).to(dtype), cls_row
     outs, cls_parts, total = [], [], None
     for h0 in range(0, heads, step):
         sl = slice(h0, h0 + step)

@@ -18,8 +18,8 @@ show grid keys only). With few keys (ViViT's temporal maps have 8) chance alone 
 clips, which is why both the rate in every variant and the excess are asked for.
 
 :func:`mark_sinks` writes the result into ``ModelOutput.sinks`` of any output of the same model and input
-size (maps are matched by their position in ``output.attentions``, their block and view). Neither reads an
-attention matrix a map has not computed yet where the CLS row says what is needed.
+size (maps are matched by their position in ``output.attentions``, their block and view); it computes
+nothing (a deferred map stays deferred).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import Capture, supported
 from .outputs import AttentionMap, ModelOutput, grid_size
 
 VARIANTS = ("original", "mirror_lr", "mirror_tb", "reversed")
@@ -61,13 +60,11 @@ class Sink:
 
 
 def _key_scores(amap: AttentionMap, batch: int) -> np.ndarray:
-    """``(Nk,)`` float64 top-key scores of one input: the head-mean CLS row (from the per-head CLS rows, so
-    a deferred matrix stays deferred), or the mean attention received."""
+    """``(Nk,)`` float64 top-key scores of one input: the head-mean CLS row, or the mean attention received."""
+    probs = amap.probs()[batch].float()  # (G, Nq, Nk)
     if amap.num_prefix and amap.groups == 1:
-        if amap.cls_row is not None:
-            return amap.cls_row[batch].double().mean(0).numpy()
-        return amap.probs()[batch, 0, 0].double().numpy()
-    return amap.probs()[batch].float().mean(dim=(0, 1)).double().numpy()
+        return probs[0, 0].double().numpy()
+    return probs.mean(dim=(0, 1)).double().numpy()
 
 
 def _grid_keys(amap: AttentionMap) -> np.ndarray:
@@ -131,13 +128,12 @@ def find_sinks(
     if clips.ndim != 5 or clips.shape[0] < 1:
         raise ValueError(f"find_sinks needs probe clips (N, 3, T, H, W), got {tuple(clips.shape)}")
     inputs, names = _probe_inputs(clips)
-    capture = Capture.LAZY if Capture.LAZY in supported(model) else Capture.EAGER
     tops: list[list[int]] = []
     shares: list[np.ndarray] = []
     maps: list[AttentionMap] = []
     with torch.inference_mode():
         for start in range(0, inputs.shape[0], batch_size):
-            out = model.forward_with_attention(inputs[start : start + batch_size], capture=capture)
+            out = model.forward_with_attention(inputs[start : start + batch_size])
             maps = out.attentions
             for b in range(out.logits.shape[0]):
                 row, share = [], []
