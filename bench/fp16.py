@@ -30,7 +30,7 @@ from mvt import layers  # noqa: E402
 
 
 def mib(out) -> float:
-    return sum(m.probs.numel() * m.probs.element_size() for m in out.attentions) / 2**20
+    return sum(m.probs().numel() * m.probs().element_size() for m in out.attentions) / 2**20
 
 
 def main() -> None:
@@ -47,16 +47,12 @@ def main() -> None:
         model = mvt.create_model(f"{arch}.untrained")
         s = model.spec
         x = torch.randn(1, 3, s.num_frames, s.crop_size, s.crop_size)
-        big, vivit_big = layers.BIG_MAP, getattr(sys.modules.get("mvt.models.vivit"), "_BIG_MAP", None)
+        big = layers.BIG_MAP
         with torch.inference_mode():
-            layers.BIG_MAP = 1 << 62  # every map in fp32
-            if vivit_big is not None:
-                sys.modules["mvt.models.vivit"]._BIG_MAP = 1 << 62
-            full = model.forward_with_attention(x, lazy=True).materialise()
+            layers.BIG_MAP = 1 << 62  # every map in fp32 (one threshold, in mvt.layers, for every family)
+            full = model.forward_with_attention(x, capture="lazy").materialise()
             layers.BIG_MAP = big
-            if vivit_big is not None:
-                sys.modules["mvt.models.vivit"]._BIG_MAP = vivit_big
-            half = model.forward_with_attention(x, lazy=True).materialise()
+            half = model.forward_with_attention(x, capture="lazy").materialise()
         a, _ = viz.rollout_volume(full, mode="attention")
         b, _ = viz.rollout_volume(half, mode="attention")
         rel = float(np.abs(a - b).max() / np.abs(a).max())

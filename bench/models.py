@@ -8,7 +8,7 @@ prints a markdown table of medians over interleaved repetitions, its ratios, and
 
 * ``fast``: ``model(x)``, fused attention;
 * ``capture (eager)``: ``forward_with_attention(x)``, every map's head-mean matrix computed in the pass;
-* ``capture for the default view``: ``forward_with_attention(x, lazy=True)``, the fast path plus every
+* ``capture for the default view``: ``forward_with_attention(x, capture="lazy")``, the fast path plus every
   map's per-head CLS row (what the first panel shows); the matrices wait for their first reader;
 * ``… + all matrices``: the same, then every deferred matrix computed (what rollout/statistics add later).
 
@@ -110,20 +110,20 @@ def our_rows(label: str, model: nn.Module, x: torch.Tensor) -> dict[str, Callabl
     rows: dict[str, Callable[[], object]] = {
         f"{label}, fast": lambda: model(x),
         f"{label}, capture (eager)": lambda: model.forward_with_attention(x),
-        f"{label}, capture for the default view": lambda: model.forward_with_attention(x, lazy=True),
-        f"{label}, … + all matrices": lambda: model.forward_with_attention(x, lazy=True).materialise(),
+        f"{label}, capture for the default view": lambda: model.forward_with_attention(x, capture="lazy"),
+        f"{label}, … + all matrices": lambda: model.forward_with_attention(x, capture="lazy").materialise(),
     }
     if DEVICE != "cpu":
         rows[f"{label}, fast, bf16 autocast"] = lambda: _bf16(lambda: model(x))
         rows[f"{label}, default view, bf16 autocast"] = lambda: _bf16(
-            lambda: model.forward_with_attention(x, lazy=True)
+            lambda: model.forward_with_attention(x, capture="lazy")
         )
     if INT8 and DEVICE == "cpu":
         from mvt.quantize import quantize_linears
 
         q = quantize_linears(model)
         rows[f"{label}, fast, int8 linears"] = lambda: q(x)
-        rows[f"{label}, default view, int8 linears"] = lambda: q.forward_with_attention(x, lazy=True)
+        rows[f"{label}, default view, int8 linears"] = lambda: q.forward_with_attention(x, capture="lazy")
     return rows
 
 
@@ -147,14 +147,14 @@ def compare_precisions(model: nn.Module, x: torch.Tensor, label: str) -> str:
     """bf16 autocast (GPU) or int8 linears (CPU) vs fp32: logits, top-1, and the default view's CLS rows."""
     lines = []
     with torch.inference_mode():
-        ref = model.forward_with_attention(x, lazy=True)
+        ref = model.forward_with_attention(x, capture="lazy")
         others = {}
         if DEVICE != "cpu":
-            others["bf16 autocast"] = _bf16(lambda: model.forward_with_attention(x, lazy=True))
+            others["bf16 autocast"] = _bf16(lambda: model.forward_with_attention(x, capture="lazy"))
         if INT8 and DEVICE == "cpu":
             from mvt.quantize import quantize_linears
 
-            others["int8 linears"] = quantize_linears(model).forward_with_attention(x, lazy=True)
+            others["int8 linears"] = quantize_linears(model).forward_with_attention(x, capture="lazy")
     for name, out in others.items():
         d = (out.logits.float() - ref.logits.float()).abs().max().item()
         same = int(out.logits.argmax()) == int(ref.logits.argmax())
@@ -283,7 +283,7 @@ before = hwm()
 with torch.inference_mode():
     out = model.forward_with_attention(x{kw})
     {after}
-kept = sum(a.probs.numel() * a.probs.element_size() + (a.cls_row.numel() * 4 if a.cls_row is not None else 0)
+kept = sum(a.probs().numel() * a.probs().element_size() + (a.cls_row.numel() * 4 if a.cls_row is not None else 0)
            for a in out.attentions) / 2**20
 print(f'{{before:.0f}} {{hwm():.0f}} {{kept:.0f}}')
 """
@@ -295,7 +295,7 @@ def vivit_capture_rss(lazy: bool = False) -> tuple[float, float, float]:
     import subprocess
 
     code = _VIVIT_RSS_CHILD.format(
-        root=str(ROOT), kw=", lazy=True" if lazy else "", after="out.materialise()" if lazy else "pass"
+        root=str(ROOT), kw=", capture='lazy'" if lazy else "", after="out.materialise()" if lazy else "pass"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     before, peak, kept = (float(v) for v in res.stdout.split()[-3:])

@@ -3,7 +3,7 @@
     python bench/precision.py [--clips 64] [--seed 7] [--models mvit_t.synth ...]
 
 For every ``*.synth`` model and ``--clips`` held-out SynthMotion clips (stream ``--seed``; the models were
-trained on streams 0..), the default view (``forward_with_attention(x, lazy=True)``: every stage's CLS row or,
+trained on streams 0..), the default view (``forward_with_attention(x, capture="lazy")``: every stage's CLS row or,
 without a CLS token, the stage map) and attention rollout are computed in fp32 and in:
 
 * ``int8``: :func:`mvt.quantize.quantize_linears` (int8 dynamic quantisation of the linear layers), the
@@ -40,7 +40,7 @@ def _views(model: torch.nn.Module, x: torch.Tensor, shape, bf16: bool = False):
     """(prediction, last-stage volume on the frames, rollout volume on the frames)."""
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.inference_mode(), ctx:
-        out = model.forward_with_attention(x, lazy=True)
+        out = model.forward_with_attention(x, capture="lazy")
     last = max(viz.stages(out))
     att, fp = viz.stage_volume(out, last)
     roll, rfp = viz.rollout_volume(out, mode="attention")

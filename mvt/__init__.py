@@ -6,7 +6,7 @@ Public API::
     model = mvt.create_model("mvit_v2_s.k400", device="cpu")
     clip = mvt.read_clip(path, num_frames=16, stride=4, size=224)
     x = mvt.preprocess(clip, model.spec)
-    out = model.forward_with_attention(x)     # ModelOutput
+    out = model.forward_with_attention(x)     # ModelOutput (capture=mvt.Capture.LAZY: fast path, maps on demand)
     mine = mvt.load_checkpoint("file:/runs/mvitv2_s.pyth")   # a user's checkpoint, recognised from the file
 """
 
@@ -17,6 +17,8 @@ from .checkpoints import (  # (public checkpoints too)
     register_checkpoint_model,
 )
 from .explain import attention_gradients, token_flow
+from .holds import UnheldOperation
+from .layers import Capture
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
 from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
@@ -25,6 +27,7 @@ from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
 
 __all__ = [
     "AttentionMap",
+    "Capture",
     "Clip",
     "Footprint",
     "ModelOutput",
@@ -32,6 +35,7 @@ __all__ = [
     "PoolOp",
     "Segment",
     "StageInfo",
+    "UnheldOperation",
     "VideoError",
     "VideoInfo",
     "VideoLimits",

@@ -1,40 +1,40 @@
-"""Gradients of a class score with respect to every attention map (for gradient-weighted rollout)."""
+"""Explanations that need one backward pass: gradients of a class score with respect to every attention map
+(gradient-weighted rollout) and the conservative relevance of every block's entering tokens (token flow)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .layers import Capture
 from .outputs import ModelOutput
 
 
 def attention_gradients(model: nn.Module, x: torch.Tensor, target: int | None = None) -> ModelOutput:
-    """Run ``forward_with_attention`` and fill each map's ``grad_weighted`` = mean_heads (A ⊙ ∂y/∂A)⁺.
+    """Run ``forward_with_attention(x, capture=Capture.GRADIENTS)`` and fill ``grad_weighted[i]`` =
+    mean_heads (A ⊙ ∂y/∂A)⁺ for every map ``i``.
 
-    ``y`` is the logit of ``target`` (default: the top class of the first clip). The per-head ``weights``
-    are dropped afterwards so the returned output holds no autograd graph.
+    ``y`` is the logit of ``target`` (default: the top class of the first clip). The per-head probabilities
+    are dropped afterwards (``traced`` is emptied) so the returned output holds no autograd graph.
     """
     with torch.enable_grad():
-        out = model.forward_with_attention(x, keep_weights=True)
-        maps = [m for m in out.attentions if m.weights is not None]
-        if not maps:
-            raise ValueError("model returned no attention weights with keep_weights=True")
-        for m in maps:
-            m.weights.retain_grad()
+        out = model.forward_with_attention(x, capture=Capture.GRADIENTS)
+        if not out.traced:
+            raise ValueError("model recorded no attention weights with Capture.GRADIENTS")
+        for w in out.traced.values():
+            w.retain_grad()
         if target is None:
             target = int(out.logits[0].argmax())
         out.logits[:, target].sum().backward()
-    for m in out.attentions:
-        if m.weights is None:
-            continue
-        a, g = m.weights.detach(), m.weights.grad
+    for i, w in out.traced.items():
+        a, g = w.detach(), w.grad
         if g is None:  # a map that does not influence the score (e.g. after the CLS is read)
             g = torch.zeros_like(a)
         bg, heads, nq, nk = a.shape
-        groups = m.probs.shape[1]
+        groups = out.attentions[i].groups
         fused = (a * g).clamp(min=0).mean(dim=1)  # (B*G, Nq, Nk)
-        m.grad_weighted = fused.reshape(bg // groups, groups, nq, nk)
-        m.weights = None
+        out.grad_weighted[i] = fused.reshape(bg // groups, groups, nq, nk)
+    out.traced.clear()
     out.logits = out.logits.detach()
     out.extras["target"] = target
     return out
@@ -43,44 +43,44 @@ def attention_gradients(model: nn.Module, x: torch.Tensor, target: int | None = 
 def token_flow(model: nn.Module, x: torch.Tensor, target: int | None = None) -> ModelOutput:
     """Conservative relevance of every block's entering tokens to one logit, in one backward pass.
 
-    Runs ``forward_with_attention(x, conservative=True)`` (attention probabilities, LayerNorm's normaliser and
-    GELU's gate held constant, see :func:`mvt.layers.hold_normalisers`) and sets each recorded map's
-    ``relevance`` to gradient × input of the tokens entering its block, summed over channels: ``(B, G', N_in)``
-    float64 (``G'`` sequences per clip as the block ran them). ``y`` is the logit of ``target`` (default: the
-    top class of the first clip), summed over the batch. Also ``extras["flow_logit"]`` (that logit) and
+    Runs ``forward_with_attention(x, capture=Capture.FLOW)`` (attention probabilities, LayerNorm's
+    normaliser and GELU's gate held constant, see :mod:`mvt.holds`; an operation the rules do not know
+    raises :class:`mvt.holds.UnheldOperation`) and sets ``relevance[i]`` of each block's first map ``i`` to
+    gradient × input of the tokens entering the block, summed over channels: ``(B, G', N_in)`` float32 (``G'``
+    sequences per clip as the block ran them). ``y`` is the logit of ``target`` (default: the top class of
+    the first clip), summed over the batch. Also ``extras["flow_logit"]`` (that logit) and
     ``extras["flow_pixels"]`` ``(B, T, H, W)``: gradient × input of the clip, summed over colour channels.
 
     With the normalisers held the model is piecewise linear in its tokens, so at any block the relevances of
     the entering tokens (prefix tokens included) plus the relevance absorbed by the biases and added
     embeddings after that point sum to the logit exactly (``tests/mvt/test_token_flow.py`` checks this for
-    every family). The graph and the recorded tokens are dropped before returning.
+    every family). The graph and the recorded tokens are dropped before returning. The maps are deferred
+    (``Capture.FLOW`` attends with the fused kernel): reading one computes it.
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        try:
-            out = model.forward_with_attention(x, conservative=True)
-        except TypeError as e:
-            if "conservative" not in str(e):
-                raise
-            raise NotImplementedError(
-                f"{type(model).__name__} does not implement forward_with_attention(conservative=True)"
-            ) from None
-        maps = [m for m in out.attentions if m.tokens is not None]
-        if not maps:
-            raise ValueError("model recorded no block tokens with conservative=True")
+        out = model.forward_with_attention(x, capture=Capture.FLOW)
+        if not out.traced:
+            raise ValueError("model recorded no block tokens with Capture.FLOW")
         if target is None:
             target = int(out.logits[0].argmax())
         y = out.logits[:, target].sum()
-        grads = torch.autograd.grad(y, [x, *(m.tokens for m in maps)], allow_unused=True)
+        positions = list(out.traced)
+        grads = torch.autograd.grad(y, [x, *out.traced.values()], allow_unused=True)
     b = int(out.logits.shape[0])
-    for m, g in zip(maps, grads[1:]):
-        t = m.tokens.detach()
-        g = torch.zeros_like(t) if g is None else g
-        m.relevance = (t.double() * g.double()).sum(-1).reshape(b, -1, t.shape[1])  # (B, G', N_in)
-        m.tokens = None
+    for i, g in zip(positions, grads[1:]):
+        t = out.traced[i].detach()
+        rel = torch.zeros(t.shape[:-1], dtype=torch.float32) if g is None else _dot(t, g)  # (B·G', N_in)
+        out.relevance[i] = rel.reshape(b, -1, t.shape[1])  # (B, G', N_in)
+    out.traced.clear()
     gx = torch.zeros_like(x) if grads[0] is None else grads[0]
-    out.extras["flow_pixels"] = (x.detach().double() * gx.double()).sum(1)  # (B, T, H, W)
+    out.extras["flow_pixels"] = _dot(x.detach().movedim(1, -1), gx.movedim(1, -1))  # (B, T, H, W)
     out.extras["flow_logit"] = float(y.detach())
     out.extras["target"] = target
     out.logits = out.logits.detach()
     return out
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a · b)`` summed over the last axis, float32 (the product and the sum in float32; one pass)."""
+    return torch.linalg.vecdot(a.float(), b.float())

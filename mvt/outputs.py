@@ -80,24 +80,31 @@ class PoolOp:
 
 @runtime_checkable
 class Deferred(Protocol):
-    """A tensor computed on first use (e.g. :class:`mvt.layers.DeferredProbs`): its ``shape`` is known now."""
+    """A tensor computed on first use (e.g. :class:`mvt.layers.DeferredProbs`): its ``shape`` is known now,
+    ``ready`` says whether it was computed, ``compute()`` computes it (once, thread-safe) and returns it."""
 
     shape: tuple[int, ...]
+
+    @property
+    def ready(self) -> bool: ...
 
     def compute(self) -> torch.Tensor: ...
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class AttentionMap:
     """The attention probabilities of one attention call, with the layout needed to draw them.
 
-    Shapes: ``probs`` is ``(B, G, Nq, Nk)``: the head-averaged probabilities (rows sum to 1) for ``G``
-    independent groups. Joint and cross attention have ``G == 1``. Factorised attention (ViViT) runs one
-    attention per group: spatial attention has one group per time index (``group_grid = (T, 1, 1)``,
-    ``q_grid = (1, H, W)``), temporal attention one per spatial position (``group_grid = (1, H, W)``,
-    ``q_grid = (T, 1, 1)``). The full-grid position of token ``j`` of group ``g`` is the elementwise sum of
-    the group's position in ``group_grid`` and the token's position in ``q_grid`` (the two grids are
-    complementary: one of them is 1 along each axis).
+    ``head_mean`` holds the head-averaged probabilities ``(B, G, Nq, Nk)`` (rows sum to 1) for ``G``
+    independent groups: a tensor, or a :class:`Deferred` that computes them when first asked
+    (``Capture.LAZY`` and ``Capture.FLOW``). Read them with :meth:`probs` (which computes a deferred matrix:
+    the one call that may cost an ``(Nq, Nk)`` product per group); :attr:`shape`, :attr:`groups` and
+    :attr:`probs_ready` compute nothing. Joint and cross attention have ``G == 1``. Factorised attention
+    (ViViT) runs one attention per group: spatial attention has one group per time index
+    (``group_grid = (T, 1, 1)``, ``q_grid = (1, H, W)``), temporal attention one per spatial position
+    (``group_grid = (1, H, W)``, ``q_grid = (T, 1, 1)``). The full-grid position of token ``j`` of group ``g``
+    is the elementwise sum of the group's position in ``group_grid`` and the token's position in ``q_grid``
+    (the two grids are complementary: one of them is 1 along each axis).
 
     ``Nq = num_prefix + |q_grid|`` and ``Nk = num_prefix + |k_grid|`` (for cross maps the sum over
     ``q_segments`` / ``k_segments``). ``cls_row`` is ``(B, heads, Nk)``: the per-head probabilities of the
@@ -107,11 +114,12 @@ class AttentionMap:
     (see ``viz.rollout``): ``in_grid`` is the grid entering the block; ``q_pool`` / ``kv_pool`` pool queries
     and keys/values inside attention; ``skip_pool`` pools the residual path; ``residual_pool`` means the
     pooled query is added to the attention output (MViTv2); ``post_pool`` pools the block output (HVT).
-    ``head_groups`` names, for ViViT model 4, which heads produced this map.
+    ``head_range`` names, for ViViT model 4, which heads produced this map.
 
-    ``probs`` may be given as a :class:`Deferred` (``forward_with_attention(x, lazy=True)``): it is computed on
-    its first read (thread-safe, once) and reads as a tensor from then on; :attr:`probs_ready` says whether
-    that has happened and :attr:`groups` gives ``G`` without computing anything.
+    A map is a record of the forward pass and never changes. What is found later lives beside it in the
+    :class:`ModelOutput`, keyed by the map's position in ``attentions``: ``sinks``, ``grad_weighted``,
+    ``relevance`` (and, during a capture, the autograd tensors in ``traced``). Maps are made by
+    :func:`mvt.layers.record_attention`.
     """
 
     stage: int
@@ -121,8 +129,8 @@ class AttentionMap:
     q_grid: Grid
     k_grid: Grid
     num_prefix: int
-    probs: torch.Tensor = field(repr=False)
-    cls_row: torch.Tensor | None = None
+    head_mean: torch.Tensor | Deferred = field(repr=False)
+    cls_row: torch.Tensor | None = field(default=None, repr=False)
     group_grid: Grid = (1, 1, 1)
     view: int | None = None
     q_segments: tuple[Segment, ...] | None = None
@@ -134,35 +142,36 @@ class AttentionMap:
     residual_pool: bool = False
     post_pool: PoolOp | None = None
     head_range: tuple[int, int] | None = None
-    weights: torch.Tensor | None = None
-    """``(B*G, heads, Nq, Nk)`` per-head probabilities still attached to the autograd graph (rows ordered
-    batch-major, then group). Only set by ``forward_with_attention(x, keep_weights=True)``."""
-    grad_weighted: torch.Tensor | None = None
-    """``(B, G, Nq, Nk)``: mean over heads of (A ⊙ ∂y/∂A)⁺, filled by ``mvt.attention_gradients``."""
-    tokens: torch.Tensor | None = None
-    """``(B·G', N_in, C)``: the tokens entering this map's block, on the autograd graph (``G'`` sequences per
-    clip, each ``num_prefix`` + the block's input grid, or its group's part of it). Only set by
-    ``forward_with_attention(x, conservative=True)``, on the first map of each block."""
-    relevance: torch.Tensor | None = None
-    """``(B, G', N_in)`` float64: each entering token's relevance to the explained logit (gradient × input
-    with attention, LayerNorm and GELU held: conservative propagation), filled by ``mvt.token_flow``."""
-    sinks: tuple[int, ...] = ()
-    """Positions in the key sequence (``Nk`` axis, prefix included) of *sink* keys: keys that take the top
-    attention at a fixed position whatever the clip shows (``mvt.sinks``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ATTENTION_KINDS:
             raise ValueError(f"AttentionMap.kind must be one of {ATTENTION_KINDS}, got {self.kind!r}")
+        if len(self.head_mean.shape) != 4:
+            raise ValueError(
+                f"AttentionMap.head_mean must be (B, G, Nq, Nk), got {tuple(self.head_mean.shape)}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(B, G, Nq, Nk)`` of the head-mean probabilities (known before they are computed)."""
+        return tuple(int(s) for s in self.head_mean.shape)  # type: ignore[return-value]
 
     @property
     def groups(self) -> int:
-        """``G``, the number of independent attention groups (known before ``probs`` is computed)."""
-        return int(self.__dict__["_probs"].shape[1])
+        """``G``, the number of independent attention groups."""
+        return self.shape[1]
 
     @property
     def probs_ready(self) -> bool:
-        """Whether ``probs`` is a tensor already (``False`` while it is deferred)."""
-        return isinstance(self.__dict__["_probs"], torch.Tensor)
+        """Whether :meth:`probs` costs nothing (the matrix is a tensor, or its deferred value was computed)."""
+        return isinstance(self.head_mean, torch.Tensor) or self.head_mean.ready
+
+    def probs(self) -> torch.Tensor:
+        """``(B, G, Nq, Nk)`` head-averaged probabilities. A deferred matrix is computed by the first call
+        (thread-safe, once; later calls and other threads get the same tensor)."""
+        if isinstance(self.head_mean, torch.Tensor):
+            return self.head_mean
+        return self.head_mean.compute()
 
     @property
     def segments_q(self) -> tuple[Segment, ...]:
@@ -176,23 +185,6 @@ class AttentionMap:
         if self.k_segments is not None:
             return self.k_segments
         return (Segment(self.view or 0, self.num_prefix, self.k_grid),)
-
-
-def _get_probs(amap: AttentionMap) -> torch.Tensor:
-    value = amap.__dict__["_probs"]
-    if not isinstance(value, torch.Tensor):
-        value = value.compute()  # the Deferred serialises concurrent first reads
-        amap.__dict__["_probs"] = value
-    return value
-
-
-def _set_probs(amap: AttentionMap, value: torch.Tensor | Deferred) -> None:
-    amap.__dict__["_probs"] = value
-
-
-# ``probs`` stays a dataclass field (constructor, fields(), replace() are unchanged); reading it goes
-# through this property so that a deferred map computes its probabilities on first use.
-AttentionMap.probs = property(_get_probs, _set_probs, doc="(B, G, Nq, Nk) head-averaged probabilities.")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -229,6 +221,11 @@ class ModelOutput:
     ``input_shape`` is the (T, H, W) of the model input; ``embed`` is the footprint of the first token grid
     (the patch/tubelet embedding) on it. ``pooling`` says how the head reads the tokens: ``"cls"`` (first
     prefix token) or ``"mean"`` (average of the final tokens).
+
+    Beside the maps, keyed by a map's position in ``attentions`` (:meth:`position`), what is found later:
+    ``sinks`` (:func:`mvt.sinks.mark_sinks`), ``grad_weighted`` (:func:`mvt.attention_gradients`) and
+    ``relevance`` (:func:`mvt.token_flow`); ``traced`` holds the capture's tensors on the autograd graph
+    until those functions have read them.
     """
 
     logits: torch.Tensor
@@ -238,14 +235,38 @@ class ModelOutput:
     embed: Footprint
     pooling: str = "cls"
     extras: dict = field(default_factory=dict)
+    traced: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    """Capture-time tensors on the autograd graph, by map position. ``Capture.GRADIENTS``: every map's
+    per-head probabilities ``(B·G, heads, Nq, Nk)`` (rows batch-major, then group). ``Capture.FLOW``: on
+    the first map of every block, the tokens entering that block ``(B·G', N_in, C)`` (``G'`` sequences per
+    clip, each ``num_prefix`` + the block's input grid, or its group's part of it)."""
+    grad_weighted: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    """``(B, G, Nq, Nk)`` per map: mean over heads of (A ⊙ ∂y/∂A)⁺, filled by ``mvt.attention_gradients``."""
+    relevance: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    """``(B, G', N_in)`` float32 per block's first map: each entering token's relevance to the explained
+    logit (gradient × input with attention, LayerNorm and GELU held), filled by ``mvt.token_flow``."""
+    sinks: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Per map, positions in its key sequence (``Nk`` axis, prefix included) of *sink* keys: keys that take
+    the top attention at a fixed position whatever the clip shows (``mvt.sinks``)."""
+
+    def position(self, amap: AttentionMap) -> int:
+        """The position of ``amap`` in :attr:`attentions` (by identity)."""
+        for i, m in enumerate(self.attentions):
+            if m is amap:
+                return i
+        raise ValueError("this map is not one of this output's attentions")
+
+    def sinks_of(self, amap: AttentionMap) -> tuple[int, ...]:
+        """The sink keys of ``amap`` (empty when none were marked)."""
+        return self.sinks.get(self.position(amap), ())
 
     @property
     def probs_ready(self) -> bool:
-        """Whether every map's ``probs`` is computed (see :meth:`materialise`)."""
+        """Whether every map's probabilities are computed (see :meth:`materialise`)."""
         return all(m.probs_ready for m in self.attentions)
 
     def materialise(self) -> ModelOutput:
-        """Compute every deferred map's ``probs`` now (thread-safe; maps already computed cost nothing)."""
+        """Compute every deferred map's probabilities now (thread-safe; maps already computed cost nothing)."""
         for m in self.attentions:
-            _ = m.probs
+            m.probs()
         return self

@@ -17,8 +17,9 @@ key that wins by a hair on nearly flat rows is not a sink). Prefix (CLS) keys ar
 show grid keys only). With few keys (ViViT's temporal maps have 8) chance alone puts a key on top of 1 in 8
 clips, which is why both the rate in every variant and the excess are asked for.
 
-:func:`mark_sinks` writes the result into ``AttentionMap.sinks`` of any output of the same model and
-input size (maps are matched by their position in ``output.attentions``, their block and view).
+:func:`mark_sinks` writes the result into ``ModelOutput.sinks`` of any output of the same model and input
+size (maps are matched by their position in ``output.attentions``, their block and view); it computes
+nothing (a deferred map stays deferred).
 """
 
 from __future__ import annotations
@@ -60,15 +61,15 @@ class Sink:
 
 def _key_scores(amap: AttentionMap, batch: int) -> np.ndarray:
     """``(Nk,)`` float64 top-key scores of one input: the head-mean CLS row, or the mean attention received."""
-    probs = amap.probs[batch].float()  # (G, Nq, Nk)
-    if amap.num_prefix and probs.shape[0] == 1:
+    probs = amap.probs()[batch].float()  # (G, Nq, Nk)
+    if amap.num_prefix and amap.groups == 1:
         return probs[0, 0].double().numpy()
     return probs.mean(dim=(0, 1)).double().numpy()
 
 
 def _grid_keys(amap: AttentionMap) -> np.ndarray:
     """Bool ``(Nk,)``: True for grid keys (prefix keys of every segment excluded)."""
-    nk = int(amap.probs.shape[-1])
+    nk = amap.shape[-1]
     ok = np.ones(nk, dtype=bool)
     start = 0
     for seg in amap.segments_k:
@@ -175,13 +176,13 @@ def find_sinks(
 
 
 def mark_sinks(output: ModelOutput, sinks: list[Sink]) -> ModelOutput:
-    """Set ``AttentionMap.sinks`` on ``output``'s maps from :func:`find_sinks`'s result (in place; returned)."""
+    """Set ``output.sinks`` from :func:`find_sinks`'s result (in place; returned). Computes nothing."""
     by_map: dict[int, list[int]] = {}
     for s in sinks:
         if s.map_index < len(output.attentions):
             m = output.attentions[s.map_index]
-            if (m.block, m.view) == (s.block, s.view) and s.key < int(m.probs.shape[-1]):
+            if (m.block, m.view) == (s.block, s.view) and s.key < m.shape[-1]:
                 by_map.setdefault(s.map_index, []).append(s.key)
     for i, keys in by_map.items():
-        output.attentions[i].sinks = tuple(sorted(set(keys)))
+        output.sinks[i] = tuple(sorted(set(keys)))
     return output

@@ -48,3 +48,11 @@ def test_the_toy_output_goes_through_viz(toy):
     assert rolled_frames.shape == clip and (rolled_frames >= 0).all() and rolled_frames.max() > 0
     grads = mvt.attention_gradients(toy, x)
     assert viz.rollout(grads, mode="grad").ndim == 3
+    flow = mvt.token_flow(toy, x)  # token flow: no code in the family beyond the capture contract
+    vol, fp = viz.flow_volume(flow)
+    assert vol.shape == (4, 7, 7) and np.isfinite(vol).all() and viz.to_frames(vol, clip, fp).shape == clip
+    with torch.no_grad():  # the default view: the fast path, CLS rows now, the matrix only when read
+        lazy = toy.forward_with_attention(x, capture=mvt.Capture.LAZY)
+    (_, lazy_vol, _), *_ = viz.stage_volumes(lazy)
+    np.testing.assert_allclose(lazy_vol, viz.stage_volumes(out)[0][1], atol=1e-6)
+    assert not lazy.probs_ready  # the stage volume came from the CLS rows

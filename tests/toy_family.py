@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mvt import zoo
-from mvt.layers import attention, init_linear_and_norm, summarize_heads
+from mvt.layers import ALL_CAPTURES, Capture, Recorder, capturing, init_linear_and_norm, record_attention
 from mvt.models.contract import (
     check_clip,
     config_named,
@@ -24,7 +24,7 @@ from mvt.models.contract import (
     synthmotion_spec,
     through_tap,
 )
-from mvt.outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
+from mvt.outputs import Footprint, Grid, ModelOutput, StageInfo
 
 
 @dataclass(frozen=True)
@@ -61,46 +61,38 @@ class Toy(nn.Module):
         self.stage_taps = identity_taps(1)
         init_linear_and_norm(self)
 
-    def _run(self, x: torch.Tensor, need_weights: bool):
+    def _run(self, x: torch.Tensor, rec: Recorder | None) -> torch.Tensor:
         cfg = self.cfg
         x = check_clip(x, model="Toy", frames=cfg.num_frames, size=cfg.image_size)
         cells = self.embed(x).flatten(2).transpose(1, 2)  # (B, 3, T, H, W) -> (B, T'H'W', D)
         tok = torch.cat((self.cls_token.expand(len(x), -1, -1), cells), dim=1) + self.pos_embed  # (B, 1+N, D)
         tok = through_tap(self.stage_taps[0], tok, cfg.grid, num_prefix=1)  # before the last block (CLS head)
+        if rec is not None:
+            rec.enter_block(tok)
         b, n, d = tok.shape
         q, k, v = self.qkv(self.norm1(tok)).view(b, n, 3, cfg.heads, d // cfg.heads).permute(2, 0, 3, 1, 4)
-        out, probs = attention(q, k, v, need_weights=need_weights)  # (B, heads, N, d/heads)
+        where = dict(
+            stage=0, block=0, kind="joint", q_grid=cfg.grid, k_grid=cfg.grid, num_prefix=1, in_grid=cfg.grid
+        )
+        out = record_attention(q, k, v, rec, **where)  # (B, heads, N, d/heads)
         tok = tok + self.proj(out.transpose(1, 2).reshape(b, n, d))
-        return self.head(self.norm(tok[:, 0])), probs
+        return self.head(self.norm(tok[:, 0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, need_weights=False)[0]
+        return self._run(x, None)
 
-    def forward_with_attention(self, x: torch.Tensor, *, keep_weights: bool = False) -> ModelOutput:
+    captures = ALL_CAPTURES
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
         cfg = self.cfg
-        logits, probs = self._run(x, need_weights=True)
-        mean, cls_row = summarize_heads(probs, num_prefix=1)  # (B, 1, N, N), (B, heads, N)
-        amap = AttentionMap(
-            stage=0,
-            block=0,
-            kind="joint",
-            heads=cfg.heads,
-            q_grid=cfg.grid,
-            k_grid=cfg.grid,
-            num_prefix=1,
-            probs=mean,
-            cls_row=cls_row,
-            in_grid=cfg.grid,
-            weights=probs if keep_weights else None,
-        )
+        with capturing(self, capture, x) as rec:
+            logits = self._run(x, rec)
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
         n = 1 + cfg.grid[0] * cfg.grid[1] * cfg.grid[2]
         stage = StageInfo(
             stage=0, grid=cfg.grid, channels=cfg.dim, tokens=n, num_prefix=1, footprint=embed, blocks=(0,)
         )
-        return ModelOutput(
-            logits, [amap], [stage], input_shape=tuple(x.shape[2:]), embed=embed, pooling="cls"
-        )  # type: ignore[arg-type]
+        return rec.output(logits, [stage], input_shape=tuple(x.shape[2:]), embed=embed, pooling="cls")
 
 
 def build_toy(name: str, num_classes: int = 8) -> Toy:

@@ -1,6 +1,6 @@
 """Token flow laid out on token grids, and rank correlations between explanations.
 
-``mvt.token_flow`` fills ``AttentionMap.relevance``: the conservative relevance (Ali et al., ICML 2022;
+``mvt.token_flow`` fills ``ModelOutput.relevance``: the conservative relevance (Ali et al., ICML 2022;
 AttnLRP's identity rule for GELU) of the tokens entering each block, ``(B, G', N_in)``. Here those numbers
 become volumes on the block's input grid (:func:`flow_volume`): the input tokens (the first block's, the same
 grid rollout ends on) or the tokens a stage reads last (the last block of the stage). Relevance is signed —
@@ -23,7 +23,7 @@ from .geometry import group_index, layout_of
 
 
 def _flow_maps(output: ModelOutput, view: int) -> list[AttentionMap]:
-    maps = [m for m in output.attentions if m.relevance is not None and (m.view or 0) == view]
+    maps = [m for i, m in enumerate(output.attentions) if i in output.relevance and (m.view or 0) == view]
     if not maps:
         raise ValueError("this output has no token relevances: run mvt.token_flow(model, x, target)")
     return maps
@@ -41,11 +41,11 @@ def flow_map(output: ModelOutput, stage: int | None = None, view: int = 0) -> At
     return own[-1]
 
 
-def flow_tokens(amap: AttentionMap, batch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def flow_tokens(output: ModelOutput, amap: AttentionMap, batch: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(prefix relevances, grid relevances)`` of ``amap``'s entering tokens, float64: the grid part over the
     block's full input grid in raster order (factorised blocks run per group: their groups are scattered
     back onto the full grid)."""
-    rel = amap.relevance
+    rel = output.relevance.get(output.position(amap))
     if rel is None:
         raise ValueError("this map has no token relevances")
     r = rel[batch].double()  # (G', N_in)
@@ -75,7 +75,7 @@ def flow_volume(
     entering the first block (``stage=None``) or the last block of ``stage`` (see :func:`flow_map`), on
     that block's input grid (HVT's 1-D pooled tokens painted through their spans)."""
     amap = flow_map(output, stage, view)
-    _, grid = flow_tokens(amap, batch)
+    _, grid = flow_tokens(output, amap, batch)
     geom = layout_of(output, amap).inputs[view]
     return geom.paintable(grid.reshape(tuple(int(g) for g in geom.grid)))
 
@@ -83,7 +83,7 @@ def flow_volume(
 def flow_grid(output: ModelOutput, stage: int | None = None, view: int = 0, batch: int = 0) -> np.ndarray:
     """Token flow on the entering tokens' own grid (no painting): float64, shaped like the block input."""
     amap = flow_map(output, stage, view)
-    _, grid = flow_tokens(amap, batch)
+    _, grid = flow_tokens(output, amap, batch)
     geom = layout_of(output, amap).inputs[view]
     return grid.reshape(tuple(int(g) for g in geom.grid))
 

@@ -11,12 +11,14 @@ What a volume means depends on the map (the caption in the UI should say which):
 * factorised maps with a per-group prefix (one CLS per frame): each group's CLS row, laid onto the full grid;
 * cross maps (MMViT): one volume per view (:func:`attention_volumes_by_view`).
 
-``exclude_sinks=True`` leaves out the map's sink keys (``AttentionMap.sinks``, found by ``mvt.sinks``: keys that
+``exclude_sinks=True`` leaves out the map's sink keys (``ModelOutput.sinks``, found by ``mvt.sinks``: keys that
 peak at a fixed position whatever the clip shows): they get the smallest value of the other grid keys, so
-the picture and its maximum show the rest.
+the picture and its maximum show the rest. Functions that take a map alone take its ``sinks`` instead.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -45,13 +47,13 @@ def _key_values(amap: AttentionMap, head: str | int, batch: int) -> np.ndarray:
             return row.double().numpy()
         if head != "mean":
             raise ValueError("per-head maps need AttentionMap.cls_row; this map only has head-averaged probs")
-        return amap.probs[batch, 0, 0].double().numpy()
+        return amap.probs()[batch, 0, 0].double().numpy()
     if head != "mean":
         raise ValueError(
             "this map has no single CLS query (no CLS token, or factorised groups): only head='mean' "
             "(mean attention received) is available"
         )
-    probs = amap.probs[batch].float()  # (G, Nq, Nk)
+    probs = amap.probs()[batch].float()  # (G, Nq, Nk)
     if g == 1:
         return probs.mean(dim=(0, 1)).double().numpy()
     # factorised: per group, its own CLS row (if any) or the mean received; then scatter onto the full grid
@@ -62,14 +64,13 @@ def _key_values(amap: AttentionMap, head: str | int, batch: int) -> np.ndarray:
     return full.numpy()
 
 
-def _drop_sinks(amap: AttentionMap, vals: np.ndarray) -> np.ndarray:
-    """``vals`` over the key sequence with the sink keys set to the smallest other grid-key value."""
-    if not amap.sinks:
+def _drop_sinks(amap: AttentionMap, sinks: Sequence[int], vals: np.ndarray) -> np.ndarray:
+    """``vals`` over the key sequence with the ``sinks`` keys set to the smallest other grid-key value."""
+    if not sinks:
         return vals
-    g = int(amap.probs.shape[1])
-    nk = int(amap.probs.shape[-1])
+    _, g, _, nk = amap.shape
     local = np.zeros(nk, dtype=bool)
-    local[list(amap.sinks)] = True
+    local[list(sinks)] = True
     if g > 1:  # factorised: the sink is a local key position of every group
         full = np.zeros(vals.size, dtype=bool)
         idx = group_index(amap, amap.k_grid, amap.num_prefix)  # (G, Nk)
@@ -89,12 +90,11 @@ def _drop_sinks(amap: AttentionMap, vals: np.ndarray) -> np.ndarray:
 
 
 def attention_volumes_by_view(
-    amap: AttentionMap, head: str | int = "mean", batch: int = 0, exclude_sinks: bool = False
+    amap: AttentionMap, head: str | int = "mean", batch: int = 0, sinks: Sequence[int] = ()
 ) -> dict[int, np.ndarray]:
-    """One ``(T, H, W)`` float32 volume per key view of ``amap`` (a single entry unless it is a cross map)."""
-    vals = _key_values(amap, head, batch)
-    if exclude_sinks:
-        vals = _drop_sinks(amap, vals)
+    """One ``(T, H, W)`` float32 volume per key view of ``amap`` (a single entry unless it is a cross map);
+    ``sinks``: key positions to leave out (``ModelOutput.sinks_of(amap)``)."""
+    vals = _drop_sinks(amap, sinks, _key_values(amap, head, batch))
     if amap.kind == "cross" or amap.k_segments is not None:
         out: dict[int, np.ndarray] = {}
         start = 0
@@ -113,7 +113,7 @@ def attention_volume(
     head: str | int = "mean",
     batch: int = 0,
     view: int | None = None,
-    exclude_sinks: bool = False,
+    sinks: Sequence[int] = (),
 ) -> np.ndarray:
     """``(T, H, W)`` float32 attention volume on the map's (full) key grid; see the module docstring.
 
@@ -122,7 +122,7 @@ def attention_volume(
     grid, not the query grid. Paint it with :func:`attention_footprint` (or use :func:`map_volume`, which
     also expands HVT's 1-D pooled tokens onto the patch grid).
     """
-    vols = attention_volumes_by_view(amap, head=head, batch=batch, exclude_sinks=exclude_sinks)
+    vols = attention_volumes_by_view(amap, head=head, batch=batch, sinks=sinks)
     if view is None:
         return next(iter(vols.values()))
     if view not in vols:
@@ -145,7 +145,8 @@ def map_volume(
     the tokens whose window covers it; patches no window covers get 0).
     """
     lay = layout_of(output, amap)
-    vols = attention_volumes_by_view(amap, head=head, batch=batch, exclude_sinks=exclude_sinks)
+    sinks = output.sinks_of(amap) if exclude_sinks else ()
+    vols = attention_volumes_by_view(amap, head=head, batch=batch, sinks=sinks)
     v = next(iter(vols)) if view is None else view
     if v not in vols:
         raise ValueError(f"view {v} has no keys in this map; views: {sorted(vols)}")

@@ -45,7 +45,7 @@ row-stochastic, so ``r`` keeps total mass 1; the returned map is its grid part (
 learned constant and is dropped).
 
 **Gradient-weighted rollout.** Same composition with ``Ā`` replaced by ``mean_heads (A ⊙ ∂y/∂A)⁺``
-(``AttentionMap.grad_weighted``, filled by ``mvt.attention_gradients``), each row renormalised; a row with no
+(``ModelOutput.grad_weighted``, filled by ``mvt.attention_gradients``), each row renormalised; a row with no
 positive evidence contributes only its residual path (``M = P_skip`` for that row).
 """
 
@@ -78,21 +78,21 @@ def _pool_left(r: torch.Tensor, p: int, pool: PoolOp | None, in_grid, out_grid) 
     return torch.cat([pre, back.reshape(-1)])
 
 
-def _matrix(m: AttentionMap, mode: str, batch: int, exclude_sinks: bool = False) -> torch.Tensor:
-    """The raw ``(G, Nq, Nk)`` float32 matrix of one map (rows are normalised lazily by :class:`_Op`); with
-    ``exclude_sinks`` the sink keys' columns are zero (their rows are renormalised by :class:`_Op`)."""
+def _matrix(output: ModelOutput, lay: MapLayout, mode: str, batch: int, sinks: tuple[int, ...]) -> torch.Tensor:
+    """The raw ``(G, Nq, Nk)`` float32 matrix of one map (rows are normalised lazily by :class:`_Op`); the
+    ``sinks`` keys' columns are zero (their rows are renormalised by :class:`_Op`)."""
     if mode == "attention":
-        a = m.probs[batch]
+        a = lay.amap.probs()[batch]
     else:
-        if m.grad_weighted is None:
+        if lay.index not in output.grad_weighted:
             raise ValueError(
-                "gradient rollout needs AttentionMap.grad_weighted: run mvt.attention_gradients(model, x, target)"
+                "gradient rollout needs ModelOutput.grad_weighted: run mvt.attention_gradients(model, x, target)"
             )
-        a = m.grad_weighted[batch]
+        a = output.grad_weighted[lay.index][batch]
     a = a.detach().float()
-    if exclude_sinks and m.sinks:
+    if sinks:
         a = a.clone()
-        a[..., list(m.sinks)] = 0.0
+        a[..., list(sinks)] = 0.0
     return a
 
 
@@ -163,6 +163,7 @@ def _seq_len(geom: TokenGeom, p: int) -> int:
 
 
 def _layer_back(
+    output: ModelOutput,
     layer: list[MapLayout],
     r: dict[int, torch.Tensor],
     rpre: dict[int, int],
@@ -215,18 +216,13 @@ def _layer_back(
         for lay in layer
     ]
     total = float(sum(heads))
+    sinks = [output.sinks.get(lay.index, ()) if exclude_sinks else () for lay in layer]
     ops = [
         (
-            _Op(
-                lay.amap,
-                _matrix(lay.amap, mode, batch, exclude_sinks),
-                nq,
-                nk,
-                normalise=mode == "grad" or (exclude_sinks and bool(lay.amap.sinks)),
-            ),
+            _Op(lay.amap, _matrix(output, lay, mode, batch, s), nq, nk, normalise=mode == "grad" or bool(s)),
             h / total,
         )
-        for lay, h in zip(layer, heads)
+        for lay, h, s in zip(layer, heads, sinks)
     ]
     rowsum = sum(w * op.row_sums() for op, w in ops)
     resid = torch.zeros(nq, dtype=_DT)
@@ -300,7 +296,7 @@ def rollout_vector(
 ) -> tuple[dict[int, torch.Tensor], dict[int, TokenGeom], dict[int, int]]:
     """The propagated row vectors per view, their token geometry and prefix counts (see module docstring).
 
-    ``exclude_sinks``: the sink keys of every map (``AttentionMap.sinks``) get no attention; each row's
+    ``exclude_sinks``: the sink keys of every map (``ModelOutput.sinks``) get no attention; each row's
     attention is renormalised over the other keys."""
     if mode not in ("attention", "grad"):
         raise ValueError(f"rollout mode must be 'attention' or 'grad', got {mode!r}")
@@ -331,7 +327,7 @@ def rollout_vector(
             r[v] = torch.zeros(_seq_len(last_geom[v], prefix[v]), dtype=_DT)
     rpre = dict(prefix)
     for layer in reversed(_layers(layouts)):
-        _layer_back(layer, r, rpre, mode, batch, exclude_sinks)
+        _layer_back(output, layer, r, rpre, mode, batch, exclude_sinks)
     first_geom: dict[int, TokenGeom] = {}
     first_prefix: dict[int, int] = {}
     for lay in layouts:

@@ -96,7 +96,7 @@ def attention_stats(
     rows: list[dict] = []
     for lay in trace(output):
         m = lay.amap
-        probs = m.probs[batch].detach()  # (G, Nq, Nk)
+        probs = m.probs()[batch].detach()  # (G, Nq, Nk)
         nk = probs.shape[-1]
         norm = math.log(nk) if nk > 1 else 1.0
         base = {"stage": m.stage, "block": m.block, "map": lay.index, "kind": m.kind, "view": m.view}

@@ -155,7 +155,7 @@ class ModelResult:
     """The class the gradient methods explain (the prediction unless a target was asked for)."""
     output: ModelOutput | None
     """``forward_with_attention``'s record; ``None`` when no explanation was asked for (fast path). Its maps
-    may hold deferred head means (``lazy=True``): they are computed on first read, or all at once by
+    may hold deferred head means (``Capture.LAZY``): they are computed on first read, or all at once by
     :meth:`full_output` / :meth:`materialise`."""
     volumes: Volumes = field(default_factory=Volumes)
     """The explanation volumes; pending ones (rollout) are computed on first read (see :class:`Volumes`)."""

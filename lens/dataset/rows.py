@@ -394,7 +394,7 @@ def model_row(
             if m in vols and against is not None:
                 r, r_abs = _spearman(vols[m].values, against.values)
                 scores[m].update(flow_correlation=r, flow_correlation_abs=r_abs)
-    if mask is not None and any(a.sinks for a in output.attentions):
+    if mask is not None and any(output.sinks.values()):
         last = max(viz.stages(output))
         excluded = {
             "attention": lambda: viz.stage_volume(output, last, exclude_sinks=True),

@@ -129,7 +129,9 @@ def _token_flow(inp: Inputs) -> dict[VolumeKey, Volume]:
     flow = mvt.token_flow(inp.model, inp.x, inp.target)
     out = {VolumeKey("token_flow"): Volume(*viz.flow_volume(flow, stage=inp.options.get("stage")))}
     if inp.options.get("stages"):
-        stages = sorted({m.stage for m in flow.attentions if m.relevance is not None and (m.view or 0) == 0})
+        stages = sorted(
+            {m.stage for i, m in enumerate(flow.attentions) if i in flow.relevance and (m.view or 0) == 0}
+        )
         out.update({VolumeKey("token_flow", s): Volume(*viz.flow_volume(flow, stage=s)) for s in stages})
     return out
 

@@ -80,14 +80,15 @@ def _where(cell: tuple[int, int, int], grid: tuple[int, int, int]) -> str:
     return f"row {h + 1}, column {w + 1} of {when}"
 
 
-def sink_caption(amap: AttentionMap, name: str, path: Path | None = None) -> str | None:
-    """A sentence about ``amap``'s sink keys (``None`` if it has none)."""
-    if not amap.sinks:
+def sink_caption(output: ModelOutput, amap: AttentionMap, name: str, path: Path | None = None) -> str | None:
+    """A sentence about the sink keys of ``output``'s map ``amap`` (``None`` if it has none)."""
+    sinks = output.sinks_of(amap)
+    if not sinks:
         return None
     found = [s for s in sinks_of(name, path) if s.block == amap.block and s.view == amap.view]
     parts = []
     for s in found:
-        if s.key not in amap.sinks:
+        if s.key not in sinks:
             continue
         where = _where(s.cell, amap.k_grid) if s.cell is not None else f"key {s.key}"
         what = (

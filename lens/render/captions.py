@@ -32,11 +32,11 @@ def notes(result: ModelResult, key: VolumeKey, path: Path | None = None) -> list
     """What the panel showing ``key`` of ``result`` should say (sinks, a lost baseline), in order."""
     out: list[str] = []
     if result.output is not None and key.method == "attention" and key.stage is not None:
-        caption = sink_caption(viz.stage_map(result.output, key.stage), result.name, path)
+        caption = sink_caption(result.output, viz.stage_map(result.output, key.stage), result.name, path)
         if caption:
             out.append(caption)
     if result.output is not None and key.method in ("rollout", "grad_rollout"):
-        sunk = [m for m in result.output.attentions if m.sinks]
+        sunk = [k for k in result.output.sinks.values() if k]
         if sunk:
             out.append(
                 f"{len(sunk)} of this model's maps have a sink key (a fixed position that takes attention "

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import mvt
-from mvt.models.contract import accepts
+from mvt.layers import Capture, supported
 from mvt.outputs import ModelOutput
 from mvt.sinks import Sink, mark_sinks
 
@@ -37,8 +37,8 @@ def _quiet(frac: float, what: str) -> None:
 def capture(model: nn.Module, x: torch.Tensor, *, lazy: bool = False) -> ModelOutput:
     """``model.forward_with_attention(x)``: every map's head mean now, or (``lazy``, where the family offers
     it) every map's CLS rows now and the head-mean matrices on first read."""
-    if lazy and accepts(model, "lazy"):
-        return model.forward_with_attention(x, lazy=True)
+    if lazy and Capture.LAZY in supported(model):
+        return model.forward_with_attention(x, capture=Capture.LAZY)
     return model.forward_with_attention(x)
 
 

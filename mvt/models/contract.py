@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import synth
+from ..layers import Capture
 from ..outputs import Footprint, Grid, ModelOutput, PoolOp
 from ..weights import WeightsSource
 from ..zoo import ArchEntry, ModelSpec, register_arch, register_pretrained
@@ -57,11 +58,11 @@ class VideoModel(Protocol):
     model accepts at least ``T = spec.num_frames`` and ``H = W = spec.crop_size`` and rejects what it cannot
     run with a ``ValueError`` that says what to feed instead (:func:`check_clip`).
 
-    Extension rule: options of :meth:`forward_with_attention` are keyword-only and default to today's
-    output, so a new capture mode (e.g. only the CLS rows of the shown stage, computed from cached keys; or a
-    token-flow pass with attention and LayerNorm held constant) is a new keyword a family may implement.
-    A family that does not implement a mode raises ``NotImplementedError`` naming it; callers ask for a mode
-    only where they need it.
+    Capture: ``forward_with_attention(x, capture=...)`` takes one :class:`~mvt.layers.Capture` (eager, lazy,
+    gradients, flow) and the family lists the ones it implements in :attr:`captures`; callers ask only for
+    those (:func:`mvt.layers.supported`). Every capture is implemented once, in
+    :func:`mvt.layers.record_attention`: a family opens :func:`mvt.layers.capturing`, passes the recorder to
+    its attention calls and says where each call sits; it never computes probabilities itself.
     """
 
     spec: ModelSpec
@@ -80,43 +81,32 @@ class VideoModel(Protocol):
     (:func:`mvt.distill.capture_stage`) and the auxiliary losses of :mod:`mvt.supervision`. Taps stay
     identities: replacing one changes the model."""
 
+    captures: frozenset[Capture]
+    """The captures :meth:`forward_with_attention` implements (``mvt.layers.ALL_CAPTURES`` for a family whose
+    attention calls all go through :func:`mvt.layers.record_attention`); a model without the attribute is
+    taken to implement ``Capture.EAGER`` only."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` on the fast path (fused attention, nothing recorded)."""
         ...
 
-    def forward_with_attention(
-        self, x: torch.Tensor, *, keep_weights: bool = False, conservative: bool = False
-    ) -> ModelOutput:
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
         """Logits (equal to :meth:`forward`'s up to float rounding) plus the records a picture needs.
 
         ``ModelOutput.attentions`` has one :class:`~mvt.outputs.AttentionMap` per attention call (head-mean
-        probabilities, detached; the per-head CLS row where a CLS query exists), ``stages`` one
-        :class:`~mvt.outputs.StageInfo` per scale stage (per view for multi-view models), ``embed`` the patch
-        embedding's footprint and ``extras`` only keys of :data:`EXTRAS_KEYS`.
+        probabilities, detached, computed or deferred; the per-head CLS row where a CLS query exists),
+        ``stages`` one :class:`~mvt.outputs.StageInfo` per scale stage (per view for multi-view models),
+        ``embed`` the patch embedding's footprint and ``extras`` only keys of :data:`EXTRAS_KEYS`.
 
-        ``keep_weights=True`` also keeps every call's per-head probabilities ``(B·G, heads, Nq, Nk)`` on the
-        autograd graph in ``AttentionMap.weights`` (for :func:`mvt.attention_gradients`, i.e. gradient
-        rollout); it costs the memory of every attention matrix and the graph, so it is off by default.
-
-        ``conservative=True`` (token flow, :func:`mvt.token_flow`) runs the pass under
-        :func:`mvt.layers.hold_normalisers` (attention probabilities, LayerNorm's normaliser and GELU's gate held
-        constant in the backward pass, values unchanged) and sets ``AttentionMap.tokens`` on the first map of
-        every block: the tokens entering it, on the autograd graph.
+        ``capture`` (:class:`~mvt.layers.Capture`): ``EAGER`` computes every matrix in the pass; ``LAZY``
+        runs the fused fast path (CLS rows now, matrices when first read); ``GRADIENTS`` keeps the per-head
+        probabilities on the autograd graph in ``ModelOutput.traced`` (for :func:`mvt.attention_gradients`;
+        it costs every attention matrix and the graph); ``FLOW`` runs the pass with the normalisers held
+        (:mod:`mvt.holds`) and keeps, in ``ModelOutput.traced``, the tokens entering every block on the
+        graph (for :func:`mvt.token_flow`). A capture the family does not list in :attr:`captures` raises
+        ``NotImplementedError`` naming it.
         """
         ...
-
-
-def accepts(model: nn.Module, option: str) -> bool:
-    """Whether ``model.forward_with_attention`` takes the keyword ``option`` (a capture mode such as ``lazy``;
-    families written before a mode existed do not, and callers then use the default capture)."""
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward_with_attention).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-    param = params.get(option)
-    return param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY
 
 
 # --------------------------------------------------------------------------------------------- input checks

@@ -32,9 +32,9 @@ What ``forward_with_attention`` reports (see ``mvt.outputs``):
 * One ``AttentionMap`` per block, ``kind="joint"``, ``num_prefix=0`` (no CLS, so ``cls_row`` is ``None``),
   ``q_grid = k_grid = (1, 1, N)``. A pooling block has ``post_pool = PoolOp(kernel=(1, 1, 3),
   stride=(1, 1, 2), padding=(0, 0, 0), kind="max")``: the MaxPool1d written on the 1-D grid.
-  Per-frame models treat the T frames as T independent groups: ``probs`` is ``(B, T, N, N)`` with
-  ``group_grid = (T, 1, 1)`` (group ``t`` is frame ``t``); ``weights`` (with ``keep_weights=True``) is
-  ``(B·T, heads, N, N)``, batch-major. Tubelet models have one group.
+  Per-frame models treat the T frames as T independent groups: ``probs()`` is ``(B, T, N, N)`` with
+  ``group_grid = (T, 1, 1)`` (group ``t`` is frame ``t``); the per-head probabilities of
+  ``Capture.GRADIENTS`` are ``(B·T, heads, N, N)``, batch-major. Tubelet models have one group.
 * ``extras["patch_grid"]`` is the (T, H, W) grid of the embedding's patches: ``(1, 14, 14)`` per frame for
   per-frame models (the frame is the group), ``(8, 7, 7)`` for ``hvt_t``.
   ``extras["spans"][s]`` is an int64 array ``(N_s, 2)``: token ``i`` of stage ``s`` covers the raster patch
@@ -59,15 +59,16 @@ import torch
 from torch import nn
 
 from ..layers import (
+    ALL_CAPTURES,
+    Capture,
     Mlp,
-    attention,
-    capture_mode,
+    Recorder,
+    SelfAttention,
+    capturing,
     drop_path,
-    hold_normalisers,
     init_linear_and_norm,
-    summarize_heads,
 )
-from ..outputs import AttentionMap, Footprint, ModelOutput, PoolOp, StageInfo
+from ..outputs import Footprint, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
 from .contract import (
@@ -179,33 +180,6 @@ def token_spans(cfg: HVTConfig) -> list[np.ndarray]:
     return spans
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with a fused ``qkv`` projection (official names ``qkv`` / ``proj``)."""
-
-    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0):
-        super().__init__()
-        self.num_heads = num_heads
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(
-        self, x: torch.Tensor, need_weights: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b, n, c = x.shape
-        h = self.num_heads
-        qkv = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)  # (3, B, heads, N, d)
-        out, probs = attention(
-            qkv[0],
-            qkv[1],
-            qkv[2],
-            need_weights=need_weights,
-            dropout_p=self.attn_drop if self.training else 0.0,
-        )  # out (B, heads, N, d); probs (B, heads, N, N) or None
-        out = out.transpose(1, 2).reshape(b, n, c)  # (B, N, C)
-        return self.proj(out), probs
-
-
 class Block(nn.Module):
     """Pre-norm transformer block; a pooling block also owns ``pos_embed`` for its pooled sequence."""
 
@@ -215,7 +189,7 @@ class Block(nn.Module):
         self.plan = plan
         self.drop_path_p = drop_path_p
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, cfg.num_heads, cfg.attn_drop_rate)
+        self.attn = SelfAttention(dim, cfg.num_heads, attn_drop=cfg.attn_drop_rate)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         self.pool: nn.MaxPool1d | None = None
@@ -223,14 +197,12 @@ class Block(nn.Module):
             self.pool = nn.MaxPool1d(kernel_size=cfg.pool_kernel, stride=cfg.pool_stride)
             self.pos_embed = nn.Parameter(torch.zeros(1, plan.tokens_out, dim))
 
-    def forward(
-        self, x: torch.Tensor, need_weights: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention and MLP (without the pool): ``(B, N, C) -> (B, N, C)`` and the probabilities."""
-        a, probs = self.attn(self.norm1(x), need_weights)
+    def forward(self, x: torch.Tensor, rec: Recorder | None = None, **layout) -> torch.Tensor:
+        """Attention and MLP (without the pool): ``(B, N, C) -> (B, N, C)``; ``rec``/``layout``: the capture
+        and where this block's map sits (see :func:`mvt.layers.record_attention`)."""
+        a = self.attn(self.norm1(x), rec, **layout)
         x = x + drop_path(a, self.drop_path_p, self.training)
-        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_p, self.training)
-        return x, probs
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_p, self.training)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         """MaxPool1d over the sequence, then the new position embedding: ``(B, N, C) -> (B, N', C)``."""
@@ -299,81 +271,58 @@ class HVT(nn.Module):
             return frames, b, t, (t, h, w)
         return x, b, 1, (t, h, w)
 
-    def _run(self, x: torch.Tensor, need_weights: bool):
-        """Shared forward: returns (logits (B, K), B, G, input (T,H,W), per-block probs or Nones, the tokens
-        entering each block)."""
+    def _run(self, x: torch.Tensor, rec: Recorder | None):
+        """Shared forward: (logits (B, K), B, G, input (T, H, W)); with ``rec``, one map per block."""
         inp, b, groups, in_shape = self._embed_input(x)
         tokens = self.patch_embed(inp) + self.pos_embed  # (B*G, N0, C)
-        all_probs: list[torch.Tensor | None] = []
-        entering: list[torch.Tensor] = []
         for blk in self.blocks:
-            entering.append(tokens)
-            tokens, probs = blk(tokens, need_weights)
-            all_probs.append(probs)
+            layout = self._layout(blk.plan, groups) if rec is not None else {}
+            if rec is not None:
+                rec.enter_block(tokens)
+            tokens = blk(tokens, rec, **layout)
             if blk.plan.last_in_stage:  # the tap sees (B, C, G, 1, N): frames on T, the sequence on W
                 tap, n = self.stage_taps[blk.plan.stage], tokens.shape[1]
                 tokens = through_tap(tap, tokens, (groups, 1, n), batch=b)
             if blk.pool is not None:
                 tokens = blk.downsample(tokens)
         feats = self.norm(tokens).mean(dim=1)  # (B*G, C): mean over tokens (no CLS)
-        logits = (
-            self.head(feats).reshape(b, groups, -1).mean(dim=1)
-        )  # (B, G, K) -> (B, K): average over frames
-        return logits, b, groups, in_shape, all_probs, entering
+        logits = self.head(feats).reshape(b, groups, -1).mean(dim=1)  # (B, G, K) -> (B, K): mean over frames
+        return logits, b, groups, in_shape
+
+    def _layout(self, plan: BlockPlan, groups: int) -> dict:
+        """Where block ``plan``'s attention sits: its 1-D sequence, the frames as groups, its pool."""
+        cfg, n = self.cfg, plan.tokens_in
+        pool = (
+            PoolOp((1, 1, cfg.pool_kernel), (1, 1, cfg.pool_stride), (0, 0, 0), "max") if plan.pools else None
+        )
+        return dict(
+            stage=plan.stage,
+            block=plan.index,
+            kind="joint",
+            q_grid=(1, 1, n),
+            k_grid=(1, 1, n),
+            num_prefix=0,
+            group_grid=(groups, 1, 1),
+            in_grid=(1, 1, n),
+            post_pool=pool,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` for a clip ``(B, 3, T, H, W)`` (fused attention)."""
-        return self._run(x, need_weights=False)[0]
+        return self._run(x, None)[0]
 
     def embed_footprint(self) -> Footprint:
         p, t = self.cfg.patch_size, self.cfg.tubelet or 1
         return Footprint(stride=(t, p, p), kernel=(t, p, p))
 
-    def forward_with_attention(
-        self,
-        x: torch.Tensor,
-        *,
-        keep_weights: bool = False,
-        lazy: bool = False,
-        conservative: bool = False,
-    ) -> ModelOutput:
-        """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage (``lazy``:
-        fast path, each map's head mean computed on first read of ``probs``); with ``conservative`` the pass
-        runs under :func:`mvt.layers.hold_normalisers` and each map carries the tokens entering its block (for
-        :func:`mvt.token_flow`)."""
-        with hold_normalisers(conservative):
-            logits, b, groups, in_shape, all_probs, entering = self._run(
-                x, need_weights=capture_mode(keep_weights, lazy, conservative)
-            )
-        cfg = self.cfg
-        heads = cfg.num_heads
-        pool_op = PoolOp(
-            kernel=(1, 1, cfg.pool_kernel), stride=(1, 1, cfg.pool_stride), padding=(0, 0, 0), kind="max"
-        )
-        maps = []
-        for plan, probs, tokens in zip(self.plan, all_probs, entering):
-            assert probs is not None
-            n = plan.tokens_in
-            mean, _ = summarize_heads(probs, num_prefix=0)  # (B*G, 1, N, N)
-            maps.append(
-                AttentionMap(
-                    stage=plan.stage,
-                    block=plan.index,
-                    kind="joint",
-                    heads=heads,
-                    q_grid=(1, 1, n),
-                    k_grid=(1, 1, n),
-                    num_prefix=0,
-                    probs=mean.reshape(b, groups, n, n),  # (B, G, N, N)
-                    cls_row=None,
-                    group_grid=(groups, 1, 1),
-                    in_grid=(1, 1, n),
-                    post_pool=pool_op if plan.pools else None,
-                    weights=probs if keep_weights else None,
-                    tokens=tokens if conservative else None,
-                )
-            )
-        embed = self.embed_footprint()
+    captures = ALL_CAPTURES
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
+        """Logits plus one :class:`AttentionMap` per block and one :class:`StageInfo` per stage (see the
+        module docstring and :class:`mvt.layers.Capture`)."""
+        with capturing(self, capture, x) as rec:
+            logits, _, _, in_shape = self._run(x, rec)
+        cfg, embed = self.cfg, self.embed_footprint()
         stages = [
             StageInfo(
                 stage=s,
@@ -386,10 +335,9 @@ class HVT(nn.Module):
             )
             for s, n in enumerate(self.stage_tokens())
         ]
-        return ModelOutput(
-            logits=logits,
-            attentions=maps,
-            stages=stages,
+        return rec.output(
+            logits,
+            stages,
             input_shape=in_shape,
             embed=embed,
             pooling="mean",

@@ -66,14 +66,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import (
-    attention,
-    capture_mode,
+    ALL_CAPTURES,
+    Capture,
+    Recorder,
+    capturing,
     drop_path,
-    hold_normalisers,
     init_linear_and_norm,
-    summarize_heads,
+    record_attention,
 )
-from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, Segment, StageInfo
+from ..outputs import Footprint, Grid, ModelOutput, Segment, StageInfo
 from ..weights import WeightsSource
 from .contract import (
     check_clip,
@@ -86,17 +87,8 @@ from .contract import (
     synthmotion_spec,
     through_tap,
 )
-from .mvit import (
-    MVIT_CONFIGS,
-    TV_URLS,
-    MultiscaleBlock,
-    MViT,
-    MViTBlockConfig,
-    MViTConfig,
-    MViTStage,
-    PositionalEncoding,
-    conv_pool,
-)
+from .multiscale import MultiscaleBlock, MViTBlockConfig, PositionalEncoding, conv_pool
+from .mvit import MVIT_CONFIGS, TV_URLS, MViT, MViTConfig, MViTStage
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -215,9 +207,15 @@ class CrossViewBlock(nn.Module):
         self.views = nn.ModuleList(MultiscaleBlock(cfg) for _ in range(num_views))
 
     def forward(
-        self, xs: list[torch.Tensor], grids: list[Grid], need_weights: bool = False
-    ) -> tuple[list[torch.Tensor], list[Grid], list[Grid], torch.Tensor | None]:
-        """``xs[v]`` (B, 1 + |grids[v]|, C) → same shapes, q grids, pooled k grids, per-head probs or None."""
+        self,
+        xs: list[torch.Tensor],
+        grids: list[Grid],
+        rec: Recorder | None = None,
+        stage: int = 0,
+        block: int = 0,
+    ) -> tuple[list[torch.Tensor], list[Grid]]:
+        """``xs[v]`` (B, 1 + |grids[v]|, C) → same shapes and the q grids; with ``rec`` the cross map is
+        recorded as ``block`` of ``stage``."""
         cfg, p = self.cfg, (self.cfg.drop_path if self.training else 0.0)
         qs, ks, vs, q_grids, k_grids = [], [], [], [], []
         for blk, x, grid in zip(self.views, xs, grids):
@@ -227,12 +225,30 @@ class CrossViewBlock(nn.Module):
             vs.append(v)
             q_grids.append(q_grid)
             k_grids.append(k_grid)
-        out, probs = attention(
+        where = {}
+        if rec is not None:  # the grids and pools are view 0's; the segments name every view's runs
+            where = dict(
+                stage=stage,
+                block=block,
+                kind="cross",
+                q_grid=q_grids[0],
+                k_grid=k_grids[0],
+                num_prefix=1,
+                q_segments=tuple(Segment(v, 1, g) for v, g in enumerate(q_grids)),
+                k_segments=tuple(Segment(v, 1, g) for v, g in enumerate(k_grids)),
+                in_grid=grids[0],
+                q_pool=cfg.q_pool,
+                kv_pool=cfg.kv_pool,
+                skip_pool=cfg.skip_pool,
+                residual_pool=cfg.residual_pool,
+            )
+        out = record_attention(
             torch.cat(qs, dim=1).transpose(1, 2),  # (B, heads, ΣNq, d)
             torch.cat(ks, dim=1).transpose(1, 2),  # (B, heads, ΣNk, d)
             torch.cat(vs, dim=1).transpose(1, 2),
-            need_weights=need_weights,
+            rec,
             scale=self.views[0].attn.scale,
+            **where,
         )
         outs = out.transpose(1, 2).split([q.shape[1] for q in qs], dim=1)  # per view (B, Nq_v, heads, d)
         new = []
@@ -242,7 +258,7 @@ class CrossViewBlock(nn.Module):
             o = blk.attn.project(o.flatten(2))  # (B, Nq_v, C)
             x = x + drop_path(o, p, self.training)
             new.append(x + drop_path(blk.mlp(blk.norm2(x)), p, self.training))
-        return new, q_grids, k_grids, probs
+        return new, q_grids
 
 
 class ViewTower(nn.Module):
@@ -260,24 +276,6 @@ class ViewTower(nn.Module):
         cells = self.conv_proj(x)  # (B, C, T', H', W')
         grid = tuple(cells.shape[2:])
         return self.pos_encoding(cells.flatten(2).transpose(1, 2), grid), grid  # type: ignore[return-value]
-
-
-@dataclass
-class _Run:
-    """What one attention call of a forward pass produced (internal record)."""
-
-    kind: str
-    stage: int
-    block: int
-    view: int | None
-    in_grids: list[Grid]
-    q_grids: list[Grid]
-    k_grids: list[Grid]
-    probs: torch.Tensor | None
-    pools: MViTBlockConfig
-    """The block config whose pooling windows, heads and residual pooling the call used."""
-    tokens: torch.Tensor | None = None
-    """The tokens entering a tower block (``None`` for cross blocks)."""
 
 
 class MMViT(nn.Module):
@@ -310,11 +308,12 @@ class MMViT(nn.Module):
         """Tower block indices of each stage."""
         return [tuple(b.index for b in self.block_cfgs if b.stage == s) for s in range(len(self.cfg.stages))]
 
-    def _run(self, x: torch.Tensor, need_weights: bool):
-        """Shared trunk of both paths: logits, one :class:`_Run` per attention call, per-stage grids."""
+    def _run(self, x: torch.Tensor, rec: Recorder | None):
+        """Shared trunk of both paths: logits and per-stage grids; with ``rec``, the tower maps (per view)
+        and one cross map per stage."""
         x = check_clip(x, model="MMViT", image_ok=True)  # (B, 3, T, H, W); an image is one frame
         toks, grids = map(list, zip(*(tower.embed(x) for tower in self.views)))
-        runs, stages = [], []
+        stages = []
         depth = len(self.block_cfgs)
         for s, indices in enumerate(self.stage_blocks):
             # The head reads view 0's CLS, computed from the tokens entering the last tower block (the cross
@@ -324,71 +323,29 @@ class MMViT(nn.Module):
                 for i in indices:
                     if tap_early and v == 0 and i == indices[-1]:
                         toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
-                    in_grid, x_in = grids[v], toks[v]
-                    toks[v], grids[v], k_grid, probs = tower.blocks[i](toks[v], grids[v], need_weights)
-                    runs.append(
-                        _Run(
-                            "joint", s, i, v, [in_grid], [grids[v]], [k_grid], probs, self.block_cfgs[i], x_in
-                        )
-                    )
-            in_grids = list(grids)
-            toks, grids, k_grids, probs = self.cross[s](toks, grids, need_weights)
-            runs.append(
-                _Run("cross", s, depth + s, None, in_grids, list(grids), k_grids, probs, self.cross_cfgs[s])
-            )
+                    if rec is not None:
+                        rec.enter_block(toks[v])
+                    toks[v], grids[v] = tower.blocks[i](toks[v], grids[v], rec, view=v)
+            toks, grids = self.cross[s](toks, grids, rec, stage=s, block=depth + s)
             if not tap_early:
                 toks[0] = through_tap(self.stage_taps[s], toks[0], grids[0], num_prefix=1)
             stages.append((s, list(grids), [t.shape[-1] for t in toks], indices))
         logits = self.head(self.norm(toks[0][:, 0]))  # view 0's CLS token
-        return logits, runs, stages
+        return logits, stages
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (B, 3, T, H, W) → logits (B, num_classes), with fused attention."""
-        return self._run(x, need_weights=False)[0]
+        return self._run(x, None)[0]
 
-    def forward_with_attention(
-        self,
-        x: torch.Tensor,
-        *,
-        keep_weights: bool = False,
-        lazy: bool = False,
-        conservative: bool = False,
-    ) -> ModelOutput:
+    captures = ALL_CAPTURES
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
         """Logits plus every tower block's map (per view), one cross map per stage and a StageInfo per
-        (stage, view). With ``keep_weights`` each map also carries its per-head probabilities on the graph;
-        with ``lazy`` the fast path runs and head means are computed on first read (CLS rows now); with
-        ``conservative`` the pass runs under :func:`mvt.layers.hold_normalisers` and each tower map carries
-        the tokens entering its block (for :func:`mvt.token_flow`)."""
+        (stage, view); the captures: :class:`mvt.layers.Capture` (``FLOW`` keeps the tokens entering the
+        tower blocks)."""
         input_shape = tuple(x.shape[2:]) if x.ndim == 5 else (1, *x.shape[2:])
-        with hold_normalisers(conservative):
-            logits, runs, stages = self._run(x, need_weights=capture_mode(keep_weights, lazy, conservative))
-        maps = []
-        for r in runs:
-            mean, cls_row = summarize_heads(r.probs, num_prefix=1)  # (B, 1, Nq, Nk), (B, heads, Nk)
-            cross = r.kind == "cross"
-            maps.append(
-                AttentionMap(
-                    stage=r.stage,
-                    block=r.block,
-                    kind=r.kind,
-                    heads=r.pools.heads,
-                    q_grid=r.q_grids[0],
-                    k_grid=r.k_grids[0],
-                    num_prefix=1,
-                    probs=mean,
-                    cls_row=cls_row,
-                    view=r.view,
-                    q_segments=tuple(Segment(v, 1, g) for v, g in enumerate(r.q_grids)) if cross else None,
-                    k_segments=tuple(Segment(v, 1, g) for v, g in enumerate(r.k_grids)) if cross else None,
-                    in_grid=r.in_grids[0],
-                    q_pool=r.pools.q_pool,
-                    kv_pool=r.pools.kv_pool,
-                    skip_pool=r.pools.skip_pool,
-                    residual_pool=r.pools.residual_pool,
-                    weights=r.probs if keep_weights else None,
-                    tokens=r.tokens if conservative else None,
-                )
-            )
+        with capturing(self, capture, x) as rec:
+            logits, stages = self._run(x, rec)
         footprints = [view.footprint for view in self.cfg.views]
         infos = []
         for s, grids, channels, indices in stages:
@@ -406,11 +363,10 @@ class MMViT(nn.Module):
                         blocks=(*indices, len(self.block_cfgs) + s),
                     )
                 )
-        return ModelOutput(
-            logits=logits,
-            attentions=maps,
-            stages=infos,
-            input_shape=input_shape,  # type: ignore[arg-type]
+        return rec.output(
+            logits,
+            infos,
+            input_shape=input_shape,
             embed=self.cfg.views[0].footprint,
             pooling="cls",
             extras={"view_embeds": {v: view.footprint for v, view in enumerate(self.cfg.views)}},

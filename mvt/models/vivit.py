@@ -39,19 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import (
-    BIG_MAP,
-    LAZY,
-    DeferredProbs,
-    Mlp,
-    attention,
-    capture_mode,
-    drop_path,
-    hold_normalisers,
-    init_linear_and_norm,
-    map_dtype,
-)
-from ..outputs import AttentionMap, Footprint, Grid, ModelOutput, StageInfo
+from ..layers import ALL_CAPTURES, Capture, capturing, init_linear_and_norm
+from ..outputs import Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
 from ..zoo import ModelSpec
 from .contract import (
@@ -64,6 +53,7 @@ from .contract import (
     synthmotion_spec,
     through_tap,
 )
+from .vivit_blocks import Block, Encoder, FactorisedBlock, Layout, PassContext, spatial_layout
 from .vivit_hf import convert_hf_vivit
 
 VARIANTS = {
@@ -82,10 +72,6 @@ _VARIANT_ALIASES = {
     "factorized_dot_product_attention": 4,
 }
 EMBED_INITS = ("default", "central_frame", "average_frame")
-_BIG_MAP = BIG_MAP
-"""Head-averaged maps with at least this many entries per group are stored as float16 (:func:`map_dtype`)."""
-_CHUNK_BYTES = 1 << 28
-"""Per-chunk budget for explicit attention probabilities when recording maps (heads are processed in chunks)."""
 
 
 @dataclass(frozen=True)
@@ -213,253 +199,13 @@ def inflate_patch_kernel(kernel2d: torch.Tensor, frames: int, method: str = "cen
     raise ValueError(f"method must be 'central_frame' or 'average_frame', got {method!r}")
 
 
-class GELUTanh(nn.GELU):
-    """Tanh-approximated GELU (= HF ``gelu_fast`` / Flax ``nn.gelu`` default)."""
-
-    def __init__(self) -> None:
-        super().__init__(approximate="tanh")
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How one attention call groups the tokens: ``G`` independent sequences of ``num_prefix + |q_grid|``."""
-
-    kind: str
-    group_grid: Grid
-    q_grid: Grid
-    num_prefix: int
-    head_range: tuple[int, int] | None = None
-
-
-@dataclass
-class _Ctx:
-    """Per-block context; ``maps is None`` on the fast path."""
-
-    batch: int
-    grid: Grid
-    stage: int = 0
-    block: int = 0
-    maps: list[AttentionMap] | None = None
-    keep_weights: bool = False
-    lazy: bool = False
-    conservative: bool = False
-
-
-def _spatial(grid: Grid, num_prefix: int = 0) -> _Layout:
-    t, h, w = grid
-    return _Layout("spatial", (t, 1, 1), (1, h, w), num_prefix)
-
-
-def _temporal(grid: Grid, num_prefix: int = 0) -> _Layout:
-    t, h, w = grid
-    return _Layout("temporal", (1, h, w), (t, 1, 1), num_prefix)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention with a fused ``qkv`` projection and an output ``proj``."""
-
-    def __init__(self, cfg: ViViTConfig):
-        super().__init__()
-        self.heads = cfg.heads
-        self.head_dim = cfg.dim // cfg.heads
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.attn_dropout = cfg.attn_dropout
-        self.dropout = cfg.dropout
-
-    def forward(self, x: torch.Tensor, layout: _Layout, ctx: _Ctx, rows: int | None = None) -> torch.Tensor:
-        """Attention within each of the ``BG`` sequences of ``x`` ``(BG, N, D)``; ``rows``: output only the
-        first ``rows`` queries (``(BG, rows, D)``), the rest being unused (see :meth:`ViViT._run`)."""
-        bg, n, d = x.shape
-        qkv = self.qkv(x).view(bg, n, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (BG, h, N, hd)
-        out = self._attend(q, k, v, layout, ctx, rows)  # (BG, h, rows or N, hd)
-        return self._project(out.transpose(1, 2).reshape(bg, out.shape[2], d))
-
-    def forward_split(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
-        """Model 4: heads ``[0, h/2)`` attend over time, heads ``[h/2, h)`` over space; ``x`` is ``(B, T*S, D)``."""
-        b, n, d = x.shape
-        t, hh, ww = ctx.grid
-        s, h2, hd = hh * ww, self.heads // 2, self.head_dim
-        qkv = self.qkv(x).view(b, t, s, 3, self.heads, hd)
-        # temporal heads: one sequence per (batch, spatial position); spatial heads: one per (batch, time)
-        qkv_t = qkv[..., :h2, :].permute(3, 0, 2, 4, 1, 5).reshape(3, b * s, h2, t, hd)
-        qkv_s = qkv[..., h2:, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * t, h2, s, hd)
-        out_t = self._attend(
-            *qkv_t, replace(_temporal(ctx.grid), head_range=(0, h2)), ctx
-        )  # (B*S, h/2, T, hd)
-        out_s = self._attend(*qkv_s, replace(_spatial(ctx.grid), head_range=(h2, self.heads)), ctx)
-        out_t = out_t.view(b, s, h2, t, hd).permute(0, 3, 1, 2, 4)  # (B, T, S, h/2, hd)
-        out_s = out_s.view(b, t, h2, s, hd).permute(0, 1, 3, 2, 4)  # (B, T, S, h/2, hd)
-        return self._project(torch.cat([out_t, out_s], dim=3).reshape(b, n, d))
-
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)
-        return F.dropout(x, self.dropout, self.training) if self.dropout else x
-
-    def _attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        layout: _Layout,
-        ctx: _Ctx,
-        rows: int | None = None,
-    ) -> torch.Tensor:
-        """``attention`` on ``(BG, h, N, hd)``; when recording, also appends this call's :class:`AttentionMap`."""
-        p = self.attn_dropout if self.training else 0.0
-        if ctx.maps is None:
-            return attention(q if rows is None else q[:, :, :rows], k, v, dropout_p=p)[0]
-        bg, heads, nq, _ = q.shape
-        nk = k.shape[2]
-        weights = None
-        groups = bg // ctx.batch
-        if ctx.lazy:  # fused kernel; the head mean waits for its first reader, the CLS row is 1×Nk per head
-            if rows is None:
-                out, deferred = attention(q, k, v, need_weights=LAZY)
-            else:  # only the first rows' outputs are used; the map still covers every query
-                out, deferred = attention(q[:, :, :rows], k, v)[0], DeferredProbs(q, k, q.shape[-1] ** -0.5)
-            mean = deferred.reshape(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
-            cls_row = deferred.first_rows() if layout.num_prefix and groups == 1 else None
-            self._record(ctx, layout, heads, mean, cls_row, None)
-            return out
-        if ctx.keep_weights:  # one call so the per-head probabilities stay on the autograd graph
-            out, weights = attention(q, k, v, need_weights=True, dropout_p=p)
-            total = weights.detach().sum(dim=1)  # (BG, Nq, Nk)
-            cls_parts = [weights.detach()[:, :, 0]]
-        else:  # heads in chunks: never hold every head's (Nq, Nk) matrix at once
-            step = max(1, _CHUNK_BYTES // max(1, bg * nq * nk * 4))
-            outs, cls_parts, total = [], [], None
-            for h0 in range(0, heads, step):
-                sl = slice(h0, h0 + step)
-                o, pr = attention(q[:, sl], k[:, sl], v[:, sl], need_weights=True, dropout_p=p)
-                outs.append(o)
-                cls_parts.append(pr[:, :, 0])  # (BG, hc, Nk)
-                part = pr.sum(dim=1)  # (BG, Nq, Nk)
-                total = part if total is None else total.add_(part)
-                del pr
-            out = torch.cat(outs, dim=1)
-        mean = (
-            (total / heads).view(ctx.batch, groups, nq, nk).to(map_dtype(nq, nk, _BIG_MAP))
-        )  # (B, G, Nq, Nk)
-        cls_row = None
-        if layout.num_prefix and groups == 1:
-            cls_row = torch.cat(cls_parts, dim=1).float().clone()  # (B, heads, Nk)
-        self._record(ctx, layout, heads, mean, cls_row, weights)
-        return out
-
-    @staticmethod
-    def _record(ctx: _Ctx, layout: _Layout, heads: int, mean, cls_row, weights) -> None:
-        assert ctx.maps is not None
-        ctx.maps.append(
-            AttentionMap(
-                stage=ctx.stage,
-                block=ctx.block,
-                kind=layout.kind,
-                heads=heads,
-                q_grid=layout.q_grid,
-                k_grid=layout.q_grid,
-                num_prefix=layout.num_prefix,
-                probs=mean,
-                cls_row=cls_row,
-                group_grid=layout.group_grid,
-                in_grid=ctx.grid,
-                head_range=layout.head_range,
-                weights=weights,
-            )
-        )
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block ``x + attn(LN(x))``, ``x + MLP(LN(x))`` (models 1, 2 and 4).
-
-    ``split_heads`` makes the attention model 4's factorised dot-product attention.
-    """
-
-    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0, split_heads: bool = False):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.attn = Attention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.mlp = Mlp(cfg.dim, cfg.mlp_dim, act=GELUTanh)
-        self.split_heads = split_heads
-        self.drop_path = drop_path
-        self.dropout = cfg.dropout
-
-    def forward(
-        self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx, rows: int | None = None
-    ) -> torch.Tensor:
-        """``(BG, N, D) -> (BG, N, D)``; with ``rows``, only the first ``rows`` tokens ``(BG, rows, D)``."""
-        y = self.norm1(x)
-        if self.split_heads:
-            y = self.attn.forward_split(y, ctx)
-        else:
-            assert layout is not None
-            y = self.attn(y, layout, ctx, rows)
-        if rows is not None:
-            x = x[:, :rows]
-        x = x + drop_path(y, self.drop_path, self.training)
-        return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
-
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mlp(x)
-        return F.dropout(x, self.dropout, self.training) if self.dropout else x
-
-
-class FactorisedBlock(Block):
-    """Model 3 block: spatial attention, temporal attention (order per config), then the MLP.
-
-    ``norm1``/``attn`` are the spatial sublayer (so an image ViT block maps onto them), ``norm_t``/``attn_t``
-    the temporal one. ``x`` is ``(B, T*S, D)`` with no prefix tokens.
-    """
-
-    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0):
-        super().__init__(cfg, drop_path)
-        self.norm_t = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.attn_t = Attention(cfg)
-        self.order = cfg.attention_order
-
-    def forward(self, x: torch.Tensor, layout: _Layout | None, ctx: _Ctx) -> torch.Tensor:
-        b, n, d = x.shape
-        t, h, w = ctx.grid
-        s = h * w
-        for axis in self.order.split("_"):
-            if axis == "space":
-                y = self.attn(self.norm1(x).view(b * t, s, d), _spatial(ctx.grid), ctx)  # (B*T, S, D)
-                y = y.view(b, n, d)
-            else:
-                y = self.norm_t(x).view(b, t, s, d).transpose(1, 2).reshape(b * s, t, d)  # (B*S, T, D)
-                y = self.attn_t(y, _temporal(ctx.grid), ctx)
-                y = y.view(b, s, t, d).transpose(1, 2).reshape(b, n, d)  # (B, T*S, D)
-            x = x + drop_path(y, self.drop_path, self.training)
-        return x + drop_path(self._mlp(self.norm2(x)), self.drop_path, self.training)
-
-
-class Encoder(nn.Module):
-    """Learned position embedding (over the optional CLS token too), a stack of blocks, a final LayerNorm."""
-
-    def __init__(self, cfg: ViViTConfig, num_tokens: int, cls: bool, blocks: list[nn.Module]):
-        super().__init__()
-        self.num_prefix = int(cls)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cls else None
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix + num_tokens, cfg.dim))
-        self.blocks = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend the CLS token to ``x`` ``(BG, N, D)`` and add the position embedding."""
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (BG, 1+N, D)
-        return x + self.pos_embed
-
-
 @dataclass(frozen=True)
 class _Pass:
     """One encoder pass: which stage it is, how its tokens are laid out, where its stage tap sits."""
 
     stage: int
     grid: Grid
-    layout: _Layout | None
+    layout: Layout | None
     tap_before_last: bool
     first_block: int = 0
 
@@ -514,45 +260,27 @@ class ViViT(nn.Module):
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` on the fused-attention fast path."""
-        return self._forward(x, _Ctx(batch=x.shape[0], grid=self.cfg.grid))
+        return self._forward(x, PassContext(batch=x.shape[0], grid=self.cfg.grid))
 
-    def forward_with_attention(
-        self,
-        x: torch.Tensor,
-        *,
-        keep_weights: bool = False,
-        lazy: bool = False,
-        conservative: bool = False,
-    ) -> ModelOutput:
+    captures = ALL_CAPTURES
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER) -> ModelOutput:
         """Logits plus one :class:`AttentionMap` per attention call and one :class:`StageInfo` per stage.
 
         Maps keep the head-averaged probabilities (float16 when a group's map has ≥ 2²⁰ entries, e.g. model 1 at
         full size: 12 × 3137² × 2 B ≈ 236 MB) and, where a CLS query exists with one group, its per-head row.
-        ``keep_weights=True`` also keeps every call's per-head probabilities on the autograd graph
-        (``AttentionMap.weights``): for ViViT-B model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus
-        the graph; use it with small models or short clips. ``lazy=True`` runs the fused fast path: CLS rows
-        are computed now (a 1×N product per head), each head mean on its first read from the kept q and k.
-        ``conservative=True`` runs the pass under :func:`mvt.layers.hold_normalisers` and gives the first map
-        of each block the tokens entering it (``AttentionMap.tokens``, for :func:`mvt.token_flow`).
+        ``Capture.GRADIENTS`` keeps every call's per-head probabilities on the autograd graph: for ViViT-B
+        model 1 that is 12 layers × 12 heads × 3137² × 4 B ≈ 5.7 GB, plus the graph; use it with small models
+        or short clips. The other captures: :class:`mvt.layers.Capture`.
         """
         cfg = self.cfg
-        lazy = capture_mode(keep_weights, lazy, conservative) == LAZY
-        ctx = _Ctx(
-            batch=x.shape[0],
-            grid=cfg.grid,
-            maps=[],
-            keep_weights=keep_weights,
-            lazy=lazy,
-            conservative=conservative,
-        )
-        with hold_normalisers(conservative):
-            logits = self._forward(x, ctx)
+        with capturing(self, capture, x) as rec:
+            logits = self._forward(x, PassContext(batch=x.shape[0], grid=cfg.grid, rec=rec))
         embed = Footprint(stride=cfg.tubelet, kernel=cfg.tubelet)
-        return ModelOutput(
-            logits=logits,
-            attentions=ctx.maps or [],
-            stages=self._stages(embed),
-            input_shape=tuple(x.shape[2:]),  # type: ignore[arg-type]
+        return rec.output(
+            logits,
+            self._stages(embed),
+            input_shape=tuple(x.shape[2:]),
             embed=embed,
             pooling="cls" if cfg.variant in (1, 2) else "mean",
             extras={"variant": cfg.variant, "variant_name": cfg.variant_name},
@@ -611,13 +339,13 @@ class ViViT(nn.Module):
             hint=" (Hugging Face's (B, T, C, H, W) layout must be permuted)",
         )
 
-    def _forward(self, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, ctx: PassContext) -> torch.Tensor:
         self._check_input(x)
         cfg = self.cfg
         tok = self._embed(x)  # (B, T*H*W, D)
         if cfg.variant == 1:
             z = self._run(
-                self.encoder, tok, ctx, _Pass(0, cfg.grid, _Layout("joint", (1, 1, 1), cfg.grid, 1), True)
+                self.encoder, tok, ctx, _Pass(0, cfg.grid, Layout("joint", (1, 1, 1), cfg.grid, 1), True)
             )
             return self.head(z[:, 0])
         if cfg.variant == 2:
@@ -631,13 +359,13 @@ class ViViT(nn.Module):
         ``classify_frames(frame_tokens(x))``."""
         self._require_frame_tokens()
         self._check_input(x)
-        ctx = _Ctx(batch=x.shape[0], grid=self.cfg.grid)
+        ctx = PassContext(batch=x.shape[0], grid=self.cfg.grid)
         return self._frame_tokens(self._embed(x), ctx)
 
     def classify_frames(self, z: torch.Tensor) -> torch.Tensor:
         """Model 2's logits ``(B, num_classes)`` from per-frame tokens ``(B, T', D)`` (see :meth:`frame_tokens`)."""
         self._require_frame_tokens()
-        return self._classify_frames(z, _Ctx(batch=z.shape[0], grid=self.cfg.grid))
+        return self._classify_frames(z, PassContext(batch=z.shape[0], grid=self.cfg.grid))
 
     def _require_frame_tokens(self) -> None:
         if self.cfg.variant != 2:
@@ -648,27 +376,27 @@ class ViViT(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, 3, T, H, W) -> (B, T'*H'*W', D)
 
-    def _frame_tokens(self, tok: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+    def _frame_tokens(self, tok: torch.Tensor, ctx: PassContext) -> torch.Tensor:
         """Spatial encoder over tubelet tokens ``(B, T*H*W, D)`` -> per-frame CLS outputs ``(B, T, D)``."""
         cfg = self.cfg
         t, h, w = cfg.grid
         b = tok.shape[0]
         frames = tok.reshape(b * t, h * w, cfg.dim)  # (B*T, H*W, D): one sequence per time index
-        z = self._run(self.encoder, frames, ctx, _Pass(0, cfg.grid, _spatial(cfg.grid, 1), True))
+        z = self._run(self.encoder, frames, ctx, _Pass(0, cfg.grid, spatial_layout(cfg.grid, 1), True))
         return z[:, 0].reshape(b, t, cfg.dim)  # (B, T, D): per-frame CLS outputs
 
-    def _classify_frames(self, z: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+    def _classify_frames(self, z: torch.Tensor, ctx: PassContext) -> torch.Tensor:
         """Temporal encoder over per-frame tokens ``(B, T, D)`` -> logits from its CLS output."""
         grid_t = (z.shape[1], 1, 1)
         z = self._run(
             self.temporal_encoder,
             z,
             ctx,
-            _Pass(1, grid_t, _Layout("temporal", (1, 1, 1), grid_t, 1), True, self.cfg.depth),
+            _Pass(1, grid_t, Layout("temporal", (1, 1, 1), grid_t, 1), True, self.cfg.depth),
         )
         return self.head(z[:, 0])
 
-    def _run(self, enc: Encoder, x: torch.Tensor, ctx: _Ctx, ps: _Pass) -> torch.Tensor:
+    def _run(self, enc: Encoder, x: torch.Tensor, ctx: PassContext, ps: _Pass) -> torch.Tensor:
         """Embed, run ``enc``'s blocks (recording maps into ``ctx``), pass the stage tap, final LayerNorm."""
         x = enc.embed(x)
         p = self.cfg.dropout
@@ -680,14 +408,12 @@ class ViViT(nn.Module):
             if ps.tap_before_last and j == last:
                 x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
             ctx.block = ps.first_block + j
-            first_map, x_in = len(ctx.maps or ()), x
+            if ctx.rec is not None:
+                ctx.rec.enter_block(x)
             # After the last block only the CLS token reaches the head: at inference that block computes
-            # the CLS row alone (its map, when lazy, still covers every query). Eager capture stays whole.
-            cls_only = ps.tap_before_last and j == last and not self.training and not ctx.keep_weights
-            cls_only = cls_only and (ctx.maps is None or ctx.lazy)
+            # the CLS row alone (its map still covers every query).
+            cls_only = ps.tap_before_last and j == last and not self.training
             x = blk(x, ps.layout, ctx, enc.num_prefix) if cls_only else blk(x, ps.layout, ctx)
-            if ctx.conservative and ctx.maps is not None and len(ctx.maps) > first_map:
-                ctx.maps[first_map].tokens = x_in
         if not ps.tap_before_last:
             x = through_tap(tap, x, ps.grid, num_prefix=enc.num_prefix, batch=ctx.batch)
         return enc.norm(x)

@@ -45,7 +45,7 @@ class ToyNet(nn.Module):
             q_grid=grid,
             k_grid=grid,
             num_prefix=1,
-            probs=attn[:, None].detach(),  # (B, G=1, Nq, Nk)
+            head_mean=attn[:, None].detach(),  # (B, G=1, Nq, Nk)
             cls_row=attn[:, None, 0].detach(),  # (B, heads=1, Nk)
         )
         stage = StageInfo(0, grid, self.dim, math.prod(grid), 1, TUBELET)

@@ -46,8 +46,8 @@ def test_int8_models_run_both_capture_paths_close_to_fp32(arch):
     )
     q = quantize_linears(model)
     with torch.inference_mode():
-        ref = model.forward_with_attention(x, lazy=True)
-        fast, lazy = q(x), q.forward_with_attention(x, lazy=True)
+        ref = model.forward_with_attention(x, capture="lazy")
+        fast, lazy = q(x), q.forward_with_attention(x, capture="lazy")
     assert torch.equal(fast, lazy.logits)
     torch.testing.assert_close(lazy.logits, ref.logits, atol=0.1, rtol=0.1)
     for a, b in zip(ref.attentions, lazy.attentions):

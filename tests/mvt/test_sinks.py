@@ -45,10 +45,10 @@ def test_detector_finds_the_mvit_padding_corner(probes):
     with torch.no_grad():
         out = mark_sinks(model.forward_with_attention(x), sinks)
     amap = out.attentions[s.map_index]
-    assert amap.sinks == (s.key,) and amap.block == last
+    assert out.sinks == {s.map_index: (s.key,)} and out.sinks_of(amap) == (s.key,) and amap.block == last
     # leaving it out: the volume's maximum moves off the corner, rollout keeps its mass (≤ 1)
     vol = viz.attention_volume(amap)
-    kept = viz.attention_volume(amap, exclude_sinks=True)
+    kept = viz.attention_volume(amap, sinks=out.sinks_of(amap))
     assert (
         kept[3, 3, 3] == np.delete(kept.ravel(), 63).min()
         and np.delete(kept.ravel(), 63).tolist() == np.delete(vol.ravel(), 63).tolist()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import mvt
-from mvt.layers import held_gelu, held_layer_norm, hold_normalisers
+from mvt import Capture
+from mvt.holds import UnheldOperation, held_gelu, held_layer_norm, hold_normalisers
 
 MODELS = [
     "mvit_t.untrained",
@@ -54,16 +55,12 @@ def test_relevances_add_up_to_the_logit(name):
     )
     x.requires_grad_(True)
     params = [(n, p) for n, p in model.named_parameters() if _additive(n)]
-    out = model.forward_with_attention(x, conservative=True)
+    out = model.forward_with_attention(x, capture=Capture.FLOW)
     with torch.no_grad():
         assert torch.allclose(out.logits, model(x), atol=1e-5)  # values are unchanged
     target = int(out.logits[0].argmax())
     y = out.logits[0, target]
-    firsts = {}
-    for m in out.attentions:
-        if m.tokens is not None:
-            firsts.setdefault(m.view or 0, m)
-    tokens = [m.tokens for m in firsts.values()]
+    tokens = [out.traced[i] for i in _firsts(out, out.traced)]
     grads = torch.autograd.grad(y, [x, *tokens, *(p for _, p in params)], allow_unused=True)
     gx, gt, gp = grads[0], grads[1 : 1 + len(tokens)], grads[1 + len(tokens) :]
     share = {n: float((p * g).sum().detach()) if g is not None else 0.0 for (n, p), g in zip(params, gp)}
@@ -78,19 +75,19 @@ def test_relevances_add_up_to_the_logit(name):
     assert entering + after == pytest.approx(logit, abs=2e-4 * scale)
     # and mvt.token_flow reports those relevances per token
     flow = mvt.token_flow(model, x.detach(), target)
-    rel = sum(
-        float(m.relevance.sum()) for m in flow.attentions if m.relevance is not None and m in _firsts(flow)
-    )
+    rel = sum(float(flow.relevance[i].sum()) for i in _firsts(flow, flow.relevance))
     assert rel == pytest.approx(entering, abs=1e-4 * scale)
+    assert not flow.traced and all(r.dtype == torch.float32 for r in flow.relevance.values())
     assert flow.extras["flow_logit"] == pytest.approx(logit, rel=1e-5)
     assert float(flow.extras["flow_pixels"].sum()) == pytest.approx(pixels, abs=1e-4 * scale)
 
 
-def _firsts(out) -> list:
+def _firsts(out, kept: dict) -> list[int]:
+    """Positions of the first map with an entry in ``kept`` of every view (the tokens entering its first block)."""
     seen: dict = {}
-    for m in out.attentions:
-        if m.relevance is not None:
-            seen.setdefault(m.view or 0, m)
+    for i, m in enumerate(out.attentions):
+        if i in kept:
+            seen.setdefault(m.view or 0, i)
     return list(seen.values())
 
 
@@ -127,7 +124,110 @@ def test_held_functions_keep_values_and_hold_their_gates():
         a = torch.randn(3, 5, requires_grad=True)
         p = a.softmax(-1)
     assert not p.requires_grad  # attention probabilities are constants
-    with hold_normalisers(), pytest.raises(RuntimeError, match="explicit"):
-        torch.nn.functional.scaled_dot_product_attention(
-            torch.randn(1, 2, 4), torch.randn(1, 2, 4), torch.randn(1, 2, 4)
-        )
+    q = torch.randn(1, 2, 4)
+    with hold_normalisers(source=q), pytest.raises(UnheldOperation, match="record_attention"):
+        torch.nn.functional.scaled_dot_product_attention(q * 2, q, q)
+
+
+# -- the hold fails closed --------------------------------------------------------------------------------------
+
+
+class _Unknown(torch.nn.Module):
+    """A toy family's block (pre-norm attention + MLP) whose MLP uses an operation the rules do not know."""
+
+    def __init__(self, op: str, dim: int = 8) -> None:
+        super().__init__()
+        self.op = op
+        self.norm = torch.nn.LayerNorm(dim)
+        self.fc1, self.fc2 = torch.nn.Linear(dim, 2 * dim), torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        F = torch.nn.functional
+        h = self.fc1(self.norm(x))
+        a, b = h.chunk(2, dim=-1)
+        if self.op == "rms_norm":
+            return x + self.fc2(F.rms_norm(a, (a.shape[-1],)))
+        if self.op == "silu":
+            return x + self.fc2(F.silu(a))
+        if self.op == "gelu_gate":  # GEGLU: gelu is known, the gate (a product of two activations) is not
+            return x + self.fc2(F.gelu(a) * b)
+        if self.op == "group_norm":
+            return x + self.fc2(F.group_norm(a.transpose(1, 2), 2).transpose(1, 2))
+        return x + self.fc2(F.gelu(a))  # "known": every operation has a rule
+
+
+class _ToyBlocks(torch.nn.Module):
+    """Clip → tokens → one :class:`_Unknown` block → mean → head, with the FLOW capture of the contract."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv3d(3, 8, (4, 16, 16), stride=(4, 16, 16))
+        self.block, self.head = _Unknown(op), torch.nn.Linear(8, 3)
+        self.captures = frozenset(Capture)
+
+    def forward_with_attention(self, x: torch.Tensor, *, capture: Capture = Capture.EAGER):
+        from mvt.layers import capturing, record_attention
+        from mvt.outputs import Footprint
+
+        with capturing(self, capture, x) as rec:
+            tok = self.embed(x).flatten(2).transpose(1, 2)  # (B, N, 8)
+            rec.enter_block(tok)
+            q = tok.unsqueeze(1)  # (B, 1 head, N, 8)
+            n = tok.shape[1]
+            att = record_attention(
+                q, q, q, rec, stage=0, block=0, kind="joint", q_grid=(1, 1, n), k_grid=(1, 1, n), num_prefix=0
+            )
+            logits = self.head(self.block(tok + att[:, 0]).mean(1))
+        fp = Footprint((4, 16, 16), (4, 16, 16))
+        return rec.output(logits, [], input_shape=tuple(x.shape[2:]), embed=fp, pooling="mean")
+
+
+@pytest.mark.parametrize("op", ["rms_norm", "silu", "gelu_gate", "group_norm"])
+def test_token_flow_refuses_an_operation_it_does_not_know(op):
+    torch.manual_seed(0)
+    model = _ToyBlocks(op)
+    x = torch.randn(1, 3, 8, 32, 32)
+    model.forward_with_attention(x)  # the block runs on the other captures
+    with pytest.raises(UnheldOperation, match="token flow cannot pass"):
+        mvt.token_flow(model, x)
+
+
+def test_the_same_toy_with_known_operations_gives_relevances_that_add_up():
+    torch.manual_seed(0)
+    model = _ToyBlocks("known")
+    x = torch.randn(1, 3, 8, 32, 32)
+    flow = mvt.token_flow(model, x)
+    assert list(flow.relevance) == [0] and flow.relevance[0].shape == (1, 1, 8)
+    params = [p for n, p in model.named_parameters() if n.endswith("bias") and not n.startswith("embed")]
+    out = model.forward_with_attention(x.requires_grad_(True), capture=Capture.FLOW)
+    y = out.logits[0, flow.extras["target"]]
+    grads = torch.autograd.grad(y, [out.traced[0], *params])
+    total = float((out.traced[0] * grads[0]).sum()) + sum(
+        float((p * g).sum()) for p, g in zip(params, grads[1:])
+    )
+    assert total == pytest.approx(float(y), abs=1e-4)
+    assert float(flow.relevance[0].sum()) == pytest.approx(float((out.traced[0] * grads[0]).sum()), abs=1e-5)
+
+
+@pytest.mark.parametrize("fused_backward", [True, False])
+def test_held_attention_has_the_values_of_attention_and_the_gradient_of_a_constant_matrix(
+    fused_backward, monkeypatch
+):
+    """Forwards: softmax(scale q kᵀ) v. Backwards: Aᵀ g for v (by one fused call with the kept log-sum-exp on
+    the CPU, by chunked recomputation elsewhere), nothing for q and k."""
+    from mvt import holds
+
+    if not fused_backward:
+        monkeypatch.setattr(holds, "_flash_cpu", lambda: None)
+    g = torch.Generator().manual_seed(3)
+    for bg, heads, nq, nk, d, dv in [(2, 3, 50, 40, 16, 16), (1, 2, 33, 20, 24, 16)]:
+        q = torch.randn(bg, heads, d, nq, generator=g).transpose(-2, -1).requires_grad_()  # any layout
+        k = torch.randn(bg, heads, nk, d, generator=g, requires_grad=True)
+        v = torch.randn(bg, heads, nk, dv, generator=g, requires_grad=True)
+        out = holds.held_attention(q, k, v, 0.3)
+        a = (q @ k.transpose(-2, -1) * 0.3).softmax(-1).detach()
+        torch.testing.assert_close(out, a @ v, atol=2e-6, rtol=1e-5)
+        grad = torch.randn(out.shape, generator=g)
+        gq, gk, gv = torch.autograd.grad(out, (q, k, v), grad, allow_unused=True)
+        assert gq is None and gk is None
+        torch.testing.assert_close(gv, a.transpose(-2, -1) @ grad, atol=5e-6, rtol=1e-5)

@@ -52,10 +52,10 @@ def amap(
     block: int = 0,
     kind: str = "joint",
     heads: int = 2,
+    cls_row: torch.Tensor | None = None,
     **kw,
 ) -> AttentionMap:
-    cls_row = None
-    if num_prefix and probs.shape[1] == 1:
+    if cls_row is None and num_prefix and probs.shape[1] == 1:
         cls_row = probs[:, 0, 0, :].unsqueeze(1).repeat(1, heads, 1)
     return AttentionMap(
         stage=stage,
@@ -65,7 +65,7 @@ def amap(
         q_grid=tuple(q_grid),
         k_grid=tuple(k_grid),
         num_prefix=num_prefix,
-        probs=probs,
+        head_mean=probs,
         cls_row=cls_row,
         **kw,
     )

@@ -14,8 +14,7 @@ from tests.viz.synthetic import amap, output, stochastic
 def test_cls_row_per_head_mean_and_max_on_the_key_grid():
     q, k = (2, 4, 4), (2, 2, 2)
     probs = stochastic(1, 1, 33, 9)
-    m = amap(probs, q, k, 1, heads=3)
-    m.cls_row = stochastic(1, 3, 9, seed=5)
+    m = amap(probs, q, k, 1, heads=3, cls_row=stochastic(1, 3, 9, seed=5))
     rows = m.cls_row[0].numpy()
     assert viz.attention_volume(m).shape == k
     np.testing.assert_allclose(viz.attention_volume(m, head=1), rows[1, 1:].reshape(k), rtol=1e-6)

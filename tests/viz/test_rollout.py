@@ -96,7 +96,7 @@ def _pooled_maps(seed: int = 0, identity: bool = False):
 
 def _dense_block(m, in_grid) -> np.ndarray:
     """M = ½(B̂ + P_skip), B = Ā P_kv (+ P_q on grid rows), B̂ row-normalised — built densely."""
-    a = m.probs[0, 0].double().numpy()
+    a = m.probs()[0, 0].double().numpy()
     pkv = dense_pool(m.kv_pool, in_grid, 1)
     b = a @ pkv
     if m.residual_pool:
@@ -151,7 +151,7 @@ def _group_dense(m) -> np.ndarray:
     """Full-sequence operator of a factorised map (explicit loops over groups and tokens)."""
     from viz.geometry import group_index
 
-    g = m.probs.shape[1]
+    g = m.probs().shape[1]
     p = m.num_prefix
     qi = group_index(m, m.q_grid, p)
     n = g * p + int(np.prod(m.group_grid)) * int(np.prod(m.q_grid))
@@ -159,7 +159,7 @@ def _group_dense(m) -> np.ndarray:
     for gi in range(g):
         for j, row in enumerate(qi[gi]):
             for k, col in enumerate(qi[gi]):
-                a[row, col] += m.probs[0, gi, j, k].item()
+                a[row, col] += m.probs()[0, gi, j, k].item()
     return a
 
 
@@ -259,8 +259,8 @@ def test_grad_mode_needs_gradients_and_zero_rows_keep_the_residual():
     out = output(maps, input_shape=(1, 16, 16))
     with pytest.raises(ValueError, match="attention_gradients"):
         viz.rollout(out, mode="grad")
-    maps[0].grad_weighted = 3.0 * probs[0]  # unnormalised: rollout renormalises rows
-    maps[1].grad_weighted = torch.zeros_like(probs[1])  # no positive evidence anywhere in block 1
+    out.grad_weighted[0] = 3.0 * probs[0]  # unnormalised: rollout renormalises rows
+    out.grad_weighted[1] = torch.zeros_like(probs[1])  # no positive evidence anywhere in block 1
     joint = _dense_abnar([probs[0]])
     np.testing.assert_allclose(viz.rollout(out, mode="grad"), joint[0, 1:].reshape(grid), rtol=1e-5)
     with pytest.raises(ValueError, match="mode"):
@@ -311,10 +311,10 @@ def test_cross_view_block_matches_dense_concatenated_operator():
         embed=emb,
         extras={"view_embeds": {0: emb, 1: Footprint((1, 16, 8), (1, 16, 8))}},
     )
-    m_cross = 0.5 * (cross.probs[0, 0].double().numpy() + np.eye(8))
+    m_cross = 0.5 * (cross.probs()[0, 0].double().numpy() + np.eye(8))
     m_self = np.zeros((8, 8))
-    m_self[:5, :5] = 0.5 * (s0.probs[0, 0].double().numpy() + np.eye(5))
-    m_self[5:, 5:] = 0.5 * (s1.probs[0, 0].double().numpy() + np.eye(3))
+    m_self[:5, :5] = 0.5 * (s0.probs()[0, 0].double().numpy() + np.eye(5))
+    m_self[5:, 5:] = 0.5 * (s1.probs()[0, 0].double().numpy() + np.eye(3))
     row = np.eye(8)[0] @ m_cross @ m_self
     r, _, _ = rollout_vector(out)
     np.testing.assert_allclose(r[0].numpy(), row[:5], rtol=1e-6)

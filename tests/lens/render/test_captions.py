@@ -57,7 +57,7 @@ def test_sink_caption_and_lost_baseline(tmp_path, analysis):
         },
     )
     N.mark(result.output, "mvit_t.synth", path)
-    assert result.output.attentions[5].sinks == (64,)
+    assert result.output.sinks == {5: (64,)}
     said = notes(result, VolumeKey("attention", 2), path)
     assert len(said) == 1
     assert "bottom-right corner of the last time step" in said[0] and "padding sink" in said[0]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import lens
+import mvt
 from lens.core.records import Volume, VolumeKey, Volumes
 from tests.test_app import make_moving_square
 
@@ -95,17 +96,23 @@ def test_figures_from_deferred_results_equal_eager(both):
         r.full_output()
         assert r.output.probs_ready
         for a, b in zip(e.output.attentions, r.output.attentions):
-            assert a.probs.dtype == b.probs.dtype
-            np.testing.assert_allclose(b.probs.float().numpy(), a.probs.float().numpy(), atol=1e-6)
+            assert a.probs().dtype == b.probs().dtype
+            np.testing.assert_allclose(b.probs().float().numpy(), a.probs().float().numpy(), atol=1e-6)
     assert lens.render.overlays.stats_figure(lazy.results) is not None
 
 
 def test_an_eager_family_without_the_mode_still_works(clip, tmp_path, monkeypatch):
-    """A family whose forward_with_attention has no ``lazy`` keyword gets today's full capture."""
+    """A family that declares only ``Capture.EAGER`` gets today's full capture (never a lazy request)."""
     from mvt.models.hvt import HVT
 
     real = HVT.forward_with_attention
-    monkeypatch.setattr(HVT, "forward_with_attention", lambda self, x, *, keep_weights=False: real(self, x))
+
+    def eager_only(self, x, *, capture=mvt.Capture.EAGER):
+        assert capture is mvt.Capture.EAGER, "the service asked for a capture the family does not declare"
+        return real(self, x)
+
+    monkeypatch.setattr(HVT, "forward_with_attention", eager_only)
+    monkeypatch.setattr(HVT, "captures", frozenset({mvt.Capture.EAGER}))
     svc = lens.Service(out_dir=tmp_path)
     r = svc.analyse(clip, ["hvt_t.untrained"]).results[0]
     assert r.output.probs_ready and r.volumes.pending() == [ROLLOUT]

@@ -30,8 +30,9 @@ def test_every_registered_architecture_satisfies_the_contract(arch):
         model = zoo.get_arch(arch).builder(num_classes=_num_classes(spec)).eval()
         model.spec = spec
         assert isinstance(model, VideoModel)
-        keep = inspect.signature(model.forward_with_attention).parameters["keep_weights"]
-        assert keep.kind is inspect.Parameter.KEYWORD_ONLY and keep.default is False
+        capture = inspect.signature(model.forward_with_attention).parameters["capture"]
+        assert capture.kind is inspect.Parameter.KEYWORD_ONLY and capture.default is mvt.Capture.EAGER
+        assert mvt.Capture.EAGER in model.captures and set(model.captures) <= set(mvt.Capture)
         assert len(model.stage_taps) >= 1 and all(isinstance(t, nn.Identity) for t in model.stage_taps)
         x = torch.zeros(1, 3, spec.num_frames, spec.crop_size, spec.crop_size)
         out = model.forward_with_attention(x)
@@ -39,7 +40,7 @@ def test_every_registered_architecture_satisfies_the_contract(arch):
     assert tuple(out.input_shape) == tuple(x.shape[2:])
     assert sorted({s.stage for s in out.stages}) == list(range(len(model.stage_taps)))
     assert set(out.extras) <= set(EXTRAS_KEYS), f"undocumented extras: {set(out.extras) - set(EXTRAS_KEYS)}"
-    assert out.attentions and all(m.weights is None for m in out.attentions)
+    assert out.attentions and not out.traced
     assert zoo.get_spec(arch).family == zoo.get_arch(arch).family
 
 
@@ -64,7 +65,7 @@ def test_small_models_run_both_paths_and_every_tap_sees_a_5d_stage(arch):
     ]
     with torch.no_grad():
         fast = model(x)
-        out = model.forward_with_attention(x, keep_weights=False)
+        out = model.forward_with_attention(x)
     for h in hooks:
         h.remove()
     torch.testing.assert_close(out.logits, fast, atol=1e-4, rtol=1e-4)

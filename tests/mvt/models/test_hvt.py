@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mvt
 from mvt.models import hvt
 from mvt.models.hvt import HVT, HVTConfig, block_plan, build_hvt, token_spans
 from mvt.weights import WeightsError
@@ -178,9 +179,8 @@ def test_attention_maps_per_frame_groups_and_rows_sum_to_one():
         n = plan.tokens_in
         assert a.kind == "joint" and a.num_prefix == 0 and a.cls_row is None and a.heads == 2
         assert a.group_grid == (t, 1, 1) and a.q_grid == a.k_grid == a.in_grid == (1, 1, n)
-        assert a.probs.shape == (b, t, n, n)
-        torch.testing.assert_close(a.probs.sum(-1), torch.ones(b, t, n), rtol=0, atol=1e-5)
-        assert a.weights is None
+        assert a.probs().shape == (b, t, n, n)
+        torch.testing.assert_close(a.probs().sum(-1), torch.ones(b, t, n), rtol=0, atol=1e-5)
         if plan.pools:
             assert a.post_pool.kind == "max"
             assert a.post_pool.out_grid(a.q_grid) == (1, 1, plan.tokens_out)
@@ -191,7 +191,7 @@ def test_frame_groups_are_the_right_frames():
     x = torch.randn(2, 3, 2, 224, 224)
     out = model.forward_with_attention(x)
     alone = model.forward_with_attention(x[1:, :, 1:])  # clip 1, frame 1
-    torch.testing.assert_close(out.attentions[2].probs[1, 1], alone.attentions[2].probs[0, 0])
+    torch.testing.assert_close(out.attentions[2].probs()[1, 1], alone.attentions[2].probs()[0, 0])
 
 
 def test_tubelet_model_has_one_space_time_group():
@@ -199,16 +199,16 @@ def test_tubelet_model_has_one_space_time_group():
     out = _model(cfg).forward_with_attention(torch.randn(1, 3, 4, 32, 32))
     assert out.extras["patch_grid"] == (2, 4, 4)
     assert out.embed.stride == (2, 8, 8)
-    assert [a.probs.shape for a in out.attentions] == [(1, 1, n, n) for n in (32, 15, 15, 7)]
+    assert [a.probs().shape for a in out.attentions] == [(1, 1, n, n) for n in (32, 15, 15, 7)]
     assert [s.tokens for s in out.stages] == [32, 15, 7]
 
 
-def test_keep_weights_gives_per_head_probs_on_the_graph():
+def test_gradients_capture_gives_per_head_probs_on_the_graph():
     model = _model(TINY_IMAGE)
-    out = model.forward_with_attention(torch.randn(1, 3, 2, 224, 224), keep_weights=True)
-    w = out.attentions[1].weights
+    out = model.forward_with_attention(torch.randn(1, 3, 2, 224, 224), capture=mvt.Capture.GRADIENTS)
+    w = out.traced[1]
     assert w.shape == (2, 2, 97, 97) and w.requires_grad
-    torch.testing.assert_close(w.detach().mean(1).reshape(1, 2, 97, 97), out.attentions[1].probs)
+    torch.testing.assert_close(w.detach().mean(1).reshape(1, 2, 97, 97), out.attentions[1].probs())
     w.retain_grad()
     out.logits[0, 0].backward()
     assert w.grad is not None and w.grad.abs().sum() > 0  # the score depends on these probabilities
@@ -349,5 +349,5 @@ def test_official_format_checkpoint_loads_strictly_and_matches_reference(tmp_pat
         out = model.forward_with_attention(x)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.logits, fast, rtol=1e-4, atol=1e-4)
-    assert [a.probs.shape[-1] for a in out.attentions] == [196] + [97] * 11
+    assert [a.probs().shape[-1] for a in out.attentions] == [196] + [97] * 11
     assert [s.tokens for s in out.stages] == [196, 97]

@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mvt
 from mvt import zoo
+from mvt.layers import Recorder
 from mvt.models import mmvit
 from mvt.models.mmvit import (
     MMVIT_CONFIGS,
@@ -106,7 +108,7 @@ def test_view1_is_mvit_on_the_half_resolution_clip(k400init):
     with torch.no_grad():
         tokens, grid = tower.embed(x)
         for block in tower.blocks:
-            tokens, grid, _, _ = block(tokens, grid)
+            tokens, grid = block(tokens, grid)
         view1 = mvit.head(mvit.norm(tokens[:, 0]))
         ref = mvit(F.avg_pool3d(x, (1, 2, 2)))
     assert (view1 - ref).abs().max() <= 1e-4
@@ -229,10 +231,10 @@ def test_fast_path_equals_capture_path_and_rows_sum_to_one(tiny):
         out = tiny.forward_with_attention(x)
     assert (fast - out.logits).abs().max() <= 1e-4
     for m in out.attentions:
-        assert torch.allclose(m.probs.sum(-1), torch.ones(()), atol=1e-4), (m.stage, m.block, m.kind)
+        assert torch.allclose(m.probs().sum(-1), torch.ones(()), atol=1e-4), (m.stage, m.block, m.kind)
         assert torch.allclose(m.cls_row.sum(-1), torch.ones(()), atol=1e-4)
         nq, nk = sum(s.length for s in m.segments_q), sum(s.length for s in m.segments_k)
-        assert m.probs.shape == (1, 1, nq, nk) and m.cls_row.shape == (1, m.heads, nk)
+        assert m.probs().shape == (1, 1, nq, nk) and m.cls_row.shape == (1, m.heads, nk)
 
 
 def test_cross_maps_layout_names_the_views_and_sums_their_pooled_keys(tiny):
@@ -255,12 +257,12 @@ def test_cross_maps_layout_names_the_views_and_sums_their_pooled_keys(tiny):
             for v in (0, 1)
         }
         assert [s.grid for s in m.k_segments] == [last[v].k_grid for v in (0, 1)]
-        assert m.probs.shape[-1] == sum(1 + grid_size(last[v].k_grid) for v in (0, 1))
+        assert m.probs().shape[-1] == sum(1 + grid_size(last[v].k_grid) for v in (0, 1))
         assert m.k_segments[0].grid == m.kv_pool.out_grid(m.q_segments[0].grid)
         assert m.q_grid == m.q_segments[0].grid and m.k_grid == m.k_segments[0].grid
         assert m.q_pool.stride == (1, 1, 1) and m.skip_pool is None
     # a view-0 query really attends to view 1's keys
-    assert all(m.probs[0, 0, 0, m.k_segments[0].length :].sum() > 1e-3 for m in cross)
+    assert all(m.probs()[0, 0, 0, m.k_segments[0].length :].sum() > 1e-3 for m in cross)
 
 
 def test_tower_maps_and_stage_infos_per_view(tiny):
@@ -304,13 +306,14 @@ def test_stage_taps_see_view0_tokens_in_both_paths(tiny):
     assert seen == want + want
 
 
-def test_keep_weights_gives_per_head_probs_on_the_graph(tiny):
+def test_gradients_capture_gives_per_head_probs_on_the_graph(tiny):
     x = torch.randn(CLIP_T, generator=torch.Generator().manual_seed(9))
-    out = tiny.forward_with_attention(x, keep_weights=True)
-    m = [a for a in out.attentions if a.kind == "cross"][-1]
-    assert m.weights.requires_grad and m.weights.shape[1] == m.heads
-    assert torch.allclose(m.weights.detach().mean(1, keepdim=True), m.probs)
-    (grad,) = torch.autograd.grad(out.logits[0, 3], m.weights)
+    out = tiny.forward_with_attention(x, capture=mvt.Capture.GRADIENTS)
+    i = [i for i, a in enumerate(out.attentions) if a.kind == "cross"][-1]
+    m, w = out.attentions[i], out.traced[i]
+    assert w.requires_grad and w.shape[1] == m.heads
+    assert torch.allclose(w.detach().mean(1, keepdim=True), m.probs())
+    (grad,) = torch.autograd.grad(out.logits[0, 3], w)
     assert grad.abs().sum() > 0
 
 
@@ -327,11 +330,14 @@ def test_one_view_cross_block_is_an_mvit_block_without_relative_positions():
     cross.views[0].load_state_dict(block.state_dict())
     grid = (2, 6, 6)
     x = torch.randn(2, 1 + grid_size(grid), cfg.dim_in)
+    rec_block, rec_cross = Recorder(mvt.Capture.EAGER, 2), Recorder(mvt.Capture.EAGER, 2)
     with torch.no_grad():
-        ref, q_grid, k_grid, _ = block(x, grid)
-        (ours,), q_grids, k_grids, probs = cross([x], [grid], need_weights=True)
-    assert (ours - ref).abs().max() < 1e-5 and q_grids == [q_grid] and k_grids == [k_grid]
-    assert probs.shape == (2, cfg.heads, 1 + grid_size(grid), 1 + grid_size(k_grid))
+        ref, q_grid = block(x, grid, rec_block)
+        (ours,), q_grids = cross([x], [grid], rec_cross)
+    (mb,), (mc,) = rec_block.maps, rec_cross.maps
+    assert (ours - ref).abs().max() < 1e-5 and q_grids == [q_grid] and mc.k_grid == mb.k_grid
+    assert mc.probs().shape == (2, 1, 1 + grid_size(grid), 1 + grid_size(mb.k_grid)) and mc.kind == "cross"
+    torch.testing.assert_close(mc.probs(), mb.probs(), atol=1e-6, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------- registry

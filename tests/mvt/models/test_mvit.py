@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision.models.video.mvit as tvm
 
+import mvt
 from mvt.models.mvit import MVIT_CONFIGS, MViT, build_mvit
 from mvt.outputs import Footprint, PoolOp
 
@@ -125,14 +126,14 @@ def test_attention_records_are_consistent(small):
         assert a.q_grid == (a.q_pool.out_grid(grid) if a.q_pool else grid)
         assert a.k_grid == a.kv_pool.out_grid(grid)
         nq, nk = 1 + math.prod(a.q_grid), 1 + math.prod(a.k_grid)
-        assert a.probs.shape == (2, 1, nq, nk)
+        assert a.probs().shape == (2, 1, nq, nk)
         assert a.cls_row.shape == (2, bc.heads, nk)
         assert a.heads == bc.heads and a.num_prefix == 1 and a.kind == "joint"
-        assert torch.allclose(a.probs.sum(-1), torch.ones(2, 1, nq), atol=1e-5)
+        assert torch.allclose(a.probs().sum(-1), torch.ones(2, 1, nq), atol=1e-5)
         assert torch.allclose(a.cls_row.sum(-1), torch.ones(2, bc.heads), atol=1e-5)
-        assert torch.allclose(a.cls_row.mean(1), a.probs[:, 0, 0], atol=1e-6)
+        assert torch.allclose(a.cls_row.mean(1), a.probs()[:, 0, 0], atol=1e-6)
         assert a.residual_pool == (name == "mvit_v2_s")
-        assert a.skip_pool == bc.skip_pool and a.weights is None
+        assert a.skip_pool == bc.skip_pool
         if a.skip_pool is not None:
             assert a.skip_pool == PoolOp((1, 3, 3), (1, 2, 2), (0, 1, 1), "max")
         grid = a.q_grid
@@ -191,15 +192,16 @@ def test_fast_path_with_autograd_matches_inference(small):
     assert (logits.detach() - ref).abs().max().item() <= 1e-5
 
 
-def test_keep_weights_gives_differentiable_probabilities(small):
+def test_gradients_capture_gives_differentiable_probabilities(small):
     _, _, ours, x = small
-    out = ours.forward_with_attention(x[:1], keep_weights=True)
-    last = out.attentions[-1]
-    assert last.weights is not None and last.weights.requires_grad
-    assert last.weights.shape == (1, last.heads, *last.probs.shape[-2:])
-    assert torch.allclose(last.weights.detach().mean(1, keepdim=True), last.probs, atol=1e-6)
-    grads = torch.autograd.grad(out.logits[0, 0], [a.weights for a in out.attentions])
-    assert all(g is not None and g.shape == a.weights.shape for g, a in zip(grads, out.attentions))
+    out = ours.forward_with_attention(x[:1], capture=mvt.Capture.GRADIENTS)
+    last, w = out.attentions[-1], out.traced[len(out.attentions) - 1]
+    assert w.requires_grad
+    assert w.shape == (1, last.heads, *last.probs().shape[-2:])
+    assert torch.allclose(w.detach().mean(1, keepdim=True), last.probs(), atol=1e-6)
+    weights = [out.traced[i] for i in range(len(out.attentions))]
+    grads = torch.autograd.grad(out.logits[0, 0], weights)
+    assert all(g is not None and g.shape == w.shape for g, w in zip(grads, weights))
     assert grads[-1].abs().sum() > 0
 
 
@@ -243,10 +245,35 @@ def test_real_size_matches_torchvision(name):
     assert (fast - ref).abs().max().item() <= 1e-4
     assert (out.logits - ref).abs().max().item() <= 1e-4
     assert [s.grid for s in out.stages] == [(8, 56, 56), (8, 28, 28), (8, 14, 14), (8, 7, 7)]
-    nq = [a.probs.shape[-2] for a in out.attentions]
-    nk = [a.probs.shape[-1] for a in out.attentions]
+    nq = [a.probs().shape[-2] for a in out.attentions]
+    nk = [a.probs().shape[-1] for a in out.attentions]
     assert nq == [25089, 6273, 6273] + [1569] * 11 + [393, 393]
     assert nk == [393, 1569, 393, 1569] + [393] * 10 + [1569, 393]  # as torchvision's softmax inputs
     for a in out.attentions:
-        assert a.probs.shape[-2:] == (1 + math.prod(a.q_grid), 1 + math.prod(a.k_grid))
-        assert (a.probs.sum(-1) - 1).abs().max().item() < 1e-4
+        assert a.probs().shape[-2:] == (1 + math.prod(a.q_grid), 1 + math.prod(a.k_grid))
+        assert (a.probs().sum(-1) - 1).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2), (1, 8, 8), (2, 4, 4)])
+@pytest.mark.parametrize(
+    ("kernel", "padding"), [((3, 3, 3), (1, 1, 1)), ((3, 7, 7), (1, 3, 3)), ((3, 3, 3), (0, 0, 0))]
+)
+def test_depthwise_pooling_has_the_gradients_of_conv3d(stride, kernel, padding):
+    """The pooling convolution's own backward (input gradient as a convolution, weight gradient in a node
+    of its own) gives exactly what autograd gives for F.conv3d, for the strides and paddings MViT uses."""
+    from mvt.models.multiscale import depthwise_conv3d
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 6, 8, 14, 14), (1, 4, 4, 7, 9)]:
+        x = torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+        w = torch.randn(shape[1], 1, *kernel, dtype=torch.float64, generator=g, requires_grad=True)
+        ours = depthwise_conv3d(x, w, stride, padding)
+        ref = torch.nn.functional.conv3d(x, w, None, stride, padding, 1, shape[1])
+        grad = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+        for a, b in zip(torch.autograd.grad(ours, (x, w), grad), torch.autograd.grad(ref, (x, w), grad)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    (gx,) = torch.autograd.grad(
+        depthwise_conv3d(x, w, stride, padding).sum(), x
+    )  # the input alone: no weight
+    assert gx.shape == x.shape

@@ -91,7 +91,7 @@ def test_model1_attention_matches_transformers_eager():
         out = ours.forward_with_attention(x)
     assert len(ref) == len(out.attentions) == 2
     for r, m in zip(ref, out.attentions):  # r: (B, heads, N, N)
-        torch.testing.assert_close(m.probs[:, 0].float(), r.mean(1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(m.probs()[:, 0].float(), r.mean(1), atol=1e-5, rtol=0)
         torch.testing.assert_close(m.cls_row, r[:, :, 0], atol=1e-5, rtol=0)
 
 

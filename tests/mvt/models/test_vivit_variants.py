@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvt import weights, zoo
+import mvt
+from mvt import layers, weights, zoo
 from mvt.explain import attention_gradients
 from mvt.models import vivit
 from mvt.models.vivit import ViViT, ViViTConfig, config_from_hf, convert_hf_vivit, inflate_patch_kernel
@@ -76,15 +77,17 @@ def test_capture_path_matches_fast_path_and_maps_are_well_formed(variant):
         full = tuple(g * q for g, q in zip(a.group_grid, a.q_grid))
         assert full == stage_grid  # group grid ⊙ query grid = the stage's token grid
         nq = a.num_prefix + grid_size(a.q_grid)
-        assert a.probs.shape == (2, grid_size(a.group_grid), nq, nq)
-        torch.testing.assert_close(a.probs.float().sum(-1), torch.ones(a.probs.shape[:-1]), atol=1e-5, rtol=0)
+        assert a.probs().shape == (2, grid_size(a.group_grid), nq, nq)
+        torch.testing.assert_close(
+            a.probs().float().sum(-1), torch.ones(a.probs().shape[:-1]), atol=1e-5, rtol=0
+        )
         if a.kind == "temporal" and a.stage == 0:
-            assert a.probs.shape == (2, 4, 2, 2)  # (B, H*W, T, T): keys are the same spatial position
+            assert a.probs().shape == (2, 4, 2, 2)  # (B, H*W, T, T): keys are the same spatial position
         if a.kind == "spatial":
             assert a.group_grid == (2, 1, 1) and a.q_grid == (1, 2, 2)
         if a.cls_row is not None:
             assert a.cls_row.shape == (2, a.heads, nq)
-            torch.testing.assert_close(a.cls_row.mean(1), a.probs[:, 0, 0].float(), atol=1e-6, rtol=0)
+            torch.testing.assert_close(a.cls_row.mean(1), a.probs()[:, 0, 0].float(), atol=1e-6, rtol=0)
     if variant == 1:
         assert out.stages[0].grid == grid and out.stages[0].num_prefix == 1
         assert all(a.cls_row is not None for a in out.attentions)
@@ -99,7 +102,7 @@ def test_capture_path_matches_fast_path_and_maps_are_well_formed(variant):
 
 
 @pytest.mark.parametrize("variant", [1, 2, 3, 4])
-def test_keep_weights_and_stage_taps(variant):
+def test_gradients_and_stage_taps(variant):
     m = _tiny(variant)
     x = _clip(b=1)
     seen = []
@@ -109,12 +112,12 @@ def test_keep_weights_and_stage_taps(variant):
         h.remove()
     expected = [(1, 32, 2, 2, 2)] + ([(1, 32, 2, 1, 1)] if variant == 2 else [])
     assert seen == expected
-    assert all(a.grad_weighted is not None and a.weights is None for a in out.attentions)
-    assert any(a.grad_weighted.abs().sum() > 0 for a in out.attentions)
-    o = m.forward_with_attention(x, keep_weights=True)
-    for a in o.attentions:
-        g = grid_size(a.group_grid)
-        assert a.weights.requires_grad and a.weights.shape == (g, a.heads) + tuple(a.probs.shape[2:])
+    assert sorted(out.grad_weighted) == list(range(len(out.attentions))) and not out.traced
+    assert any(g.abs().sum() > 0 for g in out.grad_weighted.values())
+    o = m.forward_with_attention(x, capture=mvt.Capture.GRADIENTS)
+    for i, a in enumerate(o.attentions):
+        g, w = grid_size(a.group_grid), o.traced[i]
+        assert w.requires_grad and w.shape == (g, a.heads) + tuple(a.probs().shape[2:])
     # a stage tap sees tokens whose gradient reaches the logits (the CLS models tap before the last block)
     acts = {}
     h = m.stage_taps[0].register_forward_hook(lambda mod, i, o: acts.setdefault("a", o))
@@ -179,12 +182,12 @@ def test_big_maps_are_float16_with_cls_rows_and_chunked_heads_agree(monkeypatch)
     x = _clip(b=1, s=64)
     with torch.no_grad():
         ref = m.forward_with_attention(x)
-        monkeypatch.setattr(vivit, "_BIG_MAP", 16)
-        monkeypatch.setattr(vivit, "_CHUNK_BYTES", 1)  # one head per chunk
+        monkeypatch.setattr(layers, "BIG_MAP", 16)
+        monkeypatch.setattr(layers, "_EAGER_CHUNK_BYTES", 1)  # one head per chunk
         out = m.forward_with_attention(x)
     a, r = out.attentions[0], ref.attentions[0]
-    assert a.probs.dtype == torch.float16 and r.probs.dtype == torch.float32
-    torch.testing.assert_close(a.probs.float(), r.probs, atol=1e-3, rtol=0)
+    assert a.probs().dtype == torch.float16 and r.probs().dtype == torch.float32
+    torch.testing.assert_close(a.probs().float(), r.probs(), atol=1e-3, rtol=0)
     torch.testing.assert_close(a.cls_row, r.cls_row, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.logits, ref.logits, atol=1e-6, rtol=0)
 
