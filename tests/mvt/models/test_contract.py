@@ -167,7 +167,9 @@ def test_published_checkpoints_keep_their_architectures_input_settings():
     published = [  # the zoo's table; users' checkpoints registered by other tests carry their own settings
         n
         for n in mvt.list_models()
-        if n.split(".")[1] not in ("untrained", "synth") and n not in releases and zoo.get_spec(n).checkpoint is None
+        if n.split(".")[1] not in ("untrained", "synth")
+        and n not in releases
+        and zoo.get_spec(n).checkpoint is None
     ]
     assert {"mvit_v2_s.k400", "vivit_b_16x2.k400", "hvt_s_1.in1k", "mmvit_s.k400init"} <= set(published)
     for name in published:
