@@ -1,7 +1,7 @@
 """What a panel says beside its overlay: sinks named, and methods that lose to the centre baseline.
 
-Both come from the shipped evaluation of the SynthMotion models, ``assets/evaluation.synth.json`` (written by
-``python -m mvt evaluate --n 200 --seed 7 --write assets/evaluation.synth.json``):
+Both come from the shipped evaluation of the SynthMotion models, ``mvt/assets/evaluation.synth.json`` (written by
+``python -m mvt evaluate --n 200 --seed 7 --write mvt/assets/evaluation.synth.json``):
 
 * its ``sinks`` (:mod:`mvt.sinks`) are marked on every output of that model (:func:`mark`), so a stage map
   whose peak is a sink gets a caption (:func:`sink_caption`) and ``exclude_sinks`` can leave it out;
@@ -19,17 +19,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import viz
+from mvt import assets
 from mvt.outputs import AttentionMap, ModelOutput
 from mvt.sinks import Sink, mark_sinks
-from mvt.weights import REPO_ROOT
 
 from . import methods as M
 from .records import ModelResult, VolumeKey
 
 log = logging.getLogger("mvt-lens")
 
-EVALUATION = REPO_ROOT / "assets" / "evaluation.synth.json"
-"""The shipped evaluation the notes come from."""
+EVALUATION = assets.EVALUATION
+"""The shipped evaluation the notes come from (package data: ``mvt/assets/evaluation.synth.json``)."""
 
 
 @lru_cache(maxsize=4)

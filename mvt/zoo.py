@@ -112,7 +112,8 @@ def register_pretrained(spec: ModelSpec) -> None:
 
 
 SYNTH_WEIGHTS_DIR = "assets/weights"
-"""Where ``mvt.train`` ships ``<arch>.synth.safetensors`` (relative to the repository root)."""
+"""Where ``<arch>.synth.safetensors`` ship (relative to the ``mvt`` package: ``mvt/assets/weights``, package data,
+so a wheel install has them; ``python -m mvt.train --out mvt/assets/weights`` writes there)."""
 _synth_registered = False
 
 
@@ -140,7 +141,7 @@ def register_synth_weights(directory: str = SYNTH_WEIGHTS_DIR) -> list[str]:
     names = []
     for arch in sorted(_ARCHS):
         rel = f"{directory}/{arch}.synth.safetensors"
-        path = _weights.REPO_ROOT / rel
+        path = _weights.PACKAGE_DIR / rel
         name = f"{arch}.synth"
         if name in _SPECS or not path.is_file():
             continue
