@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -216,28 +218,108 @@ def test_requirements_name_every_third_party_import_of_the_app():
     assert re.search(r"^gradio>=6", (ROOT / "requirements.txt").read_text(), re.M)
 
 
-def test_wheel_declares_the_packages_and_the_console_script(tmp_path, tracked):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory, tracked) -> Path:
     """`pip wheel . --no-deps` on a copy of the tracked files (building in place would litter the checkout)."""
-    src = tmp_path / "src"
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
     for f in tracked:
         if (ROOT / f).is_file():
             (src / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, src / f)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp)],
         cwd=src, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    (wheel,) = tmp_path.glob("mvt_lens-*.whl")
+    (built,) = tmp.glob("mvt_lens-*.whl")
+    return built
+
+
+def test_wheel_declares_the_packages_the_console_script_and_the_shipped_files(wheel):
+    import mvt
+    from mvt import assets
+
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("mvt/__init__.py", "mvt/weights/fetch.py", "mvt/models/mvit.py", "mvt/video/reading.py",
-                   "viz/__init__.py", "viz/rollout.py"):  # fmt: skip
+                   "viz/__init__.py", "viz/rollout.py", "mvt/assets/__init__.py"):  # fmt: skip
         assert module in names
     packages = {n.split("/")[0] for n in names if n.endswith(".py")}
     assert packages <= {"mvt", "viz", "lens"}, packages
+    shipped = sorted(p.relative_to(ROOT).as_posix() for p in assets.DIR.rglob("*") if p.is_file())
+    shipped = [f for f in shipped if "__pycache__" not in f]
+    assert len([f for f in shipped if f.endswith(".synth.safetensors")]) == 7
+    assert "mvt/assets/evaluation.synth.json" in shipped and "mvt/assets/examples/labels.json" in shipped
+    assert [f for f in shipped if f not in names] == [], "package data missing from the wheel"
+    assert not any(n.startswith("assets/") for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "mvt-lens = mvt.__main__:main" in zipfile.ZipFile(wheel).read(meta).decode()
     metadata = (
         zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     )
     assert "Requires-Dist: scipy" in metadata and "License-Expression: Apache-2.0" in metadata
+    assert f"\nVersion: {mvt.__version__}\n" in metadata
+
+
+def test_the_wheel_alone_lists_and_runs_the_shipped_models_and_examples(wheel, tmp_path):
+    """A fresh virtual environment with the built wheel and nothing from this checkout: the seven SynthMotion
+    models are listed as shipped and `mvt-lens explain` runs on an example clip that came with the wheel.
+
+    The environment sees the system's site-packages (torch and the other requirements are installed there; this
+    machine cannot download them), and installs the wheel with ``--no-deps``; every command runs from a folder
+    outside the checkout, without ``PYTHONPATH``, and the test asserts that ``mvt`` is imported from the venv."""
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
+    )
+    bin_dir = venv / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(MVT_OFFLINE="1", HF_HUB_OFFLINE="1", PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(*args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            list(args), cwd=elsewhere, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        assert result.returncode == 0, (args, result.stdout[-2000:], result.stderr[-3000:])
+        return result.stdout
+
+    run(str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel))
+    where = run(
+        str(bin_dir / "python"), "-c",
+        "import mvt, lens, viz, mvt.assets as a; print(mvt.__file__); print(lens.__file__); print(a.EXAMPLES)",
+    ).split()  # fmt: skip
+    site = (venv / "lib").resolve()
+    for path in where:
+        assert Path(path).resolve().is_relative_to(site), f"{path} is not the installed copy"
+        assert not Path(path).resolve().is_relative_to(ROOT.resolve())
+
+    listed = run(str(bin_dir / "mvt-lens"), "list", "*.synth").splitlines()
+    assert len(listed) == 7, listed
+    assert not [line for line in listed if "unavailable" in line or "download" in line or "untrained" in line]
+    assert sorted(line.split()[0] for line in listed) == sorted(
+        [
+            "mvit_t.synth",
+            "mmvit_t.synth",
+            "vivit_t1.synth",
+            "vivit_t2.synth",
+            "vivit_t3.synth",
+            "vivit_t4.synth",
+            "hvt_t.synth",
+        ]  # fmt: skip
+    )
+
+    clip = Path(where[2]) / "synth_rotate_cw.mp4"
+    out = tmp_path / "out"
+    printed = run(
+        str(bin_dir / "mvt-lens"), "explain", str(clip), "--models", "mvit_t.synth", "hvt_t.synth",
+        "--methods", "attention", "rollout", "--out", str(out),
+    )  # fmt: skip
+    assert "mvit_t.synth:" in printed and "hvt_t.synth:" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["versions"]["mvt-lens"] != "unknown"
+    for model in report["models"]:
+        assert "error" not in model, model
+        source = model["weights"]["source"]
+        assert source["kind"] == "file" and len(source["sha256"]) == 64
