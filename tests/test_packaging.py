@@ -79,8 +79,17 @@ def test_space_upload_set_of_this_checkout():
         "viz/__init__.py",
     ):
         assert needed in files
-    shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "assets").rglob("*") if p.is_file())
-    assert set(shipped) <= set(files)
+    shipped = sorted(
+        p.relative_to(ROOT).as_posix()
+        for d in ("assets", "mvt/assets")
+        for p in (ROOT / d).rglob("*")
+        if p.is_file()
+    )
+    assert set(f for f in shipped if "__pycache__" not in f) <= set(files)
+    assert (
+        "mvt/assets/weights/mvit_t.synth.safetensors" in files and "mvt/assets/evaluation.synth.json" in files
+    )
+    assert "pyproject.toml" not in files, "a Space runs app.py from the files; the version is mvt.__version__"
     for f in files:
         assert not f.startswith(("tests/", "bench/", ".git/", ".ci/", "deploy/", ".venv/", "venv/", "build/"))
         assert "__pycache__" not in f and not f.endswith(".pyc") and ".pytest_cache" not in f
@@ -94,7 +103,7 @@ def test_space_upload_set_leaves_out_caches_outputs_and_environments(tmp_path):
     from deploy.space import upload_set
 
     keep = ["app.py", "README.md", "mvt/zoo.py", "mvt/weights/fetch.py", "viz/render.py", "lens/service.py",
-            "assets/weights/hvt_t.synth.safetensors", "assets/examples/a.mp4"]  # fmt: skip
+            "mvt/assets/weights/hvt_t.synth.safetensors", "mvt/assets/examples/a.mp4", "assets/ui/app.css"]  # fmt: skip
     junk = ["tests/test_x.py", "tests/.cache/hf/blob", ".pytest_cache/v/cache/lastfailed", "bench/out/app.json",
             "bench/app.py", ".venv/lib/python3.12/site-packages/torch/__init__.py", "venv/bin/python", ".git/config",
             "mvt/__pycache__/zoo.cpython-311.pyc", "viz/render.pyc", "out/report.html", ".gradio/flagged/x.mp4",
@@ -105,9 +114,10 @@ def test_space_upload_set_leaves_out_caches_outputs_and_environments(tmp_path):
     assert sorted(upload_set(tmp_path)) == sorted(keep)
 
 
-def test_readme_command_uploads_the_same_set_as_the_deploy_module(monkeypatch, tmp_path):
-    """Run the README's `hf upload` command line through huggingface_hub's own CLI, with the network calls
-    replaced, and compare what it would pass to `upload_folder` with deploy/space.py's definition."""
+def test_readme_commands_stage_and_upload_what_the_deploy_module_defines(monkeypatch, tmp_path):
+    """The README's two deploy lines: `python -m deploy.space ... --dry-run` (stages the Space's files) and an
+    `hf upload` of that folder. Run the second through huggingface_hub's own CLI with the network calls replaced,
+    and compare what it would pass to `upload_folder` with deploy/space.py's definition."""
     import shlex
 
     from click.testing import CliRunner
@@ -117,8 +127,11 @@ def test_readme_command_uploads_the_same_set_as_the_deploy_module(monkeypatch, t
     import deploy.space
 
     readme = (ROOT / "README.md").read_text()
+    assert "python -m deploy.space --hardware cpu-basic --dry-run" in readme
     lines = [ln for ln in readme.splitlines() if ln.startswith("hf upload ")]
-    assert lines == [deploy.space.hf_upload_command()], "README's upload command and deploy/space.py differ"
+    assert lines == [deploy.space.hf_upload_command("cpu-basic")], (
+        "README's upload command and deploy/space.py differ"
+    )
     seen = {}
 
     def fake_upload_folder(self, **kwargs):
@@ -132,12 +145,89 @@ def test_readme_command_uploads_the_same_set_as_the_deploy_module(monkeypatch, t
     monkeypatch.setattr(
         HfApi, "create_repo", lambda self, *a, **k: _Url("https://huggingface.co/spaces/u/mvt-lens")
     )
+    staged = tmp_path / "build" / "space-cpu-basic"
+    deploy.space.stage("cpu-basic", staged)
     monkeypatch.chdir(tmp_path)
     args = shlex.split(lines[0].replace("<user>/mvt-lens", "u/mvt-lens"))[1:]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert seen["repo_type"] == "space"
-    assert seen["allow_patterns"] == deploy.space.ALLOW and seen["ignore_patterns"] == deploy.space.IGNORE
+    assert seen["repo_type"] == "space" and seen["path_in_repo"] in (".", "", None)
+    assert Path(seen["folder_path"]).resolve() == staged.resolve()
+    assert seen["delete_patterns"] == [deploy.space.DELETE]
+    assert not seen.get("allow_patterns") and not seen.get("ignore_patterns")
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.update(kw, files=sorted(
+        p.relative_to(kw["folder_path"]).as_posix() for p in Path(kw["folder_path"]).rglob("*") if p.is_file())))  # fmt: skip
+    deploy.space.upload("u/mvt-lens", "cpu-basic")
+    assert calls["files"] == sorted(
+        p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()
+    )
+    assert calls["delete_patterns"] == seen["delete_patterns"] and calls["repo_type"] == "space"
+
+
+# -- Space profiles -----------------------------------------------------------------------------------------
+
+
+def _req_lines(text: str) -> list[str]:
+    return [ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+
+
+def test_every_profile_generates_requirements_and_front_matter_from_one_definition(tmp_path):
+    from huggingface_hub import SpaceHardware
+
+    from deploy.space import CPU_INDEX, PROFILES, ZERO_GPU_TORCH, main, readme, requirements
+
+    own = _req_lines((ROOT / "requirements.txt").read_text())
+    assert not [ln for ln in own if ln.startswith("-")], (
+        "the repository's requirements stay index-free (offline)"
+    )
+    assert "einops" not in _requirement_names(ROOT / "requirements.txt")
+    rest = [ln for ln in own if not re.match(r"(torch|torchvision)\b", ln)]
+    flavours = {h.value for h in SpaceHardware}
+    for name, profile in PROFILES.items():
+        assert main(["--hardware", name, "--dry-run", "--out", str(tmp_path / name)]) == 0
+        req = (tmp_path / name / "requirements.txt").read_text()
+        assert req == requirements(name)
+        lines = _req_lines(req)
+        assert [ln for ln in lines if not ln.startswith("-") and ln not in profile.torch] == rest
+        torch_lines = [ln for ln in lines if re.match(r"(torch|torchvision)\b", ln)]
+        assert len(torch_lines) == 2 and all(
+            re.fullmatch(r"torch(vision)?==[0-9.]+(\+cpu)?", t) for t in torch_lines
+        )
+        front = (tmp_path / name / "README.md").read_text().split("---\n", 2)[1]
+        assert f"suggested_hardware: {profile.hardware}\n" in front and profile.hardware in flavours
+        assert f'python_version: "{profile.python_version}"\n' in front
+        assert (tmp_path / name / "README.md").read_text() == readme(name)
+        assert (tmp_path / name / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+
+    cpu = requirements("cpu-basic")
+    assert _req_lines(cpu)[0] == f"--extra-index-url {CPU_INDEX}"
+    assert "torch==" in cpu and all(t.endswith("+cpu") for t in PROFILES["cpu-basic"].torch)
+    assert not re.search(r"nvidia|triton|cuda", cpu.split("\n", 1)[1], re.I)
+
+    zero = requirements("zero-gpu")
+    # hub-docs docs/hub/spaces-zerogpu.md, "Supported Versions" (the full list) and its Python
+    supported = {"2.1.0", "2.1.1", "2.1.2", "2.2.0", "2.2.2", "2.4.0", "2.5.1", "2.6.0", "2.7.1", "2.8.0"}
+    assert f"torch=={ZERO_GPU_TORCH[0]}" in _req_lines(zero) and ZERO_GPU_TORCH[0] in supported
+    assert PROFILES["zero-gpu"].hardware == "zero-a10g" and PROFILES["zero-gpu"].python_version == "3.10.13"
+    assert "--extra-index-url" not in zero
+
+    # the repository's README is the cpu-basic profile's: one definition of the front matter
+    assert readme("cpu-basic") == (ROOT / "README.md").read_text()
+
+
+def test_profiles_reject_what_they_cannot_generate(tmp_path):
+    from deploy.space import readme, requirements, stage
+
+    with pytest.raises(ValueError, match="torch and torchvision"):
+        requirements("cpu-basic", "numpy\n")
+    with pytest.raises(ValueError, match="suggested_hardware"):
+        readme("zero-gpu", "---\ntitle: x\npython_version: 3.12\n---\nbody\n")
+    with pytest.raises(ValueError, match="unknown hardware"):
+        stage("h100-huge", tmp_path / "x")
+    with pytest.raises(ValueError, match="overwrite the checkout"):
+        stage("cpu-basic", ROOT)
 
 
 def _front_matter() -> str:
