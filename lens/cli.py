@@ -1,10 +1,12 @@
-"""Command line: ``python -m mvt list | download | probe | predict | explain | analyse-dataset | evaluate``.
+"""Command line: ``python -m mvt list | download | probe | predict | explain | analyse-dataset | evaluate |
+selftest``.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
 timings.json and a self-contained report.html into ``--out`` (:func:`lens.export.write_export`).
 ``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
-process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`).
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`); ``selftest`` checks bf16 against fp32 on this
+device (:mod:`lens.selftest`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     for name in mvt.list_models(args.pattern):
         spec = mvt.get_spec(name)
-        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}")
+        licence = f" — {spec.weights.licence}" if spec.weights.licence else ""
+        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}{licence}")
     return 0
 
 
@@ -179,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_explain)
     _dataset_parser(sub)
     sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")
+    sub.add_parser(
+        "selftest", help="bf16 vs fp32 fidelity, Compare time and GEMM rate on this device (--help)"
+    )
     return parser
 
 
@@ -188,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] == ["selftest"]:
+        from .selftest import main as selftest_main
+
+        return selftest_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from . import licences
 from . import weights as _weights
 from .weights import WeightsError, WeightsSource
 
@@ -165,7 +166,7 @@ def register_synth_weights(directory: str = SYNTH_WEIGHTS_DIR) -> list[str]:
                 resize_size=default.crop_size,
                 label_set="synthmotion",
                 num_classes=len(classes),
-                weights=WeightsSource(kind="file", path=rel),
+                weights=WeightsSource(kind="file", path=rel, licence=licences.SYNTHMOTION),
                 trained=True,
                 description=f"SynthMotion demo (trained here, {accuracy:.0%} top-1 on fresh clips)",
             )

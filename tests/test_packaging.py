@@ -413,3 +413,32 @@ def test_the_wheel_alone_lists_and_runs_the_shipped_models_and_examples(wheel, t
         assert "error" not in model, model
         source = model["weights"]["source"]
         assert source["kind"] == "file" and len(source["sha256"]) == 64
+
+
+# -- licences -----------------------------------------------------------------------------------------------
+
+
+def test_every_downloaded_or_shipped_weight_states_its_licence_in_its_label_and_the_readme():
+    import mvt
+    from lens.defaults import model_label
+    from mvt import licences
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Licences\n", 1)[1].split("\n## ", 1)[0]
+    stated = {licences.TORCHVISION_K400, licences.VIVIT_HUB, licences.HVT_RELEASE, licences.SYNTHMOTION}
+    seen = set()
+    for name in mvt.list_models():
+        spec = mvt.get_spec(name)
+        if spec.weights.kind == "none":
+            assert spec.weights.licence == "" and not spec.trained
+            continue
+        assert spec.weights.licence in stated, name
+        assert spec.weights.licence in model_label(name, "cached"), name
+        seen.add(spec.weights.licence)
+        assert f"`{name}`" in section or f"`{spec.arch}" in section or name.endswith(".synth"), name
+    assert seen == stated
+    assert "einops" not in (ROOT / "requirements.txt").read_text()
+    for needed in ("https://huggingface.co/google/vivit-b-16x2-kinetics400", "https://github.com/zhuang-group/HVT",
+                   "https://github.com/pytorch/vision#pre-trained-model-license", "https://www.image-net.org/download.php",
+                   "https://www.deepmind.com/open-source/kinetics", "**MIT**", "**Apache-2.0**", "**unstated.**"):  # fmt: skip
+        assert needed in section, needed

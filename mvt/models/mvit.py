@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import licences
 from ..layers import (
     attention,
     capture_mode,
@@ -689,7 +690,7 @@ def _register() -> None:
         register_checkpoint(
             spec,
             "k400",
-            weights=WeightsSource(kind="url", url=url),
+            weights=WeightsSource(kind="url", url=url, licence=licences.TORCHVISION_K400),
             description="Kinetics-400, torchvision (ported from the paper)",
         )
     cfg = MVIT_CONFIGS["mvit_t"]

@@ -101,6 +101,9 @@ class WeightsSource:
     """Sub-dict that holds the state dict (e.g. ``"model"`` for HVT's release files)."""
     config_file: str | None = None
     """HF: a JSON file beside the weights whose ``id2label`` names the classes (downloaded with them)."""
+    licence: str = ""
+    """What the source says about the weights' licence and the training data's terms, in a few words
+    (:mod:`mvt.licences`); empty: nothing stated (a user's file, untrained)."""
     pickle_globals: tuple[str, ...] = field(default=())
     """Non-tensor globals the checkpoint's pickle needs, by name, from :data:`mvt.weights.checkpoint.ALLOWED_GLOBALS`
     (e.g. ``("argparse.Namespace",)`` for HVT's training-script files). Allowed for this file's load only."""
