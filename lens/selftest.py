@@ -13,7 +13,8 @@ a GPU):
   model, computed by :class:`lens.Service` — the app's own code: device transfer, autocast, deferred matrices —
   with ``bf16=False`` and with ``bf16=True``, the bf16 run explaining the class the fp32 run predicted: the
   Pearson r of each volume (minimum over the clips);
-* **peak memory** the device held while the model was checked (CUDA).
+* **peak memory** the device held while the model was checked (CUDA; each model is released after its check, so
+  the number is that model's weights and activations).
 
 Then the four-model Compare (the model set the app starts with on this device: Kinetics-size on CUDA), timed
 after a warm-up on another clip: every panel out (``analyse``) and the deferred maps done (``warm``), in bf16 and
@@ -42,6 +43,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,14 @@ class _Shared:
             self.models[name] = mvt.create_model(name, device=device)
         return self.models[name]
 
+    def release(self, name: str, services: dict[bool, Service]) -> None:
+        """Drop ``name`` everywhere it is held (and its results), so the device memory it took is free again."""
+        self.models.pop(name, None)
+        for svc in services.values():
+            svc.forget(name)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
 
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -164,6 +174,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@lru_cache(maxsize=32)
+def _clips(n: int, seed: int, frames: int, size: int, start: int) -> np.ndarray:
+    """uint8 ``(n, frames, size, size, 3)`` SynthMotion clips, made once for every model of that input shape."""
+    return synth.generate(n, seed, frames=frames, size=size, start=start).clips
+
+
 def check_logits(model: torch.nn.Module, check: ModelCheck, device: torch.device, n: int, seed: int) -> None:
     """Top-1 agreement and logit differences of bf16 autocast vs fp32 on ``n`` SynthMotion clips."""
     spec = model.spec
@@ -171,10 +187,8 @@ def check_logits(model: torch.nn.Module, check: ModelCheck, device: torch.device
     logits: dict[bool, list[torch.Tensor]] = {False: [], True: []}
     seconds = {False: 0.0, True: 0.0}
     for start in range(0, n, batch):
-        clips = synth.generate(
-            min(batch, n - start), seed, frames=spec.num_frames, size=spec.crop_size, start=start
-        )
-        x = mvt.normalise(clips.clips, spec, device=device)  # (B, 3, T, S, S)
+        clips = _clips(min(batch, n - start), seed, spec.num_frames, spec.crop_size, start)
+        x = mvt.normalise(clips, spec, device=device)  # (B, 3, T, S, S)
         for bf16 in (False, True):
             with torch.inference_mode(), _autocast(device, bf16):
                 if start == 0:
@@ -314,8 +328,7 @@ def run(
         if check.held:
             low = {k: r for k, r in check.maps.items() if not r >= MAP_R_MIN}
             check.failures += [f"map {k}: r {r:.4f} < {MAP_R_MIN}" for k, r in low.items()]
-        services[False].results.clear()
-        services[True].results.clear()
+        shared.release(name, services)  # the next model's peak memory is its own
     if compare:
         report.compare_models = defaults.set_models(defaults.KINETICS if real_size else defaults.SYNTHMOTION)
         if real_size:
