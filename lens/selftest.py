@@ -29,8 +29,8 @@ What runs where. CUDA: the seven shipped models and the real-size models of ever
 (pretrained weights where cached or downloadable, else the architecture untrained, labelled so) and ViViT-B's
 factorisations 2–4 — with every explanation method, and the Kinetics-size Compare. CPU (CI, 2 cores): the seven
 shipped models (every family and ViViT's four factorisations, the same classes and code as the real sizes) on 8
-clips, the methods that cost one or two passes (integrated gradients, occlusion and feature ablation cost 16 to
-hundreds of passes per clip; CUDA runs them) and the SynthMotion Compare: a code-path check for CI, about a
+clips, one explanation method per kind of computation (:data:`CHEAP_METHODS`; CUDA runs every method) and the
+SynthMotion Compare: a code-path check for CI, about a
 minute on 2 quiet cores — the CUDA run, with 128 clips, is the measurement; ``--real-size`` adds the Kinetics-size
 models, minutes each on 2 cores.
 """
@@ -68,11 +68,12 @@ CHEAP_METHODS = (
     "rollout",
     "grad_rollout",
     "token_flow",
-    "saliency",
     "gradcam",
 )
-"""The explanation methods of one or two passes, one per kind of computation: the CPU default (input × gradient
-shares saliency's backward pass; the CUDA run adds it and the many-pass methods)."""
+"""The CPU default: one explanation method per kind of computation — attention capture, rollout (the deferred
+matrices), attention gradients, relevance propagation (token flow) and a captum attribution (Grad-CAM). The CUDA
+run adds the other captum methods (saliency, input × gradient: one pass; integrated gradients, occlusion, feature
+ablation: 16 to hundreds of passes per clip)."""
 REAL_SIZE_EXTRA = ("vivit_b_16x2_fe.untrained", "vivit_b_16x2_fsa.untrained", "vivit_b_16x2_fdp.untrained")
 """ViViT-B's factorisations 2–4 at real size (no public weights), beside the Kinetics-400 set."""
 

@@ -21,11 +21,11 @@ SHIPPED = mvt.list_models("*.synth")
 
 def test_the_cpu_selftest_passes_on_every_shipped_model(tmp_path):
     """The exact command of CI, with its defaults: the seven shipped models (every family, ViViT's four
-    factorisations), logits on 8 clips, the one- and two-pass explanation methods, the SynthMotion Compare."""
+    factorisations), logits on 8 clips, one explanation method per kind of computation, the SynthMotion Compare."""
     out = tmp_path / "selftest.json"
     done = subprocess.run(
         [sys.executable, "-m", "mvt", "selftest", "--device", "cpu", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,  # ~1 min on 2 quiet cores; 20 at load 14
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert (
