@@ -444,3 +444,32 @@ def test_every_downloaded_or_shipped_weight_states_its_licence_in_its_label_and_
                    "https://github.com/pytorch/vision#pre-trained-model-license", "https://www.image-net.org/download.php",
                    "https://www.deepmind.com/open-source/kinetics", "**MIT**", "**Apache-2.0**", "**unstated.**"):  # fmt: skip
         assert needed in section, needed
+
+
+def test_sizes_leave_cuda_out_of_the_cpu_profile_when_the_cpu_index_is_out_of_reach(monkeypatch):
+    """deploy/sizes.py's CPU fallback: resolve the same torch from PyPI, then drop the CUDA-only packages and leave
+    the +cpu wheels unmeasured (said in the note), never count them."""
+    import deploy.sizes as sizes
+
+    seen = {}
+
+    def resolve(text, python_version, extra_index=None):
+        seen.update(text=text, python=python_version, index=extra_index)
+        names = ["torch", "torchvision", "nvidia-cublas", "cuda-bindings", "triton", "numpy", "gradio"]
+        return [sizes.Item(n, "1", f"https://files.example/{n}.whl") for n in names]
+
+    monkeypatch.setattr(sizes, "reachable", lambda url, timeout=10.0: False)
+    monkeypatch.setattr(sizes, "resolve", resolve)
+    monkeypatch.setattr(sizes, "content_length", lambda url: 2**20)
+    row = sizes.measure("cpu-basic")
+    assert "+cpu" not in seen["text"] and "--extra-index-url" not in seen["text"] and seen["index"] is None
+    assert seen["python"] == "3.12" and row["cuda_packages"] == [] and row["torch_mib"] is None
+    assert row["rest_mib"] == 2.0 and "not reachable" in row["note"] and row["packages"] == 4
+
+    monkeypatch.setattr(sizes, "reachable", lambda url, timeout=10.0: True)
+    row = sizes.measure("zero-gpu")
+    assert "torch==2.8.0" in seen["text"] and seen["python"] == "3.10.13"
+    assert (
+        row["cuda_packages"] == ["cuda-bindings==1", "nvidia-cublas==1", "triton==1"]
+        and row["torch_mib"] == 2.0
+    )
