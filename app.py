@@ -1,19 +1,17 @@
 """mvt-lens: upload a clip and compare where hierarchical video transformers look.
 
-Gradio UI only: layout plus one adapter per event, each calling the analysis service (``lens``), which runs
-the models, caches results, decides what each panel shows (``lens.present``) and writes every file shown.
-Per-user state is a small handle on the cached results (``lens.AnalysisRef``) in ``gr.State``; each browser
-session's files live in their own folder, deleted when the session ends and at exit.
+Gradio UI only: the layout, and each event mapped to one call of :class:`lens.ui.actions.Actions`, which answers
+with :class:`lens.ui.screens.Screen` records put onto the page by name (:meth:`Page.updates`); inputs come in
+by name too (:meth:`Page.asked`). The public API ("Use via API") is four named endpoints over
+:mod:`lens.ui.api`; every UI event is private. A browser session keeps an :class:`~lens.ui.screens.AppState`
+in ``gr.State`` and its files in its own folder, deleted when it ends; ``SERVICE.close`` stops everything at exit.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import html
 import logging
 import os
-import traceback
 from pathlib import Path
 
 # Before torch loads OpenMP: idle worker threads sleep instead of spinning. On a 2-vCPU Space (or any busy
@@ -22,533 +20,314 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
+from gradio.data_classes import FileData  # noqa: E402
 
 import lens  # noqa: E402
-from lens import defaults, examples, present, uploads  # noqa: E402
+from lens.ui import api, defaults, examples, screens  # noqa: E402
+from lens.ui.actions import Actions  # noqa: E402
+from lens.ui.screens import Screen  # noqa: E402
 from mvt.device import gpu, select_device, zero_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
-log = logging.getLogger("mvt-lens")
-
-ROOT = Path(__file__).resolve().parent
-UI = ROOT / "assets" / "ui"
-MAX_UPLOAD = "200mb"
+UI = Path(__file__).resolve().parent / "assets" / "ui"
 N = lens.MAX_MODELS
 DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
-
 if DEVICE == "cpu":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-SERVICE = lens.Service(
-    DEVICE,
-    max_results=24,
-    gpu=gpu(duration=120) if zero_gpu() else None,  # ZeroGPU runs the models in a worker process
-    compute_slots=1 if DEVICE == "cpu" else 2,
-)
+SERVICE = lens.Service(DEVICE, max_results=24, gpu=gpu(duration=120) if zero_gpu() else None,  # ZeroGPU: a worker
+                       compute_slots=1 if DEVICE == "cpu" else 2)  # fmt: skip
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
 atexit.register(SERVICE.close)
-
+ACTIONS = Actions(SERVICE, lambda path: f"gradio_api/file={path}", N)
 JS = (UI / "timeline.js").read_text()
-LAUNCH = {
-    "css": (UI / "app.css").read_text(),
-    "js": (UI / "clip.js").read_text(),
-    "max_file_size": MAX_UPLOAD,
-    "allowed_paths": [str(OUT_DIR)],
-    "show_error": False,
-}
+LAUNCH = {"css": (UI / "app.css").read_text(), "js": (UI / "clip.js").read_text(), "max_file_size": "200mb",
+          "allowed_paths": [str(OUT_DIR)], "show_error": False}  # fmt: skip
 """What ``demo.launch`` needs besides host and port (styles, upload limit, the one folder files are served from)."""
 
 
-def _url(path: Path) -> str:
-    return f"gradio_api/file={path}"
+# -- the page: each component under the name its part has in lens.ui.screens ------------------------------------------
 
 
-def _session(request: gr.Request | None) -> str | None:
-    return getattr(request, "session_hash", None)
+class Page(dict):
+    """The page's components by part name (:func:`lens.ui.screens.parts`): ``page.banner``, ``page["title_2"]``."""
+
+    __getattr__, __setattr__ = dict.__getitem__, dict.__setitem__
+
+    def outputs(self, *fields: str) -> list:
+        return [self[n] for f in fields for n in screens.part_names(f, N)]
+
+    def updates(self, screen: Screen) -> dict:
+        """``screen``'s changes as ``{component: update}``."""
+        html = lambda sprite: lens.timeline.frames_html(sprite, ACTIONS.url)  # noqa: E731
+        parts = screens.parts(screen, html)
+        return {self[n]: kw["value"] if list(kw) == ["value"] else gr.update(**kw) for n, kw in parts.items()}
+
+    def asked(self, data: dict, request: gr.Request | None, progress=None) -> dict:
+        """What an action is asked: the inputs by name, the browser session (and its progress bar)."""
+        names = {c: n for n, c in self.items()}
+        extra = {} if progress is None else {"progress": lambda frac, what: progress(frac, desc=what)}
+        session = getattr(request, "session_hash", None)
+        return {**screens.asked({names[c]: v for c, v in data.items()}), "session": session, **extra}
 
 
-@contextlib.contextmanager
-def _shown_as_errors(what: str):
-    """A user's error as their sentence; anything else as a short message — never a traceback."""
-    try:
-        yield
-    except lens.USER_ERRORS as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    except gr.Error:
-        raise
-    except Exception as e:  # the server keeps serving
-        log.error("%s failed: %s", what, traceback.format_exc())
-        raise gr.Error(
-            f"{what} failed ({type(e).__name__}: {str(e)[:200]}). The app is still running: try another clip "
-            "or fewer models.",
-            print_exception=False,
-        ) from None
+PAGE = Page()
 
 
-def _banner(message: str | None) -> dict:
-    if not message:
-        return gr.update(value="", visible=False)
-    return gr.update(
-        value=f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>",
-        visible=True,
-    )
+def _stream(steps):
+    """An action's screens onto the page, a step each; a failure is raised once its step is shown."""
+    for screen in steps:
+        yield _one(screen, raises=False)
+        if screen.error:
+            raise gr.Error(screen.error, print_exception=False)
 
 
-def _slot(s: present.Slot | None) -> list:
-    """The 7 updates of one panel: column, title, picture, stage, heads, class, download."""
-    if s is None:
-        hidden = gr.update(visible=False)
-        return [hidden, gr.update(value=""), gr.update(value=""), hidden, hidden, hidden, hidden]
-    return [
-        gr.update(visible=True),
-        gr.update(value=s.title),
-        gr.update(value=s.html),
-        gr.update(choices=s.stages, value=s.stage, visible=bool(s.stages)),
-        gr.update(choices=s.heads, value=s.head if s.heads else None, visible=bool(s.heads)),
-        gr.update(choices=s.classes, value=s.klass, visible=bool(s.classes)),
-        gr.update(value=str(s.download) if s.download else None, visible=s.download is not None),
-    ]
+def _one(screen: Screen, *, raises: bool = True) -> dict:
+    if screen.error and raises:
+        raise gr.Error(screen.error, print_exception=False)
+    if screen.info:
+        gr.Info(screen.info)
+    return PAGE.updates(screen)
 
 
-def _slots(slots: list[present.Slot | None]) -> list:
-    return [u for i in range(N) for u in _slot(slots[i] if i < len(slots) else None)]
-
-
-def _truth(view) -> list:
-    if view is None:
-        return [gr.update(visible=False), gr.update(value="")]
-    return [gr.update(visible=True), gr.update(value=lens.timeline.frames_html(view, _url))]
-
-
-def _views(state: dict, show: str, opacity: float, cmap: str, stages, heads) -> list[lens.View]:
-    return present.views(
-        len(state["names"]),
-        show,
-        stages,
-        heads,
-        override=state.get("override"),
-        colormap=cmap,
-        opacity=opacity,
-    )
-
-
-def _show_all(state: dict, views: list[lens.View], folder: Path) -> tuple[list, str, list]:
-    analysis = SERVICE.get(state["ref"])
-    panels = SERVICE.render(analysis, views, folder=folder)
-    slots = [present.slot(p, i, _url, SERVICE.labels(p.name)) for i, p in enumerate(panels)]
-    return panels, present.timeline(panels, analysis.clip), slots
-
-
-# -- adapters --------------------------------------------------------------------------------------------------
+# -- events: each one call of an action ---------------------------------------------------------------------------
 
 
 def on_load():
-    """Page load: every model with its weights' status (asks the network once a minute), and the default set."""
-    chosen = defaults.set_models(defaults.default_set())
-    return [
-        gr.update(choices=defaults.model_choices(probe=True), value=chosen),
-        defaults.set_of(chosen),
-        "  \n".join(defaults.availability(chosen)),
-    ]
+    return _one(ACTIONS.load())
 
 
-def pick_set(name: str):
-    """Model set chosen (or set by an example): its models."""
-    if name == defaults.CUSTOM:
-        return gr.skip(), gr.skip()
-    chosen = defaults.set_models(name)
-    return gr.update(value=chosen), "  \n".join(defaults.availability(chosen))
+def on_set(name: str):
+    return _one(ACTIONS.pick_set(name))
 
 
-def pick_models(names: list[str]):
-    """Models picked by hand: which set that is, and a sentence for each that downloads or cannot run."""
-    return defaults.set_of(names), "  \n".join(defaults.availability(names))
+def on_models(names: list[str]):
+    return _one(ACTIONS.pick_models(names))
 
 
-def upload(path: str | None, request: gr.Request = None):
-    """A clip was uploaded: a playable preview when browsers cannot play it (GIF, HEVC, 10-bit…)."""
-    if not path:
-        return gr.skip(), None, _banner(None)
-    try:
-        up = uploads.prepare(path, SERVICE.session_dir(_session(request)))
-    except lens.USER_ERRORS as e:  # say why, and empty the clip box for the next try
-        return gr.update(value=None), None, _banner(str(e))
-    if up.note:
-        gr.Info(up.note)
-    shown = gr.update(value=up.preview) if up.preview else gr.skip()
-    return shown, {"sha": lens.clips.file_sha256(up.shown), "original": up.original}, _banner(None)
+def on_upload(path: str | None, request: gr.Request = None):
+    return _one(ACTIONS.upload(path, getattr(request, "session_hash", None)))
 
 
-def compare(
-    video,
-    names,
-    start_s,
-    methods,
-    show,
-    opacity,
-    cmap,
-    int8=False,
-    upload_state=None,
-    request: gr.Request = None,
-    progress=gr.Progress(),  # noqa: B008 (Gradio injects progress this way)
-):
-    """Compare: run every chosen model on the clip; each panel appears as soon as its model is done. What the
-    panels do not show (full attention matrices: rollout, statistics, token grids) is computed in the
-    background once every panel is out; :func:`figures`, chained after Compare, waits for it."""
-    folder = SERVICE.session_dir(_session(request))
-    names = list(names or [])
-    try:
-        with _shown_as_errors("Analysis"):
-            job = SERVICE.analyse_iter(
-                uploads.original(video, upload_state),
-                names,
-                [*(methods or []), show],
-                start_s=start_s,
-                progress=lambda frac, what: progress(frac, desc=what),
-                precision="int8" if int8 else "fp32",
-            )
-    except gr.Error as e:  # a clip that cannot be read: clear the results, say why until the next Compare
-        yield [None, _banner(e.message), gr.skip(), "", *_truth(None), *_slots([]), None, None]
-        raise
-    view = lens.View(show, colormap=cmap, opacity=float(opacity))
-    state = {"names": names, "override": {}, "show": show}
-    panels: list = [None] * len(names)
-    slots: list = [present.pending(n, i) for i, n in enumerate(names)]
-    yield [
-        {**state, "ref": job.ref()},
-        _banner(None),
-        gr.skip(),
-        "",
-        *_truth(None),
-        *_slots(slots),
-        None,
-        None,
-    ]
-    line = ""
-    with _shown_as_errors("Analysis"):
-        for i, entry in job:
-            panels[i] = SERVICE.render(job.analysis_of(i), view, folder=folder, ready_only=True)[0]
-            slots[i] = present.slot(panels[i], i, _url, SERVICE.labels(entry.name))
-            line = present.timeline(panels, job.clip)
-            yield [
-                {**state, "ref": job.ref()},
-                gr.skip(),
-                gr.skip(),
-                line,
-                *_truth(None),
-                *_slots(slots),
-                None,
-                None,
-            ]
-        analysis = job.analysis
-        # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are computed in
-        # the background, not waited for here, so Compare is free for the next click; `figures` waits for them.
-        deferred = [r for r in analysis.results if not r.ready]
-        if deferred:
-            SERVICE.warm(deferred)
-        truth = present.truth_view(analysis.clip.sha256, panels, folder)
-    failed = " ".join(e.message for e in analysis.errors)
-    timings = [[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()]
-    shown = gr.update(choices=lens.method_choices_of(analysis.methods), value=show)
-    yield [
-        {**state, "ref": analysis.ref},
-        _banner(failed if not analysis.results else None),
-        shown,
-        line,
-        *_truth(truth),
-        *_slots(slots),  # again, so that an API client's result (the last one) holds every panel
-        present.summary(analysis, panels),
-        timings,
-    ]
-    if not analysis.results:
-        raise gr.Error(failed, print_exception=False)
+def on_compare(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+    yield from _stream(ACTIONS.compare(**PAGE.asked(data, request, progress)))
 
 
-def rerender(state, show, opacity, cmap, *controls, request: gr.Request = None):
-    """Any view control (Show, opacity, colours, a panel's stage or heads): re-render from the cache."""
-    if not state or "ref" not in state:
-        return [gr.skip()] * (2 + 7 * N)
-    with _shown_as_errors("Rendering"):
-        if show != state.get("show"):
-            state = {**state, "show": show, "override": {}}
-        views = _views(state, show, opacity, cmap, controls[:N], controls[N:])
-        _, line, slots = _show_all(state, views, SERVICE.session_dir(_session(request)))
-    return [state, line, *_slots(slots)]
+def on_redraw(data: dict, request: gr.Request = None):
+    return _one(ACTIONS.redraw(**PAGE.asked(data, request)))
 
 
-def explain(index: int):
-    """A class picked (or typed) in panel ``index``: re-run that model to explain it."""
-
-    def run(state, klass, show, opacity, cmap, *controls, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
-        if not state or "ref" not in state or index >= len(state["names"]):
-            return [gr.skip()] * (2 + 7 * N)
-        with _shown_as_errors("Explaining"):
-            analysis = SERVICE.get(state["ref"])
-            name = state["names"][index]
-            target = present.class_index(klass, SERVICE.labels(name))
-            if target is None:
-                raise lens.LensError(
-                    f"{name} has no class called {klass!r}: pick one of its top-5 or type its exact name."
-                )
-            method = present.class_method(show)
-            one = SERVICE.analyse(
-                analysis.clip.path,
-                [name],
-                [*analysis.methods, method],
-                start_s=analysis.start_s,
-                target=target,
-                progress=lambda frac, what: progress(frac, desc=what),
-            )
-            state = {**state, "ref": analysis.with_entry(index, one.entries[0], one.keys[0]).ref}
-            state["override"] = {**state.get("override", {}), index: method}
-            views = _views(state, show, opacity, cmap, controls[:N], controls[N:])
-            _, line, slots = _show_all(state, views, SERVICE.session_dir(_session(request)))
-        return [state, line, *_slots(slots)]
+def on_explain(index: int):
+    def run(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
+        return _one(ACTIONS.explain(index=index, **PAGE.asked(data, request, progress)))
 
     return run
 
 
-def figures(state, show, opacity, cmap):
-    """After Compare: the all-stages strips, token-grid and attention-statistics figures."""
-    if not state or "ref" not in state:
-        return [gr.update(visible=False)] * (2 * N) + [None]
-    with _shown_as_errors("Figures"):
-        analysis = SERVICE.get(state["ref"])
-        view = lens.View(show, colormap=cmap, opacity=float(opacity))
-        panels = SERVICE.render(analysis, view)
-        strips = [p.strip for p in panels if p.result is not None and p.strip is not None]
-        grids = lens.token_grid_figures(analysis.results)
-        return (
-            [gr.update(value=str(s), visible=True) for s in strips]
-            + [gr.update(visible=False)] * (N - len(strips))
-            + [gr.update(value=f, visible=True) for f in grids]
-            + [gr.update(visible=False)] * (N - len(grids))
-            + [lens.stats_figure(analysis.results)]
+def on_figures(data: dict):
+    return _one(ACTIONS.figures(**PAGE.asked(data, None)))
+
+
+def on_export(data: dict, request: gr.Request = None):
+    return _one(ACTIONS.export(**PAGE.asked(data, request)))
+
+
+def on_score(data: dict, progress=gr.Progress()):  # noqa: B008
+    return _one(ACTIONS.faithfulness(**PAGE.asked(data, None, progress)))
+
+
+def on_end(request: gr.Request = None):
+    SERVICE.end_session(getattr(request, "session_hash", None))
+
+
+# -- the public API: named endpoints over lens.ui.api --------------------------------------------------------------
+
+
+def _answer(call, request: gr.Request | None = None, **ask):
+    """``call``'s answer, its files as downloads; a user's mistake as its sentence."""
+
+    def files(v):
+        if isinstance(v, (list, dict)):
+            return [files(x) for x in v] if isinstance(v, list) else {k: files(x) for k, x in v.items()}
+        return FileData(path=str(v)) if isinstance(v, Path) else v
+
+    clip, session = ask.pop("clip"), getattr(request, "session_hash", None)
+    try:
+        return files(
+            call(SERVICE, clip["path"] if isinstance(clip, dict) else clip.path, **ask, session=session)
         )
+    except lens.USER_ERRORS as e:
+        raise gr.Error(str(e), print_exception=False) from None
 
 
-def export(state, show, opacity, cmap, request: gr.Request = None):
-    """Export tab: a zip with overlay mp4s, volumes (.npz), report.json and report.html."""
-    with _shown_as_errors("Export"):
-        view = lens.View(show, colormap=cmap, opacity=float(opacity))
-        ref = state.get("ref") if state else None
-        return str(SERVICE.export(SERVICE.get(ref), view=view, folder=SERVICE.session_dir(_session(request))))
+M = list[str] | None
+S = float | None
 
 
-def faithfulness(state, steps, progress=gr.Progress()):  # noqa: B008 (Gradio injects progress this way)
-    """Faithfulness tab: deletion / insertion curves of every computed method (plus random and centre)."""
-    with _shown_as_errors("Faithfulness"):
-        scores = SERVICE.faithfulness(
-            SERVICE.get(state.get("ref") if state else None),
-            steps=int(steps),
-            progress=lambda frac, what: progress(frac, desc=what),
-        )
-    figs = [lens.faithfulness.figure(name, s) for name, s in scores.items()]
-    pad = [gr.update(visible=False)] * (N - len(figs))
-    return [*[gr.update(value=f, visible=True) for f in figs], *pad, lens.faithfulness.table(scores)]
+def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> dict:  # fmt: skip
+    """Run models on a clip (methods default to attention and rollout; start_s, in seconds, to each model's
+    window): per model its top-5, the frames it saw (clip times), its token grids and every explanation
+    volume as a .npy file on its token grid; and report.html."""
+    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s)
 
 
-def end_session(request: gr.Request = None):
-    """The browser session ended: delete its files."""
-    SERVICE.end_session(_session(request))
+def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_rollout", start_s: S = None,
+                  request: gr.Request = None) -> dict:  # fmt: skip
+    """Explain one class of one model (a label, "class N" or a number) with a method: /analyse's answer."""
+    return _answer(
+        api.explain_class, request, clip=clip, model=model, klass=klass, method=method, start_s=start_s
+    )
 
 
-# -- layout ----------------------------------------------------------------------------------------------------
+def faithfulness(
+    clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8
+) -> dict:
+    """Deletion / insertion AUCs of every explanation volume and of the random and centre baselines, per model."""
+    return _answer(api.faithfulness, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)
+
+
+def export(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> FileData:  # fmt: skip
+    """A zip of overlay videos (.mp4), volumes (.npz), report.json, report.html and timings.json."""
+    return _answer(api.export, request, clip=clip, models=models, methods=methods, start_s=start_s)
+
+
+ENDPOINTS = (analyse, explain_class, faithfulness, export)
+"""The public API: each is ``/<its name>``, with its parameters' names."""
+
+
+# -- layout ------------------------------------------------------------------------------------------------------
 
 INTRO = """# mvt-lens
 Where do video transformers look? Compare MViT, MMViT, ViViT and HVT on one clip, frame by frame."""
+FAITHFULNESS = """Which explanation is right? Deletion removes the most relevant token cells first (lower area = more
+faithful); insertion adds them to a clip imputed from nothing (higher = more faithful). `random` and `center`
+are baselines every method should beat."""
+FAITHFULNESS_TABLE = ["model", "method", "deletion AUC (lower better)", "insertion AUC (higher better)"]
+INT8 = "int8 linear layers: faster on a CPU, approximate (not the models as trained; no gradient methods)"
+MODELS = {"choices": defaults.model_choices(), "value": defaults.set_models(defaults.SYNTHMOTION),
+          "multiselect": True, "max_choices": N, "allow_custom_value": True, "label": f"Models (up to {N})",
+          "info": "Each says what its weights are: shipped, cached, or what it downloads."}  # fmt: skip
+ALSO = {"choices": lens.method_choices(("rollout", "gradient", "captum")), "value": ["rollout"],
+        "label": "Also compute (captum methods take longer)"}  # fmt: skip
+
+
+def _request(p: Page) -> None:
+    with gr.Column(scale=4, min_width=280):
+        p.clip = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="clip")
+        p.other = gr.UploadButton("Upload a GIF or another video file", file_types=[".gif", "video"],
+                                  size="sm", elem_id="upload-other")  # fmt: skip
+    with gr.Column(scale=5, min_width=300):
+        p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
+        p.models, p.notes = gr.Dropdown(**MODELS, elem_id="models"), gr.Markdown(elem_id="model-notes")
+        p.run = gr.Button("Compare", variant="primary", elem_id="compare")
+        with gr.Accordion("Options", open=False):
+            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start")  # fmt: skip
+            p.methods = gr.CheckboxGroup(**ALSO)
+            p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
+    with gr.Column(scale=4, min_width=280, elem_id="examples"):
+        if shipped := examples.available():
+            gr.Examples([[str(e.path), e.model_set] for e in shipped], inputs=[p.clip, p.model_set],
+                        example_labels=[e.label for e in shipped], cache_examples=False,
+                        label="Examples (each picks the model set it suits)")  # fmt: skip
+            with gr.Accordion("What the examples show", open=False):
+                gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
+
+
+def _panel(p: Page, i: int) -> None:
+    ctl = {"visible": False, "elem_classes": "mvt-ctl"}
+    with gr.Column(visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}") as p[
+        f"column_{i}"
+    ]:
+        p[f"title_{i}"], p[f"picture_{i}"] = gr.Markdown(), gr.HTML(js_on_load=JS)
+        p[f"stage_{i}"] = gr.Dropdown(label="Stage (keys T×H×W)", elem_id=f"stage-{i}", **ctl)
+        p[f"heads_{i}"] = gr.Dropdown(label="Heads", elem_id=f"heads-{i}", **ctl)
+        p[f"klass_{i}"] = gr.Dropdown(
+            label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl
+        )
+        p[f"download_{i}"] = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
+
+
+def _results(p: Page) -> None:
+    p.banner = gr.HTML(visible=False, elem_id="banner")
+    with gr.Row(elem_id="view-controls"):
+        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
+        p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
+        p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
+    with gr.Column(elem_id="results"):  # the timeline sticks to the top while this column's panels scroll
+        p.timeline = gr.HTML(js_on_load=JS, elem_id="timeline")
+        with gr.Row(elem_id="panels", equal_height=False):
+            with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as p.truth_column:
+                gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
+                p.truth = gr.HTML(js_on_load=JS)
+            for i in range(N):
+                _panel(p, i)
+
+
+def _tabs(p: Page) -> None:
+    with gr.Tabs():
+        with gr.Tab("All stages"):
+            for i in range(N):
+                p[f"strip_{i}"] = gr.Image(
+                    visible=False, type="filepath", show_label=False, elem_id=f"strip-{i}"
+                )
+        with gr.Tab("Token grids"):
+            p.update({f"grid_{i}": gr.Plot(visible=False) for i in range(N)})
+        with gr.Tab("Attention statistics"):
+            p.stats = gr.Plot()
+        with gr.Tab("Faithfulness"):
+            gr.Markdown(FAITHFULNESS)
+            with gr.Row():
+                p.steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
+                p.score = gr.Button("Score the computed methods")
+            p.update({f"faithfulness_{i}": gr.Plot(visible=False) for i in range(N)})
+            p.faithfulness_table = gr.Dataframe(headers=FAITHFULNESS_TABLE, interactive=False)
+        with gr.Tab("Timings"):
+            p.timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
+        with gr.Tab("Export"):
+            p.build_zip = gr.Button("Build zip (overlays, volumes, report.json, report.html)")
+            p.export = gr.File(label="Download")
+        with gr.Tab("Data"):
+            p.summary = gr.JSON(label="What the panels show")
+
+
+def _events(demo: gr.Blocks, p: Page) -> None:
+    ui = {"api_visibility": "private"}  # the API is ENDPOINTS
+    per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
+    display = {p.show, p.opacity, p.colormap, *per_panel}
+    controls, drawn = {p.state, *display}, p.outputs("state", "timeline", "panels")
+    demo.load(on_load, outputs=p.outputs("models", "model_set", "notes"), concurrency_limit=None, **ui)
+    p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **ui)
+    p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **ui)
+    for source in (p.clip, p.other):
+        source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner"), **ui)
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *display}
+    shown = p.outputs("state", "banner", "show", "timeline", "truth", "panels", "summary", "timings")
+    p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **ui).then(
+        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats"), **ui
+    )
+    for ctl in (p.show, p.colormap, *per_panel):
+        ctl.input(on_redraw, inputs=controls, outputs=drawn, **ui)
+    p.opacity.release(on_redraw, inputs=controls, outputs=drawn, **ui)
+    for i in range(N):
+        klass = p[f"klass_{i}"]
+        klass.input(on_explain(i), inputs={klass, *controls}, outputs=drawn, concurrency_limit=4, **ui)
+    p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export"), **ui)
+    p.score.click(on_score, inputs={p.state, p.steps}, outputs=p.outputs("faithfulness", "faithfulness_table"), **ui)  # fmt: skip
+    demo.unload(on_end)
 
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="mvt-lens", delete_cache=(3600, 3600)) as demo:
-        state = gr.State(None, time_to_live=3 * 3600)
-        upload_state = gr.State(None, time_to_live=3 * 3600)
+        PAGE.state, PAGE.upload = (gr.State(None, time_to_live=3 * 3600) for _ in range(2))
         gr.Markdown(INTRO, elem_id="intro")
         with gr.Row(equal_height=False, elem_id="inputs"):
-            with gr.Column(scale=4, min_width=280):
-                video = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="clip")
-                other = gr.UploadButton(
-                    "Upload a GIF or another video file",
-                    file_types=[".gif", "video"],
-                    size="sm",
-                    elem_id="upload-other",
-                )
-            with gr.Column(scale=5, min_width=300):
-                model_set = gr.Radio(
-                    list(defaults.SET_NAMES),
-                    value=defaults.SYNTHMOTION,
-                    label="Model set",
-                    elem_id="model-set",
-                )
-                models = gr.Dropdown(
-                    choices=defaults.model_choices(),
-                    value=defaults.set_models(defaults.SYNTHMOTION),
-                    multiselect=True,
-                    max_choices=N,
-                    allow_custom_value=True,  # any registered name (checked by the service), e.g. from the API
-                    label=f"Models (up to {N})",
-                    info="Each says what its weights are: shipped, cached, or what it downloads.",
-                    elem_id="models",
-                )
-                notes = gr.Markdown(elem_id="model-notes")
-                run = gr.Button("Compare", variant="primary", elem_id="compare")
-                with gr.Accordion("Options", open=False):
-                    start = gr.Textbox(
-                        label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start"
-                    )
-                    methods = gr.CheckboxGroup(
-                        choices=lens.method_choices(("rollout", "gradient", "captum")),
-                        value=["rollout"],
-                        label="Also compute (captum methods take longer)",
-                    )
-                    int8 = gr.Checkbox(
-                        False,
-                        label="int8 linear layers: faster on a CPU, approximate (not the models as trained; "
-                        "no gradient methods)",
-                        visible=DEVICE == "cpu",
-                        elem_id="int8",
-                    )
-            with gr.Column(scale=4, min_width=280, elem_id="examples"):
-                shipped = examples.available()
-                if shipped:
-                    gr.Examples(
-                        [[str(e.path), e.model_set] for e in shipped],
-                        inputs=[video, model_set],
-                        example_labels=[e.label for e in shipped],
-                        label="Examples (each picks the model set it suits)",
-                        cache_examples=False,
-                    )
-                    with gr.Accordion("What the examples show", open=False):
-                        gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
-        banner = gr.HTML(visible=False, elem_id="banner")
-        with gr.Row(elem_id="view-controls"):
-            show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
-            opacity = gr.Slider(0.1, 1.0, value=lens.View().opacity, step=0.05, label="Heat opacity", scale=3)
-            cmap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
-        with gr.Column(elem_id="results"):  # the timeline sticks while this column is on screen
-            timeline = gr.HTML(js_on_load=JS, elem_id="timeline")  # sticks to the top while the panels scroll
-            with gr.Row(elem_id="panels", equal_height=False):
-                with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as truth_col:
-                    gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
-                    truth = gr.HTML(js_on_load=JS)
-                slot_outputs: list = []
-                stage_ctl, head_ctl, class_ctl = [], [], []
-                for i in range(N):
-                    with gr.Column(
-                        visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}"
-                    ) as col:
-                        title = gr.Markdown()
-                        view = gr.HTML(js_on_load=JS)
-                        stage = gr.Dropdown(
-                            label="Stage (keys T×H×W)",
-                            visible=False,
-                            elem_classes="mvt-ctl",
-                            elem_id=f"stage-{i}",
-                        )
-                        head = gr.Dropdown(
-                            label="Heads", visible=False, elem_classes="mvt-ctl", elem_id=f"heads-{i}"
-                        )
-                        klass = gr.Dropdown(
-                            label="Explain class",
-                            allow_custom_value=True,
-                            visible=False,
-                            elem_classes="mvt-ctl",
-                            elem_id=f"class-{i}",
-                        )
-                        download = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
-                    slot_outputs += [col, title, view, stage, head, klass, download]
-                    stage_ctl.append(stage)
-                    head_ctl.append(head)
-                    class_ctl.append(klass)
-        with gr.Tabs():
-            with gr.Tab("All stages"):
-                strips = [
-                    gr.Image(visible=False, type="filepath", show_label=False, elem_id=f"strip-{i}")
-                    for i in range(N)
-                ]
-            with gr.Tab("Token grids"):
-                grid_plots = [gr.Plot(visible=False) for _ in range(N)]
-            with gr.Tab("Attention statistics"):
-                stats_plot = gr.Plot()
-            with gr.Tab("Faithfulness"):
-                gr.Markdown(
-                    "Which explanation is right? Deletion removes the most relevant token cells first (lower "
-                    "area = more faithful); insertion adds them to a clip imputed from nothing (higher = more faithful). "
-                    "`random` and `center` are baselines every method should beat."
-                )
-                with gr.Row():
-                    faith_steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
-                    faith_btn = gr.Button("Score the computed methods")
-                faith_plots = [gr.Plot(visible=False) for _ in range(N)]
-                faith_table = gr.Dataframe(
-                    headers=[
-                        "model",
-                        "method",
-                        "deletion AUC (lower better)",
-                        "insertion AUC (higher better)",
-                    ],
-                    interactive=False,
-                )
-            with gr.Tab("Timings"):
-                timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
-            with gr.Tab("Export"):
-                export_btn = gr.Button("Build zip (overlays, volumes, report.json, report.html)")
-                export_file = gr.File(label="Download")
-            with gr.Tab("Data"):
-                summary = gr.JSON(label="What the panels show (also returned by the API)")
-
-        demo.load(
-            on_load, outputs=[models, model_set, notes], concurrency_limit=None, api_visibility="private"
-        )
-        model_set.change(pick_set, inputs=[model_set], outputs=[models, notes], api_visibility="private")
-        models.input(pick_models, inputs=[models], outputs=[model_set, notes], api_visibility="private")
-        for source in (video, other):
-            source.upload(
-                upload, inputs=[source], outputs=[video, upload_state, banner], api_visibility="private"
-            )
-        view_inputs = [show, opacity, cmap, *stage_ctl, *head_ctl]
-        run.click(
-            compare,
-            inputs=[video, models, start, methods, show, opacity, cmap, int8, upload_state],
-            outputs=[state, banner, show, timeline, truth_col, truth, *slot_outputs, summary, timings],
-            api_name="compare",
-            concurrency_limit=4,
-        ).then(
-            figures,
-            inputs=[state, show, opacity, cmap],
-            outputs=[*strips, *grid_plots, stats_plot],
-            api_name="figures",
-        )
-        for ctl in (show, cmap, *stage_ctl, *head_ctl):
-            ctl.input(
-                rerender,
-                inputs=[state, *view_inputs],
-                outputs=[state, timeline, *slot_outputs],
-                api_visibility="private",
-            )
-        opacity.release(
-            rerender,
-            inputs=[state, *view_inputs],
-            outputs=[state, timeline, *slot_outputs],
-            api_visibility="private",
-        )
-        for i, klass in enumerate(class_ctl):
-            klass.input(
-                explain(i),
-                inputs=[state, klass, *view_inputs],
-                outputs=[state, timeline, *slot_outputs],
-                api_name=f"explain_{i + 1}",
-                concurrency_limit=4,
-            )
-        export_btn.click(export, inputs=[state, show, opacity, cmap], outputs=export_file, api_name="export")
-        faith_btn.click(
-            faithfulness,
-            inputs=[state, faith_steps],
-            outputs=[*faith_plots, faith_table],
-            api_name="faithfulness",
-        )
-        demo.unload(end_session)
+            _request(PAGE)
+        _results(PAGE)
+        _tabs(PAGE)
+        _events(demo, PAGE)
+        for fn in ENDPOINTS:
+            gr.api(fn, api_name=fn.__name__, concurrency_limit=4)
     return demo
 
 

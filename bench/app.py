@@ -123,7 +123,17 @@ def fresh_service():
     import lens
 
     app.SERVICE = lens.Service(DEVICE, max_results=24, compute_slots=1, out_dir=Path(tempfile.mkdtemp()))
+    app.ACTIONS.service = app.SERVICE
     return app.SERVICE
+
+
+def page_in(**values) -> dict:
+    """An event's inputs as Gradio hands them to the app: keyed by component, named as the page names them."""
+    import app
+
+    base = {"show": "attention", "opacity": 0.8, "colormap": "inferno"}
+    base |= {f"{k}_{i}": None for i in range(app.N) for k in ("stage", "heads")}
+    return {app.PAGE[k]: v for k, v in {**base, **values}.items()}
 
 
 def time_compare(clip: Path, names: list[str], int8: bool = False) -> tuple[float, float, float]:
@@ -131,26 +141,18 @@ def time_compare(clip: Path, names: list[str], int8: bool = False) -> tuple[floa
     import app
 
     t = time.perf_counter()
-    first = every = None
-    for out in app.compare(
-        str(clip),
-        names,
-        "",
-        ["rollout"],
-        "attention",
-        0.8,
-        "inferno",
-        int8,
-        None,
-        progress=lambda *a, **k: None,
-    ):
-        views = [str(v) for v in out[8::7][: len(names)]]  # each slot's picture (see app.build_demo)
+    first = every = state = None
+    data = page_in(clip=str(clip), upload=None, models=names, methods=["rollout"], start_s="", int8=int8)
+    pictures = [app.PAGE[f"picture_{i}"] for i in range(len(names))]
+    for out in app.on_compare(data, None, progress=lambda *a, **k: None):
+        state = out.get(app.PAGE.state, state)
+        views = [str(out.get(p, "")) for p in pictures]  # each panel's picture, where this step sets it
         shown = ["mvt-pending" not in v and "data-model" in v for v in views]
         if first is None and any(shown):
             first = time.perf_counter() - t
         if every is None and all(shown):
             every = time.perf_counter() - t
-    app.figures(out[0], "attention", 0.8, "inferno")  # chained after Compare: strips, grids, statistics
+    app.on_figures(page_in(state=state))  # chained after Compare: strips, grids, statistics
     total = time.perf_counter() - t
     return first if first is not None else total, every if every is not None else total, total
 
@@ -161,7 +163,7 @@ def steady(clip: Path, names: list[str], repeat: int, int8: bool = False) -> tup
     runs = []
     for _ in range(repeat):
         app.SERVICE.results.clear()
-        app.SERVICE._panels.clear()
+        app.SERVICE.panels.clear()
         for f in app.SERVICE.out_dir.iterdir():  # and the rendered files, which the service would reuse
             shutil.rmtree(f) if f.is_dir() else f.unlink()
         runs.append(time_compare(clip, names, int8))

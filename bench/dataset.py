@@ -46,7 +46,7 @@ START_S = 120.0  # assumed per run: cluster + actors start, models built, weight
 def forwards_per_clip(methods: list[str], steps: int, mask: bool) -> float:
     """Forward-equivalents one model spends on one clip: the capture forward, gradient methods (about 3 each:
     forward + backward), and 2·steps perturbed forwards per scored map (the methods, random, centre, oracle)."""
-    from lens import methods as M
+    from lens.explain import methods as M
 
     names = [n for n in M.normalise(methods) if M.get(n).kind != "baseline"]
     grads = sum(3 for n in names if M.get(n).needs_gradients or M.get(n).kind == "captum")
@@ -69,22 +69,19 @@ def model_gflops(arch: str, tag: str = "untrained") -> float:
 
 
 def run_case(engine: str, src: str, models: list[str], args, actors: int | None, threads: int) -> dict:
-    from lens.dataset import analyse_dataset
+    from lens.dataset import DatasetConfig, RowConfig, analyse_dataset
 
     stamps: list[float] = []
     t0 = time.perf_counter()
-    r = analyse_dataset(
-        src,
-        models,
-        args.methods,
-        None,
+    config = DatasetConfig(
+        RowConfig(methods=tuple(args.methods), steps=args.steps),
         engine=engine,
         actors=actors,
         threads=threads,
-        steps=args.steps,
         progress=False,
         on_clip=lambda rows: stamps.append(time.perf_counter()),
     )
+    r = analyse_dataset(src, models, config)
     wall = time.perf_counter() - t0
     n = len(stamps)
     steady = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else float("nan")
@@ -115,12 +112,11 @@ def decode_seconds(archs: tuple[str, ...], reps: int = 3) -> float:
     path = k400_like_clip()
     ref = ClipRef(index=0, clip_id=str(path), path=str(path))
     specs = decode_specs([f"{a}.untrained" for a in archs])
-    from lens import clips
+    from lens.core import storage
 
     times = []
     for _ in range(reps):
-        clips._read_clip.cache_clear()  # lens.clips keeps recent decodes and hashes: time a cold read
-        clips._sha256.cache_clear()
+        storage._sha256.cache_clear()  # lens.core.storage remembers recent hashes: time a cold read
         t = time.perf_counter()
         d = decode(ref, specs)
         times.append(time.perf_counter() - t)

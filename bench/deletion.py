@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import viz
-from lens.faithfulness import class_probability
+from lens.explain.scoring import class_probability
 from mvt import synth
 from mvt.train import to_input
 from mvt.zoo import create_model, list_models

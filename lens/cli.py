@@ -3,10 +3,10 @@ selftest``.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
-timings.json and a self-contained report.html into ``--out`` (:func:`lens.export.write_export`).
+timings.json and a self-contained report.html into ``--out`` (:func:`lens.files.export.write_export`).
 ``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
-process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.evaluate`); ``selftest`` checks bf16 against fp32 on this
-device (:mod:`lens.selftest`).
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.dataset.evaluate`);
+``selftest`` checks bf16 against fp32 on this device (:mod:`lens.selftest`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import sys
 
 import mvt
 
-from .export import write_export
-from .methods import DEFAULT_METHODS
-from .records import LensError
-from .service import Service
+from .core.request import LensError
+from .explain.methods import DEFAULT_METHODS
+from .files.export import write_export
+from .service.service import Service
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -82,28 +82,30 @@ def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
     from mvt.device import select_device
     from mvt.prefetch import expand
 
-    from .dataset import analyse_dataset
+    from .dataset import DatasetConfig, RowConfig, analyse_dataset
 
-    result = analyse_dataset(
-        args.src,
-        expand(args.models),
-        args.methods,
-        args.out,
-        engine=args.engine,
-        resume=args.resume,
+    rows = RowConfig(
+        methods=tuple(args.methods),
         steps=args.steps,
         top_k=args.top_k,
         target=args.target,
         shuffled=args.shuffled,
         volumes=args.volumes,
         sinks=args.sinks,
+    )
+    config = DatasetConfig(
+        rows,
+        out=args.out,
+        resume=args.resume,
         faithfulness_n=args.faithfulness_n,
+        engine=args.engine,
+        device=args.device or select_device(),
         actors=args.actors,
         threads=args.threads,
         address=args.address,
-        device=args.device or select_device(),
         flush_every=args.flush_every,
     )
+    result = analyse_dataset(args.src, expand(args.models), config)
     for name, s in result.summary["models"].items():
         acc = s["accuracy"]["mean"]
         top1 = f"top-1 {acc:.3f} on {s['accuracy']['n']} labelled clips" if acc is not None else "no labels"
@@ -191,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
-        from .evaluate import main as evaluate_main
+        from .dataset.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
     if argv[:1] == ["selftest"]:

@@ -54,10 +54,10 @@ from mvt import synth
 from mvt.device import gemm_tflops, select_device
 from mvt.prefetch import expand, weights_status
 
-from . import defaults, examples
-from . import methods as M
-from .records import ModelError
-from .service import Service
+from .core.records import ModelError
+from .explain import methods as M
+from .service.service import Service
+from .ui import defaults, examples
 
 TOP1_MIN = 0.99
 """bf16 top-1 agreement with fp32 the shipped models are held to."""
@@ -132,11 +132,13 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def real_size_models() -> list[str]:
     """One real-size model per family, pretrained where its weights can be had now, else untrained; and ViViT-B's
     factorisations 2–4 (untrained)."""
-    out = []
-    for name in defaults.set_models(defaults.KINETICS):
-        status = weights_status(name)
-        out.append(name if status.available else f"{mvt.get_spec(name).arch}.untrained")
+    out = [_available(n) for n in defaults.set_models(defaults.KINETICS)]
     return out + [n for n in REAL_SIZE_EXTRA if n in mvt.list_models()]
+
+
+def _available(name: str) -> str:
+    """``name`` if its weights can be had now (cached or downloadable), else its architecture untrained."""
+    return name if weights_status(name).available else f"{mvt.get_spec(name).arch}.untrained"
 
 
 def _held(name: str) -> str:
@@ -306,42 +308,60 @@ def run(
         methods=list(methods),
         checks=[],
     )
-    for name in names:
-        spec = mvt.get_spec(name)
-        check = ModelCheck(name, bool(spec.trained), _held(name))
-        report.checks.append(check)
-        log(f"checking {name} ({'trained' if spec.trained else 'untrained'}) ...")
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(dev)
-        try:
-            model = shared(name, dev)
-            check_logits(model, check, dev, clips, seed)
-            check_maps(services, name, map_clips(name, map_count), methods, check)
-        except (
-            Exception
-        ) as e:  # a model that cannot run is a failure of the check, not a crash of the command
-            check.error = f"{type(e).__name__}: {e}"
-            check.failures.append(f"did not run ({check.error})")
-        if cuda:
-            check.peak_mib = torch.cuda.max_memory_allocated(dev) / 2**20
-        if "top-1" in check.held and not check.top1_agreement >= TOP1_MIN:
-            check.failures.append(f"bf16 top-1 agreement {check.top1_agreement:.3f} < {TOP1_MIN}")
-        if check.held:
-            low = {k: r for k, r in check.maps.items() if not r >= MAP_R_MIN}
-            check.failures += [f"map {k}: r {r:.4f} < {MAP_R_MIN}" for k, r in low.items()]
-        shared.release(name, services)  # the next model's peak memory is its own
-    if compare:
-        report.compare_models = defaults.set_models(defaults.KINETICS if real_size else defaults.SYNTHMOTION)
-        if real_size:
-            report.compare_models = [n if weights_status(n).available else f"{mvt.get_spec(n).arch}.untrained"
-                                     for n in report.compare_models]  # fmt: skip
-        log(f"timing the Compare of {', '.join(report.compare_models)} ...")
-        report.compare_s, report.compare_peak_mib = time_compare(services, report.compare_models, dev)
+    try:
+        for name in names:
+            log(f"checking {name} ({'trained' if mvt.get_spec(name).trained else 'untrained'}) ...")
+            report.checks.append(check_model(name, dev, services, shared, clips, seed, map_count, methods))
+        if compare:
+            report.compare_models = defaults.set_models(
+                defaults.KINETICS if real_size else defaults.SYNTHMOTION
+            )
+            if real_size:
+                report.compare_models = [_available(n) for n in report.compare_models]
+            log(f"timing the Compare of {', '.join(report.compare_models)} ...")
+            report.compare_s, report.compare_peak_mib = time_compare(services, report.compare_models, dev)
+    finally:
+        for svc in services.values():
+            svc.close()
     if not cuda:
         import resource
 
         report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
+
+
+def check_model(
+    name: str,
+    dev: torch.device,
+    services: dict[bool, Service],
+    shared: _Shared,
+    clips: int,
+    seed: int,
+    map_count: int,
+    methods: Sequence[str],
+) -> ModelCheck:
+    """Every check of one model, held to the thresholds its weights call for; a model that cannot run is a
+    failure of the check, not a crash of the command."""
+    spec = mvt.get_spec(name)
+    check = ModelCheck(name, bool(spec.trained), _held(name))
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    try:
+        check_logits(shared(name, dev), check, dev, clips, seed)
+        check_maps(services, name, map_clips(name, map_count), methods, check)
+    except Exception as e:
+        check.error = f"{type(e).__name__}: {e}"
+        check.failures.append(f"did not run ({check.error})")
+    if cuda:
+        check.peak_mib = torch.cuda.max_memory_allocated(dev) / 2**20
+    if "top-1" in check.held and not check.top1_agreement >= TOP1_MIN:
+        check.failures.append(f"bf16 top-1 agreement {check.top1_agreement:.3f} < {TOP1_MIN}")
+    if check.held:
+        low = {k: r for k, r in check.maps.items() if not r >= MAP_R_MIN}
+        check.failures += [f"map {k}: r {r:.4f} < {MAP_R_MIN}" for k, r in low.items()]
+    shared.release(name, services)  # the next model's peak memory is its own
+    return check
 
 
 def _f(v: float | None, fmt: str) -> str:

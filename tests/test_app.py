@@ -1,5 +1,6 @@
-"""The app's adapters, called directly and through gradio_client: streamed panels, errors in place, uploads the
-browser cannot play, model sets, class to explain, per-session files, concurrency."""
+"""The app: its public API through gradio_client (named endpoints, named parameters, JSON and files back), and its
+event handlers called directly, inputs and outputs by name: streamed panels, errors in place, uploads the browser
+cannot play, model sets, class to explain, per-session files, concurrency."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 SMALL_MODELS = ["mvit_t.untrained", "hvt_t.untrained"]
-SLOT = ("column", "title", "view", "stage", "head", "klass", "download")
 
 
 def make_moving_square(path: Path, *, frames: int = 24, size: int = 96, fps: int = 12, seed: int = 0) -> Path:
@@ -33,76 +33,17 @@ def make_moving_square(path: Path, *, frames: int = 24, size: int = 96, fps: int
     return path
 
 
+def make_frame(i: int) -> np.ndarray:
+    img = np.full((96, 128, 3), 30, dtype=np.uint8)
+    img[30:60, 5 * i : 5 * i + 30] = (250, 200, 40)
+    return img
+
+
 def _val(x):
     """The value of an output: updates (``gr.update(...)``) are dicts."""
     if isinstance(x, dict) and x.get("__type__") == "update":
         return x.get("value")
     return x
-
-
-def _skipped(x) -> bool:
-    return isinstance(x, dict) and x == {"__type__": "update"}
-
-
-def named(values: list) -> dict:
-    """The compare outputs by name (see ``app.build_demo``)."""
-    n = lens.MAX_MODELS
-    return {
-        "state": values[0],
-        "banner": values[1],
-        "show": values[2],
-        "timeline": values[3],
-        "truth_column": values[4],
-        "truth": values[5],
-        "slots": [dict(zip(SLOT, values[6 + 7 * i : 13 + 7 * i])) for i in range(n)],
-        "summary": values[6 + 7 * n],
-        "timings": values[7 + 7 * n],
-    }
-
-
-def named_api(values: list) -> dict:
-    """The compare outputs as gradio_client returns them (no State, no layout columns)."""
-    n = lens.MAX_MODELS
-    parts = SLOT[1:]
-    return {
-        "banner": values[0],
-        "show": values[1],
-        "timeline": values[2],
-        "truth": values[3],
-        "slots": [dict(zip(parts, values[4 + 6 * i : 10 + 6 * i])) for i in range(n)],
-        "summary": values[4 + 6 * n],
-        "timings": values[5 + 6 * n],
-    }
-
-
-def merged(yields: list[list]) -> list:
-    """What the page shows after a streamed event: per output, the last value that was not skipped."""
-    out = list(yields[0])
-    for y in yields[1:]:
-        out = [old if _skipped(new) else new for old, new in zip(out, y)]
-    return out
-
-
-def run_compare(
-    clip, names, *, methods=("rollout",), show="attention", start="", upload=None
-) -> tuple[dict, list]:
-    """``app.compare`` called as Gradio calls it; returns (the merged outputs by name, every yield)."""
-    import app
-
-    gen = app.compare(
-        str(clip),
-        list(names),
-        start,
-        list(methods),
-        show,
-        0.8,
-        "inferno",
-        False,
-        upload,
-        progress=lambda *a, **k: None,
-    )
-    yields = list(gen)
-    return named(merged(yields)), yields
 
 
 def _names() -> list[str]:
@@ -112,34 +53,65 @@ def _names() -> list[str]:
     return names
 
 
-def _call(client: Client, clip: Path, names: list[str], show: str = "attention"):
-    return client.predict(
-        handle_file(str(clip)), names, "", ["rollout"], show, 0.8, "inferno", api_name="/compare"
-    )
+def analyse(client: Client, clip: Path, names: list[str], **kw) -> dict:
+    """``/analyse`` through gradio_client: JSON with the files downloaded."""
+    return client.predict(clip=handle_file(str(clip)), models=names, api_name="/analyse", **kw)
 
 
-# -- through gradio_client ------------------------------------------------------------------------------------------
+# -- the public API, through gradio_client --------------------------------------------------------------------------
 
 
-def test_compare_returns_predictions_pictures_and_downloads(app_url, tmp_path):
+def test_the_api_is_four_named_endpoints_with_named_parameters(app_url):
+    info = Client(app_url, verbose=False).view_api(return_format="dict", print_info=False)
+    params = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in info["named_endpoints"].items()}
+    assert params == {
+        "/analyse": ["clip", "models", "methods", "start_s"],
+        "/explain_class": ["clip", "model", "klass", "method", "start_s"],
+        "/faithfulness": ["clip", "models", "methods", "start_s", "steps"],
+        "/export": ["clip", "models", "methods", "start_s"],
+    }, "UI events are private; no param_N, no unnamed endpoint"
+    assert not info["unnamed_endpoints"]
+    assert all(v["description"] for v in info["named_endpoints"].values()), "each says what it returns"
+
+
+def test_analyse_returns_predictions_frames_volume_files_and_a_report(app_url, tmp_path):
     clip = make_moving_square(tmp_path / "square.mp4")
     names = _names()
-    out = named_api(list(_call(Client(app_url, verbose=False), clip, names)))
-    summary = out["summary"]
-    assert [m["name"] for m in summary["models"]] == names and summary["clip"]["name"] == "square.mp4"
-    for i, m in enumerate(summary["models"]):
-        probs = [p for _, p in m["top5"]]
+    out = analyse(Client(app_url, verbose=False), clip, names, methods=["attention", "rollout"])
+    assert [m["name"] for m in out["models"]] == names and out["clip"]["name"] == "square.mp4"
+    assert out["methods"] == ["attention", "rollout"] and len(out["clip"]["sha256"]) == 64
+    for m in out["models"]:
+        probs = [p["prob"] for p in m["top5"]]
         assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
-        assert m["trained"] is False and len(m["times"]) == len(m["weights"]) > 0
-        assert sum(m["weights"]) == pytest.approx(1.0, abs=1e-4)
-        slot = out["slots"][i]
-        assert "untrained" in _val(slot["title"])  # untrained weights are never shown as trained
-        assert f'data-model="{names[i]}"' in _val(slot["view"]) and "background-image" in _val(slot["view"])
-        info = mvt.probe(_val(slot["download"]))
-        assert info.codec == "h264" and info.num_frames >= 8
-    assert not _val(out["slots"][len(names)]["title"]), "unused panels stay empty"
-    assert 'data-testid="timeline"' in _val(out["timeline"])
-    assert any(row[1] == "total" for row in out["timings"]["data"])
+        assert m["weights"]["trained"] is False, "untrained weights are never shown as trained"
+        assert m["frames_used"]["count"] == len(m["frames_used"]["times_s"]) > 0
+        assert set(m["files"]) == set(m["volumes"]) and "rollout" in m["files"]
+        for slug, path in m["files"].items():  # downloaded to this machine: every volume on its grid
+            assert list(np.load(path).shape) == m["volumes"][slug]
+    report = Path(out["report"]).read_text(encoding="utf-8")
+    assert "UNTRAINED weights" in report and all(n in report for n in names)
+
+
+def test_explain_class_faithfulness_and_export_endpoints(app_url, tmp_path):
+    import zipfile
+
+    client, clip, name = (
+        Client(app_url, verbose=False),
+        make_moving_square(tmp_path / "e.mp4", seed=5),
+        _names()[0],
+    )
+    first = analyse(client, clip, [name])["models"][0]
+    second = first["top5"][1]["label"]
+    explained = client.predict(
+        clip=handle_file(str(clip)), model=name, klass=second, api_name="/explain_class"
+    )
+    (m,) = explained["models"]
+    assert m["top5"][1]["label"] == second and m["target"] != first["target"] and "grad_rollout" in m["files"]
+    scores = client.predict(clip=handle_file(str(clip)), models=[name], steps=4, api_name="/faithfulness")
+    assert {"rollout", "random", "center"} <= set(scores[name])
+    assert all(0.0 <= s["deletion_auc"] <= 1.0 for s in scores[name].values())
+    with zipfile.ZipFile(client.predict(clip=handle_file(str(clip)), models=[name], api_name="/export")) as z:
+        assert {"report.json", "report.html", "timings.json"} <= set(z.namelist())
 
 
 def test_broken_file_gives_clear_error_and_server_keeps_serving(app_url, tmp_path):
@@ -147,12 +119,11 @@ def test_broken_file_gives_clear_error_and_server_keeps_serving(app_url, tmp_pat
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video at all" * 100)
     with pytest.raises(AppError) as err:
-        _call(client, bad, _names())
+        analyse(client, bad, _names())
     msg = str(err.value)
     assert "video" in msg.lower() and "Traceback" not in msg
-    clip = make_moving_square(tmp_path / "ok.mp4")
-    out = named_api(list(_call(client, clip, _names()[:1])))
-    assert len(out["summary"]["models"][0]["top5"]) == 5
+    out = analyse(client, make_moving_square(tmp_path / "ok.mp4"), _names()[:1])
+    assert len(out["models"][0]["top5"]) == 5
 
 
 def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
@@ -160,63 +131,108 @@ def test_four_clients_at_once_get_their_own_results(app_url, tmp_path):
     clips = [make_moving_square(tmp_path / f"c{i}.mp4", seed=i) for i in range(4)]
 
     def run(i: int):
-        return named_api(list(_call(Client(app_url, verbose=False), clips[i], names)))
+        return analyse(Client(app_url, verbose=False), clips[i], names, methods=["attention"])
 
     with cf.ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(run, range(4)))
-    assert len({o["summary"]["clip"]["sha256"] for o in outs}) == 4
+    assert len({o["clip"]["sha256"] for o in outs}) == 4
     import app
 
     for i, o in enumerate(outs):  # each client's top-5 is what the service gives for its own clip
         expected = app.SERVICE.analyse(clips[i], names, methods=()).results[0].top5
-        got = dict(o["summary"]["models"][0]["top5"])
+        got = {p["label"]: p["prob"] for p in o["models"][0]["top5"]}
         for label, p in expected:
             assert got[label] == pytest.approx(p, abs=1e-4)
 
 
-# -- the adapters, called directly ------------------------------------------------------------------------------------
+# -- the event handlers, called directly, by name -------------------------------------------------------------------
 
 
-def test_panels_stream_one_by_one_and_views_rerender_without_running_models(tmp_path, monkeypatch):
+def page_in(**values) -> dict:
+    """An event's inputs as Gradio hands them over: a dict keyed by component (named as the page names them)."""
+    import app
+
+    n = lens.MAX_MODELS
+    base = {"show": "attention", "opacity": 0.8, "colormap": "inferno"}
+    base |= {f"stage_{i}": None for i in range(n)} | {f"heads_{i}": None for i in range(n)}
+    return {app.PAGE[k]: v for k, v in {**base, **values}.items()}
+
+
+def by_name(updates: dict) -> dict:
+    """A handler's outputs by the page's part names."""
+    import app
+
+    names = {c: n for n, c in app.PAGE.items()}
+    return {names[c]: v for c, v in updates.items()}
+
+
+def panel(out: dict, i: int) -> dict:
+    return {
+        p: out.get(f"{p}_{i}") for p in ("column", "title", "picture", "stage", "heads", "klass", "download")
+    }
+
+
+class Request:
+    session_hash = "abc123"
+
+
+def run_compare(
+    clip, names, *, methods=("rollout",), show="attention", start="", upload=None, int8=False, request=None
+):
+    """``app.on_compare`` as Gradio calls it; returns (the page after every step, by name; each step by name)."""
+    import app
+
+    data = page_in(clip=str(clip), upload=upload, models=list(names), methods=list(methods), start_s=start,
+                   int8=int8, show=show)  # fmt: skip
+    steps = [by_name(u) for u in app.on_compare(data, request, progress=lambda *a, **k: None)]
+    page: dict = {}
+    for step in steps:
+        page.update(step)
+    return page, steps
+
+
+def test_panels_stream_one_by_one_and_displays_redraw_without_running_models(tmp_path, monkeypatch):
     import app
 
     calls = []
     real = app.SERVICE._run_model
     monkeypatch.setattr(app.SERVICE, "_run_model", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
-    clip = make_moving_square(tmp_path / "rerender.mp4", seed=7)
+    clip = make_moving_square(tmp_path / "redraw.mp4", seed=7)
     names = _names()
-    out, yields = run_compare(clip, names)
-    assert sorted(calls) == sorted(names)  # fastest expected first: the order follows measured times
-    # first yield: every panel waiting; then one yield per model with that model's picture
-    first = named(yields[0])
-    assert all("mvt-pending" in _val(first["slots"][i]["view"]) for i in range(len(names)))
-    seen = [[("mvt-pending" not in (_val(named(y)["slots"][i]["view"]) or "")) for i in range(len(names))]
-            for y in yields[1 : 1 + len(names)]]  # fmt: skip
-    assert [sum(s) for s in seen] == list(range(1, len(names) + 1)), "one more panel per yield"
+    out, steps = run_compare(clip, names)
+    assert sorted(calls) == sorted(names)
+    # first step: every panel waiting; then one step per model with that model's picture
+    assert all("mvt-pending" in _val(panel(steps[0], i)["picture"]) for i in range(len(names)))
+    seen = [
+        sum("mvt-pending" not in _val(panel(s, i)["picture"]) for i in range(len(names))) for s in steps[1:-1]
+    ]
+    assert seen == list(range(1, len(names) + 1)), "one more panel per step"
+    assert set(steps[1]) == {"state", "timeline", *(f"{p}_{i}" for i in range(4) for p in panel(steps[0], 0))}
     state = out["state"]
     assert [c for c, _ in out["show"]["choices"]] == [lens.METHODS[m].label for m in ("attention", "rollout")]
     # a panel's stage and heads come from its model: mvit_t has 3 stages, head choices from its maps
-    mvit = out["slots"][0]
+    mvit, hvt = panel(out, 0), panel(out, 1)
     assert [c[1] for c in mvit["stage"]["choices"]] == [1, 2, 3] and mvit["stage"]["value"] == 3
-    assert mvit["head"]["choices"] == ["mean", "max", "head 1", "head 2", "head 3", "head 4"]
-    hvt = out["slots"][1]
-    assert len(hvt["stage"]["choices"]) == 5 and not hvt["head"]["visible"], "HVT has no CLS row per head"
-    controls = [1, 5, None, None, "head 1", "mean", None, None]  # stages then heads of the 4 slots
-    again = app.rerender(state, "attention", 0.8, "inferno", *controls)
-    assert sorted(calls) == sorted(names), "re-rendering must not run a model again"
-    slots = named([None, None, None, *again[1:2], None, None, *again[2:], None, None])["slots"]
-    assert "attention_0" in _val(slots[0]["view"]) and "attention_4" in _val(slots[1]["view"])
-    rolled = app.rerender(again[0], "rollout", 0.8, "viridis", *controls)
-    view = _val(rolled[2 + 2])
-    assert "rollout" in view and view != _val(slots[0]["view"])
-    assert not rolled[2 + 3]["visible"], "rollout is not per stage: no stage control"
-    # the figures shown after Compare
-    figs = app.figures(state, "attention", 0.8, "inferno")
-    n = lens.MAX_MODELS
-    assert Path(figs[0]["value"]).is_file() and figs[len(names)]["visible"] is False
-    assert figs[n]["visible"] and len(figs[n]["value"].data) >= 1 and len(figs[-1].data) >= 1
+    assert mvit["heads"]["choices"] == ["mean", "max", "head 1", "head 2", "head 3", "head 4"]
+    assert len(hvt["stage"]["choices"]) == 5 and not hvt["heads"]["visible"], "HVT has no CLS row per head"
+    controls = {"stage_0": 1, "stage_1": 5, "heads_0": "head 1", "heads_1": "mean"}
+    again = by_name(app.on_redraw(page_in(state=state, **controls)))
+    assert sorted(calls) == sorted(names), "drawing again must not run a model again"
+    assert "attention_0" in _val(panel(again, 0)["picture"]) and "attention_4" in _val(
+        panel(again, 1)["picture"]
+    )
+    rolled = by_name(
+        app.on_redraw(page_in(state=again["state"], show="rollout", colormap="viridis", **controls))
+    )
+    assert "rollout" in _val(panel(rolled, 0)["picture"]) and rolled["picture_0"] != again["picture_0"]
+    assert not panel(rolled, 0)["stage"]["visible"], "rollout is not per stage: no stage control"
+    figs = by_name(app.on_figures(page_in(state=state)))
+    assert Path(figs["strip_0"]["value"]).is_file() and figs[f"strip_{len(names)}"]["visible"] is False
+    assert (
+        figs["grid_0"]["visible"] and len(figs["grid_0"]["value"].data) >= 1 and len(figs["stats"].data) >= 1
+    )
     run_compare(clip, names)  # the same clip and options come from the cache
-    assert sorted(calls) == sorted(names)  # fastest expected first: the order follows measured times
+    assert sorted(calls) == sorted(names)
 
 
 def test_deferred_maps_are_computed_in_the_background_and_int8_is_labelled(tmp_path, monkeypatch):
@@ -229,49 +245,33 @@ def test_deferred_maps_are_computed_in_the_background_and_int8_is_labelled(tmp_p
     names = _names()
     out, _ = run_compare(clip, names)  # rollout ticked: its matrices are deferred, then warmed
     assert sorted(warmed) == sorted(names), "deferred maps are computed once every panel is shown"
-    analysis = app.SERVICE.get(out["state"]["ref"])
-    figs = app.figures(out["state"], "attention", 0.8, "inferno")  # chained after Compare: waits for them
-    assert all(r.ready for r in analysis.results) and Path(figs[0]["value"]).is_file()
-    gen = app.compare(
-        str(clip), names[:1], "", [], "attention", 0.8, "inferno", True, None, progress=lambda *a, **k: None
-    )
-    title = _val(named(merged(list(gen)))["slots"][0]["title"])
+    analysis = app.SERVICE.get(out["state"].ref)
+    figs = by_name(app.on_figures(page_in(state=out["state"])))  # chained after Compare: waits for them
+    assert all(r.ready for r in analysis.results) and Path(figs["strip_0"]["value"]).is_file()
+    title = _val(run_compare(clip, names[:1], methods=[], int8=True)[0]["title_0"])
     assert "int8" in title and "approximate" in title, title
 
 
 def test_a_bad_clip_after_a_good_one_clears_every_panel_and_says_why(tmp_path):
     import gradio as gr
 
-    good = make_moving_square(tmp_path / "good.mp4", seed=3)
-    out, _ = run_compare(good, _names())
-    assert out["slots"][0]["column"]["visible"]
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"\x00" * 5000)
     import app
 
-    gen = app.compare(
-        str(bad),
-        _names(),
-        "",
-        ["rollout"],
-        "attention",
-        0.8,
-        "inferno",
-        False,
-        None,
-        progress=lambda *a, **k: None,
-    )
-    cleared = named(next(gen))
+    good = make_moving_square(tmp_path / "good.mp4", seed=3)
+    out, _ = run_compare(good, _names())
+    assert out["column_0"]["visible"]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 5000)
+    data = page_in(clip=str(bad), upload=None, models=_names(), methods=["rollout"], start_s="", int8=False)
+    steps = app.on_compare(data, None, progress=lambda *a, **k: None)
+    cleared = by_name(next(steps))
     with pytest.raises(gr.Error):
-        next(gen)
+        next(steps)
     assert cleared["banner"]["visible"] and "bad.mp4" in cleared["banner"]["value"]
-    for slot in cleared["slots"]:  # no stale titles, no old pictures
-        assert (
-            slot["column"]["visible"] is False
-            and slot["title"]["value"] == ""
-            and slot["view"]["value"] == ""
-        )
-    assert cleared["state"] is None and cleared["timeline"] == ""
+    for i in range(lens.MAX_MODELS):  # no stale titles, no old pictures
+        slot = panel(cleared, i)
+        assert slot["column"]["visible"] is False and slot["title"] == "" and slot["picture"] == ""
+    assert cleared["state"] is None and cleared["timeline"] == "" and not cleared["truth_column"]["visible"]
 
 
 def test_a_model_that_fails_shows_its_error_in_its_own_panel(tmp_path, monkeypatch):
@@ -279,40 +279,38 @@ def test_a_model_that_fails_shows_its_error_in_its_own_panel(tmp_path, monkeypat
 
     real = app.SERVICE._run_model
 
-    def flaky(path, name, *a, **k):
+    def flaky(request, name, *a, **k):
         if name == _names()[1]:
             raise mvt.WeightsError(f"{name}: the weights could not be read (test)")
-        return real(path, name, *a, **k)
+        return real(request, name, *a, **k)
 
     monkeypatch.setattr(app.SERVICE, "_run_model", flaky)
     out, _ = run_compare(make_moving_square(tmp_path / "half.mp4", seed=9), _names())
-    ok, failed = out["slots"][0], out["slots"][1]
-    assert "data-error" not in _val(ok["view"]) and "background-image" in _val(ok["view"])
-    assert 'data-error="1"' in _val(failed["view"]) and "could not be read (test)" in _val(failed["view"])
+    ok, failed = _val(out["picture_0"]), _val(out["picture_1"])
+    assert "data-error" not in ok and "background-image" in ok
+    assert 'data-error="1"' in failed and "could not be read (test)" in failed
     assert not out["banner"]["visible"], "one model failing is not a page-wide error"
 
 
 def test_picking_a_class_explains_it_with_a_class_dependent_method(tmp_path):
+    import gradio as gr
+
     import app
 
     clip = make_moving_square(tmp_path / "klass.mp4", seed=12)
     out, _ = run_compare(clip, _names()[:1])
-    state = out["state"]
     labels = app.SERVICE.labels(_names()[0])
     second = out["summary"]["models"][0]["top5"][1][0]
-    controls = [None] * (2 * lens.MAX_MODELS)
-    res = app.explain(0)(state, second, "attention", 0.8, "inferno", *controls, progress=lambda *a, **k: None)
-    new_state, view = res[0], _val(res[2 + 2])
-    entry = app.SERVICE.get(new_state["ref"]).entries[0]
+    pick = app.on_explain(0)
+    res = by_name(pick(page_in(state=out["state"], klass_0=second), progress=lambda *a, **k: None))
+    entry = app.SERVICE.get(res["state"].ref).entries[0]
     assert entry.target == labels.index(second) and lens.VolumeKey("grad_rollout") in entry.volumes
-    assert "grad_rollout" in view and f"Explaining the class “{second}”" in view
-    assert new_state["override"] == {0: "grad_rollout"}
-    import gradio as gr
-
+    assert "grad_rollout" in _val(res["picture_0"]) and f"Explaining the class “{second}”" in _val(
+        res["picture_0"]
+    )
+    assert res["state"].override == ((0, "grad_rollout"),)
     with pytest.raises(gr.Error, match="no class called"):
-        app.explain(0)(
-            state, "not a class", "attention", 0.8, "inferno", *controls, progress=lambda *a, **k: None
-        )
+        pick(page_in(state=out["state"], klass_0="not a class"), progress=lambda *a, **k: None)
 
 
 def test_gif_and_hevc_uploads_get_a_playable_preview_and_the_original_is_analysed(tmp_path):
@@ -337,45 +335,44 @@ def test_gif_and_hevc_uploads_get_a_playable_preview_and_the_original_is_analyse
             out.mux(p)
     for path, codec in ((gif, "gif"), (hevc, "hevc")):
         assert mvt.probe(path).codec == codec
-        shown, upload_state, banner = app.upload(str(path))
-        preview = _val(shown)
-        info = mvt.probe(preview)
+        up = by_name(app.on_upload(str(path)))
+        info = mvt.probe(_val(up["clip"]))
         assert info.codec == "h264" and info.pix_fmt == "yuv420p" and info.num_frames == 20
-        assert upload_state["original"] == str(path) and not banner["visible"]
-        out, _ = run_compare(preview, _names()[:1], upload=upload_state)
+        assert up["upload"]["original"] == str(path) and not up["banner"]["visible"]
+        out, _ = run_compare(_val(up["clip"]), _names()[:1], upload=up["upload"])
         assert out["summary"]["clip"]["name"] == path.name, "the original file is analysed, not the preview"
         assert len(out["summary"]["models"][0]["top5"]) == 5
     playable = make_moving_square(tmp_path / "plain.mp4")
-    shown, upload_state, _ = app.upload(str(playable))
-    assert _skipped(shown) and upload_state["original"] == str(playable), "an H.264 upload is shown as is"
-
-
-def make_frame(i: int) -> np.ndarray:
-    img = np.full((96, 128, 3), 30, dtype=np.uint8)
-    img[30:60, 5 * i : 5 * i + 30] = (250, 200, 40)
-    return img
+    up = by_name(app.on_upload(str(playable)))
+    assert "clip" not in up and up["upload"]["original"] == str(playable), "an H.264 upload is shown as is"
 
 
 def test_start_time_is_empty_by_default_and_means_the_whole_clip():
     import app
+    from lens.core.request import start_time
 
-    demo_start = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "start")
-    assert demo_start.value in (None, "")
-    assert lens.service.start_time("") is None and lens.service.start_time("1.5") == 1.5
+    assert app.PAGE.start_s.value in (None, "")
+    assert start_time("") is None and start_time("1.5") == 1.5
 
 
 def test_model_sets_pick_their_models_and_a_hand_pick_is_custom(monkeypatch):
     import app
 
     monkeypatch.setenv("MVT_OFFLINE", "1")
-    models, notes = app.pick_set("Kinetics-400")
-    assert models["value"] == list(lens.defaults.KINETICS_SET)
+    picked = by_name(app.on_set("Kinetics-400"))
+    assert _val(picked["models"]) == list(lens.defaults.KINETICS_SET)
+    notes = picked["notes"]
     assert "cannot run here" in notes and "MVT_OFFLINE" in notes, "offline: a clear sentence, not a stall"
-    assert app.pick_models(lens.defaults.set_models("SynthMotion")) == ("SynthMotion", "")
-    assert app.pick_models(["mvit_t.synth"])[0] == "custom"
-    update, chosen_set, _ = app.on_load()
-    assert chosen_set == "SynthMotion" and update["value"] == lens.defaults.set_models("SynthMotion")
-    labels = dict((n, lab) for lab, n in update["choices"])
+    assert by_name(app.on_models(lens.defaults.set_models("SynthMotion"))) == {
+        "model_set": "SynthMotion",
+        "notes": "",
+    }
+    assert by_name(app.on_models(["mvit_t.synth"]))["model_set"] == "custom"
+    loaded = by_name(app.on_load())
+    assert loaded["model_set"] == "SynthMotion" and loaded["models"]["value"] == lens.defaults.set_models(
+        "SynthMotion"
+    )
+    labels = dict((n, lab) for lab, n in loaded["models"]["choices"])
     assert set(labels) == set(mvt.list_models()), "every model is offered, cached or not"
     assert "unavailable: not cached and MVT_OFFLINE is set" in labels["vivit_b_16x2.k400"]
     assert "shipped" in labels["mvit_t.synth"]
@@ -386,8 +383,8 @@ def test_examples_carry_their_model_set_and_synthmotion_ones_their_ground_truth(
     assert examples["sports2d_backflip.mp4"].model_set == "Kinetics-400"
     assert all(e.model_set == "SynthMotion" for f, e in examples.items() if f.startswith("synth_"))
     out, _ = run_compare(examples["synth_move_left.mp4"].path, _names()[:1])
-    assert out["truth_column"]["visible"] and 'data-model="ground truth"' in _val(out["truth"])
-    src = re.search(r"file=([^']+)'", _val(out["truth"])).group(1)
+    assert out["truth_column"]["visible"] and 'data-model="ground truth"' in out["truth"]
+    src = re.search(r"file=([^']+)'", out["truth"]).group(1)
     assert Path(src).is_file()
     real, _ = run_compare(examples["sports2d_backflip.mp4"].path, _names()[:1])
     assert not real["truth_column"]["visible"], "no ground truth for a real clip"
@@ -396,31 +393,11 @@ def test_examples_carry_their_model_set_and_synthmotion_ones_their_ground_truth(
 def test_each_session_has_its_own_folder_deleted_when_it_ends(tmp_path):
     import app
 
-    class Request:
-        session_hash = "abc123"
-
     clip = make_moving_square(tmp_path / "session.mp4", seed=21)
-    out = merged(
-        list(
-            app.compare(
-                str(clip),
-                _names()[:1],
-                "",
-                [],
-                "attention",
-                0.8,
-                "inferno",
-                False,
-                None,
-                Request(),
-                progress=lambda *a, **k: None,
-            )
-        )
-    )
+    out, _ = run_compare(clip, _names()[:1], methods=[], request=Request())
     folder = app.SERVICE.session_dir("abc123")
-    written = [p for p in folder.iterdir()]
-    assert written and str(folder) in _val(named(out)["slots"][0]["download"])
-    app.end_session(Request())
+    assert list(folder.iterdir()) and str(folder) in _val(out["download_0"])
+    app.on_end(Request())
     assert not folder.exists()
 
 
@@ -434,7 +411,8 @@ def test_app_export_and_cli_explain_write_the_same_report_json(tmp_path):
     clip = make_moving_square(tmp_path / "same.mp4", seed=11)
     names = _names()
     out, _ = run_compare(clip, names)
-    with zipfile.ZipFile(app.export(out["state"], "attention", 0.8, "inferno")) as z:
+    exported = by_name(app.on_export(page_in(state=out["state"])))["export"]
+    with zipfile.ZipFile(exported) as z:
         from_app = z.read("report.json")
         assert {"report.html", "timings.json"} <= set(z.namelist())
     dest = tmp_path / "cli"

@@ -8,9 +8,14 @@ Layers (a module may import its own layer and the ones below it):
 * ``mvt`` (models, video, training): imports neither ``viz`` nor ``lens``;
 * ``viz`` (pure pictures): from ``mvt`` only the records of ``mvt.outputs``;
 * ``lens`` (the analysis service): ``mvt`` and ``viz``;
-* top: ``app`` (the UI), ``lens.cli`` (the command line) and ``mvt.__main__`` (``python -m mvt``, which only
+* top: ``app`` (the UI), ``lens.cli`` (the command line), ``lens.selftest`` (``python -m mvt selftest``, which
+  reaches every floor: the service, the model sets, the examples) and ``mvt.__main__`` (``python -m mvt``, which only
   forwards to ``lens.cli.main``: the one documented exception to "mvt imports no lens"). Top modules may
   import anything; nothing but a top module imports one.
+
+Inside ``lens`` the packages are floors too (:data:`LENS_FLOORS`): a module may import its own package and the
+ones below it, so ``core`` (records, request, caches) never reaches up to the service that uses it. And no
+cycle anywhere, not even one an ``if TYPE_CHECKING:`` import would close (a circle in all but imports).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGES = ("mvt", "viz", "lens")
 LAYER = {"mvt": 0, "viz": 1, "lens": 2}
-TOP = {"app", "lens.cli", "mvt.__main__"}
+TOP = {"app", "lens.cli", "lens.selftest", "mvt.__main__"}
 VIZ_FROM_MVT = {"mvt.outputs"}
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 HEAVY_UI = ("gradio", "plotly")
+LENS_FLOORS = ("core", "explain", "render", "files", "service", "dataset", "ui")
+"""lens's packages, bottom up: each may import the ones before it (``lens/__init__.py``, the public face, and
+``lens.cli``, the top, import any)."""
 
 
 # -- the checker ---------------------------------------------------------------------------------------------
@@ -56,13 +64,13 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _nodes(tree: ast.AST) -> Iterable[ast.AST]:
-    """Every node, skipping the bodies of ``if TYPE_CHECKING:`` blocks."""
+def _nodes(tree: ast.AST, type_checking: bool = False) -> Iterable[ast.AST]:
+    """Every node, skipping the bodies of ``if TYPE_CHECKING:`` blocks (unless ``type_checking``)."""
     stack = [tree]
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not type_checking:
             stack.extend(node.orelse)
             continue
         stack.extend(ast.iter_child_nodes(node))
@@ -90,11 +98,14 @@ def _owner(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
-    """(project module imported, line) for every import statement of module ``name``."""
+def imports_of(
+    name: str, path: Path, modules: dict[str, Path], type_checking: bool = False
+) -> list[tuple[str, int]]:
+    """(project module imported, line) for every import statement of module ``name`` (``type_checking``: those
+    under ``if TYPE_CHECKING:`` too)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in _nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _nodes(ast.parse(path.read_text(encoding="utf-8"), str(path)), type_checking):
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -135,9 +146,36 @@ def wrong_way(modules: dict[str, Path]) -> list[str]:
     return out
 
 
-def cycles(modules: dict[str, Path]) -> list[frozenset[str]]:
-    """Strongly connected sets of more than one module in the import graph (Tarjan)."""
-    graph = {n: sorted({t for t, _ in imports_of(n, p, modules)}) for n, p in modules.items()}
+def lens_floor(module: str) -> int | None:
+    """The floor of a module of ``lens`` (:data:`LENS_FLOORS`); ``None`` for the face and the top."""
+    parts = module.split(".")
+    if parts[0] != "lens" or len(parts) < 2 or module in TOP:
+        return None
+    return LENS_FLOORS.index(parts[1]) if parts[1] in LENS_FLOORS else -1
+
+
+def upstairs(modules: dict[str, Path]) -> list[str]:
+    """Every import inside ``lens`` from a package to one above it, or to the face (``lens``), as
+    ``"file:line: a imports b"``; a module of no package of :data:`LENS_FLOORS` is named too."""
+    out = []
+    for name, path in modules.items():
+        mine = lens_floor(name)
+        if mine is None:
+            continue
+        if mine < 0:
+            out.append(f"{path}: {name} is in no package of LENS_FLOORS")
+            continue
+        for target, line in imports_of(name, path, modules, type_checking=True):
+            theirs = lens_floor(target)
+            if target == "lens" or (theirs is not None and theirs > mine) or target == "lens.cli":
+                out.append(f"{path}:{line}: {name} imports {target} (a floor above {LENS_FLOORS[mine]})")
+    return out
+
+
+def cycles(modules: dict[str, Path], type_checking: bool = False) -> list[frozenset[str]]:
+    """Strongly connected sets of more than one module in the import graph (Tarjan); ``type_checking``: with
+    the imports under ``if TYPE_CHECKING:`` (a cycle they close is a circle in all but imports)."""
+    graph = {n: sorted({t for t, _ in imports_of(n, p, modules, type_checking)}) for n, p in modules.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -184,6 +222,18 @@ def test_imports_go_one_way():
 def test_no_import_cycles():
     found = [c for c in cycles(project_modules(ROOT)) if c not in KNOWN_CYCLES]
     assert not found, [sorted(c) for c in found]
+
+
+def test_no_circle_in_all_but_imports():
+    """Not even a type annotation closes a loop (``jobs`` once named ``Service`` under TYPE_CHECKING)."""
+    found = cycles(project_modules(ROOT), type_checking=True)
+    assert not found, [sorted(c) for c in found]
+
+
+def test_lens_packages_import_only_the_floors_below():
+    modules = project_modules(ROOT)
+    assert {f"lens.{p}" for p in LENS_FLOORS} <= set(modules)
+    assert not upstairs(modules), "\n".join(upstairs(modules))
 
 
 def test_mvt_main_only_forwards_to_the_cli():
@@ -271,8 +321,27 @@ def test_the_checker_finds_a_cycle(tmp_path):
         },
     )
     assert cycles(modules) == [frozenset({"lens.a", "lens.b", "lens.c"})]
-    # a TYPE_CHECKING-only import does not make a cycle
+    # a TYPE_CHECKING-only import makes no import cycle, but a circle in all but imports
     modules = _write(
         tmp_path, {"lens/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import lens.a\n"}
     )
     assert cycles(modules) == []
+    assert cycles(modules, type_checking=True) == [frozenset({"lens.a", "lens.b", "lens.c"})]
+
+
+def test_the_checker_finds_an_import_up_the_lens_floors(tmp_path):
+    files = {
+        **GOOD,
+        "lens/core/__init__.py": "",
+        "lens/core/records.py": "X = 1\n",
+        "lens/service/__init__.py": "",
+        "lens/service/run.py": "from ..core.records import X\n",
+    }
+    modules = _write(tmp_path, files)
+    assert [v for v in upstairs(modules) if "lens.core" in v or "lens.service" in v] == []
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..service.run import Y\n"
+    modules = _write(tmp_path, {"lens/core/records.py": typed, "lens/core/face.py": "import lens\n"})
+    found = upstairs(modules)
+    assert any("lens.core.records imports lens.service.run" in v for v in found), found
+    assert any("lens.core.face imports lens (a floor above core)" in v for v in found), found
+    assert any("lens.stray is in no package" in v for v in upstairs(_write(tmp_path, {"lens/stray.py": ""})))

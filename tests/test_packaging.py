@@ -422,7 +422,7 @@ def test_the_wheel_alone_lists_and_runs_the_shipped_models_and_examples(wheel, t
 
 def test_every_downloaded_or_shipped_weight_states_its_licence_in_its_label_and_the_readme():
     import mvt
-    from lens.defaults import model_label
+    from lens.ui.defaults import model_label
     from mvt import licences
 
     readme = (ROOT / "README.md").read_text()

@@ -17,7 +17,7 @@ Deletion and insertion (Petsiuk et al., "RISE", BMVC 2018), written for video an
   by a separable Gaussian over T, H and W, normalised at the borders) or ``"mean"`` (each channel's mean
   over the clip), computed on the normalised input the model sees.
 * At each checkpoint we record the *score* of the perturbed clip: a callable maps a batch of clips to one
-  number each (``lens.faithfulness.class_probability``: the softmax probability of the explained class;
+  number each (``lens.explain.scoring.class_probability``: the softmax probability of the explained class;
   this module never sees a model). The x axis is the fraction of the
   clip's voxels perturbed (0 … 1), the AUC the trapezoid rule over it. Lower deletion AUC and higher
   insertion AUC mean a more faithful explanation. Deletion's last point is the substrate and insertion's
@@ -34,10 +34,10 @@ Localisation against a ground-truth mask (SynthMotion's actor masks):
   the mask has).
 
 Baselines: :func:`random_explanation` (uniform noise, seeded), :func:`center_bias` (a centred Gaussian
-volume) and :func:`oracle` (the mask itself); ``lens.methods`` registers them as explanation methods.
+volume) and :func:`oracle` (the mask itself); ``lens.explain.methods`` registers them as explanation methods.
 
 :func:`score_clip` scores several explanations of one clip, :func:`aggregate` averages over clips;
-``viz.curves_figure`` plots curves (``lens.faithfulness`` runs these with a model).
+``viz.curves_figure`` plots curves (``lens.explain.scoring`` runs these with a model).
 """
 
 from __future__ import annotations

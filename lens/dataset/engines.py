@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cache import build_model
+from ..core.cache import build_model
 from .rows import Decoded, RowConfig, Sampling, clip_rows, decode, decode_specs, pack, sampling, unpack
 from .sources import ClipRef
 
@@ -165,7 +165,7 @@ class ClipWorker:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from .table import to_table
+        from .schema import to_table
 
         rows, blobs = [], []
         for r in batch.to_pylist():

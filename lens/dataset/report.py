@@ -1,39 +1,24 @@
-"""``summary.html``: a dataset run's summary as one self-contained page with plotly figures (plotly.js inlined
-once, no network): accuracy per model, attention entropy and distance per stage, each method's pointing
-game and deletion / insertion AUC next to the baselines, every number with its 95 % interval."""
+"""``summary.html``: a dataset run's summary as one self-contained page (:mod:`lens.files.html`) with plotly
+figures: accuracy per model, attention entropy and distance per stage, each method's pointing game and
+deletion / insertion AUC next to the baselines, every number with its 95 % interval."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..files.html import Figures, esc, page, table
+from .schema import SUMMARY
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 BASELINES = ("random", "center", "oracle")
-
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
-h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 10px;text-align:left}
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}.note{color:#555;font-size:.92em}
-"""
-
-
-def _esc(v: object) -> str:
-    return html.escape(str(v), quote=True)
 
 
 def _num(ci: Mapping | None, digits: int = 3) -> str:
     if not ci or ci.get("mean") is None:
         return "–"
     return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _bars(go, x: list, cis: list[Mapping], name: str, color: str, **kw):
@@ -48,7 +33,7 @@ def _bars(go, x: list, cis: list[Mapping], name: str, color: str, **kw):
         marker_color=color,
         error_y={"type": "data", "array": up, "arrayminus": down, "visible": True},
         customdata=n,
-        hovertemplate="%{x}: %{y:.3f} (n=%{customdata})<extra>" + _esc(name) + "</extra>",
+        hovertemplate="%{x}: %{y:.3f} (n=%{customdata})<extra>" + esc(name) + "</extra>",
         **kw,
     )
 
@@ -146,35 +131,27 @@ def methods_figure(models: Mapping[str, Mapping]):
 
 def summary_html(summary: Mapping[str, Any], title: str = "mvt-lens: dataset summary") -> str:
     """The page as a string."""
-    from plotly.offline import get_plotlyjs
-
     models = summary["models"]
     run = summary.get("run", {})
-    figs = []
-    for build in (accuracy_figure, stages_figure, methods_figure):
-        fig = build(models)
-        figs.append(
-            fig.to_html(
-                full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}
-            )
-        )
-    overview = _table(
-        ["model", "clips", "errors", "top-1", "frames shuffled", "seconds / clip"],
-        [
-            [
-                m,
-                s["clips"],
-                s["errors"],
-                _num(s["accuracy"]),
-                _num(s["shuffled_accuracy"]),
-                _num(s["seconds_per_clip"]),
-            ]
-            for m, s in models.items()
-        ],
+    figs = Figures()
+    accuracy, stages, methods = (
+        figs.div(build(models)) for build in (accuracy_figure, stages_figure, methods_figure)
+    )
+    shown = (
+        "clips",
+        "errors",
+        "accuracy",
+        "shuffled_accuracy",
+        "seconds_per_clip",
+        "seconds_scores_per_clip",
+    )
+    overview = table(
+        ["model", *(SUMMARY[k].label for k in shown)],
+        [[m, *(_num(s[k]) if isinstance(s[k], Mapping) else s[k] for k in shown)] for m, s in models.items()],
     )
     per_method = "".join(
-        f"<h3>{_esc(m)}</h3>"
-        + _table(
+        f"<h3>{esc(m)}</h3>"
+        + table(
             ["method", "pointing game", "deletion AUC", "insertion AUC"],
             [
                 [k, _num(v["pointing_game"]), _num(v["deletion_auc"]), _num(v["insertion_auc"])]
@@ -185,27 +162,20 @@ def summary_html(summary: Mapping[str, Any], title: str = "mvt-lens: dataset sum
     )
     errors = summary.get("errors", [])
     error_html = (
-        _table(["clip", "model", "error"], [[e["clip_id"], e["model"], e["error"]] for e in errors])
+        table(["clip", "model", "error"], [[e["clip_id"], e["model"], e["error"]] for e in errors])
         if errors
         else "<p>None.</p>"
     )
     settings = ", ".join(f"{k}: {v}" for k, v in run.items() if k not in ("missing",))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
-<style>{_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body>
-<h1>{_esc(title)}</h1>
-<p class="note">{_esc(settings)}</p>
+    body = f"""<p class="note">{esc(settings)}</p>
 <p class="note">Numbers are means with 95 % intervals (Wilson for rates, normal for means) and rest on n values
 (hover a bar); deletion / insertion run on the scored clips only. Written by mvt-lens; opens offline.</p>
 <h2>Models</h2>{overview}
-<div>{figs[0]}</div>
-<h2>Attention per stage</h2><div>{figs[1]}</div>
-<h2>Explanations</h2><div>{figs[2]}</div>{per_method}
-<h2>Errors ({summary.get("error_rows", len(errors))} rows)</h2>{error_html}
-</body></html>
-"""
+{accuracy}
+<h2>Attention per stage</h2>{stages}
+<h2>Explanations</h2>{methods}{per_method}
+<h2>Errors ({summary.get("error_rows", len(errors))} rows)</h2>{error_html}"""
+    return page(title, body)
 
 
 def write_html(summary: Mapping[str, Any], path: str | Path) -> Path:

@@ -1,14 +1,14 @@
 """The per-clip computation every engine runs: decode a clip once per sampling, then one row per model.
 
 :func:`decode` turns a :class:`~lens.dataset.sources.ClipRef` into the frames each model sees (a file through
-``lens.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
+``lens.core.clips.read_clip`` + ``mvt.resize_and_crop``, exactly as :class:`lens.Service` reads it; a SynthMotion clip
 through ``mvt.synth.generate``, with its actor mask), or into the error that stopped it. :func:`clip_rows`
 runs every model on a decoded clip and returns one plain-dict row per model (the columns are
-:data:`lens.dataset.table.COLUMNS`): predictions, attention statistics per stage, and per method the
+:data:`lens.dataset.schema.COLUMNS`): predictions, attention statistics per stage, and per method the
 pointing game at pixel and token resolution with its ceilings and chance (where a mask exists), deletion /
 insertion AUC (on clips marked ``scored``), the Spearman correlation with token flow, the pointing game with
-sink keys left out, and seconds, computed with the project's registry (:mod:`lens.methods`) and metrics
-(:mod:`lens.faithfulness`, :mod:`viz`, :mod:`viz.pointing`); with ``RowConfig.sinks``, the model's sink keys
+sink keys left out, and seconds, computed with the project's registry (:mod:`lens.explain.methods`) and metrics
+(:mod:`lens.explain.scoring`, :mod:`viz`, :mod:`viz.pointing`); with ``RowConfig.sinks``, the model's sink keys
 (:mod:`mvt.sinks`). ``python -m mvt evaluate`` is a report over these rows.
 
 Deterministic: the only randomness (the random baseline, the frame order of the shuffled prediction) is
@@ -25,9 +25,8 @@ import math
 import os
 import socket
 import time
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,14 +36,18 @@ from torch import nn
 import mvt
 import viz
 from mvt import synth
-from mvt.sinks import Sink, find_sinks, mark_sinks
 from viz.faithfulness import DEFAULT_SUBSTRATE
 from viz.pointing import ceilings, token_chance, token_pointing_game
 
-from .. import methods as M
-from ..clips import file_sha256, read_clip
-from ..faithfulness import score_model
-from ..records import Volume
+from ..core.clips import read_clip
+from ..core.records import Volume, Volumes
+from ..core.storage import file_sha256
+from ..explain import methods as M
+from ..explain.scoring import score_model
+from ..explain.sinks import SINK_STREAM, model_sinks, sink_record
+from ..service.run import labels as model_labels
+from ..service.run import run_model
+from .schema import SCORES
 from .sources import ClipRef, clip_seed, shuffle_order
 
 log = logging.getLogger("mvt-lens")
@@ -63,8 +66,6 @@ token flow also per stage (its last stage is what last-stage attention is correl
 FLOW_COMPARED = ("rollout", "grad_rollout", "attention")
 """Methods whose Spearman correlation with token flow each row holds (``attention``: its last stage, against
 token flow on the tokens the last stage reads; the others against token flow on the input tokens)."""
-SINK_PROBES, SINK_STREAM = 16, 1_000_003
-"""Clips (and the SynthMotion stream) the sink detector probes each trained model with, once per process."""
 
 
 def sampling(spec: mvt.ModelSpec) -> Sampling:
@@ -143,7 +144,7 @@ def decode_specs(names: Sequence[str]) -> list[mvt.ModelSpec]:
 
 
 def decode(ref: ClipRef, specs: Sequence[mvt.ModelSpec]) -> Decoded:
-    """Decode ``ref`` once per spec (:func:`decode_specs`): a file through ``lens.clips.read_clip`` and
+    """Decode ``ref`` once per spec (:func:`decode_specs`): a file through ``lens.core.clips.read_clip`` and
     ``mvt.resize_and_crop`` as :class:`lens.Service` reads it, a SynthMotion clip generated at the crop
     size with its mask. Never raises for a bad clip: the error becomes ``Decoded.error`` (a
     :class:`mvt.VideoError`'s sentence, or the exception's type and message)."""
@@ -211,13 +212,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _labels(spec: mvt.ModelSpec) -> tuple[str, ...]:
-    try:
-        return tuple(spec.labels)
-    except (KeyError, ImportError):
-        return tuple(f"class {i}" for i in range(spec.num_classes or 0))
-
-
 def label_index(label: str | None, labels: Sequence[str]) -> int | None:
     """The class index of a label as given: a class name of the model, or an index in range; else None."""
     if label is None:
@@ -279,44 +273,9 @@ def stage_stats(output) -> tuple[list[float], list[float], list[float]]:
     return out
 
 
-_SINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def model_sinks(model: nn.Module, seed: int = SINK_STREAM) -> list[Sink]:
-    """The sink keys of a trained model (:func:`mvt.sinks.find_sinks` on :data:`SINK_PROBES` SynthMotion
-    clips of stream ``seed``); probed once per model and seed in a process, and deterministic, so every
-    engine and worker marks the same keys. Untrained models get none (nothing was learned)."""
-    spec = model.spec
-    if not spec.trained:
-        return []
-    cache = _SINKS.setdefault(model, {})
-    if seed not in cache:
-        from mvt.train import to_input
-
-        clips = synth.generate(SINK_PROBES, seed, frames=spec.num_frames, size=spec.crop_size).clips
-        device = next(model.parameters()).device
-        cache[seed] = find_sinks(model, to_input(clips, spec).to(device))
-    return cache[seed]
-
-
-def sink_record(s: Sink) -> dict[str, Any]:
-    """A sink as the ``sinks`` column holds it (and ``lens.notes`` reads it back)."""
-    d = asdict(s)
-    d["cell"] = list(d["cell"]) if d["cell"] is not None else None
-    return d
-
-
-def _explanations(
-    model, x, output, cfg: RowConfig, target: int, seed: int, mask
-) -> tuple[dict, dict, dict, dict]:
-    """For one clip: ``{method: Volume}`` of every explanation of ``cfg`` (per-stage ones at their last stage)
-    and the baselines, token flow per stage (``{stage: Volume}``, when asked), seconds per method, and
-    ``{"model-relative slug": grid volume}``."""
-    baselines = [*M.BASELINES, *(["oracle"] if mask is not None else [])]
-    names = [*cfg.explanations, *baselines]
-    volumes, timings = M.compute(
-        model, x, output, names, target=target, options=cfg.options, seed=seed, mask=mask
-    )
+def _explanations(names: Sequence[str], volumes: Volumes, timings: Mapping[str, float], output):
+    """For one clip's run: ``{method: Volume}`` of ``names`` (per-stage ones at their last stage), token flow per
+    stage (``{stage: Volume}``, when asked), seconds per method, and ``{"model-relative slug": grid volume}``."""
     last = max(viz.stages(output)) if output is not None and output.attentions else None
     chosen, flows = {}, {}
     for key, vol in volumes.items():
@@ -357,21 +316,8 @@ def _pointing(vol: Volume, mask: np.ndarray, shape, cache: dict) -> dict[str, fl
     }
 
 
-SCORE_FIELDS = (
-    "pointing_game",
-    "token_pointing_game",
-    "ceiling_token",
-    "ceiling_pixel",
-    "chance",
-    "deletion_auc",
-    "insertion_auc",
-    "flow_correlation",
-    "flow_correlation_abs",
-    "sink_pointing_game",
-    "sink_token_pointing_game",
-    "seconds",
-)
-"""The fields of each entry of a row's ``scores`` (besides ``method``); null where not computed."""
+SCORE_FIELDS = tuple(SCORES)
+"""The fields of each entry of a row's ``scores`` (besides ``method``): :data:`lens.dataset.schema.SCORES`."""
 
 
 def model_row(
@@ -387,21 +333,32 @@ def model_row(
     spec = model.spec
     s = sampling(spec)
     frames, mask = decoded.frames[s], decoded.masks.get(s)
-    labels = _labels(spec)
+    labels = model_labels(spec)
     label = label_index(ref.label, labels)
     sinks = model_sinks(model, cfg.sink_seed) if cfg.sinks else []  # before the clip's seed: no RNG shared
     row["sinks"] = [sink_record(k) for k in sinks]
     seed = clip_seed(ref, decoded.sha256)
     torch.manual_seed(seed)
 
+    baselines = [*M.BASELINES, *(["oracle"] if mask is not None else [])]
+    names = [*cfg.explanations, *baselines] if cfg.explanations else []
+
     t = time.perf_counter()
     x = mvt.normalise(frames, spec, device=device)  # (1, 3, T, S, S)
-    with torch.inference_mode():
-        output = mark_sinks(model.forward_with_attention(x), sinks)
-    logits = output.logits.float()
+    run = run_model(
+        model,
+        x,
+        names,
+        target=label if cfg.target == "label" else None,
+        options=cfg.options,
+        attention=True,
+        sinks=sinks,
+        seed=seed,
+        mask=mask,
+    )
+    output, logits, target = run.output, run.logits, run.target
     pred = int(logits[0].argmax())
     probs, idx = logits.softmax(-1)[0].topk(min(cfg.top_k, logits.shape[-1]))
-    target = label if cfg.target == "label" and label is not None else pred
     row.update(
         label=label,
         pred=pred,
@@ -411,18 +368,14 @@ def model_row(
         correct=None if label is None else pred == label,
         target=target,
     )
+    explain = sum(run.timings.get(M.get(n).label, 0.0) for n in names)
     if cfg.shuffled:
         order = torch.from_numpy(shuffle_order(ref, x.shape[2], decoded.sha256)).to(x.device)
         with torch.inference_mode():
             row["shuffled_pred"] = int(model(x[:, :, order]).argmax(-1)[0])
-    row["seconds_forward"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    empty: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
-    vols, flows, seconds, grids = (
-        _explanations(model, x, output, cfg, target, seed, mask) if cfg.explanations else empty
-    )
-    row["seconds_explain"] = time.perf_counter() - t
+    row["seconds_forward"] = time.perf_counter() - t - explain
+    row["seconds_explain"] = explain
+    vols, flows, seconds, grids = _explanations(names, run.volumes, run.timings, output)
 
     t = time.perf_counter()
     ent, dpx, dfr = stage_stats(output)

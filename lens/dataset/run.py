@@ -8,24 +8,21 @@ nothing is written: the rows come back in memory (what ``evaluate`` does).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import mvt
-from viz.faithfulness import DEFAULT_SUBSTRATE
 
-from .. import methods as M
-from ..records import LensError
+from ..core.request import LensError
+from ..explain import methods as M
 from .engines import effective_threads, run_local, run_ray
-from .rows import DEFAULT_OPTIONS, SINK_STREAM, RowConfig
+from .rows import RowConfig
 from .sources import ClipRef, read_source
 from .store import Store
 
@@ -105,73 +102,60 @@ def _require(module: str, what: str) -> None:
         raise LensError(f"{what} needs {module}: pip install -r requirements-scale.txt (or mvt-lens[scale])")
 
 
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How a dataset run goes. ``rows``: what each row holds (methods, options, deletion settings, target,
+    …: :class:`~lens.dataset.rows.RowConfig`). ``out``: the folder to write (``None``: keep rows in memory);
+    ``resume`` continues a run there; ``report``: also write ``summary.html``. ``faithfulness_n``: deletion /
+    insertion on the first N clips only (default: all). ``engine``: ``"local"`` (on ``device``) or ``"ray"``
+    (``actors`` model actors of ``threads`` torch threads each, on local Ray or the cluster at ``address`` /
+    ``RAY_ADDRESS``). ``flush_every``: clips per part file; ``progress``: a progress bar on stderr;
+    ``on_clip(rows)`` is called on this process as each clip's rows arrive."""
+
+    rows: RowConfig = field(default_factory=RowConfig)
+    out: str | os.PathLike | None = None
+    resume: bool = False
+    report: bool = True
+    faithfulness_n: int | None = None
+    engine: str = "local"
+    device: str = "cpu"
+    actors: int | None = None
+    threads: int | None = None
+    address: str | None = None
+    flush_every: int = 32
+    progress: bool = True
+    on_clip: Callable[[list[dict]], None] | None = None
+
+
 def analyse_dataset(
-    source: str | Sequence[ClipRef],
-    models: Sequence[str],
-    methods: Sequence[str] = M.DEFAULT_METHODS,
-    out: str | os.PathLike | None = None,
-    *,
-    engine: str = "local",
-    resume: bool = False,
-    steps: int = 8,
-    substrate: str = DEFAULT_SUBSTRATE,
-    top_k: int = 5,
-    target: str = "label",
-    shuffled: bool = False,
-    volumes: bool = False,
-    sinks: bool = False,
-    sink_seed: int = SINK_STREAM,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    faithfulness_n: int | None = None,
-    actors: int | None = None,
-    threads: int | None = None,
-    address: str | None = None,
-    device: str = "cpu",
-    flush_every: int = 32,
-    progress: bool = True,
-    on_clip: Callable[[list[dict]], None] | None = None,
-    report: bool = True,
+    source: str | Sequence[ClipRef], models: Sequence[str], config: DatasetConfig | None = None
 ) -> RunResult:
     """Analyse every clip of ``source`` (a source string for :func:`~lens.dataset.sources.read_source`, or
-    clip refs) with every model: one row per (clip, model), see :data:`lens.dataset.table.COLUMNS`.
-
-    ``methods``: explanation methods of the registry (scored with the random / centre / oracle baselines);
-    ``steps``, ``substrate``: deletion / insertion settings, run on the first ``faithfulness_n`` clips
-    (default: all); ``target``, ``shuffled``, ``top_k``, ``volumes``, ``sinks``, ``sink_seed``, ``options``: see
-    :class:`~lens.dataset.rows.RowConfig`. ``engine``: ``"local"`` or ``"ray"`` (``actors`` model actors
-    of ``threads`` torch threads each, on local Ray or the cluster at ``address`` / ``RAY_ADDRESS``).
-    ``out``: the folder to write (``None``: keep rows in memory); ``resume`` continues a run there.
-    ``on_clip(rows)`` is called on this process as each clip's rows arrive."""
-    names, wanted = _check(models, methods, engine)
+    clip refs) with every model: one row per (clip, model), see :data:`lens.dataset.schema.COLUMNS`; the
+    explanation methods (``config.rows.methods``, registry names) are scored with the random / centre /
+    oracle baselines. How, and where to: ``config`` (:class:`DatasetConfig`)."""
+    config = config or DatasetConfig()
+    engine, out, threads = config.engine, config.out, config.threads
+    names, wanted = _check(models, config.rows.methods, engine)
     if engine == "ray":
         _require("ray", "--engine ray")
     if out is not None:
         _require("pyarrow", "writing results.parquet")
-    cfg = RowConfig(
-        methods=wanted,
-        options=dict(DEFAULT_OPTIONS if options is None else options),
-        steps=int(steps),
-        substrate=substrate,
-        top_k=int(top_k),
-        target=target,
-        shuffled=bool(shuffled),
-        volumes=bool(volumes) and out is not None,
-        sinks=bool(sinks),
-        sink_seed=int(sink_seed),
-    )
+    cfg = replace(config.rows, methods=wanted, volumes=config.rows.volumes and out is not None)
     refs = read_source(source) if isinstance(source, str) else list(source)
+    faithfulness_n = config.faithfulness_n
     if faithfulness_n is not None:
-        refs = [dataclasses.replace(r, scored=r.index < faithfulness_n) for r in refs]
+        refs = [replace(r, scored=r.index < faithfulness_n) for r in refs]
     if len({r.clip_id for r in refs}) != len(refs):
         raise LensError("the source names a clip more than once; each clip must appear once")
     store = None
     kept: list[dict] = []
     settings = {"models": names, **cfg.as_dict(), "faithfulness_n": faithfulness_n}
     if out is not None:
-        store = Store(out, settings, models=names, resume=resume, flush_every=flush_every)
-    done = store.done() if store is not None and resume else set()
+        store = Store(out, settings, models=names, resume=config.resume, flush_every=config.flush_every)
+    done = store.done() if store is not None and config.resume else set()
     todo = [r for r in refs if r.clip_id not in done]
-    bar = Progress(len(todo), engine, progress, on_clip)
+    bar = Progress(len(todo), engine, config.progress, config.on_clip)
     got: set[str] = set()
 
     def sink(rows: list[dict], vols: Mapping[str, np.ndarray]) -> None:
@@ -185,9 +169,9 @@ def analyse_dataset(
     t0 = time.perf_counter()
     try:
         if engine == "local":
-            run_local(todo, names, cfg, sink, device=device, threads=threads)
+            run_local(todo, names, cfg, sink, device=config.device, threads=threads)
         else:
-            run_ray(todo, names, cfg, sink, actors=actors, threads=threads, address=address)
+            run_ray(todo, names, cfg, sink, actors=config.actors, threads=threads, address=config.address)
     finally:
         bar.close()
         if store is not None:
@@ -226,7 +210,7 @@ def analyse_dataset(
         result.summary = summarise(result.rows, names, run=run)
         result.files["results"] = store.out / "results.parquet"
         result.files["summary.json"] = store.write_json("summary.json", result.summary)
-        if report:
+        if config.report:
             from .report import write_html
 
             result.files["summary.html"] = write_html(result.summary, store.out / "summary.html")

@@ -24,7 +24,7 @@ import numpy as np
 
 from mvt import synth
 
-from ..records import LensError
+from ..core.request import LensError
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".gif")
 """File name endings a folder or glob source picks up (case-insensitive)."""

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..records import LensError
-from ..views import atomic_write
-from .table import to_table
+from ..core.request import LensError
+from ..core.storage import atomic_write
+from .schema import to_table
 
 
 def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:

@@ -1,7 +1,8 @@
-"""Numbers over a dataset's rows: per model accuracy, attention statistics per stage and each method's
-scores (pointing game at pixel and token resolution with ceilings and chance, deletion / insertion AUC, flow
-correlations, …: :data:`lens.dataset.rows.SCORE_FIELDS`), each as a mean with a 95 % confidence interval;
-the deletion metric's validity check (oracle vs random) and the model's sink keys.
+"""Numbers over a dataset's rows: per model accuracy, attention statistics per stage, each method's scores
+(pointing game at pixel and token resolution with ceilings and chance, deletion / insertion AUC, flow
+correlations, …) and the timings, each as a mean with a 95 % confidence interval; the deletion metric's
+validity check (oracle vs random) and the model's sink keys. Every field is defined once, in
+:mod:`lens.dataset.schema`.
 
 Intervals: Wilson's score interval for rates (accuracy, pointing game: values 0 or 1); for means of
 continuous scores (AUCs, entropies, distances) the normal interval ``mean ± 1.96 · sd / √n``. Missing
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .schema import SCORES, TIMINGS
 
 Z95 = 1.959963984540054
 
@@ -55,14 +58,7 @@ def rate_ci(values: Iterable[Any]) -> dict[str, float | int | None]:
     return {"mean": p, "lo": max(0.0, centre - half), "hi": min(1.0, centre + half), "n": n}
 
 
-RATES = (
-    "pointing_game",
-    "token_pointing_game",
-    "ceiling_token",
-    "ceiling_pixel",
-    "sink_pointing_game",
-    "sink_token_pointing_game",
-)
+RATES = tuple(k for k, f in SCORES.items() if f.rate)
 """Score fields that are 0/1 per clip (Wilson interval); the others are means."""
 
 
@@ -125,10 +121,6 @@ def model_summary(rows: Sequence[Mapping]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("error") is None]
     labelled = [r for r in ok if r.get("correct") is not None]
     shuffled = [r for r in labelled if r.get("shuffled_pred") is not None]
-    per_clip = [
-        sum(float(r.get(k) or 0.0) for k in ("seconds_forward", "seconds_explain", "seconds_scores"))
-        for r in ok
-    ]
     methods = {
         m: {k: (rate_ci(vs) if k in RATES else mean_ci(vs)) for k, vs in v.items()}
         for m, v in method_scores(ok).items()
@@ -146,8 +138,10 @@ def model_summary(rows: Sequence[Mapping]) -> dict[str, Any]:
         "methods": methods,
         **deletion_check(means),
         "sinks": next((r["sinks"] for r in ok if r.get("sinks")), []),
-        "seconds_per_clip": mean_ci(per_clip),
-        "seconds_decode_per_clip": mean_ci(r.get("seconds_decode") for r in ok),
+        **{
+            name: mean_ci(sum(float(r.get(c) or 0.0) for c in cols) for r in ok)
+            for name, cols in TIMINGS.items()
+        },
     }
 
 

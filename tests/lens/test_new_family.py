@@ -79,9 +79,9 @@ def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
         lens.VolumeKey("gradcam"),
     }
     for method in ("attention", "rollout", "saliency", "gradcam"):
-        panel = service.render(analysis, lens.View(method, head="max" if method == "attention" else "mean"))[
-            0
-        ]
+        panel = service.render(
+            analysis, lens.Display(method, head="max" if method == "attention" else "mean")
+        )[0]
         assert panel.overlay.is_file() and panel.strip.is_file()
         assert mvt.probe(panel.overlay).num_frames == 16
     written = lens.write_export(analysis, tmp_path / "export")
@@ -92,12 +92,13 @@ def test_a_new_family_runs_through_the_service(toy_family, tmp_path):
 
 
 def test_the_app_serves_it_without_changes(toy_family, tmp_path):
+    from pathlib import Path
+
     import app
     from tests.test_app import run_compare
 
     clip = make_moving_square(tmp_path / "clip.mp4", seed=6)
     out, _ = run_compare(clip, [toy_family], methods=["rollout"], show="rollout")
-    slot = out["slots"][0]
-    assert toy_family in slot["title"]["value"] and slot["download"]["value"].endswith(".mp4")
-    assert f'data-model="{toy_family}"' in slot["view"]["value"]
-    assert "lenstoy" not in (app.ROOT / "app.py").read_text()
+    assert toy_family in out["title_0"] and out["download_0"]["value"].endswith(".mp4")
+    assert f'data-model="{toy_family}"' in out["picture_0"]
+    assert "lenstoy" not in Path(app.__file__).read_text()

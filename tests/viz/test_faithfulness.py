@@ -1,7 +1,7 @@
 """viz.faithfulness: deletion/insertion curves, pointing game, mask IoU and baselines, on known answers.
 
 The metrics take a scoring callable (a batch of clips → one score each); :func:`prob` makes one from a
-module here (``lens.faithfulness.class_probability`` does it for the app, and is tested in tests/lens).
+module here (``lens.scoring.class_probability`` does it for the app, and is tested in tests/lens).
 """
 
 from __future__ import annotations

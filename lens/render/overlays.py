@@ -1,0 +1,191 @@
+"""From a result and a :class:`~lens.render.display.Display` to pixels and files: which volume a display
+means, the controls a model can give, the overlay and the all-stages strip, the overlay frame rate, and the
+figures shown after a comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import mvt
+import viz
+
+from ..core.records import ModelResult, Volume, VolumeKey
+from ..core.request import LensError
+from ..core.storage import atomic_write
+from ..explain import methods as M
+from .display import DEFAULT_DISPLAY, Display
+
+STRIP_KINDS = ("attention", "rollout", "gradient")
+"""Method kinds drawn in the all-stages strip (a row each); captum attributions get their own strip."""
+
+
+def overlay_fps(result: ModelResult) -> float:
+    """The frame rate of every overlay video (app and export): the rate of the frames the model saw,
+    kept between 2 and 30 fps so short samples stay watchable and long strides do not flicker."""
+    return max(2.0, min(float(result.fps), 30.0))
+
+
+def resolve(result: ModelResult, display: Display) -> tuple[VolumeKey, Volume]:
+    """The volume ``display`` asks for in ``result``: a :class:`LensError` saying what to do if it cannot be
+    drawn (not computed, or heads the map does not have; heads are numbered from 1, as the app shows them)."""
+    method = M.get(display.method)
+    keys = [k for k in result.volumes if k.method == method.name]
+    if not keys:
+        raise LensError(f"{method.label} was not computed for {result.name}: tick it and press Compare.")
+    key = keys[-1] if display.stage is None else keys[min(max(int(display.stage), 0), len(keys) - 1)]
+    if display.head == "mean" or not method.heads:
+        return key, result.volumes[key]
+    offered = head_choices(result, display.method, key.stage)
+    label = display.head if isinstance(display.head, str) else f"head {int(display.head) + 1}"
+    if label not in offered:
+        where = f"stage {key.stage + 1}" if key.stage is not None else method.label
+        have = ", ".join(offered)
+        raise LensError(f"{result.name} has no {label} at {where}: it offers {have}.")
+    inputs = M.Inputs(
+        None, None, result.output, result.target, options={"head": display.head, "stage": key.stage}
+    )
+    try:
+        return key, method.compute(inputs)[key]
+    except ValueError as e:  # e.g. per-head maps of a model without a CLS token
+        raise LensError(f"{result.name}: {e}") from None
+
+
+# -- controls that fit the model ----------------------------------------------------------------------------
+
+
+def _grid_text(grid: Sequence[int]) -> str:
+    t, h, w = (int(g) for g in grid)
+    if t == 1 and h == 1:
+        return f"{w} keys (1-D)"  # 1-D pooled tokens (HVT)
+    return f"{t}×{h}×{w} keys"
+
+
+def stage_choices(result: ModelResult, method: str = "attention") -> list[tuple[str, int]]:
+    """``(label, stage as shown, from 1)`` for every stage ``method`` has a volume of in ``result``, labelled
+    by the grid of keys its map attends over: ``("stage 2 · 8×7×7 keys", 2)`` (T×H×W). Empty for methods
+    that are not per stage."""
+    m = M.get(method)
+    if not m.per_stage or result.output is None:
+        return []
+    stages = [k.stage for k in result.volumes if k.method == m.name and k.stage is not None]
+    out = []
+    for s in stages:
+        amap = viz.stage_map(result.output, s)
+        grid = tuple(g * k for g, k in zip(amap.group_grid, amap.k_grid))
+        out.append((f"stage {s + 1} · {_grid_text(grid)}", s + 1))
+    return out
+
+
+def head_choices(result: ModelResult, method: str = "attention", stage: int | None = None) -> list[str]:
+    """The head choices a map can give for ``method`` at ``stage`` (0-based; ``None``: the last stage):
+    ``mean``, and ``max`` plus ``head 1 … head H`` only where the map has a per-head CLS row. Methods that
+    do not take heads offer ``mean`` only."""
+    m = M.get(method)
+    if not m.heads or result.output is None:
+        return ["mean"]
+    stages = viz.stages(result.output)
+    if not stages:
+        return ["mean"]
+    s = stages[-1] if stage is None else stages[min(max(int(stage), 0), len(stages) - 1)]
+    amap = viz.stage_map(result.output, s)
+    if amap.cls_row is None or amap.kind == "cross":
+        return ["mean"]
+    return ["mean", "max", *(f"head {i}" for i in range(1, int(amap.cls_row.shape[1]) + 1))]
+
+
+def frame_volume(result: ModelResult, volume: Volume) -> np.ndarray:
+    """``volume`` painted onto the frames the model saw: float32 (T, S, S)."""
+    return volume.painted(result.frames.shape[:3])
+
+
+def render_overlay(result: ModelResult, volume: Volume, display: Display = DEFAULT_DISPLAY) -> np.ndarray:
+    """Heat overlay of ``volume`` on the frames the model saw: uint8 (T, S, S, 3); each pixel's opacity grows
+    with its value (``viz.overlay(weighted=True)``), so the frame stays readable where the heat is low."""
+    vals = frame_volume(result, volume)
+    return viz.overlay(result.frames, vals, alpha=display.opacity, cmap=display.colormap, weighted=True)
+
+
+def strip_keys(
+    result: ModelResult, kinds: Sequence[str] = STRIP_KINDS, *, ready_only: bool = False
+) -> list[VolumeKey]:
+    """The result's volumes of method ``kinds``, in registry order (stages in order); ``ready_only`` leaves
+    out volumes still pending (e.g. rollout before the attention matrices are computed)."""
+    return [
+        k
+        for k in result.volumes
+        if M.get(k.method).kind in kinds and (not ready_only or result.volumes.ready(k))
+    ]
+
+
+def volume_strip(
+    result: ModelResult,
+    keys: Sequence[VolumeKey],
+    display: Display = DEFAULT_DISPLAY,
+    columns: int = 8,
+    title: str | None = None,
+):
+    """One image: a row per volume of ``keys`` (labelled), ``columns`` evenly spaced frames each. Labels are
+    sized to the frames (an eighth of their height, at least 12 px), so they stay readable when the strip is
+    shown smaller than it is."""
+    rows = [render_overlay(result, result.volumes[k], display) for k in keys]
+    size = max(12, int(result.frames.shape[1]) // 8)
+    return viz.strip(
+        rows,
+        labels=[M.volume_label(k) for k in keys],
+        max_frames=columns,
+        font_size=size,
+        label_width=8 * size,
+        title=title,
+    )
+
+
+def stage_strip(
+    result: ModelResult, display: Display = DEFAULT_DISPLAY, columns: int = 8, *, ready_only: bool = False
+) -> np.ndarray:
+    """The all-stages strip: a row per stage (attention), then rollout (and gradient rollout) if computed,
+    under the model's name (``ready_only``: only rows that need no waiting)."""
+    return volume_strip(
+        result,
+        strip_keys(result, ready_only=ready_only),
+        display,
+        columns,
+        title=f"{result.name}: {result.description}",
+    )
+
+
+def write_overlay(
+    result: ModelResult, volume: Volume, path: Path, display: Display = DEFAULT_DISPLAY
+) -> Path:
+    """The overlay of ``volume`` as an H.264 mp4 at :func:`overlay_fps`."""
+    frames = render_overlay(result, volume, display)
+    return atomic_write(path, lambda p: mvt.write_video(frames, p, fps=overlay_fps(result)))
+
+
+def write_png(image: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    return atomic_write(path, lambda p: Image.fromarray(image).save(p, format="PNG", compress_level=1))
+
+
+def write_jpeg(image: np.ndarray, path: Path, quality: int = 88) -> Path:
+    from PIL import Image
+
+    return atomic_write(path, lambda p: Image.fromarray(image).save(p, format="JPEG", quality=quality))
+
+
+def token_grid_figures(results: Sequence[ModelResult]) -> list:
+    """A plotly token-grid figure per result (its stages' grids over the clip, coloured by attention)."""
+    figs = []
+    for r in results:
+        fig = viz.token_grid_figure(r.output)
+        fig.update_layout(title=f"{r.name}: token grid per stage")
+        figs.append(fig)
+    return figs
+
+
+def stats_figure(results: Sequence[ModelResult]):
+    """Attention entropy and mean distance per stage for every result, in one plotly figure."""
+    return viz.stats_figure({r.name: viz.attention_stats(r.output) for r in results})

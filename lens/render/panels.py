@@ -1,0 +1,75 @@
+"""One model's panel for one display: the files it shows (overlay mp4, frames sprite, all-stages strip) and the
+numbers beside them (clip times, per-frame weights, captions) — or, in place of the picture, why not."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.records import ModelResult, VolumeKey
+from ..core.request import ResultKey
+from .captions import captions
+from .display import Display
+from .overlays import resolve, stage_strip, strip_keys, write_overlay, write_png
+from .timeline import frame_weights, write_sprite
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one model's panel shows for a display: its result, the volume drawn and the files — or, in place
+    of the picture, why it cannot be drawn (``error``; ``result`` is still there when the model ran)."""
+
+    name: str
+    result: ModelResult | None
+    error: str | None = None
+    key: VolumeKey | None = None
+    overlay: Path | None = None
+    """The overlay video (mp4) of the display: what a person downloads."""
+    strip: Path | None = None
+    """Every stage's attention (and the rollout) over eight frames, one row each (PNG)."""
+    frames: Path | None = None
+    """The overlay frames tiled into one JPEG (``grid`` columns × rows, in order): what the timeline shows."""
+    grid: tuple[int, int] = (1, 1)
+    times: tuple[float, ...] = ()
+    """The clip time (seconds) of each frame the model saw."""
+    weights: tuple[float, ...] = ()
+    """How much of the explanation falls on each frame (shares summing to 1): the importance curve."""
+    captions: tuple[str, ...] = ()
+    """Sentences about this display, shown under the picture (see :data:`lens.render.captions.CAPTIONERS`)."""
+    display: Display | None = None
+    pending: bool = False
+    """The model has not finished yet (see :class:`~lens.core.records.ModelError`)."""
+
+
+def draw(
+    entry: ModelResult, key: ResultKey | None, display: Display, out: Path, ready_only: bool = False
+) -> Panel:
+    """Write ``entry``'s files for ``display`` into ``out`` (named by what they show, so each is written
+    once) and return its panel; a :class:`~lens.core.request.LensError` when the display cannot be drawn."""
+    vkey, volume = resolve(entry, display)
+    tag = hashlib.sha1(repr((key, display)).encode()).hexdigest()[:12]
+    safe = entry.name.replace(".", "_")
+    video = out / f"overlay_{safe}_{vkey.slug}_{tag}.mp4"
+    if not video.exists():
+        write_overlay(entry, volume, video, display)
+    frames = out / f"frames_{safe}_{vkey.slug}_{tag}.jpg"
+    grid = write_sprite(entry, volume, frames, display)
+    rows = tuple(strip_keys(entry, ready_only=ready_only))
+    stag = hashlib.sha1(repr((key, display.colormap, display.opacity, rows)).encode()).hexdigest()[:12]
+    strip = out / f"strip_{safe}_{stag}.png"
+    if not strip.exists():
+        write_png(stage_strip(entry, display, ready_only=ready_only), strip)
+    return Panel(
+        entry.name,
+        entry,
+        key=vkey,
+        overlay=video,
+        strip=strip,
+        frames=frames,
+        grid=grid,
+        times=tuple(float(t) for t in entry.times),
+        weights=tuple(float(w) for w in frame_weights(entry, volume)),
+        captions=captions(entry, display, vkey, volume),
+        display=display,
+    )

@@ -1,0 +1,130 @@
+"""The one run path: a model on a clip's frames → output, volumes and timings.
+
+:func:`run_model` is what :class:`lens.Service` and :mod:`lens.dataset.rows` both call: a forward (the fused
+fast path, or with attention capture when anything is to be explained), the sinks marked, the class to
+explain chosen, and the explanation methods of the registry computed. :func:`capture` is the one place
+``lens`` asks a model for its attention. :func:`labels` and :func:`top_k` name what the logits predict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import mvt
+from mvt.models.contract import accepts
+from mvt.outputs import ModelOutput
+from mvt.sinks import Sink, mark_sinks
+
+from ..core.records import Volumes
+from ..core.request import LensError
+from ..explain import methods as M
+
+Progress = Callable[[float, str], None]
+
+
+def _quiet(frac: float, what: str) -> None:
+    return None
+
+
+def capture(model: nn.Module, x: torch.Tensor, *, lazy: bool = False) -> ModelOutput:
+    """``model.forward_with_attention(x)``: every map's head mean now, or (``lazy``, where the family offers
+    it) every map's CLS rows now and the head-mean matrices on first read."""
+    if lazy and accepts(model, "lazy"):
+        return model.forward_with_attention(x, lazy=True)
+    return model.forward_with_attention(x)
+
+
+def labels(spec: mvt.ModelSpec) -> tuple[str, ...]:
+    """The class names of a model (``class N`` where its label set cannot be had)."""
+    try:
+        return tuple(spec.labels)
+    except (KeyError, ImportError):
+        return tuple(f"class {i}" for i in range(spec.num_classes or 0))
+
+
+def top_k(logits: torch.Tensor, names: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes of ``logits`` (1, classes) as ``(name, probability)``."""
+    probs = logits.float().softmax(-1)[0]
+    vals, idx = probs.topk(min(k, probs.numel()))
+    return [
+        (names[i] if i < len(names) else f"class {i}", float(v)) for v, i in zip(vals.tolist(), idx.tolist())
+    ]
+
+
+@dataclass
+class Run:
+    """One model on one clip: its logits (1, classes), the captured output (``None`` on the fast path), the
+    class explained, the explanation volumes and the seconds each step took (by label)."""
+
+    logits: torch.Tensor
+    output: ModelOutput | None
+    target: int
+    volumes: Volumes
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    methods: Sequence[str] = (),
+    *,
+    target: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    attention: bool | None = None,
+    lazy: bool = False,
+    sinks: Sequence[Sink] = (),
+    lock: contextlib.AbstractContextManager | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+    mask: np.ndarray | None = None,
+) -> Run:
+    """Run ``model`` on ``x`` (1, 3, T, S, S) and explain class ``target`` (``None``: the prediction) with
+    ``methods``. ``attention``: capture the maps (default: when there is a method to compute); ``lazy``:
+    capture CLS rows now, matrices on first read, and leave the methods that read every matrix (rollout)
+    pending (see :func:`lens.explain.methods.compute`). ``sinks`` are marked on the maps. ``lock`` is held
+    while a method runs autograd on the shared model; ``seed`` and ``mask`` go to the baselines. A
+    :class:`LensError` when ``target`` is not one of the model's classes."""
+    report = progress or _quiet
+    attention = bool(methods) if attention is None else attention
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    output = None
+    with torch.inference_mode():
+        if attention:
+            report(0.3, "forward, CLS rows of every map" if lazy else "forward with attention")
+            output = mark_sinks(capture(model, x, lazy=lazy), list(sinks))
+            logits = output.logits
+        else:
+            report(0.3, "forward")
+            logits = model(x)
+    timings["forward + capture" if attention else "forward"] = time.perf_counter() - t
+    for key, value in (output.extras.get("stage_seconds", {}) if output is not None else {}).items():
+        timings[f"  {key}"] = value
+    classes = int(logits.shape[-1])
+    if target is not None and not 0 <= int(target) < classes:
+        name = getattr(getattr(model, "spec", None), "name", "this model")
+        raise LensError(f"class {target} does not exist for {name}: it has classes 0 to {classes - 1}")
+    chosen = int(logits[0].argmax()) if target is None else int(target)
+    volumes, method_times = M.compute(
+        model,
+        x,
+        output,
+        methods,
+        target=chosen,
+        options=options,
+        lock=lock,
+        progress=lambda f, what: report(0.5 + 0.5 * f, what),
+        seed=seed,
+        mask=mask,
+        defer=lazy,
+    )
+    timings.update(method_times)
+    return Run(logits.float(), output, chosen, volumes, timings)

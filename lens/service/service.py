@@ -1,0 +1,503 @@
+"""The analysis service: clip → models → explanations → files, shared by the app, the API and the CLI.
+
+:meth:`Service.analyse` decodes the clip the way each model's spec asks, runs the model once with attention
+capture (:func:`lens.service.run.run_model`), computes the asked explanation methods and keeps the results in
+a bounded cache keyed by everything they depend on (:class:`~lens.core.request.ResultKey`), so that any
+display can be drawn later without running a model again. A model that fails becomes an error entry for that
+model only. :meth:`Service.render` turns an analysis and a :class:`~lens.render.display.Display` into overlay
+videos and strips, written only into the service's own output folder.
+
+The service owns every cache (built models, results, drawn panels, decoded clips) and every background
+thread (:attr:`Service.threads`: downloads, deferred maps, start-up, network probes); :meth:`Service.close`
+stops the threads and deletes the files. It is the :class:`~lens.service.jobs.Runner` of its jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import mvt
+from mvt.quantize import INT8_LABEL, PRECISIONS
+
+from ..core.cache import Builder, ModelCache, ResultCache, build_model
+from ..core.clips import ClipCache, clip_info
+from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
+from ..core.request import MAX_MODELS, LensError, Request, ResultKey, class_index, start_time
+from ..core.threads import Threads
+from ..explain import methods as M
+from ..explain.scoring import score_result
+from ..explain.sinks import sinks_of
+from ..render.display import DEFAULT_DISPLAY, Display
+from ..render.panels import Panel, draw
+from .jobs import Download, Entry, Job, estimated_seconds, needs_download
+from .run import labels, run_model, top_k
+
+log = logging.getLogger("mvt-lens")
+
+Progress = Callable[[float, str], None]
+POLL_S = 0.25
+"""How often a request waiting for the compute slot reports progress."""
+
+
+def _quiet(frac: float, what: str) -> None:
+    return None
+
+
+def _materialise_all(results: Sequence[ModelResult]) -> int:
+    """Materialise ``results`` in order (the background task of :meth:`Service.warm`); how many there were."""
+    for r in results:
+        try:
+            r.materialise()
+        except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
+            log.exception("computing the deferred attention matrices of %s failed", r.name)
+    return len(results)
+
+
+class Service:
+    """Caches (models, results, panels, decoded clips), threads, and the operations on them; safe to share
+    between threads.
+
+    ``device``: where models run (bf16 autocast on CUDA unless ``bf16=False``). ``out_dir``: the only folder
+    :meth:`render` and :meth:`export` write to (default: a new temporary folder). ``max_models``: the most
+    models one request may name (``None``: no limit). ``builder(name, device)`` builds a model (default
+    ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
+    takes the request and the model names and returns their entries (plain, picklable values), and the
+    service reports progress around it. ``compute_slots``: how many models may run at once, over all
+    requests (``None``: no limit); downloads never take a slot.
+
+    ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
+    model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
+    its queries and keys; the full head-mean matrices, and the volumes that read them (rollout), are
+    computed on first read — or all at once in the background by :meth:`warm`.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        *,
+        out_dir: str | Path | None = None,
+        max_results: int = 24,
+        max_models: int | None = MAX_MODELS,
+        builder: Builder = build_model,
+        gpu: Callable[[Callable], Callable] | None = None,
+        compute_slots: int | None = 1,
+        defer: bool | None = None,
+        bf16: bool | None = None,
+        max_clips: int = 8,
+    ) -> None:
+        self.models = ModelCache(device, builder)
+        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
+        self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
+        self.clips = ClipCache(max_clips)
+        self.threads = Threads()
+        self.compute_slots = compute_slots
+        self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
+        self.max_models = max_models
+        self._seconds: dict[str, float] = {}
+        self._out_dir = Path(out_dir) if out_dir is not None else None
+        self._out_lock = threading.Lock()
+        self._gpu = gpu(self._run_models) if gpu is not None else None
+        self.defer = gpu is None if defer is None else bool(defer)
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
+
+    @property
+    def device(self) -> torch.device:
+        return self.models.device
+
+    # -- files and lifetime ----------------------------------------------------------------------------------
+
+    @property
+    def out_dir(self) -> Path:
+        """The folder every file this service writes goes to (created on first use)."""
+        with self._out_lock:
+            if self._out_dir is None:
+                self._out_dir = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
+            self._out_dir.mkdir(parents=True, exist_ok=True)
+            return self._out_dir
+
+    def session_dir(self, session: str | None) -> Path:
+        """A folder of :attr:`out_dir` for one user's files (``None``: :attr:`out_dir` itself)."""
+        if not session:
+            return self.out_dir
+        safe = "".join(c for c in str(session) if c.isalnum() or c in "-_")[:64] or "anonymous"
+        folder = self.out_dir / f"session-{safe}"
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def end_session(self, session: str | None) -> None:
+        """Delete the files of one user's session (when their browser session ends)."""
+        if session:
+            shutil.rmtree(self.session_dir(session), ignore_errors=True)
+
+    def close(self, timeout: float = 30.0) -> list[str]:
+        """Stop every thread of the service (:meth:`lens.core.threads.Threads.close`), empty its caches and
+        delete every file it wrote (at exit). Returns the threads still running after ``timeout`` s (a
+        download stuck in a read)."""
+        stuck = self.threads.close(timeout)
+        for cache in (self.results, self.panels, self.clips):
+            cache.clear()
+        with self._out_lock:
+            if self._out_dir is not None:
+                shutil.rmtree(self._out_dir, ignore_errors=True)
+        return stuck
+
+    # -- models --------------------------------------------------------------------------------------------
+
+    def expected_seconds(self, name: str) -> float:
+        """How long ``name`` is expected to take: the last time it ran here, else an estimate."""
+        return self._seconds.get(name, estimated_seconds(name))
+
+    def took(self, name: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self._seconds[name] = float(seconds)
+
+    def forget(self, name: str) -> None:
+        """Drop the built model ``name`` and its cached results (after its registration or weights changed)."""
+        self.models.forget(name)
+        self.results.drop(lambda key: key.model == name)
+        self._seconds.pop(name, None)
+
+    def labels(self, name: str) -> tuple[str, ...]:
+        """The class names of ``name`` as its weights give them (a loaded hub model's own ``id2label``)."""
+        model = self.models.peek(name)
+        return labels(model.spec if model is not None else mvt.get_spec(name))
+
+    # -- requests ------------------------------------------------------------------------------------------
+
+    def _check_precision(self, precision: str, methods: Sequence[str]) -> None:
+        if precision not in PRECISIONS:
+            raise LensError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision == "fp32":
+            return
+        if self.device.type != "cpu":
+            raise LensError("int8 quantisation runs on the CPU only; this app runs its models on a GPU.")
+        if grad := [M.get(m).label for m in methods if M.get(m).needs_gradients]:
+            raise LensError(
+                f"{', '.join(grad)} need gradients, which the int8 layers do not have: untick int8 for them."
+            )
+
+    def _check_models(self, models: Sequence[str]) -> list[str]:
+        names = list(models or [])
+        if not names:
+            raise LensError("Pick at least one model.")
+        if self.max_models is not None and len(names) > self.max_models:
+            raise LensError(f"Pick at most {self.max_models} models.")
+        for n in names:
+            try:
+                mvt.get_spec(n)
+            except KeyError as e:
+                raise LensError(str(e.args[0] if e.args else e)) from None
+        return names
+
+    def request(
+        self,
+        clip: str | os.PathLike | None,
+        models: Sequence[str],
+        methods: Sequence[str] = M.DEFAULT_METHODS,
+        *,
+        start_s: float | str | None = None,
+        target: int | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        precision: str = "fp32",
+    ) -> Request:
+        """A checked :class:`Request`: a :class:`LensError` for a bad one, :class:`mvt.VideoError` when the
+        file is not a usable video (its header is read here; the frames are read when a model runs)."""
+        if not clip:
+            raise LensError("Upload a video clip (or record one with the webcam) first.")
+        names = self._check_models(models)
+        wanted = M.normalise(methods)
+        self._check_precision(precision, wanted)
+        start = start_time(start_s)
+        return Request.of(
+            clip_info(clip), names, wanted, start_s=start, target=target, options=options, precision=precision
+        )
+
+    def analyse(self, clip: str | os.PathLike | None, models: Sequence[str], *args, **kwargs) -> Analysis:
+        """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
+        fast path); the arguments are :meth:`analyse_iter`'s. ``target`` is the class the gradient methods
+        explain (default: each model's prediction); ``options`` maps a method name to its keyword options.
+        Raises :class:`mvt.VideoError` when the file is not a usable video and :class:`LensError` for a bad
+        request; a model that fails becomes a :class:`ModelError` entry. ``precision="int8"`` runs the models
+        with int8 dynamically quantised linear layers (:func:`mvt.quantize.quantize_linears`: faster on a CPU,
+        approximate; each result says so in its description and notes)."""
+        job = self.analyse_iter(clip, models, *args, **kwargs)
+        for _ in job:
+            pass
+        return job.analysis
+
+    def analyse_iter(
+        self,
+        clip: str | os.PathLike | None,
+        models: Sequence[str],
+        methods: Sequence[str] = M.DEFAULT_METHODS,
+        *,
+        progress: Progress | None = None,
+        **request: Any,
+    ) -> Job:
+        """:meth:`analyse`, streamed: a :class:`lens.service.jobs.Job` to iterate for ``(index, entry)`` as each
+        model finishes (cached results first, then the model expected to finish first; downloads run
+        meanwhile). The request (``start_s``, ``target``, ``options``, ``precision``: :meth:`request`) and the
+        clip are checked here, before anything runs."""
+        report = progress or _quiet
+        if clip:
+            report(0.0, "reading the clip")
+        return Job(self, self.request(clip, models, methods, **request), report)
+
+    def get(self, ref: AnalysisRef | None) -> Analysis:
+        """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
+        if ref is None:
+            raise LensError("Run a comparison first.")
+        entries: list[ModelResult | ModelError] = []
+        for key, error in zip(ref.keys, ref.errors):
+            entry = error if key is None else self.results.get(key)
+            if entry is None:
+                raise LensError("These results were evicted from the cache: press Compare again.")
+            entries.append(entry)
+        return Analysis(ref.request, entries, list(ref.keys))
+
+    def explain_class(
+        self,
+        ref: AnalysisRef | None,
+        index: int,
+        klass: str,
+        method: str,
+        *,
+        progress: Progress | None = None,
+    ) -> Analysis:
+        """The analysis ``ref`` points at with model ``index`` run again to explain the class ``klass`` (a label
+        as typed or picked, ``class N`` or a number) with ``method`` (besides the methods it had)."""
+        analysis = self.get(ref)
+        if not 0 <= index < len(analysis.entries):
+            raise LensError(f"there is no model {index + 1} in this comparison")
+        name = analysis.entries[index].name
+        target = class_index(klass, self.labels(name))
+        if target is None:
+            raise LensError(
+                f"{name} has no class called {klass!r}: pick one of its top-5 or type its exact name."
+            )
+        one = self.analyse(
+            analysis.clip.path,
+            [name],
+            [*analysis.methods, method],
+            start_s=analysis.start_s,
+            target=target,
+            progress=progress,
+        )
+        return analysis.with_entry(index, one.entries[0], one.keys[0])
+
+    # -- the runner of jobs --------------------------------------------------------------------------------
+
+    def cached(self, key: ResultKey) -> ModelResult | None:
+        return self.results.get(key)
+
+    def download(self, name: str) -> Download | None:
+        if not needs_download(name, self.models.loaded()):
+            return None
+        d = Download(name)
+        self.threads.start(f"download {name}", d.run)
+        return d
+
+    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
+        """Run ``names`` (one compute slot for all of them; through ``gpu`` when given, progress said here)
+        and keep their results; never raises for the models' own failures."""
+        names = list(names)
+        with self._slot(names, progress):
+            if self._gpu is not None:
+                progress(0.0, f"{', '.join(names)}: running on the GPU")
+                entries = self._gpu(request, names)
+            else:
+                entries = self._run_models(request, names, progress)
+        for name, entry in zip(names, entries):
+            if isinstance(entry, ModelResult):
+                self.results.put(request.key(name), entry)
+                self.took(name, entry.timings.get("total"))
+        return entries
+
+    @contextmanager
+    def _slot(self, names: Sequence[str], progress: Progress) -> Iterator[None]:
+        slot = self.compute_slot
+        if slot is not None:
+            while not slot.acquire(timeout=POLL_S):
+                progress(0.0, f"{', '.join(names)}: waiting for another comparison to finish")
+        try:
+            yield
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _run_models(
+        self, request: Request, names: Sequence[str], progress: Progress | None = None
+    ) -> list[ModelResult | ModelError]:
+        """Run ``names`` on the request's clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
+        out: list[ModelResult | ModelError] = []
+        report = progress or _quiet
+        for i, name in enumerate(names):
+
+            def step(frac: float, what: str, i: int = i, name: str = name) -> None:
+                report((i + frac) / len(names), f"{name}: {what}")
+
+            try:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    out.append(self._run_model(request, name, step))
+            except (mvt.VideoError, mvt.WeightsError, LensError) as e:
+                out.append(ModelError(name, str(e)))
+            except Exception as e:  # one model's failure must not take the others (or the server) down
+                log.exception("%s failed on %s", name, request.clip.path)
+                out.append(ModelError(name, f"{name} failed ({type(e).__name__}: {str(e)[:200]})."))
+        return out
+
+    def _run_model(self, request: Request, name: str, report: Progress) -> ModelResult:
+        t0 = time.perf_counter()
+        report(0.0, "loading model")
+        precision = request.precision
+        model = self.models.get(name, precision)
+        spec = model.spec
+        load = time.perf_counter() - t0
+        report(0.1, "decoding")
+        t = time.perf_counter()
+        clip = self.clips.read(request.clip.path, spec, request.start_s)
+        frames = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3): exactly what the model sees
+        x = mvt.normalise(frames, spec, device=self.device)
+        decode = time.perf_counter() - t
+        run = run_model(
+            model,
+            x,
+            request.methods,
+            target=request.target,
+            options=request.option_map,
+            lazy=self.defer,
+            sinks=sinks_of(name),
+            lock=self.models.lock(name if precision == "fp32" else f"{name}@{precision}"),
+            progress=report,
+        )
+        timings = {"load model": load, "decode": decode, **run.timings, "total": time.perf_counter() - t0}
+        report(1.0, "done")
+        int8 = precision != "fp32"
+        return ModelResult(
+            name=name,
+            description=f"{spec.description}; {INT8_LABEL}" if int8 else spec.description,
+            trained=spec.trained,
+            frames=frames,
+            times=np.asarray(clip.times, dtype=np.float64),
+            fps=float(clip.fps) / max(1, spec.frame_stride or 1),
+            top5=top_k(run.logits, labels(spec)),
+            target=run.target,
+            output=run.output,
+            volumes=run.volumes,
+            timings=timings,
+            notes=list(clip.notes) + ([f"{INT8_LABEL}: not the model as trained."] if int8 else []),
+            precision=precision,
+        )
+
+    # -- deferred work -------------------------------------------------------------------------------------
+
+    def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
+        """Compute, in the background, everything ``results`` deferred (each map's head-mean matrix, then the
+        pending volumes: rollout), so later displays, statistics and token grids do not wait.
+
+        Returns a :class:`~concurrent.futures.Future` that is done when all of them are. Call it once the
+        panels are on screen. The thread runs at a low CPU priority (Linux ``nice`` 10, inherited by its
+        OpenMP workers), so a new request's forward passes go first. A reader that needs a deferred value
+        before then computes it itself or waits for the thread's computation of it — never twice.
+        """
+        if isinstance(results, Analysis):
+            todo = results.results
+        elif isinstance(results, ModelResult):
+            todo = [results]
+        else:
+            todo = list(results)
+        pool = self.threads.pool("warm", 1, low_priority=True)
+        return pool.submit(_materialise_all, [r for r in todo if not r.ready])
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    def _inside(self, folder: str | Path | None) -> Path:
+        out = Path(folder) if folder is not None else self.out_dir
+        if out.resolve() != self.out_dir.resolve() and self.out_dir.resolve() not in out.resolve().parents:
+            raise ValueError(f"{out} is not inside the service's folder {self.out_dir}")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def render(
+        self,
+        analysis: Analysis,
+        display: Display | Sequence[Display] = DEFAULT_DISPLAY,
+        *,
+        folder: str | Path | None = None,
+        ready_only: bool = False,
+    ) -> list[Panel]:
+        """A :class:`Panel` per model for ``display`` (one for all, or one per entry): the overlay video, the
+        overlay frames as one image with their clip times and per-frame weights, and the all-stages strip.
+        Files go to ``folder`` (default :attr:`out_dir`; it must be inside it), named by what they show, so the
+        same display is written once. A model that failed, or a display it cannot give (not computed, heads its
+        map lacks), is a panel with an ``error`` saying so: errors stay in their own panel. A display of a
+        pending volume is computed (waited for); ``ready_only`` leaves pending rows out of the strip, so a
+        panel never waits for what it does not show (render again once :meth:`warm` is done for them)."""
+        displays = [display] * len(analysis.entries) if isinstance(display, Display) else list(display)
+        if len(displays) != len(analysis.entries):
+            raise ValueError(f"{len(displays)} displays for {len(analysis.entries)} entries")
+        out = self._inside(folder)
+        panels = []
+        for entry, key, d in zip(analysis.entries, analysis.keys, displays):
+            if isinstance(entry, ModelError):
+                panels.append(Panel(entry.name, None, error=entry.message, display=d, pending=entry.pending))
+                continue
+            cache_key = (key, d, str(out), ready_only and not entry.ready)
+            panel = self.panels.get(cache_key)
+            if panel is None or not (panel.frames and panel.frames.exists()):
+                try:
+                    panel = draw(entry, key, d, out, ready_only)
+                except LensError as e:
+                    panel = Panel(entry.name, entry, error=str(e), display=d)
+                self.panels.put(cache_key, panel)
+            panels.append(panel)
+        return panels
+
+    def export(
+        self,
+        analysis: Analysis,
+        *,
+        metrics: Mapping[str, Mapping] | None = None,
+        display: Display = DEFAULT_DISPLAY,
+        folder: str | Path | None = None,
+    ) -> Path:
+        """A zip of :func:`lens.files.export.write_export`'s files (overlays, volumes, report.json,
+        report.html, timings.json), written in ``folder`` (default :attr:`out_dir`; it must be inside it)."""
+        from ..files.export import write_export
+
+        tmp = Path(tempfile.mkdtemp(dir=self._inside(folder), prefix="export-"))
+        write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display)
+        return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
+
+    # -- scores --------------------------------------------------------------------------------------------
+
+    def faithfulness(
+        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
+    ) -> dict[str, dict[VolumeKey, dict]]:
+        """Deletion / insertion scores of every computed volume of every model, with the random and centre
+        baselines (:func:`lens.explain.scoring.score_result`), by model name."""
+        results = analysis.results
+        out = {}
+        for i, r in enumerate(results):
+
+            def step(frac: float, what: str, i: int = i, name: str = r.name) -> None:
+                if progress is not None:
+                    progress((i + frac) / len(results), f"{name}: {what}")
+
+            model = self.models.get(r.name)
+            with self.models.lock(r.name):
+                out[r.name] = score_result(model, r, steps=int(steps), progress=step)
+        return out

@@ -1,0 +1,114 @@
+"""The app's public API ("Use via API"): a few named endpoints, plain values in, JSON and files out.
+
+Every endpoint is a whole request by value — a clip file, model names, methods, a start time — so a script
+keeps no session: asking again for the same clip and options is answered from the service's cache. The JSON
+is ``report.json``'s (:func:`lens.files.export.report_json`: the clip, and per model its predictions, the
+frames it saw and their clip times, its token grids) with the files beside it: each explanation volume as a
+``.npy`` array on its token grid, and ``report.html``. Paths in the answer are files the service wrote (the
+app hands them to the client as downloads).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..core.records import Analysis, ModelResult
+from ..explain.methods import DEFAULT_METHODS
+from ..explain.scoring import summary
+from ..files.export import report_json
+from ..files.report import write_report_html
+from ..render.display import DEFAULT_DISPLAY
+from ..service.service import Service
+
+
+def _folder(service: Service, session: str | None) -> Path:
+    return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
+
+
+def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s) -> Analysis:
+    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+
+
+def answer(analysis: Analysis, folder: Path) -> dict:
+    """``report.json`` of ``analysis`` with its files written into ``folder``: per model ``files`` (volume
+    slug → ``.npy``) and ``report`` (``report.html``). A weights file's ``path`` is named ``file`` here."""
+    out = report_json(analysis)
+    for record, entry in zip(out["models"], analysis.entries):
+        source = record.get("weights", {}).get("source", {})
+        if "path" in source:  # a "path" key reads as a file to download to gradio_client: say "file"
+            source["file"] = source.pop("path")
+        if isinstance(entry, ModelResult):
+            entry.materialise()
+            files = {}
+            for key, volume in entry.volumes.items():
+                path = folder / f"{entry.name.replace('.', '_')}__{key.slug}.npy"
+                np.save(path, np.asarray(volume.values, dtype=np.float32))
+                files[key.slug] = path
+            record["files"] = files
+    out["report"] = write_report_html(analysis, folder / "report.html")
+    return out
+
+
+def analyse(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    methods: Sequence[str] | None = None,
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
+    :func:`answer`."""
+    return answer(_analysis(service, clip, models, methods, start_s), _folder(service, session))
+
+
+def explain_class(
+    service: Service,
+    clip: str,
+    model: str,
+    klass: str,
+    method: str = "grad_rollout",
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``."""
+    first = service.analyse(clip, [model], [method], start_s=start_s)
+    analysis = service.explain_class(first.ref, 0, klass, method)
+    return answer(analysis, _folder(service, session))
+
+
+def faithfulness(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    methods: Sequence[str] | None = None,
+    start_s: float | None = None,
+    steps: int = 8,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
+    model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
+    none)."""
+    scores = service.faithfulness(_analysis(service, clip, models, methods, start_s), steps=int(steps))
+    return {name: summary(s) for name, s in scores.items()}
+
+
+def export(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    methods: Sequence[str] | None = None,
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> Path:
+    """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
+    analysis = _analysis(service, clip, models, methods, start_s)
+    return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))

@@ -1,0 +1,157 @@
+"""Which models a comparison starts with, and how models are offered: policy as data plus small functions.
+
+Two *model sets* (:data:`MODEL_SETS`): **Kinetics-400** — one real pretrained model per family, downloaded on
+first use — and **SynthMotion** — the small models trained here, shipped in the repository, one per family
+(:func:`default_models`). :func:`default_set` picks Kinetics-400 when every one of its models can be had now
+(cached, or downloadable: network and no offline setting), SynthMotion otherwise. Every registered model is
+offered (:func:`model_choices`), cached or not: its label says whether it is shipped, cached, what it downloads
+on first use, or why it is unavailable. Nothing outside the registry names a family: a new family is picked
+up by registering it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+import mvt
+from mvt.prefetch import weights_status
+
+from ..core.request import MAX_MODELS
+
+FAMILY_ORDER = ("mvit", "mmvit", "vivit", "hvt")
+"""The order families appear in (others follow, by name)."""
+
+TAG_PREFERENCE = ("synth", "k400", "k400init", "in1k")
+"""Trained weights first, the SynthMotion demo weights before the large public checkpoints (they run in
+well under a second on a CPU and were trained on the examples' kind of clip)."""
+
+FALLBACK = ("untrained", "synthmotion")
+"""(tag, label set) of the fallback: the untrained small config."""
+
+KINETICS = "Kinetics-400"
+SYNTHMOTION = "SynthMotion"
+CUSTOM = "custom"
+SET_NAMES = (KINETICS, SYNTHMOTION, CUSTOM)
+"""The choices of the app's *model set* control; ``custom`` is any other selection."""
+
+KINETICS_SET = ("mvit_v2_s.k400", "mmvit_s.k400init", "vivit_b_16x2.k400", "hvt_s_1.in1k")
+"""One real pretrained model per family: MViT v2-S (torchvision), MMViT with MViT v2-S towers (predicts as MViT
+v2-S until it is fine-tuned), ViViT-B (the hub's google/vivit-b-16x2-kinetics400) and HVT-S-1 (an ImageNet
+model, run per frame)."""
+
+
+def _families(names: list[str]) -> list[str]:
+    found = {mvt.get_spec(n).family for n in names}
+    known = [f for f in FAMILY_ORDER if f in found]
+    return known + sorted(found - set(known))
+
+
+def default_models(available: list[str] | None = None, max_models: int = MAX_MODELS) -> list[str]:
+    """One model per family from ``available`` (default: every model whose weights load offline): the
+    SynthMotion set."""
+    names = mvt.list_models(available_only=True) if available is None else list(available)
+    picked: list[str] = []
+    for family in _families(names):
+        fam = [n for n in names if mvt.get_spec(n).family == family]
+        hit = next((n for tag in TAG_PREFERENCE for n in fam if n.endswith("." + tag)), None)
+        if hit is None:
+            tag, label_set = FALLBACK
+            hit = next(
+                (n for n in fam if n.endswith("." + tag) and mvt.get_spec(n).label_set == label_set), None
+            )
+        if hit is not None:
+            picked.append(hit)
+    return picked[:max_models]
+
+
+def set_models(name: str) -> list[str]:
+    """The models of the set called ``name`` (``custom`` has none of its own: an empty list)."""
+    if name == KINETICS:
+        known = set(mvt.list_models())
+        return [n for n in KINETICS_SET if n in known][:MAX_MODELS]
+    if name == SYNTHMOTION:
+        return default_models()
+    if name == CUSTOM:
+        return []
+    raise ValueError(f"unknown model set {name!r}; known: {SET_NAMES}")
+
+
+def set_of(models: list[str] | None) -> str:
+    """The set whose models are exactly ``models`` (in any order), else ``custom``."""
+    chosen = sorted(models or [])
+    for name in (KINETICS, SYNTHMOTION):
+        if chosen and chosen == sorted(set_models(name)):
+            return name
+    return CUSTOM
+
+
+def default_set(*, probe: bool = True) -> str:
+    """Kinetics-400 when all its models are cached or can be downloaded now, else SynthMotion.
+
+    ``probe`` asks the network (a TCP connect per host, answers reused for a minute); without it only the
+    caches and the offline settings decide."""
+    names = set_models(KINETICS)
+    if len(names) == len(KINETICS_SET) and all(weights_status(n, probe=probe).available for n in names):
+        return KINETICS
+    return SYNTHMOTION
+
+
+def status_text(name: str, *, probe: bool = True) -> str:
+    """How a model's weights stand, in a few words: ``shipped``, ``cached``, ``downloads 132 MB on first use``,
+    ``unavailable: not cached and MVT_OFFLINE is set``; empty for untrained models (their description says so)."""
+    kind = mvt.get_spec(name).weights.kind
+    if kind == "none":
+        return ""
+    if kind == "file":
+        return "shipped"
+    return weights_status(name, probe=probe).describe()
+
+
+def model_label(name: str, status: str | None = None) -> str:
+    """How a model is offered: ``name — status — what its weights are — their licence and data terms`` (the name
+    first, so a short chip still says which model it is)."""
+    spec = mvt.get_spec(name)
+    parts = [name, status, spec.description, spec.weights.licence]
+    return " — ".join(p for p in parts if p)
+
+
+def _order(names: list[str]) -> list[str]:
+    """The Kinetics-400 set, then the SynthMotion set, then other trained models, then untrained ones."""
+    first = [n for n in set_models(KINETICS) + set_models(SYNTHMOTION) if n in names]
+    trained = [n for n in names if n not in first and mvt.get_spec(n).trained]
+    rest = [n for n in names if n not in first and n not in trained]
+    return first + trained + rest
+
+
+def model_choices(*, probe: bool = False, pool: Executor | None = None) -> list[tuple[str, str]]:
+    """``(label, name)`` of every registered model, cached or not (see :func:`model_label`). ``probe`` asks the
+    network whether downloads would work and how large they are (answers are cached; on ``pool``'s threads
+    in parallel, e.g. the service's ``threads.pool("probe", 8)``), so that an unreachable host shows as
+    unavailable instead of downloadable."""
+    names = _order(mvt.list_models())
+    ask = pool.map if pool is not None else map
+    statuses = list(ask(lambda n: status_text(n, probe=probe), names))
+    return [(model_label(n, s), n) for n, s in zip(names, statuses)]
+
+
+def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
+    """A sentence for each chosen model whose weights are not on disk: what Compare will download, or why it
+    cannot run (offline), so that picking one says so at once instead of stalling later."""
+    notes = []
+    for n in names or []:
+        try:
+            spec = mvt.get_spec(n)
+        except KeyError as e:
+            notes.append(str(e.args[0] if e.args else e))
+            continue
+        if spec.weights.kind not in ("url", "hf"):
+            continue
+        st = weights_status(n, probe=probe)
+        if st.state == "downloadable":
+            notes.append(f"{n}: Compare {st.describe()} ({spec.weights.display_name}).")
+        elif st.state == "unavailable":
+            notes.append(
+                f"{n} cannot run here: its weights are {st.reason}. Pick the SynthMotion set, or run "
+                "`python -m mvt download " + n + "` on a machine with internet and copy the cache over."
+            )
+    return notes

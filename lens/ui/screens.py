@@ -1,0 +1,257 @@
+"""The app's protocol, typed: what a browser session holds (:class:`AppState`), what its controls say
+(:class:`Controls`), and what one step of an event puts on the page (:class:`Screen`).
+
+A :class:`Screen` names each part of the page it changes; a field left at :data:`KEEP` leaves that part as it
+is. :func:`parts` spells a screen out part by part (``banner``, ``title_2``, ``strip_0``…) as the keyword
+arguments of a UI library's update, and :func:`asked` reads an event's inputs by the same names, so ``app.py``
+only pairs each name with its component (never a position): a new part of the page is a field here and a
+component there. Errors are fields too: :attr:`Screen.error` is a failure to tell the
+person (the app raises it as a Gradio error today) and :attr:`Screen.banner` the sentence over the results.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..core.records import AnalysisRef
+from ..render.display import Display
+from ..render.timeline import Sprite
+
+
+class _Keep:
+    """The value of a :class:`Screen` field that leaves its part of the page as it is."""
+
+    _instance: _Keep | None = None
+
+    def __new__(cls) -> _Keep:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass(frozen=True)
+class AppState:
+    """One browser session's comparison: its models, a handle on their results (the results stay in the
+    service's cache), the method shown, and the panels whose class was picked (they show their own method)."""
+
+    names: tuple[str, ...] = ()
+    ref: AnalysisRef | None = None
+    show: str = "attention"
+    override: tuple[tuple[int, str], ...] = ()
+
+    def showing(self, show: str) -> AppState:
+        """Another method shown: every panel shows it (a picked class's own method is forgotten)."""
+        return self if show == self.show else replace(self, show=show, override=())
+
+    def explained(self, index: int, method: str, ref: AnalysisRef) -> AppState:
+        """Panel ``index`` explains a picked class with ``method``; ``ref`` holds its new result."""
+        override = dict(self.override)
+        override[index] = method
+        return replace(self, ref=ref, override=tuple(sorted(override.items())))
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The display controls of the page: Show, opacity and colours for all panels, and each panel's stage (as
+    shown, from 1) and heads label."""
+
+    show: str = "attention"
+    opacity: float = 0.8
+    colormap: str = "inferno"
+    stages: tuple[int | None, ...] = ()
+    heads: tuple[str | None, ...] = ()
+
+    def display(self) -> Display:
+        """The one display of every panel (no per-panel choices)."""
+        return Display(self.show, colormap=self.colormap, opacity=float(self.opacity))
+
+    def displays(self, state: AppState) -> list[Display]:
+        """The display of each of ``state``'s panels: the shown method (or the panel's own, after a class was
+        picked in it), its stage and heads, and the colours."""
+        over = dict(state.override)
+        return [
+            Display.from_controls(
+                over.get(i, self.show),
+                self.stages[i] if i < len(self.stages) else None,
+                (self.heads[i] if i < len(self.heads) else None) or "mean",
+                colormap=self.colormap,
+                opacity=float(self.opacity),
+            )
+            for i in range(len(state.names))
+        ]
+
+
+@dataclass(frozen=True)
+class PanelScreen:
+    """Everything one model panel shows. ``stages``/``heads`` are the choices its model can give for the
+    display (empty: the control is hidden); ``classes`` are the classes a person may pick to explain."""
+
+    name: str
+    title: str
+    html: str
+    stages: list[tuple[str, int]] = field(default_factory=list)
+    stage: int | None = None
+    heads: list[str] = field(default_factory=list)
+    head: str = "mean"
+    classes: list[str] = field(default_factory=list)
+    klass: str | None = None
+    download: Path | None = None
+    ready: bool = False
+    """True once the model has run (its controls may be used)."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A choice control's options (``None``: as they are) and value."""
+
+    value: Any
+    choices: list | None = None
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What one step of an event puts on the page, part by part (:data:`KEEP`: as it is)."""
+
+    error: str | None = None
+    """A failure to tell the person (the step's other fields are not shown)."""
+    info: str | None = None
+    """A passing note (e.g. that the clip box shows a preview of the upload)."""
+    banner: str | None = KEEP
+    """The sentence over the results (``None``: no banner)."""
+    # the request
+    models: Choices = KEEP
+    model_set: str = KEEP
+    notes: str = KEEP
+    clip: str | None = KEEP
+    """What the clip box shows (``None``: empty)."""
+    upload: dict | None = KEEP
+    """The upload the clip box shows a preview of: ``{"sha", "original"}``."""
+    # the comparison
+    state: AppState | None = KEEP
+    show: Choices = KEEP
+    timeline: str = KEEP
+    truth: Sprite | None = KEEP
+    """The ground-truth panel (``None``: hidden)."""
+    panels: tuple[PanelScreen | None, ...] = KEEP
+    """Every panel slot, in order (``None``: hidden)."""
+    summary: dict | None = KEEP
+    timings: list[list] | None = KEEP
+    # the tabs
+    strips: tuple[Path | None, ...] = KEEP
+    grids: tuple[Any, ...] = KEEP
+    stats: Any = KEEP
+    faithfulness: tuple[Any, ...] = KEEP
+    faithfulness_table: list[list] = KEEP
+    export: Path | None = KEEP
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this step sets, by name (:func:`parts` says which parts of the page each sets)."""
+        skip = {"error", "info"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) is not KEEP
+        }
+
+
+# -- the page's parts, by name ---------------------------------------------------------------------------------
+
+PANEL_PARTS = ("column", "title", "picture", "stage", "heads", "klass", "download")
+"""The parts of model panel ``i``, named ``<part>_<i>`` on the page."""
+PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness"}
+"""Screen fields with one part per panel (named ``<part>_<i>``)."""
+DISPLAY = ("show", "opacity", "colormap")
+
+
+def part_names(field_name: str, slots: int) -> list[str]:
+    """The page parts a :class:`Screen` field sets (``panels``: every part of every panel; ``truth``: the
+    ground-truth panel and its column)."""
+    if field_name == "panels":
+        return [f"{p}_{i}" for i in range(slots) for p in PANEL_PARTS]
+    if field_name in PER_PANEL:
+        return [f"{PER_PANEL[field_name]}_{i}" for i in range(slots)]
+    return ["truth", "truth_column"] if field_name == "truth" else [field_name]
+
+
+def _panel_parts(i: int, s: PanelScreen | None) -> dict[str, dict]:
+    if s is None:
+        hide = {"visible": False}
+        parts = {"column": hide, "title": {"value": ""}, "picture": {"value": ""}}
+        parts |= {"stage": hide, "heads": hide, "klass": hide, "download": hide}
+    else:
+        parts = {
+            "column": {"visible": True},
+            "title": {"value": s.title},
+            "picture": {"value": s.html},
+            "stage": {"choices": s.stages, "value": s.stage, "visible": bool(s.stages)},
+            "heads": {"choices": s.heads, "value": s.head if s.heads else None, "visible": bool(s.heads)},
+            "klass": {"choices": s.classes, "value": s.klass, "visible": bool(s.classes)},
+            "download": _shown(s.download),
+        }
+    return {f"{k}_{i}": v for k, v in parts.items()}
+
+
+def banner_html(message: str | None) -> str:
+    """The banner over the results: why a comparison cannot be made (empty: no banner)."""
+    if not message:
+        return ""
+    return f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>"
+
+
+def _shown(value: Any) -> dict:
+    return {"value": str(value) if isinstance(value, Path) else value, "visible": value is not None}
+
+
+def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
+    """``screen``'s changes part by part: ``{part name: {"value", "visible", "choices"...}}`` (what a UI
+    library's update takes). ``frames_html(sprite)`` is the ground-truth panel's markup."""
+    out: dict[str, dict] = {}
+    for name, value in screen.changes().items():
+        if name == "panels":
+            for i, s in enumerate(value):
+                out.update(_panel_parts(i, s))
+        elif name in PER_PANEL:
+            out.update({f"{PER_PANEL[name]}_{i}": _shown(v) for i, v in enumerate(value)})
+        elif name == "truth":
+            out["truth_column"] = {"visible": value is not None}
+            out["truth"] = {"value": "" if value is None else frames_html(value)}
+        elif name == "banner":
+            out["banner"] = {"value": banner_html(value), "visible": bool(value)}
+        elif isinstance(value, Choices):
+            out[name] = {
+                "value": value.value,
+                **({} if value.choices is None else {"choices": value.choices}),
+            }
+        else:
+            out[name] = {"value": str(value) if isinstance(value, Path) else value}
+    return out
+
+
+def asked(named: dict[str, Any]) -> dict[str, Any]:
+    """An event's inputs (by part name) as an action takes them: the display controls (Show, opacity, colours,
+    each panel's stage and heads) folded into ``controls``, a panel's class as ``klass``."""
+    out = {k: v for k, v in named.items() if k not in DISPLAY and not k.startswith(("stage_", "heads_"))}
+    for k in [k for k in out if k.startswith("klass_")]:
+        out["klass"] = out.pop(k)
+    if "show" in named:
+        slots = sum(1 for k in named if k.startswith("stage_"))
+        out["controls"] = Controls(
+            named["show"],
+            float(named["opacity"]),
+            named["colormap"],
+            tuple(named.get(f"stage_{i}") for i in range(slots)),
+            tuple(named.get(f"heads_{i}") for i in range(slots)),
+        )
+    return out
