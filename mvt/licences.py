@@ -11,3 +11,9 @@ TORCHVISION_K400 = "licence unstated (torchvision); Kinetics-400 terms unstated"
 VIVIT_HUB = "MIT licence (hub card); Kinetics-400 terms unstated"
 HVT_RELEASE = "Apache-2.0 (HVT repo); ImageNet terms: non-commercial research"
 SYNTHMOTION = "Apache-2.0 (this project); SynthMotion, generated here"
+PYSLOWFAST = {
+    "kinetics400": "licence unstated (PySlowFast model zoo); Kinetics-400 terms unstated",
+    "kinetics600": "licence unstated (PySlowFast model zoo); Kinetics-600 terms unstated",
+    "ssv2": "licence unstated (PySlowFast model zoo); Something-Something v2 terms not checked here",
+}
+"""The MViT papers' own releases (:mod:`mvt.checkpoints.public`), by the label set they were trained on."""

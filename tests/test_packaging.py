@@ -428,6 +428,7 @@ def test_every_downloaded_or_shipped_weight_states_its_licence_in_its_label_and_
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Licences\n", 1)[1].split("\n## ", 1)[0]
     stated = {licences.TORCHVISION_K400, licences.VIVIT_HUB, licences.HVT_RELEASE, licences.SYNTHMOTION}
+    stated |= set(licences.PYSLOWFAST.values())
     seen = set()
     for name in mvt.list_models():
         spec = mvt.get_spec(name)
