@@ -48,7 +48,7 @@ DEVICE = "cpu"
 
 def ten_second_clip() -> Path:
     """The shipped 10 s example if present, else a generated 10 s 320×240 clip."""
-    shipped = sorted((ROOT / "assets" / "examples").glob("*10s*.mp4"))
+    shipped = sorted((ROOT / "mvt" / "assets" / "examples").glob("*10s*.mp4"))
     if shipped:
         return shipped[0]
     import mvt

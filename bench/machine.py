@@ -7,8 +7,6 @@ Timings on a shared machine are only comparable with the load and a reference ra
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 
 def load_average() -> float:
@@ -21,23 +19,10 @@ def load_average() -> float:
 
 def gemm_gflops(n: int = 4096, reps: int = 3, device: str = "cpu", dtype=None) -> float:
     """Achieved GFLOP/s of an n×n×n matmul (median of ``reps`` after one warm-up) at the current thread count;
-    fp32 unless ``dtype`` is given."""
-    import torch
+    fp32 unless ``dtype`` is given (:func:`mvt.device.gemm_tflops`, which ``python -m mvt selftest`` prints)."""
+    from mvt.device import gemm_tflops
 
-    dtype = dtype or torch.float32
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = []
-    for i in range(reps + 1):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 1000 * gemm_tflops(device, dtype, n=n, reps=reps)
 
 
 def machine_line(device: str = "cpu") -> str:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine_line  # noqa: E402
 
 KINETICS = ("mvit_v2_s", "mmvit_s", "vivit_b_16x2", "hvt_s_1")
-CLIP = ROOT / "assets" / "examples" / "synth_10s.mp4"
+CLIP = ROOT / "mvt" / "assets" / "examples" / "synth_10s.mp4"
 
 
 def model_sets(which: list[str]) -> list[tuple[str, list[str]]]:

@@ -11,7 +11,7 @@ writes files. One concern a package, each importing only those listed before it 
 * ``dataset/``  whole datasets, local or on Ray, their summary and ``evaluate`` (+ service);
 * ``ui/``       what the app shows (screens), its API, the default models, examples, uploads, start-up
   (+ dataset);
-* ``cli``       the command line (anything).
+* ``cli``       the command line (anything); ``selftest``, its bf16-vs-fp32 check of a device (anything).
 
 Public API::
 

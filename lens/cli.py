@@ -1,5 +1,5 @@
 """Command line: ``python -m mvt list | download | probe | inspect-checkpoint | predict | explain | analyse-dataset |
-evaluate``.
+evaluate | selftest``.
 
 Wherever models are named (``--models``), a registry name, a glob or a checkpoint spec string is accepted:
 ``file:/path/ckpt.pyth``, ``url:https://…``, ``hub:org/repo[@rev]`` (see :mod:`mvt.checkpoints`);
@@ -9,7 +9,8 @@ Wherever models are named (``--models``), a registry name, a glob or a checkpoin
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
 timings.json and a self-contained report.html into ``--out`` (:func:`lens.files.export.write_export`).
 ``analyse-dataset`` runs models and methods over every clip of a folder, list or SynthMotion stream, in this
-process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.dataset.evaluate`).
+process or on Ray (:mod:`lens.dataset`). ``evaluate`` scores the SynthMotion models (:mod:`lens.dataset.evaluate`);
+``selftest`` checks bf16 against fp32 on this device (:mod:`lens.selftest`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     for name in mvt.list_models(args.pattern):
         spec = mvt.get_spec(name)
-        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}")
+        licence = f" — {spec.weights.licence}" if spec.weights.licence else ""
+        print(f"{name:32s} {spec.description} — {weights_status(name).describe()}{licence}")
     return 0
 
 
@@ -205,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_explain)
     _dataset_parser(sub)
     sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")
+    sub.add_parser(
+        "selftest", help="bf16 vs fp32 fidelity, Compare time and GEMM rate on this device (--help)"
+    )
     return parser
 
 
@@ -214,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         from .dataset.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] == ["selftest"]:
+        from .selftest import main as selftest_main
+
+        return selftest_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.fn(args)

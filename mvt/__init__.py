@@ -25,7 +25,12 @@ from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, w
 from .weights import WeightsError, WeightsSource
 from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
 
+__version__ = "0.1.0"
+"""The one place the version is written: ``pyproject.toml`` reads it (``version = {attr = ...}``) and reports
+quote it, so a Space running from uploaded files (no ``pip install``, no ``pyproject.toml``) reports it too."""
+
 __all__ = [
+    "__version__",
     "AttentionMap",
     "Capture",
     "Clip",

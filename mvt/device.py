@@ -54,6 +54,29 @@ def gpu(duration: int = 60) -> Callable[[F], F]:
     return spaces.GPU(duration=duration)
 
 
+def gemm_tflops(device: str = "cpu", dtype=None, n: int = 4096, reps: int = 3) -> float:
+    """Achieved TFLOP/s of an n×n×n matmul on ``device`` (median of ``reps`` after one warm-up; fp32 unless
+    ``dtype``), at the current thread count: the reference rate printed beside timings."""
+    import statistics
+    import time
+
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)  # (n, n)
+    b = torch.randn(n, n, device=device, dtype=dtype)  # (n, n)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    times = []
+    for i in range(reps + 1):
+        sync()
+        t = time.perf_counter()
+        a @ b
+        sync()
+        if i:
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
 def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     """glibc only: serve allocations below ``threshold`` bytes from the heap and keep freed memory for reuse
     (``mallopt`` ``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``). By default every tensor over 128 KiB–32 MiB is

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import licences
 from . import weights as _weights
 from .weights import WeightsError, WeightsSource
 
@@ -128,7 +129,8 @@ def register_pretrained(spec: ModelSpec) -> None:
 
 
 SYNTH_WEIGHTS_DIR = "assets/weights"
-"""Where ``mvt.train`` ships ``<arch>.synth.safetensors`` (relative to the repository root)."""
+"""Where ``<arch>.synth.safetensors`` ship (relative to the ``mvt`` package: ``mvt/assets/weights``, package data,
+so a wheel install has them; ``python -m mvt.train --out mvt/assets/weights`` writes there)."""
 _synth_registered = False
 
 
@@ -156,7 +158,7 @@ def register_synth_weights(directory: str = SYNTH_WEIGHTS_DIR) -> list[str]:
     names = []
     for arch in sorted(_ARCHS):
         rel = f"{directory}/{arch}.synth.safetensors"
-        path = _weights.REPO_ROOT / rel
+        path = _weights.PACKAGE_DIR / rel
         name = f"{arch}.synth"
         if name in _SPECS or not path.is_file():
             continue
@@ -180,7 +182,7 @@ def register_synth_weights(directory: str = SYNTH_WEIGHTS_DIR) -> list[str]:
                 resize_size=default.crop_size,
                 label_set="synthmotion",
                 num_classes=len(classes),
-                weights=WeightsSource(kind="file", path=rel),
+                weights=WeightsSource(kind="file", path=rel, licence=licences.SYNTHMOTION),
                 trained=True,
                 description=f"SynthMotion demo (trained here, {accuracy:.0%} top-1 on fresh clips)",
             )

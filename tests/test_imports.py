@@ -8,7 +8,8 @@ Layers (a module may import its own layer and the ones below it):
 * ``mvt`` (models, video, training): imports neither ``viz`` nor ``lens``;
 * ``viz`` (pure pictures): from ``mvt`` only the records of ``mvt.outputs``;
 * ``lens`` (the analysis service): ``mvt`` and ``viz``;
-* top: ``app`` (the UI), ``lens.cli`` (the command line) and ``mvt.__main__`` (``python -m mvt``, which only
+* top: ``app`` (the UI), ``lens.cli`` (the command line), ``lens.selftest`` (``python -m mvt selftest``, which
+  reaches every floor: the service, the model sets, the examples) and ``mvt.__main__`` (``python -m mvt``, which only
   forwards to ``lens.cli.main``: the one documented exception to "mvt imports no lens"). Top modules may
   import anything; nothing but a top module imports one.
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGES = ("mvt", "viz", "lens")
 LAYER = {"mvt": 0, "viz": 1, "lens": 2}
-TOP = {"app", "lens.cli", "mvt.__main__"}
+TOP = {"app", "lens.cli", "lens.selftest", "mvt.__main__"}
 VIZ_FROM_MVT = {"mvt.outputs"}
 KNOWN_CYCLES: set[frozenset[str]] = set()
 

@@ -78,7 +78,9 @@ def _pool_left(r: torch.Tensor, p: int, pool: PoolOp | None, in_grid, out_grid) 
     return torch.cat([pre, back.reshape(-1)])
 
 
-def _matrix(output: ModelOutput, lay: MapLayout, mode: str, batch: int, sinks: tuple[int, ...]) -> torch.Tensor:
+def _matrix(
+    output: ModelOutput, lay: MapLayout, mode: str, batch: int, sinks: tuple[int, ...]
+) -> torch.Tensor:
     """The raw ``(G, Nq, Nk)`` float32 matrix of one map (rows are normalised lazily by :class:`_Op`); the
     ``sinks`` keys' columns are zero (their rows are renormalised by :class:`_Op`)."""
     if mode == "attention":

@@ -26,7 +26,7 @@ stage), ``saliency`` and ``gradcam`` (captum), and the ``center`` and ``random``
 
 Sinks: each trained model is probed once (:func:`mvt.sinks.find_sinks` on 16 clips of another stream); ``sinks``
 lists what was found, and ``sink_excluded`` gives the pointing games of ``last_stage`` and ``rollout`` with the
-sink keys left out. ``--write PATH`` also saves the JSON (the app reads ``assets/evaluation.synth.json`` for
+sink keys left out. ``--write PATH`` also saves the JSON (the app reads ``mvt/assets/evaluation.synth.json`` for
 its sink captions and its "loses to the centre baseline" notes).
 
 It is a thin report over :mod:`lens.dataset` (the per-clip function of ``python -m mvt analyse-dataset``,
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or synth_models()
     if not names:
         print(
-            "no SynthMotion models are registered (train one: python -m mvt.train --model hvt_t --out assets/weights)"
+            "no SynthMotion models are registered (train one: python -m mvt.train --model hvt_t --out mvt/assets/weights)"
         )
         return 1
     results = evaluate_models(

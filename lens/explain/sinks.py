@@ -2,8 +2,8 @@
 
 A sink is a key position that takes attention whatever the clip shows. :func:`model_sinks` probes a trained
 model for them (``python -m mvt evaluate`` and ``analyse-dataset --sinks``); the shipped evaluation of the
-SynthMotion models, ``assets/evaluation.synth.json`` (written by ``python -m mvt evaluate --n 200 --seed 7
---write assets/evaluation.synth.json``, :func:`evaluation`), records what was found, so every output of
+SynthMotion models, ``mvt/assets/evaluation.synth.json`` (package data, written by ``python -m mvt evaluate --n
+200 --seed 7 --write mvt/assets/evaluation.synth.json``, :func:`evaluation`), records what was found, so every output of
 those models is marked (:func:`mark`) and a stage map whose peak is a sink gets a sentence
 (:func:`sink_caption`; ``exclude_sinks`` can leave it out). Models the file does not cover (Kinetics
 weights, untrained ones) get no such notes: nothing was measured.
@@ -21,18 +21,17 @@ from typing import Any
 
 from torch import nn
 
-from mvt import synth
+from mvt import assets, synth
 from mvt.outputs import AttentionMap, ModelOutput
 from mvt.sinks import Sink, find_sinks, mark_sinks
-from mvt.weights import REPO_ROOT
 
 log = logging.getLogger("mvt-lens")
 
 SINK_PROBES, SINK_STREAM = 16, 1_000_003
 """Clips (and the SynthMotion stream) the sink detector probes each trained model with, once per process."""
 
-EVALUATION = REPO_ROOT / "assets" / "evaluation.synth.json"
-"""The shipped evaluation the notes come from."""
+EVALUATION = assets.EVALUATION
+"""The shipped evaluation the notes come from (package data: ``mvt/assets/evaluation.synth.json``)."""
 
 
 @lru_cache(maxsize=4)

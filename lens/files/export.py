@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +28,10 @@ from .report import Metrics, write_report_html
 REPORT_FORMAT = "mvt-lens report 1"
 
 
-@cache
 def package_version() -> str:
-    """The installed ``mvt-lens`` version, else the one in the source tree's ``pyproject.toml``."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("mvt-lens")
-    except metadata.PackageNotFoundError:
-        pass
-    pyproject = mvt.weights.REPO_ROOT / "pyproject.toml"
-    try:
-        import tomllib
-
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
-    except (ImportError, OSError, KeyError, ValueError):
-        return "unknown"
+    """The running ``mvt-lens`` version (``mvt.__version__``, which ``pyproject.toml`` reads too): the same from a
+    wheel, a checkout or a Space's uploaded files."""
+    return mvt.__version__
 
 
 def versions() -> dict[str, str]:
@@ -58,7 +45,7 @@ def weights_record(name: str) -> dict:
     spec = mvt.get_spec(name)
     source = {k: v for k, v in dataclasses.asdict(spec.weights).items() if v is not None}
     if spec.weights.kind == "file" and spec.weights.path:
-        path = mvt.weights.REPO_ROOT / spec.weights.path
+        path = mvt.weights.shipped_path(spec.weights)
         if path.is_file():
             source["sha256"] = file_sha256(path)
     return {"description": spec.description, "trained": bool(spec.trained), "source": source}

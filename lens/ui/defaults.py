@@ -118,9 +118,10 @@ def status_text(name: str, *, probe: bool = True) -> str:
 
 
 def model_label(name: str, status: str | None = None) -> str:
-    """How a model is offered: ``name — status — what its weights are`` (the name first, so a short chip still
-    says which model it is)."""
-    parts = [name, status, mvt.get_spec(name).description]
+    """How a model is offered: ``name — status — what its weights are — their licence and data terms`` (the name
+    first, so a short chip still says which model it is)."""
+    spec = mvt.get_spec(name)
+    parts = [name, status, spec.description, spec.weights.licence]
     return " — ".join(p for p in parts if p)
 
 

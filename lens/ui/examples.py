@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mvt.weights import REPO_ROOT
+from mvt import assets
 
 from ..core.storage import file_sha256
 from .defaults import KINETICS, SYNTHMOTION
 
-EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
+EXAMPLES_DIR = assets.EXAMPLES
+"""The example clips and their metadata (package data: ``mvt/assets/examples``)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .. import zoo
+from .. import licences, zoo
 from ..labels import LABEL_SETS, SIZES
 from ..models.mvit import MViT, MViTConfig
 from ..weights import WHOLE, WeightsSource
@@ -91,7 +91,9 @@ def _spec(entry: PublicCheckpoint, config: MViTConfig) -> ModelSpec:
         std=std,
         label_set=entry.label_set,
         num_classes=SIZES[entry.label_set],
-        weights=WeightsSource(kind="url", url=entry.url, state_key=WHOLE),
+        weights=WeightsSource(
+            kind="url", url=entry.url, state_key=WHOLE, licence=licences.PYSLOWFAST[entry.label_set]
+        ),
         trained=True,
         description=f"{dataset}, {entry.release.split(' (')[0]} ({entry.top1:.1f} top-1)",
         convert=partial(convert_expecting, expected=config),

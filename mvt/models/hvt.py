@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import licences
 from ..layers import (
     ALL_CAPTURES,
     Capture,
@@ -415,6 +416,7 @@ def _register() -> None:
                 url=RELEASES[arch],
                 state_key="model",
                 pickle_globals=("argparse.Namespace",),  # main.py saves its args beside the model
+                licence=licences.HVT_RELEASE,
             ),
             description="ImageNet-1k, zhuang-group/HVT release (per frame)",
         )

@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import licences
 from ..layers import (
     ALL_CAPTURES,
     Capture,
@@ -482,7 +483,7 @@ def _register() -> None:
     register_checkpoint(  # trained: MViT v2-S's predictions, exactly; the description says it is no MMViT training
         spec,
         "k400init",
-        weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"]),
+        weights=WeightsSource(kind="url", url=TV_URLS["mvit_v2_s"], licence=licences.TORCHVISION_K400),
         description=K400INIT_DESCRIPTION,
     )
     tower = MMVIT_CONFIGS["mmvit_t"].tower

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import licences
 from ..layers import ALL_CAPTURES, Capture, Recorder, capturing, init_linear_and_norm
 from ..outputs import Footprint, Grid, ModelOutput, PoolOp, StageInfo
 from ..weights import WeightsSource
@@ -292,7 +293,7 @@ def _register() -> None:
         register_checkpoint(
             spec,
             "k400",
-            weights=WeightsSource(kind="url", url=url),
+            weights=WeightsSource(kind="url", url=url, licence=licences.TORCHVISION_K400),
             description="Kinetics-400, torchvision (ported from the paper)",
         )
     cfg = MVIT_CONFIGS["mvit_t"]

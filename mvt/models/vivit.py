@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import licences
 from ..layers import ALL_CAPTURES, Capture, capturing, init_linear_and_norm
 from ..outputs import Footprint, Grid, ModelOutput, StageInfo
 from ..weights import WeightsSource
@@ -468,7 +469,12 @@ def _register() -> None:
         _spec("vivit_b_16x2"),
         "k400",
         weights=WeightsSource(
-            kind="hf", repo_id=HF_REPO, filename=HF_FILENAME, revision=HF_REVISION, config_file="config.json"
+            kind="hf",
+            repo_id=HF_REPO,
+            filename=HF_FILENAME,
+            revision=HF_REVISION,
+            config_file="config.json",
+            licence=licences.VIVIT_HUB,
         ),
         description=f"Kinetics-400, {HF_REPO} (HF)",
     )

@@ -1,6 +1,6 @@
 """Train the small configs of each family on SynthMotion (CPU, deterministic) and ship the weights.
 
-    python -m mvt.train --model mvit_t --minutes 15 --seed 0 --out assets/weights/
+    python -m mvt.train --model mvit_t --minutes 15 --seed 0 --out mvt/assets/weights/
 
 Clips are generated on the fly (``mvt.synth``): by default step ``k`` trains on clips ``k·B … k·B + B - 1``
 of the stream ``seed``, so no clip is seen twice. Generating a clip costs about as much as a small model's

@@ -8,7 +8,7 @@ Sources (:class:`WeightsSource` ``.kind``):
   scheme and host.
 * ``"hf"``: a file in a Hugging Face model repo, through ``huggingface_hub.hf_hub_download`` (HF cache,
   ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``), pinned to a revision.
-* ``"file"``: a file shipped in this repository (``assets/weights``), path relative to the repo root.
+* ``"file"``: a file shipped inside the package (``mvt/assets/weights``), path relative to the ``mvt`` folder.
 * ``"file_abs"``: a file on this machine, by absolute path (a user's checkpoint, :mod:`mvt.checkpoints`).
 * ``"none"``: untrained; the model keeps its initialisation.
 
@@ -61,7 +61,7 @@ from .fetch import (
 from .source import (
     DEFAULT_TIMEOUT_S,
     MB,
-    REPO_ROOT,
+    PACKAGE_DIR,
     DownloadError,
     DownloadStalled,
     HashMismatch,
@@ -85,6 +85,7 @@ from .source import (
     remember_size,
     remembered_size,
     route_problem,
+    shipped_path,
 )
 
 log = logging.getLogger("mvt.weights")
@@ -93,7 +94,7 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "DEFAULT_TIMEOUT_S",
     "MB",
-    "REPO_ROOT",
+    "PACKAGE_DIR",
     "DownloadError",
     "DownloadStalled",
     "HashMismatch",
@@ -130,6 +131,7 @@ __all__ = [
     "offline_reason",
     "read_checkpoint",
     "resolve",
+    "shipped_path",
     "status",
 ]
 
@@ -140,7 +142,7 @@ def cached_path(source: WeightsSource) -> Path | None:
         path = hub_cache_path(source)
         return path if path.is_file() else None
     if source.kind == "file":
-        path = REPO_ROOT / (source.path or "")
+        path = shipped_path(source)
         return path if path.is_file() else None
     if source.kind == "hf":
         try:
@@ -264,10 +266,11 @@ def resolve(
     Concurrent calls for the same file share one download. Raises a :class:`WeightsError` subclass.
     """
     if source.kind == "file":
-        path = REPO_ROOT / (source.path or "")
+        path = shipped_path(source)
         if not path.is_file():
             raise WeightsError(
-                f"Shipped weights {path} are missing; reinstall from a full clone of the repo."
+                f"Shipped weights {path} are missing; reinstall mvt-lens (the wheel carries them) or check out the "
+                "repository again."
             )
         return path
     if source.kind == "file_abs":

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""The ``mvt`` package folder (a checkout or site-packages): a ``"file"`` source's path is relative to it
+(``assets/weights/<arch>.synth.safetensors``), so shipped weights are found wherever the package is installed."""
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_TIMEOUT_S = 30.0
@@ -84,8 +86,8 @@ class WeightsSource:
     """Where one checkpoint comes from.
 
     Kinds: ``"url"`` (torch hub cache, ``$TORCH_HOME/hub/checkpoints/<basename>``), ``"hf"`` (a file of a
-    Hugging Face model repo, through ``huggingface_hub``), ``"file"`` (shipped in this repository, path relative
-    to its root) and ``"none"`` (untrained).
+    Hugging Face model repo, through ``huggingface_hub``), ``"file"`` (shipped inside the package, path relative to
+    :data:`PACKAGE_DIR`) and ``"none"`` (untrained).
     """
 
     kind: str = "none"
@@ -99,6 +101,9 @@ class WeightsSource:
     """Sub-dict that holds the state dict (e.g. ``"model"`` for HVT's release files)."""
     config_file: str | None = None
     """HF: a JSON file beside the weights whose ``id2label`` names the classes (downloaded with them)."""
+    licence: str = ""
+    """What the source says about the weights' licence and the training data's terms, in a few words
+    (:mod:`mvt.licences`); empty: nothing stated (a user's file, untrained)."""
     pickle_globals: tuple[str, ...] = field(default=())
     """Non-tensor globals the checkpoint's pickle needs, by name, from :data:`mvt.weights.checkpoint.ALLOWED_GLOBALS`
     (e.g. ``("argparse.Namespace",)`` for HVT's training-script files). Allowed for this file's load only."""
@@ -112,7 +117,7 @@ class WeightsSource:
         if self.kind == "hf":
             return f"{self.repo_id}/{self.filename} in the Hugging Face cache ({hf_cache_dir()})"
         if self.kind == "file":
-            return str(REPO_ROOT / (self.path or ""))
+            return str(shipped_path(self))
         return "(no weights)"
 
     @property
@@ -122,6 +127,11 @@ class WeightsSource:
         if self.kind == "hf":
             return f"{self.repo_id}/{self.filename}"
         return self.path or "(no weights)"
+
+
+def shipped_path(source: WeightsSource) -> Path:
+    """The file of a ``"file"`` source: shipped inside the package (:data:`PACKAGE_DIR`)."""
+    return PACKAGE_DIR / (source.path or "")
 
 
 def hub_cache_path(source: WeightsSource) -> Path:

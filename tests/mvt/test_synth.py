@@ -129,14 +129,14 @@ def test_bad_arguments_raise():
 
 
 def test_shipped_examples_match_the_generator():
-    """assets/examples holds the clips write_examples makes now (regenerate them when the generator changes)."""
+    """mvt/assets/examples holds the clips write_examples makes now (regenerate them when the generator changes)."""
     import json
-    from pathlib import Path
 
     import mvt
+    from mvt import assets
     from mvt.synth import EXAMPLE_CLASSES, EXAMPLE_SEED
 
-    root = Path(__file__).resolve().parents[2] / "assets" / "examples"
+    root = assets.EXAMPLES
     labels = json.loads((root / "labels.json").read_text())
     assert sorted(labels.values()) == sorted(EXAMPLE_CLASSES)
     expected = generate(

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mvt
-from mvt import synth, zoo
+from mvt import assets, synth, zoo
 from mvt.train import (
     TrainConfig,
     evaluate,
@@ -27,7 +27,7 @@ from mvt.train import (
     train_step,
 )
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "weights"
+WEIGHTS_DIR = assets.WEIGHTS
 SHIPPED = sorted(WEIGHTS_DIR.glob("*.synth.safetensors"))
 
 TINY_SPEC = mvt.ModelSpec(
@@ -228,7 +228,7 @@ def test_curriculum_fades_out_and_starts_independently_of_steps():
 
 
 # -- the shipped demo weights -----------------------------------------------------------------------------
-# Parametrised over assets/weights/*.synth.safetensors: every file that ships must pass it.
+# Parametrised over mvt/assets/weights/*.synth.safetensors: every file that ships must pass it.
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``python -m mvt.train``'s flags keep their spelling and meaning: every recipe in ``assets/weights/README.md``
+"""``python -m mvt.train``'s flags keep their spelling and meaning: every recipe in ``mvt/assets/weights/README.md``
 parses onto the config it always meant, the defaults are the old ones, and a checkpoint's ``config`` metadata
 has the same settings under the same names (no training run here)."""
 
@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from mvt import assets
 from mvt.train import TrainConfig
 from mvt.train.cli import build_parser, parse
 from mvt.train.config import flat_names
 from mvt.train.run import run_metadata
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "assets" / "weights" / "README.md"
+README = assets.WEIGHTS / "README.md"
 
 # The command line as it was written by hand before the parser was generated: flag -> (setting, how the value
 # is read). ``None`` settings are not training settings (they are not stored in the config).
@@ -195,9 +194,7 @@ def test_defaults_and_metadata_names_are_the_old_ones():
     assert meta["eval_seed"] == "1000003" and meta["accuracy"] == "0.5000" and meta["batch_size"] == "16"
 
 
-@pytest.mark.parametrize(
-    "path", sorted((ROOT / "assets" / "weights").glob("*.synth.safetensors")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted(assets.WEIGHTS.glob("*.synth.safetensors")), ids=lambda p: p.name)
 def test_shipped_checkpoints_configs_read_back(path):
     """Every setting a shipped file records is still a setting; the newest files round-trip exactly."""
     from mvt.train import read_metadata

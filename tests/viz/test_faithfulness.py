@@ -255,7 +255,7 @@ def test_oracle_beats_random_on_deletion_for_a_trained_synth_model():
     names = mvt.list_models("*.synth")
     if not names:
         pytest.skip(
-            "no .synth model is registered (assets/weights/<arch>.synth.safetensors; python -m mvt.train)"
+            "no .synth model is registered (mvt/assets/weights/<arch>.synth.safetensors; python -m mvt.train)"
         )
     # hvt_t first: mvit_t.synth is a real counter-example (deletion AUC oracle 0.58 vs random 0.50 in
     # `python -m mvt evaluate`; likely its blurred actor still shows the motion while scattered blur hurts its

@@ -70,7 +70,7 @@ def test_sink_caption_and_lost_baseline(tmp_path, analysis):
 
 
 def test_the_app_panel_showing_the_mvit_corner_carries_the_caption(analysis):
-    """The shipped evaluation (assets/evaluation.synth.json) names mvit_t.synth's padding corner."""
+    """The shipped evaluation (mvt/assets/evaluation.synth.json) names mvit_t.synth's padding corner."""
     assert any(s.cell == (3, 3, 3) and s.padded for s in N.sinks_of("mvit_t.synth"))
     service, a = analysis
     last = lens.Display("attention", None)
