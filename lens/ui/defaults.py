@@ -154,3 +154,48 @@ def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
                 "`python -m mvt download " + n + "` on a machine with internet and copy the cache over."
             )
     return notes
+
+
+def set_status(name: str, *, probe: bool = True) -> str:
+    """How a model set stands here, in a few words: ``ready`` (every weight on disk), ``downloads 1.1 GB on
+    first use`` (with how many sizes are unknown until asked), or ``unavailable here: <why>``."""
+    from mvt.weights.source import format_size
+
+    names = [n for n in set_models(name) if mvt.get_spec(n).weights.kind in ("url", "hf")]
+    states = [weights_status(n, probe=probe) for n in names]
+    if blocked := [s for s in states if s.state == "unavailable"]:
+        return f"unavailable here: its weights are {blocked[0].reason}"
+    todo = [s for s in states if s.state == "downloadable"]
+    if not todo:
+        return "ready"
+    known = sum(s.size for s in todo if s.size is not None)
+    unknown = sum(s.size is None for s in todo)
+    if not known:
+        return "downloads its weights on first use (size unknown)"
+    more = f" + {unknown} file{'s' if unknown > 1 else ''} of unknown size" if unknown else ""
+    return f"downloads {format_size(known)}{more} on first use"
+
+
+def unavailable(names: list[str], *, probe: bool = True) -> dict[str, str]:
+    """The chosen models that cannot run here, each with why (weights neither on disk nor downloadable)."""
+    out = {}
+    for n in names:
+        try:
+            spec = mvt.get_spec(n)
+        except KeyError:
+            continue
+        if (
+            spec.weights.kind in ("url", "hf")
+            and (st := weights_status(n, probe=probe)).state == "unavailable"
+        ):
+            out[n] = st.reason
+    return out
+
+
+def needs_weights(name: str) -> bool:
+    """Whether ``name``'s weights are still to be downloaded (not on disk; the network is not asked)."""
+    try:
+        kind = mvt.get_spec(name).weights.kind
+    except KeyError:
+        return False
+    return kind in ("url", "hf") and weights_status(name, probe=False).state != "cached"

@@ -39,6 +39,23 @@ class Example:
         """How the example is listed: its title and the set it suits."""
         return f"{self.title} · {self.model_set} set"
 
+    def label_here(self, status: str) -> str:
+        """The label with how its set stands here (:func:`lens.ui.defaults.set_status`): ``needs a download``
+        or ``cannot run here`` when its models' weights are not on disk."""
+        if status.startswith("unavailable"):
+            return f"{self.label} · cannot run here: needs a download (offline)"
+        if status.startswith("downloads"):
+            return f"{self.label} · needs a download ({status.removeprefix('downloads ').removesuffix(' on first use')})"
+        return self.label
+
+
+def labels_here(*, probe: bool = True) -> list[str]:
+    """Every available example's label, saying which need a download or cannot run here."""
+    from .defaults import set_status
+
+    status = {s: set_status(s, probe=probe) for s in {e.model_set for e in available()}}
+    return [e.label_here(status[e.model_set]) for e in available()]
+
 
 def _synth(cls: str, what: str) -> Example:
     return Example(
