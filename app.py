@@ -227,7 +227,7 @@ def _results(p: Page) -> None:
     with gr.Row(elem_id="notice-row"):
         p.notice = gr.HTML(visible=False, elem_id="notice")
         p.offer = gr.Button(visible=False, size="sm", variant="secondary", elem_id="offer", scale=0)
-    p.progress = gr.HTML("", elem_id="progress")  # the one place progress is drawn
+    p.status = gr.HTML("", elem_id="progress")  # the one place progress is drawn
     with gr.Row(elem_id="view-controls"):
         p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
@@ -307,10 +307,10 @@ def _controls(p: Page) -> set:
 def _result_events(p: Page) -> None:
     """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
     quietly) and each panel's class to explain."""
-    controls, one_line = _controls(p), {"show_progress_on": [p.progress], **UI}
+    controls, one_line = _controls(p), {"show_progress_on": [p.status], **UI}
     drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner")
     asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *(controls - {p.state})}
-    shown = p.outputs("state", "banner", "notice", "show", "timeline", "truth", "panels", "summary", "timings",
+    shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
                       "notes", "figures_note", "faithfulness_note", "export_note")  # fmt: skip
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line).then(

@@ -11,6 +11,7 @@ Nothing is raised into the UI library, so ``app.py`` holds no logic and no ``try
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -103,7 +104,7 @@ class Actions:
         why (``message`` in the banner; ``None``: no banner)."""
         empty = self._pad(())
         return Screen(
-            banner=message, notice=None, state=None, timeline="", truth=None, panels=empty, summary=None,
+            status="", banner=message, notice=None, state=None, timeline="", truth=None, panels=empty, summary=None,
             timings=None, strips=empty, grids=empty, stats=None, faithfulness=empty, faithfulness_table=[],
             export=None, figures_note="", faithfulness_note="", export_note="",
         )  # fmt: skip
@@ -115,9 +116,9 @@ class Actions:
             return upload["failed"]
         blocked = defaults.unavailable(names) if clip else {}
         if names and len(blocked) == len(names):
-            why = "; ".join(f"{n}: {r}" for n, r in blocked.items())
+            why = "; ".join(f"{who}: {r}" for who, r in defaults.grouped(blocked))
             return (
-                f"None of the chosen models can run here ({why}): their weights need a download. Pick the "
+                f"None of the chosen models can run here: their weights need a download ({why}). Pick the "
                 "SynthMotion set (shipped with the app), or run `python -m mvt download` on a machine with "
                 "internet and copy the cache over."
             )
@@ -164,6 +165,7 @@ class Actions:
         state = AppState(names=tuple(names), show=controls.show)
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
+        started = time.perf_counter()
         yield replace(self.cleared(None), state=replace(state, ref=job.ref()), panels=self._pad(shown))
         try:
             for i, entry in job:
@@ -182,6 +184,7 @@ class Actions:
             return
         failed = " ".join(e.message for e in analysis.errors) if not analysis.results else None
         yield Screen(
+            status=present.done(analysis, time.perf_counter() - started),
             banner=failed,
             notice=present.synthetic_notice(analysis, defaults.set_status(defaults.KINETICS)),
             state=replace(state, ref=analysis.ref),
@@ -268,8 +271,9 @@ class Actions:
     def _noted(
         self, state: AppState, controls: Controls, session: str | None, index: int, note: str
     ) -> Screen:
+        """The panels as they were (what ``state`` shows), with ``note`` in panel ``index``."""
         try:
-            return self._drawn(state, controls, session, notes={index: note})
+            return self._drawn(state, replace(controls, show=state.show), session, notes={index: note})
         except Exception as e:
             return Screen(banner=failure("Rendering", e))
 

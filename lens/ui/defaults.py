@@ -133,10 +133,24 @@ def model_choices(*, probe: bool = False, pool: Executor | None = None) -> list[
     return [(model_label(n, s), n) for n, s in zip(names, statuses)]
 
 
+def grouped(reasons: dict[str, str]) -> list[tuple[str, str]]:
+    """``{model: reason}`` as ``(names, reason)`` with the models that share a reason named together
+    (``"a, b and c"``), in the order they first appear."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in reasons.items():
+        by_reason.setdefault(why, []).append(name)
+    out = []
+    for why, names in by_reason.items():
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append((joined, why))
+    return out
+
+
 def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
     """A sentence for each chosen model whose weights are not on disk: what Compare will download, or why it
-    cannot run (offline), so that picking one says so at once instead of stalling later."""
-    notes = []
+    cannot run (offline; models with the same reason in one sentence), so that picking one says so at once
+    instead of stalling later."""
+    notes, blocked = [], {}
     for n in names or []:
         try:
             spec = mvt.get_spec(n)
@@ -149,10 +163,14 @@ def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
         if st.state == "downloadable":
             notes.append(f"{n}: Compare {st.describe()} ({spec.weights.display_name}).")
         elif st.state == "unavailable":
-            notes.append(
-                f"{n} cannot run here: its weights are {st.reason}. Pick the SynthMotion set, or run "
-                "`python -m mvt download " + n + "` on a machine with internet and copy the cache over."
-            )
+            blocked[n] = st.reason
+    for who, why in grouped(blocked):
+        many = " and " in who
+        notes.append(
+            f"{who} cannot run here: {'their' if many else 'its'} weights are {why}. Pick the SynthMotion set, "
+            f"or run `python -m mvt download {who.replace(',', '').replace(' and ', ' ')}` on a machine with "
+            "internet and copy the cache over."
+        )
     return notes
 
 

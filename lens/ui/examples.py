@@ -43,7 +43,7 @@ class Example:
         """The label with how its set stands here (:func:`lens.ui.defaults.set_status`): ``needs a download``
         or ``cannot run here`` when its models' weights are not on disk."""
         if status.startswith("unavailable"):
-            return f"{self.label} · cannot run here: needs a download (offline)"
+            return f"{self.label} · needs a download: offline here"
         if status.startswith("downloads"):
             return f"{self.label} · needs a download ({status.removeprefix('downloads ').removesuffix(' on first use')})"
         return self.label

@@ -285,6 +285,13 @@ def faithfulness_rows(
     return rows
 
 
+def done(analysis: Analysis, seconds: float) -> str:
+    """The progress line after a comparison: how many models gave a result, on which clip, in how long."""
+    n, ok = len(analysis.entries), len(analysis.results)
+    failed = f" ({n - ok} failed: see {'its' if n - ok == 1 else 'their'} panel)" if ok < n else ""
+    return f"{ok} of {n} models compared on {analysis.clip.name} in {seconds:.1f} s{failed}."
+
+
 def class_method(show: str) -> str:
     """The explanation a picked class is shown with: the current one when it depends on the class, else
     gradient-weighted rollout (attention and rollout are the same for every class)."""

@@ -169,6 +169,9 @@ class Screen:
     """A standing note over the results (``None``: none)."""
     clip_note: str = KEEP
     """A note under the clip box (e.g. that it shows a preview of the upload)."""
+    status: str = KEEP
+    """The progress line's words between runs (what the last comparison did); while an event runs, its
+    progress is drawn there."""
     # the request
     models: Choices = KEEP
     model_set: str = KEEP
@@ -297,6 +300,8 @@ def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
             out["notice"] = {"value": notice_html(value), "visible": value is not None}
             offer = value.offer if value is not None else None
             out["offer"] = {"value": offer or "", "visible": bool(offer)}
+        elif name == "status":
+            out[name] = {"value": f"<div class='mvt-status'>{html.escape(value)}</div>" if value else ""}
         elif name in ("figures_note", "faithfulness_note", "export_note", "clip_note"):
             out[name] = {"value": value or "", "visible": bool(value)}
         elif name == "examples":
