@@ -261,7 +261,9 @@ def test_a_bad_clip_after_a_good_one_clears_every_panel_and_says_why(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 5000)
     data = page_in(clip=str(bad), upload=None, models=_names(), methods=["rollout"], start_s="", int8=False)
-    (cleared,) = [by_name(s) for s in app.on_compare(data, None, progress=lambda *a, **k: None)]  # nothing raised
+    (cleared,) = [
+        by_name(s) for s in app.on_compare(data, None, progress=lambda *a, **k: None)
+    ]  # nothing raised
     assert cleared["banner"]["visible"] and "bad.mp4" in cleared["banner"]["value"]
     for i in range(lens.MAX_MODELS):  # no stale titles, no old pictures, no old strips or figures in the tabs
         slot = panel(cleared, i)
@@ -305,9 +307,13 @@ def test_picking_a_class_explains_it_with_a_class_dependent_method(tmp_path):
     assert "grad_rollout" in _val(res["picture_0"]) and f"explaining the class “{second}”" in _val(
         res["picture_0"]
     )
-    assert res["state"].show == "grad_rollout" and res["show"]["value"] == "grad_rollout", "Show names the method"
+    assert res["state"].show == "grad_rollout" and res["show"]["value"] == "grad_rollout", (
+        "Show names the method"
+    )
     shown = res["summary"]["models"][0]["shown"]
-    assert shown["method"] == "grad_rollout" and shown["class"] == second, "the Data tab names class and method"
+    assert shown["method"] == "grad_rollout" and shown["class"] == second, (
+        "the Data tab names class and method"
+    )
     # the class it already explains (the control opened and dismissed): nothing changes, nothing runs
     assert pick(page_in(state=res["state"], klass_0=second), progress=lambda *a, **k: None) == {}
     # a label that is not a class: said in that panel, which keeps its picture; nothing raised
