@@ -64,7 +64,8 @@ class Page(dict):
         """``screen``'s changes as ``{component: update}``."""
         html = lambda sprite: lens.timeline.frames_html(sprite, ACTIONS.url)  # noqa: E731
         parts = screens.parts(screen, html)
-        return {self[n]: kw["value"] if list(kw) == ["value"] else gr.update(**kw) for n, kw in parts.items() if n in self}  # fmt: skip
+        out = {self[n]: kw["value"] if list(kw) == ["value"] else gr.update(**kw) for n, kw in parts.items() if n in self}  # fmt: skip
+        return out or gr.skip()  # nothing changes (an empty dict would be read as one value)
 
     def asked(self, data: dict, request: gr.Request | None, progress=None) -> dict:
         """What an action is asked: the inputs by name, the browser session (and its progress bar)."""

@@ -40,12 +40,14 @@ class Example:
         return f"{self.title} · {self.model_set} set"
 
     def label_here(self, status: str) -> str:
-        """The label with how its set stands here (:func:`lens.ui.defaults.set_status`): ``needs a download``
-        or ``cannot run here`` when its models' weights are not on disk."""
+        """The label with how its set stands here (:func:`lens.ui.defaults.set_status`), said first (long labels
+        are cut): ``needs a download`` when its models' weights are not on disk, ``(offline here)`` when they
+        cannot be had."""
         if status.startswith("unavailable"):
-            return f"{self.label} · needs a download: offline here"
+            return f"{self.title} · needs a download (offline here) · {self.model_set} set"
         if status.startswith("downloads"):
-            return f"{self.label} · needs a download ({status.removeprefix('downloads ').removesuffix(' on first use')})"
+            size = status.removeprefix("downloads ").removesuffix(" on first use")
+            return f"{self.title} · needs a download ({size}) · {self.model_set} set"
         return self.label
 
 
