@@ -277,7 +277,7 @@ def _tabs(p: Page) -> None:
             p.export_note = gr.Markdown(visible=False, elem_id="export-note")
             p.export = gr.File(label="Download", elem_id="export")
         with gr.Tab("Data"):
-            p.summary = gr.JSON(label="What the panels show", elem_id="summary")
+            p.summary = gr.JSON(label="What the panels show", elem_id="summary", open=True)
 
 
 UI = {"api_visibility": "private"}  # the API is ENDPOINTS
