@@ -179,3 +179,19 @@ def test_a_class_explained_is_named_by_show_and_a_leftover_control_value_is_igno
     d = Controls("rollout", stages=("3", None, None), heads=("head 9", None, None)).displays(state)
     assert d[0].method == "rollout" and d[2].method == "rollout"
     assert Controls("attention", stages=("x",)).displays(AppState(names=("a",)))[0].stage is None
+
+
+def test_sink_keys_are_hidden_from_attention_views_unless_asked_for(tmp_path, clip):
+    svc = lens.Service(out_dir=tmp_path / "out")
+    a = svc.analyse(clip, ["mvit_t.synth"], ["attention"])
+    r = a.results[0]
+    last = max(k.stage for k in r.volumes if k.method == "attention")
+    amap = __import__("viz").stage_map(r.output, last)
+    assert amap.sinks, "mvit_t.synth has a measured sink at its last stage (assets/evaluation.synth.json)"
+    hidden, shown = (svc.render(a, lens.Display("attention", sinks=s))[0] for s in (False, True))
+    assert hidden.sinks == shown.sinks == tuple(amap.sinks)
+    assert hidden.scale != shown.scale or hidden.frames != shown.frames, "hiding changes the picture"
+    url = lambda p: p.name  # noqa: E731
+    assert "hidden" in present.panel_screen(hidden, 0, url).html
+    assert "Showing a sink key" in present.panel_screen(shown, 0, url).html
+    assert shown.weights != hidden.weights or shown.frames != hidden.frames
