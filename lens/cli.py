@@ -1,4 +1,9 @@
-"""Command line: ``python -m mvt list | download | probe | predict | explain | analyse-dataset | evaluate``.
+"""Command line: ``python -m mvt list | download | probe | inspect-checkpoint | predict | explain | analyse-dataset |
+evaluate``.
+
+Wherever models are named (``--models``), a registry name, a glob or a checkpoint spec string is accepted:
+``file:/path/ckpt.pyth``, ``url:https://…``, ``hub:org/repo[@rev]`` (see :mod:`mvt.checkpoints`);
+``inspect-checkpoint SOURCE`` prints what such a file was recognised as.
 
 ``predict`` and ``explain`` call the same service the app calls (:class:`lens.Service`): ``predict`` is an
 analysis with no explanation methods; ``explain`` writes overlay mp4s, the (T,H,W) volumes, report.json,
@@ -40,6 +45,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     print(json.dumps(asdict(mvt.probe(args.clip)), indent=2, default=str))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    rec = mvt.inspect_checkpoint(args.source, arch=args.arch, labels=args.labels)
+    print(rec.describe())
     return 0
 
 
@@ -128,7 +139,12 @@ def _dataset_parser(sub) -> None:
         "(path[,label[,start_s]]) or synth:N:SEED.",
     )
     p.add_argument("src")
-    p.add_argument("--models", nargs="+", required=True, help="model names or globs (e.g. '*.synth')")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="model names, globs (e.g. '*.synth') or file:/url:/hub: specs",
+    )
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS), help="explanation methods")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -166,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="print what mvt reads from a video file")
     p.add_argument("clip")
     p.set_defaults(fn=_cmd_probe)
+    p = sub.add_parser(
+        "inspect-checkpoint",
+        help="what a checkpoint file, URL or hub repo is: format, variant, classes, labels, preprocessing",
+    )
+    p.add_argument("source", help="file:PATH, url:URL, hub:ORG/NAME[@REV] (or a bare path, URL or repo id)")
+    p.add_argument("--arch", default=None, help="a family (mvit, vivit, hvt) or registered architecture")
+    p.add_argument("--labels", default=None, help="class names: a file, one a line (or a JSON list)")
+    p.set_defaults(fn=_cmd_inspect)
     p = sub.add_parser("predict", help="top-5 predictions of models on a clip")
     p.add_argument("clip")
     p.add_argument("--models", nargs="+", required=True)

@@ -7,9 +7,15 @@ Public API::
     clip = mvt.read_clip(path, num_frames=16, stride=4, size=224)
     x = mvt.preprocess(clip, model.spec)
     out = model.forward_with_attention(x)     # ModelOutput
+    mine = mvt.load_checkpoint("file:/runs/mvitv2_s.pyth")   # a user's checkpoint, recognised from the file
 """
 
 from . import models  # noqa: F401  (registers every family with the zoo)
+from .checkpoints import (  # (public checkpoints too)
+    inspect_checkpoint,
+    load_checkpoint,
+    register_checkpoint_model,
+)
 from .explain import attention_gradients, token_flow
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
@@ -35,6 +41,9 @@ __all__ = [
     "token_flow",
     "create_model",
     "get_spec",
+    "inspect_checkpoint",
+    "load_checkpoint",
+    "register_checkpoint_model",
     "list_archs",
     "list_models",
     "normalise",

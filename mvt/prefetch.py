@@ -34,10 +34,16 @@ def weights_status(name: str, *, probe: bool = True) -> Status:
 
 
 def expand(patterns: Iterable[str]) -> list[str]:
-    """Model names from names or globs (``"*.k400"``), in order, without repeats; unknown names raise KeyError."""
+    """Model names from names, globs (``"*.k400"``) or checkpoint spec strings (``file:…``, ``url:…``,
+    ``hub:…``, kept as given, so another process — a Ray worker — resolves them the same way), in order,
+    without repeats; unknown names raise KeyError, unusable checkpoints :class:`WeightsError`."""
     names: list[str] = []
     for p in patterns:
-        hits = list_models(p) if any(c in p for c in "*?[") else [get_spec(p).name]
+        if p.startswith(("file:", "url:", "hub:")):
+            get_spec(p)  # recognised (and downloaded) now: a bad file fails before any clip is read
+            hits = [p]
+        else:
+            hits = list_models(p) if any(c in p for c in "*?[") else [get_spec(p).name]
         if not hits:
             raise KeyError(f"no model matches {p!r}")
         names += [n for n in hits if n not in names]

@@ -3,6 +3,12 @@
 Family modules (``mvt/models/*.py``) call :func:`register_arch` and :func:`register_pretrained` when
 imported; ``mvt.models`` imports them all. Every architecture also gets an ``arch.untrained`` entry built
 with no weights (its spec says ``trained=False``).
+
+:data:`PUBLIC_CHECKPOINTS` lists the seed papers' other public releases (PySlowFast and MMAction2 files);
+:mod:`mvt.checkpoints` registers them (their files need its converters). A *model spec string* — ``file:…``,
+``url:…``, ``hub:org/repo[@rev]`` — is accepted wherever a name is: :func:`get_spec` hands it to the resolver
+:mod:`mvt.checkpoints` registers (:func:`register_resolver`), which recognises the file and registers it for
+this process under a stable name.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +53,12 @@ class ModelSpec:
     class_names: tuple[str, ...] | None = None
     """Class names read from the checkpoint itself (a hub repo's ``config.json`` ``id2label``); when set they
     replace ``label_set``'s list. :func:`create_model` fills it in."""
+    convert: Callable[[Any], dict] | None = None
+    """The converter of this spec's file when it is not the architecture's own format (a PySlowFast ``.pyth``
+    for a torchvision-named MViT): whole checkpoint object in, state dict out; overrides ``ArchEntry.convert``."""
+    checkpoint: Any = None
+    """For a model loaded from a user's checkpoint: what :mod:`mvt.checkpoints` recognised (a
+    ``mvt.checkpoints.Recognised``: format, variant, labels and where they came from, preprocessing, notes)."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -75,11 +88,14 @@ _ARCHS: dict[str, ArchEntry] = {}
 _SPECS: dict[str, ModelSpec] = {}
 
 
-def register_arch(entry: ArchEntry, default_spec: ModelSpec) -> None:
-    """Register an architecture and its ``.untrained`` spec (``default_spec`` gives input settings)."""
+def register_arch(entry: ArchEntry, default_spec: ModelSpec, *, untrained: bool = True) -> None:
+    """Register an architecture and its ``.untrained`` spec (``default_spec`` gives input settings; with
+    ``untrained=False`` no ``.untrained`` entry is listed, for one-off architectures of users' files)."""
     if entry.arch in _ARCHS:
         raise ValueError(f"architecture {entry.arch!r} is registered twice")
     _ARCHS[entry.arch] = entry
+    if not untrained:
+        return
     register_pretrained(
         replace(
             default_spec,
@@ -192,8 +208,23 @@ def list_archs() -> list[str]:
     return sorted(_ARCHS)
 
 
+Resolver = Callable[[str], ModelSpec]
+_RESOLVERS: dict[str, Resolver] = {}
+
+
+def register_resolver(prefix: str, resolve: Resolver) -> None:
+    """Let :func:`get_spec` accept names starting with ``prefix`` (``"file:"``): ``resolve(name)`` registers
+    the model the name describes (if it is not yet) and returns its spec."""
+    _RESOLVERS[prefix] = resolve
+
+
 def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model ``arch.tag`` (``arch`` alone: ``arch.untrained``), or of a model spec
+    string (``file:…``, ``url:…``, ``hub:…``), which is recognised and registered first."""
     _ensure_registered()
+    for prefix, resolve in _RESOLVERS.items():
+        if name.startswith(prefix):
+            return resolve(name)
     if "." not in name:
         name = f"{name}.untrained"
     if name not in _SPECS:
@@ -236,21 +267,16 @@ def create_model(
     num_classes = spec.num_classes or len(spec.labels)
     source = spec.weights if checkpoint is None else WeightsSource(kind="file_abs", path=checkpoint)
     path = None
-    if source.kind not in (
-        "none",
-        "file_abs",
-    ):  # weights first: a missing file fails before any model is built
+    if source.kind != "none":  # weights first: a missing file fails before any model is built
         path = _weights.resolve(
-            source, download=download, progress=progress, timeout=timeout, check=keys_check(name)
+            source, download=download, progress=progress, timeout=timeout, check=keys_check(spec.name)
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # untrained models are the same every time (and do not touch the global RNG)
         model = entry.builder(num_classes=num_classes)
-    if source.kind != "none":
-        if path is None:
-            state = _weights.load_file(checkpoint)  # type: ignore[arg-type]
-        else:
-            state = _weights.load_file(path, state_key=source.state_key, pickle_globals=source.pickle_globals)
+    if path is not None:
+        state = _weights.load_file(path, state_key=source.state_key, pickle_globals=source.pickle_globals)
+        if checkpoint is None:
             names = _weights.class_names(source, download=download)
             if names is not None:
                 if len(names) != num_classes:
@@ -259,7 +285,7 @@ def create_model(
                         f"{num_classes} outputs."
                     )
                 spec = replace(spec, class_names=names)
-        load_state_dict_strict(model, state, entry.convert, what=name)
+        load_state_dict_strict(model, state, spec.convert or entry.convert, what=name)
     model.spec = spec
     return model.eval().to(device)
 
@@ -280,7 +306,7 @@ def keys_check(name: str) -> _weights.StateCheck:
         if not own:  # built on first use only: most files carry a hash and are never checked this way
             with torch.device("meta"):
                 own.update(_shapes(entry.builder(num_classes=spec.num_classes or len(spec.labels))))
-        _compare(own, state, entry.convert, name)
+        _compare(own, state, spec.convert or entry.convert, name)
 
     return check
 
@@ -315,9 +341,109 @@ def _compare(
     return state
 
 
+def check_state(model: nn.Module, state: dict, what: str = "model") -> None:
+    """Raise :class:`mvt.weights.KeysMismatch` unless ``state`` has exactly ``model``'s keys and shapes (the
+    message counts and names the missing, unexpected and mis-shaped keys). ``model`` may live on the meta
+    device."""
+    _compare(_shapes(model), state, None, what)
+
+
 def load_state_dict_strict(
     model: nn.Module, state: dict, convert: Callable[[dict], dict] | None = None, *, what: str = "model"
 ) -> None:
     """Convert (if a converter is given) and load ``state`` strictly, as a :class:`WeightsError` on mismatch."""
     state = _compare(_shapes(model), state, convert, what)
     model.load_state_dict(state, strict=True)
+
+
+# -- the papers' public checkpoints -------------------------------------------------------------------------
+
+PYSF = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo"
+MMA = "https://download.openmmlab.com/mmaction/v1.0/recognition/mvit/converted"
+K400_NORM = ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225))
+IN1K_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class PublicCheckpoint:
+    """A released checkpoint of the seed papers that the registry reaches by name (see README, Weights).
+
+    The architecture (``name``'s ``arch``) is the PySlowFast config the file was trained with
+    (``mvt.checkpoints.public.VARIANTS``). Input settings are the release's test pipeline (one centre crop where it
+    tested several). ``top1`` and ``params_m`` are as the release reports them. ``sha256`` is a hash prefix the
+    release publishes (MMAction2 names carry one); ``size`` bytes where published (neither release publishes
+    sizes: the app asks the server). ``also`` lists the same weights at other releases.
+    """
+
+    name: str
+    url: str
+    format: str
+    release: str
+    label_set: str
+    num_frames: int
+    frame_stride: int | None
+    resize_size: int
+    crop_size: int
+    norm: tuple[tuple[float, float, float], tuple[float, float, float]]
+    top1: float
+    params_m: float | None
+    licence: str = "Apache-2.0 (PySlowFast)"
+    sha256: str | None = None
+    size: int | None = None
+    also: tuple[str, ...] = ()
+
+
+PUBLIC_CHECKPOINTS: tuple[PublicCheckpoint, ...] = (
+    PublicCheckpoint(
+        "mvit_v1_b_32x3.k400", f"{PYSF}/mvit/k400.pyth", "pyslowfast",
+        "PySlowFast MODEL_ZOO.md (Kinetics/MVIT_B_32x3_CONV)", "kinetics400", 32, 3, 256, 224, K400_NORM,
+        80.4, None,
+    ),
+    PublicCheckpoint(
+        "mvit_v1_b_32x3.k600", f"{PYSF}/mvit/k600.pyth", "pyslowfast",
+        "PySlowFast MODEL_ZOO.md (Kinetics/MVIT_B_32x3_CONV_K600)", "kinetics600", 32, 3, 256, 224, K400_NORM,
+        83.9, None,
+    ),
+    PublicCheckpoint(
+        "mvit_v2_s.ssv2", f"{PYSF}/mvitv2/pysf_video_models/MViTv2_S_16x4_ssv2_f308341823.pyth",
+        "pyslowfast", "PySlowFast projects/mvitv2 (SSv2/MVITv2_S_16x4)", "ssv2", 16, None, 224, 224, K400_NORM,
+        68.2, 34.4, also=(f"{MMA}/mvit-small-p244_u16_sthv2-rgb_20221021-65ecae7d.pth",),
+    ),
+    PublicCheckpoint(
+        "mvit_v2_b_32x3.k400", f"{PYSF}/mvitv2/pysf_video_models/MViTv2_B_32x3_k400_f304025456.pyth",
+        "pyslowfast", "PySlowFast projects/mvitv2 (Kinetics/MVITv2_B_32x3)", "kinetics400", 32, 3, 256, 224,
+        K400_NORM, 82.9, 51.2, also=(f"{MMA}/mvit-base-p244_32x3x1_kinetics400-rgb_20221021-f392cd2d.pth",),
+    ),
+    PublicCheckpoint(
+        "mvit_v2_b_32x3.ssv2", f"{PYSF}/mvitv2/pysf_video_models/MViTv2_B_32x3_ssv2_f305803282.pyth",
+        "pyslowfast", "PySlowFast projects/mvitv2 (SSv2/MVITv2_B_32x3)", "ssv2", 32, None, 224, 224, K400_NORM,
+        70.5, 51.1, also=(f"{MMA}/mvit-base-p244_u32_sthv2-rgb_20221021-d5de5da6.pth",),
+    ),
+    PublicCheckpoint(
+        "mvit_v2_l_40x3.k400", f"{PYSF}/mvitv2/pysf_video_models/MViTv2_L_40x3_k400_f306903192.pyth",
+        "pyslowfast", "PySlowFast projects/mvitv2 (Kinetics/MVITv2_L_40x3_test)", "kinetics400", 40, 3, 312, 312,
+        IN1K_NORM, 86.1, 217.6, also=(f"{MMA}/mvit-large-p244_40x3x1_kinetics400-rgb_20221021-11fe1f97.pth",),
+    ),
+    PublicCheckpoint(
+        "mvit_v2_l_40x3.ssv2", f"{PYSF}/mvitv2/pysf_video_models/MViTv2_L_40x3_ssv2_f309603968.pyth",
+        "pyslowfast", "PySlowFast projects/mvitv2 (SSv2/MVITv2_L_40x3)", "ssv2", 40, None, 312, 312, IN1K_NORM,
+        73.3, 213.1, also=(f"{MMA}/mvit-large-p244_u40_sthv2-rgb_20221021-61696e07.pth",),
+    ),
+)  # fmt: skip
+"""The seed papers' released video checkpoints beyond torchvision's K400 ports, by name. PySlowFast's files are
+the authors' own; MMAction2's ``converted/`` copies (``also``) are the same weights re-keyed."""
+
+NOT_PUBLISHED: tuple[tuple[str, str], ...] = (
+    (
+        "MViT-B 16×4 Kinetics-600",
+        "neither PySlowFast nor MMAction2 publishes it (PySlowFast's K600 file is 32×3)",
+    ),
+    ("MViT-B 16×4 Something-Something v2", "neither release has an MViT v1 SSv2 checkpoint"),
+    ("MViT-B 32×3 Something-Something v2", "neither release has an MViT v1 SSv2 checkpoint"),
+    (
+        "MViT-B 16×4 Kinetics-400 (PySlowFast)",
+        "a Google Drive link only; torchvision's port is mvit_v1_b.k400",
+    ),
+    ("any MViT video model in facebookresearch/mvit", "that repository releases ImageNet image models only"),
+)
+"""What the issue asked for that no release publishes, and why (README, Weights)."""

@@ -197,10 +197,23 @@ class Service:
             raise LensError(f"Pick at most {self.max_models} models.")
         for n in names:
             try:
-                mvt.get_spec(n)
+                mvt.get_spec(n)  # a checkpoint spec string (file:, url:, hub:) is recognised here
             except KeyError as e:
                 raise LensError(str(e.args[0] if e.args else e)) from None
+            except mvt.WeightsError as e:
+                raise LensError(f"{n}: {e}") from None
         return names
+
+    def add_model(self, source: str, *, labels: Any = None, arch: str | None = None) -> mvt.ModelSpec:
+        """A user's checkpoint into this process's registry, in one call: ``source`` is a spec string
+        (``file:…``, ``url:…``, ``hub:org/repo[@rev]``), a path, a URL or a repo id; ``labels`` names its classes
+        when the file does not. Returns the spec: its ``name`` goes wherever a registry name goes (a
+        comparison, export, faithfulness), ``spec.checkpoint`` is what was recognised (``.describe()``). A file
+        that does not fit is one :class:`LensError` naming what did not, and nothing is cached."""
+        try:
+            return mvt.get_spec(mvt.register_checkpoint_model(source, labels=labels, arch=arch))
+        except mvt.WeightsError as e:
+            raise LensError(str(e)) from None
 
     def request(
         self,

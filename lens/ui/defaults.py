@@ -1,8 +1,9 @@
 """Which models a comparison starts with, and how models are offered: policy as data plus small functions.
 
-Two *model sets* (:data:`MODEL_SETS`): **Kinetics-400** — one real pretrained model per family, downloaded on
-first use — and **SynthMotion** — the small models trained here, shipped in the repository, one per family
-(:func:`default_models`). :func:`default_set` picks Kinetics-400 when every one of its models can be had now
+*Model sets* (:data:`MODEL_SETS`): **Kinetics-400** — one real pretrained model per family, downloaded on
+first use —, **Motion (SSv2)** — MViTv2-S trained on Kinetics-400 beside the same architecture trained on
+Something-Something v2 — and **SynthMotion** — the small models trained here, shipped in the repository, one
+per family (:func:`default_models`). :func:`default_set` picks Kinetics-400 when every one of its models can be had now
 (cached, or downloadable: network and no offline setting), SynthMotion otherwise. Every registered model is
 offered (:func:`model_choices`), cached or not: its label says whether it is shipped, cached, what it downloads
 on first use, or why it is unavailable. Nothing outside the registry names a family: a new family is picked
@@ -29,15 +30,23 @@ FALLBACK = ("untrained", "synthmotion")
 """(tag, label set) of the fallback: the untrained small config."""
 
 KINETICS = "Kinetics-400"
+MOTION = "Motion (SSv2)"
 SYNTHMOTION = "SynthMotion"
 CUSTOM = "custom"
-SET_NAMES = (KINETICS, SYNTHMOTION, CUSTOM)
+SET_NAMES = (KINETICS, MOTION, SYNTHMOTION, CUSTOM)
 """The choices of the app's *model set* control; ``custom`` is any other selection."""
 
 KINETICS_SET = ("mvit_v2_s.k400", "mmvit_s.k400init", "vivit_b_16x2.k400", "hvt_s_1.in1k")
 """One real pretrained model per family: MViT v2-S (torchvision), MMViT with MViT v2-S towers (predicts as MViT
 v2-S until it is fine-tuned), ViViT-B (the hub's google/vivit-b-16x2-kinetics400) and HVT-S-1 (an ImageNet
 model, run per frame)."""
+
+MOTION_SET = ("mvit_v2_s.k400", "mvit_v2_s.ssv2")
+"""One architecture (MViTv2-S) trained on Kinetics-400, where the scene often gives the class away, and on
+Something-Something v2, where only the motion does (PySlowFast's release): where does each look on one clip?"""
+
+MODEL_SETS = {KINETICS: KINETICS_SET, MOTION: MOTION_SET}
+"""The fixed model sets by name (SynthMotion's follows what is shipped; ``custom`` has none of its own)."""
 
 
 def _families(names: list[str]) -> list[str]:
@@ -66,9 +75,9 @@ def default_models(available: list[str] | None = None, max_models: int = MAX_MOD
 
 def set_models(name: str) -> list[str]:
     """The models of the set called ``name`` (``custom`` has none of its own: an empty list)."""
-    if name == KINETICS:
+    if name in MODEL_SETS:
         known = set(mvt.list_models())
-        return [n for n in KINETICS_SET if n in known][:MAX_MODELS]
+        return [n for n in MODEL_SETS[name] if n in known][:MAX_MODELS]
     if name == SYNTHMOTION:
         return default_models()
     if name == CUSTOM:
@@ -79,7 +88,7 @@ def set_models(name: str) -> list[str]:
 def set_of(models: list[str] | None) -> str:
     """The set whose models are exactly ``models`` (in any order), else ``custom``."""
     chosen = sorted(models or [])
-    for name in (KINETICS, SYNTHMOTION):
+    for name in (*MODEL_SETS, SYNTHMOTION):
         if chosen and chosen == sorted(set_models(name)):
             return name
     return CUSTOM

@@ -115,7 +115,9 @@ class MViTConfig:
     """MViTv2 pools queries (stride 1) in every block; v1 only where the stride is > 1."""
     abs_pos: bool
     """v1: separable absolute position embeddings (temporal + spatial, plus one for CLS)."""
-    pool_kernel: Grid = (3, 3, 3)
+    pool_kernel: Grid | None = (3, 3, 3)
+    """Kernel of every q/k/v pooling; None: PySlowFast's rule when ``POOL_KVQ_KERNEL`` is unset, each pooling's
+    kernel is its stride + 1 on strided axes and 1 elsewhere (MViT-B 32×3: q (1, 3, 3), k/v (1, 9, 9) → …)."""
     q_stride: Grid = (1, 2, 2)
     kv_stride: Grid = (1, 8, 8)
     patch_kernel: Grid = (3, 7, 7)
@@ -140,7 +142,6 @@ class MViTConfig:
 
     def block_configs(self) -> tuple[MViTBlockConfig, ...]:
         total = sum(st.depth for st in self.stages)
-        padding = tuple(k // 2 for k in self.pool_kernel)
         grid, kv_stride, out, index = self.embed_grid, self.kv_stride, [], 0
         for s, stage in enumerate(self.stages):
             if s > 0:
@@ -153,11 +154,7 @@ class MViTConfig:
                     dim_in, dim_out = (self.stages[s - 1].dim if first else stage.dim), stage.dim
                 else:
                     dim_in, dim_out = stage.dim, (self.stages[s + 1].dim if last else stage.dim)
-                q_pool = (
-                    conv_pool(self.pool_kernel, stride_q, padding)
-                    if first or self.q_pool_every_block
-                    else None
-                )
+                q_pool = self._conv_pool(stride_q) if first or self.q_pool_every_block else None
                 skip_kernel = tuple(q + 1 if q > 1 else q for q in stride_q)
                 skip_pool = (
                     PoolOp(skip_kernel, stride_q, tuple(k // 2 for k in skip_kernel), "max")  # type: ignore[arg-type]
@@ -173,7 +170,7 @@ class MViTConfig:
                         attn_dim=dim_out if self.dim_mul_in_att else dim_in,
                         heads=stage.heads,
                         q_pool=q_pool,
-                        kv_pool=conv_pool(self.pool_kernel, kv_stride, padding),
+                        kv_pool=self._conv_pool(kv_stride),
                         skip_pool=skip_pool,
                         in_grid=grid,
                         rel_pos=self.rel_pos,
@@ -187,6 +184,10 @@ class MViTConfig:
                 grid = tuple(g // q for g, q in zip(grid, stride_q))
                 index += 1
         return tuple(out)
+
+    def _conv_pool(self, stride: Grid) -> PoolOp | None:
+        kernel = self.pool_kernel or tuple(s + 1 if s > 1 else s for s in stride)
+        return conv_pool(kernel, stride, tuple(k // 2 for k in kernel))
 
 
 def conv_pool(kernel: tuple, stride: tuple, padding: tuple) -> PoolOp | None:

@@ -9,6 +9,7 @@ Sources (:class:`WeightsSource` ``.kind``):
 * ``"hf"``: a file in a Hugging Face model repo, through ``huggingface_hub.hf_hub_download`` (HF cache,
   ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``), pinned to a revision.
 * ``"file"``: a file shipped in this repository (``assets/weights``), path relative to the repo root.
+* ``"file_abs"``: a file on this machine, by absolute path (a user's checkpoint, :mod:`mvt.checkpoints`).
 * ``"none"``: untrained; the model keeps its initialisation.
 
 Public API::
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import ALLOWED_GLOBALS, load_file
+from .checkpoint import ALLOWED_GLOBALS, WHOLE, load_file, max_checkpoint_bytes, read_checkpoint
 from .fetch import (
     ProgressFn,
     RateMeter,
@@ -104,6 +105,7 @@ __all__ = [
     "StateCheck",
     "Status",
     "UnsafeCheckpoint",
+    "WHOLE",
     "WeightsError",
     "WeightsSource",
     "WeightsUnavailable",
@@ -123,8 +125,10 @@ __all__ = [
     "is_available",
     "load",
     "load_file",
+    "max_checkpoint_bytes",
     "mirror_url",
     "offline_reason",
+    "read_checkpoint",
     "resolve",
     "status",
 ]
@@ -143,6 +147,9 @@ def cached_path(source: WeightsSource) -> Path | None:
             return hf_cached(source)
         except ImportError:
             return None
+    if source.kind == "file_abs":
+        path = Path(source.path or "")
+        return path if path.is_file() else None
     if source.kind == "none":
         return None
     raise WeightsError(f"unknown weights source kind {source.kind!r}")
@@ -215,6 +222,8 @@ def status(source: WeightsSource, *, probe: bool = True) -> Status:
         return Status(
             "unavailable", reason=f"shipped file {source.path} is missing (reinstall from a full clone)"
         )
+    if source.kind == "file_abs":
+        return Status("unavailable", reason=f"{source.path} is gone")
     reason = offline_reason(source)
     if reason is None and probe:
         reason = route_problem(download_url(source))
@@ -261,6 +270,10 @@ def resolve(
                 f"Shipped weights {path} are missing; reinstall from a full clone of the repo."
             )
         return path
+    if source.kind == "file_abs":
+        if not Path(source.path or "").is_file():
+            raise WeightsError(f"Checkpoint {source.path} does not exist.")
+        return Path(source.path or "")
     if source.kind not in ("url", "hf"):
         raise WeightsError(f"weights source of kind {source.kind!r} has no file")
     local = cached_path(source)

@@ -102,6 +102,9 @@ class WeightsSource:
     pickle_globals: tuple[str, ...] = field(default=())
     """Non-tensor globals the checkpoint's pickle needs, by name, from :data:`mvt.weights.checkpoint.ALLOWED_GLOBALS`
     (e.g. ``("argparse.Namespace",)`` for HVT's training-script files). Allowed for this file's load only."""
+    cache_name: str | None = None
+    """URL: the file's path under ``$TORCH_HOME/hub/checkpoints`` (default: the URL's basename, as torch hub has
+    it). Users' URLs get a folder of their own (:mod:`mvt.checkpoints`), so two ``model.pth`` never collide."""
 
     def describe_location(self) -> str:
         if self.kind == "url":
@@ -115,7 +118,7 @@ class WeightsSource:
     @property
     def display_name(self) -> str:
         if self.kind == "url":
-            return os.path.basename(self.url or "")
+            return os.path.basename(self.cache_name or self.url or "")
         if self.kind == "hf":
             return f"{self.repo_id}/{self.filename}"
         return self.path or "(no weights)"
@@ -127,7 +130,7 @@ def hub_cache_path(source: WeightsSource) -> Path:
         raise WeightsError("a 'url' weights source needs a url")
     import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(source.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / (source.cache_name or os.path.basename(source.url))
 
 
 # -- settings -----------------------------------------------------------------------------------------------

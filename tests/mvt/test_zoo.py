@@ -48,7 +48,13 @@ def test_list_models_names_the_mvit_entries():
         "mvit_t.untrained",
     ):
         assert name in names
-    assert mvt.list_models("mvit_v*.k400") == ["mvit_v1_b.k400", "mvit_v2_s.k400"]
+    assert mvt.list_models("mvit_v*.k400") == [  # torchvision's ports, then the papers' releases (mvt.zoo)
+        "mvit_v1_b.k400",
+        "mvit_v1_b_32x3.k400",
+        "mvit_v2_b_32x3.k400",
+        "mvit_v2_l_40x3.k400",
+        "mvit_v2_s.k400",
+    ]
     assert {"mvit_v1_b", "mvit_v2_s", "mvit_t"} <= set(mvt.list_archs())
 
 
