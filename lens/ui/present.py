@@ -42,6 +42,8 @@ def color(index: int) -> str:
 
 VOCABULARIES = {
     "kinetics400": "Kinetics-400 · {n} actions",
+    "kinetics600": "Kinetics-600 · {n} actions",
+    "ssv2": "Something-Something v2 · {n} motions of hands and objects",
     "synthmotion": "SynthMotion · {n} synthetic motions",
     "imagenet1k": "ImageNet · {n} object classes, per frame",
 }
@@ -59,6 +61,8 @@ def vocabulary(name: str) -> str:
         return ""
     n = len(spec.labels)
     words = VOCABULARIES.get(spec.label_set, f"{spec.label_set} · {{n}} classes").format(n=n)
+    if spec.label_set not in VOCABULARIES and n == 0:
+        words = spec.label_set
     return words if spec.trained else f"untrained · {words.split(' · ')[0]}'s {n} labels, nothing learnt"
 
 
