@@ -28,6 +28,7 @@ import lens  # noqa: E402
 from lens.ui import api, defaults, examples, screens, uploads  # noqa: E402
 from lens.ui.actions import Actions  # noqa: E402
 from lens.ui.screens import Screen  # noqa: E402
+from lens.ui.texts import FAITHFULNESS, FAITHFULNESS_TABLE, INT8, INTRO, SINKS  # noqa: E402
 from mvt.device import gpu, select_device, zero_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
@@ -60,13 +61,15 @@ class Page(dict):
     __getattr__, __setattr__ = dict.__getitem__, dict.__setitem__
 
     def outputs(self, *fields: str) -> list:
-        return [self[n] for f in fields for n in screens.part_names(f, N)]
+        """The components of ``fields``' parts (parts this page lacks, e.g. no examples shipped, left out)."""
+        return [self[n] for f in fields for n in screens.part_names(f, N) if n in self]
 
     def updates(self, screen: Screen) -> dict:
         """``screen``'s changes as ``{component: update}``."""
         html = lambda sprite: lens.timeline.frames_html(sprite, ACTIONS.url)  # noqa: E731
         parts = screens.parts(screen, html)
-        return {self[n]: kw["value"] if list(kw) == ["value"] else gr.update(**kw) for n, kw in parts.items()}
+        out = {self[n]: kw["value"] if list(kw) == ["value"] else gr.update(**kw) for n, kw in parts.items() if n in self}  # fmt: skip
+        return out or gr.skip()  # nothing changes (an empty dict would be read as one value)
 
     def asked(self, data: dict, request: gr.Request | None, progress=None) -> dict:
         """What an action is asked: the inputs by name, the browser session (and its progress bar)."""
@@ -79,71 +82,50 @@ class Page(dict):
 PAGE = Page()
 
 
-def _stream(steps):
-    """An action's screens onto the page, a step each; a failure is raised once its step is shown."""
-    for screen in steps:
-        yield _one(screen, raises=False)
-        if screen.error:
-            raise gr.Error(_text(screen.error), print_exception=False)
-
-
-def _one(screen: Screen, *, raises: bool = True) -> dict:
-    if screen.error and raises:
-        raise gr.Error(_text(screen.error), print_exception=False)
-    if screen.info:
-        gr.Info(_text(screen.info))
-    return PAGE.updates(screen)
-
-
-def _text(message: str) -> str:
-    """Gradio renders a toast's message as (sanitised) HTML: what it quotes (a typed class, a name) as text."""
-    return html.escape(message, quote=False)
-
-
-# -- events: each one call of an action ---------------------------------------------------------------------------
+# -- events: each one call of an action, its screens put onto the page (a problem is a part of a screen, never raised)
 
 
 def on_load():
-    return _one(ACTIONS.load())
+    return PAGE.updates(ACTIONS.load())
 
 
 def on_set(name: str):
-    return _one(ACTIONS.pick_set(name))
+    return PAGE.updates(ACTIONS.pick_set(name))
 
 
 def on_models(names: list[str]):
-    return _one(ACTIONS.pick_models(names))
+    return PAGE.updates(ACTIONS.pick_models(names))
 
 
 def on_upload(path: str | None, request: gr.Request = None):
-    return _one(ACTIONS.upload(path, getattr(request, "session_hash", None)))
+    return PAGE.updates(ACTIONS.upload(path, getattr(request, "session_hash", None)))
 
 
 def on_compare(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-    yield from _stream(ACTIONS.compare(**PAGE.asked(data, request, progress)))
+    yield from map(PAGE.updates, ACTIONS.compare(**PAGE.asked(data, request, progress)))
 
 
 def on_redraw(data: dict, request: gr.Request = None):
-    return _one(ACTIONS.redraw(**PAGE.asked(data, request)))
+    return PAGE.updates(ACTIONS.redraw(**PAGE.asked(data, request)))
 
 
 def on_explain(index: int):
     def run(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
-        return _one(ACTIONS.explain(index=index, **PAGE.asked(data, request, progress)))
+        return PAGE.updates(ACTIONS.explain(index=index, **PAGE.asked(data, request, progress)))
 
     return run
 
 
 def on_figures(data: dict):
-    return _one(ACTIONS.figures(**PAGE.asked(data, None)))
+    return PAGE.updates(ACTIONS.figures(**PAGE.asked(data, None)))
 
 
 def on_export(data: dict, request: gr.Request = None):
-    return _one(ACTIONS.export(**PAGE.asked(data, request)))
+    return PAGE.updates(ACTIONS.export(**PAGE.asked(data, request)))
 
 
 def on_score(data: dict, progress=gr.Progress()):  # noqa: B008
-    return _one(ACTIONS.faithfulness(**PAGE.asked(data, None, progress)))
+    return PAGE.updates(ACTIONS.faithfulness(**PAGE.asked(data, None, progress)))
 
 
 def on_end(request: gr.Request = None):
@@ -155,17 +137,10 @@ def on_end(request: gr.Request = None):
 
 def _answer(call, request: gr.Request | None = None, **ask):
     """``call``'s answer, its files as downloads; a user's mistake as its sentence."""
-
-    def files(v):
-        if isinstance(v, (list, dict)):
-            return [files(x) for x in v] if isinstance(v, list) else {k: files(x) for k, x in v.items()}
-        return FileData(path=str(v)) if isinstance(v, Path) else v
-
     clip, session = ask.pop("clip"), getattr(request, "session_hash", None)
     try:
-        return files(
-            call(SERVICE, clip["path"] if isinstance(clip, dict) else clip.path, **ask, session=session)
-        )
+        answer = call(SERVICE, clip["path"] if isinstance(clip, dict) else clip.path, **ask, session=session)
+        return api.as_files(answer, lambda path: FileData(path=str(path)))
     except lens.USER_ERRORS as e:
         raise gr.Error(str(e), print_exception=False) from None
 
@@ -207,13 +182,6 @@ ENDPOINTS = (analyse, explain_class, faithfulness, export)
 
 # -- layout ------------------------------------------------------------------------------------------------------
 
-INTRO = """# mvt-lens
-Where do video transformers look? Compare MViT, MMViT, ViViT and HVT on one clip, frame by frame."""
-FAITHFULNESS = """Which explanation is right? Deletion removes the most relevant token cells first (lower area = more
-faithful); insertion adds them to a clip imputed from nothing (higher = more faithful). `random` and `center`
-are baselines every method should beat."""
-FAITHFULNESS_TABLE = ["model", "method", "deletion AUC (lower better)", "insertion AUC (higher better)"]
-INT8 = "int8 linear layers: faster on a CPU, approximate (not the models as trained; no gradient methods)"
 MODELS = {"choices": defaults.model_choices(), "value": defaults.set_models(defaults.SYNTHMOTION),
           "multiselect": True, "max_choices": N, "allow_custom_value": True, "label": f"Models (up to {N})",
           "info": "Each says what its weights are: shipped, cached, or what it downloads."}  # fmt: skip
@@ -224,6 +192,7 @@ ALSO = {"choices": lens.method_choices(("rollout", "gradient", "captum")), "valu
 def _request(p: Page) -> None:
     with gr.Column(scale=4, min_width=280):
         p.clip = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="clip")
+        p.clip_note = gr.Markdown(visible=False, elem_id="clip-note")
         p.other = gr.UploadButton("Upload a GIF or another video file", file_types=[".gif", "video"],
                                   size="sm", elem_id="upload-other")  # fmt: skip
     with gr.Column(scale=5, min_width=300):
@@ -236,9 +205,9 @@ def _request(p: Page) -> None:
             p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
     with gr.Column(scale=4, min_width=280, elem_id="examples"):
         if shipped := examples.available():
-            gr.Examples([[str(e.path), e.model_set] for e in shipped], inputs=[p.clip, p.model_set],
-                        example_labels=[e.label for e in shipped], cache_examples=False,
-                        label="Examples (each picks the model set it suits)")  # fmt: skip
+            p.examples = gr.Examples([[str(e.path), e.model_set] for e in shipped], inputs=[p.clip, p.model_set],
+                                     example_labels=examples.labels_here(probe=False), cache_examples=False,
+                                     label="Examples (each picks the model set it suits)").dataset  # fmt: skip
             with gr.Accordion("What the examples show", open=False):
                 gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
 
@@ -249,8 +218,9 @@ def _panel(p: Page, i: int) -> None:
         f"column_{i}"
     ]:
         p[f"title_{i}"], p[f"picture_{i}"] = gr.Markdown(), gr.HTML(js_on_load=JS)
-        p[f"stage_{i}"] = gr.Dropdown(label="Stage (keys T×H×W)", elem_id=f"stage-{i}", **ctl)
-        p[f"heads_{i}"] = gr.Dropdown(label="Heads", elem_id=f"heads-{i}", **ctl)
+        # allow_custom_value: choices and value change together, so no value is ever checked against stale choices
+        p[f"stage_{i}"] = gr.Dropdown(label="Stage (keys T×H×W)", elem_id=f"stage-{i}", allow_custom_value=True, **ctl)  # fmt: skip
+        p[f"heads_{i}"] = gr.Dropdown(label="Heads", elem_id=f"heads-{i}", allow_custom_value=True, **ctl)  # fmt: skip
         p[f"klass_{i}"] = gr.Dropdown(
             label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl
         )
@@ -259,10 +229,17 @@ def _panel(p: Page, i: int) -> None:
 
 def _results(p: Page) -> None:
     p.banner = gr.HTML(visible=False, elem_id="banner")
+    with gr.Row(elem_id="notice-row"):
+        p.notice = gr.HTML(visible=False, elem_id="notice")
+        p.offer = gr.Button(visible=False, size="sm", variant="secondary", elem_id="offer", scale=0)
+    p.status = gr.HTML("", elem_id="progress")  # the one place progress is drawn
     with gr.Row(elem_id="view-controls"):
-        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
+        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
         p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
+        p.sinks = gr.Checkbox(
+            False, label="Show sink keys", info=SINKS, scale=1, min_width=140, elem_id="sinks"
+        )
     with gr.Column(elem_id="results"):  # the timeline sticks to the top while this column's panels scroll
         p.timeline = gr.HTML(js_on_load=JS, elem_id="timeline")
         with gr.Row(elem_id="panels", equal_height=False):
@@ -273,57 +250,83 @@ def _results(p: Page) -> None:
                 _panel(p, i)
 
 
+def _faithfulness_tab(p: Page) -> None:
+    gr.Markdown(FAITHFULNESS)
+    with gr.Row():
+        p.steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
+        p.score = gr.Button("Score the computed methods")
+    p.faithfulness_note = gr.Markdown(visible=False, elem_id="faithfulness-note")
+    p.update({f"faithfulness_{i}": gr.Plot(visible=False) for i in range(N)})
+    p.faithfulness_table = gr.Dataframe(headers=FAITHFULNESS_TABLE, interactive=False)
+
+
 def _tabs(p: Page) -> None:
     with gr.Tabs():
         with gr.Tab("All stages"):
-            for i in range(N):
-                p[f"strip_{i}"] = gr.Image(
-                    visible=False, type="filepath", show_label=False, elem_id=f"strip-{i}"
-                )
+            p.figures_note = gr.Markdown(visible=False)
+            strip = {"visible": False, "type": "filepath", "show_label": False}
+            p.update({f"strip_{i}": gr.Image(**strip, elem_id=f"strip-{i}") for i in range(N)})
         with gr.Tab("Token grids"):
             p.update({f"grid_{i}": gr.Plot(visible=False) for i in range(N)})
         with gr.Tab("Attention statistics"):
             p.stats = gr.Plot()
         with gr.Tab("Faithfulness"):
-            gr.Markdown(FAITHFULNESS)
-            with gr.Row():
-                p.steps = gr.Slider(4, 32, value=8, step=4, label="Steps per curve")
-                p.score = gr.Button("Score the computed methods")
-            p.update({f"faithfulness_{i}": gr.Plot(visible=False) for i in range(N)})
-            p.faithfulness_table = gr.Dataframe(headers=FAITHFULNESS_TABLE, interactive=False)
+            _faithfulness_tab(p)
         with gr.Tab("Timings"):
             p.timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
         with gr.Tab("Export"):
-            p.build_zip = gr.Button("Build zip (overlays, volumes, report.json, report.html)")
-            p.export = gr.File(label="Download")
+            p.build_zip = gr.Button(
+                "Build zip (overlays, volumes, report.json, report.html)", elem_id="build-zip"
+            )
+            p.export_note = gr.Markdown(visible=False, elem_id="export-note")
+            p.export = gr.File(label="Download", elem_id="export")
         with gr.Tab("Data"):
-            p.summary = gr.JSON(label="What the panels show")
+            p.summary = gr.JSON(label="What the panels show", elem_id="summary", open=True)
+
+
+UI = {"api_visibility": "private"}  # the API is ENDPOINTS
+QUIET = {**UI, "show_progress": "hidden"}
 
 
 def _events(demo: gr.Blocks, p: Page) -> None:
-    ui = {"api_visibility": "private"}  # the API is ENDPOINTS
-    per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
-    display = {p.show, p.opacity, p.colormap, *per_panel}
-    controls, drawn = {p.state, *display}, p.outputs("state", "timeline", "panels")
-    demo.load(on_load, outputs=p.outputs("models", "model_set", "notes"), concurrency_limit=None, **ui)
-    p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **ui)
-    p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **ui)
+    """Choosing a clip and models; the comparison and its displays (:func:`_result_events`); the tabs."""
+    demo.load(on_load, outputs=p.outputs("models", "model_set", "notes", "examples"), concurrency_limit=None, **QUIET)  # fmt: skip
+    p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **QUIET)
+    p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **QUIET)
+    p.offer.click(None, js=f"() => '{defaults.KINETICS}'", outputs=[p.model_set], **QUIET)  # then on_set
     for source in (p.clip, p.other):
-        source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner"), **ui)
-    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *display}
-    shown = p.outputs("state", "banner", "show", "timeline", "truth", "panels", "summary", "timings")
-    p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **ui).then(
-        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats"), **ui
+        source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
+                      show_progress_on=[p.clip], **UI)  # fmt: skip
+    _result_events(p)
+    p.build_zip.click(on_export, inputs=_controls(p), outputs=p.outputs("export", "export_note"), **UI)
+    tab = p.outputs("faithfulness", "faithfulness_table", "faithfulness_note")
+    p.score.click(on_score, inputs={p.state, p.steps}, outputs=tab, show_progress_on=[p.faithfulness_table], **UI)  # fmt: skip
+    demo.unload(on_end)
+
+
+def _controls(p: Page) -> set:
+    per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
+    return {p.state, p.show, p.opacity, p.colormap, p.sinks, *per_panel}
+
+
+def _result_events(p: Page) -> None:
+    """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
+    quietly) and each panel's class to explain."""
+    controls, one_line = _controls(p), {"show_progress_on": [p.status], **UI}
+    drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner")
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *(controls - {p.state})}
+    shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "panels", "summary", "timings",
+                      "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
+                      "notes", "figures_note", "faithfulness_note", "export_note")  # fmt: skip
+    p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line).then(
+        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note"), **QUIET
     )
-    for ctl in (p.show, p.colormap, *per_panel):
-        ctl.input(on_redraw, inputs=controls, outputs=drawn, **ui)
-    p.opacity.release(on_redraw, inputs=controls, outputs=drawn, **ui)
+    for ctl in (p.show, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]):
+        ctl.input(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
+    p.opacity.release(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
     for i in range(N):
         klass = p[f"klass_{i}"]
-        klass.input(on_explain(i), inputs={klass, *controls}, outputs=drawn, concurrency_limit=4, **ui)
-    p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export"), **ui)
-    p.score.click(on_score, inputs={p.state, p.steps}, outputs=p.outputs("faithfulness", "faithfulness_table"), **ui)  # fmt: skip
-    demo.unload(on_end)
+        klass.input(on_explain(i), inputs={klass, *controls}, outputs=drawn, concurrency_limit=4, **one_line)
 
 
 def build_demo() -> gr.Blocks:
@@ -346,4 +349,5 @@ demo.queue(default_concurrency_limit=8, max_size=32)
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lens.startup.start(SERVICE)  # prefetch the default weights and warm the models up, in the background
+    lens.startup.exit_on_signals(SERVICE.close)  # SIGTERM/SIGINT clean up as a normal exit does
     demo.launch(**LAUNCH)

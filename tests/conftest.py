@@ -1,6 +1,8 @@
 """Shared test settings: no telemetry, no network, caches in temporary directories."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 """Flags for Debian's Chromium here: no sandbox as root, and no background connections (there is no network)."""
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (one per test module)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 def free_port() -> int:

@@ -253,8 +253,6 @@ def test_deferred_maps_are_computed_in_the_background_and_int8_is_labelled(tmp_p
 
 
 def test_a_bad_clip_after_a_good_one_clears_every_panel_and_says_why(tmp_path):
-    import gradio as gr
-
     import app
 
     good = make_moving_square(tmp_path / "good.mp4", seed=3)
@@ -263,15 +261,18 @@ def test_a_bad_clip_after_a_good_one_clears_every_panel_and_says_why(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 5000)
     data = page_in(clip=str(bad), upload=None, models=_names(), methods=["rollout"], start_s="", int8=False)
-    steps = app.on_compare(data, None, progress=lambda *a, **k: None)
-    cleared = by_name(next(steps))
-    with pytest.raises(gr.Error):
-        next(steps)
+    (cleared,) = [
+        by_name(s) for s in app.on_compare(data, None, progress=lambda *a, **k: None)
+    ]  # nothing raised
     assert cleared["banner"]["visible"] and "bad.mp4" in cleared["banner"]["value"]
-    for i in range(lens.MAX_MODELS):  # no stale titles, no old pictures
+    for i in range(lens.MAX_MODELS):  # no stale titles, no old pictures, no old strips or figures in the tabs
         slot = panel(cleared, i)
         assert slot["column"]["visible"] is False and slot["title"] == "" and slot["picture"] == ""
+        assert cleared[f"strip_{i}"]["visible"] is False and cleared[f"grid_{i}"]["visible"] is False
+        assert cleared[f"faithfulness_{i}"]["visible"] is False
     assert cleared["state"] is None and cleared["timeline"] == "" and not cleared["truth_column"]["visible"]
+    assert cleared["stats"] is None and cleared["faithfulness_table"] == [] and cleared["export"] is None
+    assert cleared["summary"] is None and cleared["timings"] is None
 
 
 def test_a_model_that_fails_shows_its_error_in_its_own_panel(tmp_path, monkeypatch):
@@ -305,12 +306,22 @@ def test_picking_a_class_explains_it_with_a_class_dependent_method(tmp_path):
     res = by_name(pick(page_in(state=out["state"], klass_0=second), progress=lambda *a, **k: None))
     entry = app.SERVICE.get(res["state"].ref).entries[0]
     assert entry.target == labels.index(second) and lens.VolumeKey("grad_rollout") in entry.volumes
-    assert "grad_rollout" in _val(res["picture_0"]) and f"Explaining the class “{second}”" in _val(
+    assert "grad_rollout" in _val(res["picture_0"]) and f"explaining the class “{second}”" in _val(
         res["picture_0"]
     )
-    assert res["state"].override == ((0, "grad_rollout"),)
-    with pytest.raises(gr.Error, match="no class called"):
-        pick(page_in(state=out["state"], klass_0="not a class"), progress=lambda *a, **k: None)
+    assert res["state"].show == "grad_rollout" and res["show"]["value"] == "grad_rollout", (
+        "Show names the method"
+    )
+    shown = res["summary"]["models"][0]["shown"]
+    assert shown["method"] == "grad_rollout" and shown["class"] == second, (
+        "the Data tab names class and method"
+    )
+    # the class it already explains (the control opened and dismissed): nothing changes, nothing runs
+    assert pick(page_in(state=res["state"], klass_0=second), progress=lambda *a, **k: None) == gr.skip()
+    # a label that is not a class: said in that panel, which keeps its picture; nothing raised
+    bad = by_name(pick(page_in(state=res["state"], klass_0="not a class"), progress=lambda *a, **k: None))
+    assert "no class called" in _val(bad["picture_0"]) and "grad_rollout" in _val(bad["picture_0"])
+    assert "banner" not in bad
 
 
 def test_gif_and_hevc_uploads_get_a_playable_preview_and_the_original_is_analysed(tmp_path):

@@ -160,3 +160,22 @@ def test_start_up_prefetches_in_the_background_and_warms_the_models_up(weights_m
     )  # nothing to fetch, no example for 'custom': returns quietly
     thread.join(30)
     assert not thread.is_alive() and m.counts() == before
+
+
+def test_model_labels_say_cached_after_the_compare_that_downloaded_them(
+    weights_mirror, monkeypatch, tmp_path, forget_models
+):
+    """The model list is relabelled by the Compare that downloaded weights: ``downloads … MB`` becomes
+    ``cached`` without reloading the page."""
+    from tests.test_app import run_compare
+
+    m = weights_mirror
+    name, _, served = _own_hash_mvit(m, monkeypatch, real_size=False, arch="mvit_t", tag="relabel")
+    forget_models.append(name)
+    labels = dict((n, lab) for lab, n in lens.defaults.model_choices(probe=True))
+    assert "downloads" in labels[name]
+    out, steps = run_compare(make_moving_square(tmp_path / "r.mp4", seed=4), [name], methods=[])
+    assert "models" not in steps[0], "the labels change once the download is done, not before"
+    after = dict((n, lab) for lab, n in out["models"]["choices"])
+    assert "cached" in after[name] and "downloads" not in after[name], after[name]
+    assert out["models"]["value"] == [name]

@@ -40,7 +40,18 @@ from .maps import (
     stage_volumes,
     stages,
 )
-from .render import COLORMAPS, colorize, colormap, normalize, overlay, strip, to_frames
+from .render import (
+    COLORMAPS,
+    NORMS,
+    colorbar,
+    colorize,
+    colormap,
+    normalize,
+    overlay,
+    strip,
+    to_frames,
+    value_range,
+)
 from .rollout import rollout, rollout_volume
 from .stats import attention_stats
 
@@ -62,6 +73,9 @@ __all__ = [
     "map_volume",
     "mask_iou",
     "normalize",
+    "NORMS",
+    "colorbar",
+    "value_range",
     "oracle",
     "overlay",
     "pointing_game",

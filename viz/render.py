@@ -126,20 +126,63 @@ def to_frames(
 # -- colour ------------------------------------------------------------------------------------------------
 
 
+NORMS = ("clip", "frame", "contrast")
+"""How values map to colours: ``clip`` min–max over the clip, ``frame`` min–max per frame, ``contrast`` the
+clip's 2nd to 99.5th percentile (values outside saturate), so that one hot token or a flat floor does not
+wash out the rest of the map."""
+
+CONTRAST_PERCENTILES = (2.0, 99.5)
+"""The percentiles ``contrast`` maps to 0 and 1."""
+
+
+def value_range(volume: np.ndarray, norm: str = "clip") -> tuple[float, float]:
+    """The values that ``norm`` maps to 0 and 1 over the whole clip (``frame``: the extremes of any frame's
+    range, for a colour bar); ``(lo, lo)`` for a constant volume."""
+    v = np.nan_to_num(np.asarray(volume, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if norm in ("clip", "frame"):
+        return float(v.min()), float(v.max())
+    if norm == "contrast":
+        lo, hi = np.percentile(v, CONTRAST_PERCENTILES)
+        if hi <= lo:  # mostly one value: fall back to the full range
+            return float(v.min()), float(v.max())
+        return float(lo), float(hi)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
 def normalize(volume: np.ndarray, norm: str = "clip") -> np.ndarray:
-    """Min-max to [0, 1] over the whole clip (``"clip"``) or each frame (``"frame"``); constant → 0."""
+    """Values to [0, 1]: min-max over the whole clip (``"clip"``) or each frame (``"frame"``), or the clip's
+    :data:`CONTRAST_PERCENTILES` (``"contrast"``, clipped); constant → 0."""
     v = np.asarray(volume, dtype=np.float32)
     v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    if norm == "contrast":
+        lo, hi = value_range(v, norm)
+        if hi <= lo:
+            return np.zeros_like(v)
+        return np.clip((v - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     if norm == "clip":
         axes: tuple[int, ...] = tuple(range(v.ndim))
     elif norm == "frame":
         axes = tuple(range(1, v.ndim))
     else:
-        raise ValueError(f"norm must be 'clip' or 'frame', got {norm!r}")
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     lo = v.min(axis=axes, keepdims=True)
     hi = v.max(axis=axes, keepdims=True)
     span = hi - lo
     return np.where(span > 0, (v - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+
+
+def colorbar(cmap: str = "inferno", stops: int = 9, alpha: float | None = None) -> list[str]:
+    """``stops`` evenly spaced colours of a colormap from 0 to 1 as ``#rrggbb`` (a colour bar's gradient).
+    With ``alpha`` (the overlay's opacity), each stop carries the opacity :func:`overlay` gives that value
+    with ``weighted=True`` (``α·√v``) as ``#rrggbbaa``."""
+    lut = colormap(cmap)
+    xs = np.linspace(0.0, 1.0, max(2, int(stops)))
+    out = []
+    for x in xs:
+        r, g, b = (int(c) for c in lut[int(round(float(x) * 255))])
+        a = "" if alpha is None else f"{int(round(255 * min(1.0, max(0.0, alpha * float(np.sqrt(x)))))):02x}"
+        out.append(f"#{r:02x}{g:02x}{b:02x}{a}")
+    return out
 
 
 def colorize(volume: np.ndarray, cmap: str = "inferno", norm: str = "clip") -> np.ndarray:

@@ -1,7 +1,10 @@
 // mvt-lens: one clip time shared by every panel. Loaded once per gr.HTML panel (js_on_load); the state lives on
 // window.mvtLens so that the timeline and every panel see the same time. A panel shows, of the frames its
 // model saw (data-times, clip seconds), the one nearest to the shared time; the slider and play/pause move it.
-// Nothing here talks to the server: a slider step only moves a background image (see lens/timeline.py).
+// Nothing here talks to the server: a slider step only moves a background image (see lens/render/timeline.py).
+// Clicks and slider moves are handled by ONE listener on the document, installed once: Gradio re-renders an
+// HTML component in place on every update (the same elements, new attributes), so listeners added per render
+// would pile up and one click would toggle play several times.
 (() => {
   const bus = (window.mvtLens = window.mvtLens || { t: 0, playing: false, views: new Set(), timelines: new Set() });
   if (!bus.setTime) {
@@ -25,10 +28,14 @@
       const text = view.querySelector(".mvt-when-text");
       if (text) text.textContent = `frame ${k + 1} of ${times.length} · seen at ${times[k].toFixed(2)} s`;
     };
+    bus.timeline = () => {
+      for (const tl of bus.timelines) if (tl.isConnected && tl.querySelector(".mvt-slider")) return tl;
+      return document.querySelector(".mvt-timeline");
+    };
     bus.setTime = (t) => {
       bus.t = t;
-      for (const tl of bus.timelines) bus.moveTimeline(tl);
-      for (const v of bus.views) if (v.isConnected) bus.paint(v); else bus.views.delete(v);
+      for (const tl of [...bus.timelines]) bus.moveTimeline(tl);
+      for (const v of [...bus.views]) if (v.isConnected) bus.paint(v); else bus.views.delete(v);
       document.dispatchEvent(new CustomEvent("mvt:time", { detail: t }));
     };
     bus.moveTimeline = (tl) => {
@@ -41,17 +48,27 @@
       const cur = tl.querySelector(".mvt-cursor");
       if (cur && hi > lo) { const x = (1000 * (bus.t - lo)) / (hi - lo); cur.setAttribute("x1", x); cur.setAttribute("x2", x); }
     };
-    bus.play = (tl) => {
-      bus.playing = !bus.playing;
+    bus.buttons = () => {
       for (const b of document.querySelectorAll(".mvt-play")) {
         b.textContent = bus.playing ? "❚❚" : "▶";
         b.setAttribute("aria-label", bus.playing ? "Pause" : "Play");
+        b.setAttribute("aria-pressed", bus.playing ? "true" : "false");
       }
-      if (!bus.playing) return;
+    };
+    bus.pause = () => { bus.playing = false; bus.buttons(); };
+    // Play: the shared time advances at the clip's own rate (one clip second per second: the frames each model
+    // saw come at the rate they were sampled), from the start again after the end.
+    bus.play = () => {
+      if (bus.playing) return bus.pause();
+      const tl = bus.timeline();
+      if (!tl) return;
+      bus.playing = true;
+      bus.buttons();
       let last = performance.now();
       const step = (now) => {
-        if (!bus.playing || !tl.isConnected) { bus.playing = false; return; }
-        const lo = +tl.dataset.start, hi = +tl.dataset.end;
+        const cur = bus.timeline();
+        if (!bus.playing || !cur) return bus.pause();
+        const lo = +cur.dataset.start, hi = +cur.dataset.end;
         let t = bus.t + (now - last) / 1000;
         last = now;
         if (t > hi || t < lo) t = lo;
@@ -60,23 +77,41 @@
       };
       requestAnimationFrame(step);
     };
+    document.addEventListener("click", (e) => {
+      const b = e.target && e.target.closest && e.target.closest(".mvt-play");
+      if (b) { e.preventDefault(); bus.play(); }
+      const c = e.target && e.target.closest && e.target.closest(".mvt-fold");
+      if (c) {
+        const tl = c.closest(".mvt-timeline");
+        const folded = tl.classList.toggle("mvt-folded");
+        bus.folded = folded;
+        c.setAttribute("aria-expanded", folded ? "false" : "true");
+        c.textContent = folded ? "curves ▾" : "curves ▴";
+      }
+    });
+    document.addEventListener("input", (e) => {
+      const s = e.target;
+      if (s && s.classList && s.classList.contains("mvt-slider")) { bus.pause(); bus.setTime(parseFloat(s.value)); }
+    });
   }
   const setup = () => {
     for (const view of element.querySelectorAll(".mvt-view")) { bus.views.add(view); bus.paint(view); }
     if (element.querySelector(".mvt-pending") && !(Date.now() - (bus.scrolledAt || 0) < 5000)) {
-      // a comparison started: bring the panels into view (once), where its results will stream in
+      // a comparison started: bring the results into view (once), where its panels will stream in
       bus.scrolledAt = Date.now();
-      const top = document.querySelector("#view-controls");
+      const top = document.querySelector("#progress") || document.querySelector("#view-controls");
       if (top && top.getBoundingClientRect().top > window.innerHeight * 0.5) top.scrollIntoView({ behavior: "smooth", block: "start" });
     }
     const tl = element.querySelector(".mvt-timeline");
-    if (tl && !tl.dataset.ready) {
-      tl.dataset.ready = "1";
+    if (tl) {
       bus.timelines.add(tl);
-      const slider = tl.querySelector(".mvt-slider");
-      slider.addEventListener("input", () => bus.setTime(parseFloat(slider.value)));
-      tl.querySelector(".mvt-play").addEventListener("click", () => bus.play(tl));
+      if (bus.folded !== undefined) {  // the person's choice survives a new comparison
+        tl.classList.toggle("mvt-folded", bus.folded);
+        const c = tl.querySelector(".mvt-fold");
+        if (c) { c.setAttribute("aria-expanded", bus.folded ? "false" : "true"); c.textContent = bus.folded ? "curves ▾" : "curves ▴"; }
+      }
       const lo = +tl.dataset.start, hi = +tl.dataset.end;
+      bus.buttons();
       bus.setTime(bus.t >= lo && bus.t <= hi ? bus.t : lo);
     }
   };

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import mvt
 
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.storage import file_sha256
+from ..explain import methods as M
 from ..explain.scoring import summary
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.overlays import write_overlay
@@ -51,7 +53,29 @@ def weights_record(name: str) -> dict:
     return {"description": spec.description, "trained": bool(spec.trained), "source": source}
 
 
-def _model_record(r: ModelResult | ModelError) -> dict:
+def class_label(r: ModelResult) -> str:
+    """The class ``r`` explains, by name (``class N`` when its model's labels do not name it)."""
+    try:
+        labels = mvt.get_spec(r.name).labels
+    except KeyError:
+        labels = ()
+    return labels[r.target] if 0 <= r.target < len(labels) else f"class {r.target}"
+
+
+def explained_record(r: ModelResult, display: Display = DEFAULT_DISPLAY) -> dict:
+    """What a panel of ``r`` drawn with ``display`` explains: the method and the class (by name and index;
+    attention and rollout do not depend on the class, which says so)."""
+    m = M.get(display.method)
+    return {
+        "method": m.name,
+        "method_label": m.label,
+        "class": class_label(r),
+        "class_index": int(r.target),
+        "class_dependent": m.kind in ("gradient", "captum"),
+    }
+
+
+def _model_record(r: ModelResult | ModelError, display: Display = DEFAULT_DISPLAY) -> dict:
     if isinstance(r, ModelError):
         return {"name": r.name, "error": r.message}
     t, s = int(r.frames.shape[0]), int(r.frames.shape[1])
@@ -60,6 +84,7 @@ def _model_record(r: ModelResult | ModelError) -> dict:
         "weights": weights_record(r.name),
         "top5": [{"label": lab, "prob": round(float(p), 6)} for lab, p in r.top5],
         "target": int(r.target),
+        "explained": explained_record(r, display),
         "frames_used": {
             "count": t,
             "size": [s, s],
@@ -75,8 +100,21 @@ def _model_record(r: ModelResult | ModelError) -> dict:
     }
 
 
-def report_json(analysis: Analysis, metrics: Metrics | None = None) -> dict:
-    """The content of ``report.json`` (see the module docstring); ``metrics`` adds faithfulness numbers."""
+def displays_of(analysis: Analysis, display: Display | Sequence[Display]) -> list[Display]:
+    """One display per entry of ``analysis`` (``display`` for all, or one each)."""
+    if isinstance(display, Display):
+        return [display] * len(analysis.entries)
+    out = list(display)
+    if len(out) != len(analysis.entries):
+        raise ValueError(f"{len(out)} displays for {len(analysis.entries)} entries")
+    return out
+
+
+def report_json(
+    analysis: Analysis, metrics: Metrics | None = None, display: Display | Sequence[Display] = DEFAULT_DISPLAY
+) -> dict:
+    """The content of ``report.json`` (see the module docstring); ``metrics`` adds faithfulness numbers;
+    ``display`` (one, or one per entry) is what each model's panel shows: its ``explained`` method and class."""
     report = {
         "format": REPORT_FORMAT,
         "clip": analysis.clip.as_dict(),
@@ -84,7 +122,7 @@ def report_json(analysis: Analysis, metrics: Metrics | None = None) -> dict:
         "methods": list(analysis.methods),
         "target": analysis.target,
         "versions": versions(),
-        "models": [_model_record(r) for r in analysis.entries],
+        "models": [_model_record(r, d) for r, d in zip(analysis.entries, displays_of(analysis, display))],
     }
     if metrics:
         report["faithfulness"] = {name: summary(scores) for name, scores in metrics.items()}
@@ -104,30 +142,38 @@ def write_export(
     out_dir: str | Path,
     *,
     metrics: Metrics | None = None,
-    display: Display = DEFAULT_DISPLAY,
+    display: Display | Sequence[Display] = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
     ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``). ``keys`` limits the overlay
-    videos per model (default: one per volume)."""
+    videos per model (default: one per volume). ``display``: one for every model, or one per entry (as each
+    panel shows it: report.json and report.html name its method and the class it explains)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    displays = displays_of(analysis, display)
+    by_name = {e.name: d for e, d in zip(analysis.entries, displays)}
     for r in analysis.results:
         safe = _safe(r.name)
         for k in (keys or {}).get(r.name, list(r.volumes)):
             written[f"{r.name}:{k.slug}"] = write_overlay(
-                r, r.volumes[k], out / f"{safe}__{k.slug}.mp4", display
+                r, r.volumes[k], out / f"{safe}__{k.slug}.mp4", by_name[r.name]
             )
         if r.volumes:
             npz = out / f"{safe}__volumes.npz"
             np.savez_compressed(npz, **{k.slug: v.values for k, v in r.volumes.items()})
             written[f"{r.name}:npz"] = npz
     report = out / "report.json"
-    report.write_text(json.dumps(report_json(analysis, metrics), indent=2, ensure_ascii=False) + "\n")
+    report.write_text(
+        json.dumps(report_json(analysis, metrics, displays), indent=2, ensure_ascii=False) + "\n"
+    )
     written["report.json"] = report
     timings = out / "timings.json"
     timings.write_text(json.dumps(timings_json(analysis), indent=2) + "\n")
     written["timings.json"] = timings
-    written["report.html"] = write_report_html(analysis, out / "report.html", metrics=metrics)
+    explained = {r.name: explained_record(r, by_name[r.name]) for r in analysis.results}
+    written["report.html"] = write_report_html(
+        analysis, out / "report.html", metrics=metrics, explained=explained
+    )
     return written

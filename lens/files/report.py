@@ -66,14 +66,29 @@ def _strip_html(r: ModelResult, keys: list[VolumeKey], title: str, what: str) ->
     )
 
 
+def explained_html(explained: Mapping[str, Any] | None) -> str:
+    """What the model's panel explained: the method and the class (``explained_record`` of the export)."""
+    if not explained:
+        return ""
+    depends = "" if explained.get("class_dependent") else " (this method is the same for every class)"
+    return (
+        f"<p class='explained'>Panel shows: <b>{esc(explained['method_label'])}</b>, explaining the class "
+        f"<b>“{esc(explained['class'])}”</b> (index {int(explained['class_index'])}){esc(depends)}.</p>"
+    )
+
+
 def _model_section(
-    r: ModelResult | ModelError, figs: Figures, metrics: Mapping[VolumeKey, MethodMetrics] | None
+    r: ModelResult | ModelError,
+    figs: Figures,
+    metrics: Mapping[VolumeKey, MethodMetrics] | None,
+    explained: Mapping[str, Any] | None = None,
 ) -> str:
     parts = [f'<section id="{esc(r.name)}"><h2>{esc(r.name)}</h2>']
     if isinstance(r, ModelError):
         parts.append(f"<p class='badge untrained'>failed</p><p>{esc(r.message)}</p></section>")
         return "\n".join(parts)
     parts.append(weights_html(r))
+    parts.append(explained_html(explained))
     if r.notes:
         parts.append("<ul class='note'>" + "".join(f"<li>{esc(n)}</li>" for n in r.notes) + "</ul>")
     parts.append("<h3>Top-5 predictions</h3>")
@@ -174,11 +189,19 @@ def _clip_html(analysis: Analysis) -> str:
 
 
 def report_html(
-    analysis: Analysis, *, metrics: Metrics | None = None, title: str = "mvt-lens report"
+    analysis: Analysis,
+    *,
+    metrics: Metrics | None = None,
+    title: str = "mvt-lens report",
+    explained: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, int]:
-    """The report as an HTML string, and the number of plotly figures in it."""
+    """The report as an HTML string, and the number of plotly figures in it. ``explained``: per model, what
+    its panel showed (method and class), named in its section."""
     figs = Figures()
-    sections = [_model_section(r, figs, (metrics or {}).get(r.name)) for r in analysis.entries]
+    sections = [
+        _model_section(r, figs, (metrics or {}).get(r.name), (explained or {}).get(r.name))
+        for r in analysis.entries
+    ]
     nav = " · ".join(f'<a href="#{esc(r.name)}">{esc(r.name)}</a>' for r in analysis.entries)
     body = f"""{_clip_html(analysis)}
 <p class="note">Written by mvt-lens; opens offline (plotly.js and images are embedded).</p>
@@ -189,7 +212,12 @@ def report_html(
 
 
 def write_report_html(
-    analysis: Analysis, path: str | Path, *, metrics: Metrics | None = None, title: str = "mvt-lens report"
+    analysis: Analysis,
+    path: str | Path,
+    *,
+    metrics: Metrics | None = None,
+    title: str = "mvt-lens report",
+    explained: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html`` for ``analysis`` to ``path`` (a directory means ``path/report.html``).
 
@@ -200,6 +228,6 @@ def write_report_html(
     if path.is_dir() or path.suffix == "":
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc, _ = report_html(analysis, metrics=metrics, title=title)
+    doc, _ = report_html(analysis, metrics=metrics, title=title, explained=explained)
     path.write_text(doc, encoding="utf-8")
     return path

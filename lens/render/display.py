@@ -25,12 +25,18 @@ class Display:
     head: str | int = "mean"
     colormap: str = "inferno"
     opacity: float = 0.8
+    sinks: bool = False
+    """Show sink keys (:mod:`lens.explain.sinks`) in attention views; by default they are hidden: a sink key
+    takes attention whatever the clip shows, and its peak would wash out the rest of the map."""
 
     @classmethod
     def from_controls(cls, method: str, stage: float | None, head: str, **kw) -> Display:
         """The app's controls: ``stage`` as shown (1-based), ``head`` as a label (``"mean"``, ``"max"``,
         ``"head 3"``)."""
-        s = None if stage in (None, "") else max(int(stage) - 1, 0)
+        try:
+            s = None if stage in (None, "") else max(int(stage) - 1, 0)
+        except (TypeError, ValueError):
+            s = None  # a leftover value of another method's control
         if head in HEADS:
             h: str | int = head
         else:

@@ -21,6 +21,11 @@ from .display import DEFAULT_DISPLAY, Display
 STRIP_KINDS = ("attention", "rollout", "gradient")
 """Method kinds drawn in the all-stages strip (a row each); captum attributions get their own strip."""
 
+NORM = "contrast"
+"""How a panel's values map to colours (:data:`viz.NORMS`): one scale for the whole clip, from its 2nd to its
+99.5th percentile, so frames compare and one hot token does not wash out the rest; its colour bar says so."""
+NORM_WORDS = "one scale for the clip, its 2nd–99.5th percentile (beyond: saturated); fainter = lower"
+
 
 def overlay_fps(result: ModelResult) -> float:
     """The frame rate of every overlay video (app and export): the rate of the frames the model saw,
@@ -47,21 +52,33 @@ def _resolve(result: ModelResult, display: Display) -> tuple[VolumeKey, Volume]:
     if not keys:
         raise LensError(f"{method.label} was not computed for {result.name}: tick it and press Compare.")
     key = keys[-1] if display.stage is None else keys[min(max(int(display.stage), 0), len(keys) - 1)]
-    if display.head == "mean" or not method.heads:
+    hide = method.name == "attention" and not display.sinks and bool(sink_keys(result, key))
+    if (display.head == "mean" or not method.heads) and not hide:
         return key, result.volumes[key]
-    offered = head_choices(result, display.method, key.stage)
-    label = display.head if isinstance(display.head, str) else f"head {int(display.head) + 1}"
-    if label not in offered:
-        where = f"stage {key.stage + 1}" if key.stage is not None else method.label
-        have = ", ".join(offered)
-        raise LensError(f"{result.name} has no {label} at {where}: it offers {have}.")
-    inputs = M.Inputs(
-        None, None, result.output, result.target, options={"head": display.head, "stage": key.stage}
-    )
+    head = display.head if method.heads else "mean"
+    if head != "mean":
+        offered = head_choices(result, display.method, key.stage)
+        label = head if isinstance(head, str) else f"head {int(head) + 1}"
+        if label not in offered:
+            where = f"stage {key.stage + 1}" if key.stage is not None else method.label
+            have = ", ".join(offered)
+            raise LensError(f"{result.name} has no {label} at {where}: it offers {have}.")
+    options = {"head": head, "stage": key.stage, "exclude_sinks": hide}
+    inputs = M.Inputs(None, None, result.output, result.target, options=options)
     try:
         return key, method.compute(inputs)[key]
     except ValueError as e:  # e.g. per-head maps of a model without a CLS token
         raise LensError(f"{result.name}: {e}") from None
+
+
+def sink_keys(result: ModelResult, key: VolumeKey) -> tuple[int, ...]:
+    """The sink keys (:mod:`lens.explain.sinks`) of the map a per-stage volume shows (none for other volumes)."""
+    if result.output is None or key.stage is None:
+        return ()
+    try:
+        return tuple(viz.stage_map(result.output, key.stage).sinks or ())
+    except (ValueError, IndexError, KeyError):
+        return ()
 
 
 # -- controls that fit the model ----------------------------------------------------------------------------
@@ -116,7 +133,9 @@ def render_overlay(result: ModelResult, volume: Volume, display: Display = DEFAU
     """Heat overlay of ``volume`` on the frames the model saw: uint8 (T, S, S, 3); each pixel's opacity grows
     with its value (``viz.overlay(weighted=True)``), so the frame stays readable where the heat is low."""
     vals = frame_volume(result, volume)
-    return viz.overlay(result.frames, vals, alpha=display.opacity, cmap=display.colormap, weighted=True)
+    return viz.overlay(
+        result.frames, vals, alpha=display.opacity, cmap=display.colormap, weighted=True, norm=NORM
+    )
 
 
 def strip_keys(

@@ -7,11 +7,22 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import viz
+
 from ..core.records import ModelResult, VolumeKey
 from ..core.request import ResultKey
 from .captions import captions
 from .display import Display
-from .overlays import resolve, stage_strip, strip_keys, write_overlay, write_png
+from .overlays import (
+    NORM,
+    frame_volume,
+    resolve,
+    sink_keys,
+    stage_strip,
+    strip_keys,
+    write_overlay,
+    write_png,
+)
 from .timeline import frame_weights, write_sprite
 
 
@@ -40,6 +51,10 @@ class Panel:
     display: Display | None = None
     pending: bool = False
     """The model has not finished yet (see :class:`~lens.core.records.ModelError`)."""
+    scale: tuple[float, float] | None = None
+    """The values drawn darkest and brightest (:data:`lens.render.overlays.NORM`): the colour bar's ends."""
+    sinks: tuple[int, ...] = ()
+    """Sink keys of the map shown (hidden unless the display shows them)."""
 
 
 def draw(
@@ -72,4 +87,6 @@ def draw(
         weights=tuple(float(w) for w in frame_weights(entry, volume)),
         captions=captions(entry, display, vkey, volume),
         display=display,
+        scale=viz.value_range(frame_volume(entry, volume), NORM),
+        sinks=sink_keys(entry, vkey) if vkey.method == "attention" else (),
     )

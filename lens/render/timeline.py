@@ -103,9 +103,45 @@ def _top5(top5: Sequence[tuple[str, float]], target_label: str | None) -> str:
 
 
 def _captions(lines: Sequence[str]) -> str:
+    """The first caption on one line (cut with an ellipsis, whole in its tooltip), the others behind a
+    disclosure."""
     if not lines:
         return ""
-    return '<ul class="mvt-captions">' + "".join(f"<li>{html.escape(c)}</li>" for c in lines) + "</ul>"
+    first, rest = lines[0], lines[1:]
+    out = (
+        f'<div class="mvt-captions"><p class="mvt-cap" title="{html.escape(first)}">{html.escape(first)}</p>'
+    )
+    if rest:
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in rest)
+        out += f'<details class="mvt-more"><summary>details ({len(rest)})</summary><ul>{items}</ul></details>'
+    return out + "</div>"
+
+
+@dataclass(frozen=True)
+class Colorbar:
+    """A heat map's colour bar: the gradient's colours (``#rrggbbaa``, as the overlay blends them), the values
+    at its ends, what the values are and how they were scaled."""
+
+    stops: tuple[str, ...]
+    lo: float
+    hi: float
+    what: str
+    scaling: str
+
+
+def colorbar_html(bar: Colorbar | None) -> str:
+    """One line under a heat map: ``lo [gradient] hi · what, scaling``."""
+    if bar is None:
+        return ""
+    grad = ", ".join(bar.stops)
+    about = f"{bar.what}; {bar.scaling}"
+    return (
+        f'<div class="mvt-colorbar" title="{html.escape(about)}" data-lo="{bar.lo:.6g}" data-hi="{bar.hi:.6g}">'
+        f'<span class="mvt-cb-v">{bar.lo:.2g}</span>'
+        f'<i class="mvt-cb-bar" style="background:linear-gradient(to right, {grad})"></i>'
+        f'<span class="mvt-cb-v">{bar.hi:.2g}</span>'
+        f'<span class="mvt-cb-what">{html.escape(about)}</span></div>'
+    )
 
 
 def placeholder_html(name: str, text: str, color: str) -> str:
@@ -154,9 +190,11 @@ def panel_html(
     captions: Sequence[str],
     url: Url,
     color: str,
+    colorbar: Colorbar | None = None,
 ) -> str:
-    """A model's panel: its frames on the timeline (or its error, in place), captions, and its top-5."""
-    body = _captions(captions) + (_top5(top5, target_label) if top5 else "")
+    """A model's panel: its frames on the timeline (or its error, in place), its colour bar, captions, and its
+    top-5."""
+    body = colorbar_html(colorbar) + _captions(captions) + (_top5(top5, target_label) if top5 else "")
     if frames is not None and error is None:
         return frames_html(frames, url, body)
     return (
@@ -186,32 +224,34 @@ def span(tracks: Sequence[Track], fps: float) -> tuple[float, float]:
 
 
 def timeline_html(
-    tracks: Sequence[Track], *, fps: float, duration: float, clip: str = "", height: int = 96
+    tracks: Sequence[Track], *, fps: float, duration: float, clip: str = "", height: int = 40
 ) -> str:
     """The shared slider, play/pause, and the importance curves (a line per model, 1 = an even share) with a
-    row of ticks per model at the frames it saw; empty when there is nothing to show."""
+    row of ticks per model at the frames it saw; empty when there is nothing to show. Compact (one row of
+    controls, the curves ``height`` px of the SVG's coordinates, a one-line legend) and foldable: the curves
+    and legend hide behind the ``curves`` button, so the sticky bar never covers what it moves."""
     if not tracks:
         return ""
     lo, hi = span(tracks, fps)
     width = 1000.0
     length = max(hi - lo, 1e-6)
-    tick_h = 6
-    plot_h = height - tick_h * len(tracks) - 4
+    tick_h = max(2, min(4, (height // 3) // max(1, len(tracks))))
+    plot_h = height - tick_h * len(tracks) - 2
     peak = max([1.5] + [w * len(tr.weights) for tr in tracks for w in tr.weights])
 
     def x(t: float) -> float:
         return (t - lo) / length * width
 
     def y(share: float, n: int) -> float:
-        return plot_h - (share * n) / peak * (plot_h - 4)
+        return plot_h - (share * n) / peak * (plot_h - 2)
 
     parts = [f'<line class="mvt-even" x1="0" x2="{width}" y1="{y(1, 1):.1f}" y2="{y(1, 1):.1f}"/>']
     for k, tr in enumerate(tracks):
         n = len(tr.weights)
         pts = " ".join(f"{x(t):.1f},{y(w, n):.1f}" for t, w in zip(tr.times, tr.weights))
         parts.append(f'<polyline points="{pts}" stroke="{tr.color}"/>')
-        top = plot_h + 4 + k * tick_h
-        ticks = "".join(f"M{x(t):.1f} {top}v{tick_h - 1}" for t in tr.times)
+        top = plot_h + 2 + k * tick_h
+        ticks = "".join(f"M{x(t):.1f} {top}v{tick_h}" for t in tr.times)
         parts.append(f'<path class="mvt-ticks" d="{ticks}" stroke="{tr.color}"/>')
     parts.append(f'<line class="mvt-cursor" x1="0" x2="0" y1="0" y2="{height}"/>')
     legend = "".join(
@@ -220,17 +260,25 @@ def timeline_html(
         for tr in tracks
         if tr.times
     )
+    about = (
+        "line: share of the explanation on each frame (dashed = even share); ticks: the frames each model saw; "
+        f"clip {clip} {duration:.2f} s"
+    )
     step = 1.0 / fps if fps and fps > 0 else 0.04
     return (
-        f'<div class="mvt-timeline" data-testid="timeline" data-start="{lo:.4f}" data-end="{hi:.4f}">'
+        f'<div class="mvt-timeline" data-testid="timeline" data-start="{lo:.4f}" data-end="{hi:.4f}" '
+        f'data-fps="{fps:.4f}">'
         '<div class="mvt-controls">'
-        '<button class="mvt-play" type="button" aria-label="Play" title="Play / pause (all panels)">▶</button>'
+        '<button class="mvt-play" type="button" aria-label="Play" aria-pressed="false" '
+        'title="Play / pause (all panels)">▶</button>'
         f'<input class="mvt-slider" type="range" min="{lo:.4f}" max="{hi:.4f}" step="{step:.4f}" '
         f'value="{lo:.4f}" aria-label="Clip time in seconds, shared by every panel">'
-        f'<output class="mvt-time">{lo:.2f} s</output></div>'
+        f'<output class="mvt-time">{lo:.2f} s</output>'
+        '<button class="mvt-fold" type="button" aria-expanded="true" '
+        'title="Show or hide the importance curves">curves ▴</button></div>'
+        '<div class="mvt-fold-body">'
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
-        f'<div class="mvt-legend">{legend}<span class="mvt-note">line: share of the explanation on each '
-        f"frame (dashed = even share); ticks: the frames each model saw; clip {html.escape(clip)} "
-        f"{duration:.2f} s</span></div></div>"
+        f'<div class="mvt-legend" title="{html.escape(about)}">{legend}'
+        f'<span class="mvt-note">{html.escape(about)}</span></div></div></div>'
     )

@@ -3,13 +3,15 @@
 :class:`Actions` holds the service and turns a person's input into service calls and their answers into
 screens: Compare streams one screen per finished model, a display control redraws from the cache, a picked
 class is explained by :meth:`lens.Service.explain_class`, the tabs get their figures, scores and zip. Every
-failure becomes a screen's ``error`` (a user's mistake in their own words, anything else as a short sentence,
-never a traceback), so ``app.py`` holds no logic and no ``try``.
+failure is put where it belongs (a user's mistake in their own words, anything else as a short sentence,
+never a traceback): the clip's or the request's in the banner, a model's in its panel, a tab's in that tab.
+Nothing is raised into the UI library, so ``app.py`` holds no logic and no ``try``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -21,7 +23,7 @@ from ..explain.methods import choices_of
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
-from . import defaults, present, uploads
+from . import defaults, examples, present, uploads
 from .screens import KEEP, AppState, Choices, Controls, PanelScreen, Screen
 
 log = logging.getLogger("mvt-lens")
@@ -54,14 +56,15 @@ class Actions:
     # -- choosing models and a clip ------------------------------------------------------------------------
 
     def load(self) -> Screen:
-        """Page load: every model with its weights' status (the network asked on the service's threads), and
-        the default set."""
+        """Page load: every model with its weights' status (the network asked on the service's threads), the
+        default set, and the examples saying which need a download."""
         chosen = defaults.set_models(defaults.default_set())
         pool = self.service.threads.pool("probe", 8)
         return Screen(
             models=Choices(chosen, defaults.model_choices(probe=True, pool=pool)),
             model_set=defaults.set_of(chosen),
             notes="  \n".join(defaults.availability(chosen)),
+            examples=examples.labels_here(),
         )
 
     def pick_set(self, name: str) -> Screen:
@@ -77,31 +80,49 @@ class Actions:
         return Screen(model_set=defaults.set_of(names), notes="  \n".join(defaults.availability(names)))
 
     def upload(self, path: str | None, session: str | None) -> Screen:
-        """A clip was uploaded: a playable preview when browsers cannot play it (GIF, HEVC, 10-bit…)."""
+        """A clip was uploaded: a playable preview when browsers cannot play it (GIF, HEVC, 10-bit…). A file
+        that is not a usable video empties the clip box and says why in the banner, until the next good clip
+        (Compare repeats the reason instead of asking for a clip)."""
         if not path:
-            return Screen(upload=None, banner=None)
+            return Screen(upload=None, clip_note="")
         try:
             up = uploads.prepare(path, self.service.session_dir(session))
-        except USER_ERRORS as e:  # say why, and empty the clip box for the next try
-            return Screen(clip=None, upload=None, banner=str(e))
-        except Exception as e:
-            return Screen(error=failure("Upload", e))
+        except Exception as e:  # say why, and empty the clip box for the next try
+            why = failure("Upload", e)
+            return Screen(clip=None, upload={"failed": why}, banner=why, clip_note="")
         return Screen(
             clip=up.preview if up.preview else KEEP,
             upload={"sha": file_sha256(up.shown), "original": up.original},
             banner=None,
-            info=up.note or None,
+            clip_note=up.note,
         )
 
     # -- the comparison ------------------------------------------------------------------------------------
 
-    def cleared(self, message: str) -> Screen:
-        """Every result view emptied, and why (a comparison that could not start)."""
+    def cleared(self, message: str | None) -> Screen:
+        """Every result view emptied, tabs included (a comparison that could not start, or a new one), and
+        why (``message`` in the banner; ``None``: no banner)."""
         empty = self._pad(())
         return Screen(
-            error=message, banner=message, state=None, timeline="", truth=None, panels=empty,
-            summary=None, timings=None,
+            status="", banner=message, notice=None, state=None, timeline="", truth=None, panels=empty, summary=None,
+            timings=None, strips=empty, grids=empty, stats=None, faithfulness=empty, faithfulness_table=[],
+            export=None, figures_note="", faithfulness_note="", export_note="",
         )  # fmt: skip
+
+    def _refused(self, clip: str | None, upload: dict | None, names: list[str]) -> str | None:
+        """Why a Compare must not start (``None``: it may): the reason an upload failed (kept, not replaced by
+        a request for a clip), or every chosen model unable to run here."""
+        if not clip and upload and upload.get("failed"):
+            return upload["failed"]
+        blocked = defaults.unavailable(names) if clip else {}
+        if names and len(blocked) == len(names):
+            why = "; ".join(f"{who}: {r}" for who, r in defaults.grouped(blocked))
+            return (
+                f"None of the chosen models can run here: their weights need a download ({why}). Pick the "
+                "SynthMotion set (shipped with the app), or run `python -m mvt download` on a machine with "
+                "internet and copy the cache over."
+            )
+        return None
 
     def compare(
         self,
@@ -118,8 +139,13 @@ class Actions:
     ) -> Iterator[Screen]:
         """Compare: run every chosen model on the clip; a screen as each panel is ready. What the panels do
         not show (full attention matrices: rollout, statistics, token grids) is computed in the background
-        once every panel is out; :meth:`figures`, run after Compare, waits for it."""
+        once every panel is out; :meth:`figures`, run after Compare, waits for it. The first screen empties
+        every view of the previous clip (tabs too); a Compare that cannot start says why in the banner."""
         service, names = self.service, list(models or [])
+        if refused := self._refused(clip, upload, names):
+            yield self.cleared(refused)
+            return
+        downloads = [n for n in names if defaults.needs_weights(n)]
         try:
             job = service.analyse_iter(
                 uploads.original(clip, upload),
@@ -139,10 +165,8 @@ class Actions:
         state = AppState(names=tuple(names), show=controls.show)
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
-        yield Screen(
-            state=replace(state, ref=job.ref()), banner=None, timeline="", truth=None,
-            panels=self._pad(shown), summary=None, timings=None,
-        )  # fmt: skip
+        started = time.perf_counter()
+        yield replace(self.cleared(None), state=replace(state, ref=job.ref()), panels=self._pad(shown))
         try:
             for i, entry in job:
                 panels[i] = service.render(job.analysis_of(i), display, folder=folder, ready_only=True)[0]
@@ -156,59 +180,102 @@ class Actions:
                 service.warm(deferred)
             truth = present.truth(analysis.clip.sha256, panels, folder)
         except Exception as e:
-            yield Screen(error=failure("Analysis", e))
+            yield Screen(banner=failure("Analysis", e))
             return
         failed = " ".join(e.message for e in analysis.errors) if not analysis.results else None
         yield Screen(
-            error=failed,
+            status=present.done(analysis, time.perf_counter() - started),
             banner=failed,
+            notice=present.synthetic_notice(analysis, defaults.set_status(defaults.KINETICS)),
             state=replace(state, ref=analysis.ref),
             show=Choices(controls.show, choices_of(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
             panels=self._pad(shown),
-            summary=present.summary(analysis, panels),
+            summary=present.summary(analysis, panels, service.labels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
+            **self._relabelled(names, downloads),
         )
 
-    def _drawn(self, state: AppState, controls: Controls, session: str | None) -> Screen:
+    def _relabelled(self, names: list[str], downloaded: list[str]) -> dict:
+        """After a Compare that downloaded weights: every model's label as its weights stand now (``cached``
+        instead of ``downloads 339 MB``), and the notes of the chosen ones."""
+        if not downloaded:
+            return {}
+        pool = self.service.threads.pool("probe", 8)
+        return {
+            "models": Choices(names, defaults.model_choices(probe=True, pool=pool)),
+            "notes": "  \n".join(defaults.availability(names)),
+        }
+
+    def _drawn(
+        self, state: AppState, controls: Controls, session: str | None, notes: dict[int, str] | None = None
+    ) -> Screen:
         analysis = self.service.get(state.ref)
         panels = self.service.render(
             analysis, controls.displays(state), folder=self.service.session_dir(session)
         )
+        notes = notes or {}
+        labels = self.service.labels
         shown = [
-            present.panel_screen(p, i, self.url, self.service.labels(p.name)) for i, p in enumerate(panels)
+            present.panel_screen(p, i, self.url, labels(p.name), notes.get(i)) for i, p in enumerate(panels)
         ]
-        return Screen(state=state, timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
+        return Screen(
+            state=state,
+            timeline=present.timeline(panels, analysis.clip),
+            panels=self._pad(shown),
+            summary=present.summary(analysis, panels, labels),
+        )
 
     def redraw(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
-        """Any display control (Show, opacity, colours, a panel's stage or heads): drawn from the cache."""
+        """Any display control (Show, opacity, colours, sink keys, a panel's stage or heads): drawn from the
+        cache."""
         if state is None or state.ref is None:
             return Screen()
         try:
             return self._drawn(state.showing(controls.show), controls, session)
         except Exception as e:
-            return Screen(error=failure("Rendering", e))
+            return Screen(banner=failure("Rendering", e))
 
     def explain(
         self,
         *,
         index: int,
         state: AppState | None,
-        klass: str,
+        klass: str | None,
         controls: Controls,
         session: str | None = None,
         progress: Progress | None = None,
     ) -> Screen:
-        """A class picked (or typed) in panel ``index``: that model run again to explain it."""
-        if state is None or state.ref is None or index >= len(state.names):
+        """A class picked (or typed) in panel ``index``: that model run again to explain it, with the shown
+        method when it depends on the class, else gradient-weighted rollout — and Show then names that method.
+        The class the panel already explains (a control opened and closed) changes nothing; a label that is
+        not one of the model's classes is said in that panel, which keeps its picture."""
+        if state is None or state.ref is None or index >= len(state.names) or not klass:
             return Screen()
-        method = present.class_method(controls.show)
         try:
-            analysis = self.service.explain_class(state.ref, index, klass, method, progress=progress)
-            return self._drawn(state.explained(index, method, analysis.ref), controls, session)
+            analysis = self.service.get(state.ref)
+            entry = analysis.entries[index]
+            if entry.error or klass == present.target_label(entry, self.service.labels(entry.name)):
+                return Screen()
+            method = present.class_method(state.method_of(index))
+            explained = self.service.explain_class(state.ref, index, klass, method, progress=progress)
+        except USER_ERRORS as e:
+            return self._noted(state, controls, session, index, str(e))
         except Exception as e:
-            return Screen(error=failure("Explaining", e))
+            return self._noted(state, controls, session, index, failure("Explaining", e))
+        new = state.explained(index, method, explained.ref, klass)
+        drawn = self._drawn(new, replace(controls, show=method), session)
+        return replace(drawn, show=Choices(method, choices_of([*explained.methods, method])))
+
+    def _noted(
+        self, state: AppState, controls: Controls, session: str | None, index: int, note: str
+    ) -> Screen:
+        """The panels as they were (what ``state`` shows), with ``note`` in panel ``index``."""
+        try:
+            return self._drawn(state, replace(controls, show=state.show), session, notes={index: note})
+        except Exception as e:
+            return Screen(banner=failure("Rendering", e))
 
     # -- the tabs ------------------------------------------------------------------------------------------
 
@@ -224,18 +291,23 @@ class Actions:
                 strips=self._pad(strips),
                 grids=self._pad(token_grid_figures(analysis.results)),
                 stats=stats_figure(analysis.results),
+                figures_note="",
             )
         except Exception as e:
-            return Screen(error=failure("Figures", e))
+            return Screen(figures_note=failure("Figures", e))
 
     def export(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
-        """A zip with overlay mp4s, volumes (.npz), report.json and report.html."""
+        """A zip with overlay mp4s, volumes (.npz), report.json and report.html; each panel's overlay and
+        record as the panel shows it (its method and the class it explains)."""
         try:
             analysis = self.service.get(state.ref if state is not None else None)
             folder = self.service.session_dir(session)
-            return Screen(export=self.service.export(analysis, display=controls.display(), folder=folder))
+            displays = controls.displays(state) if state is not None else controls.display()
+            return Screen(
+                export=self.service.export(analysis, display=displays, folder=folder), export_note=""
+            )
         except Exception as e:
-            return Screen(error=failure("Export", e))
+            return Screen(export=None, export_note=failure("Export", e))
 
     def faithfulness(
         self,
@@ -245,11 +317,13 @@ class Actions:
         session: str | None = None,
         progress: Progress | None = None,
     ) -> Screen:
-        """Deletion / insertion curves of every computed method (plus random and centre)."""
+        """Deletion / insertion curves of every computed method (plus random and centre), each row naming the
+        class it explains and marking the method its panel shows."""
         try:
             analysis = self.service.get(state.ref if state is not None else None)
             scores = self.service.faithfulness(analysis, steps=int(steps), progress=progress)
         except Exception as e:
-            return Screen(error=failure("Faithfulness", e))
+            return Screen(faithfulness_note=failure("Faithfulness", e))
         figs = [scoring.figure(name, s) for name, s in scores.items()]
-        return Screen(faithfulness=self._pad(figs), faithfulness_table=scoring.table(scores))
+        rows = present.faithfulness_rows(scores, analysis, state, self.service.labels)
+        return Screen(faithfulness=self._pad(figs), faithfulness_table=rows, faithfulness_note="")

@@ -11,8 +11,9 @@ app hands them to the client as downloads).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,3 +113,13 @@ def export(
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
     analysis = _analysis(service, clip, models, methods, start_s)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))
+
+
+def as_files(value: Any, wrap: Callable[[Path], Any]) -> Any:
+    """``value`` with every :class:`~pathlib.Path` in it (inside lists and dicts) replaced by ``wrap(path)``
+    (what the web framework sends as a download)."""
+    if isinstance(value, list):
+        return [as_files(x, wrap) for x in value]
+    if isinstance(value, dict):
+        return {k: as_files(x, wrap) for k, x in value.items()}
+    return wrap(value) if isinstance(value, Path) else value

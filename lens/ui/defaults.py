@@ -144,11 +144,24 @@ def model_choices(*, probe: bool = False, pool: Executor | None = None) -> list[
     return [(model_label(n, s), n) for n, s in zip(names, statuses)]
 
 
+def grouped(reasons: dict[str, str]) -> list[tuple[str, str]]:
+    """``{model: reason}`` as ``(names, reason)`` with the models that share a reason named together
+    (``"a, b and c"``), in the order they first appear."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in reasons.items():
+        by_reason.setdefault(why, []).append(name)
+    out = []
+    for why, names in by_reason.items():
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append((joined, why))
+    return out
+
+
 def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
     """A sentence for each chosen model whose weights are not on disk: what Compare will download, or why it
-    cannot run (offline), so that picking one says so at once instead of stalling later. Markdown: what comes
-    from outside (a typed name, an error's text) is escaped into it."""
-    notes = []
+    cannot run (offline; models with the same reason in one sentence), so that picking one says so at once
+    instead of stalling later. Markdown: what comes from outside (a typed name, an error's text) is escaped."""
+    notes, blocked = [], {}
     for n in names or []:
         try:
             spec = mvt.get_spec(n)
@@ -161,8 +174,57 @@ def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
         if st.state == "downloadable":
             notes.append(f"{n}: Compare {st.describe()} ({spec.weights.display_name}).")
         elif st.state == "unavailable":
-            notes.append(
-                f"{n} cannot run here: its weights are {markdown_text(st.reason)}. Pick the SynthMotion set, or run "
-                "`python -m mvt download " + n + "` on a machine with internet and copy the cache over."
-            )
+            blocked[markdown_text(n)] = markdown_text(st.reason)
+    for who, why in grouped(blocked):
+        many = " and " in who
+        notes.append(
+            f"{who} cannot run here: {'their' if many else 'its'} weights are {why}. Pick the SynthMotion set, "
+            f"or run `python -m mvt download {who.replace(',', '').replace(' and ', ' ')}` on a machine with "
+            "internet and copy the cache over."
+        )
     return notes
+
+
+def set_status(name: str, *, probe: bool = True) -> str:
+    """How a model set stands here, in a few words: ``ready`` (every weight on disk), ``downloads 1.1 GB on
+    first use`` (with how many sizes are unknown until asked), or ``unavailable here: <why>``."""
+    from mvt.weights.source import format_size
+
+    names = [n for n in set_models(name) if mvt.get_spec(n).weights.kind in ("url", "hf")]
+    states = [weights_status(n, probe=probe) for n in names]
+    if blocked := [s for s in states if s.state == "unavailable"]:
+        return f"unavailable here: its weights are {blocked[0].reason}"
+    todo = [s for s in states if s.state == "downloadable"]
+    if not todo:
+        return "ready"
+    known = sum(s.size for s in todo if s.size is not None)
+    unknown = sum(s.size is None for s in todo)
+    if not known:
+        return "downloads its weights on first use (size unknown)"
+    more = f" + {unknown} file{'s' if unknown > 1 else ''} of unknown size" if unknown else ""
+    return f"downloads {format_size(known)}{more} on first use"
+
+
+def unavailable(names: list[str], *, probe: bool = True) -> dict[str, str]:
+    """The chosen models that cannot run here, each with why (weights neither on disk nor downloadable)."""
+    out = {}
+    for n in names:
+        try:
+            spec = mvt.get_spec(n)
+        except KeyError:
+            continue
+        if (
+            spec.weights.kind in ("url", "hf")
+            and (st := weights_status(n, probe=probe)).state == "unavailable"
+        ):
+            out[n] = st.reason
+    return out
+
+
+def needs_weights(name: str) -> bool:
+    """Whether ``name``'s weights are still to be downloaded (not on disk; the network is not asked)."""
+    try:
+        kind = mvt.get_spec(name).weights.kind
+    except KeyError:
+        return False
+    return kind in ("url", "hf") and weights_status(name, probe=False).state != "cached"

@@ -40,6 +40,25 @@ class Example:
         """How the example is listed: its title and the set it suits."""
         return f"{self.title} · {self.model_set} set"
 
+    def label_here(self, status: str) -> str:
+        """The label with how its set stands here (:func:`lens.ui.defaults.set_status`), said first (long labels
+        are cut): ``needs a download`` when its models' weights are not on disk, ``(offline here)`` when they
+        cannot be had."""
+        if status.startswith("unavailable"):
+            return f"{self.title} · needs a download (offline here) · {self.model_set} set"
+        if status.startswith("downloads"):
+            size = status.removeprefix("downloads ").removesuffix(" on first use")
+            return f"{self.title} · needs a download ({size}) · {self.model_set} set"
+        return self.label
+
+
+def labels_here(*, probe: bool = True) -> list[str]:
+    """Every available example's label, saying which need a download or cannot run here."""
+    from .defaults import set_status
+
+    status = {s: set_status(s, probe=probe) for s in {e.model_set for e in available()}}
+    return [e.label_here(status[e.model_set]) for e in available()]
+
 
 def _synth(cls: str, what: str) -> Example:
     return Example(

@@ -5,8 +5,10 @@ A :class:`Screen` names each part of the page it changes; a field left at :data:
 is. :func:`parts` spells a screen out part by part (``banner``, ``title_2``, ``strip_0``…) as the keyword
 arguments of a UI library's update, and :func:`asked` reads an event's inputs by the same names, so ``app.py``
 only pairs each name with its component (never a position): a new part of the page is a field here and a
-component there. Errors are fields too: :attr:`Screen.error` is a failure to tell the
-person (the app raises it as a Gradio error today) and :attr:`Screen.banner` the sentence over the results.
+component there. Errors are fields too, each shown where it belongs and never raised into the UI library
+(no error pill, no toast): :attr:`Screen.banner` says what is wrong with the clip or the request, over the
+results; a model's problem is in its own panel (:attr:`PanelScreen.note`, or the panel's error); a tab's in
+that tab (``export_note``, ``faithfulness_note``, ``figures_note``). Each stays until the next good action.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.records import AnalysisRef
+from ..core.request import LensError
 from ..render.display import Display
 from ..render.timeline import Sprite
 
@@ -50,16 +53,34 @@ class AppState:
     ref: AnalysisRef | None = None
     show: str = "attention"
     override: tuple[tuple[int, str], ...] = ()
+    """Panels that show another method than :attr:`show` (``(index, method)``)."""
+    classes: tuple[tuple[int, str], ...] = ()
+    """Panels whose class was picked (``(index, label)``): the class each explains instead of its top-1."""
 
     def showing(self, show: str) -> AppState:
         """Another method shown: every panel shows it (a picked class's own method is forgotten)."""
         return self if show == self.show else replace(self, show=show, override=())
 
-    def explained(self, index: int, method: str, ref: AnalysisRef) -> AppState:
-        """Panel ``index`` explains a picked class with ``method``; ``ref`` holds its new result."""
-        override = dict(self.override)
-        override[index] = method
-        return replace(self, ref=ref, override=tuple(sorted(override.items())))
+    def method_of(self, index: int) -> str:
+        """The method panel ``index`` shows."""
+        return dict(self.override).get(index, self.show)
+
+    def class_of(self, index: int) -> str | None:
+        """The class picked in panel ``index`` (``None``: its top-1)."""
+        return dict(self.classes).get(index)
+
+    def explained(self, index: int, method: str, ref: AnalysisRef, klass: str | None = None) -> AppState:
+        """Panel ``index`` explains a picked class ``klass`` with ``method``, which Show now names; panels that
+        showed another method keep it (as their own); ``ref`` holds the new result."""
+        override = {i: self.method_of(i) for i in range(len(self.names)) if self.method_of(i) != method}
+        override.pop(index, None)
+        classes = dict(self.classes)
+        if klass is not None:
+            classes[index] = klass
+        return replace(
+            self, ref=ref, show=method, override=tuple(sorted(override.items())),
+            classes=tuple(sorted(classes.items())),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,25 +93,30 @@ class Controls:
     colormap: str = "inferno"
     stages: tuple[int | None, ...] = ()
     heads: tuple[str | None, ...] = ()
+    sinks: bool = False
+    """Show sink keys in attention views (default: hidden)."""
 
     def display(self) -> Display:
         """The one display of every panel (no per-panel choices)."""
-        return Display(self.show, colormap=self.colormap, opacity=float(self.opacity))
+        return Display(self.show, colormap=self.colormap, opacity=float(self.opacity), sinks=self.sinks)
 
     def displays(self, state: AppState) -> list[Display]:
         """The display of each of ``state``'s panels: the shown method (or the panel's own, after a class was
-        picked in it), its stage and heads, and the colours."""
+        picked in it), its stage and heads, and the colours. A stage or heads value the panel's method does not
+        take (left over from another method) is not used."""
         over = dict(state.override)
-        return [
-            Display.from_controls(
-                over.get(i, self.show),
-                self.stages[i] if i < len(self.stages) else None,
-                (self.heads[i] if i < len(self.heads) else None) or "mean",
-                colormap=self.colormap,
-                opacity=float(self.opacity),
-            )
-            for i in range(len(state.names))
-        ]
+        out = []
+        for i in range(len(state.names)):
+            stage = self.stages[i] if i < len(self.stages) else None
+            head = (self.heads[i] if i < len(self.heads) else None) or "mean"
+            try:
+                d = Display.from_controls(over.get(i, self.show), stage, head, colormap=self.colormap,
+                                          opacity=float(self.opacity), sinks=self.sinks)  # fmt: skip
+            except (LensError, ValueError, TypeError):
+                d = Display(over.get(i, self.show), colormap=self.colormap, opacity=float(self.opacity),
+                            sinks=self.sinks)  # fmt: skip
+            out.append(d)
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,9 @@ class PanelScreen:
     download: Path | None = None
     ready: bool = False
     """True once the model has run (its controls may be used)."""
+    note: str | None = None
+    """A problem with this model's request (e.g. a typed label that is not one of its classes), in words:
+    shown in the panel, over its unchanged picture."""
 
 
 @dataclass(frozen=True)
@@ -121,15 +150,28 @@ class Choices:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A note over the results that is not an error (e.g. that SynthMotion models know only eight synthetic
+    motions), and what it offers: a model set to switch to (``offer``: the button's words, ``None``: none)."""
+
+    text: str
+    offer: str | None = None
+    offer_set: str | None = None
+
+
+@dataclass(frozen=True)
 class Screen:
     """What one step of an event puts on the page, part by part (:data:`KEEP`: as it is)."""
 
-    error: str | None = None
-    """A failure to tell the person (the step's other fields are not shown)."""
-    info: str | None = None
-    """A passing note (e.g. that the clip box shows a preview of the upload)."""
     banner: str | None = KEEP
-    """The sentence over the results (``None``: no banner)."""
+    """What is wrong with the clip or the request, over the results (``None``: no banner)."""
+    notice: Notice | None = KEEP
+    """A standing note over the results (``None``: none)."""
+    clip_note: str = KEEP
+    """A note under the clip box (e.g. that it shows a preview of the upload)."""
+    status: str = KEEP
+    """The progress line's words between runs (what the last comparison did); while an event runs, its
+    progress is drawn there."""
     # the request
     models: Choices = KEEP
     model_set: str = KEEP
@@ -155,15 +197,23 @@ class Screen:
     faithfulness: tuple[Any, ...] = KEEP
     faithfulness_table: list[list] = KEEP
     export: Path | None = KEEP
+    figures_note: str = KEEP
+    faithfulness_note: str = KEEP
+    export_note: str = KEEP
+    examples: list[str] = KEEP
+    """The examples' labels (e.g. once the network was asked which need a download)."""
 
     def changes(self) -> dict[str, Any]:
         """The fields this step sets, by name (:func:`parts` says which parts of the page each sets)."""
-        skip = {"error", "info"}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in skip and getattr(self, f.name) is not KEEP
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not KEEP}
+
+    @property
+    def problem(self) -> str | None:
+        """The first problem this step tells the person (banner, a panel's note, a tab's note), if any."""
+        panel_notes = [p.note for p in (self.panels or ()) if p is not None and p.note]
+        tabs = (self.figures_note, self.faithfulness_note, self.export_note)
+        found = [self.banner or None, *panel_notes, *(t or None for t in tabs)]
+        return next((f for f in found if f), None)
 
 
 # -- the page's parts, by name ---------------------------------------------------------------------------------
@@ -172,7 +222,7 @@ PANEL_PARTS = ("column", "title", "picture", "stage", "heads", "klass", "downloa
 """The parts of model panel ``i``, named ``<part>_<i>`` on the page."""
 PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness"}
 """Screen fields with one part per panel (named ``<part>_<i>``)."""
-DISPLAY = ("show", "opacity", "colormap")
+DISPLAY = ("show", "opacity", "colormap", "sinks")
 
 
 def part_names(field_name: str, slots: int) -> list[str]:
@@ -182,6 +232,8 @@ def part_names(field_name: str, slots: int) -> list[str]:
         return [f"{p}_{i}" for i in range(slots) for p in PANEL_PARTS]
     if field_name in PER_PANEL:
         return [f"{PER_PANEL[field_name]}_{i}" for i in range(slots)]
+    if field_name == "notice":
+        return ["notice", "offer"]
     return ["truth", "truth_column"] if field_name == "truth" else [field_name]
 
 
@@ -194,8 +246,9 @@ def _panel_parts(i: int, s: PanelScreen | None) -> dict[str, dict]:
         parts = {
             "column": {"visible": True},
             "title": {"value": s.title},
-            "picture": {"value": s.html},
-            "stage": {"choices": s.stages, "value": s.stage, "visible": bool(s.stages)},
+            "picture": {"value": note_html(s.note) + s.html},
+            # value and choices in one update, the value always one of the choices (or none)
+            "stage": {"choices": s.stages, "value": s.stage if s.stages else None, "visible": bool(s.stages)},
             "heads": {"choices": s.heads, "value": s.head if s.heads else None, "visible": bool(s.heads)},
             "klass": {"choices": s.classes, "value": s.klass, "visible": bool(s.classes)},
             "download": _shown(s.download),
@@ -208,6 +261,20 @@ def banner_html(message: str | None) -> str:
     if not message:
         return ""
     return f"<div class='mvt-banner' role='alert'><b>Cannot compare:</b> {html.escape(message)}</div>"
+
+
+def note_html(message: str | None) -> str:
+    """A model panel's note: what went wrong with a request to that model (empty: none)."""
+    if not message:
+        return ""
+    return f"<div class='mvt-note-panel' role='alert'>{html.escape(message)}</div>"
+
+
+def notice_html(notice: Notice | None) -> str:
+    """The standing note over the results (empty: none)."""
+    if notice is None:
+        return ""
+    return f"<div class='mvt-notice' role='status'>{html.escape(notice.text)}</div>"
 
 
 def _shown(value: Any) -> dict:
@@ -229,6 +296,16 @@ def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
             out["truth"] = {"value": "" if value is None else frames_html(value)}
         elif name == "banner":
             out["banner"] = {"value": banner_html(value), "visible": bool(value)}
+        elif name == "notice":
+            out["notice"] = {"value": notice_html(value), "visible": value is not None}
+            offer = value.offer if value is not None else None
+            out["offer"] = {"value": offer or "", "visible": bool(offer)}
+        elif name == "status":
+            out[name] = {"value": f"<div class='mvt-status'>{html.escape(value)}</div>" if value else ""}
+        elif name in ("figures_note", "faithfulness_note", "export_note", "clip_note"):
+            out[name] = {"value": value or "", "visible": bool(value)}
+        elif name == "examples":
+            out[name] = {"sample_labels": list(value)}
         elif isinstance(value, Choices):
             out[name] = {
                 "value": value.value,
@@ -253,5 +330,6 @@ def asked(named: dict[str, Any]) -> dict[str, Any]:
             named["colormap"],
             tuple(named.get(f"stage_{i}") for i in range(slots)),
             tuple(named.get(f"heads_{i}") for i in range(slots)),
+            bool(named.get("sinks", False)),
         )
     return out

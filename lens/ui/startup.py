@@ -12,9 +12,10 @@ Compare costs what a steady one does. The app is usable the whole time with what
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import mvt
@@ -81,3 +82,23 @@ def start(service: Service, model_set: str | None = None) -> threading.Thread:
     """:func:`run` on one of the service's threads (stopped by :meth:`Service.close`; never raises into the
     app: failures are logged)."""
     return service.threads.start("start-up", lambda: run(service, model_set))
+
+
+def exit_on_signals(
+    close: Callable[[], object], signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+) -> None:
+    """On SIGTERM or SIGINT (a Space stopping, ``kill``, Ctrl-C): ``close()`` — the service's threads stopped and
+    its folder, every session's files included, deleted — then the web server stopped as Ctrl-C stops it (a
+    ``KeyboardInterrupt`` in the main thread, which ``launch`` handles), so the process ends as at a normal
+    exit. Python's default SIGTERM kills the process without running ``atexit``; call this from the main
+    thread of the app's process only (not on import: tests and notebooks keep their own handlers)."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %s: closing the service and deleting its files", signal.Signals(signum).name)
+        try:
+            close()
+        finally:
+            raise KeyboardInterrupt
+
+    for s in signals:
+        signal.signal(s, handler)

@@ -161,3 +161,28 @@ def test_uncovered_pixels_get_the_volume_minimum():
     np.testing.assert_allclose(frames[0, :3, :3], 0.5)
     np.testing.assert_allclose(frames[0, 12:15, 12:15], 1.0)
     assert frames.min() == pytest.approx(0.5)  # no 0 stretches the colour scale
+
+
+def test_contrast_scale_keeps_one_hot_value_from_washing_out_the_map_and_the_bar_says_its_colours():
+    rng = np.random.default_rng(0)
+    vol = rng.uniform(0.0, 1.0, size=(4, 8, 8)).astype(np.float32)
+    vol[0, 0, 0] = 100.0  # one hot token (e.g. a sink)
+    lo, hi = viz.value_range(vol, "contrast")
+    assert lo >= 0.0 and hi < 2.0, "the scale ends at the 99.5th percentile, not at the one hot value"
+    clip = viz.normalize(vol, "clip")
+    contrast = viz.normalize(vol, "contrast")
+    assert contrast.min() == 0.0 and contrast.max() == 1.0 and contrast[0, 0, 0] == 1.0
+    assert np.median(contrast) > 10 * np.median(clip), "the rest of the map is readable"
+    assert viz.value_range(vol, "clip") == (float(vol.min()), 100.0)
+    np.testing.assert_array_equal(viz.normalize(np.full((2, 3, 3), 5.0), "contrast"), 0.0)
+    stops = viz.colorbar("inferno", 5)
+    lut = viz.colormap("inferno")
+    assert stops[0] == "#{:02x}{:02x}{:02x}".format(*lut[0]) and stops[-1] == "#{:02x}{:02x}{:02x}".format(
+        *lut[255]
+    )
+    assert len(stops) == 5 and all(len(s) == 7 for s in stops)
+    assert [s[-2:] for s in viz.colorbar("gray", 3, alpha=1.0)] == ["00", "b4", "ff"], (
+        "opacity α·√v as the overlay"
+    )
+    with pytest.raises(ValueError):
+        viz.value_range(vol, "loud")

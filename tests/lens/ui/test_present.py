@@ -47,8 +47,19 @@ def test_panels_say_what_they_show_and_offer_what_their_model_can_give(tmp_path,
     assert line.count("<polyline") == 2 and 'data-testid="timeline"' in line and "square.mp4" in line
     waiting = present.pending("hvt_t.untrained", 1)
     assert "mvt-pending" in waiting.html and "untrained" in waiting.title
-    summary = present.summary(a, panels)
-    assert summary["models"][0]["shown"] == {"method": "attention", "stage": 1}
+    summary = present.summary(a, panels, svc.labels)
+    shown = summary["models"][0]["shown"]
+    assert {k: shown[k] for k in ("method", "stage", "class_index")} == {
+        "method": "attention",
+        "stage": 1,
+        "class_index": a.results[0].target,
+    }
+    assert shown["class"] == svc.labels(SMALL[0])[a.results[0].target] and shown["class_dependent"] is False
+    # every heat map has a colour bar: the colours of the overlay and the values at its ends
+    assert 'class="mvt-colorbar"' in mvit.html and "percentile" in mvit.html
+    lo, hi = panels[0].scale
+    assert lo < hi and f'data-lo="{lo:.6g}"' in mvit.html
+    assert "SynthMotion" in mvit.title, "the title names what the model knows (here: untrained, its labels)"
 
 
 def test_frame_weights_are_shares_of_the_painted_explanation(tmp_path, clip):
@@ -124,3 +135,63 @@ def test_a_screen_is_spelled_out_part_by_part_and_inputs_are_read_by_name(tmp_pa
     ]
     state = AppState(names=("a", "b"), show="attention", override=((1, "saliency"),))
     assert state.showing("attention") is state and state.showing("rollout").override == ()
+
+
+def test_titles_name_what_each_model_knows():
+    assert present.vocabulary("mvit_v2_s.k400") == "Kinetics-400 · 400 actions"
+    assert present.vocabulary("mvit_t.synth") == "SynthMotion · 8 synthetic motions"
+    assert present.vocabulary("hvt_s_1.in1k").startswith("ImageNet") and "per frame" in present.vocabulary(
+        "hvt_s_1.in1k"
+    )
+    assert present.vocabulary("mvit_t.untrained").startswith("untrained")
+    assert "Kinetics-400 · 400 actions" in present.pending("mvit_v2_s.k400", 0).title
+
+
+def test_synthmotion_models_on_a_real_clip_say_they_know_only_eight_motions(tmp_path, clip):
+    svc = lens.Service(out_dir=tmp_path / "out")
+    real = svc.analyse(clip, ["mvit_t.synth"], [])
+    note = present.synthetic_notice(real, "downloads 1.1 GB on first use")
+    assert note is not None and "only eight synthetic motions" in note.text
+    assert note.offer and "Kinetics-400" in note.offer and "1.1 GB" in note.offer
+    offline = present.synthetic_notice(
+        real, "unavailable here: its weights are not cached and MVT_OFFLINE is set"
+    )
+    assert offline.offer is None and "MVT_OFFLINE" in offline.text, "offline: says why it is not offered"
+    example = next(e for e in lens.examples.available() if e.file == "synth_grow.mp4")
+    assert present.synthetic_notice(svc.analyse(example.path, ["mvit_t.synth"], []), "ready") is None
+    assert present.synthetic_notice(svc.analyse(clip, ["mvit_t.untrained"], []), "ready") is None, (
+        "untrained models learnt nothing: the untrained label says so already"
+    )
+
+
+def test_a_class_explained_is_named_by_show_and_a_leftover_control_value_is_ignored():
+    from lens.core.records import AnalysisRef
+
+    ref = AnalysisRef.__new__(AnalysisRef)
+    state = AppState(names=("a", "b", "c"), show="attention", override=((2, "rollout"),))
+    new = state.explained(1, "grad_rollout", ref, "grow")
+    assert new.show == "grad_rollout" and new.method_of(1) == "grad_rollout"
+    assert new.method_of(0) == "attention" and new.method_of(2) == "rollout", (
+        "the others keep what they showed"
+    )
+    assert new.class_of(1) == "grow" and new.class_of(0) is None
+    # a stage value left over from a per-stage method, with a method that has no stages: not used, no error
+    d = Controls("rollout", stages=("3", None, None), heads=("head 9", None, None)).displays(state)
+    assert d[0].method == "rollout" and d[2].method == "rollout"
+    assert Controls("attention", stages=("x",)).displays(AppState(names=("a",)))[0].stage is None
+
+
+def test_sink_keys_are_hidden_from_attention_views_unless_asked_for(tmp_path, clip):
+    svc = lens.Service(out_dir=tmp_path / "out")
+    a = svc.analyse(clip, ["mvit_t.synth"], ["attention"])
+    r = a.results[0]
+    last = max(k.stage for k in r.volumes if k.method == "attention")
+    amap = __import__("viz").stage_map(r.output, last)
+    assert amap.sinks, "mvit_t.synth has a measured sink at its last stage (assets/evaluation.synth.json)"
+    hidden, shown = (svc.render(a, lens.Display("attention", sinks=s))[0] for s in (False, True))
+    assert hidden.sinks == shown.sinks == tuple(amap.sinks)
+    assert hidden.scale != shown.scale or hidden.frames != shown.frames, "hiding changes the picture"
+    url = lambda p: p.name  # noqa: E731
+    assert "hidden" in present.panel_screen(hidden, 0, url).html
+    assert "Showing a sink key" in present.panel_screen(shown, 0, url).html
+    assert shown.weights != hidden.weights or shown.frames != hidden.frames
