@@ -10,7 +10,6 @@ in ``gr.State`` and its files in its own folder, deleted when it ends; ``SERVICE
 from __future__ import annotations
 
 import atexit
-import html
 import logging
 import os
 from pathlib import Path
