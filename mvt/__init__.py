@@ -13,7 +13,7 @@ from . import models  # noqa: F401  (registers every family with the zoo)
 from .explain import attention_gradients, token_flow
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
-from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
+from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, read_windows, write_video
 from .weights import WeightsError, WeightsSource
 from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
 
@@ -41,6 +41,7 @@ __all__ = [
     "preprocess",
     "probe",
     "read_clip",
+    "read_windows",
     "resize_and_crop",
     "write_video",
 ]

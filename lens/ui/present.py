@@ -11,7 +11,9 @@ from pathlib import Path
 
 from ..core.records import Analysis, ModelError, ModelResult
 from ..core.request import ClipInfo
+from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
+from ..files.export import windows_record
 from ..render.display import Display
 from ..render.overlays import head_choices, stage_choices, write_jpeg
 from ..render.panels import Panel
@@ -71,18 +73,22 @@ def panel_screen(panel: Panel, index: int, url: Url, labels: Sequence[str] = ())
     explained = target_label(r, labels) if labels else None
     frames = None
     if panel.frames is not None and panel.error is None:
+        method = panel.key.method if panel.key is not None else display.method
         frames = Sprite(
-            panel.name, panel.frames, panel.grid, panel.times, color(index), M.get(display.method).label
-        )
+            panel.name, panel.frames, panel.grid, panel.times, color(index), M.get(method).label,
+            panel.window_of, panel.windows, method,
+        )  # fmt: skip
+    seen = [seen_note(r.coverage)] if seen_note(r.coverage) else []
     body = panel_html(
         panel.name,
         frames=frames,
         error=panel.error,
         top5=r.top5,
         target_label=explained,
-        captions=_class_caption(r, display, explained) + list(panel.captions),
+        captions=_class_caption(r, display, explained) + list(panel.captions) + seen,
         url=url,
         color=color(index),
+        prediction=prediction_note(r.coverage),
     )
     stages = stage_choices(r, display.method)
     stage = (panel.key.stage + 1) if panel.key is not None and panel.key.stage is not None else None
@@ -116,7 +122,7 @@ def _class_caption(r: ModelResult, display: Display, explained: str | None) -> l
 def tracks(panels: Sequence[Panel | None]) -> list[Track]:
     """The timeline's tracks: every panel with a picture, in its slot's colour."""
     return [
-        Track(p.name, color(i), p.times, p.weights)
+        Track(p.name, color(i), p.times, p.weights, p.windows)
         for i, p in enumerate(panels)
         if p is not None and p.result is not None and p.error is None and p.times
     ]
@@ -155,6 +161,8 @@ def summary(analysis: Analysis, panels: Sequence[Panel | None]) -> dict:
             item["top5"] = [[lab, round(float(v), 6)] for lab, v in entry.top5]
             item["target"] = int(entry.target)
             item["trained"] = bool(entry.trained)
+            item["prediction"] = prediction_note(entry.coverage)
+            item["windows"] = windows_record(entry)
             if p is not None and p.error is None and p.key is not None:
                 item["shown"] = {"method": p.key.method, "stage": p.key.stage}
                 item["times"] = [round(float(t), 4) for t in p.times]
