@@ -165,11 +165,12 @@ M = list[str] | None
 S = float | None
 
 
-def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> dict:  # fmt: skip
-    """Run models on a clip (methods default to attention and rollout; start_s, in seconds, to each model's
-    window): per model its top-5, the frames it saw (clip times), its token grids and every explanation
-    volume as a .npy file on its token grid; and report.html."""
-    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s)
+def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, windows: str | None = None, request: gr.Request = None) -> dict:  # fmt: skip
+    """Run models on a clip (methods default to attention and rollout; start_s, in seconds: one window from
+    there, else evenly spaced windows over the clip, `windows` of them: default per model, a number or "all"):
+    per model its top-5 (mean of its windows), the windows and frames it saw (clip times), its token grids and
+    every explanation volume as a .npy file on its token grid; and report.html."""
+    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s, windows=windows)  # fmt: skip
 
 
 def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_rollout", start_s: S = None,
@@ -222,7 +223,8 @@ def _request(p: Page) -> None:
         p.models, p.notes = gr.Dropdown(**MODELS, elem_id="models"), gr.Markdown(elem_id="model-notes")
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         with gr.Accordion("Options", open=False):
-            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start")  # fmt: skip
+            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = evenly spaced windows over the clip", elem_id="start")  # fmt: skip
+            p.every = gr.Checkbox(False, label="Analyse every window (slower)", elem_id="every-window")
             p.methods = gr.CheckboxGroup(**ALSO)
             p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
     with gr.Column(scale=4, min_width=280, elem_id="examples"):
@@ -251,7 +253,7 @@ def _panel(p: Page, i: int) -> None:
 def _results(p: Page) -> None:
     p.banner = gr.HTML(visible=False, elem_id="banner")
     with gr.Row(elem_id="view-controls"):
-        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260)
+        p.show = gr.Dropdown(lens.present.show_choices(lens.METHODS), value="faithful", label="Show", scale=3, min_width=260)  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
         p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
     with gr.Column(elem_id="results"):  # the timeline sticks to the top while this column's panels scroll
@@ -301,7 +303,7 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **ui)
     for source in (p.clip, p.other):
         source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner"), **ui)
-    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *display}
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *display}
     shown = p.outputs("state", "banner", "show", "timeline", "truth", "panels", "summary", "timings")
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **ui).then(
         on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats"), **ui

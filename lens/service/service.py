@@ -444,6 +444,20 @@ class Service:
 
     # -- deferred work -------------------------------------------------------------------------------------
 
+    def complete(self, result: ModelResult, method: str, progress: Progress | None = None) -> ModelResult:
+        """Compute ``method``'s pending volumes in every window of ``result`` now, holding a compute slot (a
+        panel's slower view, after every fast view is out); returns ``result``."""
+        name = M.get(method).name
+        todo = [(w, k) for w in result.seen for k in w.volumes if k.method == name and not w.volumes.ready(k)]
+        if not todo:
+            return result
+        report = progress or _quiet
+        with self._slot([result.name], report):
+            for i, (w, k) in enumerate(todo):
+                report(i / len(todo), f"{result.name}: {M.get(name).label}, window {i + 1} of {len(todo)}")
+                _ = w.volumes[k]
+        return result
+
     def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
         """Compute, in the background, everything ``results`` deferred (each map's head-mean matrix, then the
         pending volumes: rollout), so later displays, statistics and token grids do not wait.

@@ -14,10 +14,11 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from ..core.records import Analysis, ModelResult
 from ..core.request import MAX_MODELS, USER_ERRORS
 from ..core.storage import file_sha256
+from ..explain import methods as M
 from ..explain import scoring
-from ..explain.methods import choices_of
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
@@ -113,29 +114,40 @@ class Actions:
         upload: dict | None = None,
         start_s: str | float | None = None,
         int8: bool = False,
+        every: bool = False,
         session: str | None = None,
         progress: Progress | None = None,
     ) -> Iterator[Screen]:
-        """Compare: run every chosen model on the clip; a screen as each panel is ready. What the panels do
-        not show (full attention matrices: rollout, statistics, token grids) is computed in the background
-        once every panel is out; :meth:`figures`, run after Compare, waits for it."""
+        """Compare: run every chosen model on the clip (evenly spaced windows over it; ``every``: every window);
+        a screen as each panel is ready, showing its fast view (attention) when the method Show asks for is
+        slower — each model's most faithful method for "most faithful" — which then streams in, panel by
+        panel. What the panels do not show (full attention matrices: rollout, statistics, token grids) is
+        computed in the background once every panel is out; :meth:`figures`, run after Compare, waits for it."""
         service, names = self.service, list(models or [])
         try:
             job = service.analyse_iter(
                 uploads.original(clip, upload),
                 names,
-                [*(methods or []), controls.show],
+                [*(methods or []), *controls.methods_for(names, gradients=not int8)],
                 start_s=start_s,
                 progress=progress,
                 precision="int8" if int8 else "fp32",
+                windows="all" if every else None,
             )
         except (
             Exception
         ) as e:  # a clip that cannot be read: clear the results, say why until the next Compare
             yield self.cleared(failure("Analysis", e))
             return
+        yield from self._stream(job, controls, session, progress)
+
+    def _stream(
+        self, job, controls: Controls, session: str | None, progress: Progress | None
+    ) -> Iterator[Screen]:
+        """Compare's screens: a pending panel per model, each panel's fast view as its model finishes, then each
+        slower view in its place, then the timeline, ground truth, Show's choices and the tabs."""
+        service, names = self.service, list(job.names)
         folder = service.session_dir(session)
-        display = controls.display()
         state = AppState(names=tuple(names), show=controls.show)
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
@@ -144,12 +156,18 @@ class Actions:
             panels=self._pad(shown), summary=None, timings=None,
         )  # fmt: skip
         try:
-            for i, entry in job:
-                panels[i] = service.render(job.analysis_of(i), display, folder=folder, ready_only=True)[0]
-                shown[i] = present.panel_screen(panels[i], i, self.url, service.labels(entry.name))
-                line = present.timeline(panels, job.clip)
-                yield Screen(state=replace(state, ref=job.ref()), timeline=line, panels=self._pad(shown))
+            for i, _entry in job:
+                panels[i], shown[i] = self._panel(job.analysis_of(i), i, controls, folder, fast=True)
+                yield Screen(state=replace(state, ref=job.ref()), timeline=present.timeline(panels, job.clip), panels=self._pad(shown))  # fmt: skip
             analysis = job.analysis
+            for i, entry in enumerate(analysis.entries):  # the slower views, streamed in after every fast one
+                if isinstance(entry, ModelResult) and not present.ready_for(
+                    entry, controls.display(entry.name)
+                ):
+                    service.complete(entry, controls.method_for(entry.name), progress)
+                    one = Analysis(analysis.request.only(entry.name), [entry], [analysis.keys[i]])
+                    panels[i], shown[i] = self._panel(one, i, controls, folder)
+                    yield Screen(timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
             # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are
             # computed in the background, not waited for here, so Compare is free for the next click.
             if deferred := [r for r in analysis.results if not r.ready]:
@@ -163,13 +181,25 @@ class Actions:
             error=failed,
             banner=failed,
             state=replace(state, ref=analysis.ref),
-            show=Choices(controls.show, choices_of(analysis.methods)),
+            show=Choices(controls.show, present.show_choices(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
             panels=self._pad(shown),
             summary=present.summary(analysis, panels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
         )
+
+    def _panel(self, analysis: Analysis, i: int, controls: Controls, folder, fast: bool = False):
+        """(panel, its screen) of ``analysis``'s one model: Show's display, or (``fast``) the attention view
+        while that display's volumes are still to be computed (its caption says what follows)."""
+        entry = analysis.entries[0]
+        display, note = controls.display(entry.name), ""
+        if fast and isinstance(entry, ModelResult) and not present.ready_for(entry, display):
+            label = M.get(display.method).label.split(" (")[0]
+            note = f"{label}, the view this model leads with, follows: computing it…"
+            display = replace(display, method="attention")
+        panel = self.service.render(analysis, display, folder=folder, ready_only=True)[0]
+        return panel, present.panel_screen(panel, i, self.url, self.service.labels(entry.name), note=note)
 
     def _drawn(self, state: AppState, controls: Controls, session: str | None) -> Screen:
         analysis = self.service.get(state.ref)
@@ -203,7 +233,7 @@ class Actions:
         """A class picked (or typed) in panel ``index``: that model run again to explain it."""
         if state is None or state.ref is None or index >= len(state.names):
             return Screen()
-        method = present.class_method(controls.show)
+        method = present.class_method(controls.method_for(state.names[index]))
         try:
             analysis = self.service.explain_class(state.ref, index, klass, method, progress=progress)
             return self._drawn(state.explained(index, method, analysis.ref), controls, session)

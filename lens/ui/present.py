@@ -13,6 +13,7 @@ from ..core.records import Analysis, ModelError, ModelResult
 from ..core.request import ClipInfo
 from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
+from ..explain.evidence import FAITHFUL, FAITHFUL_LABEL
 from ..files.export import windows_record
 from ..render.display import Display
 from ..render.overlays import head_choices, stage_choices, write_jpeg
@@ -59,8 +60,22 @@ def target_label(result: ModelResult, labels: Sequence[str]) -> str:
     return labels[result.target] if 0 <= result.target < len(labels) else f"class {result.target}"
 
 
-def panel_screen(panel: Panel, index: int, url: Url, labels: Sequence[str] = ()) -> PanelScreen:
-    """The panel of one model for its display (or its error, in place)."""
+def show_choices(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Show's choices after a comparison: each model's most faithful method, then every method computed."""
+    return [(FAITHFUL_LABEL, FAITHFUL), *M.choices_of(methods)]
+
+
+def ready_for(result: ModelResult, display: Display) -> bool:
+    """Whether ``display``'s volumes are computed in every window of ``result`` (drawing it waits for nothing)."""
+    method = M.get(display.method).name
+    return all(w.volumes.ready(k) for w in result.seen for k in w.volumes if k.method == method)
+
+
+def panel_screen(
+    panel: Panel, index: int, url: Url, labels: Sequence[str] = (), note: str = ""
+) -> PanelScreen:
+    """The panel of one model for its display (or its error, in place); ``note`` is said first (e.g. that a
+    slower view follows)."""
     r = panel.result
     if r is None and panel.pending:
         return pending(panel.name, index)
@@ -85,7 +100,7 @@ def panel_screen(panel: Panel, index: int, url: Url, labels: Sequence[str] = ())
         error=panel.error,
         top5=r.top5,
         target_label=explained,
-        captions=_class_caption(r, display, explained) + list(panel.captions) + seen,
+        captions=[*([note] if note else []), *_class_caption(r, display, explained), *panel.captions, *seen],
         url=url,
         color=color(index),
         prediction=prediction_note(r.coverage),
