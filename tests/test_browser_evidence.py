@@ -59,9 +59,7 @@ def _wait_for_leads(page, names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
-def test_each_panel_covers_a_real_ten_second_clip_or_says_what_it_saw(
-    browser, app_url, viewport, real_ten_seconds
-):  # noqa: F811
+def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_ten_seconds):  # noqa: F811
     page = _open(browser, app_url, viewport)
     _choose_models(page, SYNTH)
     _upload(page, real_ten_seconds)
@@ -98,7 +96,7 @@ def test_each_panel_covers_a_real_ten_second_clip_or_says_what_it_saw(
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
-def test_an_mvit_panel_leads_with_its_most_faithful_method_and_how_it_scored(browser, app_url, viewport):  # noqa: F811
+def test_mvit_leads_with_its_most_faithful_method(browser, app_url, viewport):  # noqa: F811
     from lens.explain.evidence import lead
 
     e = lead("mvit_t.synth")
