@@ -148,11 +148,12 @@ M = list[str] | None
 S = float | None
 
 
-def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> dict:  # fmt: skip
-    """Run models on a clip (methods default to attention and rollout; start_s, in seconds, to each model's
-    window): per model its top-5, the frames it saw (clip times), its token grids and every explanation
-    volume as a .npy file on its token grid; and report.html."""
-    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s)
+def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, windows: str | None = None, request: gr.Request = None) -> dict:  # fmt: skip
+    """Run models on a clip (methods default to attention and rollout; start_s, in seconds: one window from
+    there, else evenly spaced windows over the clip, `windows` of them: default per model, a number or "all"):
+    per model its top-5 (mean of its windows), the windows and frames it saw (clip times), its token grids and
+    every explanation volume as a .npy file on its token grid; and report.html."""
+    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s, windows=windows)  # fmt: skip
 
 
 def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_rollout", start_s: S = None,
@@ -199,7 +200,8 @@ def _request(p: Page) -> None:
         p.models, p.notes = gr.Dropdown(**MODELS, elem_id="models"), gr.Markdown(elem_id="model-notes")
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         with gr.Accordion("Options", open=False):
-            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start")  # fmt: skip
+            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = evenly spaced windows over the clip", elem_id="start")  # fmt: skip
+            p.every = gr.Checkbox(False, label="Analyse every window (slower)", elem_id="every-window")
             p.methods = gr.CheckboxGroup(**ALSO)
             p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
     with gr.Column(scale=4, min_width=280, elem_id="examples"):
@@ -233,7 +235,7 @@ def _results(p: Page) -> None:
         p.offer = gr.Button(visible=False, size="sm", variant="secondary", elem_id="offer", scale=0)
     p.status = gr.HTML("", elem_id="progress")  # the one place progress is drawn
     with gr.Row(elem_id="view-controls"):
-        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
+        p.show = gr.Dropdown(lens.present.show_choices(lens.METHODS), value="faithful", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
         p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
         p.sinks = gr.Checkbox(
@@ -313,7 +315,7 @@ def _result_events(p: Page) -> None:
     quietly) and each panel's class to explain."""
     controls, one_line = _controls(p), {"show_progress_on": [p.status], **UI}
     drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner")
-    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *(controls - {p.state})}
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *(controls - {p.state})}
     shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
                       "notes", "figures_note", "faithfulness_note", "export_note")  # fmt: skip

@@ -26,7 +26,23 @@
       view.dataset.frameTime = times[k].toFixed(4);
       view.dataset.clipTime = bus.t.toFixed(4);
       const text = view.querySelector(".mvt-when-text");
-      if (text) text.textContent = `frame ${k + 1} of ${times.length} · seen at ${times[k].toFixed(2)} s`;
+      if (text) text.textContent = bus.when(view, times, k);
+      view.classList.toggle("mvt-gap", !!view.dataset.spans && !bus.inside(view.dataset.spans, bus.t));
+    };
+    // windows (data-spans "a,b;c,d", data-window-of: each frame's window): say which window is shown, and
+    // when the shared time falls between windows, that this model did not see it
+    bus.inside = (spans, t) => spans.split(";").some((s) => { const [a, b] = s.split(",").map(Number); return t >= a && t <= b; });
+    bus.when = (view, times, k) => {
+      const seen = `seen at ${times[k].toFixed(2)} s`;
+      if (!view.dataset.spans) return `frame ${k + 1} of ${times.length} · ${seen}`;
+      const of = view.dataset.windowOf.split(",").map(Number), w = of[k], n = Math.max(...of) + 1;
+      const f = of.slice(0, k).filter((x) => x === w).length + 1, per = of.filter((x) => x === w).length;
+      const where = `window ${w + 1} of ${n} · frame ${f} of ${per}`;
+      return bus.inside(view.dataset.spans, bus.t) ? `${where} · ${seen}` : `not seen by this model: nearest ${where}, ${seen}`;
+    };
+    bus.markWindows = () => {
+      for (const bar of document.querySelectorAll(".mvt-win"))
+        bar.classList.toggle("mvt-here", bus.t >= +bar.dataset.start && bus.t <= +bar.dataset.end);
     };
     bus.timeline = () => {
       for (const tl of bus.timelines) if (tl.isConnected && tl.querySelector(".mvt-slider")) return tl;
@@ -36,6 +52,7 @@
       bus.t = t;
       for (const tl of [...bus.timelines]) bus.moveTimeline(tl);
       for (const v of [...bus.views]) if (v.isConnected) bus.paint(v); else bus.views.delete(v);
+      bus.markWindows();
       document.dispatchEvent(new CustomEvent("mvt:time", { detail: t }));
     };
     bus.moveTimeline = (tl) => {

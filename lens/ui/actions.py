@@ -16,10 +16,11 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from ..core.records import Analysis, ModelResult
 from ..core.request import MAX_MODELS, USER_ERRORS
 from ..core.storage import file_sha256
+from ..explain import methods as M
 from ..explain import scoring
-from ..explain.methods import choices_of
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
@@ -134,13 +135,17 @@ class Actions:
         upload: dict | None = None,
         start_s: str | float | None = None,
         int8: bool = False,
+        every: bool = False,
         session: str | None = None,
         progress: Progress | None = None,
     ) -> Iterator[Screen]:
-        """Compare: run every chosen model on the clip; a screen as each panel is ready. What the panels do
-        not show (full attention matrices: rollout, statistics, token grids) is computed in the background
-        once every panel is out; :meth:`figures`, run after Compare, waits for it. The first screen empties
-        every view of the previous clip (tabs too); a Compare that cannot start says why in the banner."""
+        """Compare: run every chosen model on the clip (evenly spaced windows over it; ``every``: every window);
+        a screen as each panel is ready, showing its fast view (attention) when the method Show asks for is
+        slower — each model's most faithful method for "most faithful" — which then streams in, panel by
+        panel. What the panels do not show (full attention matrices: rollout, statistics, token grids) is
+        computed in the background once every panel is out; :meth:`figures`, run after Compare, waits for it.
+        The first screen empties every view of the previous clip (tabs too); a Compare that cannot start says
+        why in the banner."""
         service, names = self.service, list(models or [])
         if refused := self._refused(clip, upload, names):
             yield self.cleared(refused)
@@ -150,30 +155,44 @@ class Actions:
             job = service.analyse_iter(
                 uploads.original(clip, upload),
                 names,
-                [*(methods or []), controls.show],
+                [*(methods or []), *controls.methods_for(names, gradients=not int8)],
                 start_s=start_s,
                 progress=progress,
                 precision="int8" if int8 else "fp32",
+                windows="all" if every else None,
             )
         except (
             Exception
         ) as e:  # a clip that cannot be read: clear the results, say why until the next Compare
             yield self.cleared(failure("Analysis", e))
             return
+        yield from self._stream(job, controls, session, progress, downloads)
+
+    def _stream(
+        self, job, controls: Controls, session: str | None, progress: Progress | None, downloads: list[str]
+    ) -> Iterator[Screen]:
+        """Compare's screens: a pending panel per model, each panel's fast view as its model finishes, then each
+        slower view in its place, then the timeline, ground truth, Show's choices and the tabs."""
+        service, names = self.service, list(job.names)
         folder = service.session_dir(session)
-        display = controls.display()
         state = AppState(names=tuple(names), show=controls.show)
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
         started = time.perf_counter()
         yield replace(self.cleared(None), state=replace(state, ref=job.ref()), panels=self._pad(shown))
         try:
-            for i, entry in job:
-                panels[i] = service.render(job.analysis_of(i), display, folder=folder, ready_only=True)[0]
-                shown[i] = present.panel_screen(panels[i], i, self.url, service.labels(entry.name))
-                line = present.timeline(panels, job.clip)
-                yield Screen(state=replace(state, ref=job.ref()), timeline=line, panels=self._pad(shown))
+            for i, _entry in job:
+                panels[i], shown[i] = self._panel(job.analysis_of(i), i, controls, folder, fast=True)
+                yield Screen(state=replace(state, ref=job.ref()), timeline=present.timeline(panels, job.clip), panels=self._pad(shown))  # fmt: skip
             analysis = job.analysis
+            for i, entry in enumerate(analysis.entries):  # the slower views, streamed in after every fast one
+                if isinstance(entry, ModelResult) and not present.ready_for(
+                    entry, controls.display(entry.name)
+                ):
+                    service.complete(entry, controls.method_for(entry.name), progress)
+                    one = Analysis(analysis.request.only(entry.name), [entry], [analysis.keys[i]])
+                    panels[i], shown[i] = self._panel(one, i, controls, folder)
+                    yield Screen(timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
             # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are
             # computed in the background, not waited for here, so Compare is free for the next click.
             if deferred := [r for r in analysis.results if not r.ready]:
@@ -188,7 +207,7 @@ class Actions:
             banner=failed,
             notice=present.synthetic_notice(analysis, defaults.set_status(defaults.KINETICS)),
             state=replace(state, ref=analysis.ref),
-            show=Choices(controls.show, choices_of(analysis.methods)),
+            show=Choices(controls.show, present.show_choices(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
             panels=self._pad(shown),
@@ -207,6 +226,18 @@ class Actions:
             "models": Choices(names, defaults.model_choices(probe=True, pool=pool)),
             "notes": "  \n".join(defaults.availability(names)),
         }
+
+    def _panel(self, analysis: Analysis, i: int, controls: Controls, folder, fast: bool = False):
+        """(panel, its screen) of ``analysis``'s one model: Show's display, or (``fast``) the attention view
+        while that display's volumes are still to be computed (its caption says what follows)."""
+        entry = analysis.entries[0]
+        display, note = controls.display(entry.name), ""
+        if fast and isinstance(entry, ModelResult) and not present.ready_for(entry, display):
+            label = M.get(display.method).label.split(" (")[0]
+            note = f"{label}, the view this model leads with, follows: computing it…"
+            display = replace(display, method="attention")
+        panel = self.service.render(analysis, display, folder=folder, ready_only=True)[0]
+        return panel, present.panel_screen(panel, i, self.url, self.service.labels(entry.name), follows=note)
 
     def _drawn(
         self, state: AppState, controls: Controls, session: str | None, notes: dict[int, str] | None = None
@@ -258,7 +289,7 @@ class Actions:
             entry = analysis.entries[index]
             if entry.error or klass == present.target_label(entry, self.service.labels(entry.name)):
                 return Screen()
-            method = present.class_method(state.method_of(index))
+            method = present.class_method(controls.method_for(entry.name, state.method_of(index)))
             explained = self.service.explain_class(state.ref, index, klass, method, progress=progress)
         except USER_ERRORS as e:
             return self._noted(state, controls, session, index, str(e))
@@ -266,7 +297,7 @@ class Actions:
             return self._noted(state, controls, session, index, failure("Explaining", e))
         new = state.explained(index, method, explained.ref, klass)
         drawn = self._drawn(new, replace(controls, show=method), session)
-        return replace(drawn, show=Choices(method, choices_of([*explained.methods, method])))
+        return replace(drawn, show=Choices(method, present.show_choices([*explained.methods, method])))
 
     def _noted(
         self, state: AppState, controls: Controls, session: str | None, index: int, note: str

@@ -3,8 +3,8 @@
 Every endpoint is a whole request by value — a clip file, model names, methods, a start time — so a script
 keeps no session: asking again for the same clip and options is answered from the service's cache. The JSON
 is ``report.json``'s (:func:`lens.files.export.report_json`: the clip, and per model its predictions, the
-frames it saw and their clip times, its token grids) with the files beside it: each explanation volume as a
-``.npy`` array on its token grid, and ``report.html``. Paths in the answer are files the service wrote (the
+frames it saw and their clip times, its windows, its token grids) with the files beside it: each explanation
+volume as a ``.npy`` array on its token grid (each window's too, ``w<k>_<slug>``), and ``report.html``. Paths in the answer are files the service wrote (the
 app hands them to the client as downloads).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from ..core.records import Analysis, ModelResult
 from ..explain.methods import DEFAULT_METHODS
 from ..explain.scoring import summary
-from ..files.export import report_json
+from ..files.export import report_json, volume_arrays
 from ..files.report import write_report_html
 from ..render.display import DEFAULT_DISPLAY
 from ..service.service import Service
@@ -30,8 +30,10 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
-def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s) -> Analysis:
-    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None) -> Analysis:
+    return service.analyse(
+        clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows
+    )
 
 
 def answer(analysis: Analysis, folder: Path) -> dict:
@@ -45,10 +47,10 @@ def answer(analysis: Analysis, folder: Path) -> dict:
         if isinstance(entry, ModelResult):
             entry.materialise()
             files = {}
-            for key, volume in entry.volumes.items():
-                path = folder / f"{entry.name.replace('.', '_')}__{key.slug}.npy"
-                np.save(path, np.asarray(volume.values, dtype=np.float32))
-                files[key.slug] = path
+            for slug, values in volume_arrays(entry).items():
+                path = folder / f"{entry.name.replace('.', '_')}__{slug}.npy"
+                np.save(path, np.asarray(values, dtype=np.float32))
+                files[slug] = path
             record["files"] = files
     out["report"] = write_report_html(analysis, folder / "report.html")
     return out
@@ -60,12 +62,15 @@ def analyse(
     models: Sequence[str],
     methods: Sequence[str] | None = None,
     start_s: float | None = None,
+    windows: int | str | None = None,
     *,
     session: str | None = None,
 ) -> dict:
-    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
-    :func:`answer`."""
-    return answer(_analysis(service, clip, models, methods, start_s), _folder(service, session))
+    """Run ``models`` on ``clip`` — one window from ``start_s``, or evenly spaced ``windows`` over the clip
+    (``None``: each model's default; ``"all"``: every window) — and compute ``methods`` (default: attention
+    and rollout): :func:`answer`."""
+    analysis = _analysis(service, clip, models, methods, start_s, windows)
+    return answer(analysis, _folder(service, session))
 
 
 def explain_class(

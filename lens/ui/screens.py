@@ -14,12 +14,15 @@ that tab (``export_note``, ``faithfulness_note``, ``figures_note``). Each stays 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.records import AnalysisRef
 from ..core.request import LensError
+from ..explain import methods as M
+from ..explain.evidence import FAITHFUL, lead_method
 from ..render.display import Display
 from ..render.timeline import Sprite
 
@@ -51,7 +54,7 @@ class AppState:
 
     names: tuple[str, ...] = ()
     ref: AnalysisRef | None = None
-    show: str = "attention"
+    show: str = FAITHFUL
     override: tuple[tuple[int, str], ...] = ()
     """Panels that show another method than :attr:`show` (``(index, method)``)."""
     classes: tuple[tuple[int, str], ...] = ()
@@ -88,7 +91,7 @@ class Controls:
     """The display controls of the page: Show, opacity and colours for all panels, and each panel's stage (as
     shown, from 1) and heads label."""
 
-    show: str = "attention"
+    show: str = FAITHFUL
     opacity: float = 0.8
     colormap: str = "inferno"
     stages: tuple[int | None, ...] = ()
@@ -96,26 +99,42 @@ class Controls:
     sinks: bool = False
     """Show sink keys in attention views (default: hidden)."""
 
-    def display(self) -> Display:
-        """The one display of every panel (no per-panel choices)."""
-        return Display(self.show, colormap=self.colormap, opacity=float(self.opacity), sinks=self.sinks)
+    def method_for(self, name: str | None, show: str | None = None) -> str:
+        """The method a panel of model ``name`` shows for ``show`` (default: Show's): for "most faithful"
+        (:data:`~lens.explain.evidence.FAITHFUL`) the model's lead method (attention without a name)."""
+        show = show or self.show
+        if show != FAITHFUL:
+            return show
+        return lead_method(name) if name else "attention"
+
+    def methods_for(self, names: Sequence[str], gradients: bool = True) -> list[str]:
+        """What a comparison of ``names`` computes for Show: its method, or each model's lead (attention
+        instead of a lead that needs gradients when they are not available, e.g. int8)."""
+        wanted = [self.method_for(n) for n in names] or [self.method_for(None)]
+        return list(
+            dict.fromkeys(m if gradients or not M.get(m).needs_gradients else "attention" for m in wanted)
+        )
+
+    def display(self, name: str | None = None) -> Display:
+        """The display of model ``name``'s panel without per-panel choices (:meth:`method_for`)."""
+        return Display(
+            self.method_for(name), colormap=self.colormap, opacity=float(self.opacity), sinks=self.sinks
+        )
 
     def displays(self, state: AppState) -> list[Display]:
         """The display of each of ``state``'s panels: the shown method (or the panel's own, after a class was
-        picked in it), its stage and heads, and the colours. A stage or heads value the panel's method does not
-        take (left over from another method) is not used."""
-        over = dict(state.override)
-        out = []
-        for i in range(len(state.names)):
+        picked in it; a model's lead for "most faithful"), its stage and heads, and the colours. A stage or
+        heads value the panel's method does not take (left over from another method) is not used."""
+        over, out = dict(state.override), []
+        for i, name in enumerate(state.names):
+            method = self.method_for(name, over.get(i, self.show))
             stage = self.stages[i] if i < len(self.stages) else None
             head = (self.heads[i] if i < len(self.heads) else None) or "mean"
+            look = {"colormap": self.colormap, "opacity": float(self.opacity), "sinks": self.sinks}
             try:
-                d = Display.from_controls(over.get(i, self.show), stage, head, colormap=self.colormap,
-                                          opacity=float(self.opacity), sinks=self.sinks)  # fmt: skip
-            except (LensError, ValueError, TypeError):
-                d = Display(over.get(i, self.show), colormap=self.colormap, opacity=float(self.opacity),
-                            sinks=self.sinks)  # fmt: skip
-            out.append(d)
+                out.append(Display.from_controls(method, stage, head, **look))
+            except (LensError, ValueError, TypeError):  # a stage or heads value left over from another method
+                out.append(Display(method, **look))
         return out
 
 
