@@ -223,17 +223,19 @@ def token_row(amap: AttentionMap, pos: tuple[int, int, int], batch: int = 0) -> 
 @dataclass(frozen=True)
 class Token:
     """The query token of one map: its position on the map's full query grid (t, h, w) of ``grid``, the
-    map's kind, and where it sits on the input: ``window`` ((lo, hi) frames, y, x, clipped) for box tokens,
-    ``span`` ([first, last + 1) first-grid tokens, 1-D pooled) otherwise; ``patches``: first-grid tokens per
-    axis it was pooled from (box tokens)."""
+    map's kind and block, and where it sits on the input: ``frames`` ``[first, last + 1)``; for box tokens
+    ``window`` ((lo, hi) frames, y, x, clipped to the input), ``footprint`` and ``patches`` (first-grid tokens
+    per axis it was pooled from); for 1-D pooled tokens ``span`` ([first, last + 1) first-grid tokens)."""
 
     kind: str
     block: int
     position: tuple[int, int, int]
     grid: Grid
+    frames: tuple[int, int]
     window: tuple[tuple[float, float], ...] | None = None
-    span: tuple[int, int] | None = None
+    footprint: Footprint | None = None
     patches: tuple[int, int, int] | None = None
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -291,16 +293,23 @@ class Geometry:
         return [last[k] for k in ("spatial", "temporal") if k in last] or [own[-1]]
 
     def _token(self, amap: AttentionMap, geom: TokenGeom, pos: tuple[int, int, int]) -> Token:
+        shape = self.output.input_shape
         fp = geom.footprint
         if fp is None:
-            return Token(amap.kind, amap.block, pos, geom.grid, span=span_of(geom, pos))
-        shape = self.output.input_shape
+            lo, hi = span_of(geom, pos)
+            ends = np.ravel_multi_index([(pos[0], pos[0]), (pos[1], pos[1]), (lo, hi - 1)], geom.base_grid)
+            slots = np.unravel_index(ends, geom.base_shape)[0]  # time slots of the first and last patch
+            bfp = geom.base_footprint
+            first = max(0, int(slots[0]) * bfp.stride[0] - bfp.padding[0])
+            last = min(int(shape[0]), int(slots[1]) * bfp.stride[0] - bfp.padding[0] + bfp.kernel[0])
+            return Token(amap.kind, amap.block, pos, geom.grid, (first, last), span=(lo, hi))
         window = tuple(
             (max(0.0, float(i * s - p)), min(float(n), float(i * s - p + k)))
             for i, s, k, p, n in zip(pos, fp.stride, fp.kernel, fp.padding, shape)
         )
+        frames = (int(window[0][0]), int(np.ceil(window[0][1])))
         patches = tuple(max(1, int(s) // int(e)) for s, e in zip(fp.stride, geom.base_footprint.stride))
-        return Token(amap.kind, amap.block, pos, geom.grid, window=window, patches=patches)  # type: ignore[arg-type]
+        return Token(amap.kind, amap.block, pos, geom.grid, frames, window, fp, patches)  # type: ignore[arg-type]
 
     def query(self, point: Point, stage: int, batch: int = 0) -> Answer:
         """Where the token at ``point`` (on the input) looks at ``stage``: an :class:`Answer`."""

@@ -24,7 +24,30 @@
       view.dataset.clipTime = bus.t.toFixed(4);
       const text = view.querySelector(".mvt-when-text");
       if (text) text.textContent = `frame ${k + 1} of ${times.length} · seen at ${times[k].toFixed(2)} s`;
+      for (const m of view.querySelectorAll(".mvt-qmark[data-frames]")) {  // an asked point: solid on its token's frames
+        const on = m.dataset.frames === "" || m.dataset.frames.split(",").includes(String(k));
+        m.classList.toggle("mvt-off", !on);
+      }
     };
+    // Ask a point: a click on any picture sends (model, time, where in the picture) to the hidden #query-point
+    // box, whose input event asks the server (lens/ui/asking.py); the way back sends {"clear": 1}.
+    bus.ask = (what) => {
+      const box = document.querySelector("#query-point textarea, #query-point input");
+      if (!box) return;
+      box.value = JSON.stringify({ ...what, nonce: Date.now() });
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    document.addEventListener("click", (e) => {
+      if (e.target.closest(".mvt-query-clear")) { e.preventDefault(); return bus.ask({ clear: 1 }); }
+      const frame = e.target.closest(".mvt-view .mvt-frame");
+      const view = frame && frame.closest(".mvt-view");
+      if (!view || view.dataset.error || view.classList.contains("mvt-pending") || view.dataset.frame === undefined) return;
+      const r = frame.getBoundingClientRect();
+      const u = Math.min(Math.max((e.clientX - r.left) / r.width, 0), 1);
+      const v = Math.min(Math.max((e.clientY - r.top) / r.height, 0), 1);
+      bus.asked = performance.now();
+      bus.ask({ model: view.dataset.model, time: +view.dataset.frameTime, frame: +view.dataset.frame, u, v });
+    });
     bus.setTime = (t) => {
       bus.t = t;
       for (const tl of bus.timelines) bus.moveTimeline(tl);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from ..core.storage import file_sha256
 from ..explain.scoring import summary
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.overlays import write_overlay
+from .queries import Asked, write_asked
 from .report import Metrics, write_report_html
 
 REPORT_FORMAT = "mvt-lens report 1"
@@ -119,10 +120,12 @@ def write_export(
     metrics: Metrics | None = None,
     display: Display = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
+    asked: Sequence[Asked] = (),
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
-    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``). ``keys`` limits the overlay
-    videos per model (default: one per volume)."""
+    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``, ``"query.json"``). ``keys``
+    limits the overlay videos per model (default: one per volume); ``asked``: points asked of it (each
+    model's query rows at every stage and its frame × frame matrices, :mod:`lens.files.queries`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -143,4 +146,8 @@ def write_export(
     timings.write_text(json.dumps(timings_json(analysis), indent=2) + "\n")
     written["timings.json"] = timings
     written["report.html"] = write_report_html(analysis, out / "report.html", metrics=metrics)
+    for i, a in enumerate(asked):
+        tag = "query" if len(asked) == 1 else f"query{i + 1}"
+        write_asked(analysis, a, out / tag, tag)
+        written[f"{tag}.json"] = out / tag / f"{tag}.json"
     return written

@@ -117,6 +117,8 @@ class Sprite:
     color: str
     label: str
     """What the picture is (``attention · stage 3``), for screen readers and the caption."""
+    mark: str = ""
+    """Markup drawn over the picture (an asked point and its token: :func:`lens.render.query.mark_html`)."""
 
 
 def frames_html(sprite: Sprite, url: Url, extra: str = "") -> str:
@@ -127,7 +129,7 @@ def frames_html(sprite: Sprite, url: Url, extra: str = "") -> str:
         f'data-times="{_times_attr(sprite.times)}" data-cols="{cols}" data-rows="{rows}">'
         f'<div class="mvt-frame" role="img" aria-label="{html.escape(sprite.name)}: {html.escape(sprite.label)}" '
         f"style=\"--accent:{sprite.color};background-image:url('{html.escape(url(sprite.image))}');"
-        f'background-size:{cols * 100}% {rows * 100}%"></div>'
+        f'background-size:{cols * 100}% {rows * 100}%">{sprite.mark}</div>'
         f'<div class="mvt-when"><span class="mvt-swatch" style="background:{sprite.color}"></span>'
         f'<span class="mvt-when-text">{html.escape(sprite.label)}</span></div>{extra}</div>'
     )

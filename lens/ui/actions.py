@@ -21,7 +21,7 @@ from ..explain.methods import choices_of
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
-from . import defaults, present, uploads
+from . import asking, defaults, present, uploads
 from .screens import KEEP, AppState, Choices, Controls, PanelScreen, Screen
 
 log = logging.getLogger("mvt-lens")
@@ -99,8 +99,8 @@ class Actions:
         """Every result view emptied, and why (a comparison that could not start)."""
         empty = self._pad(())
         return Screen(
-            error=message, banner=message, state=None, timeline="", truth=None, panels=empty,
-            summary=None, timings=None,
+            error=message, banner=message, state=None, timeline="", truth=None, clip_view=None,
+            panels=empty, summary=None, timings=None,
         )  # fmt: skip
 
     def compare(
@@ -140,7 +140,7 @@ class Actions:
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
         yield Screen(
-            state=replace(state, ref=job.ref()), banner=None, timeline="", truth=None,
+            state=replace(state, ref=job.ref()), banner=None, timeline="", truth=None, clip_view=None,
             panels=self._pad(shown), summary=None, timings=None,
         )  # fmt: skip
         try:
@@ -155,6 +155,7 @@ class Actions:
             if deferred := [r for r in analysis.results if not r.ready]:
                 service.warm(deferred)
             truth = present.truth(analysis.clip.sha256, panels, folder)
+            clip_view = asking.clip_view(service, analysis, None, folder, self.url)
         except Exception as e:
             yield Screen(error=failure("Analysis", e))
             return
@@ -166,20 +167,29 @@ class Actions:
             show=Choices(controls.show, choices_of(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
+            clip_view=clip_view,
             panels=self._pad(shown),
             summary=present.summary(analysis, panels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
         )
 
-    def _drawn(self, state: AppState, controls: Controls, session: str | None) -> Screen:
+    def _drawn(
+        self, state: AppState, controls: Controls, session: str | None, matrices: bool = True
+    ) -> Screen:
         analysis = self.service.get(state.ref)
-        panels = self.service.render(
-            analysis, controls.displays(state), folder=self.service.session_dir(session)
-        )
+        displays, folder = controls.displays(state), self.service.session_dir(session)
+        panels = self.service.render(analysis, displays, folder=folder)
         shown = [
             present.panel_screen(p, i, self.url, self.service.labels(p.name)) for i, p in enumerate(panels)
         ]
-        return Screen(state=state, timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
+        if state.query is not None:
+            query = asking.ask(self.service, analysis, state.query, displays)
+            shown = asking.queried(self.service, analysis, query, panels, shown, displays, folder, self.url)
+        return Screen(
+            state=state, timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown),
+            clip_view=asking.clip_view(self.service, analysis, state.query, folder, self.url),
+            matrices=self._pad(asking.matrices(self.service, analysis, displays, wait=False)) if matrices else KEEP,
+        )  # fmt: skip
 
     def redraw(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """Any display control (Show, opacity, colours, a panel's stage or heads): drawn from the cache."""
@@ -189,6 +199,20 @@ class Actions:
             return self._drawn(state.showing(controls.show), controls, session)
         except Exception as e:
             return Screen(error=failure("Rendering", e))
+
+    def ask(
+        self, *, state: AppState | None, controls: Controls, query: str | None, session: str | None = None
+    ) -> Screen:
+        """A click on a picture (``query``: what ``timeline.js`` sent; empty or ``{"clear": 1}``: back to the CLS
+        view): every panel shows where that clip point looks at its stage, from the cached maps."""
+        if state is None or state.ref is None:
+            return Screen()
+        try:
+            click = asking.parse(query)
+            point = None if click is None else asking.clip_point(click, self.service.get(state.ref))
+            return self._drawn(replace(state, query=point), controls, session, matrices=False)
+        except Exception as e:
+            return Screen(error=failure("Asking a point", e))
 
     def explain(
         self,
@@ -215,7 +239,7 @@ class Actions:
     def figures(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """After Compare: the all-stages strips, token-grid and attention-statistics figures."""
         if state is None or state.ref is None:
-            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None)
+            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None, matrices=self._pad(()))
         try:
             analysis = self.service.get(state.ref)
             panels = self.service.render(analysis, controls.display())
@@ -224,6 +248,9 @@ class Actions:
                 strips=self._pad(strips),
                 grids=self._pad(token_grid_figures(analysis.results)),
                 stats=stats_figure(analysis.results),
+                matrices=self._pad(
+                    asking.matrices(self.service, analysis, controls.displays(state), wait=True)
+                ),
             )
         except Exception as e:
             return Screen(error=failure("Figures", e))
