@@ -315,7 +315,7 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **ui).then(
         on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "matrices"), **ui
     )
-    p.query.input(on_query, inputs={p.query, *controls}, outputs=drawn, **ui)
+    p.query.change(on_query, inputs={p.query, *controls}, outputs=drawn, **ui)
     for ctl in (p.show, p.colormap, *per_panel):
         ctl.input(on_redraw, inputs=controls, outputs=drawn, **ui)
     p.opacity.release(on_redraw, inputs=controls, outputs=drawn, **ui)

@@ -55,9 +55,8 @@ def mark_html(answer: ModelQuery) -> str:
     solid on the frames the token covers (``data-frames``), faint on the others."""
     if not answer.seen:
         why = {"cropped": "cropped away", "window": "outside its window", "pooled": "pooled away"}
-        return (
-            f'<span class="mvt-query-out">did not see this point: {why.get(answer.reason or "", "")}</span>'
-        )
+        text = f"did not see this point: {why.get(answer.reason or '', '')}"
+        return f'<span class="mvt-query-out" data-testid="query-unseen">{text}</span>{CLEAR}'
     parts = []
     if answer.box is not None:
         x0, y0, x1, y1 = (100 * v for v in answer.box)
