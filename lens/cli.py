@@ -24,6 +24,7 @@ import mvt
 from .core.request import LensError
 from .core.windows import prediction_note
 from .explain.methods import DEFAULT_METHODS
+from .explain.query import ClipPoint
 from .explain.randomise import LEVELS
 from .files.export import write_export
 from .service.service import Service
@@ -78,13 +79,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    points = [ClipPoint.parse(q) for q in args.query or []]  # a mistyped point fails before any model runs
     service = Service(max_models=None)
     analysis = service.analyse(
         args.clip, args.models, args.methods, start_s=args.start, windows=args.windows,
         progress=_stderr_progress,
     )  # fmt: skip
     metrics = service.faithfulness(analysis, steps=args.steps) if args.faithfulness else None
-    written = write_export(analysis, args.out, metrics=metrics)
+    asked = [service.ask_all(analysis, p.t, p.x, p.y) for p in points]
+    written = write_export(analysis, args.out, metrics=metrics, asked=asked)
     for r in analysis.results:
         print(
             f"{r.name} ({prediction_note(r.coverage)}): "
@@ -221,6 +224,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--faithfulness", action="store_true", help="score deletion/insertion for every method")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument(
+        "--query", action="append", metavar="T,X,Y", help="ask a clip point (seconds, pixels): where it looks in "
+        "every model at every stage, and the frame × frame matrices, into OUT/query/ (repeatable)",
+    )  # fmt: skip
     p.set_defaults(fn=_cmd_explain)
     _dataset_parser(sub)
     sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")

@@ -28,7 +28,30 @@
       const text = view.querySelector(".mvt-when-text");
       if (text) text.textContent = bus.when(view, times, k);
       view.classList.toggle("mvt-gap", !!view.dataset.spans && !bus.inside(view.dataset.spans, bus.t));
+      for (const m of view.querySelectorAll(".mvt-qmark[data-frames]")) {  // an asked point: solid on its token's frames
+        const on = m.dataset.frames === "" || m.dataset.frames.split(",").includes(String(k));
+        m.classList.toggle("mvt-off", !on);
+      }
     };
+    // Ask a point: a click on any picture sends (model, time, where in the picture) to the hidden #query-point
+    // box, whose input event asks the server (lens/ui/asking.py); the way back sends {"clear": 1}.
+    bus.ask = (what) => {
+      const box = document.querySelector("#query-point textarea, #query-point input");
+      if (!box) return;
+      box.value = JSON.stringify({ ...what, nonce: Date.now() });
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    document.addEventListener("click", (e) => {
+      if (e.target.closest(".mvt-query-clear")) { e.preventDefault(); return bus.ask({ clear: 1 }); }
+      const frame = e.target.closest(".mvt-view .mvt-frame");
+      const view = frame && frame.closest(".mvt-view");
+      if (!view || view.dataset.error || view.classList.contains("mvt-pending") || view.dataset.frame === undefined) return;
+      const r = frame.getBoundingClientRect();
+      const u = Math.min(Math.max((e.clientX - r.left) / r.width, 0), 1);
+      const v = Math.min(Math.max((e.clientY - r.top) / r.height, 0), 1);
+      bus.asked = performance.now();
+      bus.ask({ model: view.dataset.model, time: +view.dataset.frameTime, frame: +view.dataset.frame, u, v });
+    });
     // windows (data-spans "a,b;c,d", data-window-of: each frame's window): say which window is shown, and
     // when the shared time falls between windows, that this model did not see it
     bus.inside = (spans, t) => spans.split(";").some((s) => { const [a, b] = s.split(",").map(Number); return t >= a && t <= b; });

@@ -26,6 +26,7 @@ from ..explain import methods as M
 from ..explain.scoring import summary
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.overlays import write_overlay
+from .queries import Asked, write_asked
 from .report import Metrics, write_report_html
 
 REPORT_FORMAT = "mvt-lens report 2"
@@ -193,11 +194,14 @@ def write_export(
     metrics: Metrics | None = None,
     display: Display | Sequence[Display] = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
+    asked: Sequence[Asked] = (),
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
-    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``). ``keys`` limits the overlay
-    videos per model (default: one per volume). ``display``: one for every model, or one per entry (as each
-    panel shows it: report.json and report.html name its method and the class it explains)."""
+    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``, ``"query.json"``). ``keys``
+    limits the overlay videos per model (default: one per volume). ``display``: one for every model, or one per
+    entry (as each panel shows it: report.json and report.html name its method and the class it explains);
+    ``asked``: points asked of it (each model's query rows at every stage and its frame × frame matrices,
+    :mod:`lens.files.queries`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -225,4 +229,8 @@ def write_export(
     written["report.html"] = write_report_html(
         analysis, out / "report.html", metrics=metrics, explained=explained
     )
+    for i, a in enumerate(asked):
+        tag = "query" if len(asked) == 1 else f"query{i + 1}"
+        write_asked(analysis, a, out / tag, tag)
+        written[f"{tag}.json"] = out / tag / f"{tag}.json"
     return written

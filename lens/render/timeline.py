@@ -182,6 +182,8 @@ class Sprite:
     windows: tuple[Mark, ...] = ()
     method: str = ""
     """The explanation method drawn (registry name; empty for the ground truth)."""
+    mark: str = ""
+    """Markup drawn over the picture (an asked point and its token: :func:`lens.render.query.mark_html`)."""
 
 
 def _windows_attr(sprite: Sprite) -> str:
@@ -200,7 +202,7 @@ def frames_html(sprite: Sprite, url: Url, extra: str = "") -> str:
         f'data-times="{_times_attr(sprite.times)}" data-cols="{cols}" data-rows="{rows}"{_windows_attr(sprite)}>'
         f'<div class="mvt-frame" role="img" aria-label="{html.escape(sprite.name)}: {html.escape(sprite.label)}" '
         f"style=\"--accent:{sprite.color};background-image:url('{html.escape(url(sprite.image))}');"
-        f'background-size:{cols * 100}% {rows * 100}%"></div>'
+        f'background-size:{cols * 100}% {rows * 100}%">{sprite.mark}</div>'
         f'<div class="mvt-when"><span class="mvt-swatch" style="background:{sprite.color}"></span>'
         f'<span class="mvt-when-text">{html.escape(sprite.label)}</span></div>{extra}</div>'
     )

@@ -32,6 +32,7 @@ import torch
 
 import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
+from viz.query import FrameMatrix, Geometry
 
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
@@ -49,8 +50,10 @@ from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
 from ..core.windows import coverage
 from ..explain import methods as M
+from ..explain import query as Q
 from ..explain.scoring import score_result
 from ..explain.sinks import sinks_of
+from ..files.queries import Asked
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.panels import Panel, draw
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
@@ -131,6 +134,7 @@ class Service:
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
+        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
         self.threads = Threads()
         self.compute_slots = compute_slots
         self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
@@ -176,7 +180,7 @@ class Service:
         delete every file it wrote (at exit). Returns the threads still running after ``timeout`` s (a
         download stuck in a read)."""
         stuck = self.threads.close(timeout)
-        for cache in (self.results, self.panels, self.clips):
+        for cache in (self.results, self.panels, self.clips, self.geometries):
             cache.clear()
         with self._out_lock:
             if self._out_dir is not None:
@@ -490,6 +494,63 @@ class Service:
         pool = self.threads.pool("warm", 1, low_priority=True)
         return pool.submit(_materialise_all, [r for r in todo if not r.ready])
 
+    # -- asking a point ------------------------------------------------------------------------------------
+
+    def geometry(self, result: ModelResult) -> Geometry:
+        """The :class:`viz.query.Geometry` of ``result``'s output: walked once, kept while it is used."""
+        geo = self.geometries.get(id(result.output))
+        if geo is None or geo.output is not result.output:
+            geo = Geometry(result.output)
+            self.geometries.put(id(result.output), geo)
+        return geo
+
+    def query(
+        self,
+        analysis: Analysis,
+        t: float,
+        x: float,
+        y: float,
+        *,
+        stage: int | None | Sequence[int | None] = None,
+        head: str | int = "mean",
+    ) -> Q.Query:
+        """Where the clip point (``t`` s; ``x``, ``y`` in the clip's pixels) looks in every model of
+        ``analysis`` at ``stage`` (0-based, one for all or one per entry; ``None``: the last): a
+        :class:`lens.explain.query.Query` of each model's attention row volumes, from the cached maps (never
+        a model re-run; a deferred map is computed once). ``head``: rows exist for the mean over heads."""
+        point = Q.ClipPoint(float(t), float(x), float(y)).check(analysis.clip)
+        stages = [stage] * len(analysis.entries) if stage is None or isinstance(stage, int) else list(stage)
+        answers = [
+            e if isinstance(e, ModelError) else Q.ask(e, analysis.clip, point, self.geometry, s, head)
+            for e, s in zip(analysis.entries, stages)
+        ]
+        return Q.Query(point, tuple(answers))
+
+    def frame_matrices(
+        self, analysis: Analysis, stage: int | None | Sequence[int | None] = None
+    ) -> list[FrameMatrix | None]:
+        """Each model's frame × frame matrix (:class:`viz.query.FrameMatrix`) at ``stage`` (as
+        :meth:`query` takes it); ``None`` for a model that failed."""
+        stages = [stage] * len(analysis.entries) if stage is None or isinstance(stage, int) else list(stage)
+        return [
+            None if isinstance(e, ModelError) else Q.frame_matrix(e, self.geometry, s)
+            for e, s in zip(analysis.entries, stages)
+        ]
+
+    def ask_all(self, analysis: Analysis, t: float, x: float, y: float) -> Asked:
+        """The point asked at every stage of every model, with every model's frame × frame matrices (what an
+        export holds: :mod:`lens.files.queries`)."""
+        depth = max(
+            (len(self.geometry(r).stages) for r in analysis.results if r.output is not None), default=1
+        )
+        by_stage = tuple(self.query(analysis, t, x, y, stage=k) for k in range(depth))
+        matrices = {
+            r.name: [Q.frame_matrix(r, self.geometry, k) for k in range(len(self.geometry(r).stages))]
+            for r in analysis.results
+            if r.output is not None
+        }
+        return Asked(by_stage[0].point, by_stage, matrices)
+
     # -- files ---------------------------------------------------------------------------------------------
 
     def _inside(self, folder: str | Path | None) -> Path:
@@ -544,14 +605,17 @@ class Service:
         metrics: Mapping[str, Mapping] | None = None,
         display: Display = DEFAULT_DISPLAY,
         folder: str | Path | None = None,
+        point: tuple[float, float, float] | None = None,
     ) -> Path:
         """A zip of :func:`lens.files.export.write_export`'s files (overlays, volumes, report.json,
-        report.html, timings.json), written in ``folder`` (default :attr:`out_dir`; it must be inside it)."""
+        report.html, timings.json; with ``point`` (t, x, y), where it looks: :meth:`ask_all`), written in
+        ``folder`` (default :attr:`out_dir`; it must be inside it)."""
         from ..files.export import write_export
 
         tmp = Path(tempfile.mkdtemp(dir=self._inside(folder), prefix="export-"))
+        asked = [self.ask_all(analysis, *point)] if point is not None else []
         try:
-            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display)
+            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display, asked=asked)
             return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
         except (OSError, ValueError) as e:  # nothing half-written stays (or is offered)
             shutil.rmtree(tmp, ignore_errors=True)

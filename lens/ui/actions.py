@@ -24,7 +24,7 @@ from ..explain import scoring
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
-from . import defaults, examples, present, uploads
+from . import asking, defaults, examples, present, uploads
 from .screens import KEEP, AppState, Choices, Controls, PanelScreen, Screen
 
 log = logging.getLogger("mvt-lens")
@@ -105,9 +105,9 @@ class Actions:
         why (``message`` in the banner; ``None``: no banner)."""
         empty = self._pad(())
         return Screen(
-            status="", banner=message, notice=None, state=None, timeline="", truth=None, panels=empty, summary=None,
+            status="", banner=message, notice=None, clip_view=None, state=None, timeline="", truth=None, panels=empty, summary=None,
             timings=None, strips=empty, grids=empty, stats=None, faithfulness=empty, faithfulness_table=[],
-            export=None, figures_note="", faithfulness_note="", export_note="",
+            export=None, matrices=empty, figures_note="", faithfulness_note="", export_note="",
         )  # fmt: skip
 
     def _refused(self, clip: str | None, upload: dict | None, names: list[str]) -> str | None:
@@ -198,6 +198,7 @@ class Actions:
             if deferred := [r for r in analysis.results if not r.ready]:
                 service.warm(deferred)
             truth = present.truth(analysis.clip.sha256, panels, folder)
+            clip_view = asking.clip_view(service, analysis, None, folder, self.url)
         except Exception as e:
             yield Screen(banner=failure("Analysis", e))
             return
@@ -210,6 +211,7 @@ class Actions:
             show=Choices(controls.show, present.show_choices(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
+            clip_view=clip_view,
             panels=self._pad(shown),
             summary=present.summary(analysis, panels, service.labels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
@@ -240,23 +242,32 @@ class Actions:
         return panel, present.panel_screen(panel, i, self.url, self.service.labels(entry.name), follows=note)
 
     def _drawn(
-        self, state: AppState, controls: Controls, session: str | None, notes: dict[int, str] | None = None
+        self,
+        state: AppState,
+        controls: Controls,
+        session: str | None,
+        notes: dict[int, str] | None = None,
+        matrices: bool = True,
     ) -> Screen:
         analysis = self.service.get(state.ref)
-        panels = self.service.render(
-            analysis, controls.displays(state), folder=self.service.session_dir(session)
-        )
+        displays, folder = controls.displays(state), self.service.session_dir(session)
+        panels = self.service.render(analysis, displays, folder=folder)
         notes = notes or {}
         labels = self.service.labels
         shown = [
             present.panel_screen(p, i, self.url, labels(p.name), notes.get(i)) for i, p in enumerate(panels)
         ]
+        if state.query is not None:
+            query = asking.ask(self.service, analysis, state.query, displays)
+            shown = asking.queried(self.service, analysis, query, panels, shown, displays, folder, self.url)
         return Screen(
             state=state,
             timeline=present.timeline(panels, analysis.clip),
             panels=self._pad(shown),
             summary=present.summary(analysis, panels, labels),
-        )
+            clip_view=asking.clip_view(self.service, analysis, state.query, folder, self.url),
+            matrices=self._pad(asking.matrices(self.service, analysis, displays, wait=False)) if matrices else KEEP,
+        )  # fmt: skip
 
     def redraw(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """Any display control (Show, opacity, colours, sink keys, a panel's stage or heads): drawn from the
@@ -267,6 +278,20 @@ class Actions:
             return self._drawn(state.showing(controls.show), controls, session)
         except Exception as e:
             return Screen(banner=failure("Rendering", e))
+
+    def ask(
+        self, *, state: AppState | None, controls: Controls, query: str | None, session: str | None = None
+    ) -> Screen:
+        """A click on a picture (``query``: what ``timeline.js`` sent; empty or ``{"clear": 1}``: back to the CLS
+        view): every panel shows where that clip point looks at its stage, from the cached maps."""
+        if state is None or state.ref is None:
+            return Screen()
+        try:
+            click = asking.parse(query)
+            point = None if click is None else asking.clip_point(click, self.service.get(state.ref))
+            return self._drawn(replace(state, query=point), controls, session, matrices=False)
+        except Exception as e:
+            return Screen(banner=failure("Asking a point", e))
 
     def explain(
         self,
@@ -313,7 +338,7 @@ class Actions:
     def figures(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """After Compare: the all-stages strips, token-grid and attention-statistics figures."""
         if state is None or state.ref is None:
-            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None)
+            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None, matrices=self._pad(()))
         try:
             analysis = self.service.get(state.ref)
             panels = self.service.render(analysis, controls.display())
@@ -323,6 +348,9 @@ class Actions:
                 grids=self._pad(token_grid_figures(analysis.results)),
                 stats=stats_figure(analysis.results),
                 figures_note="",
+                matrices=self._pad(
+                    asking.matrices(self.service, analysis, controls.displays(state), wait=True)
+                ),
             )
         except Exception as e:
             return Screen(figures_note=failure("Figures", e))
@@ -335,7 +363,10 @@ class Actions:
             folder = self.service.session_dir(session)
             displays = controls.displays(state) if state is not None else controls.display()
             return Screen(
-                export=self.service.export(analysis, display=displays, folder=folder), export_note=""
+                export=self.service.export(
+                    analysis, display=displays, folder=folder, point=state.query if state else None
+                ),
+                export_note="",
             )
         except Exception as e:
             return Screen(export=None, export_note=failure("Export", e))

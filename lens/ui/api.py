@@ -4,14 +4,16 @@ Every endpoint is a whole request by value — a clip file, model names, methods
 keeps no session: asking again for the same clip and options is answered from the service's cache. The JSON
 is ``report.json``'s (:func:`lens.files.export.report_json`: the clip, and per model its predictions, the
 frames it saw and their clip times, its windows, its token grids) with the files beside it: each explanation
-volume as a ``.npy`` array on its token grid (each window's too, ``w<k>_<slug>``), and ``report.html``. Paths in the answer are files the service wrote (the
-app hands them to the client as downloads).
+volume as a ``.npy`` array on its token grid (each window's too, ``w<k>_<slug>``), and ``report.html``;
+``/query`` answers a point asked of the clip (:func:`query`). Paths in the answer are files the service wrote
+(the app hands them to the client as downloads).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from ..core.records import Analysis, ModelResult
 from ..explain.methods import DEFAULT_METHODS
 from ..explain.scoring import summary
 from ..files.export import report_json, volume_arrays
+from ..files.queries import write_asked
 from ..files.report import write_report_html
 from ..render.display import DEFAULT_DISPLAY
 from ..service.service import Service
@@ -128,3 +131,27 @@ def as_files(value: Any, wrap: Callable[[Path], Any]) -> Any:
     if isinstance(value, dict):
         return {k: as_files(x, wrap) for k, x in value.items()}
     return wrap(value) if isinstance(value, Path) else value
+
+
+def query(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    t: float,
+    x: float,
+    y: float,
+    stage: int | None = None,
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Where the clip point (``t`` seconds; ``x``, ``y`` in the clip's pixels) looks in every model (its
+    attention captured; nothing else computed): per model, its answer at ``stage`` (counted from 1; ``None``:
+    every stage), each a query token, its caption and its attention row as a ``.npy`` on the key grid (or why
+    the model did not see the point), and its frame × frame matrices (:mod:`lens.files.queries`)."""
+    analysis = _analysis(service, clip, models, ["attention"], start_s)
+    asked = service.ask_all(analysis, float(t), float(x), float(y))
+    if stage is not None:
+        one = service.query(analysis, t, x, y, stage=max(int(stage) - 1, 0))
+        asked = replace(asked, by_stage=(one,))
+    return write_asked(analysis, asked, _folder(service, session))

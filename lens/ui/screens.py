@@ -59,6 +59,8 @@ class AppState:
     """Panels that show another method than :attr:`show` (``(index, method)``)."""
     classes: tuple[tuple[int, str], ...] = ()
     """Panels whose class was picked (``(index, label)``): the class each explains instead of its top-1."""
+    query: tuple[float, float, float] | None = None
+    """The point asked (clip seconds, x, y in the clip's pixels): every panel shows where it looks."""
 
     def showing(self, show: str) -> AppState:
         """Another method shown: every panel shows it (a picked class's own method is forgotten)."""
@@ -205,6 +207,8 @@ class Screen:
     timeline: str = KEEP
     truth: Sprite | None = KEEP
     """The ground-truth panel (``None``: hidden)."""
+    clip_view: str | None = KEEP
+    """The clip's own frames with every model's crop, where a person clicks a point (``None``: hidden)."""
     panels: tuple[PanelScreen | None, ...] = KEEP
     """Every panel slot, in order (``None``: hidden)."""
     summary: dict | None = KEEP
@@ -213,6 +217,8 @@ class Screen:
     strips: tuple[Path | None, ...] = KEEP
     grids: tuple[Any, ...] = KEEP
     stats: Any = KEEP
+    matrices: tuple[Any, ...] = KEEP
+    """A frame × frame figure per panel (an entry left at :data:`KEEP` keeps that panel's)."""
     faithfulness: tuple[Any, ...] = KEEP
     faithfulness_table: list[list] = KEEP
     export: Path | None = KEEP
@@ -239,7 +245,7 @@ class Screen:
 
 PANEL_PARTS = ("column", "title", "picture", "stage", "heads", "klass", "download")
 """The parts of model panel ``i``, named ``<part>_<i>`` on the page."""
-PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness"}
+PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness", "matrices": "matrix"}
 """Screen fields with one part per panel (named ``<part>_<i>``)."""
 DISPLAY = ("show", "opacity", "colormap", "sinks")
 
@@ -253,7 +259,9 @@ def part_names(field_name: str, slots: int) -> list[str]:
         return [f"{PER_PANEL[field_name]}_{i}" for i in range(slots)]
     if field_name == "notice":
         return ["notice", "offer"]
-    return ["truth", "truth_column"] if field_name == "truth" else [field_name]
+    if field_name in ("truth", "clip_view"):
+        return [field_name, f"{field_name}_column"]
+    return [field_name]
 
 
 def _panel_parts(i: int, s: PanelScreen | None) -> dict[str, dict]:
@@ -309,10 +317,13 @@ def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
             for i, s in enumerate(value):
                 out.update(_panel_parts(i, s))
         elif name in PER_PANEL:
-            out.update({f"{PER_PANEL[name]}_{i}": _shown(v) for i, v in enumerate(value)})
+            out.update({f"{PER_PANEL[name]}_{i}": _shown(v) for i, v in enumerate(value) if v is not KEEP})
         elif name == "truth":
             out["truth_column"] = {"visible": value is not None}
             out["truth"] = {"value": "" if value is None else frames_html(value)}
+        elif name == "clip_view":
+            out["clip_view_column"] = {"visible": value is not None}
+            out["clip_view"] = {"value": value or ""}
         elif name == "banner":
             out["banner"] = {"value": banner_html(value), "visible": bool(value)}
         elif name == "notice":
