@@ -20,9 +20,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
 from ..core.request import MAX_MODELS, LensError, Request, ResultKey, class_index, start_time
+from ..core.slot import ComputeSlot
 from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
 from ..explain import methods as M
@@ -49,19 +49,19 @@ from .run import labels, run_model, top_k
 log = logging.getLogger("mvt-lens")
 
 Progress = Callable[[float, str], None]
-POLL_S = 0.25
-"""How often a request waiting for the compute slot reports progress."""
 
 
 def _quiet(frac: float, what: str) -> None:
     return None
 
 
-def _materialise_all(results: Sequence[ModelResult]) -> int:
-    """Materialise ``results`` in order (the background task of :meth:`Service.warm`); how many there were."""
+def _materialise_all(results: Sequence[ModelResult], slot: ComputeSlot) -> int:
+    """Materialise ``results`` in order, each in a background turn of ``slot`` (the task of
+    :meth:`Service.warm`); how many there were."""
     for r in results:
         try:
-            r.materialise()
+            with slot.hold("deferred maps", background=True):
+                r.materialise()
         except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
             log.exception("computing the deferred attention matrices of %s failed", r.name)
     return len(results)
@@ -77,7 +77,9 @@ class Service:
     ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
     takes the request and the model names and returns their entries (plain, picklable values), and the
     service reports progress around it. ``compute_slots``: how many models may run at once, over all
-    requests (``None``: no limit); downloads never take a slot.
+    requests (``None``: no limit); downloads never take a slot. Turns go round-robin across visitors
+    (``who``), and at most ``max_waiting`` wait: one more is told the server is busy
+    (:class:`lens.core.slot.ComputeSlot`).
 
     ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
     model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
@@ -95,6 +97,7 @@ class Service:
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
         compute_slots: int | None = 1,
+        max_waiting: int | None = 12,
         defer: bool | None = None,
         bf16: bool | None = None,
         max_clips: int = 8,
@@ -105,7 +108,7 @@ class Service:
         self.clips = ClipCache(max_clips)
         self.threads = Threads()
         self.compute_slots = compute_slots
-        self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
+        self.compute_slot = ComputeSlot(compute_slots or None, max_waiting)
         self.max_models = max_models
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
@@ -259,16 +262,18 @@ class Service:
         methods: Sequence[str] = M.DEFAULT_METHODS,
         *,
         progress: Progress | None = None,
+        who: str | None = None,
         **request: Any,
     ) -> Job:
         """:meth:`analyse`, streamed: a :class:`lens.service.jobs.Job` to iterate for ``(index, entry)`` as each
         model finishes (cached results first, then the model expected to finish first; downloads run
         meanwhile). The request (``start_s``, ``target``, ``options``, ``precision``: :meth:`request`) and the
-        clip are checked here, before anything runs."""
+        clip are checked here, before anything runs. ``who`` (a browser session) takes turns for the compute
+        slot with other visitors."""
         report = progress or _quiet
         if clip:
             report(0.0, "reading the clip")
-        return Job(self, self.request(clip, models, methods, **request), report)
+        return Job(self, self.request(clip, models, methods, **request), report, who=who)
 
     def get(self, ref: AnalysisRef | None) -> Analysis:
         """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
@@ -290,6 +295,7 @@ class Service:
         method: str,
         *,
         progress: Progress | None = None,
+        who: str | None = None,
     ) -> Analysis:
         """The analysis ``ref`` points at with model ``index`` run again to explain the class ``klass`` (a label
         as typed or picked, ``class N`` or a number) with ``method`` (besides the methods it had)."""
@@ -309,6 +315,7 @@ class Service:
             start_s=analysis.start_s,
             target=target,
             progress=progress,
+            who=who,
         )
         return analysis.with_entry(index, one.entries[0], one.keys[0])
 
@@ -324,11 +331,14 @@ class Service:
         self.threads.start(f"download {name}", d.run)
         return d
 
-    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
-        """Run ``names`` (one compute slot for all of them; through ``gpu`` when given, progress said here)
-        and keep their results; never raises for the models' own failures."""
+    def run(
+        self, request: Request, names: Sequence[str], progress: Progress, who: str | None = None
+    ) -> list[Entry]:
+        """Run ``names`` (one turn of the compute slot for all of them, taken as ``who``; through ``gpu`` when
+        given, progress said here) and keep their results; never raises for the models' own failures
+        (:class:`lens.core.slot.Busy` when the queue for the slot is full)."""
         names = list(names)
-        with self._slot(names, progress):
+        with self._slot(names, progress, who):
             if self._gpu is not None:
                 progress(0.0, f"{', '.join(names)}: running on the GPU")
                 entries = self._gpu(request, names)
@@ -340,17 +350,11 @@ class Service:
                 self.took(name, entry.timings.get("total"))
         return entries
 
-    @contextmanager
-    def _slot(self, names: Sequence[str], progress: Progress) -> Iterator[None]:
-        slot = self.compute_slot
-        if slot is not None:
-            while not slot.acquire(timeout=POLL_S):
-                progress(0.0, f"{', '.join(names)}: waiting for another comparison to finish")
-        try:
-            yield
-        finally:
-            if slot is not None:
-                slot.release()
+    def _slot(self, names: Sequence[str], progress: Progress, who: str | None):
+        def waiting(ahead: int) -> None:
+            progress(0.0, f"{', '.join(names)}: waiting for the compute slot, {ahead} ahead of you")
+
+        return self.compute_slot.hold(who, progress=waiting)
 
     def _run_models(
         self, request: Request, names: Sequence[str], progress: Progress | None = None
@@ -434,7 +438,7 @@ class Service:
         else:
             todo = list(results)
         pool = self.threads.pool("warm", 1, low_priority=True)
-        return pool.submit(_materialise_all, [r for r in todo if not r.ready])
+        return pool.submit(_materialise_all, [r for r in todo if not r.ready], self.compute_slot)
 
     # -- files ---------------------------------------------------------------------------------------------
 
@@ -511,10 +515,16 @@ class Service:
     # -- scores --------------------------------------------------------------------------------------------
 
     def faithfulness(
-        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
+        self,
+        analysis: Analysis,
+        *,
+        steps: int = 8,
+        progress: Progress | None = None,
+        who: str | None = None,
     ) -> dict[str, dict[VolumeKey, dict]]:
         """Deletion / insertion scores of every computed volume of every model, with the random and centre
-        baselines (:func:`lens.explain.scoring.score_result`), by model name."""
+        baselines (:func:`lens.explain.scoring.score_result`), by model name; each model in a turn of the
+        compute slot taken as ``who``."""
         results = analysis.results
         out = {}
         for i, r in enumerate(results):
@@ -523,7 +533,7 @@ class Service:
                 if progress is not None:
                     progress((i + frac) / len(results), f"{name}: {what}")
 
-            model = self.models.get(r.name)
-            with self.models.lock(r.name):
+            with self._slot([r.name], step, who), self.models.lock(r.name):
+                model = self.models.get(r.name)
                 out[r.name] = score_result(model, r, steps=int(steps), progress=step)
         return out

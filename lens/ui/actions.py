@@ -154,6 +154,7 @@ class Actions:
                 start_s=start_s,
                 progress=progress,
                 precision="int8" if int8 else "fp32",
+                who=session,
             )
         except (
             Exception
@@ -259,7 +260,9 @@ class Actions:
             if entry.error or klass == present.target_label(entry, self.service.labels(entry.name)):
                 return Screen()
             method = present.class_method(state.method_of(index))
-            explained = self.service.explain_class(state.ref, index, klass, method, progress=progress)
+            explained = self.service.explain_class(
+                state.ref, index, klass, method, progress=progress, who=session
+            )
         except USER_ERRORS as e:
             return self._noted(state, controls, session, index, str(e))
         except Exception as e:
@@ -321,7 +324,7 @@ class Actions:
         class it explains and marking the method its panel shows."""
         try:
             analysis = self.service.get(state.ref if state is not None else None)
-            scores = self.service.faithfulness(analysis, steps=int(steps), progress=progress)
+            scores = self.service.faithfulness(analysis, steps=int(steps), progress=progress, who=session)
         except Exception as e:
             return Screen(faithfulness_note=failure("Faithfulness", e))
         figs = [scoring.figure(name, s) for name, s in scores.items()]

@@ -30,8 +30,8 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
-def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s) -> Analysis:
-    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s, who=None) -> Analysis:
+    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, who=who)
 
 
 def answer(analysis: Analysis, folder: Path) -> dict:
@@ -65,7 +65,7 @@ def analyse(
 ) -> dict:
     """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
     :func:`answer`."""
-    return answer(_analysis(service, clip, models, methods, start_s), _folder(service, session))
+    return answer(_analysis(service, clip, models, methods, start_s, session), _folder(service, session))
 
 
 def explain_class(
@@ -79,8 +79,8 @@ def explain_class(
     session: str | None = None,
 ) -> dict:
     """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``."""
-    first = service.analyse(clip, [model], [method], start_s=start_s)
-    analysis = service.explain_class(first.ref, 0, klass, method)
+    first = service.analyse(clip, [model], [method], start_s=start_s, who=session)
+    analysis = service.explain_class(first.ref, 0, klass, method, who=session)
     return answer(analysis, _folder(service, session))
 
 
@@ -97,7 +97,8 @@ def faithfulness(
     """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
     model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
     none)."""
-    scores = service.faithfulness(_analysis(service, clip, models, methods, start_s), steps=int(steps))
+    analysis = _analysis(service, clip, models, methods, start_s, session)
+    scores = service.faithfulness(analysis, steps=int(steps), who=session)
     return {name: summary(s) for name, s in scores.items()}
 
 
@@ -111,7 +112,7 @@ def export(
     session: str | None = None,
 ) -> Path:
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
-    analysis = _analysis(service, clip, models, methods, start_s)
+    analysis = _analysis(service, clip, models, methods, start_s, session)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))
 
 
