@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +31,33 @@ import torch
 
 import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
+from viz.query import FrameMatrix, Geometry
 
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
-from ..core.request import MAX_MODELS, LensError, Request, ResultKey, class_index, start_time
+from ..core.request import (
+    MAX_MODELS,
+    LensError,
+    Request,
+    ResultKey,
+    class_index,
+    start_time,
+    window_count,
+)
 from ..core.slot import ComputeSlot
 from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
+from ..core.windows import coverage
 from ..explain import methods as M
+from ..explain import query as Q
 from ..explain.scoring import score_result
 from ..explain.sinks import sinks_of
+from ..files.queries import Asked
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.panels import Panel, draw
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
-from .run import labels, run_model, top_k
+from .run import labels, mean_probs, run_windows, top_k
 
 log = logging.getLogger("mvt-lens")
 
@@ -65,6 +78,24 @@ def _materialise_all(results: Sequence[ModelResult], slot: ComputeSlot) -> int:
         except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
             log.exception("computing the deferred attention matrices of %s failed", r.name)
     return len(results)
+
+
+def _summed(runs) -> dict[str, float]:
+    """The windows' timings added up by step (one window: its own)."""
+    out: dict[str, float] = {}
+    for r in runs:
+        for k, v in r.timings.items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def _combined(windows: list[ModelResult], cov, top5, timings: dict[str, float]) -> ModelResult:
+    """One model's result over its windows: the window nearest the clip's middle as its own frames, output
+    and volumes, the windows' mean prediction as its top-5, every window in ``windows``."""
+    middle = (cov.spans[0][0] + cov.spans[-1][1]) / 2
+    k = min(range(len(windows)), key=lambda i: abs(float(windows[i].times.mean()) - middle))
+    kept = windows if len(windows) > 1 else []
+    return replace(windows[k], top5=top5, windows=kept, coverage=cov, timings=timings)
 
 
 class Service:
@@ -106,6 +137,7 @@ class Service:
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
+        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
         self.threads = Threads()
         self.compute_slots = compute_slots
         self.compute_slot = ComputeSlot(compute_slots or None, max_waiting)
@@ -151,7 +183,7 @@ class Service:
         delete every file it wrote (at exit). Returns the threads still running after ``timeout`` s (a
         download stuck in a read)."""
         stuck = self.threads.close(timeout)
-        for cache in (self.results, self.panels, self.clips):
+        for cache in (self.results, self.panels, self.clips, self.geometries):
             cache.clear()
         with self._out_lock:
             if self._out_dir is not None:
@@ -229,18 +261,22 @@ class Service:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         precision: str = "fp32",
+        windows: int | str | bool | None = None,
     ) -> Request:
         """A checked :class:`Request`: a :class:`LensError` for a bad one, :class:`mvt.VideoError` when the
-        file is not a usable video (its header is read here; the frames are read when a model runs)."""
+        file is not a usable video (its header is read here; the frames are read when a model runs).
+        ``windows``: how many evenly spaced windows each model sees without a start time (``None``: each
+        model's default, ``"all"``: every window; :func:`lens.core.request.window_count`)."""
         if not clip:
             raise LensError("Upload a video clip (or record one with the webcam) first.")
         names = self._check_models(models)
         wanted = M.normalise(methods)
         self._check_precision(precision, wanted)
-        start = start_time(start_s)
+        start, count = start_time(start_s), window_count(windows)
         return Request.of(
-            clip_info(clip), names, wanted, start_s=start, target=target, options=options, precision=precision
-        )
+            clip_info(clip), names, wanted, start_s=start, target=target, options=options,
+            precision=precision, windows=count,
+        )  # fmt: skip
 
     def analyse(self, clip: str | os.PathLike | None, models: Sequence[str], *args, **kwargs) -> Analysis:
         """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
@@ -350,7 +386,7 @@ class Service:
                 self.took(name, entry.timings.get("total"))
         return entries
 
-    def _slot(self, names: Sequence[str], progress: Progress, who: str | None):
+    def _slot(self, names: Sequence[str], progress: Progress, who: str | None = None):
         def waiting(ahead: int) -> None:
             progress(0.0, f"{', '.join(names)}: waiting for the compute slot, {ahead} ahead of you")
 
@@ -386,41 +422,65 @@ class Service:
         load = time.perf_counter() - t0
         report(0.1, "decoding")
         t = time.perf_counter()
-        clip = self.clips.read(request.clip.path, spec, request.start_s)
-        frames = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3): exactly what the model sees
-        x = mvt.normalise(frames, spec, device=self.device)
+        clips = self.clips.windows(request.clip.path, spec, request.start_s, request.windows)
+        frames = [mvt.resize_and_crop(c.frames, spec) for c in clips]  # (T, S, S, 3): what the model sees
+        xs = [mvt.normalise(f, spec, device=self.device) for f in frames]
         decode = time.perf_counter() - t
-        run = run_model(
+        runs = run_windows(
             model,
-            x,
+            xs,
             request.methods,
             target=request.target,
             options=request.option_map,
             lazy=self.defer,
             sinks=sinks_of(name),
             lock=self.models.lock(name if precision == "fp32" else f"{name}@{precision}"),
-            progress=report,
+            progress=lambda f, what: report(0.1 + 0.9 * f, what),
         )
-        timings = {"load model": load, "decode": decode, **run.timings, "total": time.perf_counter() - t0}
         report(1.0, "done")
         int8 = precision != "fp32"
-        return ModelResult(
-            name=name,
-            description=f"{spec.description}; {INT8_LABEL}" if int8 else spec.description,
-            trained=spec.trained,
-            frames=frames,
-            times=np.asarray(clip.times, dtype=np.float64),
-            fps=float(clip.fps) / max(1, spec.frame_stride or 1),
-            top5=top_k(run.logits, labels(spec)),
-            target=run.target,
-            output=run.output,
-            volumes=run.volumes,
-            timings=timings,
-            notes=list(clip.notes) + ([f"{INT8_LABEL}: not the model as trained."] if int8 else []),
-            precision=precision,
-        )
+        names = labels(spec)
+        windows = [
+            ModelResult(
+                name=name,
+                description=f"{spec.description}; {INT8_LABEL}" if int8 else spec.description,
+                trained=spec.trained,
+                frames=f,
+                times=np.asarray(c.times, dtype=np.float64),
+                fps=float(c.fps) / max(1, spec.frame_stride or 1),
+                top5=top_k(run.logits, names),
+                target=run.target,
+                output=run.output,
+                volumes=run.volumes,
+                timings=run.timings,
+                notes=list(c.notes) + ([f"{INT8_LABEL}: not the model as trained."] if int8 else []),
+                precision=precision,
+            )
+            for c, f, run in zip(clips, frames, runs)
+        ]
+        chosen = "start" if request.start_s is not None else "every" if request.windows == 0 else "default"
+        cov = coverage(clips, spec.frame_stride or 1, request.clip.duration_s, chosen)
+        timings = {"load model": load, "decode": decode, **_summed(runs)}
+        timings["total"] = time.perf_counter() - t0
+        return _combined(windows, cov, top_k(mean_probs(runs), names, probs=True), timings)
 
     # -- deferred work -------------------------------------------------------------------------------------
+
+    def complete(
+        self, result: ModelResult, method: str, progress: Progress | None = None, who: str | None = None
+    ) -> ModelResult:
+        """Compute ``method``'s pending volumes in every window of ``result`` now, holding a compute slot (a
+        panel's slower view, after every fast view is out; taken as ``who``); returns ``result``."""
+        name = M.get(method).name
+        todo = [(w, k) for w in result.seen for k in w.volumes if k.method == name and not w.volumes.ready(k)]
+        if not todo:
+            return result
+        report = progress or _quiet
+        with self._slot([result.name], report, who):
+            for i, (w, k) in enumerate(todo):
+                report(i / len(todo), f"{result.name}: {M.get(name).label}, window {i + 1} of {len(todo)}")
+                _ = w.volumes[k]
+        return result
 
     def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
         """Compute, in the background, everything ``results`` deferred (each map's head-mean matrix, then the
@@ -439,6 +499,63 @@ class Service:
             todo = list(results)
         pool = self.threads.pool("warm", 1, low_priority=True)
         return pool.submit(_materialise_all, [r for r in todo if not r.ready], self.compute_slot)
+
+    # -- asking a point ------------------------------------------------------------------------------------
+
+    def geometry(self, result: ModelResult) -> Geometry:
+        """The :class:`viz.query.Geometry` of ``result``'s output: walked once, kept while it is used."""
+        geo = self.geometries.get(id(result.output))
+        if geo is None or geo.output is not result.output:
+            geo = Geometry(result.output)
+            self.geometries.put(id(result.output), geo)
+        return geo
+
+    def query(
+        self,
+        analysis: Analysis,
+        t: float,
+        x: float,
+        y: float,
+        *,
+        stage: int | None | Sequence[int | None] = None,
+        head: str | int = "mean",
+    ) -> Q.Query:
+        """Where the clip point (``t`` s; ``x``, ``y`` in the clip's pixels) looks in every model of
+        ``analysis`` at ``stage`` (0-based, one for all or one per entry; ``None``: the last): a
+        :class:`lens.explain.query.Query` of each model's attention row volumes, from the cached maps (never
+        a model re-run; a deferred map is computed once). ``head``: rows exist for the mean over heads."""
+        point = Q.ClipPoint(float(t), float(x), float(y)).check(analysis.clip)
+        stages = [stage] * len(analysis.entries) if stage is None or isinstance(stage, int) else list(stage)
+        answers = [
+            e if isinstance(e, ModelError) else Q.ask(e, analysis.clip, point, self.geometry, s, head)
+            for e, s in zip(analysis.entries, stages)
+        ]
+        return Q.Query(point, tuple(answers))
+
+    def frame_matrices(
+        self, analysis: Analysis, stage: int | None | Sequence[int | None] = None
+    ) -> list[FrameMatrix | None]:
+        """Each model's frame × frame matrix (:class:`viz.query.FrameMatrix`) at ``stage`` (as
+        :meth:`query` takes it); ``None`` for a model that failed."""
+        stages = [stage] * len(analysis.entries) if stage is None or isinstance(stage, int) else list(stage)
+        return [
+            None if isinstance(e, ModelError) else Q.frame_matrix(e, self.geometry, s)
+            for e, s in zip(analysis.entries, stages)
+        ]
+
+    def ask_all(self, analysis: Analysis, t: float, x: float, y: float) -> Asked:
+        """The point asked at every stage of every model, with every model's frame × frame matrices (what an
+        export holds: :mod:`lens.files.queries`)."""
+        depth = max(
+            (len(self.geometry(r).stages) for r in analysis.results if r.output is not None), default=1
+        )
+        by_stage = tuple(self.query(analysis, t, x, y, stage=k) for k in range(depth))
+        matrices = {
+            r.name: [Q.frame_matrix(r, self.geometry, k) for k in range(len(self.geometry(r).stages))]
+            for r in analysis.results
+            if r.output is not None
+        }
+        return Asked(by_stage[0].point, by_stage, matrices)
 
     # -- files ---------------------------------------------------------------------------------------------
 
@@ -494,14 +611,17 @@ class Service:
         metrics: Mapping[str, Mapping] | None = None,
         display: Display = DEFAULT_DISPLAY,
         folder: str | Path | None = None,
+        point: tuple[float, float, float] | None = None,
     ) -> Path:
         """A zip of :func:`lens.files.export.write_export`'s files (overlays, volumes, report.json,
-        report.html, timings.json), written in ``folder`` (default :attr:`out_dir`; it must be inside it)."""
+        report.html, timings.json; with ``point`` (t, x, y), where it looks: :meth:`ask_all`), written in
+        ``folder`` (default :attr:`out_dir`; it must be inside it)."""
         from ..files.export import write_export
 
         tmp = Path(tempfile.mkdtemp(dir=self._inside(folder), prefix="export-"))
+        asked = [self.ask_all(analysis, *point)] if point is not None else []
         try:
-            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display)
+            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display, asked=asked)
             return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
         except (OSError, ValueError) as e:  # nothing half-written stays (or is offered)
             shutil.rmtree(tmp, ignore_errors=True)

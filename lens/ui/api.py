@@ -3,15 +3,17 @@
 Every endpoint is a whole request by value — a clip file, model names, methods, a start time — so a script
 keeps no session: asking again for the same clip and options is answered from the service's cache. The JSON
 is ``report.json``'s (:func:`lens.files.export.report_json`: the clip, and per model its predictions, the
-frames it saw and their clip times, its token grids) with the files beside it: each explanation volume as a
-``.npy`` array on its token grid, and ``report.html``. Paths in the answer are files the service wrote (the
-app hands them to the client as downloads).
+frames it saw and their clip times, its windows, its token grids) with the files beside it: each explanation
+volume as a ``.npy`` array on its token grid (each window's too, ``w<k>_<slug>``), and ``report.html``;
+``/query`` answers a point asked of the clip (:func:`query`). Paths in the answer are files the service wrote
+(the app hands them to the client as downloads).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ import numpy as np
 from ..core.records import Analysis, ModelResult
 from ..explain.methods import DEFAULT_METHODS
 from ..explain.scoring import summary
-from ..files.export import report_json
+from ..files.export import report_json, volume_arrays
+from ..files.queries import write_asked
 from ..files.report import write_report_html
 from ..render.display import DEFAULT_DISPLAY
 from ..service.service import Service
@@ -30,8 +33,12 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
-def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s, who=None) -> Analysis:
-    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, who=who)
+def _analysis(
+    service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None, who=None
+) -> Analysis:
+    return service.analyse(
+        clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows, who=who
+    )
 
 
 def answer(analysis: Analysis, folder: Path) -> dict:
@@ -45,10 +52,10 @@ def answer(analysis: Analysis, folder: Path) -> dict:
         if isinstance(entry, ModelResult):
             entry.materialise()
             files = {}
-            for key, volume in entry.volumes.items():
-                path = folder / f"{entry.name.replace('.', '_')}__{key.slug}.npy"
-                np.save(path, np.asarray(volume.values, dtype=np.float32))
-                files[key.slug] = path
+            for slug, values in volume_arrays(entry).items():
+                path = folder / f"{entry.name.replace('.', '_')}__{slug}.npy"
+                np.save(path, np.asarray(values, dtype=np.float32))
+                files[slug] = path
             record["files"] = files
     out["report"] = write_report_html(analysis, folder / "report.html")
     return out
@@ -60,12 +67,15 @@ def analyse(
     models: Sequence[str],
     methods: Sequence[str] | None = None,
     start_s: float | None = None,
+    windows: int | str | None = None,
     *,
     session: str | None = None,
 ) -> dict:
-    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
-    :func:`answer`."""
-    return answer(_analysis(service, clip, models, methods, start_s, session), _folder(service, session))
+    """Run ``models`` on ``clip`` — one window from ``start_s``, or evenly spaced ``windows`` over the clip
+    (``None``: each model's default; ``"all"``: every window) — and compute ``methods`` (default: attention
+    and rollout): :func:`answer`."""
+    analysis = _analysis(service, clip, models, methods, start_s, windows, session)
+    return answer(analysis, _folder(service, session))
 
 
 def explain_class(
@@ -97,7 +107,7 @@ def faithfulness(
     """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
     model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
     none)."""
-    analysis = _analysis(service, clip, models, methods, start_s, session)
+    analysis = _analysis(service, clip, models, methods, start_s, who=session)
     scores = service.faithfulness(analysis, steps=int(steps), who=session)
     return {name: summary(s) for name, s in scores.items()}
 
@@ -112,7 +122,7 @@ def export(
     session: str | None = None,
 ) -> Path:
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
-    analysis = _analysis(service, clip, models, methods, start_s, session)
+    analysis = _analysis(service, clip, models, methods, start_s, who=session)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))
 
 
@@ -124,3 +134,27 @@ def as_files(value: Any, wrap: Callable[[Path], Any]) -> Any:
     if isinstance(value, dict):
         return {k: as_files(x, wrap) for k, x in value.items()}
     return wrap(value) if isinstance(value, Path) else value
+
+
+def query(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    t: float,
+    x: float,
+    y: float,
+    stage: int | None = None,
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Where the clip point (``t`` seconds; ``x``, ``y`` in the clip's pixels) looks in every model (its
+    attention captured; nothing else computed): per model, its answer at ``stage`` (counted from 1; ``None``:
+    every stage), each a query token, its caption and its attention row as a ``.npy`` on the key grid (or why
+    the model did not see the point), and its frame × frame matrices (:mod:`lens.files.queries`)."""
+    analysis = _analysis(service, clip, models, ["attention"], start_s, who=session)
+    asked = service.ask_all(analysis, float(t), float(x), float(y))
+    if stage is not None:
+        one = service.query(analysis, t, x, y, stage=max(int(stage) - 1, 0))
+        asked = replace(asked, by_stage=(one,))
+    return write_asked(analysis, asked, _folder(service, session))
