@@ -110,7 +110,9 @@ class Service:
     service reports progress around it. ``compute_slots``: how many models may run at once, over all
     requests (``None``: no limit); downloads never take a slot. Turns go round-robin across visitors
     (``who``), and at most ``max_waiting`` wait: one more is told the server is busy
-    (:class:`lens.core.slot.ComputeSlot`).
+    (:class:`lens.core.slot.ComputeSlot`). Memory is held: the built models under ``max_model_bytes`` (least
+    recently used evicted, never one running) and the kept results under ``max_result_bytes``
+    (:mod:`lens.core.cache`; ``None``: no bound).
 
     ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
     model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
@@ -129,12 +131,14 @@ class Service:
         gpu: Callable[[Callable], Callable] | None = None,
         compute_slots: int | None = 1,
         max_waiting: int | None = 12,
+        max_model_bytes: int | None = 3 * 2**30,
+        max_result_bytes: int | None = 2 * 2**30,
         defer: bool | None = None,
         bf16: bool | None = None,
         max_clips: int = 8,
     ) -> None:
-        self.models = ModelCache(device, builder)
-        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
+        self.models = ModelCache(device, builder, max_model_bytes)
+        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results, max_result_bytes)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
         self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
@@ -404,7 +408,10 @@ class Service:
                 report((i + frac) / len(names), f"{name}: {what}")
 
             try:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                with (
+                    self.models.pinned(name, request.precision),
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
+                ):
                     out.append(self._run_model(request, name, step))
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
@@ -653,7 +660,7 @@ class Service:
                 if progress is not None:
                     progress((i + frac) / len(results), f"{name}: {what}")
 
-            with self._slot([r.name], step, who), self.models.lock(r.name):
+            with self._slot([r.name], step, who), self.models.pinned(r.name), self.models.lock(r.name):
                 model = self.models.get(r.name)
                 out[r.name] = score_result(model, r, steps=int(steps), progress=step)
         return out
