@@ -385,8 +385,8 @@ def table(summary: Summary) -> str:
         )
     ratio = summary.p95("compare") / summary.single_compare_s
     lines.append(
-        f"\nCompare (SynthMotion set, /analyse): one visitor alone {summary.single_compare_s:.2f} s (median of 3, "
-        f"uncached); p95 under the crowd {summary.p95('compare'):.2f} s = {ratio:.1f}× (target ≤ 4×)"
+        f"\nCompare (SynthMotion set, /analyse): one visitor alone {summary.single_compare_s:.2f} s (median over "
+        f"the clips, uncached); p95 under the crowd {summary.p95('compare'):.2f} s = {ratio:.1f}× (target ≤ 4×)"
     )
     gib = 2**30
     if summary.watch is not None and summary.watch.samples and summary.warm and summary.final:
@@ -405,8 +405,9 @@ def table(summary: Summary) -> str:
 
 
 def single_visitor(url: str, clips: list[SoakClip]) -> float:
-    """One visitor alone: every kind once (models built, first-call costs paid), then Compare on three clips
-    not seen yet; the median seconds of those."""
+    """One visitor alone: every kind once (models built, first-call costs paid), then Compare on every other
+    good clip (the caches hold what the crowd will ask for: growth past this is not their filling); the median
+    seconds of those (uncached)."""
     visit = Visit(url, random.Random(0))
     visit.open()
     good = [c for c in clips if not c.fails]
@@ -415,7 +416,7 @@ def single_visitor(url: str, clips: list[SoakClip]) -> float:
         if record.outcome != "ok":
             raise SystemExit(f"the single visitor's {kind} failed: {record.message}")
     times = []
-    for clip in good[1:4]:
+    for clip in good[1:]:
         record = timed("compare", lambda clip=clip: _compare(visit, [clip]))
         if record.outcome != "ok":
             raise SystemExit(f"the single visitor's Compare failed: {record.message}")
@@ -434,12 +435,21 @@ def sessions_ended(out_dir: Path, timeout: float = 90.0) -> int:
 
 
 def soak(
-    users: int, minutes: float, *, url: str | None = None, seed: int = 0, requests: int = 10_000
+    users: int,
+    minutes: float,
+    *,
+    url: str | None = None,
+    seed: int = 0,
+    requests: int = 10_000,
+    good: int | None = None,
 ) -> Summary:
     """Start the app (unless ``url``), warm it up with one visitor, let ``users`` visitors act for ``minutes``,
-    wait for their sessions to end; the measurements. Talks to 127.0.0.1 only."""
+    wait for their sessions to end; the measurements. ``good``: use only that many of the corpus's good clips
+    (a shorter warm-up). Talks to 127.0.0.1 only."""
     work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
     clips = make_corpus(work / "clips", seed)
+    if good is not None:
+        clips = [c for c in clips if not c.fails][:good] + [c for c in clips if c.fails]
     proc, out_dir = None, None
     if url is None:
         out_dir = work / "app-tmp"

@@ -141,7 +141,7 @@ class Service:
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results, max_result_bytes)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
-        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
+        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results, max_result_bytes)
         self.threads = Threads()
         self.compute_slots = compute_slots
         self.compute_slot = ComputeSlot(compute_slots or None, max_waiting)
