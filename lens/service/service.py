@@ -33,6 +33,7 @@ import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
 from viz.query import FrameMatrix, Geometry
 
+from ..core import memory
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
@@ -178,9 +179,11 @@ class Service:
         return folder
 
     def end_session(self, session: str | None) -> None:
-        """Delete the files of one user's session (when their browser session ends)."""
+        """Delete the files of one user's session (when their browser session ends) and give freed heap pages
+        back to the OS (:func:`lens.core.memory.trim`)."""
         if session:
             shutil.rmtree(self.session_dir(session), ignore_errors=True)
+        memory.trim()
 
     def close(self, timeout: float = 30.0) -> list[str]:
         """Stop every thread of the service (:meth:`lens.core.threads.Threads.close`), empty its caches and
