@@ -104,10 +104,6 @@ def on_compare(data: dict, request: gr.Request = None, progress=gr.Progress()): 
     yield from map(PAGE.updates, ACTIONS.compare(**PAGE.asked(data, request, progress)))
 
 
-def on_redraw(data: dict, request: gr.Request = None):
-    return PAGE.updates(ACTIONS.redraw(**PAGE.asked(data, request)))
-
-
 def on_explain(index: int):
     def run(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
         return PAGE.updates(ACTIONS.explain(index=index, **PAGE.asked(data, request, progress)))
@@ -115,16 +111,16 @@ def on_explain(index: int):
     return run
 
 
-def on_query(data: dict, request: gr.Request = None):
-    return PAGE.updates(ACTIONS.ask(**PAGE.asked(data, request)))
+def _event(action: str):
+    """An event that is one call of ``ACTIONS.<action>`` with the page's inputs by name and the browser session."""
+
+    def run(data: dict, request: gr.Request = None):
+        return PAGE.updates(getattr(ACTIONS, action)(**PAGE.asked(data, request)))
+
+    return run
 
 
-def on_figures(data: dict):
-    return PAGE.updates(ACTIONS.figures(**PAGE.asked(data, None)))
-
-
-def on_export(data: dict, request: gr.Request = None):
-    return PAGE.updates(ACTIONS.export(**PAGE.asked(data, request)))
+on_redraw, on_query, on_figures, on_export = map(_event, ("redraw", "ask", "figures", "export"))
 
 
 def on_score(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
@@ -188,12 +184,6 @@ ENDPOINTS = (analyse, explain_class, faithfulness, export, query)
 
 # -- layout ------------------------------------------------------------------------------------------------------
 
-MODELS = {"choices": defaults.model_choices(), "value": defaults.set_models(defaults.SYNTHMOTION),
-          "multiselect": True, "max_choices": N, "allow_custom_value": True, "label": f"Models (up to {N})",
-          "info": "Each says what its weights are: shipped, cached, or what it downloads."}  # fmt: skip
-ALSO = {"choices": lens.method_choices(("rollout", "gradient", "captum")), "value": ["rollout"],
-        "label": "Also compute (captum methods take longer)"}  # fmt: skip
-
 
 def _request(p: Page) -> None:
     with gr.Column(scale=4, min_width=280):
@@ -203,12 +193,15 @@ def _request(p: Page) -> None:
                                   size="sm", elem_id="upload-other")  # fmt: skip
     with gr.Column(scale=5, min_width=300):
         p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
-        p.models, p.notes = gr.Dropdown(**MODELS, elem_id="models"), gr.Markdown(elem_id="model-notes")
+        p.models, p.notes = (
+            gr.Dropdown(**defaults.models_field(), elem_id="models"),
+            gr.Markdown(elem_id="model-notes"),
+        )
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         with gr.Accordion("Options", open=False):
             p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = evenly spaced windows over the clip", elem_id="start")  # fmt: skip
             p.every = gr.Checkbox(False, label="Analyse every window (slower)", elem_id="every-window")
-            p.methods = gr.CheckboxGroup(**ALSO)
+            p.methods = gr.CheckboxGroup(**defaults.also_field())
             p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
     with gr.Column(scale=4, min_width=280, elem_id="examples"):
         if shipped := examples.available():
@@ -226,9 +219,7 @@ def _panel(p: Page, i: int) -> None:
         # allow_custom_value: choices and value change together, so no value is ever checked against stale choices
         p[f"stage_{i}"] = gr.Dropdown(label="Stage (keys T×H×W)", elem_id=f"stage-{i}", allow_custom_value=True, **ctl)  # fmt: skip
         p[f"heads_{i}"] = gr.Dropdown(label="Heads", elem_id=f"heads-{i}", allow_custom_value=True, **ctl)  # fmt: skip
-        p[f"klass_{i}"] = gr.Dropdown(
-            label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl
-        )
+        p[f"klass_{i}"] = gr.Dropdown(label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl)  # fmt: skip
         p[f"download_{i}"] = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
 
 
@@ -248,9 +239,7 @@ def _results(p: Page) -> None:
         p.show = gr.Dropdown(lens.present.show_choices(lens.METHODS), value="faithful", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
         p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
-        p.sinks = gr.Checkbox(
-            False, label="Show sink keys", info=SINKS, scale=1, min_width=140, elem_id="sinks"
-        )
+        p.sinks = gr.Checkbox(False, label="Show sink keys", info=SINKS, scale=1, min_width=140, elem_id="sinks")  # fmt: skip
     with gr.Column(elem_id="results"):  # the timeline sticks to the top while this column's panels scroll
         p.timeline = gr.HTML(js_on_load=JS, elem_id="timeline")
         p.query = gr.Textbox(elem_id="query-point", elem_classes="mvt-hidden", container=False, show_label=False)  # fmt: skip
@@ -288,9 +277,7 @@ def _tabs(p: Page) -> None:
         with gr.Tab("Timings"):
             p.timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
         with gr.Tab("Export"):
-            p.build_zip = gr.Button(
-                "Build zip (overlays, volumes, report.json, report.html)", elem_id="build-zip"
-            )
+            p.build_zip = gr.Button("Build zip (overlays, volumes, report.json, report.html)", elem_id="build-zip")  # fmt: skip
             p.export_note = gr.Markdown(visible=False, elem_id="export-note")
             p.export = gr.File(label="Download", elem_id="export")
         with gr.Tab("Data"):
@@ -310,35 +297,28 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     for source in (p.clip, p.other):
         source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
                       show_progress_on=[p.clip], **UI)  # fmt: skip
-    _result_events(p)
-    p.build_zip.click(on_export, inputs=_controls(p), outputs=p.outputs("export", "export_note"), **UI)
+    controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip
+    _result_events(p, controls)
+    p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export", "export_note"), **UI)
     tab = p.outputs("faithfulness", "faithfulness_table", "faithfulness_note")
     p.score.click(on_score, inputs={p.state, p.steps}, outputs=tab, show_progress_on=[p.faithfulness_table], **UI)  # fmt: skip
     demo.unload(on_end)
 
 
-def _controls(p: Page) -> set:
-    per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
-    return {p.state, p.show, p.opacity, p.colormap, p.sinks, *per_panel}
-
-
-def _result_events(p: Page) -> None:
+def _result_events(p: Page, controls: set) -> None:
     """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
     quietly) and each panel's class to explain."""
-    controls, one_line = _controls(p), {"show_progress_on": [p.status], **UI}
+    one_line = {"show_progress_on": [p.status], **UI}
     drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner", "clip_view", "matrices")
     asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *(controls - {p.state})}
     shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "clip_view", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
                       "notes", "figures_note", "faithfulness_note", "export_note", "matrices")  # fmt: skip
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line).then(
-        on_figures,
-        inputs=controls,
-        outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"),
-        **QUIET,
-    )
+        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"), **QUIET
+    )  # fmt: skip
     p.query.change(on_query, inputs={p.query, *controls}, outputs=drawn, **QUIET)
-    for ctl in (p.show, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]):
+    for ctl in controls - {p.state, p.opacity}:
         ctl.input(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
     p.opacity.release(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
     for i in range(N):
