@@ -39,6 +39,11 @@ def busy_message(ahead: int) -> str:
     )
 
 
+def waiting_said(what: str, progress: Callable[[float, str], None]) -> Callable[[int], None]:
+    """A waiter's ``progress(n)`` as a progress line: "``what``: waiting for the compute slot, n ahead of you"."""
+    return lambda ahead: progress(0.0, f"{what}: waiting for the compute slot, {ahead} ahead of you")
+
+
 @dataclass(eq=False)
 class Ticket:
     """One wait for the slot."""

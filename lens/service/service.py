@@ -46,7 +46,7 @@ from ..core.request import (
     start_time,
     window_count,
 )
-from ..core.slot import ComputeSlot
+from ..core.slot import ComputeSlot, waiting_said
 from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
 from ..core.windows import coverage
@@ -108,11 +108,8 @@ class Service(PointQueries):
     ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
     takes the request and the model names and returns their entries (plain, picklable values), and the
     service reports progress around it. ``compute_slots``: how many models may run at once, over all
-    requests (``None``: no limit); downloads never take a slot. Turns go round-robin across visitors
-    (``who``), and at most ``max_waiting`` wait: one more is told the server is busy
-    (:class:`lens.core.slot.ComputeSlot`). Memory is held: the built models under ``max_model_bytes`` (least
-    recently used evicted, never one running) and the kept results under ``max_result_bytes``
-    (:mod:`lens.core.cache`; ``None``: no bound).
+    requests (``None``: no limit; round-robin across visitors, at most ``max_waiting`` wait: :mod:`lens.core.slot`);
+    downloads never take a slot. ``max_model_bytes``, ``max_result_bytes``: the caches' bounds (``lens.core.cache``).
 
     ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
     model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
@@ -178,8 +175,7 @@ class Service(PointQueries):
         return folder
 
     def end_session(self, session: str | None) -> None:
-        """Delete the files of one user's session (when their browser session ends) and give freed heap pages
-        back to the OS (:func:`lens.core.memory.trim`)."""
+        """Delete the files of one user's session (when their browser session ends); freed heap to the OS."""
         if session:
             shutil.rmtree(self.session_dir(session), ignore_errors=True)
         memory.trim()
@@ -310,8 +306,7 @@ class Service(PointQueries):
         """:meth:`analyse`, streamed: a :class:`lens.service.jobs.Job` to iterate for ``(index, entry)`` as each
         model finishes (cached results first, then the model expected to finish first; downloads run
         meanwhile). The request (``start_s``, ``target``, ``options``, ``precision``: :meth:`request`) and the
-        clip are checked here, before anything runs. ``who`` (a browser session) takes turns for the compute
-        slot with other visitors."""
+        clip are checked here, before anything runs. ``who``: the visitor (for turns of the compute slot)."""
         report = progress or _quiet
         if clip:
             report(0.0, "reading the clip")
@@ -376,9 +371,8 @@ class Service(PointQueries):
     def run(
         self, request: Request, names: Sequence[str], progress: Progress, who: str | None = None
     ) -> list[Entry]:
-        """Run ``names`` (one turn of the compute slot for all of them, taken as ``who``; through ``gpu`` when
-        given, progress said here) and keep their results; never raises for the models' own failures
-        (:class:`lens.core.slot.Busy` when the queue for the slot is full)."""
+        """Run ``names`` (one turn of the compute slot, as ``who``; through ``gpu`` when given, progress said
+        here) and keep their results; raises only :class:`lens.core.slot.Busy` (the queue is full)."""
         names = list(names)
         with self._slot(names, progress, who):
             if self._gpu is not None:
@@ -393,10 +387,7 @@ class Service(PointQueries):
         return entries
 
     def _slot(self, names: Sequence[str], progress: Progress, who: str | None = None):
-        def waiting(ahead: int) -> None:
-            progress(0.0, f"{', '.join(names)}: waiting for the compute slot, {ahead} ahead of you")
-
-        return self.compute_slot.hold(who, progress=waiting)
+        return self.compute_slot.hold(who, progress=waiting_said(", ".join(names), progress))
 
     def _run_models(
         self, request: Request, names: Sequence[str], progress: Progress | None = None
@@ -410,10 +401,8 @@ class Service(PointQueries):
                 report((i + frac) / len(names), f"{name}: {what}")
 
             try:
-                with (
-                    self.models.pinned(name, request.precision),
-                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
-                ):
+                pin = self.models.pinned(name, request.precision)  # never evicted while it runs
+                with pin, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     out.append(self._run_model(request, name, step))
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
