@@ -17,8 +17,8 @@ from bench import soak
 USERS, MINUTES, GOOD = 3, 1.25, 4
 """3 visitors for 75 s on 4 good clips (and the broken ones), all compared once in the warm-up."""
 RSS_GROWTH = 0.6
-"""RSS after the visitors left may exceed RSS after warm-up by at most this fraction (60 %; measured +37 % with
-the arenas capped, +49 % before; a leak grows with every request and passes it within the run)."""
+"""RSS after the visitors left may exceed RSS after warm-up by at most this fraction (60 %; measured +26.7 % with
+lens.core.memory, +49 % before it; a leak grows with every request and passes it within the run)."""
 PEAK_RSS = 10 * 2**30
 
 
