@@ -226,8 +226,18 @@ def _outcome(error: BaseException) -> str:
     return "rejected" if _busy(error) else "unexpected"
 
 
-def visitor(url: str, clips: list[SoakClip], end: float, budget: int, seed: int, out: list[Record]) -> None:
-    """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each."""
+def visitor(
+    url: str,
+    clips: list[SoakClip],
+    end: float,
+    budget: int,
+    seed: int,
+    out: list[Record],
+    think: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each. Between two
+    actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person reads the
+    result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
     visit = Visit(url, random.Random(seed))
     visit.open()
     kinds = list(ACTIONS)
@@ -239,6 +249,7 @@ def visitor(url: str, clips: list[SoakClip], end: float, budget: int, seed: int,
         if kind in ON_SHOWN and visit.shown is None:
             kind = "compare"  # nothing on screen yet: the visitor compares first
         out.append(timed(kind, lambda kind=kind: ACTIONS[kind][1](visit, clips)))
+        time.sleep(max(0.0, min(visit.rng.uniform(*think), end - time.monotonic())))
     visit.close()
 
 
@@ -442,9 +453,11 @@ def soak(
     seed: int = 0,
     requests: int = 10_000,
     good: int | None = None,
+    think: tuple[float, float] = (0.0, 0.0),
 ) -> Summary:
     """Start the app (unless ``url``), warm it up with one visitor, let ``users`` visitors act for ``minutes``,
-    wait for their sessions to end; the measurements. ``good``: use only that many of the corpus's good clips
+    wait for their sessions to end; the measurements. ``think``: each visitor's pause between actions (seconds,
+    uniform between the two). ``good``: use only that many of the corpus's good clips
     (a shorter warm-up). Talks to 127.0.0.1 only."""
     work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
     clips = make_corpus(work / "clips", seed)
@@ -466,7 +479,9 @@ def soak(
             watch.start()
         end = time.monotonic() + 60 * minutes
         threads = [
-            threading.Thread(target=visitor, args=(url, clips, end, requests, seed + i, summary.records))
+            threading.Thread(
+                target=visitor, args=(url, clips, end, requests, seed + i, summary.records, think)
+            )
             for i in range(users)
         ]
         t0 = time.monotonic()
@@ -494,12 +509,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=10_000, help="most requests per visitor")
     p.add_argument("--url", help="a running app on 127.0.0.1 (default: start python app.py for the soak)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("MIN", "MAX"),
+        help="seconds each visitor looks at the page between actions (uniform; default 0 0: no pause)",
+    )
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bench.machine import machine_line
 
-    summary = soak(args.users, args.minutes, url=args.url, seed=args.seed, requests=args.requests)
-    print(f"{args.users} visitors, {summary.seconds / 60:.1f} min, {len(summary.records)} requests")
+    summary = soak(
+        args.users,
+        args.minutes,
+        url=args.url,
+        seed=args.seed,
+        requests=args.requests,
+        think=tuple(args.think),
+    )
+    pause = f", {args.think[0]:g}–{args.think[1]:g} s between actions" if any(args.think) else ", no pause"
+    print(f"{args.users} visitors{pause}, {summary.seconds / 60:.1f} min, {len(summary.records)} requests")
     print(table(summary))
     print(machine_line())
     return 1 if summary.unexpected else 0
