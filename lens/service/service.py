@@ -43,6 +43,7 @@ from ..explain.scoring import score_result
 from ..explain.sinks import sinks_of
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.panels import Panel, draw
+from .gpu import ZeroGpu
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
 from .run import labels, run_model, top_k
 
@@ -74,9 +75,9 @@ class Service:
     ``device``: where models run (bf16 autocast on CUDA unless ``bf16=False``). ``out_dir``: the only folder
     :meth:`render` and :meth:`export` write to (default: a new temporary folder). ``max_models``: the most
     models one request may name (``None``: no limit). ``builder(name, device)`` builds a model (default
-    ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
-    takes the request and the model names and returns their entries (plain, picklable values), and the
-    service reports progress around it. ``compute_slots``: how many models may run at once, over all
+    ``mvt.create_model``). ``gpu``: ZeroGPU's decorator factory (``spaces.GPU``), called as
+    ``gpu(duration=callable)``: every action then runs its models in one GPU call sized to them
+    (:class:`lens.service.gpu.ZeroGpu`). ``compute_slots``: how many models may run at once, over all
     requests (``None``: no limit); downloads never take a slot.
 
     ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
@@ -110,7 +111,8 @@ class Service:
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
-        self._gpu = gpu(self._run_models) if gpu is not None else None
+        self.zero = ZeroGpu(self, gpu) if gpu is not None else None
+        """ZeroGPU's runner (``None`` elsewhere): every action's models in one GPU call."""
         self.defer = gpu is None if defer is None else bool(defer)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
 
@@ -329,9 +331,8 @@ class Service:
         and keep their results; never raises for the models' own failures."""
         names = list(names)
         with self._slot(names, progress):
-            if self._gpu is not None:
-                progress(0.0, f"{', '.join(names)}: running on the GPU")
-                entries = self._gpu(request, names)
+            if self.zero is not None:  # one GPU call for all of them
+                entries = self.zero.run(request, names, progress)
             else:
                 entries = self._run_models(request, names, progress)
         for name, entry in zip(names, entries):
@@ -352,10 +353,20 @@ class Service:
             if slot is not None:
                 slot.release()
 
+    @property
+    def one_call(self) -> bool:
+        """Whether a job hands :meth:`run` all its models at once (ZeroGPU: one GPU call per action)."""
+        return self.zero is not None
+
     def _run_models(
-        self, request: Request, names: Sequence[str], progress: Progress | None = None
+        self,
+        request: Request,
+        names: Sequence[str],
+        progress: Progress | None = None,
+        clips: Mapping[str, mvt.Clip] | None = None,
     ) -> list[ModelResult | ModelError]:
-        """Run ``names`` on the request's clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
+        """Run ``names`` on the request's clip (``clips``: decoded already, by model). Under ZeroGPU this runs
+        in the GPU worker: it only returns."""
         out: list[ModelResult | ModelError] = []
         report = progress or _quiet
         for i, name in enumerate(names):
@@ -365,7 +376,7 @@ class Service:
 
             try:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    out.append(self._run_model(request, name, step))
+                    out.append(self._run_model(request, name, step, (clips or {}).get(name)))
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
             except Exception as e:  # one model's failure must not take the others (or the server) down
@@ -373,7 +384,9 @@ class Service:
                 out.append(ModelError(name, f"{name} failed ({type(e).__name__}: {str(e)[:200]})."))
         return out
 
-    def _run_model(self, request: Request, name: str, report: Progress) -> ModelResult:
+    def _run_model(
+        self, request: Request, name: str, report: Progress, clip: mvt.Clip | None = None
+    ) -> ModelResult:
         t0 = time.perf_counter()
         report(0.0, "loading model")
         precision = request.precision
@@ -382,7 +395,7 @@ class Service:
         load = time.perf_counter() - t0
         report(0.1, "decoding")
         t = time.perf_counter()
-        clip = self.clips.read(request.clip.path, spec, request.start_s)
+        clip = clip if clip is not None else self.clips.read(request.clip.path, spec, request.start_s)
         frames = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3): exactly what the model sees
         x = mvt.normalise(frames, spec, device=self.device)
         decode = time.perf_counter() - t
@@ -514,7 +527,9 @@ class Service:
         self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
     ) -> dict[str, dict[VolumeKey, dict]]:
         """Deletion / insertion scores of every computed volume of every model, with the random and centre
-        baselines (:func:`lens.explain.scoring.score_result`), by model name."""
+        baselines (:func:`lens.explain.scoring.score_result`), by model name. On ZeroGPU: one GPU call."""
+        if self.zero is not None:
+            return self.zero.faithfulness(analysis, steps=int(steps), progress=progress)
         results = analysis.results
         out = {}
         for i, r in enumerate(results):
