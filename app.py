@@ -2,7 +2,7 @@
 
 Gradio UI only: the layout, and each event mapped to one call of :class:`lens.ui.actions.Actions`, which answers
 with :class:`lens.ui.screens.Screen` records put onto the page by name (:meth:`Page.updates`); inputs come in
-by name too (:meth:`Page.asked`). The public API ("Use via API") is four named endpoints over
+by name too (:meth:`Page.asked`). The public API ("Use via API") is five named endpoints over
 :mod:`lens.ui.api`; every UI event is private. A browser session keeps an :class:`~lens.ui.screens.AppState`
 in ``gr.State`` and its files in its own folder, deleted when it ends; ``SERVICE.close`` stops everything at exit.
 """
@@ -104,10 +104,6 @@ def on_compare(data: dict, request: gr.Request = None, progress=gr.Progress()): 
     yield from map(PAGE.updates, ACTIONS.compare(**PAGE.asked(data, request, progress)))
 
 
-def on_redraw(data: dict, request: gr.Request = None):
-    return PAGE.updates(ACTIONS.redraw(**PAGE.asked(data, request)))
-
-
 def on_explain(index: int):
     def run(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
         return PAGE.updates(ACTIONS.explain(index=index, **PAGE.asked(data, request, progress)))
@@ -115,12 +111,16 @@ def on_explain(index: int):
     return run
 
 
-def on_figures(data: dict):
-    return PAGE.updates(ACTIONS.figures(**PAGE.asked(data, None)))
+def _event(action: str):
+    """An event that is one call of ``ACTIONS.<action>`` with the page's inputs by name and the browser session."""
+
+    def run(data: dict, request: gr.Request = None):
+        return PAGE.updates(getattr(ACTIONS, action)(**PAGE.asked(data, request)))
+
+    return run
 
 
-def on_export(data: dict, request: gr.Request = None):
-    return PAGE.updates(ACTIONS.export(**PAGE.asked(data, request)))
+on_redraw, on_query, on_figures, on_export = map(_event, ("redraw", "ask", "figures", "export"))
 
 
 def on_score(data: dict, progress=gr.Progress()):  # noqa: B008
@@ -148,24 +148,21 @@ M = list[str] | None
 S = float | None
 
 
-def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> dict:  # fmt: skip
-    """Run models on a clip (methods default to attention and rollout; start_s, in seconds, to each model's
-    window): per model its top-5, the frames it saw (clip times), its token grids and every explanation
-    volume as a .npy file on its token grid; and report.html."""
-    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s)
+def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, windows: str | None = None, request: gr.Request = None) -> dict:  # fmt: skip
+    """Run models on a clip (methods default to attention and rollout; start_s, in seconds: one window from
+    there, else evenly spaced windows over the clip, `windows` of them: default per model, a number or "all"):
+    per model its top-5 (mean of its windows), the windows and frames it saw (clip times), its token grids and
+    every explanation volume as a .npy file on its token grid; and report.html."""
+    return _answer(api.analyse, request, clip=clip, models=models, methods=methods, start_s=start_s, windows=windows)  # fmt: skip
 
 
 def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_rollout", start_s: S = None,
                   request: gr.Request = None) -> dict:  # fmt: skip
     """Explain one class of one model (a label, "class N" or a number) with a method: /analyse's answer."""
-    return _answer(
-        api.explain_class, request, clip=clip, model=model, klass=klass, method=method, start_s=start_s
-    )
+    return _answer(api.explain_class, request, clip=clip, model=model, klass=klass, method=method, start_s=start_s)  # fmt: skip
 
 
-def faithfulness(
-    clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8
-) -> dict:
+def faithfulness(clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8) -> dict:  # fmt: skip
     """Deletion / insertion AUCs of every explanation volume and of the random and centre baselines, per model."""
     return _answer(api.faithfulness, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)
 
@@ -175,17 +172,17 @@ def export(clip: FileData, models: list[str], methods: M = None, start_s: S = No
     return _answer(api.export, request, clip=clip, models=models, methods=methods, start_s=start_s)
 
 
-ENDPOINTS = (analyse, explain_class, faithfulness, export)
+def query(clip: FileData, models: list[str], t: float, x: float, y: float, stage: int | None = None, start_s: S = None, request: gr.Request = None) -> dict:  # fmt: skip
+    """Where a clip point (t s; x, y px) looks in each model at a stage (from 1; default the last): its query
+    token, attention row (.npy on the key grid) and frame × frame matrix (.npy)."""
+    return _answer(api.query, request, clip=clip, models=models, t=t, x=x, y=y, stage=stage, start_s=start_s)
+
+
+ENDPOINTS = (analyse, explain_class, faithfulness, export, query)
 """The public API: each is ``/<its name>``, with its parameters' names."""
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
-
-MODELS = {"choices": defaults.model_choices(), "value": defaults.set_models(defaults.SYNTHMOTION),
-          "multiselect": True, "max_choices": N, "allow_custom_value": True, "label": f"Models (up to {N})",
-          "info": "Each says what its weights are: shipped, cached, or what it downloads."}  # fmt: skip
-ALSO = {"choices": lens.method_choices(("rollout", "gradient", "captum")), "value": ["rollout"],
-        "label": "Also compute (captum methods take longer)"}  # fmt: skip
 
 
 def _request(p: Page) -> None:
@@ -196,11 +193,15 @@ def _request(p: Page) -> None:
                                   size="sm", elem_id="upload-other")  # fmt: skip
     with gr.Column(scale=5, min_width=300):
         p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
-        p.models, p.notes = gr.Dropdown(**MODELS, elem_id="models"), gr.Markdown(elem_id="model-notes")
+        p.models, p.notes = (
+            gr.Dropdown(**defaults.models_field(), elem_id="models"),
+            gr.Markdown(elem_id="model-notes"),
+        )
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         with gr.Accordion("Options", open=False):
-            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = the whole clip", elem_id="start")  # fmt: skip
-            p.methods = gr.CheckboxGroup(**ALSO)
+            p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = evenly spaced windows over the clip", elem_id="start")  # fmt: skip
+            p.every = gr.Checkbox(False, label="Analyse every window (slower)", elem_id="every-window")
+            p.methods = gr.CheckboxGroup(**defaults.also_field())
             p.int8 = gr.Checkbox(False, label=INT8, visible=DEVICE == "cpu", elem_id="int8")
     with gr.Column(scale=4, min_width=280, elem_id="examples"):
         if shipped := examples.available():
@@ -213,17 +214,19 @@ def _request(p: Page) -> None:
 
 def _panel(p: Page, i: int) -> None:
     ctl = {"visible": False, "elem_classes": "mvt-ctl"}
-    with gr.Column(visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}") as p[
-        f"column_{i}"
-    ]:
+    with gr.Column(visible=False, min_width=220, elem_classes="mvt-slot", elem_id=f"slot-{i}") as p[f"column_{i}"]:  # fmt: skip
         p[f"title_{i}"], p[f"picture_{i}"] = gr.Markdown(), gr.HTML(js_on_load=JS)
         # allow_custom_value: choices and value change together, so no value is ever checked against stale choices
         p[f"stage_{i}"] = gr.Dropdown(label="Stage (keys T×H×W)", elem_id=f"stage-{i}", allow_custom_value=True, **ctl)  # fmt: skip
         p[f"heads_{i}"] = gr.Dropdown(label="Heads", elem_id=f"heads-{i}", allow_custom_value=True, **ctl)  # fmt: skip
-        p[f"klass_{i}"] = gr.Dropdown(
-            label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl
-        )
+        p[f"klass_{i}"] = gr.Dropdown(label="Explain class", allow_custom_value=True, elem_id=f"class-{i}", **ctl)  # fmt: skip
         p[f"download_{i}"] = gr.DownloadButton("Overlay video (.mp4)", visible=False, size="sm")
+
+
+def _side(p: Page, name: str, text: str) -> None:
+    with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot", elem_id=name) as column:
+        p[f"{name}_column"], _ = column, gr.Markdown(text)
+        p[name] = gr.HTML(js_on_load=JS)
 
 
 def _results(p: Page) -> None:
@@ -233,18 +236,16 @@ def _results(p: Page) -> None:
         p.offer = gr.Button(visible=False, size="sm", variant="secondary", elem_id="offer", scale=0)
     p.status = gr.HTML("", elem_id="progress")  # the one place progress is drawn
     with gr.Row(elem_id="view-controls"):
-        p.show = gr.Dropdown(lens.method_choices(), value="attention", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
+        p.show = gr.Dropdown(lens.present.show_choices(lens.METHODS), value="faithful", label="Show", scale=3, min_width=260, elem_id="show")  # fmt: skip
         p.opacity = gr.Slider(0.1, 1.0, value=lens.Display().opacity, step=0.05, label="Heat opacity", scale=3)  # fmt: skip
         p.colormap = gr.Dropdown(list(COLORMAPS), value="inferno", label="Colours", scale=2)
-        p.sinks = gr.Checkbox(
-            False, label="Show sink keys", info=SINKS, scale=1, min_width=140, elem_id="sinks"
-        )
+        p.sinks = gr.Checkbox(False, label="Show sink keys", info=SINKS, scale=1, min_width=140, elem_id="sinks")  # fmt: skip
     with gr.Column(elem_id="results"):  # the timeline sticks to the top while this column's panels scroll
         p.timeline = gr.HTML(js_on_load=JS, elem_id="timeline")
+        p.query = gr.Textbox(elem_id="query-point", elem_classes="mvt-hidden", container=False, show_label=False)  # fmt: skip
         with gr.Row(elem_id="panels", equal_height=False):
-            with gr.Column(visible=False, min_width=200, elem_classes="mvt-slot") as p.truth_column:
-                gr.Markdown("### Ground truth\nThe moving actor: where the motion evidence really is.")
-                p.truth = gr.HTML(js_on_load=JS)
+            _side(p, "clip_view", "### The clip\nEach model's crop outlined: click a point to ask it.")
+            _side(p, "truth", "### Ground truth\nThe moving actor: where the motion evidence really is.")
             for i in range(N):
                 _panel(p, i)
 
@@ -267,6 +268,8 @@ def _tabs(p: Page) -> None:
             p.update({f"strip_{i}": gr.Image(**strip, elem_id=f"strip-{i}") for i in range(N)})
         with gr.Tab("Token grids"):
             p.update({f"grid_{i}": gr.Plot(visible=False) for i in range(N)})
+        with gr.Tab("Frame × frame"), gr.Row(elem_id="matrices"):
+            p.update({f"matrix_{i}": gr.Plot(visible=False, show_label=False, min_width=240) for i in range(N)})  # fmt: skip
         with gr.Tab("Attention statistics"):
             p.stats = gr.Plot()
         with gr.Tab("Faithfulness"):
@@ -274,9 +277,7 @@ def _tabs(p: Page) -> None:
         with gr.Tab("Timings"):
             p.timings = gr.Dataframe(headers=["model", "step", "seconds"], interactive=False)
         with gr.Tab("Export"):
-            p.build_zip = gr.Button(
-                "Build zip (overlays, volumes, report.json, report.html)", elem_id="build-zip"
-            )
+            p.build_zip = gr.Button("Build zip (overlays, volumes, report.json, report.html)", elem_id="build-zip")  # fmt: skip
             p.export_note = gr.Markdown(visible=False, elem_id="export-note")
             p.export = gr.File(label="Download", elem_id="export")
         with gr.Tab("Data"):
@@ -296,31 +297,28 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     for source in (p.clip, p.other):
         source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
                       show_progress_on=[p.clip], **UI)  # fmt: skip
-    _result_events(p)
-    p.build_zip.click(on_export, inputs=_controls(p), outputs=p.outputs("export", "export_note"), **UI)
+    controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip
+    _result_events(p, controls)
+    p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export", "export_note"), **UI)
     tab = p.outputs("faithfulness", "faithfulness_table", "faithfulness_note")
     p.score.click(on_score, inputs={p.state, p.steps}, outputs=tab, show_progress_on=[p.faithfulness_table], **UI)  # fmt: skip
     demo.unload(on_end)
 
 
-def _controls(p: Page) -> set:
-    per_panel = [p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]
-    return {p.state, p.show, p.opacity, p.colormap, p.sinks, *per_panel}
-
-
-def _result_events(p: Page) -> None:
+def _result_events(p: Page, controls: set) -> None:
     """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
     quietly) and each panel's class to explain."""
-    controls, one_line = _controls(p), {"show_progress_on": [p.status], **UI}
-    drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner")
-    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, *(controls - {p.state})}
-    shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "panels", "summary", "timings",
+    one_line = {"show_progress_on": [p.status], **UI}
+    drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner", "clip_view", "matrices")
+    asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *(controls - {p.state})}
+    shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "clip_view", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
-                      "notes", "figures_note", "faithfulness_note", "export_note")  # fmt: skip
+                      "notes", "figures_note", "faithfulness_note", "export_note", "matrices")  # fmt: skip
     p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line).then(
-        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note"), **QUIET
-    )
-    for ctl in (p.show, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]):
+        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"), **QUIET
+    )  # fmt: skip
+    p.query.change(on_query, inputs={p.query, *controls}, outputs=drawn, **QUIET)
+    for ctl in controls - {p.state, p.opacity}:
         ctl.input(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
     p.opacity.release(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
     for i in range(N):

@@ -22,7 +22,10 @@ import sys
 import mvt
 
 from .core.request import LensError
+from .core.windows import prediction_note
 from .explain.methods import DEFAULT_METHODS
+from .explain.query import ClipPoint
+from .explain.randomise import LEVELS
 from .files.export import write_export
 from .service.service import Service
 
@@ -76,14 +79,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    points = [ClipPoint.parse(q) for q in args.query or []]  # a mistyped point fails before any model runs
     service = Service(max_models=None)
     analysis = service.analyse(
-        args.clip, args.models, args.methods, start_s=args.start, progress=_stderr_progress
-    )
+        args.clip, args.models, args.methods, start_s=args.start, windows=args.windows,
+        progress=_stderr_progress,
+    )  # fmt: skip
     metrics = service.faithfulness(analysis, steps=args.steps) if args.faithfulness else None
-    written = write_export(analysis, args.out, metrics=metrics)
+    asked = [service.ask_all(analysis, p.t, p.x, p.y) for p in points]
+    written = write_export(analysis, args.out, metrics=metrics, asked=asked)
     for r in analysis.results:
-        print(f"{r.name}: " + ", ".join(f"{lab} {p:.3f}" for lab, p in r.top5[:3]))
+        print(
+            f"{r.name} ({prediction_note(r.coverage)}): "
+            + ", ".join(f"{lab} {p:.3f}" for lab, p in r.top5[:3])
+        )
     print(f"wrote {len(written)} files to {args.out}")
     return _failed(analysis)
 
@@ -102,6 +111,7 @@ def _cmd_analyse_dataset(args: argparse.Namespace) -> int:
         shuffled=args.shuffled,
         volumes=args.volumes,
         sinks=args.sinks,
+        randomise=tuple(args.randomise),
     )
     config = DatasetConfig(
         rows,
@@ -160,6 +170,13 @@ def _dataset_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--volumes", action="store_true", help="write every explanation volume to OUT/volumes/")
     p.add_argument("--sinks", action="store_true", help="probe each trained model for sink keys (mvt.sinks)")
+    p.add_argument(
+        "--randomise",
+        nargs="*",
+        default=[],
+        choices=[*LEVELS, "all", "none"],
+        help="model-randomisation sanity check: score every method again with these weights re-drawn",
+    )
     p.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per GPU or CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     p.add_argument("--address", default=None, help="ray: cluster address (default: RAY_ADDRESS, else local)")
@@ -200,10 +217,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("clip")
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    p.add_argument("--start", type=float, default=None, help="start time in seconds")
+    p.add_argument("--start", type=float, default=None, help="start time in seconds: one window from there")
+    p.add_argument(
+        "--windows", default=None, help="windows over the clip: a number or 'all' (default: per model)"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--faithfulness", action="store_true", help="score deletion/insertion for every method")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument(
+        "--query", action="append", metavar="T,X,Y", help="ask a clip point (seconds, pixels): where it looks in "
+        "every model at every stage, and the frame × frame matrices, into OUT/query/ (repeatable)",
+    )  # fmt: skip
     p.set_defaults(fn=_cmd_explain)
     _dataset_parser(sub)
     sub.add_parser("evaluate", help="accuracy and pointing game of the SynthMotion models (see --help)")

@@ -21,7 +21,7 @@ from .holds import UnheldOperation
 from .layers import Capture
 from .outputs import AttentionMap, Footprint, ModelOutput, PoolOp, Segment, StageInfo
 from .preprocess import normalise, preprocess, resize_and_crop
-from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
+from .video import Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, read_windows, write_video
 from .weights import WeightsError, WeightsSource
 from .zoo import ModelSpec, create_model, get_spec, list_archs, list_models
 
@@ -59,6 +59,7 @@ __all__ = [
     "preprocess",
     "probe",
     "read_clip",
+    "read_windows",
     "resize_and_crop",
     "write_video",
 ]

@@ -65,7 +65,7 @@ def test_the_api_is_four_named_endpoints_with_named_parameters(app_url):
     info = Client(app_url, verbose=False).view_api(return_format="dict", print_info=False)
     params = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in info["named_endpoints"].items()}
     assert params == {
-        "/analyse": ["clip", "models", "methods", "start_s"],
+        "/analyse": ["clip", "models", "methods", "start_s", "windows"],
         "/explain_class": ["clip", "model", "klass", "method", "start_s"],
         "/faithfulness": ["clip", "models", "methods", "start_s", "steps"],
         "/export": ["clip", "models", "methods", "start_s"],
@@ -85,9 +85,15 @@ def test_analyse_returns_predictions_frames_volume_files_and_a_report(app_url, t
         assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
         assert m["weights"]["trained"] is False, "untrained weights are never shown as trained"
         assert m["frames_used"]["count"] == len(m["frames_used"]["times_s"]) > 0
-        assert set(m["files"]) == set(m["volumes"]) and "rollout" in m["files"]
+        windows = {f"w{w['index']}_{slug}" for w in m["windows"] for slug in m["volumes"]}
+        assert set(m["files"]) == set(m["volumes"]) | windows and "rollout" in m["files"]
+        assert len(m["windows"]) == m["coverage"]["windows"] == 2 and m["coverage"]["whole_clip"], (
+            "2 s, 2 windows"
+        )
         for slug, path in m["files"].items():  # downloaded to this machine: every volume on its grid
-            assert list(np.load(path).shape) == m["volumes"][slug]
+            assert (
+                list(np.load(path).shape) == m["volumes"][slug.split("_", 1)[1] if slug in windows else slug]
+            )
     report = Path(out["report"]).read_text(encoding="utf-8")
     assert "UNTRAINED weights" in report and all(n in report for n in names)
 

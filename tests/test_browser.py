@@ -124,7 +124,7 @@ def test_clip_model_set_and_compare_are_on_the_first_screen(browser, app_url, vi
         )
     page.get_by_text("Options", exact=True).click()
     start = page.locator("#start input, #start textarea").first
-    assert start.input_value() == "" and "empty = the whole clip" in start.get_attribute("placeholder")
+    assert start.input_value() == "" and "windows over the clip" in start.get_attribute("placeholder")
     page.close()
 
 

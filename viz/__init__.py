@@ -15,9 +15,11 @@ Public API::
     viz.overlay(frames, volume)                  # uint8 (T, H, W, 3)
     viz.attention_stats(output); viz.stats_figure({name: stats}); viz.token_grid_figure(output)
     viz.deletion_insertion(score, x, volume)     # faithfulness curves; score: batch of clips -> (B,)
+    viz.query.Geometry(output).query(point, stage)  # a point's query token and its row, stage by stage
+    viz.query.Geometry(output).frame_matrix(stage)  # time × time attention (rows sum to 1)
 """
 
-from . import faithfulness
+from . import faithfulness, query
 from .faithfulness import (
     Curves,
     center_bias,
@@ -27,7 +29,13 @@ from .faithfulness import (
     pointing_game,
     random_explanation,
 )
-from .figures import curves_figure, stage_heatmaps_figure, stats_figure, token_grid_figure
+from .figures import (
+    curves_figure,
+    frame_matrix_figure,
+    stage_heatmaps_figure,
+    stats_figure,
+    token_grid_figure,
+)
 from .flow import flow_grid, flow_volume, spearman
 from .geometry import pool_matrix, trace
 from .maps import (
@@ -69,6 +77,7 @@ __all__ = [
     "deletion_insertion",
     "faithfulness",
     "flow_grid",
+    "frame_matrix_figure",
     "flow_volume",
     "map_volume",
     "mask_iou",
@@ -80,6 +89,7 @@ __all__ = [
     "overlay",
     "pointing_game",
     "pool_matrix",
+    "query",
     "random_explanation",
     "rollout",
     "rollout_volume",

@@ -282,3 +282,39 @@ def curves_figure(curves: Mapping[str, Curves], title: str | None = None):
         height=420,
     )
     return fig
+
+
+def frame_matrix_figure(
+    values: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    mass: np.ndarray | None = None,
+    title: str = "Frame × frame attention",
+):
+    """A small heatmap of a time × time attention matrix (:class:`viz.query.FrameMatrix`): row ``i`` is how
+    the queries at time ``i`` share their attention over the key times (rows sum to 1). ``rows`` / ``cols``
+    label the times; ``mass`` (per row: the share on grid keys, the rest on CLS) goes into the hover."""
+    import plotly.graph_objects as go
+
+    z = np.asarray(values, dtype=np.float32)
+    share = np.ones(len(z), dtype=np.float32) if mass is None else np.asarray(mass, dtype=np.float32)
+    custom = np.repeat(share[:, None], z.shape[1], axis=1)
+    heat = go.Heatmap(
+        z=z,
+        x=list(cols),
+        y=list(rows),
+        zmin=0.0,
+        colorscale="Inferno",
+        customdata=custom,
+        colorbar=dict(thickness=8, len=0.8),
+        hovertemplate="queries %{y}<br>keys %{x}<br>share %{z:.3f} (of the %{customdata:.0%} on grid "
+        "keys)<extra></extra>",
+    )
+    layout = dict(  # one layout, not update_* calls: plotly's updates cost more than the matrix
+        title=dict(text=title, font=dict(size=12)),
+        margin=dict(l=10, r=10, t=36, b=10),
+        height=330,
+        yaxis=dict(autorange="reversed", title=dict(text="queries at"), tickfont=dict(size=9)),
+        xaxis=dict(title=dict(text="attend to keys at"), tickfont=dict(size=9), tickangle=-45),
+    )
+    return go.Figure(heat, layout)

@@ -90,15 +90,22 @@ def paint_back(volume: np.ndarray, factors: tuple[np.ndarray, ...]) -> np.ndarra
 
     Each input cell gets the mean of the values of the pooled tokens whose window covers it; cells no window
     covers (a pool without padding that drops the last tokens) get the volume's minimum (the coldest colour,
-    without stretching the colour scale the way a 0 would).
+    without stretching the colour scale the way a 0 would). Plain numpy: these are small volumes, and a
+    click paints one per model (torch's per-call overhead on a busy CPU was 70× the arithmetic).
     """
-    v = torch.as_tensor(np.asarray(volume, dtype=np.float64))
-    binary = tuple((f > 0).astype(np.float64) for f in factors)
-    num = apply_left(v, binary)
-    den = apply_left(torch.ones_like(v), binary)
-    floor = v.min() if v.numel() else torch.tensor(0.0, dtype=v.dtype)
-    out = torch.where(den > 0, num / den.clamp(min=1e-12), floor.expand_as(num))
-    return out.numpy()
+    v = np.asarray(volume, dtype=np.float64)
+    binary = [(f > 0).astype(np.float64) for f in factors]
+
+    def left(
+        r: np.ndarray,
+    ) -> np.ndarray:  # r · P, axis by axis: (..., T_out, H_out, W_out) → (..., T_in, ...)
+        r = np.einsum("...abc,ai->...ibc", r, binary[0])
+        r = np.einsum("...ibc,bj->...ijc", r, binary[1])
+        return np.einsum("...ijc,ck->...ijk", r, binary[2])
+
+    num, den = left(v), left(np.ones_like(v))
+    floor = v.min() if v.size else 0.0
+    return np.where(den > 0, num / np.maximum(den, 1e-12), floor)
 
 
 # -- footprints ---------------------------------------------------------------------------------------------

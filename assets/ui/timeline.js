@@ -26,7 +26,46 @@
       view.dataset.frameTime = times[k].toFixed(4);
       view.dataset.clipTime = bus.t.toFixed(4);
       const text = view.querySelector(".mvt-when-text");
-      if (text) text.textContent = `frame ${k + 1} of ${times.length} · seen at ${times[k].toFixed(2)} s`;
+      if (text) text.textContent = bus.when(view, times, k);
+      view.classList.toggle("mvt-gap", !!view.dataset.spans && !bus.inside(view.dataset.spans, bus.t));
+      for (const m of view.querySelectorAll(".mvt-qmark[data-frames]")) {  // an asked point: solid on its token's frames
+        const on = m.dataset.frames === "" || m.dataset.frames.split(",").includes(String(k));
+        m.classList.toggle("mvt-off", !on);
+      }
+    };
+    // Ask a point: a click on any picture sends (model, time, where in the picture) to the hidden #query-point
+    // box, whose input event asks the server (lens/ui/asking.py); the way back sends {"clear": 1}.
+    bus.ask = (what) => {
+      const box = document.querySelector("#query-point textarea, #query-point input");
+      if (!box) return;
+      box.value = JSON.stringify({ ...what, nonce: Date.now() });
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    document.addEventListener("click", (e) => {
+      if (e.target.closest(".mvt-query-clear")) { e.preventDefault(); return bus.ask({ clear: 1 }); }
+      const frame = e.target.closest(".mvt-view .mvt-frame");
+      const view = frame && frame.closest(".mvt-view");
+      if (!view || view.dataset.error || view.classList.contains("mvt-pending") || view.dataset.frame === undefined) return;
+      const r = frame.getBoundingClientRect();
+      const u = Math.min(Math.max((e.clientX - r.left) / r.width, 0), 1);
+      const v = Math.min(Math.max((e.clientY - r.top) / r.height, 0), 1);
+      bus.asked = performance.now();
+      bus.ask({ model: view.dataset.model, time: +view.dataset.frameTime, frame: +view.dataset.frame, u, v });
+    });
+    // windows (data-spans "a,b;c,d", data-window-of: each frame's window): say which window is shown, and
+    // when the shared time falls between windows, that this model did not see it
+    bus.inside = (spans, t) => spans.split(";").some((s) => { const [a, b] = s.split(",").map(Number); return t >= a && t <= b; });
+    bus.when = (view, times, k) => {
+      const seen = `seen at ${times[k].toFixed(2)} s`;
+      if (!view.dataset.spans) return `frame ${k + 1} of ${times.length} · ${seen}`;
+      const of = view.dataset.windowOf.split(",").map(Number), w = of[k], n = Math.max(...of) + 1;
+      const f = of.slice(0, k).filter((x) => x === w).length + 1, per = of.filter((x) => x === w).length;
+      const where = `window ${w + 1} of ${n} · frame ${f} of ${per}`;
+      return bus.inside(view.dataset.spans, bus.t) ? `${where} · ${seen}` : `not seen by this model: nearest ${where}, ${seen}`;
+    };
+    bus.markWindows = () => {
+      for (const bar of document.querySelectorAll(".mvt-win"))
+        bar.classList.toggle("mvt-here", bus.t >= +bar.dataset.start && bus.t <= +bar.dataset.end);
     };
     bus.timeline = () => {
       for (const tl of bus.timelines) if (tl.isConnected && tl.querySelector(".mvt-slider")) return tl;
@@ -36,6 +75,7 @@
       bus.t = t;
       for (const tl of [...bus.timelines]) bus.moveTimeline(tl);
       for (const v of [...bus.views]) if (v.isConnected) bus.paint(v); else bus.views.delete(v);
+      bus.markWindows();
       document.dispatchEvent(new CustomEvent("mvt:time", { detail: t }));
     };
     bus.moveTimeline = (tl) => {

@@ -17,6 +17,7 @@ import viz
 from mvt.outputs import Footprint, ModelOutput
 
 from .request import ClipInfo, Request, ResultKey
+from .windows import Coverage
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,13 @@ class ModelResult:
     notes: list[str] = field(default_factory=list)
     precision: str = "fp32"
     """``"fp32"`` (the model as trained) or ``"int8"`` (linear layers int8-quantised: approximate)."""
+    windows: list[ModelResult] = field(default_factory=list)
+    """Every window the model saw, in time order, each a result of its own (its frames, times, output,
+    volumes and its own top-5; explaining this result's ``target``). Empty: one window, this result. With
+    several, this result's own frames, output and volumes are those of its :attr:`primary` window (what
+    faithfulness, token grids and statistics read) and its ``top5`` the windows' mean prediction."""
+    coverage: Coverage | None = None
+    """Which part of the clip the windows cover (``None``: not known, e.g. a dataset row)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.volumes, Volumes):
@@ -191,10 +199,20 @@ class ModelResult:
         return None
 
     @property
+    def seen(self) -> list[ModelResult]:
+        """The windows the model saw (this result alone when it has one window)."""
+        return self.windows or [self]
+
+    @property
+    def primary(self) -> int:
+        """Index in :attr:`seen` of the window this result's own frames and volumes are (nearest the middle)."""
+        return next((i for i, w in enumerate(self.seen) if w is self or w.frames is self.frames), 0)
+
+    @property
     def ready(self) -> bool:
         """Whether everything is computed: every map's head mean and every volume (nothing left to wait for)."""
-        maps_ready = self.output is None or self.output.probs_ready
-        return maps_ready and not self.volumes.pending()
+        maps_ready = all(w.output is None or w.output.probs_ready for w in self.seen)
+        return maps_ready and not any(w.volumes.pending() for w in self.seen)
 
     def full_output(self) -> ModelOutput | None:
         """The output with every map's head-mean matrix computed (blocks until done; thread-safe, computed
@@ -207,9 +225,11 @@ class ModelResult:
         return self.output
 
     def materialise(self) -> ModelResult:
-        """Compute everything still deferred (the maps' head means, then pending volumes); returns self."""
-        self.full_output()
-        self.volumes.compute_all()
+        """Compute everything still deferred (the maps' head means, then pending volumes) in every window;
+        returns self."""
+        for w in self.seen:
+            w.full_output()
+            w.volumes.compute_all()
         return self
 
 

@@ -62,7 +62,7 @@ def freeze(options: Mapping[str, Mapping[str, Any]] | None) -> Options:
 @dataclass(frozen=True)
 class ResultKey:
     """What a cached model result depends on: clip content, model, start, methods, target, options,
-    precision. Made by :meth:`Request.key`."""
+    precision, windows. Made by :meth:`Request.key`."""
 
     clip_sha256: str
     model: str
@@ -71,13 +71,16 @@ class ResultKey:
     target: int | None
     options: Options = ()
     precision: str = "fp32"
+    windows: int | None = None
 
 
 @dataclass(frozen=True)
 class Request:
-    """One request: ``models`` run on ``clip`` from ``start_s`` (``None``: the model's own window), computing
-    ``methods`` (registry names, normalised; none: predictions only) for class ``target`` (``None``: each
-    model's prediction) with per-method ``options``, at ``precision`` (``"fp32"`` or ``"int8"``)."""
+    """One request: ``models`` run on ``clip`` — one window from ``start_s``, or (``None``) evenly spaced
+    windows over the clip, ``windows`` of them (``None``: each model's default count; ``0``: every window;
+    :mod:`lens.core.windows`) — computing ``methods`` (registry names, normalised; none: predictions only)
+    for class ``target`` (``None``: each model's prediction) with per-method ``options``, at ``precision``
+    (``"fp32"`` or ``"int8"``)."""
 
     clip: ClipInfo
     models: tuple[str, ...]
@@ -86,6 +89,7 @@ class Request:
     target: int | None = None
     options: Options = ()
     precision: str = "fp32"
+    windows: int | None = None
 
     @classmethod
     def of(
@@ -98,15 +102,17 @@ class Request:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         precision: str = "fp32",
+        windows: int | None = None,
     ) -> Request:
         """A request from plain values (``options`` as a dict of dicts)."""
-        return cls(clip, tuple(models), tuple(methods), start_s, target, freeze(options), precision)
+        return cls(clip, tuple(models), tuple(methods), start_s, target, freeze(options), precision, windows)
 
     def key(self, model: str) -> ResultKey:
         """The cache key of ``model``'s result for this request."""
         return ResultKey(
-            self.clip.sha256, model, self.start_s, self.methods, self.target, self.options, self.precision
-        )
+            self.clip.sha256, model, self.start_s, self.methods, self.target, self.options, self.precision,
+            None if self.start_s is not None else self.windows,
+        )  # fmt: skip
 
     @property
     def keys(self) -> tuple[ResultKey, ...]:
@@ -122,8 +128,24 @@ class Request:
         return replace(self, models=tuple(models))
 
 
+def window_count(windows: int | str | bool | None) -> int | None:
+    """A window count from a user or a script: empty / ``None`` / ``False`` / ``"default"`` = each model's
+    default, ``True`` / ``"all"`` / ``0`` = every window, else a positive number (at most that many)."""
+    if windows in (None, "", False, "default"):
+        return None
+    if windows is True or str(windows).strip().lower() in ("all", "every", "0"):
+        return 0
+    try:
+        value = int(str(windows).strip())
+    except ValueError:
+        raise LensError(f"windows {windows!r}: use a number, 'all' or leave it empty") from None
+    if value < 0:
+        raise LensError(f"windows {windows!r}: use a positive number, 'all' or leave it empty")
+    return value
+
+
 def start_time(start_s: float | str | None) -> float | None:
-    """A start time from a user: empty, zero or negative means the whole clip."""
+    """A start time from a user: empty, zero or negative means none (evenly spaced windows over the clip)."""
     if start_s in (None, ""):
         return None
     try:

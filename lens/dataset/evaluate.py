@@ -46,6 +46,7 @@ from mvt.zoo import get_spec, list_models
 from viz.faithfulness import DEFAULT_SUBSTRATE
 
 from ..explain import methods as M
+from ..explain.randomise import LEVELS, levels
 from ..explain.sinks import SINK_STREAM
 from .rows import DEFAULT_OPTIONS, RowConfig
 from .run import DatasetConfig, analyse_dataset
@@ -89,6 +90,7 @@ def evaluate_models(
     threads: int | None = None,
     engine: str = "local",
     actors: int | None = None,
+    randomise: Sequence[str] = LEVELS,
 ) -> dict[str, dict]:
     """``{model: {...}}`` as the module docstring describes (plus ``accuracy``, ``shuffled_accuracy``, ``n``,
     ``seed``, ``faithfulness_n``, ``substrate``, ``sinks``).
@@ -99,7 +101,8 @@ def evaluate_models(
     probe (stream ``seed + SINK_STREAM``), and deletion / insertion (``steps`` points per curve) on the first
     ``faithfulness_n`` clips (they cost ``2 * steps`` forwards per method and clip); ``random``, ``center``
     and ``oracle`` (the actor mask) are the baselines. ``threads``: torch threads (default: as set);
-    ``engine`` / ``actors``: as :func:`~lens.dataset.analyse_dataset`."""
+    ``engine`` / ``actors``: as :func:`~lens.dataset.analyse_dataset`; ``randomise``: the levels of the
+    model-randomisation sanity check (:mod:`lens.explain.randomise`; empty: none)."""
     names = list(names) if names else synth_models()
     for name in names:
         spec = get_spec(name)
@@ -115,6 +118,7 @@ def evaluate_models(
         shuffled=True,
         sinks=True,
         sink_seed=seed + SINK_STREAM,
+        randomise=tuple(randomise),
     )
     config = DatasetConfig(rows, threads=threads, engine=engine, actors=actors, progress=False)
     run = analyse_dataset(synth_refs(n, seed, scored=k), names, config)
@@ -184,8 +188,81 @@ def preset(
     centre = token["center"]
     out["loses_to_center"] = {m: bool(token[m] < centre) for m in METHODS if m not in ("center", "random")}
     out["sinks"] = list(summary.get("sinks") or [])
+    out.update(_randomisation(summary, out))
     out.update(faithfulness_n=faithfulness_n, substrate=substrate, n=n, seed=seed)
     return out
+
+
+GAPS = ("pointing_game", "token_pointing_game", "deletion_vs_random", "insertion_vs_random")
+"""The scores whose trained − randomised gap is reported, each signed so that higher is better: the
+pointing games, and deletion / insertion as the advantage over the random baseline scored by the same
+model (``random − method`` deletion AUC, ``method − random`` insertion AUC: AUCs are probabilities of one
+model's class, so they compare only against that model's own baseline)."""
+
+
+def _advantages(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``deletion_vs_random`` and ``insertion_vs_random`` per method from mean AUCs (``{}`` without them)."""
+    d, i = table.get("deletion_auc") or {}, table.get("insertion_auc") or {}
+    if "random" not in d or "random" not in i:
+        return {}
+    skip = ("random", "center", "oracle")
+    return {
+        "deletion_vs_random": {m: d["random"] - v for m, v in d.items() if m not in skip},
+        "insertion_vs_random": {m: v - i["random"] for m, v in i.items() if m not in skip},
+    }
+
+
+def _randomisation(summary: Mapping, out: Mapping) -> dict:
+    """The model-randomisation sanity check of one model's summary: ``randomised`` (``{level: {score:
+    {method: mean}}}``), ``randomisation_gap`` (``{level: {score: {method: trained − randomised}}}``, the
+    scores of :data:`GAPS`) and ``shows_input`` (per method: the token pointing game with every weight
+    randomised is within the 95 % interval of the trained one's: the map shows the input, not the model)."""
+    found = summary.get("randomised") or {}
+    if not found:
+        return {}
+    trained = {**out, **_advantages(out)}
+    randomised, gaps = {}, {}
+    for level, methods in found.items():
+        named = {row_name(m): v for m, v in methods.items()}
+        fields = ("pointing_game", "token_pointing_game", "deletion_auc", "insertion_auc", "similarity")
+        table = {f: {m: _mean(v.get(f)) for m, v in named.items()} for f in fields}
+        table |= _advantages(table)
+        table = {f: {m: v for m, v in col.items() if m != "random"} for f, col in table.items()}
+        randomised[level] = table
+        gaps[level] = {
+            f: {m: trained[f][m] - v for m, v in table[f].items() if m in trained.get(f, {})}
+            for f in GAPS
+            if f in table
+        }
+    result = {"randomised": randomised, "randomisation_gap": gaps}
+    whole = {row_name(m): v for m, v in found.get("whole", {}).items() if m != "random"}
+    if whole:
+        result["shows_input"] = {
+            m: _indistinguishable(
+                summary["methods"][_method_of(m)]["token_pointing_game"], v["token_pointing_game"]
+            )
+            for m, v in whole.items()
+        }
+    return result
+
+
+def _method_of(row: str) -> str:
+    return "attention" if row == "last_stage" else row
+
+
+def _indistinguishable(trained: Mapping, random: Mapping) -> bool:
+    """Two rates (``{"mean", "n"}``) whose difference is within its 95 % interval of zero (normal
+    approximation for two independent proportions; conservative for the paired clips here)."""
+    if (
+        not trained.get("n")
+        or not random.get("n")
+        or trained.get("mean") is None
+        or random.get("mean") is None
+    ):
+        return False
+    p, q = float(trained["mean"]), float(random["mean"])
+    se = math.sqrt(p * (1 - p) / trained["n"] + q * (1 - q) / random["n"])
+    return abs(p - q) <= 1.96 * se
 
 
 def _f(v, fmt: str = ".3f") -> str:
@@ -255,6 +332,40 @@ def format_table(results: dict[str, dict]) -> str:
         lines.append(
             "* deletion does not separate the actor from random cells on this model: not a measure of the explanations"
         )
+    if any(r.get("randomised") for r in results.values()):
+        lines += ["", format_randomisation(results)]
+    return "\n".join(lines)
+
+
+def format_randomisation(results: dict[str, dict]) -> str:
+    """The model-randomisation sanity check as text: per model and method, the token pointing game trained
+    and at each level, the gap to the whole-model randomisation, the deletion advantage over random
+    (trained / whole), the Spearman ρ of the whole-randomised map with the trained one, and ``shows input``
+    where the randomised score is within the trained one's interval."""
+    head = ["model / method", "PG token", *(f"rand {lv}" for lv in LEVELS), "gap", "del vs rnd", "ρ", ""]
+    rows = [head]
+    for name, r in results.items():
+        rand, gap = r.get("randomised") or {}, (r.get("randomisation_gap") or {}).get("whole", {})
+        rows.append([name, *[""] * (len(head) - 1)])
+        adv = _advantages(r).get("deletion_vs_random", {})
+        for m in [m for m in METHODS if m in (rand.get("whole") or {}).get("token_pointing_game", {})]:
+            whole = rand.get("whole", {})
+            deletion = f"{_f(adv.get(m), '+.3f')} / {_f(whole.get('deletion_vs_random', {}).get(m), '+.3f')}"
+            rows.append(
+                [
+                    f"  {m}",
+                    _f(r["token_pointing_game"].get(m)),
+                    *(_f(rand.get(lv, {}).get("token_pointing_game", {}).get(m)) for lv in LEVELS),
+                    _f(gap.get("token_pointing_game", {}).get(m), "+.3f"),
+                    deletion if adv else "",
+                    _f(whole.get("similarity", {}).get(m), "+.2f"),
+                    "shows input" if r.get("shows_input", {}).get(m) else "",
+                ]
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["model randomisation (Adebayo et al. 2018): token pointing game with weights re-drawn"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(2, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
@@ -271,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="lens.dataset engine")
     p.add_argument("--actors", type=int, default=None, help="ray: model actors")
     p.add_argument("--threads", type=int, default=None, help="torch threads (per actor with ray)")
+    p.add_argument(
+        "--randomise",
+        nargs="*",
+        default=["all"],
+        choices=[*LEVELS, "all", "none"],
+        help="model-randomisation sanity check levels (default: all; none: skip it)",
+    )
     args = p.parse_args(argv)
     names = args.models or synth_models()
     if not names:
@@ -288,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=args.engine,
         actors=args.actors,
         threads=args.threads,
+        randomise=levels(args.randomise),
     )
     text = json.dumps(results, indent=2)
     if args.write is not None:

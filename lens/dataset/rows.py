@@ -43,11 +43,13 @@ from ..core.clips import read_clip
 from ..core.records import Volume, Volumes
 from ..core.storage import file_sha256
 from ..explain import methods as M
+from ..explain.randomise import levels as randomise_levels
+from ..explain.randomise import randomised
 from ..explain.scoring import score_model
 from ..explain.sinks import SINK_STREAM, model_sinks, sink_record
 from ..service.run import labels as model_labels
 from ..service.run import run_model
-from .schema import SCORES
+from .schema import RANDOMISED, SCORES
 from .sources import ClipRef, clip_seed, shuffle_order
 
 log = logging.getLogger("mvt-lens")
@@ -80,7 +82,9 @@ class RowConfig:
     ``"pred"`` the prediction; ``shuffled``: also predict with the frames in a shuffled order;
     ``volumes``: return every explanation volume (on its grid) for the ``.npz`` files; ``sinks``: probe each
     trained model for sink keys (:func:`model_sinks`, stream ``sink_seed``), mark them on its outputs, and
-    also score ``attention`` and ``rollout`` with them left out."""
+    also score ``attention`` and ``rollout`` with them left out; ``randomise``: levels of
+    :mod:`lens.explain.randomise` (the model-randomisation sanity check) at which every explanation is scored
+    again, on the model with those weights re-drawn (``randomise_seed``), for the same class."""
 
     methods: tuple[str, ...] = ("attention", "rollout")
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: DEFAULT_OPTIONS)
@@ -92,10 +96,13 @@ class RowConfig:
     volumes: bool = False
     sinks: bool = False
     sink_seed: int = SINK_STREAM
+    randomise: tuple[str, ...] = ()
+    randomise_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.target not in ("label", "pred"):
             raise ValueError(f"target must be 'label' or 'pred', got {self.target!r}")
+        object.__setattr__(self, "randomise", randomise_levels(self.randomise))
 
     @property
     def explanations(self) -> tuple[str, ...]:
@@ -113,12 +120,15 @@ class RowConfig:
             "volumes": self.volumes,
             "sinks": self.sinks,
             "sink_seed": self.sink_seed,
+            "randomise": list(self.randomise),
+            "randomise_seed": self.randomise_seed,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RowConfig:
         d = dict(d)
         d["methods"] = tuple(d.get("methods", ()))
+        d["randomise"] = tuple(d.get("randomise", ()))
         return cls(**d)
 
 
@@ -247,11 +257,13 @@ def base_row(ref: ClipRef, name: str, decoded: Decoded) -> dict[str, Any]:
         "stage_distance_px": None,
         "stage_distance_frames": None,
         "scores": None,
+        "randomised": None,
         "sinks": None,
         "seconds_decode": decoded.seconds,
         "seconds_forward": None,
         "seconds_explain": None,
         "seconds_scores": None,
+        "seconds_randomised": None,
         "worker": worker_name(),
     }
 
@@ -417,7 +429,71 @@ def model_row(
         )
     row["scores"] = [{"method": m, **v} for m, v in scores.items()]
     row["seconds_scores"] = time.perf_counter() - t
+    if cfg.randomise:
+        t = time.perf_counter()
+        trained = {m: v for m, v in vols.items() if m in cfg.explanations}
+        random = vols.get("random")
+        row["randomised"] = randomised_scores(model, x, trained, random, ref, mask, target, seed, cfg)
+        row["seconds_randomised"] = time.perf_counter() - t
     return row, ({f"{name}/{k}": v for k, v in grids.items()} if cfg.volumes else {})
+
+
+RANDOMISED_FIELDS = tuple(RANDOMISED)
+"""The fields of each entry of a row's ``randomised`` (besides ``level`` and ``method``)."""
+DELETION_LEVELS = ("whole",)
+"""Randomisation levels scored by deletion / insertion too (on scored clips). Deletion costs ``2 · steps``
+forwards per method, as much as every other score of a level together, and the whole-model level is the one
+the deletion evidence needs (does the method beat the random baseline on its own model, and not on a random
+one); the cascade levels get the pointing games and the similarity."""
+
+
+def randomised_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    trained: Mapping[str, Volume],
+    random: Volume | None,
+    ref: ClipRef,
+    mask: np.ndarray | None,
+    target: int,
+    seed: int,
+    cfg: RowConfig,
+) -> list[dict[str, Any]]:
+    """The model-randomisation sanity check on one clip: for each level of ``cfg.randomise``, the methods of
+    ``trained`` (the trained model's volumes) computed on the randomised model for the same ``target``, with
+    the same scores (pointing games where there is a mask, deletion / insertion on a scored clip at the
+    :data:`DELETION_LEVELS` — by the
+    randomised model's probability of ``target``, with the ``random`` baseline scored the same way, since
+    AUCs of different models compare only against their own baseline) and ``similarity``, the Spearman ρ of
+    the randomised map with the trained one on their grid (Adebayo et al.'s measure)."""
+    out = []
+    shape = tuple(int(v) for v in x.shape[2:])
+    for level in cfg.randomise:
+        twin = randomised(model, level, x, seed=cfg.randomise_seed)
+        torch.manual_seed(seed)
+        run = run_model(twin, x, list(trained), target=target, options=cfg.options, attention=True, seed=seed)
+        vols = _explanations(list(trained), run.volumes, run.timings, run.output)[0]
+        faith = {}
+        if ref.scored and vols and level in DELETION_LEVELS:
+            scored = {**vols, **({"random": random} if random is not None else {})}
+            maps = {m: viz.to_frames(v.values, shape, v.footprint) for m, v in scored.items()}
+            with torch.inference_mode():
+                faith = score_model(twin, x, maps, target=target, steps=cfg.steps, substrate=cfg.substrate)
+        if "random" in faith:
+            vols = {**vols, "random": random}
+        for m, v in vols.items():
+            entry: dict[str, Any] = {"level": level, "method": m, **dict.fromkeys(RANDOMISED_FIELDS)}
+            if m in trained and mask is not None:
+                p = _pointing(v, mask, shape, {})
+                entry.update(pointing_game=p["pointing_game"], token_pointing_game=p["token_pointing_game"])
+            if m in faith:
+                entry.update(
+                    deletion_auc=float(faith[m]["curves"].deletion_auc),
+                    insertion_auc=float(faith[m]["curves"].insertion_auc),
+                )
+            if m in trained:
+                entry["similarity"] = _spearman(trained[m].values, v.values)[0]
+            out.append(entry)
+    return out
 
 
 def clip_rows(

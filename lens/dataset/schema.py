@@ -52,10 +52,23 @@ SCORES: dict[str, Field] = {
 }
 """The fields of each entry of a row's ``scores`` (besides ``method``), per method; null where not computed."""
 
+RANDOMISED: dict[str, Field] = {
+    "pointing_game": SCORES["pointing_game"],
+    "token_pointing_game": SCORES["token_pointing_game"],
+    "deletion_auc": Field(
+        "del AUC", "deletion AUC, scored by the randomised model's probability of the same class"
+    ),
+    "insertion_auc": Field("ins AUC", "insertion AUC, scored by the randomised model"),
+    "similarity": Field("ρ trained", "Spearman ρ of the randomised model's map with the trained model's"),
+}
+"""The fields of each entry of a row's ``randomised`` (besides ``level`` and ``method``): the model-
+randomisation sanity check (:mod:`lens.explain.randomise`); null where not computed."""
+
 TIMINGS: dict[str, tuple[str, ...]] = {
     "seconds_per_clip": ("seconds_forward", "seconds_explain"),
     "seconds_scores_per_clip": ("seconds_scores",),
     "seconds_decode_per_clip": ("seconds_decode",),
+    "seconds_randomised_per_clip": ("seconds_randomised",),
 }
 """Each timing of a summary: the row columns it adds up per clip (its mean over the clips is the number)."""
 
@@ -71,6 +84,9 @@ SUMMARY: dict[str, Field] = {
     ),
     "seconds_scores_per_clip": Field("scoring s / clip", "statistics, pointing games, deletion / insertion"),
     "seconds_decode_per_clip": Field("decode s / clip", "decoding the clip for every sampling"),
+    "seconds_randomised_per_clip": Field(
+        "randomised s / clip", "the model-randomisation check: every method again per level, with scores"
+    ),
 }
 """A model's numbers in ``summary.json`` besides ``stages``, ``methods`` (:data:`SCORES` per method), the
 deletion check and ``sinks``."""
@@ -104,6 +120,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "attention; null without token_flow); pointing games with sink keys left out (attention, rollout; "
         "null without sinks); seconds the method took",
     ),
+    "randomised": (
+        "list<struct<level: string, method: string, " + ", ".join(f"{k}: float64" for k in RANDOMISED) + ">>",
+        "the model-randomisation sanity check (--randomise): per level (top_block, top_half, whole) and "
+        "explanation method, the pointing games (with a mask), deletion / insertion AUC (scored clips) and "
+        "Spearman ρ with the trained map, of the same method on the model with those weights re-drawn",
+    ),
     "sinks": (
         "list<struct<map_index: int32, stage: int32, block: int32, view: int32, key: int32, "
         "cell: list<int32>, rate: float64, share: float64, uniform: float64, padded: bool>>",
@@ -113,6 +135,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "seconds_forward": ("float64", "forward with attention (and the shuffled forward)"),
     "seconds_explain": ("float64", "explanation methods"),
     "seconds_scores": ("float64", "attention statistics, pointing game, deletion / insertion"),
+    "seconds_randomised": ("float64", "the model-randomisation check (null without --randomise)"),
     "worker": ("string", "host:pid of the process that computed the row"),
     "run": ("string", "id of the run (invocation) that wrote the row"),
 }

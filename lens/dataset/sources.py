@@ -77,7 +77,9 @@ def _number(text: str, what: str, src: str) -> float | None:
         value = float(text)
     except ValueError:
         raise LensError(f"{src}: {what} {text!r} is not a number of seconds") from None
-    return value if value > 0 else None  # as the Service reads a start time: zero means the whole clip
+    return (
+        value if value > 0 else None
+    )  # as the Service reads a start time: zero means none (windows over the clip)
 
 
 def _files(paths: list[Path]) -> list[ClipRef]:

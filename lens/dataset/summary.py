@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import SCORES, TIMINGS
+from .schema import RANDOMISED, SCORES, TIMINGS
 
 Z95 = 1.959963984540054
 
@@ -73,6 +73,24 @@ def method_scores(rows: Iterable[Mapping]) -> dict[str, dict[str, list]]:
                 if k != "method":
                     d.setdefault(k, []).append(v)
     return out
+
+
+def randomised_scores(rows: Iterable[Mapping]) -> dict[str, dict[str, dict[str, dict]]]:
+    """``{level: {method: {field: interval}}}`` of the rows' ``randomised`` entries (the model-randomisation
+    sanity check; empty without it)."""
+    values: dict[str, dict[str, dict[str, list]]] = {}
+    for r in rows:
+        for e in r.get("randomised") or []:
+            d = values.setdefault(e["level"], {}).setdefault(e["method"], {k: [] for k in RANDOMISED})
+            for k in RANDOMISED:
+                d[k].append(e.get(k))
+    return {
+        level: {
+            m: {k: (rate_ci(vs) if k in RATES else mean_ci(vs)) for k, vs in fields.items()}
+            for m, fields in methods.items()
+        }
+        for level, methods in values.items()
+    }
 
 
 def deletion_check(methods: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -136,6 +154,7 @@ def model_summary(rows: Sequence[Mapping]) -> dict[str, Any]:
         "shuffled_accuracy": rate_ci(float(r["shuffled_pred"] == r["label"]) for r in shuffled),
         "stages": _stages(ok),
         "methods": methods,
+        "randomised": randomised_scores(ok),
         **deletion_check(means),
         "sinks": next((r["sinks"] for r in ok if r.get("sinks")), []),
         **{

@@ -275,8 +275,9 @@ def compute(
     method that needs gradients runs; ``progress(fraction, what)`` is called as methods start and finish.
 
     ``defer=True``: methods that read every full attention matrix (:attr:`Method.needs_matrices`, i.e.
-    rollout) are not run now; their keys are named as pending volumes, computed on first read (their time is
-    then reported to the result holding them, not in the returned timings)."""
+    rollout) or run autograd (:attr:`Method.needs_gradients`: token flow, gradient rollout, captum) are not
+    run now; their keys are named as pending volumes, computed on first read, holding ``lock`` where they
+    need gradients (their time is then reported to the result holding them, not in the returned timings)."""
     volumes = Volumes()
     timings: dict[str, float] = {}
     todo = [get(m) for m in methods]
@@ -287,9 +288,9 @@ def compute(
                 progress((i + frac) / len(todo), label)
 
         opts = (options or {}).get(m.name, {})
-        if defer and m.needs_matrices and output is not None:  # later, with no one's progress bar to move
+        if defer and output is not None and (m.needs_matrices or m.needs_gradients):  # later, on first read
             later = Inputs(model, x, output, target, opts, None, seed, mask)
-            volumes.defer(m.label, pending_keys(m, output), lambda m=m, inp=later: m.compute(inp))
+            volumes.defer(m.label, pending_keys(m, output), _later(m, later, lock))
             continue
         inputs = Inputs(model, x, output, target, opts, step, seed, mask)
         step(0.0)
@@ -300,6 +301,18 @@ def compute(
     if progress is not None and todo:
         progress(1.0, "explanations done")
     return volumes, timings
+
+
+def _later(
+    method: Method, inputs: Inputs, lock: contextlib.AbstractContextManager | None
+) -> Callable[[], dict[VolumeKey, Volume]]:
+    """``method.compute(inputs)`` to run later (holding ``lock`` if it runs autograd on the shared model)."""
+
+    def make() -> dict[VolumeKey, Volume]:
+        with lock if (method.needs_gradients and lock is not None) else contextlib.nullcontext():
+            return method.compute(inputs)
+
+    return make
 
 
 def pending_keys(method: Method, output: ModelOutput) -> tuple[VolumeKey, ...]:

@@ -1,9 +1,10 @@
 """An analysis as files: overlay mp4s, the volumes (.npz), ``report.json``, ``report.html``, ``timings.json``.
 
 ``report.json`` holds only what the analysis *is* — the clip (name, SHA-256, duration, fps, size), the
-options, the versions (package, torch, each model's weights) and per model its predictions, the frames it
-used, its grids and volume shapes — so the same clip and options give the same bytes from the app's
-Export and from ``python -m mvt explain``. Wall-clock timings change from run to run; they go to
+options, the versions (package, torch, each model's weights) and per model its predictions (the mean over its
+windows), the frames it used, which part of the clip its windows cover and each window's clip times and own
+top-5, its grids and volume shapes — so the same clip and options give the same bytes from the app's Export
+and from ``python -m mvt explain``. Wall-clock timings change from run to run; they go to
 ``timings.json`` (and the report's HTML) instead.
 """
 
@@ -20,13 +21,16 @@ import mvt
 
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.storage import file_sha256
+from ..core.windows import prediction_note
 from ..explain import methods as M
 from ..explain.scoring import summary
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.overlays import write_overlay
+from .queries import Asked, write_asked
 from .report import Metrics, write_report_html
 
-REPORT_FORMAT = "mvt-lens report 1"
+REPORT_FORMAT = "mvt-lens report 2"
+"""2: per model ``coverage`` and ``windows`` (several windows per clip)."""
 
 
 def package_version() -> str:
@@ -74,6 +78,41 @@ def explained_record(r: ModelResult, display: Display = DEFAULT_DISPLAY) -> dict
     }
 
 
+def windows_record(r: ModelResult) -> list[dict]:
+    """Each window the model saw: its span (clip seconds), the clip times of its frames and its own top-5
+    (the model's ``top5`` is their mean); the ``primary`` one's volumes are the model's own."""
+    cov, primary = r.coverage, r.primary
+    out = []
+    for i, w in enumerate(r.seen):
+        start, end = cov.spans[i] if cov is not None else (float(w.times[0]), float(w.times[-1]))
+        out.append(
+            {
+                "index": i,
+                "start_s": round(float(start), 6),
+                "end_s": round(float(end), 6),
+                "times_s": [round(float(v), 6) for v in w.times],
+                "top5": [{"label": lab, "prob": round(float(p), 6)} for lab, p in w.top5],
+                "primary": i == primary,
+            }
+        )
+    return out
+
+
+def coverage_record(r: ModelResult) -> dict | None:
+    """What part of the clip the windows cover, and how the prediction was made (``None``: not known)."""
+    cov = r.coverage
+    if cov is None:
+        return None
+    return {
+        "windows": cov.count,
+        "needed": cov.needed,
+        "chosen": cov.chosen,
+        "seen_s": round(cov.seen_s, 6),
+        "whole_clip": bool(cov.whole),
+        "prediction": prediction_note(cov),
+    }
+
+
 def _model_record(r: ModelResult | ModelError, display: Display = DEFAULT_DISPLAY) -> dict:
     if isinstance(r, ModelError):
         return {"name": r.name, "error": r.message}
@@ -95,6 +134,8 @@ def _model_record(r: ModelResult | ModelError, display: Display = DEFAULT_DISPLA
             for st in (r.output.stages if r.output is not None else [])
         ],
         "volumes": {k.slug: list(v.values.shape) for k, v in r.volumes.items()},
+        "coverage": coverage_record(r),
+        "windows": windows_record(r),
         "notes": list(r.notes),
     }
 
@@ -107,6 +148,16 @@ def displays_of(analysis: Analysis, display: Display | Sequence[Display]) -> lis
     if len(out) != len(analysis.entries):
         raise ValueError(f"{len(out)} displays for {len(analysis.entries)} entries")
     return out
+
+
+def volume_arrays(r: ModelResult) -> dict[str, np.ndarray]:
+    """Every explanation volume of ``r`` on its grid, by name: the primary window's as ``<slug>``, and with
+    several windows each window's as ``w<k>_<slug>`` too (``report.json``'s ``windows`` says which is which)."""
+    arrays = {k.slug: v.values for k, v in r.volumes.items()}
+    if len(r.seen) > 1:
+        for i, w in enumerate(r.seen):
+            arrays.update({f"w{i}_{k.slug}": v.values for k, v in w.volumes.items()})
+    return arrays
 
 
 def report_json(
@@ -143,11 +194,14 @@ def write_export(
     metrics: Metrics | None = None,
     display: Display | Sequence[Display] = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
+    asked: Sequence[Asked] = (),
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
-    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``). ``keys`` limits the overlay
-    videos per model (default: one per volume). ``display``: one for every model, or one per entry (as each
-    panel shows it: report.json and report.html name its method and the class it explains)."""
+    ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``, ``"query.json"``). ``keys``
+    limits the overlay videos per model (default: one per volume). ``display``: one for every model, or one per
+    entry (as each panel shows it: report.json and report.html name its method and the class it explains);
+    ``asked``: points asked of it (each model's query rows at every stage and its frame × frame matrices,
+    :mod:`lens.files.queries`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -161,7 +215,7 @@ def write_export(
             )
         if r.volumes:
             npz = out / f"{safe}__volumes.npz"
-            np.savez_compressed(npz, **{k.slug: v.values for k, v in r.volumes.items()})
+            np.savez_compressed(npz, **volume_arrays(r))
             written[f"{r.name}:npz"] = npz
     report = out / "report.json"
     report.write_text(
@@ -175,4 +229,8 @@ def write_export(
     written["report.html"] = write_report_html(
         analysis, out / "report.html", metrics=metrics, explained=explained
     )
+    for i, a in enumerate(asked):
+        tag = "query" if len(asked) == 1 else f"query{i + 1}"
+        write_asked(analysis, a, out / tag, tag)
+        written[f"{tag}.json"] = out / tag / f"{tag}.json"
     return written

@@ -17,6 +17,7 @@ import viz
 from viz import Curves
 
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
+from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
 from ..render.overlays import STRIP_KINDS, strip_keys, volume_strip
 from .html import Figures, esc, page, png_data_uri, table
@@ -99,11 +100,15 @@ def _model_section(
             (True, False, True),
         )
     )
+    if r.coverage is not None:
+        note = f"Prediction: {prediction_note(r.coverage)}. {seen_note(r.coverage)}".strip()
+        parts.append(f"<p class='note'>{esc(note)}</p>")
     t, s = r.frames.shape[0], r.frames.shape[1]
     times = ", ".join(f"{v:.2f}" for v in r.times)
     grids = ", ".join("×".join(str(g) for g in st.grid) for st in r.output.stages) if r.output else "–"
+    which = f"window {r.primary + 1} of {len(r.seen)}: " if len(r.seen) > 1 else ""
     parts.append(
-        f"<p class='note'>Input {t} frames of {s}×{s} px at clip times {esc(times)} s; token grids per "
+        f"<p class='note'>{esc(which)}Input {t} frames of {s}×{s} px at clip times {esc(times)} s; token grids per "
         f"stage (T×H×W): {esc(grids)}.</p>"
     )
     if keys := strip_keys(r):
@@ -181,7 +186,7 @@ def _summary(analysis: Analysis) -> str:
 
 def _clip_html(analysis: Analysis) -> str:
     c = analysis.clip
-    start = "the whole clip" if analysis.start_s is None else f"from {analysis.start_s:g} s"
+    start = "windows over the clip" if analysis.start_s is None else f"one window from {analysis.start_s:g} s"
     return (
         f"<p>Clip: <code>{esc(c.name)}</code> ({c.duration_s:.2f} s, {c.fps:.3g} fps, {c.width}×{c.height}; "
         f"{esc(start)}) <span class='note'>SHA-256 {esc(c.sha256)}</span></p>"

@@ -1,6 +1,7 @@
 """The sentences under a panel's picture: what it is, and what the shipped evaluation says about it.
 
-:data:`CAPTIONERS` lists every function that may caption a panel; :func:`captions` asks each. The evaluation's
+:data:`CAPTIONERS` lists every function that may caption a panel; :func:`captions` asks each. The first says
+how the method shown scored against the model with random weights (:mod:`lens.explain.evidence`). The evaluation's
 notes (:func:`notes`) name a sink key where a stage map peaks on one (:mod:`lens.explain.sinks`) and say when a
 method points at the actor less often than a centred blob (its ``loses_to_center`` flags: token pointing game
 on SynthMotion).
@@ -16,6 +17,7 @@ import viz
 from ..core.records import ModelResult, Volume, VolumeKey
 from ..core.request import LensError
 from ..explain import methods as M
+from ..explain.evidence import evidence, lead
 from ..explain.sinks import evaluation, sink_caption
 from .display import Display
 
@@ -81,7 +83,25 @@ def evaluated(result: ModelResult, display: Display, key: VolumeKey, volume: Vol
     return " ".join(notes(result, key)) or None
 
 
-CAPTIONERS: list[Captioner] = [describe, evaluated]
+def evidenced(result: ModelResult, display: Display, key: VolumeKey, volume: Volume) -> str | None:
+    """How the method shown scored in the shipped evaluation (:mod:`lens.explain.evidence`): the token pointing
+    game trained, with random weights and the centre baseline's, for this model or its family's evaluated
+    model; a method that scores as well with random weights is said to show the input, not the model."""
+    if _row(key, result) is None:  # an earlier stage's attention: the evaluation scores the last one
+        return None
+    e = evidence(result.name, key.method)
+    first = lead(result.name)
+    if e is None:
+        if first is None and key.method == "attention":
+            return "Not measured for this model: no model of its family is in the evaluation (attention is shown)."
+        return None
+    lines = [
+        ("Most faithful measured here: " if first is not None and first.method == e.method else "") + e.line()
+    ]
+    return " ".join([*lines, *([e.input_line()] if e.input_line() else [])])
+
+
+CAPTIONERS: list[Captioner] = [evidenced, describe, evaluated]
 """Every function that may caption a panel, in order. Add one here (e.g. a note that a map's mass sits on a
 padding sink) and the app shows its sentence under the picture: no app change needed."""
 

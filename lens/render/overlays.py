@@ -190,8 +190,12 @@ def write_overlay(
     result: ModelResult, volume: Volume, path: Path, display: Display = DEFAULT_DISPLAY
 ) -> Path:
     """The overlay of ``volume`` as an H.264 mp4 at :func:`overlay_fps`."""
-    frames = render_overlay(result, volume, display)
-    return atomic_write(path, lambda p: mvt.write_video(frames, p, fps=overlay_fps(result)))
+    return write_video_frames(render_overlay(result, volume, display), path, overlay_fps(result))
+
+
+def write_video_frames(frames: np.ndarray, path: Path, fps: float) -> Path:
+    """uint8 ``(T, H, W, 3)`` frames as an H.264 mp4 (written atomically)."""
+    return atomic_write(path, lambda p: mvt.write_video(frames, p, fps=fps))
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:

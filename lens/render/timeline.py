@@ -2,8 +2,10 @@
 
 Each panel's overlay frames are tiled into one JPEG (:func:`write_sprite`), so moving the shared slider only
 moves a background in the browser — no request, no decode, the same cost for every model. The clip time of
-each frame (each model samples the clip its own way) travels with it, so every panel shows the frame it saw
-nearest to the slider's time. :func:`frame_weights` is the per-frame importance curve. The markup is plain
+each frame (each model samples the clip its own way, in one or more windows) travels with it, so every panel
+shows the frame it saw nearest to the slider's time — the explanation of the window under the slider; each
+model's windows and their top-1 classes are bars under the curves (:func:`windows_html`).
+:func:`frame_weights` is the per-frame importance curve. The markup is plain
 HTML with ``data-`` attributes (:func:`panel_html`, :func:`timeline_html`); ``assets/ui/timeline.js`` moves
 it. Nothing here imports gradio.
 """
@@ -32,6 +34,17 @@ SPRITE_COLUMNS = 8
 
 Url = Callable[[Path], str]
 """Turns a file the service wrote into the URL the browser loads it from."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One window a model saw, on the timeline: its index, span (clip seconds) and its own top-1 class."""
+
+    index: int
+    start: float
+    end: float
+    label: str
+    prob: float
 
 
 def sprite_grid(count: int, columns: int = SPRITE_COLUMNS) -> tuple[int, int]:
@@ -164,17 +177,32 @@ class Sprite:
     color: str
     label: str
     """What the picture is (``attention · stage 3``), for screen readers and the caption."""
+    window_of: tuple[int, ...] = ()
+    """The window of each frame (empty: one window)."""
+    windows: tuple[Mark, ...] = ()
+    method: str = ""
+    """The explanation method drawn (registry name; empty for the ground truth)."""
+    mark: str = ""
+    """Markup drawn over the picture (an asked point and its token: :func:`lens.render.query.mark_html`)."""
+
+
+def _windows_attr(sprite: Sprite) -> str:
+    if len(sprite.windows) < 2:
+        return ""
+    spans = ";".join(f"{m.start:.4f},{m.end:.4f}" for m in sprite.windows)
+    return f' data-window-of="{",".join(map(str, sprite.window_of))}" data-spans="{spans}"'
 
 
 def frames_html(sprite: Sprite, url: Url, extra: str = "") -> str:
     """The picture part of a panel: ``sprite``'s frames, one at a time, driven by the timeline."""
     cols, rows = sprite.grid
+    method = f' data-method="{html.escape(sprite.method)}"' if sprite.method else ""
     return (
-        f'<div class="mvt-view" data-testid="model-view" data-model="{html.escape(sprite.name)}" '
-        f'data-times="{_times_attr(sprite.times)}" data-cols="{cols}" data-rows="{rows}">'
+        f'<div class="mvt-view" data-testid="model-view" data-model="{html.escape(sprite.name)}"{method} '
+        f'data-times="{_times_attr(sprite.times)}" data-cols="{cols}" data-rows="{rows}"{_windows_attr(sprite)}>'
         f'<div class="mvt-frame" role="img" aria-label="{html.escape(sprite.name)}: {html.escape(sprite.label)}" '
         f"style=\"--accent:{sprite.color};background-image:url('{html.escape(url(sprite.image))}');"
-        f'background-size:{cols * 100}% {rows * 100}%"></div>'
+        f'background-size:{cols * 100}% {rows * 100}%">{sprite.mark}</div>'
         f'<div class="mvt-when"><span class="mvt-swatch" style="background:{sprite.color}"></span>'
         f'<span class="mvt-when-text">{html.escape(sprite.label)}</span></div>{extra}</div>'
     )
@@ -191,10 +219,12 @@ def panel_html(
     url: Url,
     color: str,
     colorbar: Colorbar | None = None,
+    prediction: str = "",
 ) -> str:
     """A model's panel: its frames on the timeline (or its error, in place), its colour bar, captions, and its
-    top-5."""
-    body = colorbar_html(colorbar) + _captions(captions) + (_top5(top5, target_label) if top5 else "")
+    top-5 (headed by ``prediction``: how it was made, e.g. ``average of 4 windows over 0.00–10.00 s``)."""
+    head = f'<p class="mvt-pred">Prediction: {html.escape(prediction)}</p>' if prediction and top5 else ""
+    body = colorbar_html(colorbar) + _captions(captions) + head + (_top5(top5, target_label) if top5 else "")
     if frames is not None and error is None:
         return frames_html(frames, url, body)
     return (
@@ -212,6 +242,7 @@ class Track:
     color: str
     times: tuple[float, ...]
     weights: tuple[float, ...]
+    windows: tuple[Mark, ...] = ()
 
 
 def span(tracks: Sequence[Track], fps: float) -> tuple[float, float]:
@@ -248,21 +279,21 @@ def timeline_html(
     parts = [f'<line class="mvt-even" x1="0" x2="{width}" y1="{y(1, 1):.1f}" y2="{y(1, 1):.1f}"/>']
     for k, tr in enumerate(tracks):
         n = len(tr.weights)
-        pts = " ".join(f"{x(t):.1f},{y(w, n):.1f}" for t, w in zip(tr.times, tr.weights))
-        parts.append(f'<polyline points="{pts}" stroke="{tr.color}"/>')
+        for piece in _pieces(tr):  # one line per window: no line across the parts a model did not see
+            pts = " ".join(f"{x(tr.times[i]):.1f},{y(tr.weights[i], n):.1f}" for i in piece)
+            parts.append(f'<polyline points="{pts}" stroke="{tr.color}"/>')
         top = plot_h + 2 + k * tick_h
         ticks = "".join(f"M{x(t):.1f} {top}v{tick_h}" for t in tr.times)
         parts.append(f'<path class="mvt-ticks" d="{ticks}" stroke="{tr.color}"/>')
     parts.append(f'<line class="mvt-cursor" x1="0" x2="0" y1="0" y2="{height}"/>')
     legend = "".join(
-        f'<span><i style="background:{tr.color}"></i>{html.escape(tr.name)} · {len(tr.times)} frames, '
-        f"{tr.times[0]:.2f}–{tr.times[-1]:.2f} s</span>"
+        f'<span><i style="background:{tr.color}"></i>{html.escape(tr.name)} · {_seen(tr)}</span>'
         for tr in tracks
         if tr.times
     )
     about = (
         "line: share of the explanation on each frame (dashed = even share); ticks: the frames each model saw; "
-        f"clip {clip} {duration:.2f} s"
+        f"bars: its windows and the top-1 class of each; clip {clip} {duration:.2f} s"
     )
     step = 1.0 / fps if fps and fps > 0 else 0.04
     return (
@@ -279,6 +310,40 @@ def timeline_html(
         '<div class="mvt-fold-body">'
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
+        f"{windows_html(tracks, lo, hi)}"
         f'<div class="mvt-legend" title="{html.escape(about)}">{legend}'
         f'<span class="mvt-note">{html.escape(about)}</span></div></div></div>'
+    )
+
+
+def _pieces(tr: Track) -> list[list[int]]:
+    """Indices of ``tr``'s frames, window by window (one piece without windows)."""
+    if len(tr.windows) < 2:
+        return [list(range(len(tr.times)))]
+    return [[i for i, t in enumerate(tr.times) if m.start <= t < m.end] for m in tr.windows]
+
+
+def _seen(tr: Track) -> str:
+    if len(tr.windows) > 1:
+        per = len(tr.times) // len(tr.windows)
+        return f"{len(tr.windows)} windows × {per} frames"
+    return f"{len(tr.times)} frames, {tr.times[0]:.2f}–{tr.times[-1]:.2f} s"
+
+
+def windows_html(tracks: Sequence[Track], lo: float, hi: float) -> str:
+    """A row per model under the curves: a bar for each window it saw, spanning its clip time, labelled with
+    that window's own top-1 class (the class strip over time)."""
+    length = max(hi - lo, 1e-6)
+    rows = []
+    for tr in tracks:
+        bars = "".join(
+            f'<span class="mvt-win" data-window="{m.index}" data-start="{m.start:.4f}" data-end="{m.end:.4f}" '
+            f'style="left:{100 * (m.start - lo) / length:.3f}%;width:{100 * (m.end - m.start) / length:.3f}%;'
+            f'--accent:{tr.color}" title="{html.escape(tr.name)}, window {m.index + 1}: {m.start:.2f}–{m.end:.2f} s, '
+            f'top-1 {html.escape(m.label)} {100 * m.prob:.0f}%">{html.escape(m.label)}</span>'
+            for m in tr.windows
+        )
+        rows.append(f'<div class="mvt-winrow" data-model="{html.escape(tr.name)}">{bars}</div>')
+    return (
+        f'<div class="mvt-windows" aria-label="windows each model saw">{"".join(rows)}</div>' if rows else ""
     )

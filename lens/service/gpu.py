@@ -66,13 +66,13 @@ POLL_S = 0.25
 class GpuCall:
     """One GPU call, by value (pickled to the worker): ``kind`` ``"run"`` (``request``'s ``names``, their
     decoded ``clips``) or ``"score"`` (``results``: what faithfulness scores, ``steps`` per curve); and the
-    ``seconds`` it asks for."""
+    ``seconds`` it asks for. ``clips``: each model's windows, decoded."""
 
     kind: str
     names: tuple[str, ...]
     seconds: int
     request: Request | None = None
-    clips: tuple[mvt.Clip, ...] = ()
+    clips: tuple[tuple[mvt.Clip, ...], ...] = ()
     results: tuple[ModelResult, ...] = ()
     steps: int = 8
 
@@ -109,7 +109,7 @@ def painted(result: ModelResult) -> ModelResult:
     (the worker scores them as they are)."""
     shape = result.frames.shape[:3]
     volumes = Volumes({k: Volume(result.volumes[k].painted(shape)) for k in result.volumes})
-    return dataclasses.replace(result, output=None, volumes=volumes)
+    return dataclasses.replace(result, output=None, volumes=volumes, windows=[])
 
 
 class ZeroGpu:
@@ -128,20 +128,24 @@ class ZeroGpu:
         """One forward of ``name`` as last measured in a call, else the service's expectation for it."""
         return self._forward.get(name) or self.service.expected_seconds(name)
 
-    def expected(self, name: str, methods: Sequence[str]) -> float:
-        """Seconds ``name`` is expected to take on the card with ``methods``."""
+    def expected(self, name: str, methods: Sequence[str], windows: int = 1) -> float:
+        """Seconds ``name`` is expected to take on the card with ``methods`` over ``windows`` windows."""
         cost = 1.0 + sum(KIND_COST.get(M.get(m).kind, 1.0) for m in methods)
-        return self.forward_seconds(name) * cost
+        return self.forward_seconds(name) * cost * max(1, windows)
 
-    def fit(self, names: Sequence[str], methods: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-        """The models that fit in one call (in order), and why each of the others does not."""
+    def fit(
+        self, names: Sequence[str], methods: Sequence[str], windows: Mapping[str, int] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The models that fit in one call (in order; ``windows``: how many each runs), and why each of the
+        others does not."""
         kept, refused, total = [], {}, 0.0
         for name in names:
-            e = self.expected(name, methods)
+            e = self.expected(name, methods, (windows or {}).get(name, 1))
             if asked(total + e) > MAX_S:
                 refused[name] = (
                     f"{name} with these methods needs about {asked(e)} s of GPU time, more than is left of the "
-                    f"{MAX_S} s one ZeroGPU call may ask for: pick fewer models or leave out the captum methods."
+                    f"{MAX_S} s one ZeroGPU call may ask for: pick fewer models or windows, or leave out the "
+                    "captum methods."
                 )
                 continue
             kept.append(name)
@@ -161,17 +165,16 @@ class ZeroGpu:
                 log.warning("ZeroGPU start-up: %s not built: %s", name, e)
         return failed
 
-    def _prepare(self, request: Request, name: str) -> mvt.Clip:
-        """``name`` built (outside the GPU call) and the clip decoded its way."""
+    def _prepare(self, request: Request, name: str) -> tuple[mvt.Clip, ...]:
+        """``name`` built (outside the GPU call) and its windows of the clip decoded."""
         spec = self.service.models.get(name, request.precision).spec
-        return self.service.clips.read(request.clip.path, spec, request.start_s)
+        return tuple(self.service.clips.windows(request.clip.path, spec, request.start_s, request.windows))
 
     def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
         """Run ``names`` of ``request`` in one GPU call; one entry each, in order (never raises for a model)."""
-        fits, refused = self.fit(names, request.methods)
-        entries: dict[str, Entry] = {n: ModelError(n, why) for n, why in refused.items()}
-        clips: dict[str, mvt.Clip] = {}
-        for name in fits:
+        entries: dict[str, Entry] = {}
+        clips: dict[str, tuple[mvt.Clip, ...]] = {}
+        for name in dict.fromkeys(names):
             try:
                 clips[name] = self._prepare(request, name)
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
@@ -179,10 +182,12 @@ class ZeroGpu:
             except Exception as e:  # one model's failure must not take the others down
                 log.exception("%s could not be prepared", name)
                 entries[name] = ModelError(name, f"{name} failed ({type(e).__name__}: {str(e)[:200]}).")
-        todo = tuple(clips)
+        fits, refused = self.fit(list(clips), request.methods, {n: len(c) for n, c in clips.items()})
+        entries.update({n: ModelError(n, why) for n, why in refused.items()})
+        todo = tuple(fits)
         if todo:
-            expected = sum(self.expected(n, request.methods) for n in todo)
-            call = GpuCall("run", todo, asked(expected), request=request, clips=tuple(clips.values()))
+            expected = sum(self.expected(n, request.methods, len(clips[n])) for n in todo)
+            call = GpuCall("run", todo, asked(expected), request=request, clips=tuple(clips[n] for n in todo))
             try:
                 entries.update(zip(todo, self._submit(call, expected, progress)))
             except Exception as e:  # refused (quota) or the worker failed: every model of the call says why
@@ -190,8 +195,8 @@ class ZeroGpu:
         for entry in entries.values():
             if isinstance(entry, ModelResult):
                 seconds = entry.timings.get("forward + capture", entry.timings.get("forward"))
-                if seconds:
-                    self._forward[entry.name] = float(seconds)
+                if seconds:  # the windows' forwards added up: one window's
+                    self._forward[entry.name] = float(seconds) / max(1, len(entry.seen))
         return [entries[n] for n in names]
 
     def faithfulness(

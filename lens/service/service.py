@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,32 @@ import torch
 
 import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
+from viz.query import Geometry
 
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
-from ..core.request import MAX_MODELS, LensError, Request, ResultKey, class_index, start_time
+from ..core.request import (
+    MAX_MODELS,
+    LensError,
+    Request,
+    ResultKey,
+    class_index,
+    start_time,
+    window_count,
+)
 from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
+from ..core.windows import coverage
 from ..explain import methods as M
 from ..explain.scoring import score_result
 from ..explain.sinks import sinks_of
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.panels import Panel, draw
+from .asking import PointQueries
 from .gpu import ZeroGpu
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
-from .run import labels, run_model, top_k
+from .run import labels, mean_probs, run_windows, top_k
 
 log = logging.getLogger("mvt-lens")
 
@@ -68,7 +80,25 @@ def _materialise_all(results: Sequence[ModelResult]) -> int:
     return len(results)
 
 
-class Service:
+def _summed(runs) -> dict[str, float]:
+    """The windows' timings added up by step (one window: its own)."""
+    out: dict[str, float] = {}
+    for r in runs:
+        for k, v in r.timings.items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def _combined(windows: list[ModelResult], cov, top5, timings: dict[str, float]) -> ModelResult:
+    """One model's result over its windows: the window nearest the clip's middle as its own frames, output
+    and volumes, the windows' mean prediction as its top-5, every window in ``windows``."""
+    middle = (cov.spans[0][0] + cov.spans[-1][1]) / 2
+    k = min(range(len(windows)), key=lambda i: abs(float(windows[i].times.mean()) - middle))
+    kept = windows if len(windows) > 1 else []
+    return replace(windows[k], top5=top5, windows=kept, coverage=cov, timings=timings)
+
+
+class Service(PointQueries):
     """Caches (models, results, panels, decoded clips), threads, and the operations on them; safe to share
     between threads.
 
@@ -104,6 +134,7 @@ class Service:
         self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
+        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
         self.threads = Threads()
         self.compute_slots = compute_slots
         self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
@@ -111,8 +142,8 @@ class Service:
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
-        self.zero = ZeroGpu(self, gpu) if gpu is not None else None
-        """ZeroGPU's runner (``None`` elsewhere): every action's models in one GPU call."""
+        self.zero = ZeroGpu(self, gpu) if gpu is not None else None  # ZeroGPU: an action's models in one call
+        self.one_call = self.zero is not None  # a job hands run() all its models at once
         self.defer = gpu is None if defer is None else bool(defer)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
 
@@ -150,7 +181,7 @@ class Service:
         delete every file it wrote (at exit). Returns the threads still running after ``timeout`` s (a
         download stuck in a read)."""
         stuck = self.threads.close(timeout)
-        for cache in (self.results, self.panels, self.clips):
+        for cache in (self.results, self.panels, self.clips, self.geometries):
             cache.clear()
         with self._out_lock:
             if self._out_dir is not None:
@@ -228,18 +259,22 @@ class Service:
         target: int | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         precision: str = "fp32",
+        windows: int | str | bool | None = None,
     ) -> Request:
         """A checked :class:`Request`: a :class:`LensError` for a bad one, :class:`mvt.VideoError` when the
-        file is not a usable video (its header is read here; the frames are read when a model runs)."""
+        file is not a usable video (its header is read here; the frames are read when a model runs).
+        ``windows``: how many evenly spaced windows each model sees without a start time (``None``: each
+        model's default, ``"all"``: every window; :func:`lens.core.request.window_count`)."""
         if not clip:
             raise LensError("Upload a video clip (or record one with the webcam) first.")
         names = self._check_models(models)
         wanted = M.normalise(methods)
         self._check_precision(precision, wanted)
-        start = start_time(start_s)
+        start, count = start_time(start_s), window_count(windows)
         return Request.of(
-            clip_info(clip), names, wanted, start_s=start, target=target, options=options, precision=precision
-        )
+            clip_info(clip), names, wanted, start_s=start, target=target, options=options,
+            precision=precision, windows=count,
+        )  # fmt: skip
 
     def analyse(self, clip: str | os.PathLike | None, models: Sequence[str], *args, **kwargs) -> Analysis:
         """Run ``models`` on the video file ``clip`` and compute ``methods`` (none: predictions only, on the
@@ -353,20 +388,14 @@ class Service:
             if slot is not None:
                 slot.release()
 
-    @property
-    def one_call(self) -> bool:
-        """Whether a job hands :meth:`run` all its models at once (ZeroGPU: one GPU call per action)."""
-        return self.zero is not None
-
     def _run_models(
         self,
         request: Request,
         names: Sequence[str],
         progress: Progress | None = None,
-        clips: Mapping[str, mvt.Clip] | None = None,
+        clips: Mapping[str, Sequence[mvt.Clip]] | None = None,
     ) -> list[ModelResult | ModelError]:
-        """Run ``names`` on the request's clip (``clips``: decoded already, by model). Under ZeroGPU this runs
-        in the GPU worker: it only returns."""
+        """Run ``names`` on the request's clip (``clips``: their windows, decoded). On ZeroGPU: in the worker."""
         out: list[ModelResult | ModelError] = []
         report = progress or _quiet
         for i, name in enumerate(names):
@@ -385,7 +414,7 @@ class Service:
         return out
 
     def _run_model(
-        self, request: Request, name: str, report: Progress, clip: mvt.Clip | None = None
+        self, request: Request, name: str, report: Progress, clips: Sequence[mvt.Clip] | None = None
     ) -> ModelResult:
         t0 = time.perf_counter()
         report(0.0, "loading model")
@@ -395,41 +424,64 @@ class Service:
         load = time.perf_counter() - t0
         report(0.1, "decoding")
         t = time.perf_counter()
-        clip = clip if clip is not None else self.clips.read(request.clip.path, spec, request.start_s)
-        frames = mvt.resize_and_crop(clip.frames, spec)  # (T, S, S, 3): exactly what the model sees
-        x = mvt.normalise(frames, spec, device=self.device)
+        if clips is None:
+            clips = self.clips.windows(request.clip.path, spec, request.start_s, request.windows)
+        frames = [mvt.resize_and_crop(c.frames, spec) for c in clips]  # (T, S, S, 3): what the model sees
+        xs = [mvt.normalise(f, spec, device=self.device) for f in frames]
         decode = time.perf_counter() - t
-        run = run_model(
+        runs = run_windows(
             model,
-            x,
+            xs,
             request.methods,
             target=request.target,
             options=request.option_map,
             lazy=self.defer,
             sinks=sinks_of(name),
             lock=self.models.lock(name if precision == "fp32" else f"{name}@{precision}"),
-            progress=report,
+            progress=lambda f, what: report(0.1 + 0.9 * f, what),
         )
-        timings = {"load model": load, "decode": decode, **run.timings, "total": time.perf_counter() - t0}
         report(1.0, "done")
         int8 = precision != "fp32"
-        return ModelResult(
-            name=name,
-            description=f"{spec.description}; {INT8_LABEL}" if int8 else spec.description,
-            trained=spec.trained,
-            frames=frames,
-            times=np.asarray(clip.times, dtype=np.float64),
-            fps=float(clip.fps) / max(1, spec.frame_stride or 1),
-            top5=top_k(run.logits, labels(spec)),
-            target=run.target,
-            output=run.output,
-            volumes=run.volumes,
-            timings=timings,
-            notes=list(clip.notes) + ([f"{INT8_LABEL}: not the model as trained."] if int8 else []),
-            precision=precision,
-        )
+        names = labels(spec)
+        windows = [
+            ModelResult(
+                name=name,
+                description=f"{spec.description}; {INT8_LABEL}" if int8 else spec.description,
+                trained=spec.trained,
+                frames=f,
+                times=np.asarray(c.times, dtype=np.float64),
+                fps=float(c.fps) / max(1, spec.frame_stride or 1),
+                top5=top_k(run.logits, names),
+                target=run.target,
+                output=run.output,
+                volumes=run.volumes,
+                timings=run.timings,
+                notes=list(c.notes) + ([f"{INT8_LABEL}: not the model as trained."] if int8 else []),
+                precision=precision,
+            )
+            for c, f, run in zip(clips, frames, runs)
+        ]
+        chosen = "start" if request.start_s is not None else "every" if request.windows == 0 else "default"
+        cov = coverage(clips, spec.frame_stride or 1, request.clip.duration_s, chosen)
+        timings = {"load model": load, "decode": decode, **_summed(runs)}
+        timings["total"] = time.perf_counter() - t0
+        return _combined(windows, cov, top_k(mean_probs(runs), names, probs=True), timings)
 
     # -- deferred work -------------------------------------------------------------------------------------
+
+    def complete(self, result: ModelResult, method: str, progress: Progress | None = None) -> ModelResult:
+        """Compute ``method``'s pending volumes in every window of ``result`` now, holding a compute slot (a
+        panel's slower view, after every fast view is out); returns ``result``."""
+        name = M.get(method).name
+        todo = [(w, k) for w in result.seen for k in w.volumes if k.method == name and not w.volumes.ready(k)]
+        if not todo:
+            return result
+        report = progress or _quiet
+        with self._slot([result.name], report):
+            for i, (w, k) in enumerate(todo):
+                report(i / len(todo), f"{result.name}: {M.get(name).label}, window {i + 1} of {len(todo)}")
+                _ = w.volumes[k]
+        return result
 
     def warm(self, results: Analysis | ModelResult | Sequence[ModelResult]) -> Future:
         """Compute, in the background, everything ``results`` deferred (each map's head-mean matrix, then the
@@ -503,14 +555,17 @@ class Service:
         metrics: Mapping[str, Mapping] | None = None,
         display: Display = DEFAULT_DISPLAY,
         folder: str | Path | None = None,
+        point: tuple[float, float, float] | None = None,
     ) -> Path:
         """A zip of :func:`lens.files.export.write_export`'s files (overlays, volumes, report.json,
-        report.html, timings.json), written in ``folder`` (default :attr:`out_dir`; it must be inside it)."""
+        report.html, timings.json; with ``point`` (t, x, y), where it looks: :meth:`ask_all`), written in
+        ``folder`` (default :attr:`out_dir`; it must be inside it)."""
         from ..files.export import write_export
 
         tmp = Path(tempfile.mkdtemp(dir=self._inside(folder), prefix="export-"))
+        asked = [self.ask_all(analysis, *point)] if point is not None else []
         try:
-            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display)
+            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display, asked=asked)
             return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
         except (OSError, ValueError) as e:  # nothing half-written stays (or is offered)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,14 +16,15 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from ..core.records import Analysis, ModelResult
 from ..core.request import MAX_MODELS, USER_ERRORS
 from ..core.storage import file_sha256
+from ..explain import methods as M
 from ..explain import scoring
-from ..explain.methods import choices_of
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
-from . import defaults, examples, present, uploads
+from . import asking, defaults, examples, present, uploads
 from .screens import KEEP, AppState, Choices, Controls, PanelScreen, Screen
 
 log = logging.getLogger("mvt-lens")
@@ -104,9 +105,9 @@ class Actions:
         why (``message`` in the banner; ``None``: no banner)."""
         empty = self._pad(())
         return Screen(
-            status="", banner=message, notice=None, state=None, timeline="", truth=None, panels=empty, summary=None,
+            status="", banner=message, notice=None, clip_view=None, state=None, timeline="", truth=None, panels=empty, summary=None,
             timings=None, strips=empty, grids=empty, stats=None, faithfulness=empty, faithfulness_table=[],
-            export=None, figures_note="", faithfulness_note="", export_note="",
+            export=None, matrices=empty, figures_note="", faithfulness_note="", export_note="",
         )  # fmt: skip
 
     def _refused(self, clip: str | None, upload: dict | None, names: list[str]) -> str | None:
@@ -134,13 +135,17 @@ class Actions:
         upload: dict | None = None,
         start_s: str | float | None = None,
         int8: bool = False,
+        every: bool = False,
         session: str | None = None,
         progress: Progress | None = None,
     ) -> Iterator[Screen]:
-        """Compare: run every chosen model on the clip; a screen as each panel is ready. What the panels do
-        not show (full attention matrices: rollout, statistics, token grids) is computed in the background
-        once every panel is out; :meth:`figures`, run after Compare, waits for it. The first screen empties
-        every view of the previous clip (tabs too); a Compare that cannot start says why in the banner."""
+        """Compare: run every chosen model on the clip (evenly spaced windows over it; ``every``: every window);
+        a screen as each panel is ready, showing its fast view (attention) when the method Show asks for is
+        slower — each model's most faithful method for "most faithful" — which then streams in, panel by
+        panel. What the panels do not show (full attention matrices: rollout, statistics, token grids) is
+        computed in the background once every panel is out; :meth:`figures`, run after Compare, waits for it.
+        The first screen empties every view of the previous clip (tabs too); a Compare that cannot start says
+        why in the banner."""
         service, names = self.service, list(models or [])
         if refused := self._refused(clip, upload, names):
             yield self.cleared(refused)
@@ -150,35 +155,50 @@ class Actions:
             job = service.analyse_iter(
                 uploads.original(clip, upload),
                 names,
-                [*(methods or []), controls.show],
+                [*(methods or []), *controls.methods_for(names, gradients=not int8)],
                 start_s=start_s,
                 progress=progress,
                 precision="int8" if int8 else "fp32",
+                windows="all" if every else None,
             )
         except (
             Exception
         ) as e:  # a clip that cannot be read: clear the results, say why until the next Compare
             yield self.cleared(failure("Analysis", e))
             return
+        yield from self._stream(job, controls, session, progress, downloads)
+
+    def _stream(
+        self, job, controls: Controls, session: str | None, progress: Progress | None, downloads: list[str]
+    ) -> Iterator[Screen]:
+        """Compare's screens: a pending panel per model, each panel's fast view as its model finishes, then each
+        slower view in its place, then the timeline, ground truth, Show's choices and the tabs."""
+        service, names = self.service, list(job.names)
         folder = service.session_dir(session)
-        display = controls.display()
         state = AppState(names=tuple(names), show=controls.show)
         panels: list = [None] * len(names)
         shown: list[PanelScreen] = [present.pending(n, i) for i, n in enumerate(names)]
         started = time.perf_counter()
         yield replace(self.cleared(None), state=replace(state, ref=job.ref()), panels=self._pad(shown))
         try:
-            for i, entry in job:
-                panels[i] = service.render(job.analysis_of(i), display, folder=folder, ready_only=True)[0]
-                shown[i] = present.panel_screen(panels[i], i, self.url, service.labels(entry.name))
-                line = present.timeline(panels, job.clip)
-                yield Screen(state=replace(state, ref=job.ref()), timeline=line, panels=self._pad(shown))
+            for i, _entry in job:
+                panels[i], shown[i] = self._panel(job.analysis_of(i), i, controls, folder, fast=True)
+                yield Screen(state=replace(state, ref=job.ref()), timeline=present.timeline(panels, job.clip), panels=self._pad(shown))  # fmt: skip
             analysis = job.analysis
+            for i, entry in enumerate(analysis.entries):  # the slower views, streamed in after every fast one
+                if isinstance(entry, ModelResult) and not present.ready_for(
+                    entry, controls.display(entry.name)
+                ):
+                    service.complete(entry, controls.method_for(entry.name), progress)
+                    one = Analysis(analysis.request.only(entry.name), [entry], [analysis.keys[i]])
+                    panels[i], shown[i] = self._panel(one, i, controls, folder)
+                    yield Screen(timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
             # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are
             # computed in the background, not waited for here, so Compare is free for the next click.
             if deferred := [r for r in analysis.results if not r.ready]:
                 service.warm(deferred)
             truth = present.truth(analysis.clip.sha256, panels, folder)
+            clip_view = asking.clip_view(service, analysis, None, folder, self.url)
         except Exception as e:
             yield Screen(banner=failure("Analysis", e))
             return
@@ -188,9 +208,10 @@ class Actions:
             banner=failed,
             notice=present.synthetic_notice(analysis, defaults.set_status(defaults.KINETICS)),
             state=replace(state, ref=analysis.ref),
-            show=Choices(controls.show, choices_of(analysis.methods)),
+            show=Choices(controls.show, present.show_choices(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
+            clip_view=clip_view,
             panels=self._pad(shown),
             summary=present.summary(analysis, panels, service.labels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
@@ -208,24 +229,45 @@ class Actions:
             "notes": "  \n".join(defaults.availability(names)),
         }
 
+    def _panel(self, analysis: Analysis, i: int, controls: Controls, folder, fast: bool = False):
+        """(panel, its screen) of ``analysis``'s one model: Show's display, or (``fast``) the attention view
+        while that display's volumes are still to be computed (its caption says what follows)."""
+        entry = analysis.entries[0]
+        display, note = controls.display(entry.name), ""
+        if fast and isinstance(entry, ModelResult) and not present.ready_for(entry, display):
+            label = M.get(display.method).label.split(" (")[0]
+            note = f"{label}, the view this model leads with, follows: computing it…"
+            display = replace(display, method="attention")
+        panel = self.service.render(analysis, display, folder=folder, ready_only=True)[0]
+        return panel, present.panel_screen(panel, i, self.url, self.service.labels(entry.name), follows=note)
+
     def _drawn(
-        self, state: AppState, controls: Controls, session: str | None, notes: dict[int, str] | None = None
+        self,
+        state: AppState,
+        controls: Controls,
+        session: str | None,
+        notes: dict[int, str] | None = None,
+        matrices: bool = True,
     ) -> Screen:
         analysis = self.service.get(state.ref)
-        panels = self.service.render(
-            analysis, controls.displays(state), folder=self.service.session_dir(session)
-        )
+        displays, folder = controls.displays(state), self.service.session_dir(session)
+        panels = self.service.render(analysis, displays, folder=folder)
         notes = notes or {}
         labels = self.service.labels
         shown = [
             present.panel_screen(p, i, self.url, labels(p.name), notes.get(i)) for i, p in enumerate(panels)
         ]
+        if state.query is not None:
+            query = asking.ask(self.service, analysis, state.query, displays)
+            shown = asking.queried(self.service, analysis, query, panels, shown, displays, folder, self.url)
         return Screen(
             state=state,
             timeline=present.timeline(panels, analysis.clip),
             panels=self._pad(shown),
             summary=present.summary(analysis, panels, labels),
-        )
+            clip_view=asking.clip_view(self.service, analysis, state.query, folder, self.url),
+            matrices=self._pad(asking.matrices(self.service, analysis, displays, wait=False)) if matrices else KEEP,
+        )  # fmt: skip
 
     def redraw(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """Any display control (Show, opacity, colours, sink keys, a panel's stage or heads): drawn from the
@@ -236,6 +278,20 @@ class Actions:
             return self._drawn(state.showing(controls.show), controls, session)
         except Exception as e:
             return Screen(banner=failure("Rendering", e))
+
+    def ask(
+        self, *, state: AppState | None, controls: Controls, query: str | None, session: str | None = None
+    ) -> Screen:
+        """A click on a picture (``query``: what ``timeline.js`` sent; empty or ``{"clear": 1}``: back to the CLS
+        view): every panel shows where that clip point looks at its stage, from the cached maps."""
+        if state is None or state.ref is None:
+            return Screen()
+        try:
+            click = asking.parse(query)
+            point = None if click is None else asking.clip_point(click, self.service.get(state.ref))
+            return self._drawn(replace(state, query=point), controls, session, matrices=False)
+        except Exception as e:
+            return Screen(banner=failure("Asking a point", e))
 
     def explain(
         self,
@@ -258,7 +314,7 @@ class Actions:
             entry = analysis.entries[index]
             if entry.error or klass == present.target_label(entry, self.service.labels(entry.name)):
                 return Screen()
-            method = present.class_method(state.method_of(index))
+            method = present.class_method(controls.method_for(entry.name, state.method_of(index)))
             explained = self.service.explain_class(state.ref, index, klass, method, progress=progress)
         except USER_ERRORS as e:
             return self._noted(state, controls, session, index, str(e))
@@ -266,7 +322,7 @@ class Actions:
             return self._noted(state, controls, session, index, failure("Explaining", e))
         new = state.explained(index, method, explained.ref, klass)
         drawn = self._drawn(new, replace(controls, show=method), session)
-        return replace(drawn, show=Choices(method, choices_of([*explained.methods, method])))
+        return replace(drawn, show=Choices(method, present.show_choices([*explained.methods, method])))
 
     def _noted(
         self, state: AppState, controls: Controls, session: str | None, index: int, note: str
@@ -282,7 +338,7 @@ class Actions:
     def figures(self, *, state: AppState | None, controls: Controls, session: str | None = None) -> Screen:
         """After Compare: the all-stages strips, token-grid and attention-statistics figures."""
         if state is None or state.ref is None:
-            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None)
+            return Screen(strips=self._pad(()), grids=self._pad(()), stats=None, matrices=self._pad(()))
         try:
             analysis = self.service.get(state.ref)
             panels = self.service.render(analysis, controls.display())
@@ -292,6 +348,9 @@ class Actions:
                 grids=self._pad(token_grid_figures(analysis.results)),
                 stats=stats_figure(analysis.results),
                 figures_note="",
+                matrices=self._pad(
+                    asking.matrices(self.service, analysis, controls.displays(state), wait=True)
+                ),
             )
         except Exception as e:
             return Screen(figures_note=failure("Figures", e))
@@ -304,7 +363,10 @@ class Actions:
             folder = self.service.session_dir(session)
             displays = controls.displays(state) if state is not None else controls.display()
             return Screen(
-                export=self.service.export(analysis, display=displays, folder=folder), export_note=""
+                export=self.service.export(
+                    analysis, display=displays, folder=folder, point=state.query if state else None
+                ),
+                export_note="",
             )
         except Exception as e:
             return Screen(export=None, export_note=failure("Export", e))

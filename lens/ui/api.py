@@ -3,15 +3,17 @@
 Every endpoint is a whole request by value — a clip file, model names, methods, a start time — so a script
 keeps no session: asking again for the same clip and options is answered from the service's cache. The JSON
 is ``report.json``'s (:func:`lens.files.export.report_json`: the clip, and per model its predictions, the
-frames it saw and their clip times, its token grids) with the files beside it: each explanation volume as a
-``.npy`` array on its token grid, and ``report.html``. Paths in the answer are files the service wrote (the
-app hands them to the client as downloads).
+frames it saw and their clip times, its windows, its token grids) with the files beside it: each explanation
+volume as a ``.npy`` array on its token grid (each window's too, ``w<k>_<slug>``), and ``report.html``;
+``/query`` answers a point asked of the clip (:func:`query`). Paths in the answer are files the service wrote
+(the app hands them to the client as downloads).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ from ..core.records import Analysis, ModelResult
 from ..core.request import LensError, class_index
 from ..explain.methods import DEFAULT_METHODS
 from ..explain.scoring import summary
-from ..files.export import report_json
+from ..files.export import report_json, volume_arrays
+from ..files.queries import write_asked
 from ..files.report import write_report_html
 from ..render.display import DEFAULT_DISPLAY
 from ..service.service import Service
@@ -31,8 +34,10 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
-def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s) -> Analysis:
-    return service.analyse(clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s)
+def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None) -> Analysis:
+    return service.analyse(
+        clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows
+    )
 
 
 def answer(analysis: Analysis, folder: Path) -> dict:
@@ -46,10 +51,10 @@ def answer(analysis: Analysis, folder: Path) -> dict:
         if isinstance(entry, ModelResult):
             entry.materialise()
             files = {}
-            for key, volume in entry.volumes.items():
-                path = folder / f"{entry.name.replace('.', '_')}__{key.slug}.npy"
-                np.save(path, np.asarray(volume.values, dtype=np.float32))
-                files[key.slug] = path
+            for slug, values in volume_arrays(entry).items():
+                path = folder / f"{entry.name.replace('.', '_')}__{slug}.npy"
+                np.save(path, np.asarray(values, dtype=np.float32))
+                files[slug] = path
             record["files"] = files
     out["report"] = write_report_html(analysis, folder / "report.html")
     return out
@@ -61,12 +66,15 @@ def analyse(
     models: Sequence[str],
     methods: Sequence[str] | None = None,
     start_s: float | None = None,
+    windows: int | str | None = None,
     *,
     session: str | None = None,
 ) -> dict:
-    """Run ``models`` on ``clip`` from ``start_s`` and compute ``methods`` (default: attention and rollout):
-    :func:`answer`."""
-    return answer(_analysis(service, clip, models, methods, start_s), _folder(service, session))
+    """Run ``models`` on ``clip`` — one window from ``start_s``, or evenly spaced ``windows`` over the clip
+    (``None``: each model's default; ``"all"``: every window) — and compute ``methods`` (default: attention
+    and rollout): :func:`answer`."""
+    analysis = _analysis(service, clip, models, methods, start_s, windows)
+    return answer(analysis, _folder(service, session))
 
 
 def explain_class(
@@ -130,3 +138,27 @@ def as_files(value: Any, wrap: Callable[[Path], Any]) -> Any:
     if isinstance(value, dict):
         return {k: as_files(x, wrap) for k, x in value.items()}
     return wrap(value) if isinstance(value, Path) else value
+
+
+def query(
+    service: Service,
+    clip: str,
+    models: Sequence[str],
+    t: float,
+    x: float,
+    y: float,
+    stage: int | None = None,
+    start_s: float | None = None,
+    *,
+    session: str | None = None,
+) -> dict:
+    """Where the clip point (``t`` seconds; ``x``, ``y`` in the clip's pixels) looks in every model (its
+    attention captured; nothing else computed): per model, its answer at ``stage`` (counted from 1; ``None``:
+    every stage), each a query token, its caption and its attention row as a ``.npy`` on the key grid (or why
+    the model did not see the point), and its frame × frame matrices (:mod:`lens.files.queries`)."""
+    analysis = _analysis(service, clip, models, ["attention"], start_s)
+    asked = service.ask_all(analysis, float(t), float(x), float(y))
+    if stage is not None:
+        one = service.query(analysis, t, x, y, stage=max(int(stage) - 1, 0))
+        asked = replace(asked, by_stage=(one,))
+    return write_asked(analysis, asked, _folder(service, session))

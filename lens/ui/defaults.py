@@ -18,6 +18,7 @@ import mvt
 from mvt.prefetch import weights_status
 
 from ..core.request import MAX_MODELS
+from ..explain.methods import choices as method_choices
 from ..render.timeline import markdown_text
 
 FAMILY_ORDER = ("mvit", "mmvit", "vivit", "hvt")
@@ -228,3 +229,26 @@ def needs_weights(name: str) -> bool:
     except KeyError:
         return False
     return kind in ("url", "hf") and weights_status(name, probe=False).state != "cached"
+
+
+def models_field() -> dict:
+    """The models picker's settings: every model labelled with how its weights stand, the SynthMotion set
+    chosen, at most :data:`MAX_MODELS`."""
+    return {
+        "choices": model_choices(),
+        "value": set_models(SYNTHMOTION),
+        "multiselect": True,
+        "max_choices": MAX_MODELS,
+        "allow_custom_value": True,
+        "label": f"Models (up to {MAX_MODELS})",
+        "info": "Each says what its weights are: shipped, cached, or what it downloads.",
+    }
+
+
+def also_field() -> dict:
+    """The "also compute" picker's settings: the methods beyond the shown one (rollout chosen)."""
+    return {
+        "choices": method_choices(("rollout", "gradient", "captum")),
+        "value": ["rollout"],
+        "label": "Also compute (captum methods take longer)",
+    }

@@ -14,7 +14,10 @@ import viz
 
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.request import ClipInfo
+from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
+from ..explain.evidence import FAITHFUL, FAITHFUL_LABEL
+from ..files.export import windows_record
 from ..render.display import Display
 from ..render.overlays import NORM_WORDS, head_choices, stage_choices, write_jpeg
 from ..render.panels import Panel
@@ -104,11 +107,27 @@ def colorbar(panel: Panel) -> Colorbar | None:
     return Colorbar(tuple(viz.colorbar(d.colormap, 9)), lo, hi, f"{m.label} value", NORM_WORDS)
 
 
+def show_choices(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Show's choices after a comparison: each model's most faithful method, then every method computed."""
+    return [(FAITHFUL_LABEL, FAITHFUL), *M.choices_of(methods)]
+
+
+def ready_for(result: ModelResult, display: Display) -> bool:
+    """Whether ``display``'s volumes are computed in every window of ``result`` (drawing it waits for nothing)."""
+    method = M.get(display.method).name
+    return all(w.volumes.ready(k) for w in result.seen for k in w.volumes if k.method == method)
+
+
 def panel_screen(
-    panel: Panel, index: int, url: Url, labels: Sequence[str] = (), note: str | None = None
+    panel: Panel,
+    index: int,
+    url: Url,
+    labels: Sequence[str] = (),
+    note: str | None = None,
+    follows: str = "",
 ) -> PanelScreen:
     """The panel of one model for its display (or its error, in place); ``note``: a problem with a request to
-    this model, said in the panel."""
+    this model, said in the panel; ``follows``: said first under the picture (e.g. that a slower view follows)."""
     r = panel.result
     if r is None and panel.pending:
         return replace(pending(panel.name, index), note=note)
@@ -122,17 +141,29 @@ def panel_screen(
     method = M.get(display.method).label
     frames = None
     if panel.frames is not None and panel.error is None:
-        frames = Sprite(panel.name, panel.frames, panel.grid, panel.times, color(index), method)
+        method = panel.key.method if panel.key is not None else display.method
+        frames = Sprite(
+            panel.name, panel.frames, panel.grid, panel.times, color(index), M.get(method).label,
+            panel.window_of, panel.windows, method,
+        )  # fmt: skip
+    seen = [seen_note(r.coverage)] if seen_note(r.coverage) else []
     body = panel_html(
         panel.name,
         frames=frames,
         error=panel.error,
         top5=r.top5,
         target_label=explained,
-        captions=_class_caption(display, explained) + list(panel.captions) + _sink_caption(panel),
+        captions=[
+            *([follows] if follows else []),
+            *_class_caption(display, explained),
+            *panel.captions,
+            *_sink_caption(panel),
+            *seen,
+        ],
         url=url,
         color=color(index),
         colorbar=colorbar(panel) if frames is not None else None,
+        prediction=prediction_note(r.coverage),
     )
     stages = stage_choices(r, display.method)
     stage = (panel.key.stage + 1) if panel.key is not None and panel.key.stage is not None else None
@@ -180,7 +211,7 @@ def _sink_caption(panel: Panel) -> list[str]:
 def tracks(panels: Sequence[Panel | None]) -> list[Track]:
     """The timeline's tracks: every panel with a picture, in its slot's colour."""
     return [
-        Track(p.name, color(i), p.times, p.weights)
+        Track(p.name, color(i), p.times, p.weights, p.windows)
         for i, p in enumerate(panels)
         if p is not None and p.result is not None and p.error is None and p.times
     ]
@@ -223,6 +254,8 @@ def summary(
             item["target"] = int(entry.target)
             item["trained"] = bool(entry.trained)
             names = labels(entry.name) if labels is not None else ()
+            item["prediction"] = prediction_note(entry.coverage)
+            item["windows"] = windows_record(entry)
             if p is not None and p.error is None and p.key is not None:
                 item["shown"] = {
                     "method": p.key.method,

@@ -14,12 +14,15 @@ that tab (``export_note``, ``faithfulness_note``, ``figures_note``). Each stays 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.records import AnalysisRef
 from ..core.request import LensError
+from ..explain import methods as M
+from ..explain.evidence import FAITHFUL, lead_method
 from ..render.display import Display
 from ..render.timeline import Sprite
 
@@ -51,11 +54,13 @@ class AppState:
 
     names: tuple[str, ...] = ()
     ref: AnalysisRef | None = None
-    show: str = "attention"
+    show: str = FAITHFUL
     override: tuple[tuple[int, str], ...] = ()
     """Panels that show another method than :attr:`show` (``(index, method)``)."""
     classes: tuple[tuple[int, str], ...] = ()
     """Panels whose class was picked (``(index, label)``): the class each explains instead of its top-1."""
+    query: tuple[float, float, float] | None = None
+    """The point asked (clip seconds, x, y in the clip's pixels): every panel shows where it looks."""
 
     def showing(self, show: str) -> AppState:
         """Another method shown: every panel shows it (a picked class's own method is forgotten)."""
@@ -88,7 +93,7 @@ class Controls:
     """The display controls of the page: Show, opacity and colours for all panels, and each panel's stage (as
     shown, from 1) and heads label."""
 
-    show: str = "attention"
+    show: str = FAITHFUL
     opacity: float = 0.8
     colormap: str = "inferno"
     stages: tuple[int | None, ...] = ()
@@ -96,26 +101,42 @@ class Controls:
     sinks: bool = False
     """Show sink keys in attention views (default: hidden)."""
 
-    def display(self) -> Display:
-        """The one display of every panel (no per-panel choices)."""
-        return Display(self.show, colormap=self.colormap, opacity=float(self.opacity), sinks=self.sinks)
+    def method_for(self, name: str | None, show: str | None = None) -> str:
+        """The method a panel of model ``name`` shows for ``show`` (default: Show's): for "most faithful"
+        (:data:`~lens.explain.evidence.FAITHFUL`) the model's lead method (attention without a name)."""
+        show = show or self.show
+        if show != FAITHFUL:
+            return show
+        return lead_method(name) if name else "attention"
+
+    def methods_for(self, names: Sequence[str], gradients: bool = True) -> list[str]:
+        """What a comparison of ``names`` computes for Show: its method, or each model's lead (attention
+        instead of a lead that needs gradients when they are not available, e.g. int8)."""
+        wanted = [self.method_for(n) for n in names] or [self.method_for(None)]
+        return list(
+            dict.fromkeys(m if gradients or not M.get(m).needs_gradients else "attention" for m in wanted)
+        )
+
+    def display(self, name: str | None = None) -> Display:
+        """The display of model ``name``'s panel without per-panel choices (:meth:`method_for`)."""
+        return Display(
+            self.method_for(name), colormap=self.colormap, opacity=float(self.opacity), sinks=self.sinks
+        )
 
     def displays(self, state: AppState) -> list[Display]:
         """The display of each of ``state``'s panels: the shown method (or the panel's own, after a class was
-        picked in it), its stage and heads, and the colours. A stage or heads value the panel's method does not
-        take (left over from another method) is not used."""
-        over = dict(state.override)
-        out = []
-        for i in range(len(state.names)):
+        picked in it; a model's lead for "most faithful"), its stage and heads, and the colours. A stage or
+        heads value the panel's method does not take (left over from another method) is not used."""
+        over, out = dict(state.override), []
+        for i, name in enumerate(state.names):
+            method = self.method_for(name, over.get(i, self.show))
             stage = self.stages[i] if i < len(self.stages) else None
             head = (self.heads[i] if i < len(self.heads) else None) or "mean"
+            look = {"colormap": self.colormap, "opacity": float(self.opacity), "sinks": self.sinks}
             try:
-                d = Display.from_controls(over.get(i, self.show), stage, head, colormap=self.colormap,
-                                          opacity=float(self.opacity), sinks=self.sinks)  # fmt: skip
-            except (LensError, ValueError, TypeError):
-                d = Display(over.get(i, self.show), colormap=self.colormap, opacity=float(self.opacity),
-                            sinks=self.sinks)  # fmt: skip
-            out.append(d)
+                out.append(Display.from_controls(method, stage, head, **look))
+            except (LensError, ValueError, TypeError):  # a stage or heads value left over from another method
+                out.append(Display(method, **look))
         return out
 
 
@@ -186,6 +207,8 @@ class Screen:
     timeline: str = KEEP
     truth: Sprite | None = KEEP
     """The ground-truth panel (``None``: hidden)."""
+    clip_view: str | None = KEEP
+    """The clip's own frames with every model's crop, where a person clicks a point (``None``: hidden)."""
     panels: tuple[PanelScreen | None, ...] = KEEP
     """Every panel slot, in order (``None``: hidden)."""
     summary: dict | None = KEEP
@@ -194,6 +217,8 @@ class Screen:
     strips: tuple[Path | None, ...] = KEEP
     grids: tuple[Any, ...] = KEEP
     stats: Any = KEEP
+    matrices: tuple[Any, ...] = KEEP
+    """A frame × frame figure per panel (an entry left at :data:`KEEP` keeps that panel's)."""
     faithfulness: tuple[Any, ...] = KEEP
     faithfulness_table: list[list] = KEEP
     export: Path | None = KEEP
@@ -220,7 +245,7 @@ class Screen:
 
 PANEL_PARTS = ("column", "title", "picture", "stage", "heads", "klass", "download")
 """The parts of model panel ``i``, named ``<part>_<i>`` on the page."""
-PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness"}
+PER_PANEL = {"strips": "strip", "grids": "grid", "faithfulness": "faithfulness", "matrices": "matrix"}
 """Screen fields with one part per panel (named ``<part>_<i>``)."""
 DISPLAY = ("show", "opacity", "colormap", "sinks")
 
@@ -234,7 +259,9 @@ def part_names(field_name: str, slots: int) -> list[str]:
         return [f"{PER_PANEL[field_name]}_{i}" for i in range(slots)]
     if field_name == "notice":
         return ["notice", "offer"]
-    return ["truth", "truth_column"] if field_name == "truth" else [field_name]
+    if field_name in ("truth", "clip_view"):
+        return [field_name, f"{field_name}_column"]
+    return [field_name]
 
 
 def _panel_parts(i: int, s: PanelScreen | None) -> dict[str, dict]:
@@ -290,10 +317,13 @@ def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
             for i, s in enumerate(value):
                 out.update(_panel_parts(i, s))
         elif name in PER_PANEL:
-            out.update({f"{PER_PANEL[name]}_{i}": _shown(v) for i, v in enumerate(value)})
+            out.update({f"{PER_PANEL[name]}_{i}": _shown(v) for i, v in enumerate(value) if v is not KEEP})
         elif name == "truth":
             out["truth_column"] = {"visible": value is not None}
             out["truth"] = {"value": "" if value is None else frames_html(value)}
+        elif name == "clip_view":
+            out["clip_view_column"] = {"visible": value is not None}
+            out["clip_view"] = {"value": value or ""}
         elif name == "banner":
             out["banner"] = {"value": banner_html(value), "visible": bool(value)}
         elif name == "notice":

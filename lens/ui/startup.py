@@ -22,6 +22,7 @@ from pathlib import Path
 import mvt
 from mvt.prefetch import prefetch
 
+from ..explain.evidence import lead_method
 from ..service.jobs import needs_download
 from ..service.service import Service
 from . import defaults, examples
@@ -29,7 +30,8 @@ from . import defaults, examples
 log = logging.getLogger("mvt-lens.startup")
 
 WARM_METHODS = ("attention", "rollout")
-"""What the app computes by default (Show = attention, Also compute = rollout)."""
+"""What the app computes by default besides each model's lead method (Show = most faithful, Also compute =
+rollout)."""
 
 
 def warm_clip(model_set: str) -> Path | None:
@@ -40,11 +42,15 @@ def warm_clip(model_set: str) -> Path | None:
 def warm_up(
     service: Service, names: Sequence[str], clip: str | Path, methods: Sequence[str] = WARM_METHODS
 ) -> dict:
-    """Run ``names`` once on ``clip``; returns ``{name: seconds or error message}`` (logged)."""
+    """Run ``names`` once on ``clip`` with ``methods`` and each model's lead method (computed, as a panel's
+    view streamed in after the fast one is); returns ``{name: seconds or error message}`` (logged)."""
     out: dict = {}
     t0 = time.perf_counter()
-    analysis = service.analyse(clip, list(names), methods)
+    leads = {n: lead_method(n) for n in names}
+    analysis = service.analyse(clip, list(names), [*methods, *leads.values()])
     for e in analysis.entries:
+        if not e.error:
+            service.complete(e, leads[e.name])
         out[e.name] = e.message if e.error else round(float(e.timings.get("total", 0.0)), 2)
     log.info("warm-up on %s done in %.1f s: %s", Path(clip).name, time.perf_counter() - t0, out)
     return out

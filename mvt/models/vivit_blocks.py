@@ -6,7 +6,7 @@ call goes through :func:`mvt.layers.record_attention` (via :class:`mvt.layers.Se
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,18 @@ from torch import nn
 from ..layers import Mlp, Recorder, SelfAttention, drop_path, record_attention
 from ..outputs import Grid
 
-if TYPE_CHECKING:
-    from .vivit import ViViTConfig
+
+class BlockConfig(Protocol):
+    """What the blocks read of a :class:`mvt.models.vivit.ViViTConfig` (a protocol: no import back)."""
+
+    dim: int
+    heads: int
+    mlp_dim: int
+    qkv_bias: bool
+    attn_dropout: float
+    dropout: float
+    norm_eps: float
+    attention_order: str
 
 
 class GELUTanh(nn.GELU):
@@ -78,7 +88,7 @@ def temporal_layout(grid: Grid, num_prefix: int = 0) -> Layout:
 class Attention(SelfAttention):
     """Multi-head self-attention (``qkv`` / ``proj``), plus model 4's split-head form."""
 
-    def __init__(self, cfg: ViViTConfig):
+    def __init__(self, cfg: BlockConfig):
         super().__init__(cfg.dim, cfg.heads, cfg.qkv_bias, cfg.attn_dropout, cfg.dropout)
 
     def attend(
@@ -113,7 +123,7 @@ class Block(nn.Module):
     ``split_heads`` makes the attention model 4's factorised dot-product attention.
     """
 
-    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0, split_heads: bool = False):
+    def __init__(self, cfg: BlockConfig, drop_path: float = 0.0, split_heads: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
@@ -150,7 +160,7 @@ class FactorisedBlock(Block):
     the temporal one. ``x`` is ``(B, T*S, D)`` with no prefix tokens.
     """
 
-    def __init__(self, cfg: ViViTConfig, drop_path: float = 0.0):
+    def __init__(self, cfg: BlockConfig, drop_path: float = 0.0):
         super().__init__(cfg, drop_path)
         self.norm_t = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn_t = Attention(cfg)
@@ -177,7 +187,7 @@ class FactorisedBlock(Block):
 class Encoder(nn.Module):
     """Learned position embedding (over the optional CLS token too), a stack of blocks, a final LayerNorm."""
 
-    def __init__(self, cfg: ViViTConfig, num_tokens: int, cls: bool, blocks: list[nn.Module]):
+    def __init__(self, cfg: BlockConfig, num_tokens: int, cls: bool, blocks: list[nn.Module]):
         super().__init__()
         self.num_prefix = int(cls)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cls else None

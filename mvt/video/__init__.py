@@ -11,6 +11,8 @@ stream property is read inside a ``with`` block and tested for truthiness, not `
   resized inside FFmpeg's scaler, with their timestamps. For a few frames of a long clip it seeks to the
   keyframe before each wanted frame instead of decoding the whole file, verifies where each seek landed, and
   falls back to one sequential decode when a file's seeking is unreliable.
+* :func:`read_windows` returns evenly spaced windows of a model's sampling over the clip, decoded in one
+  pass (:func:`window_count` says how many a clip needs).
 * :func:`write_video` writes H.264 yuv420p ``.mp4`` with ``+faststart`` (plays in browsers as is) or a GIF.
 
 Every failure is a :class:`VideoError` (a ``ValueError``) whose message says what is wrong with the file and
@@ -22,7 +24,7 @@ names above are the public API.
 
 from .common import DEFAULT_LIMITS, Clip, VideoError, VideoInfo, VideoLimits
 from .probing import probe
-from .reading import read_clip
+from .reading import MAX_WINDOWS, read_clip, read_windows, window_count
 from .writing import write_video
 
 __all__ = [
@@ -33,5 +35,8 @@ __all__ = [
     "VideoLimits",
     "probe",
     "read_clip",
+    "read_windows",
+    "window_count",
+    "MAX_WINDOWS",
     "write_video",
 ]

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -70,6 +71,30 @@ def _plan(
             f"{num_frames} by repeating the last frame"
         )
     return idx, notes
+
+
+def window_count(n: int, num_frames: int, stride: int, count: int | None) -> tuple[int, int]:
+    """(windows to read, windows needed to tile ``n`` frames) for windows of ``num_frames`` every ``stride``-th
+    frame: ``count`` (``None``: every window needed, at most :data:`MAX_WINDOWS`) capped at the need."""
+    span = (num_frames - 1) * stride + 1
+    needed = max(1, math.ceil(n / span))
+    wanted = needed if count is None else max(1, int(count))
+    return min(wanted, needed, MAX_WINDOWS), needed
+
+
+def _plan_windows(
+    tl: _Timeline, num_frames: int, stride: int, count: int | None, name: str
+) -> tuple[np.ndarray, list[str]]:
+    """Source frame indices of evenly spaced windows: ``(K · num_frames,)``, window after window. One window
+    is :func:`_plan`'s centred window; K ≥ 2 start at the first frame and end at the last, evenly spaced
+    (the windows tile the clip when K is the number needed)."""
+    k, _ = window_count(tl.n, num_frames, stride, count)
+    if k == 1:
+        return _plan(tl, num_frames, stride, None, name)
+    span = (num_frames - 1) * stride + 1
+    starts = np.rint(np.linspace(0, tl.n - span, k)).astype(np.int64)
+    idx = starts[:, None] + stride * np.arange(num_frames, dtype=np.int64)[None, :]  # (K, T)
+    return idx.reshape(-1), []
 
 
 def _frames(n: int) -> str:
@@ -323,21 +348,68 @@ def read_clip(
         raise ValueError(f"start_s must be None or >= 0 seconds, got {start_s!r}")
 
     p, name, nbytes = _check_file(path, limits)
+    plan = lambda tl: _plan(tl, int(num_frames), stride, start_s, name)  # noqa: E731
     with _guard(name):
-        return _read_clip(p, name, nbytes, int(num_frames), stride, size, start_s, limits, keyframes)
+        return _read_clip(p, name, nbytes, plan, stride, size, limits, keyframes)
 
 
-def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits, keyframes=False) -> Clip:
+MAX_WINDOWS = 32
+"""The most windows :func:`read_windows` reads of one clip (a long clip gets evenly spaced ones)."""
+
+
+def read_windows(
+    path: str | os.PathLike,
+    *,
+    num_frames: int,
+    stride: int,
+    size: int | None = None,
+    count: int | None = None,
+    limits: VideoLimits = DEFAULT_LIMITS,
+) -> list[Clip]:
+    """Evenly spaced windows of a video, each as :func:`read_clip` with ``stride`` would read one window:
+    ``num_frames`` frames every ``stride``-th source frame.
+
+    ``count`` windows (``None``: as many as tile the clip, at most :data:`MAX_WINDOWS`; never more than tile
+    it: :func:`window_count`). One window is the centred one :func:`read_clip` reads; two or more start at the
+    first frame and end at the last, evenly spaced, so together they reach both ends of the clip (the way
+    Kinetics models are evaluated on several clips of a video). The frames are decoded in one pass. Each
+    returned :class:`Clip` has its own ``times`` and ``indices``; ``notes`` are the file's.
+    """
+    if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
+    if not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
+    if count is not None and (not isinstance(count, (int, np.integer)) or count < 1):
+        raise ValueError(f"count must be None or a positive int, got {count!r}")
+    p, name, nbytes = _check_file(path, limits)
+    plan = lambda tl: _plan_windows(tl, int(num_frames), int(stride), count, name)  # noqa: E731
+    with _guard(name):
+        clip = _read_clip(p, name, nbytes, plan, int(stride), size, limits)
+    k = len(clip.frames) // int(num_frames)
+    return [
+        replace(
+            clip,
+            frames=clip.frames[i * num_frames : (i + 1) * num_frames],
+            times=clip.times[i * num_frames : (i + 1) * num_frames],
+            indices=clip.indices[i * num_frames : (i + 1) * num_frames],
+            notes=list(clip.notes),
+        )
+        for i in range(k)
+    ]
+
+
+def _read_clip(p, name, nbytes, plan, stride, size, limits, keyframes=False) -> Clip:
+    """Decode the frames ``plan(timeline)`` names (indices and notes); re-planned if the file is shorter."""
     deadline = _Deadline(limits.max_decode_s, name)
     info, tl = _probe_open(p, name, nbytes, limits, deadline)
     out_hw = _output_size(info, size)
-    if num_frames * out_hw[0] * out_hw[1] * 3 > limits.max_clip_bytes:
+    idx, plan_notes = plan(tl)
+    if len(idx) * out_hw[0] * out_hw[1] * 3 > limits.max_clip_bytes:
         raise VideoError(
-            f"{name}: {num_frames} frames of {out_hw[1]}x{out_hw[0]} would need more than "
+            f"{name}: {len(idx)} frames of {out_hw[1]}x{out_hw[0]} would need more than "
             f"{limits.max_clip_bytes / 2**30:.1f} GiB; ask for fewer frames or a smaller size."
         )
     notes = list(info.notes)
-    idx, plan_notes = _plan(tl, int(num_frames), stride, start_s, name)
     reader = _Reader(p, name, info, tl, out_hw, limits, deadline)
     unique = np.unique(idx)
 
@@ -374,7 +446,7 @@ def _read_clip(p, name, nbytes, num_frames, stride, size, start_s, limits, keyfr
                 n=decoded,
                 times=None if tl.times is None else tl.times[:decoded],
             )
-            idx, plan_notes = _plan(tl, int(num_frames), stride, start_s, name)
+            idx, plan_notes = plan(tl)
             unique = np.unique(idx)
             got, _, _ = reader.sequential(unique)
             if len(got) < len(unique):

@@ -13,7 +13,19 @@ import numpy as np
 import pytest
 
 import mvt.video.reading as reading
-from mvt.video import DEFAULT_LIMITS, Clip, VideoError, VideoInfo, VideoLimits, probe, read_clip, write_video
+from mvt.video import (
+    DEFAULT_LIMITS,
+    MAX_WINDOWS,
+    Clip,
+    VideoError,
+    VideoInfo,
+    VideoLimits,
+    probe,
+    read_clip,
+    read_windows,
+    window_count,
+    write_video,
+)
 from tests.mvt.clips import frame_index, is_upright, make_broken, make_clip, pattern_frame
 
 VFR_TIMES = [i / 30 for i in range(20)] + [20 / 30 + k / 10 for k in range(20)]  # 30 fps, then 10 fps
@@ -217,6 +229,25 @@ def test_stride_window_is_centred_by_default(clips):
     assert [frame_index(f) for f in clip.frames] == [10, 13, 16, 19]
     np.testing.assert_allclose(clip.times, np.array([10, 13, 16, 19]) / 30, atol=0.002)
     assert clip.sample_fps == pytest.approx(10.0)
+
+
+def test_windows_reach_both_ends_and_one_window_is_read_clips(clips, reader_log):
+    # 30 frames, windows of 4 every 3rd frame (span 10): 3 tile the clip
+    w = read_windows(clips["h264_mp4"], num_frames=4, stride=3, count=2)
+    assert [c.indices.tolist() for c in w] == [[0, 3, 6, 9], [20, 23, 26, 29]], "first and last frame"
+    assert [[frame_index(f) for f in c.frames] for c in w] == [c.indices.tolist() for c in w]
+    np.testing.assert_allclose(w[1].times, np.array([20, 23, 26, 29]) / 30, atol=0.002)
+    assert len(reader_log) == 1, "every window in one decode"
+    every = read_windows(clips["h264_mp4"], num_frames=4, stride=3, count=None)
+    assert [c.indices[0] for c in every] == [0, 10, 20] and window_count(30, 4, 3, None) == (3, 3)
+    assert len(read_windows(clips["h264_mp4"], num_frames=4, stride=3, count=9)) == 3, "never more than tile"
+    (one,) = read_windows(clips["h264_mp4"], num_frames=4, stride=3, count=1)
+    centred = read_clip(clips["h264_mp4"], num_frames=4, stride=3)
+    assert one.indices.tolist() == centred.indices.tolist() and np.array_equal(one.frames, centred.frames)
+    long = read_windows(clips["long"], num_frames=4, stride=1, count=None, size=24)
+    assert len(long) == MAX_WINDOWS and long[-1].indices[-1] == 899, "a long clip: evenly spaced, to its end"
+    (short,) = read_windows(clips["short"], num_frames=8, stride=1)
+    assert short.indices.tolist() == [0, 1, 2, 3, 4, 4, 4, 4] and "repeating the last frame" in short.notes[0]
 
 
 def test_stride_from_start_s(clips):

@@ -21,7 +21,7 @@ def test_each_clip_is_explained_once_per_model(monkeypatch):
     calls = []
     run = rows.run_model
     monkeypatch.setattr(rows, "run_model", lambda *a, **k: calls.append(1) or run(*a, **k))
-    results = evaluate_models(["hvt_t.untrained"], n=2, seed=5, faithfulness_n=1, steps=2)
+    results = evaluate_models(["hvt_t.untrained"], n=2, seed=5, faithfulness_n=1, steps=2, randomise=())
     assert len(calls) == 2, "the faithfulness clip reuses its pointing-game explanations"
     assert set(results["hvt_t.untrained"]["deletion_auc"]) == set(METHODS) | {"oracle"}
 
@@ -54,7 +54,7 @@ def test_the_output_is_what_evaluate_printed_before_it_ran_on_lens_dataset(capsy
     torch.set_num_threads(1)  # the reference used one thread (the tolerance covers other counts too)
     try:
         args = ["--models", "hvt_t.synth", "mmvit_t.synth", "--n", "6", "--seed", "3"]
-        args += ["--faithfulness-n", "2", "--steps", "3"]
+        args += ["--faithfulness-n", "2", "--steps", "3", "--randomise", "none"]  # the reference had none
         assert main([*args, "--json"]) == 0
         now = json.loads(capsys.readouterr().out)
     finally:
@@ -100,7 +100,7 @@ def _flat(d: dict | list, prefix: str = "") -> dict[str, object]:
 
 
 def test_evaluate_models_reports_every_method_and_formats():
-    results = evaluate_models(["hvt_t.untrained"], n=2, seed=1, faithfulness_n=1, steps=4)
+    results = evaluate_models(["hvt_t.untrained"], n=2, seed=1, faithfulness_n=1, steps=4, randomise=())
     r = results["hvt_t.untrained"]
     assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["shuffled_accuracy"] <= 1.0
     for key in ("pointing_game", "token_pointing_game", "chance", "ceiling", "seconds"):
@@ -184,3 +184,46 @@ def test_evaluate_and_analyse_dataset_give_identical_numbers_for_identical_rows(
     )
     assert mine["deletion_auc"]["oracle"] == written["methods"]["oracle"]["deletion_auc"]["mean"]
     assert mine["deletion_valid"] == written["deletion_valid"]
+
+
+def test_the_model_randomisation_check_reports_every_level_method_and_gap():
+    """Adebayo et al.'s check: the same scores with the weights re-drawn, per level and method, and the gaps;
+    the whole-model level is the untrained model, so its scores are that model's own, clip by clip."""
+    from lens.dataset import DatasetConfig, RowConfig, analyse_dataset, synth_refs
+    from lens.dataset.evaluate import EVALUATED, OPTIONS, report
+    from lens.explain.randomise import LEVELS
+
+    rows = RowConfig(methods=EVALUATED, options=OPTIONS, steps=2, randomise=LEVELS)
+    names = ["mvit_t.synth", "mvit_t.untrained"]
+    run = analyse_dataset(synth_refs(2, 5, scored=1), names, DatasetConfig(rows, progress=False))
+    trained, untrained = ([r for r in run.rows if r["model"] == n] for n in names)
+    explained = [m for m in EVALUATED if m not in ("center", "random")]
+    for t, u in zip(trained, untrained):
+        whole = {e["method"]: e for e in t["randomised"] if e["level"] == "whole"}
+        own = {s["method"]: s for s in u["scores"]}
+        for m in explained:
+            assert whole[m]["token_pointing_game"] == own[m]["token_pointing_game"], m
+            assert -1.0 <= whole[m]["similarity"] <= 1.0
+        assert {(e["level"], e["method"]) for e in t["randomised"] if e["method"] != "random"} == {
+            (lv, m) for lv in LEVELS for m in explained
+        }
+    first = {(e["level"], e["method"]): e for e in trained[0]["randomised"]}
+    assert first[("whole", "token_flow")]["deletion_auc"] is not None, "deletion on the scored clip"
+    assert first[("whole", "random")]["deletion_auc"] is not None, "with its own random baseline"
+    assert first[("top_block", "token_flow")]["deletion_auc"] is None, "deletion at the whole level only"
+    r = report(trained, n=2, seed=5, faithfulness_n=1)
+    gap, rand = r["randomisation_gap"], r["randomised"]
+    assert set(gap) == set(rand) == set(LEVELS)
+    for lv in LEVELS:
+        for m in METHODS:
+            if m in ("center", "random"):
+                continue
+            assert gap[lv]["token_pointing_game"][m] == pytest.approx(
+                r["token_pointing_game"][m] - rand[lv]["token_pointing_game"][m]
+            )
+    adv = r["deletion_auc"]["random"] - r["deletion_auc"]["token_flow"]
+    whole_adv = rand["whole"]["deletion_vs_random"]["token_flow"]
+    assert gap["whole"]["deletion_vs_random"]["token_flow"] == pytest.approx(adv - whole_adv)
+    assert set(r["shows_input"]) == set(METHODS) - {"center", "random"}
+    assert all(isinstance(v, bool) for v in r["shows_input"].values())
+    assert "model randomisation" in format_table({"mvit_t.synth": r})

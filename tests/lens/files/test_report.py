@@ -162,3 +162,32 @@ def test_report_renders_offline_in_chromium(report):
     external = [u for u in requests if not u.startswith(("file:", "data:"))]
     assert not external, f"the report tried to fetch {external}"
     assert not errors, errors
+
+
+def test_report_json_and_the_export_carry_every_window(tmp_path):
+    """A clip two windows long: report.json names each window (span, clip times, its own top-5) and how the
+    prediction was made; the volumes of every window are in the .npz; report.html says which window it draws."""
+    import json
+
+    from lens.files.export import report_json
+    from tests.test_app import make_moving_square
+
+    clip = make_moving_square(tmp_path / "square.mp4", seed=5)
+    service = lens.Service(out_dir=tmp_path / "service")
+    analysis = service.analyse(clip, MODELS[:1], ("attention",))
+    record = report_json(analysis)["models"][0]
+    assert record["coverage"] == {
+        "windows": 2, "needed": 2, "chosen": "default", "seen_s": pytest.approx(2.0), "whole_clip": True,
+        "prediction": "average of 2 windows over 0.00–2.00 s (the whole clip)",
+    }  # fmt: skip
+    first, second = record["windows"]
+    assert first["start_s"] == 0.0 and second["end_s"] == pytest.approx(2.0) and len(second["times_s"]) == 16
+    assert [w["primary"] for w in record["windows"]].count(True) == 1 and len(first["top5"]) == 5
+    written = lens.write_export(analysis, tmp_path / "export")
+    with np.load(written[f"{MODELS[0]}:npz"]) as z:
+        assert {"attention_2", "w0_attention_2", "w1_attention_2"} <= set(z.files)
+    assert json.loads(written["report.json"].read_text())["format"] == "mvt-lens report 2"
+    assert (
+        "window 1 of 2" in written["report.html"].read_text()
+        or "window 2 of 2" in written["report.html"].read_text()
+    )

@@ -34,7 +34,9 @@ def service(tmp_path, monkeypatch):
 def test_result_key_holds_clip_model_start_methods_and_target(service, clip):
     a = service.analyse(clip, SMALL[:1])
     assert service.calls == SMALL[:1]
-    assert a.keys[0] == ResultKey(a.clip.sha256, SMALL[0], None, ("attention", "rollout"), None, ())
+    assert a.keys[0] == ResultKey(
+        a.clip.sha256, SMALL[0], None, ("attention", "rollout"), None, (), "fp32", None
+    )
     service.analyse(clip, SMALL[:1], ["rollout", "attention"])  # same methods in another order: cached
     assert len(service.calls) == 1
     service.analyse(clip, SMALL[:1], start_s=0.5)
@@ -43,6 +45,27 @@ def test_result_key_holds_clip_model_start_methods_and_target(service, clip):
     assert len(service.calls) == 4, "start, methods and target each change the key"
     assert t.results[0].target == 2 and t.results[0].top5 == a.results[0].top5
     assert len({k for k in service.results._items}) == 4
+
+
+def test_windows_cover_the_clip_and_the_prediction_is_their_mean(service, clip):
+    """A 2 s clip (24 frames at 12 fps): a SynthMotion-size model's 16-frame windows need 2 to tile it; the
+    default (4 for this input size) is capped at that, each window explained for the mean's class."""
+    r = service.analyse(clip, SMALL[:1], ["attention"]).results[0]
+    assert len(r.seen) == 2 and r.coverage.count == 2 and r.coverage.needed == 2 and r.coverage.whole
+    assert r.seen[0].times[0] == 0.0 and r.seen[-1].times[-1] == pytest.approx(23 / 12)
+    probs = torch.stack([torch.tensor([p for _, p in sorted(w.top5)]) for w in r.seen])  # all 8 classes
+    mean = dict(zip(sorted(lab for lab, _ in r.seen[0].top5), probs.mean(0).tolist()))
+    assert [lab for lab, _ in r.top5] == sorted(mean, key=mean.get, reverse=True)[:5]
+    assert all(p == pytest.approx(mean[lab], abs=1e-6) for lab, p in r.top5)
+    assert {w.target for w in r.seen} == {r.target} and r.frames is r.seen[r.primary].frames
+    one = service.analyse(clip, SMALL[:1], ["attention"], start_s=0.5).results[0]
+    assert len(one.seen) == 1 and one.coverage.chosen == "start" and not one.coverage.whole
+    assert one.times[0] == pytest.approx(0.5)
+    keys = {k.windows for k in service.results._items}
+    service.analyse(clip, SMALL[:1], ["attention"], windows="all")
+    assert len(service.calls) == 3 and {k.windows for k in service.results._items} == keys | {0}
+    with pytest.raises(lens.LensError, match="windows 'x'"):
+        service.analyse(clip, SMALL[:1], windows="x")
 
 
 def test_a_failing_model_is_an_error_entry_not_a_crash(service, clip, monkeypatch):
@@ -135,14 +158,15 @@ def test_panels_carry_frames_times_weights_and_captions(service, clip):
     a = service.analyse(clip, SMALL[:1])
     p = service.render(a, lens.Display("attention"))[0]
     r = a.results[0]
-    assert p.times == tuple(float(t) for t in r.times) and len(p.weights) == len(p.times)
+    assert p.times == tuple(float(t) for w in r.seen for t in w.times) and len(p.weights) == len(p.times)
+    assert len(r.seen) == 2 and len(p.windows) == 2 and p.window_of == (0,) * 16 + (1,) * 16
     assert sum(p.weights) == pytest.approx(1.0) and min(p.weights) >= 0
     from PIL import Image
 
     cols, rows = p.grid
     w, h = Image.open(p.frames).size
     assert (w, h) == (cols * r.frames.shape[2], rows * r.frames.shape[1]) and cols * rows >= len(p.times)
-    assert p.captions and "CLS" in p.captions[0]
+    assert any("CLS" in c for c in p.captions)
     from lens.render import captions
 
     captions.CAPTIONERS.append(lambda result, display, key, volume: f"note on {result.name}")

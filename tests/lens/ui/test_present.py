@@ -44,7 +44,12 @@ def test_panels_say_what_they_show_and_offer_what_their_model_can_give(tmp_path,
     rolled = present.panel_screen(svc.render(a, lens.Display("rollout"))[0], 0, url)
     assert rolled.stages == [] and rolled.heads == [], "rollout is not per stage and takes no heads"
     line = present.timeline(panels, a.clip)
-    assert line.count("<polyline") == 2 and 'data-testid="timeline"' in line and "square.mp4" in line
+    windows = sum(len(p.windows) for p in panels)
+    assert windows == 4 and all(len(p.windows) == 2 for p in panels), "a 2 s clip: two windows per model"
+    assert line.count("<polyline") == windows, "a line per window: none across what a model did not see"
+    assert (
+        line.count('class="mvt-win"') == windows and 'data-testid="timeline"' in line and "square.mp4" in line
+    )
     waiting = present.pending("hvt_t.untrained", 1)
     assert "mvt-pending" in waiting.html and "untrained" in waiting.title
     summary = present.summary(a, panels, svc.labels)
