@@ -28,19 +28,19 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 import mvt
 
+from ..core.cache import ModelCache
+from ..core.clips import ClipCache
 from ..core.records import Analysis, ModelError, ModelResult, Volume, VolumeKey, Volumes
 from ..core.request import LensError, Request
+from ..core.threads import Threads
 from ..explain import methods as M
 from ..explain.scoring import score_result
-
-if TYPE_CHECKING:
-    from .service import Service
 
 log = logging.getLogger("mvt-lens.gpu")
 
@@ -112,10 +112,27 @@ def painted(result: ModelResult) -> ModelResult:
     return dataclasses.replace(result, output=None, volumes=volumes, windows=[])
 
 
+class Host(Protocol):
+    """What :class:`ZeroGpu` uses of :class:`lens.Service` (named here, so the two do not import each other)."""
+
+    models: ModelCache
+    clips: ClipCache
+    threads: Threads
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def expected_seconds(self, name: str) -> float: ...
+
+    def _run_models(
+        self, request: Request, names: Sequence[str], progress: Any, clips: Any
+    ) -> list[Entry]: ...
+
+
 class ZeroGpu:
     """The service's models run through ``gpu`` (``spaces.GPU``), one call per action (module docstring)."""
 
-    def __init__(self, service: Service, gpu: Callable[..., Callable]) -> None:
+    def __init__(self, service: Host, gpu: Callable[..., Callable]) -> None:
         self.service = service
         self._call = gpu(duration=requested_seconds)(self._work)
         self._forward: dict[str, float] = {}
