@@ -139,3 +139,35 @@ def test_the_duration_follows_the_models_and_methods(zero):
     assert G.MIN_S <= G.asked(4 * light) < G.asked(40 * light)
     z._forward[SYNTH[0]] = 0.05  # measured on the card: the next call asks for less
     assert z.expected(SYNTH[0], ["attention"]) == pytest.approx(0.05)
+
+
+def test_the_pages_actions_are_one_call_each_and_progress_is_drawn_here(zero, clip):
+    """The UI's Compare (its slower views and background matrices included), Explain class and faithfulness:
+    one GPU call each; the figures and the export: none. Progress is reported by this process."""
+    from lens.ui.actions import Actions
+    from lens.ui.screens import KEEP, Controls
+
+    service, log = zero
+    actions, controls, said = Actions(service, str, len(SYNTH)), Controls(), []
+    screens = list(
+        actions.compare(
+            clip=str(clip),
+            models=SYNTH,
+            controls=controls,
+            methods=["rollout"],
+            session="s",
+            progress=lambda frac, what: said.append(what),
+        )  # fmt: skip
+    )
+    assert len(calls(log)) == 1 and screens[-1].banner is None
+    state = screens[-1].state
+    assert all(p is not None and p.ready for p in screens[-1].panels), screens[-1].panels
+    assert any("on the GPU" in s for s in said) or calls(log)[0]["elapsed"] < 2 * G.POLL_S
+    assert actions.figures(state=state, controls=controls, session="s").figures_note == ""
+    klass = screens[-1].panels[0].classes[1]
+    explained = actions.explain(index=0, state=state, klass=klass, controls=controls, session="s")
+    assert explained.banner in (None, KEEP) and len(calls(log)) == 2
+    scored = actions.faithfulness(state=state, steps=4, session="s")
+    assert scored.faithfulness_note == "" and len(calls(log)) == 3
+    assert actions.export(state=state, controls=controls, session="s").export is not None
+    assert len(calls(log)) == 3 and all(c["ok"] for c in calls(log))
