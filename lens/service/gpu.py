@@ -58,6 +58,10 @@ KIND_COST = {"attention": 0.0, "rollout": 0.5, "gradient": 3.0, "captum": 30.0, 
 forward and a backward with capture; a captum method runs ~16 of those (integrated gradients' steps)."""
 FAITHFULNESS_BATCH = 0.5
 """Cost of one clip of a batched faithfulness forward, in forwards of one clip (batches of 8)."""
+CARD_SPEEDUP = 10.0
+"""How many times faster than the service's estimate (:func:`lens.service.jobs.estimated_seconds`, a 2-vCPU
+figure) a model is taken to run on a ZeroGPU card before it has been measured there: conservative (the
+self-check's target is 4 Kinetics-size models in 1.5 s on an A100/H100-class card, ~30× the CPU's 11 s)."""
 POLL_S = 0.25
 """How often the main process reports progress while a call runs."""
 
@@ -142,8 +146,12 @@ class ZeroGpu:
     # -- planning ------------------------------------------------------------------------------------------
 
     def forward_seconds(self, name: str) -> float:
-        """One forward of ``name`` as last measured in a call, else the service's expectation for it."""
-        return self._forward.get(name) or self.service.expected_seconds(name)
+        """One forward of ``name`` as last measured in a call, else the service's expectation for it (on a
+        card: divided by :data:`CARD_SPEEDUP`)."""
+        if name in self._forward:
+            return self._forward[name]
+        card = self.service.device.type == "cuda"
+        return self.service.expected_seconds(name) / (CARD_SPEEDUP if card else 1.0)
 
     def expected(self, name: str, methods: Sequence[str], windows: int = 1) -> float:
         """Seconds ``name`` is expected to take on the card with ``methods`` over ``windows`` windows."""

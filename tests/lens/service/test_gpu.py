@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import lens
 from lens.service import gpu as G
+from lens.service.jobs import estimated_seconds
 from tests.test_app import make_moving_square
 
 STUB = Path(__file__).resolve().parents[2] / "zerogpu_stub" / "spaces" / "__init__.py"
@@ -171,3 +173,24 @@ def test_the_pages_actions_are_one_call_each_and_progress_is_drawn_here(zero, cl
     assert scored.faithfulness_note == "" and len(calls(log)) == 3
     assert actions.export(state=state, controls=controls, session="s").export is not None
     assert len(calls(log)) == 3 and all(c["ok"] for c in calls(log))
+
+
+class _Card:
+    """A service on a card, as far as planning reads it (nothing runs)."""
+
+    device = torch.device("cuda")
+
+    def expected_seconds(self, name: str) -> float:
+        return estimated_seconds(name)
+
+
+def test_four_kinetics_size_models_never_run_on_the_card_ask_for_tens_of_seconds():
+    z = G.ZeroGpu(_Card(), lambda duration: lambda fn: fn)
+    names = ["mvit_v2_s.k400", "mvit_v1_b.k400", "vivit_b_16x2.k400", "hvt_s_1.in1k"]
+    methods = ["attention", "rollout", "grad_rollout"]  # a gradient method: the page's leads may need one
+    windows = dict.fromkeys(names, 3)
+    kept, refused = z.fit(names, methods, windows)
+    assert kept == names and not refused
+    seconds = G.asked(sum(z.expected(n, methods, 3) for n in names))
+    assert 20 <= seconds <= 60, seconds
+    assert G.asked(sum(z.expected(n, ["attention"], 1) for n in names)) < seconds
