@@ -26,7 +26,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,8 +142,8 @@ class ZeroGpu:
         self.service = service
         self._call = gpu(duration=requested_seconds)(self._work)
         self._forward: dict[str, float] = {}
-        self.calls: list[tuple[str, int, float]] = []
-        """Each call made here: (kind and models, seconds asked, seconds it took)."""
+        self.calls: deque[tuple[str, int, float]] = deque(maxlen=100)
+        """The last calls made here: (kind and models, seconds asked, seconds it took)."""
 
     # -- planning ------------------------------------------------------------------------------------------
 
@@ -264,27 +266,21 @@ class ZeroGpu:
         started = time.monotonic()
         future = pool.submit(contextvars.copy_context().run, self._call, call)
         what = f"{', '.join(call.names)}: on the GPU"
-        while True:
-            try:
-                answer = future.result(timeout=POLL_S)
-                break
-            except TimeoutError:
-                if progress is not None:
-                    took = time.monotonic() - started
-                    progress(
-                        min(0.95, took / max(expected, 1e-3)), f"{what} ({took:.0f} s of ~{expected:.0f} s)"
-                    )
+        while not wait([future], timeout=POLL_S).done:  # the call's own errors are raised below, not here
+            if progress is not None:
+                took = time.monotonic() - started
+                progress(min(0.95, took / max(expected, 1e-3)), f"{what} ({took:.0f} s of ~{expected:.0f} s)")
         self.calls.append((f"{call.kind} {', '.join(call.names)}", call.seconds, time.monotonic() - started))
-        return answer
+        return future.result()
 
     # -- the call (in the GPU worker) ------------------------------------------------------------------------
 
     def _work(self, call: GpuCall) -> list:
         """The GPU function: runs in ZeroGPU's forked worker; plain values in, CPU values out."""
-        if self.service.device.type == "cuda":
-            torch.set_num_threads(
-                1
-            )  # CPU threads after a fork can hang (GNU OpenMP); the work is on the card
+        if (
+            self.service.device.type == "cuda"
+        ):  # forked OpenMP threads can hang (GNU); the work is on the card
+            torch.set_num_threads(1)
         if call.kind == "run":
             clips = dict(zip(call.names, call.clips))
             return to_cpu(self.service._run_models(call.request, call.names, None, clips))
