@@ -204,5 +204,7 @@ def test_four_kinetics_size_models_never_run_on_the_card_ask_for_tens_of_seconds
 def test_start_up_on_zerogpu_builds_the_models_and_spends_no_gpu_call(zero, clip):
     service, log = zero
     done = lens.startup.run(service, names=SYNTH[:2], clip=clip)
-    assert done == dict.fromkeys(SYNTH[:2], "built") and not calls(log), "no warm-up call: it would spend quota"
+    assert done == dict.fromkeys(SYNTH[:2], "built") and not calls(log), (
+        "no warm-up call: it would spend quota"
+    )
     assert set(SYNTH[:2]) <= set(service.models.loaded())
