@@ -123,8 +123,8 @@ def _event(action: str):
 on_redraw, on_query, on_figures, on_export = map(_event, ("redraw", "ask", "figures", "export"))
 
 
-def on_score(data: dict, progress=gr.Progress()):  # noqa: B008
-    return PAGE.updates(ACTIONS.faithfulness(**PAGE.asked(data, None, progress)))
+def on_score(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
+    return PAGE.updates(ACTIONS.faithfulness(**PAGE.asked(data, request, progress)))
 
 
 def on_end(request: gr.Request = None):
@@ -162,9 +162,9 @@ def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_ro
     return _answer(api.explain_class, request, clip=clip, model=model, klass=klass, method=method, start_s=start_s)  # fmt: skip
 
 
-def faithfulness(clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8) -> dict:  # fmt: skip
+def faithfulness(clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8, request: gr.Request = None) -> dict:  # fmt: skip
     """Deletion / insertion AUCs of every explanation volume and of the random and centre baselines, per model."""
-    return _answer(api.faithfulness, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)
+    return _answer(api.faithfulness, request, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)  # fmt: skip
 
 
 def export(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> FileData:  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_browser import (  # noqa: F401 (browser is a fixture)
+from tests.test_browser import (
     DESKTOP,
     PHONE,
     _choose_models,
@@ -20,7 +20,6 @@ from tests.test_browser import (  # noqa: F401 (browser is a fixture)
     _real_errors,
     _save,
     _upload,
-    browser,
 )
 
 pytest.importorskip("playwright.sync_api")
@@ -59,7 +58,7 @@ def _wait_for_leads(page, names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
-def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_ten_seconds):  # noqa: F811
+def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_ten_seconds):
     page = _open(browser, app_url, viewport)
     _choose_models(page, SYNTH)
     _upload(page, real_ten_seconds)
@@ -96,7 +95,7 @@ def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_t
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
-def test_mvit_leads_with_its_most_faithful_method(browser, app_url, viewport):  # noqa: F811
+def test_mvit_leads_with_its_most_faithful_method(browser, app_url, viewport):
     from lens.explain.evidence import lead
 
     e = lead("mvit_t.synth")

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import CHROMIUM_ARGS  # noqa: F401 (the browser fixture's flags)
 from tests.mirror import register_test_model
 from tests.test_app import make_moving_square
-from tests.test_browser import DESKTOP, _choose_models, _compare, _open, _upload, browser  # noqa: F401
+from tests.test_browser import DESKTOP, _choose_models, _compare, _open, _upload
 
 pytestmark = pytest.mark.browser
 
@@ -48,7 +48,7 @@ def hostile_model(monkeypatch):
     app.SERVICE.forget(name)
 
 
-def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_path, hostile_model):  # noqa: F811
+def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_path, hostile_model):
     name, labels = hostile_model
     page = _open(browser, app_url, DESKTOP)
 

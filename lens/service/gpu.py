@@ -131,9 +131,9 @@ class Host(Protocol):
 
     def expected_seconds(self, name: str) -> float: ...
 
-    def _run_models(
-        self, request: Request, names: Sequence[str], progress: Any, clips: Any
-    ) -> list[Entry]: ...
+    def _run_models(self, request: Request, names: Sequence[str], progress: Any = None) -> list[Entry]: ...
+
+    def _slot(self, names: Sequence[str], progress: Progress, who: str | None = None) -> Any: ...
 
 
 class ZeroGpu:
@@ -228,7 +228,7 @@ class ZeroGpu:
         return [entries[n] for n in names]
 
     def faithfulness(
-        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
+        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None, who: str | None = None
     ) -> dict[str, dict[VolumeKey, dict]]:
         """Faithfulness scores of every model of ``analysis`` (as :meth:`lens.Service.faithfulness`), in one
         GPU call; a :class:`LensError` when it would not fit in one."""
@@ -250,7 +250,10 @@ class ZeroGpu:
             "score", names, asked(expected), results=tuple(painted(r) for r in results), steps=int(steps)
         )
         try:
-            scores = self._submit(call, expected, progress)
+            with self.service._slot(names, progress or (lambda frac, what: None), who):  # one turn for all
+                scores = self._submit(call, expected, progress)
+        except LensError:
+            raise
         except Exception as e:
             raise LensError(self._failed(e)) from None
         return dict(zip(names, scores))
@@ -283,8 +286,13 @@ class ZeroGpu:
         ):  # forked OpenMP threads can hang (GNU); the work is on the card
             torch.set_num_threads(1)
         if call.kind == "run":
-            clips = dict(zip(call.names, call.clips))
-            return to_cpu(self.service._run_models(call.request, call.names, None, clips))
+            r = call.request
+            for name, clips in zip(
+                call.names, call.clips
+            ):  # decoded by the main process: kept, not decoded again
+                spec = self.service.models.get(name, r.precision).spec
+                self.service.clips.keep(r.clip.path, spec, r.start_s, r.windows, clips)
+            return to_cpu(self.service._run_models(r, call.names))
         return to_cpu([self._score(r, call.steps) for r in call.results])
 
     def _score(self, result: ModelResult, steps: int) -> Mapping[VolumeKey, dict]:

@@ -15,7 +15,7 @@ it yields ``(index, entry)`` — the position in the request and a :class:`~lens
 The job knows its :class:`Runner` by four methods and nothing else: the service is one, a test's fake is
 another. A runner's :meth:`Runner.run` takes the request and the models to run (plain, picklable values) and
 reports progress itself in the calling process, so a runner may run them all in one call in another process
-(ZeroGPU): a runner whose ``one_call`` is true is handed every model of the job at once, when their downloads
+(ZeroGPU): a runner with a ``zero`` (:class:`lens.service.gpu.ZeroGpu`) is handed every model of the job at once, when their downloads
 are in (one GPU call per comparison, not one per model).
 """
 
@@ -94,16 +94,18 @@ class Runner(Protocol):
     def expected_seconds(self, name: str) -> float:
         """How long ``name`` is expected to take (orders the models: quickest first)."""
 
-    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
-        """Run ``names`` (models of ``request``) and keep their results: one entry each, in order; never
-        raises for a model's own failure."""
+    def run(
+        self, request: Request, names: Sequence[str], progress: Progress, who: str | None = None
+    ) -> list[Entry]:
+        """Run ``names`` (models of ``request``, asked by ``who``: a visitor waiting its turn) and keep their
+        results: one entry each, in order; never raises for a model's own failure."""
 
 
 class Job:
     """Iterate for ``(index, entry)`` as models finish; :attr:`analysis` once iteration is over."""
 
-    def __init__(self, runner: Runner, request: Request, progress: Progress) -> None:
-        self.runner, self.request = runner, request
+    def __init__(self, runner: Runner, request: Request, progress: Progress, who: str | None = None) -> None:
+        self.runner, self.request, self.who = runner, request, who
         self._report = progress
         self.entries: list[Entry | None] = [None] * len(request.models)
         self._done = 0
@@ -176,7 +178,7 @@ class Job:
         todo = list(dict.fromkeys(n for n, e in zip(self.names, self.entries) if e is None))
         started = {n: runner.download(n) for n in todo}
         downloads = self._downloads = {n: d for n, d in started.items() if d is not None}
-        if todo and getattr(runner, "one_call", False):
+        if todo and getattr(runner, "zero", None) is not None:
             yield from self._all_at_once(todo, downloads)
             todo = []
         while todo:
@@ -235,7 +237,7 @@ class Job:
 
     def _run(self, name: str) -> Entry:
         left = self._left(name)
-        return self.runner.run(self.request, [name], _Step(self, left))[0]
+        return self.runner.run(self.request, [name], _Step(self, left), who=self.who)[0]
 
 
 class _Step:
