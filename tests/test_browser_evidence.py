@@ -65,7 +65,7 @@ def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_t
     _compare(page, len(SYNTH))
     _wait_for_leads(page, SYNTH)
     panels = page.evaluate(
-        """() => [...document.querySelectorAll('.mvt-view[data-times]')].map(v => ({
+        """() => [...document.querySelectorAll('.mvt-view[data-times]:not([data-model=clip])')].map(v => ({
             model: v.dataset.model, times: v.dataset.times.split(',').map(Number),
             spans: (v.dataset.spans || '').split(';').filter(Boolean).map(s => s.split(',').map(Number)),
             text: v.innerText}))"""
