@@ -28,7 +28,7 @@ from lens.ui import api, defaults, examples, screens, uploads  # noqa: E402
 from lens.ui.actions import Actions  # noqa: E402
 from lens.ui.screens import Screen  # noqa: E402
 from lens.ui.texts import FAITHFULNESS, FAITHFULNESS_TABLE, INT8, INTRO, SINKS  # noqa: E402
-from mvt.device import gpu, select_device, zero_gpu  # noqa: E402
+from mvt.device import select_device, spaces_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
 UI = Path(__file__).resolve().parent / "assets" / "ui"
@@ -37,7 +37,7 @@ DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what mak
 if DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # a thread count set outside is kept
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-SERVICE = lens.Service(DEVICE, max_results=24, gpu=gpu(duration=120) if zero_gpu() else None,  # ZeroGPU: a worker
+SERVICE = lens.Service(DEVICE, max_results=24, gpu=spaces_gpu(),  # ZeroGPU: one GPU call per action
                        compute_slots=1 if DEVICE == "cpu" else 2)  # fmt: skip
 OUT_DIR = SERVICE.out_dir
 """Every file the app serves is written here by the service — never a user-supplied path."""
@@ -345,6 +345,6 @@ demo.queue(default_concurrency_limit=8, max_size=32)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    lens.startup.start(SERVICE)  # prefetch the default weights and warm the models up, in the background
+    lens.startup.start(SERVICE)  # fetch and build the default models (warmed up, unless on ZeroGPU)
     lens.startup.exit_on_signals(SERVICE.close)  # SIGTERM/SIGINT clean up as a normal exit does
     demo.launch(**LAUNCH)

@@ -4,7 +4,8 @@ On a ZeroGPU Space ``torch.cuda.is_available()`` becomes true only once ``spaces
 torch); a device chosen before that import is the CPU. :func:`select_device` therefore imports ``spaces``
 first whenever ``SPACES_ZERO_GPU`` holds a value ``spaces`` itself reads as true (``spaces/config.py``:
 ``1``, ``t`` or ``true``, any case), and only then asks torch. :func:`gpu` wraps a function in
-``spaces.GPU(duration=...)`` there and returns it unchanged everywhere else. ``spaces`` is not a requirement:
+``spaces.GPU(duration=...)`` there and returns it unchanged everywhere else; :func:`spaces_gpu` is
+``spaces.GPU`` itself there (``None`` elsewhere). ``spaces`` is not a requirement:
 Spaces preinstall it, and elsewhere nothing here needs it.
 """
 
@@ -52,6 +53,13 @@ def gpu(duration: int = 60) -> Callable[[F], F]:
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
+
+
+def spaces_gpu() -> Callable[..., Callable] | None:
+    """ZeroGPU's decorator factory ``spaces.GPU`` (call it as ``spaces_gpu()(duration=...)``, the duration a
+    number of seconds or a callable of the decorated function's arguments) on ZeroGPU; ``None`` elsewhere."""
+    spaces = _spaces()
+    return None if spaces is None else spaces.GPU
 
 
 def gemm_tflops(device: str = "cpu", dtype=None, n: int = 4096, reps: int = 3) -> float:

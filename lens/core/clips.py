@@ -69,16 +69,26 @@ class ClipCache:
             self._items.put(key, clip)
         return clip
 
+    def _windows_key(self, path, spec: mvt.ModelSpec, start_s: float | None, windows: int | None) -> tuple:
+        return (identity(path), _read_as(spec), start_s, count_for(spec, windows) if start_s is None else 1)
+
     def windows(
         self, path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | None, windows: int | None
     ) -> list[mvt.Clip]:
         """A model's windows (:func:`read_windows`)."""
-        key = (identity(path), _read_as(spec), start_s, count_for(spec, windows) if start_s is None else 1)
+        key = self._windows_key(path, spec, start_s, windows)
         clips = self._items.get(key)
         if clips is None:
             clips = read_windows(path, spec, start_s, windows)
             self._items.put(key, clips)
         return clips
+
+    def keep(
+        self, path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | None, windows: int | None, clips
+    ) -> None:
+        """Keep ``clips``, decoded elsewhere (ZeroGPU's worker gets them from the main process), as
+        :meth:`windows` of these arguments."""
+        self._items.put(self._windows_key(path, spec, start_s, windows), list(clips))
 
     def clear(self) -> None:
         self._items.clear()

@@ -15,7 +15,8 @@ it yields ``(index, entry)`` — the position in the request and a :class:`~lens
 The job knows its :class:`Runner` by four methods and nothing else: the service is one, a test's fake is
 another. A runner's :meth:`Runner.run` takes the request and the models to run (plain, picklable values) and
 reports progress itself in the calling process, so a runner may run them all in one call in another process
-(ZeroGPU).
+(ZeroGPU): a runner with a ``zero`` (:class:`lens.service.gpu.ZeroGpu`) is handed every model of the job at once, when their downloads
+are in (one GPU call per comparison, not one per model).
 """
 
 from __future__ import annotations
@@ -177,6 +178,9 @@ class Job:
         todo = list(dict.fromkeys(n for n, e in zip(self.names, self.entries) if e is None))
         started = {n: runner.download(n) for n in todo}
         downloads = self._downloads = {n: d for n, d in started.items() if d is not None}
+        if todo and getattr(runner, "zero", None) is not None:
+            yield from self._all_at_once(todo, downloads)
+            todo = []
         while todo:
             ready = [n for n in todo if n not in downloads or downloads[n].finished.is_set()]
             if not ready:
@@ -208,6 +212,28 @@ class Job:
             0.5 * frac,
             "downloading weights: " + "; ".join(texts) + f" ({self._done} of {len(left) + self._done} done)",
         )
+
+    def _all_at_once(self, todo: list[str], downloads: dict[str, Download]) -> Iterator[tuple[int, Entry]]:
+        """Every model of ``todo`` in one call of the runner, once every download is over (a failed one is
+        that model's error)."""
+        while pending := [
+            downloads[n] for n in todo if n in downloads and not downloads[n].finished.is_set()
+        ]:
+            self._say_downloads(pending)
+            pending[0].finished.wait(POLL_S)
+        failed = {n: downloads[n].error for n in todo if n in downloads and downloads[n].error is not None}
+        for name, error in failed.items():
+            yield from self._emit(name, ModelError(name, str(error)))
+        names = [n for n in todo if n not in failed]
+        if not names:
+            return
+        left = self._left()
+        say = lambda frac, what: self.say(frac * len(names), f"{what} ({left})")  # noqa: E731 (in this process)
+        for name, entry in zip(names, self.runner.run(self.request, names, say)):
+            d = downloads.get(name)
+            if d is not None and isinstance(entry, ModelResult):
+                entry.timings = {"download weights": time.monotonic() - d.started, **entry.timings}
+            yield from self._emit(name, entry)
 
     def _run(self, name: str) -> Entry:
         left = self._left(name)

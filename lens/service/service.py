@@ -56,6 +56,7 @@ from ..explain.sinks import sinks_of
 from ..render.display import DEFAULT_DISPLAY, Display
 from ..render.panels import Panel, draw
 from .asking import PointQueries
+from .gpu import ZeroGpu
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
 from .run import labels, mean_probs, run_windows, top_k
 
@@ -105,9 +106,9 @@ class Service(PointQueries):
     ``device``: where models run (bf16 autocast on CUDA unless ``bf16=False``). ``out_dir``: the only folder
     :meth:`render` and :meth:`export` write to (default: a new temporary folder). ``max_models``: the most
     models one request may name (``None``: no limit). ``builder(name, device)`` builds a model (default
-    ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
-    takes the request and the model names and returns their entries (plain, picklable values), and the
-    service reports progress around it. ``compute_slots``: how many models may run at once, over all
+    ``mvt.create_model``). ``gpu``: ZeroGPU's decorator factory (``spaces.GPU``), called as
+    ``gpu(duration=callable)``: every action then runs its models in one GPU call sized to them
+    (:class:`lens.service.gpu.ZeroGpu`). ``compute_slots``: how many models may run at once, over all
     requests (``None``: no limit; round-robin across visitors, at most ``max_waiting`` wait: :mod:`lens.core.slot`);
     downloads never take a slot. ``max_model_bytes``, ``max_result_bytes``: the caches' bounds (``lens.core.cache``).
 
@@ -146,7 +147,7 @@ class Service(PointQueries):
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
-        self._gpu = gpu(self._run_models) if gpu is not None else None
+        self.zero = ZeroGpu(self, gpu) if gpu is not None else None  # ZeroGPU: an action's models in one call
         self.defer = gpu is None if defer is None else bool(defer)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
 
@@ -375,11 +376,7 @@ class Service(PointQueries):
         here) and keep their results; raises only :class:`lens.core.slot.Busy` (the queue is full)."""
         names = list(names)
         with self._slot(names, progress, who):
-            if self._gpu is not None:
-                progress(0.0, f"{', '.join(names)}: running on the GPU")
-                entries = self._gpu(request, names)
-            else:
-                entries = self._run_models(request, names, progress)
+            entries = (self.zero.run if self.zero is not None else self._run_models)(request, names, progress)
         for name, entry in zip(names, entries):
             if isinstance(entry, ModelResult):
                 self.results.put(request.key(name), entry)
@@ -392,7 +389,7 @@ class Service(PointQueries):
     def _run_models(
         self, request: Request, names: Sequence[str], progress: Progress | None = None
     ) -> list[ModelResult | ModelError]:
-        """Run ``names`` on the request's clip. Under ``gpu`` (ZeroGPU) this runs in a worker: it only returns."""
+        """Run ``names`` on the request's clip. On ZeroGPU this runs in the GPU worker: it only returns."""
         out: list[ModelResult | ModelError] = []
         report = progress or _quiet
         for i, name in enumerate(names):
@@ -585,7 +582,9 @@ class Service(PointQueries):
     ) -> dict[str, dict[VolumeKey, dict]]:
         """Deletion / insertion scores of every computed volume of every model, with the random and centre
         baselines (:func:`lens.explain.scoring.score_result`), by model name; each model in a turn of the
-        compute slot taken as ``who``."""
+        compute slot taken as ``who`` (on ZeroGPU: all of them in one turn, one GPU call)."""
+        if self.zero is not None:
+            return self.zero.faithfulness(analysis, steps=int(steps), progress=progress, who=who)
         results = analysis.results
         out = {}
         for i, r in enumerate(results):

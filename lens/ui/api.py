@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core.records import Analysis, ModelResult
+from ..core.request import LensError, class_index
 from ..explain.methods import DEFAULT_METHODS
 from ..explain.scoring import summary
 from ..files.export import report_json, volume_arrays
@@ -88,9 +89,15 @@ def explain_class(
     *,
     session: str | None = None,
 ) -> dict:
-    """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``."""
-    first = service.analyse(clip, [model], [method], start_s=start_s, who=session)
-    analysis = service.explain_class(first.ref, 0, klass, method, who=session)
+    """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``: one
+    run of the model (one GPU call on ZeroGPU)."""
+    service.request(clip, [model], [method], start_s=start_s)  # a bad clip, model or method is said first
+    target = class_index(klass, service.labels(model))
+    if target is None:
+        raise LensError(
+            f"{model} has no class called {klass!r}: give one of its labels, `class N` or a number."
+        )
+    analysis = service.analyse(clip, [model], [method], start_s=start_s, target=target, who=session)
     return answer(analysis, _folder(service, session))
 
 

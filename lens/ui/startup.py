@@ -6,7 +6,8 @@ of it is not on disk, logging progress every ~10 % (``mvt.prefetch``), and (3) r
 example with the app's default explanations, through the service like any request (it takes the compute slot
 model by model, so a user who arrives meanwhile is served between models). After that the models are built
 and every first-call cost (weights read, kernels chosen, buffers sized) has been paid: the first user's
-Compare costs what a steady one does. The app is usable the whole time with whatever is ready.
+Compare costs what a steady one does. The app is usable the whole time with whatever is ready. On ZeroGPU
+step (3) only builds the models (:meth:`lens.service.gpu.ZeroGpu.preload`): a warm-up would spend GPU quota.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def run(
     done = {**unknown, **{n: str(e) for n, e in errors.items()}}
     if service.threads.stopping.is_set():  # the service closed meanwhile: no warm-up
         done.update(dict.fromkeys(ready, "not warmed up: the service closed"))
+    elif service.zero is not None:  # ZeroGPU: built on the device, outside any GPU call; no quota spent
+        done.update(service.zero.preload(ready) or dict.fromkeys(ready, "built"))
     elif ready and clip is not None:
         done.update(warm_up(service, ready, clip))
     return done

@@ -165,3 +165,24 @@ def test_a_job_talks_to_its_runner_by_four_methods_and_streams_quickest_first():
     )
     assert [e.name for e in job.analysis.entries] == list(request.models)
     assert job.analysis.keys[0] == request.key("slow") and job.analysis.keys[3] is None
+
+
+def test_a_one_call_runner_gets_every_model_at_once_once_the_downloads_are_in():
+    """ZeroGPU: one run (one GPU call) for all the models not cached; a failed download stays its own error."""
+    clip = ClipInfo("c.mp4", "0" * 64, 1.0, 8.0, 4, 4)
+    request = Request(clip, ("slow", "cached", "quick", "fails", "fetched"), ("attention",))
+    runner = FakeRunner(
+        {"slow": 9.0, "cached": 0.0, "quick": 0.1, "fails": 0.0, "fetched": 1.0},
+        kept=[(request.key("cached"), result("cached", request))],
+        downloads={"fails", "fetched"},
+        failing={"fails"},
+    )
+    runner.zero = object()  # a ZeroGPU runner
+    said: list[tuple[float, str]] = []
+    job = jobs.Job(runner, request, lambda frac, what: said.append((frac, what)))
+    order = [name for _, e in job for name in [e.name]]
+    assert order[:2] == ["cached", "fails"] and sorted(order[2:]) == ["fetched", "quick", "slow"]
+    assert [sorted(names) for _, names in runner.runs] == [["fetched", "quick", "slow"]], "one run for all"
+    assert "download weights" in job.entries[4].timings
+    assert any("forward" in w and 0 < f < 1 for f, w in said), "the runner's progress spans the whole run"
+    assert [e.name for e in job.analysis.entries] == list(request.models)
