@@ -184,10 +184,7 @@ def _request(p: Page) -> None:
                                   size="sm", elem_id="upload-other")  # fmt: skip
     with gr.Column(scale=5, min_width=300):
         p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
-        p.models, p.notes = (
-            gr.Dropdown(**defaults.models_field(), elem_id="models"),
-            gr.Markdown(elem_id="model-notes"),
-        )
+        p.models, p.notes = gr.Dropdown(**defaults.models_field(), elem_id="models"), gr.Markdown(elem_id="model-notes")  # fmt: skip
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         _adding(p)
         with gr.Accordion("Options", open=False):
