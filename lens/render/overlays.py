@@ -76,7 +76,7 @@ def sink_keys(result: ModelResult, key: VolumeKey) -> tuple[int, ...]:
     if result.output is None or key.stage is None:
         return ()
     try:
-        return tuple(viz.stage_map(result.output, key.stage).sinks or ())
+        return tuple(result.output.sinks_of(viz.stage_map(result.output, key.stage)))
     except (ValueError, IndexError, KeyError):
         return ()
 
