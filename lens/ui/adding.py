@@ -188,7 +188,12 @@ def recognised_html(spec: mvt.ModelSpec, fitted: bool = True) -> str:
         ("classes", f"{rec.num_classes}: {_classes(rec.labels)}"),
         ("labels", rec.labels_source),
         ("preprocessing", rec.preprocessing.describe()),
-        ("parameters", f"{rec.parameters / 1e6:.2f} M ({rec.parameters:,})"),
+        (
+            "parameters",
+            f"{rec.parameters / 1e6:.1f} M ({rec.parameters:,})"
+            if rec.parameters >= 1e6
+            else f"{rec.parameters:,}",
+        ),
         *(("note", n) for n in (*rec.notes, *rec.preprocessing.notes)),
     ]
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
@@ -200,7 +205,9 @@ def recognised_html(spec: mvt.ModelSpec, fitted: bool = True) -> str:
 
 def problem_html(message: str) -> str:
     """Why a checkpoint was not added, in the section (one sentence from the loader; nothing was added)."""
+    said = message.strip()
+    said += "" if said.endswith((".", "!", "?", ")")) else "."
     return (
-        f"<div class='mvt-note-panel' role='alert'><b>Not added:</b> {html.escape(message)} "
+        f"<div class='mvt-note-panel' role='alert'><b>Not added:</b> {html.escape(said)} "
         "Nothing was registered or kept.</div>"
     )
