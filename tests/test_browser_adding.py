@@ -13,9 +13,9 @@ import pytest
 import torch
 import torchvision
 
+from tests import test_browser as tb
 from tests.checkpoint_formats import tiny_mmaction_file
 from tests.test_app import make_moving_square
-from tests.test_browser import DESKTOP, PHONE, _choose_models, _compare, _error_toasts, _open, _real_errors, _save, _upload  # fmt: skip
 
 pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -41,13 +41,13 @@ def _add_file(page, path: Path) -> str:
     return answer.first.inner_text()
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
+@pytest.mark.parametrize("viewport", [tb.DESKTOP, tb.PHONE], ids=["1366x768", "390x844"])
 def test_an_uploaded_fine_tune_is_added_beside_a_registry_model_with_its_own_classes(
     browser, app_url, viewport, tmp_path
 ):
     ckpt = tiny_mmaction_file(tmp_path / "my_strokes.pth", CLASSES)
-    page = _open(browser, app_url, viewport)
-    _choose_models(page, [REGISTRY])
+    page = tb._open(browser, app_url, viewport)
+    tb._choose_models(page, [REGISTRY])
     _open_section(page)
     said = _add_file(page, ckpt)
     for words in ("Added my_strokes_", "MMAction2 checkpoint", "MViTv2, 3 blocks", "12: brush stroke 0",
@@ -57,24 +57,27 @@ def test_an_uploaded_fine_tune_is_added_beside_a_registry_model_with_its_own_cla
     tokens = page.locator("#models .token").all_inner_texts()
     assert REGISTRY in tokens[0] and "my_strokes_" in tokens[1] and ".mmaction" in tokens[1]
     page.locator("#add-model").scroll_into_view_if_needed()
-    _save(page, f"add-model-{viewport['width']}x{viewport['height']}.png")
-    if viewport == DESKTOP:  # the comparison once: the phone's layout of panels is test_browser's
-        _upload(page, make_moving_square(tmp_path / "clip.mp4", seed=13))
-        _compare(page, 2)
+    tb._save(page, f"add-model-{viewport['width']}x{viewport['height']}.png")
+    if viewport == tb.DESKTOP:  # the comparison once: the phone's layout of panels is test_browser's
+        tb._upload(page, make_moving_square(tmp_path / "clip.mp4", seed=13))
+        tb._compare(page, 2)
         mine = page.locator("#slot-1")
         title = mine.locator(".prose").first.inner_text()
         assert "its own 12 classes · brush stroke 0, brush stroke 1, brush stroke 2" in title, title
         top5 = mine.locator(".mvt-view").inner_text()
         assert sum(c in top5 for c in CLASSES) >= 5, top5
         assert "SynthMotion" in page.locator("#slot-0 .prose").first.inner_text()
-    assert not _error_toasts(page) and not _real_errors(page), (_error_toasts(page), _real_errors(page))
+    assert not tb._error_toasts(page) and not tb._real_errors(page), (
+        tb._error_toasts(page),
+        tb._real_errors(page),
+    )
     page.close()
 
 
 def test_an_unknown_architecture_is_one_message_in_the_section_and_no_error_pill(browser, app_url, tmp_path):
     path = tmp_path / "resnet18_finetune.pth"
     torch.save(torchvision.models.resnet18(num_classes=12).state_dict(), path)
-    page = _open(browser, app_url, DESKTOP)
+    page = tb._open(browser, app_url, tb.DESKTOP)
     before = page.locator("#models .token").all_inner_texts()
     _open_section(page)
     said = _add_file(page, path)
@@ -83,5 +86,5 @@ def test_an_unknown_architecture_is_one_message_in_the_section_and_no_error_pill
     assert page.locator("#added [role=alert]").count() == 1
     assert page.locator("#models .token").all_inner_texts() == before
     assert not page.locator("[data-testid='toast-body']").count(), "no error pill"
-    assert not _real_errors(page), _real_errors(page)
+    assert not tb._real_errors(page), tb._real_errors(page)
     page.close()
