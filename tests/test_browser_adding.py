@@ -67,6 +67,8 @@ def test_an_uploaded_fine_tune_is_added_beside_a_registry_model_with_its_own_cla
         top5 = mine.locator(".mvt-view").inner_text()
         assert sum(c in top5 for c in CLASSES) >= 5, top5
         assert "SynthMotion" in page.locator("#slot-0 .prose").first.inner_text()
+        mine.scroll_into_view_if_needed()
+        tb._save(page, "add-model-compared-1366x768.png")
     assert not tb._error_toasts(page) and not tb._real_errors(page), (
         tb._error_toasts(page),
         tb._real_errors(page),
@@ -84,6 +86,8 @@ def test_an_unknown_architecture_is_one_message_in_the_section_and_no_error_pill
     assert said.startswith("Not added: resnet18_finetune.pth is not a checkpoint mvt recognises"), said
     assert "122 tensors" in said and "Nothing was registered or kept." in said
     assert page.locator("#added [role=alert]").count() == 1
+    page.locator("#add-model").scroll_into_view_if_needed()
+    tb._save(page, "add-model-unknown-1366x768.png")
     assert page.locator("#models .token").all_inner_texts() == before
     assert not page.locator("[data-testid='toast-body']").count(), "no error pill"
     assert not tb._real_errors(page), tb._real_errors(page)

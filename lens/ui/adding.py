@@ -196,10 +196,13 @@ def recognised_html(spec: mvt.ModelSpec, fitted: bool = True) -> str:
         ),
         *(("note", n) for n in (*rec.notes, *rec.preprocessing.notes)),
     ]
-    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<div class='mvt-key'>{esc(k)}</div><div class='mvt-value'>{esc(str(v))}</div>" for k, v in rows
+    )
     return (
-        f"<div class='mvt-added' role='status'><p><b>Added {esc(spec.name)}.</b> {esc(where)}</p>"
-        f"<table class='mvt-recognised'>{body}</table></div>"
+        f"<div class='mvt-added' role='status'><div class='mvt-added-head'>Added "
+        f"<span class='mvt-added-name'>{esc(spec.name)}</span>. {esc(where)}</div>"
+        f"<div class='mvt-recognised'>{body}</div></div>"
     )
 
 
