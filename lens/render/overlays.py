@@ -76,7 +76,7 @@ def sink_keys(result: ModelResult, key: VolumeKey) -> tuple[int, ...]:
     if result.output is None or key.stage is None:
         return ()
     try:
-        return tuple(result.output.sinks_of(viz.stage_map(result.output, key.stage)))
+        return tuple(result.output.sinks_of(viz.stage_map(result.output, key.stage)) or ())
     except (ValueError, IndexError, KeyError):
         return ()
 
