@@ -406,7 +406,9 @@ def test_the_wheel_alone_lists_and_runs_the_shipped_models_and_examples(wheel, t
         str(bin_dir / "mvt-lens"), "explain", str(clip), "--models", "mvit_t.synth", "hvt_t.synth",
         "--methods", "attention", "rollout", "--out", str(out),
     )  # fmt: skip
-    assert all(f"\n{n} (" in f"\n{printed}" and "rotate_cw" in printed for n in ("mvit_t.synth", "hvt_t.synth"))
+    assert all(
+        f"\n{n} (" in f"\n{printed}" and "rotate_cw" in printed for n in ("mvit_t.synth", "hvt_t.synth")
+    )
     report = json.loads((out / "report.json").read_text())
     import mvt
 
