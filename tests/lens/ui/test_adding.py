@@ -201,3 +201,15 @@ def test_the_session_ending_drops_its_models_unless_another_holds_them(acts, upl
     a = acts.add(checkpoint=str(upload), models=[], session="s1").models.value[0]
     b = acts.add(checkpoint=str(upload), models=[], session="s2").models.value[0]
     assert a != b, "each session's upload is its own model"
+
+
+def test_what_a_file_names_is_shown_as_text(acts, tmp_path, clip):
+    hostile = ["<img src=x onerror=alert(1)>", "**bold** _x_ `c`", *(f"c{i}" for i in range(10))]
+    path = tiny_mmaction_file(tmp_path / "<b>x<i>.pth", hostile)
+    screen = acts.add(checkpoint=str(path), class_names="<script>alert(2)</script>", models=[], session="s1")
+    assert "<img" not in screen.added and "&lt;img src=x onerror=alert(1)&gt;" in screen.added
+    assert "<b>x" not in screen.added and "<i>" not in screen.added
+    (name,) = screen.models.value
+    last = list(acts.compare(clip=str(clip), models=[name], controls=_controls(), session="s1"))[-1]
+    title = last.panels[0].title
+    assert "<img" not in title and "&lt;img src=x onerror=alert(1)&gt;" in title and "\\*\\*bold" in title
