@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_browser import (  # noqa: F401 (browser is a fixture)
+from tests.test_browser import (
     DESKTOP,
     PHONE,
     _choose_models,
@@ -20,7 +20,6 @@ from tests.test_browser import (  # noqa: F401 (browser is a fixture)
     _real_errors,
     _save,
     _upload,
-    browser,
 )
 
 pytest.importorskip("playwright.sync_api")

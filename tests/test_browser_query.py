@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import mvt
-from tests.test_browser import DESKTOP, PHONE, _choose_models, _compare, _open, _real_errors, _upload, browser  # noqa: F401
+from tests.test_browser import DESKTOP, PHONE, _choose_models, _compare, _open, _real_errors, _upload
 
 pytestmark = pytest.mark.browser
 MODELS = ["mvit_t.synth", "mmvit_t.synth", "vivit_t1.synth", "hvt_t.synth"]
