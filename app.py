@@ -116,8 +116,8 @@ def _event(action: str):
 on_redraw, on_query, on_figures, on_export, on_add = map(_event, ("redraw", "ask", "figures", "export", "add"))  # fmt: skip
 
 
-def on_score(data: dict, progress=gr.Progress()):  # noqa: B008
-    return PAGE.updates(ACTIONS.faithfulness(**PAGE.asked(data, None, progress)))
+def on_score(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
+    return PAGE.updates(ACTIONS.faithfulness(**PAGE.asked(data, request, progress)))
 
 
 def on_end(request: gr.Request = None):
@@ -154,9 +154,9 @@ def explain_class(clip: FileData, model: str, klass: str, method: str = "grad_ro
     return _answer(api.explain_class, request, clip=clip, model=model, klass=klass, method=method, start_s=start_s)  # fmt: skip
 
 
-def faithfulness(clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8) -> dict:  # fmt: skip
+def faithfulness(clip: FileData, models: list[str], methods: M = None, start_s: S = None, steps: int = 8, request: gr.Request = None) -> dict:  # fmt: skip
     """Deletion / insertion AUCs of every explanation volume and of the random and centre baselines, per model."""
-    return _answer(api.faithfulness, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)
+    return _answer(api.faithfulness, request, clip=clip, models=models, methods=methods, start_s=start_s, steps=steps)  # fmt: skip
 
 
 def export(clip: FileData, models: list[str], methods: M = None, start_s: S = None, request: gr.Request = None) -> FileData:  # fmt: skip
@@ -291,29 +291,28 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **QUIET)
     p.offer.click(None, js=f"() => '{defaults.KINETICS}'", outputs=[p.model_set], **QUIET)  # then on_set
     p.add.click(on_add, inputs={p.checkpoint, p.repo, p.class_names, p.models}, outputs=p.outputs("models", "model_set", "notes", "added"), show_progress_on=[p.added], **UI)  # fmt: skip
-    for source in (p.clip, p.other):
-        source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
-                      show_progress_on=[p.clip], **UI)  # fmt: skip
     controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip
-    _result_events(p, controls)
+    compare = _result_events(p, controls)
+    for source in (p.clip, p.other):  # a new clip stops the last Compare (its slower views would paint over)
+        source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
+                      show_progress_on=[p.clip], cancels=[compare], **UI)  # fmt: skip
     p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export", "export_note"), **UI)
     tab = p.outputs("faithfulness", "faithfulness_table", "faithfulness_note")
     p.score.click(on_score, inputs={p.state, p.steps}, outputs=tab, show_progress_on=[p.faithfulness_table], **UI)  # fmt: skip
     demo.unload(on_end)
 
 
-def _result_events(p: Page, controls: set) -> None:
+def _result_events(p: Page, controls: set):
     """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
-    quietly) and each panel's class to explain."""
+    quietly) and each panel's class to explain; returns the Compare event."""
     one_line = {"show_progress_on": [p.status], **UI}
     drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner", "clip_view", "matrices")
     asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *(controls - {p.state})}
     shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "clip_view", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
                       "notes", "figures_note", "faithfulness_note", "export_note", "matrices")  # fmt: skip
-    p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line).then(
-        on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"), **QUIET
-    )  # fmt: skip
+    compare = p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line)
+    compare.then(on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"), **QUIET)  # fmt: skip
     p.query.change(on_query, inputs={p.query, *controls}, outputs=drawn, **QUIET)
     for ctl in controls - {p.state, p.opacity}:
         ctl.input(on_redraw, inputs=controls, outputs=drawn, trigger_mode="always_last", **QUIET)
@@ -321,6 +320,7 @@ def _result_events(p: Page, controls: set) -> None:
     for i in range(N):
         klass = p[f"klass_{i}"]
         klass.input(on_explain(i), inputs={klass, *controls}, outputs=drawn, concurrency_limit=4, **one_line)
+    return compare
 
 
 def build_demo() -> gr.Blocks:

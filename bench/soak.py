@@ -1,18 +1,24 @@
 """Soak the app: N simulated visitors through ``gradio_client`` for a fixed time, then a table of what happened.
 
-    python bench/soak.py [--users 8] [--minutes 10] [--url http://127.0.0.1:7860/ | --launch] [--seed 0]
+    python bench/soak.py [--users 8] [--minutes 10] [--url http://127.0.0.1:7860/] [--seed 0]
 
-Phase 1 of issue 31 (this file): the traffic generator and the measurements, independent of the app's
-internals — a corpus of clips (codecs, sizes, lengths, broken files; each knows whether it must fail), visitor
-threads that each pick a random action from :data:`ACTIONS` until their time or request budget is spent,
-a watcher sampling the server process (RSS, open files, threads) and the table. The actions call the app's
-public API by name (``/compare``, ``/figures``, ``/export``, ``/faithfulness``); phase 2 (after the app's
-restructure) adds explain-class, the Kinetics set on the loopback mirror, the fair-sharing checks, and the CI
-run. Requests go to 127.0.0.1 only: a non-loopback ``--url`` is refused.
+Starts ``python app.py`` on a free loopback port (or uses ``--url``, a running app on 127.0.0.1; nothing else is
+ever contacted), writes a corpus of clips (codecs, sizes, lengths, shipped examples, a few broken files; each
+knows whether it must be refused), then:
 
-The table: requests by kind, expected errors (a broken clip said so) and unexpected ones, p50 / p95 / max
-latency per kind, queue rejections, peak and final RSS, open files and threads of the server, and the bytes
-left in its output folder (``--out-dir``, with ``--launch`` the one it was given) after the visitors leave.
+1. one visitor alone does every kind of request once (models built, first-call costs paid) and Compare on
+   three new clips: the single-user Compare time, and the server's RSS, open files and threads after warm-up;
+2. ``--users`` visitors, each a ``gradio_client`` session, pick random actions from :data:`ACTIONS` until the
+   time (or ``--requests`` each) is spent: Compare (``/analyse`` with the SynthMotion set), change the view
+   (``/query``: a point asked at a stage, read from the kept maps), explain a class, faithfulness, export, and
+   closing the session (a new one opens);
+3. every session ends (clients closed; the server notices by their heartbeats) and what is left is measured.
+
+The table: requests by kind, expected errors (a broken clip refused with a sentence), rejections (the server
+said it is busy, N ahead), unexpected failures, p50 / p95 / max latency per kind, the p95 Compare time against
+the single visitor's, RSS after warm-up / peak / after the visitors left, open files and threads, and the bytes
+left in the service's folder — with the load average and GEMM line (:mod:`bench.machine`). The CI variant is
+``tests/test_soak.py`` (:func:`soak` with 3 visitors for 75 s).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ def _write(path: Path, frames: int, size: tuple[int, int], fps: int, codec: str,
     with av.open(str(path), "w") as out:
         s = out.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if codec == "libx265":
+            s.options = {"x265-params": "log-level=error"}
         for t in range(frames):
             rgb = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
             x = int(t * (w - h // 4) / max(1, frames - 1))
@@ -79,6 +87,8 @@ def make_corpus(folder: Path, seed: int = 0) -> list[SoakClip]:
         SoakClip(_write(folder / n, f, sz, fps, c, seed + i), False)
         for i, (n, f, sz, fps, c) in enumerate(good)
     ]
+    shipped = sorted((ROOT / "mvt" / "assets" / "examples").glob("synth_*.mp4"))[:3]
+    clips += [SoakClip(path, False) for path in shipped]  # the examples a visitor clicks
     text = folder / "not_a_video.mp4"
     text.write_text("this is not a video\n")
     cut = folder / "truncated.mp4"
@@ -96,94 +106,160 @@ class Record:
     kind: str
     seconds: float
     outcome: str
-    """``ok``, ``expected`` (a refusal that was due), ``rejected`` (the queue was full) or ``unexpected``."""
+    """``ok``, ``expected`` (a refusal that was due), ``rejected`` (the server said it is busy, or its queue is
+    full) or ``unexpected``."""
     message: str = ""
 
 
 @dataclasses.dataclass
 class Visit:
-    """One visitor's session: its client and what it has on screen."""
+    """One visitor: its client (a browser session) and the clip it last compared."""
 
-    client: object
+    url: str
     rng: random.Random
-    compared: bool = False
+    client: object = None
+    shown: SoakClip | None = None
+    sessions: int = 0
+
+    def open(self) -> None:
+        from gradio_client import Client
+
+        self.client, self.shown = Client(self.url, verbose=False), None
+        self.sessions += 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client, self.shown = None, None
 
 
+REQUEST_TIMEOUT_S = 600
+"""A request not answered by then counts as an unexpected failure (the loops are bounded in time)."""
 SYNTH = ["mvit_t.synth", "mmvit_t.synth", "vivit_t1.synth", "hvt_t.synth"]
+METHODS = ["attention", "rollout"]
+
+
+def _call(visit: Visit, clip: SoakClip, api: str, **kw) -> object:
+    """``api`` on ``clip``; a broken clip must be refused with a sentence (True: the refusal that was due)."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    try:
+        job = visit.client.submit(clip=handle_file(str(clip.path)), api_name=api, **kw)
+        answer = job.result(timeout=REQUEST_TIMEOUT_S)
+    except AppError as e:
+        if clip.fails and "not enabled verbose error" not in str(e) and not _busy(e):
+            return True  # a sentence saying why, as due
+        raise
+    if clip.fails:
+        raise AssertionError(f"{clip.path.name} is broken but {api} accepted it")
+    return answer
 
 
 def _compare(visit: Visit, clips: list[SoakClip]) -> bool:
-    """Compare on a random clip with the SynthMotion set; True when the refusal (if any) was due."""
-    from gradio_client import handle_file
-
+    """/analyse on a random clip with the SynthMotion set (what Compare runs)."""
     clip = visit.rng.choice(clips)
-    try:
-        visit.client.predict(
-            handle_file(str(clip.path)),
-            SYNTH,
-            "",
-            ["rollout"],
-            "attention",
-            0.8,
-            "inferno",
-            api_name="/compare",
-        )
-    except Exception:
-        if clip.fails:
-            visit.compared = False  # a refused clip clears the results on screen (and the session's state)
-            return True
-        raise
-    if clip.fails:
-        raise AssertionError(f"{clip.path.name} is broken but Compare accepted it")
-    visit.compared = True
+    answer = _call(visit, clip, "/analyse", models=SYNTH, methods=METHODS)
+    if answer is True:
+        return True
+    if not all(isinstance(m.get("top5"), list) for m in answer["models"]):
+        raise AssertionError(f"a model without predictions: {answer['models']}")
+    visit.shown = clip
     return False
 
 
-def _after_compare(api: str, *args) -> Callable[[Visit, list[SoakClip]], bool]:
-    def act(visit: Visit, clips: list[SoakClip]) -> bool:
-        if not visit.compared:
-            return _compare(visit, clips)
-        visit.client.predict(*args, api_name=api)
-        return False
+def _on_shown(act: Callable[[Visit, SoakClip], object]) -> Callable[[Visit, list[SoakClip]], bool]:
+    """An action on the clip on screen (a Compare first when there is none)."""
 
-    return act
+    def run(visit: Visit, clips: list[SoakClip]) -> bool:
+        if visit.shown is None:
+            return _compare(visit, clips)
+        return act(visit, visit.shown) is True
+
+    return run
+
+
+def _view(visit: Visit, clip: SoakClip) -> object:
+    """Change the view: ask a point of the clip at a random stage (read from the kept maps)."""
+    return _call(visit, clip, "/query", models=SYNTH, t=0.3, x=20.0, y=20.0, stage=visit.rng.randint(1, 2))
+
+
+def _explain(visit: Visit, clip: SoakClip) -> object:
+    model = visit.rng.choice(SYNTH)
+    return _call(visit, clip, "/explain_class", model=model, klass=f"class {visit.rng.randint(0, 3)}")
+
+
+def _faithfulness(visit: Visit, clip: SoakClip) -> object:
+    return _call(visit, clip, "/faithfulness", models=[visit.rng.choice(SYNTH)], methods=METHODS, steps=4)
+
+
+def _export(visit: Visit, clip: SoakClip) -> object:
+    return _call(visit, clip, "/export", models=SYNTH, methods=METHODS)
+
+
+def _close(visit: Visit, clips: list[SoakClip]) -> bool:
+    """Leave (the session ends: its files go) and come back as a new session."""
+    visit.close()
+    visit.open()
+    return False
 
 
 ACTIONS: dict[str, tuple[float, Callable[[Visit, list[SoakClip]], bool]]] = {
-    "compare": (0.5, _compare),
-    "figures": (0.2, _after_compare("/figures", "attention", 0.8, "inferno")),
-    "export": (0.15, _after_compare("/export", "attention", 0.8, "inferno")),
-    "faithfulness": (0.15, _after_compare("/faithfulness", 4)),
+    "compare": (0.35, _compare),
+    "view": (0.15, _on_shown(_view)),
+    "explain": (0.15, _on_shown(_explain)),
+    "faithfulness": (0.1, _on_shown(_faithfulness)),
+    "export": (0.1, _on_shown(_export)),
+    "close session": (0.15, _close),
 }
 """Kind → (weight, action). An action returns True when the error it met was the expected one."""
+ON_SHOWN = ("view", "explain", "faithfulness", "export")
+"""Kinds that act on the clip on screen."""
+
+
+def _busy(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "busy" in text and "ahead of you" in text or "queue is full" in text
 
 
 def _outcome(error: BaseException) -> str:
-    text = str(error).lower()
-    return "rejected" if "queue is full" in text or "too many" in text else "unexpected"
+    return "rejected" if _busy(error) else "unexpected"
 
 
-def visitor(url: str, clips: list[SoakClip], end: float, budget: int, seed: int, out: list[Record]) -> None:
-    """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each."""
-    from gradio_client import Client
-
-    rng = random.Random(seed)
-    visit = Visit(Client(url, verbose=False), rng)
+def visitor(
+    url: str,
+    clips: list[SoakClip],
+    end: float,
+    budget: int,
+    seed: int,
+    out: list[Record],
+    think: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each. Between two
+    actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person reads the
+    result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
+    visit = Visit(url, random.Random(seed))
+    visit.open()
     kinds = list(ACTIONS)
     weights = [ACTIONS[k][0] for k in kinds]
     for _ in range(budget):
         if time.monotonic() >= end:
             break
-        kind = rng.choices(kinds, weights)[0]
-        t0 = time.monotonic()
-        try:
-            expected = ACTIONS[kind][1](visit, clips)
-            out.append(Record(kind, time.monotonic() - t0, "expected" if expected else "ok"))
-        except Exception as e:  # noqa: BLE001 - every failure is counted and named
-            out.append(
-                Record(kind, time.monotonic() - t0, _outcome(e), f"{type(e).__name__}: {str(e)[:200]}")
-            )
-    visit.client.close()
+        kind = visit.rng.choices(kinds, weights)[0]
+        if kind in ON_SHOWN and visit.shown is None:
+            kind = "compare"  # nothing on screen yet: the visitor compares first
+        out.append(timed(kind, lambda kind=kind: ACTIONS[kind][1](visit, clips)))
+        time.sleep(max(0.0, min(visit.rng.uniform(*think), end - time.monotonic())))
+    visit.close()
+
+
+def timed(kind: str, act: Callable[[], bool]) -> Record:
+    t0 = time.monotonic()
+    try:
+        expected = act()
+        return Record(kind, time.monotonic() - t0, "expected" if expected else "ok")
+    except Exception as e:  # noqa: BLE001 - every failure is counted and named
+        return Record(kind, time.monotonic() - t0, _outcome(e), f"{type(e).__name__}: {str(e)[:200]}")
 
 
 # -- the server process --------------------------------------------------------------------------------------
@@ -269,9 +345,44 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def table(records: list[Record], watch: Watch | None, left: int | None) -> str:
+@dataclasses.dataclass
+class Summary:
+    """What a soak measured (:func:`soak`)."""
+
+    users: int
+    seconds: float
+    records: list[Record]
+    single_compare_s: float
+    """Median uncached /analyse time of the SynthMotion set with one visitor (before the crowd)."""
+    warm: tuple[float, int, int, int] | None = None
+    """The server's (time, RSS, open files, threads) after the single visitor's warm-up."""
+    watch: Watch | None = None
+    final: tuple[float, int, int, int] | None = None
+    """The same once every visitor left and their sessions ended."""
+    left_bytes: int | None = None
+    """Bytes left in the service's folder after every session ended."""
+
+    @property
+    def unexpected(self) -> list[Record]:
+        return [r for r in self.records if r.outcome == "unexpected"]
+
+    @property
+    def peak_rss(self) -> int:
+        return max((s[1] for s in self.watch.samples), default=0) if self.watch else 0
+
+    @property
+    def rss_growth(self) -> float:
+        """RSS at the end over RSS after warm-up, minus 1."""
+        return self.final[1] / self.warm[1] - 1 if self.final and self.warm else float("nan")
+
+    def p95(self, kind: str) -> float:
+        return _pct([r.seconds for r in self.records if r.kind == kind and r.outcome == "ok"], 95)
+
+
+def table(summary: Summary) -> str:
+    records = summary.records
     lines = [
-        "| kind | requests | ok | expected errors | rejected | unexpected | p50 (s) | p95 (s) | max (s) |",
+        "| kind | requests | ok | expected errors | rejected (busy) | unexpected | p50 (s) | p95 (s) | max (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in ACTIONS:
@@ -283,19 +394,112 @@ def table(records: list[Record], watch: Watch | None, left: int | None) -> str:
             f"{count['unexpected']} | {_pct(times, 50):.2f} | {_pct(times, 95):.2f} | "
             f"{max(times, default=float('nan')):.2f} |"
         )
-    if watch is not None and watch.samples:
-        rss = [s[1] for s in watch.samples]
+    ratio = summary.p95("compare") / summary.single_compare_s
+    lines.append(
+        f"\nCompare (SynthMotion set, /analyse): one visitor alone {summary.single_compare_s:.2f} s (median over "
+        f"the clips, uncached); p95 under the crowd {summary.p95('compare'):.2f} s = {ratio:.1f}× (target ≤ 4×)"
+    )
+    gib = 2**30
+    if summary.watch is not None and summary.watch.samples and summary.warm and summary.final:
+        w, f, samples = summary.warm, summary.final, summary.watch.samples
         lines.append(
-            f"\nserver: peak RSS {max(rss) / 2**30:.2f} GiB, final {rss[-1] / 2**30:.2f} GiB; open files "
-            f"{watch.samples[-1][2]} (peak {max(s[2] for s in watch.samples)}); threads {watch.samples[-1][3]} "
-            f"(peak {max(s[3] for s in watch.samples)})"
+            f"server RSS: after warm-up {w[1] / gib:.2f} GiB, peak {summary.peak_rss / gib:.2f} GiB, after the "
+            f"visitors left {f[1] / gib:.2f} GiB ({100 * summary.rss_growth:+.1f} % vs warm-up); open files "
+            f"{w[2]} → {f[2]} (peak {max(s[2] for s in samples)}); threads {w[3]} → {f[3]} (peak "
+            f"{max(s[3] for s in samples)})"
         )
-    if left is not None:
-        lines.append(f"bytes left in the output folder after the visitors left: {left:,}")
-    unexpected = [r for r in records if r.outcome == "unexpected"]
-    for r in unexpected[:10]:
-        lines.append(f"unexpected: {r.kind}: {r.message}")
+    if summary.left_bytes is not None:
+        lines.append(f"bytes left in the service's folder after every session ended: {summary.left_bytes:,}")
+    for r in summary.unexpected[:10]:
+        lines.append(f"unexpected: {r.kind} after {r.seconds:.1f} s: {r.message}")
     return "\n".join(lines)
+
+
+def single_visitor(url: str, clips: list[SoakClip]) -> float:
+    """One visitor alone: every kind once (models built, first-call costs paid), then Compare on every other
+    good clip (the caches hold what the crowd will ask for: growth past this is not their filling); the median
+    seconds of those (uncached)."""
+    visit = Visit(url, random.Random(0))
+    visit.open()
+    good = [c for c in clips if not c.fails]
+    for kind, (_, act) in ACTIONS.items():
+        record = timed(kind, lambda act=act: act(visit, good[:1]))
+        if record.outcome != "ok":
+            raise SystemExit(f"the single visitor's {kind} failed: {record.message}")
+    times = []
+    for clip in good[1:]:
+        record = timed("compare", lambda clip=clip: _compare(visit, [clip]))
+        if record.outcome != "ok":
+            raise SystemExit(f"the single visitor's Compare failed: {record.message}")
+        times.append(record.seconds)
+    visit.close()
+    return float(np.median(times))
+
+
+def sessions_ended(out_dir: Path, timeout: float = 90.0) -> int:
+    """Wait (up to ``timeout`` s: a closed client's heartbeat is noticed within ~15-30 s) until no session
+    folder is left in the service's folder under ``out_dir``; returns the bytes left in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(out_dir.glob("mvt-lens-*/session-*")):
+        time.sleep(1)
+    return sum(folder_bytes(d) for d in out_dir.glob("mvt-lens-*"))
+
+
+def soak(
+    users: int,
+    minutes: float,
+    *,
+    url: str | None = None,
+    seed: int = 0,
+    requests: int = 10_000,
+    good: int | None = None,
+    think: tuple[float, float] = (0.0, 0.0),
+) -> Summary:
+    """Start the app (unless ``url``), warm it up with one visitor, let ``users`` visitors act for ``minutes``,
+    wait for their sessions to end; the measurements. ``think``: each visitor's pause between actions (seconds,
+    uniform between the two). ``good``: use only that many of the corpus's good clips
+    (a shorter warm-up). Talks to 127.0.0.1 only."""
+    work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
+    clips = make_corpus(work / "clips", seed)
+    if good is not None:
+        clips = [c for c in clips if not c.fails][:good] + [c for c in clips if c.fails]
+    proc, out_dir = None, None
+    if url is None:
+        out_dir = work / "app-tmp"
+        out_dir.mkdir()
+        proc, url = launch(out_dir)
+    try:
+        check_loopback(url)
+        watch = Watch(proc.pid) if proc is not None else None
+        single = single_visitor(url, clips)
+        summary = Summary(users, 0.0, [], single, watch=watch)
+        if watch is not None:
+            time.sleep(2)
+            summary.warm = watch.sample()
+            watch.start()
+        end = time.monotonic() + 60 * minutes
+        threads = [
+            threading.Thread(
+                target=visitor, args=(url, clips, end, requests, seed + i, summary.records, think)
+            )
+            for i in range(users)
+        ]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        summary.seconds = time.monotonic() - t0
+        if out_dir is not None:
+            summary.left_bytes = sessions_ended(out_dir)
+        if watch is not None:
+            watch.stop()
+            summary.final = watch.sample()
+        return summary
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,57 +507,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--requests", type=int, default=10_000, help="most requests per visitor")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--url", help="a running app on 127.0.0.1")
-    where.add_argument("--launch", action="store_true", help="start python app.py for the soak (default)")
+    p.add_argument("--url", help="a running app on 127.0.0.1 (default: start python app.py for the soak)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("MIN", "MAX"),
+        help="seconds each visitor looks at the page between actions (uniform; default 0 0: no pause)",
+    )
     args = p.parse_args(argv)
-
     sys.path.insert(0, str(ROOT))
-    work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
-    clips = make_corpus(work / "clips", args.seed)
-    proc, url, out_dir = None, args.url, None
-    if url is None:
-        out_dir = work / "app-tmp"
-        out_dir.mkdir()
-        proc, url = launch(out_dir)
-    try:
-        return _soak(args, url, clips, proc, out_dir)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-
-
-def _soak(args, url: str, clips: list[SoakClip], proc, out_dir: Path | None) -> int:
     from bench.machine import machine_line
 
-    check_loopback(url)
-    watch = Watch(proc.pid) if proc is not None else None
-    if watch is not None:
-        watch.start()
-    records: list[Record] = []
-    end = time.monotonic() + 60 * args.minutes
-    threads = [
-        threading.Thread(target=visitor, args=(url, clips, end, args.requests, args.seed + i, records))
-        for i in range(args.users)
-    ]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    took = time.monotonic() - t0
-    time.sleep(2)  # sessions end (unload) and their folders go
-    if watch is not None:
-        watch.stop()
-    left = None
-    if out_dir is not None:
-        left = sum(folder_bytes(d) for d in out_dir.glob("mvt-lens-*"))
-    print(f"{args.users} visitors, {took / 60:.1f} min, {len(records)} requests, url {url}")
-    print(table(records, watch, left))
+    summary = soak(
+        args.users,
+        args.minutes,
+        url=args.url,
+        seed=args.seed,
+        requests=args.requests,
+        think=tuple(args.think),
+    )
+    pause = f", {args.think[0]:g}–{args.think[1]:g} s between actions" if any(args.think) else ", no pause"
+    print(f"{args.users} visitors{pause}, {summary.seconds / 60:.1f} min, {len(summary.records)} requests")
+    print(table(summary))
     print(machine_line())
-    return 1 if any(r.outcome == "unexpected" for r in records) else 0
+    return 1 if summary.unexpected else 0
 
 
 if __name__ == "__main__":

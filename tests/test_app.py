@@ -61,7 +61,7 @@ def analyse(client: Client, clip: Path, names: list[str], **kw) -> dict:
 # -- the public API, through gradio_client --------------------------------------------------------------------------
 
 
-def test_the_api_is_four_named_endpoints_with_named_parameters(app_url):
+def test_the_api_is_five_named_endpoints_with_named_parameters(app_url):
     info = Client(app_url, verbose=False).view_api(return_format="dict", print_info=False)
     params = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in info["named_endpoints"].items()}
     assert params == {
@@ -69,6 +69,7 @@ def test_the_api_is_four_named_endpoints_with_named_parameters(app_url):
         "/explain_class": ["clip", "model", "klass", "method", "start_s"],
         "/faithfulness": ["clip", "models", "methods", "start_s", "steps"],
         "/export": ["clip", "models", "methods", "start_s"],
+        "/query": ["clip", "models", "t", "x", "y", "stage", "start_s"],
     }, "UI events are private; no param_N, no unnamed endpoint"
     assert not info["unnamed_endpoints"]
     assert all(v["description"] for v in info["named_endpoints"].values()), "each says what it returns"
@@ -215,7 +216,8 @@ def test_panels_stream_one_by_one_and_displays_redraw_without_running_models(tmp
     assert seen == list(range(1, len(names) + 1)), "one more panel per step"
     assert set(steps[1]) == {"state", "timeline", *(f"{p}_{i}" for i in range(4) for p in panel(steps[0], 0))}
     state = out["state"]
-    assert [c for c, _ in out["show"]["choices"]] == [lens.METHODS[m].label for m in ("attention", "rollout")]
+    labels = [lens.METHODS[m].label for m in ("attention", "rollout")]
+    assert [c for c, _ in out["show"]["choices"]] == [lens.present.FAITHFUL_LABEL, *labels]
     # a panel's stage and heads come from its model: mvit_t has 3 stages, head choices from its maps
     mvit, hvt = panel(out, 0), panel(out, 1)
     assert [c[1] for c in mvit["stage"]["choices"]] == [1, 2, 3] and mvit["stage"]["value"] == 3

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 FRAMES_READY = (
-    "n => [...document.querySelectorAll('.mvt-view')].filter(v => !v.dataset.stale"
+    "n => [...document.querySelectorAll('.mvt-view:not([data-model=clip])')].filter(v => !v.dataset.stale"
     " && !v.classList.contains('mvt-pending') && v.querySelector('.mvt-frame[style*=background-image]')).length >= n"
 )
 
@@ -89,7 +89,9 @@ def _drop(page, path: Path) -> None:
 
 def _compare(page, n: int) -> None:
     """Press Compare and wait until ``n`` new panels show frames (panels of an earlier run do not count)."""
-    page.evaluate("() => document.querySelectorAll('.mvt-view').forEach(v => v.dataset.stale = '1')")
+    page.evaluate(
+        "() => document.querySelectorAll('.mvt-view:not([data-model=clip])').forEach(v => v.dataset.stale = '1')"
+    )
     page.locator("#compare").click()
     page.wait_for_function(FRAMES_READY, arg=n, timeout=240_000)
 
@@ -148,7 +150,7 @@ def test_the_shared_slider_shows_every_panel_at_the_same_clip_time(browser, app_
     page.mouse.move(box["x"] + box["width"] * 0.63, box["y"] + box["height"] / 2, steps=8)  # drag
     page.mouse.up()
     views = page.evaluate(
-        "() => [...document.querySelectorAll('.mvt-view')].map(v => ({model: v.dataset.model, clip: v.dataset.clipTime,"
+        "() => [...document.querySelectorAll('.mvt-view:not([data-model=clip])')].map(v => ({model: v.dataset.model, clip: v.dataset.clipTime,"
         " frame: +v.dataset.frame, times: v.dataset.times.split(',').map(Number)}))"
     )
     slider_value = float(slider.input_value())
@@ -169,7 +171,9 @@ def test_the_shared_slider_shows_every_panel_at_the_same_clip_time(browser, app_
     page.locator(".mvt-play").click()
     page.wait_for_function("t => window.mvtLens.t !== t", arg=slider_value, timeout=10_000)
     page.locator(".mvt-play").click()
-    times = page.evaluate("() => [...document.querySelectorAll('.mvt-view')].map(v => v.dataset.clipTime)")
+    times = page.evaluate(
+        "() => [...document.querySelectorAll('.mvt-view:not([data-model=clip])')].map(v => v.dataset.clipTime)"
+    )
     assert len(set(times)) == 1
     page.evaluate(
         "() => { const s = document.querySelector('.mvt-slider'); window.mvtLens.setTime(+s.min + 0.55 * (+s.max - +s.min)); }"
@@ -191,7 +195,7 @@ def _slider_step_latency(page, steps: int = 30) -> dict:
         """async (steps) => {
         const s = document.querySelector('.mvt-slider');
         const lo = +s.min, hi = +s.max, out = [];
-        const views = [...document.querySelectorAll('.mvt-view')];
+        const views = [...document.querySelectorAll('.mvt-view:not([data-model=clip])')];
         for (let i = 0; i < steps; i++) {
           const t = lo + (hi - lo) * ((i * 7) % steps) / steps;
           const t0 = performance.now();
@@ -288,7 +292,9 @@ def test_no_error_badge_after_a_good_run_that_follows_a_bad_one(browser, app_url
     page.locator(
         "#compare"
     ).click()  # nothing usable in the clip box: the results are cleared, the banner says so
-    page.wait_for_function("() => document.querySelectorAll('.mvt-view').length === 0", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.mvt-view:not([data-model=clip])').length === 0", timeout=60_000
+    )
     assert "broken.mp4" in page.locator("#banner").inner_text(), "the reason stays, not 'upload a clip first'"
     assert page.locator(".mvt-slot").filter(has_text="hvt").count() == 0, "no stale titles"
     _upload(page, make_moving_square(tmp_path / "good.mp4", frames=32, size=128, seed=15))

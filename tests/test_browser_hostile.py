@@ -48,7 +48,7 @@ def hostile_model(monkeypatch):
     app.SERVICE.forget(name)
 
 
-def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_path, hostile_model):  # noqa: F811
+def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_path, hostile_model):
     name, labels = hostile_model
     page = _open(browser, app_url, DESKTOP)
 

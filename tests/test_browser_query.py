@@ -79,7 +79,7 @@ def _click_and_time(page, selector: str, u: float, v: float, before: list[str]) 
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
-def test_a_click_asks_a_point_of_every_model(browser, app_url, viewport, wide_example):  # noqa: F811
+def test_a_click_asks_a_point_of_every_model(browser, app_url, viewport, wide_example):
     path, (t, x, y) = wide_example
     page = _open(browser, app_url, viewport)
     _upload(page, path)

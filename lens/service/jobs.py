@@ -93,16 +93,18 @@ class Runner(Protocol):
     def expected_seconds(self, name: str) -> float:
         """How long ``name`` is expected to take (orders the models: quickest first)."""
 
-    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
-        """Run ``names`` (models of ``request``) and keep their results: one entry each, in order; never
-        raises for a model's own failure."""
+    def run(
+        self, request: Request, names: Sequence[str], progress: Progress, who: str | None = None
+    ) -> list[Entry]:
+        """Run ``names`` (models of ``request``, asked by ``who``: a visitor waiting its turn) and keep their
+        results: one entry each, in order; never raises for a model's own failure."""
 
 
 class Job:
     """Iterate for ``(index, entry)`` as models finish; :attr:`analysis` once iteration is over."""
 
-    def __init__(self, runner: Runner, request: Request, progress: Progress) -> None:
-        self.runner, self.request = runner, request
+    def __init__(self, runner: Runner, request: Request, progress: Progress, who: str | None = None) -> None:
+        self.runner, self.request, self.who = runner, request, who
         self._report = progress
         self.entries: list[Entry | None] = [None] * len(request.models)
         self._done = 0
@@ -209,7 +211,7 @@ class Job:
 
     def _run(self, name: str) -> Entry:
         left = self._left(name)
-        return self.runner.run(self.request, [name], _Step(self, left))[0]
+        return self.runner.run(self.request, [name], _Step(self, left), who=self.who)[0]
 
 
 class _Step:

@@ -20,9 +20,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
 from viz.query import Geometry
 
+from ..core import memory
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
@@ -46,6 +46,7 @@ from ..core.request import (
     start_time,
     window_count,
 )
+from ..core.slot import ComputeSlot, waiting_said
 from ..core.storage import OutOfSpace, disk_full
 from ..core.threads import Threads
 from ..core.windows import coverage
@@ -61,19 +62,19 @@ from .run import labels, mean_probs, run_windows, top_k
 log = logging.getLogger("mvt-lens")
 
 Progress = Callable[[float, str], None]
-POLL_S = 0.25
-"""How often a request waiting for the compute slot reports progress."""
 
 
 def _quiet(frac: float, what: str) -> None:
     return None
 
 
-def _materialise_all(results: Sequence[ModelResult]) -> int:
-    """Materialise ``results`` in order (the background task of :meth:`Service.warm`); how many there were."""
+def _materialise_all(results: Sequence[ModelResult], slot: ComputeSlot) -> int:
+    """Materialise ``results`` in order, each in a background turn of ``slot`` (the task of
+    :meth:`Service.warm`); how many there were."""
     for r in results:
         try:
-            r.materialise()
+            with slot.hold("deferred maps", background=True):
+                r.materialise()
         except Exception:  # a failure must not stop the others; a reader will hit (and report) it again
             log.exception("computing the deferred attention matrices of %s failed", r.name)
     return len(results)
@@ -107,7 +108,8 @@ class Service(PointQueries):
     ``mvt.create_model``). ``gpu`` wraps the function that runs a request's models (e.g. ``spaces.GPU``): it
     takes the request and the model names and returns their entries (plain, picklable values), and the
     service reports progress around it. ``compute_slots``: how many models may run at once, over all
-    requests (``None``: no limit); downloads never take a slot.
+    requests (``None``: no limit; round-robin across visitors, at most ``max_waiting`` wait: :mod:`lens.core.slot`);
+    downloads never take a slot. ``max_model_bytes``, ``max_result_bytes``: the caches' bounds (``lens.core.cache``).
 
     ``defer`` (default: on, unless ``gpu`` runs the models in another process): pay for what is shown. A
     model runs its fused fast path and keeps, per attention map, the per-head CLS row (computed now) and
@@ -125,18 +127,21 @@ class Service(PointQueries):
         builder: Builder = build_model,
         gpu: Callable[[Callable], Callable] | None = None,
         compute_slots: int | None = 1,
+        max_waiting: int | None = 12,
+        max_model_bytes: int | None = 3 * 2**30,
+        max_result_bytes: int | None = 2 * 2**30,
         defer: bool | None = None,
         bf16: bool | None = None,
         max_clips: int = 8,
     ) -> None:
-        self.models = ModelCache(device, builder)
-        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results)
+        self.models = ModelCache(device, builder, max_model_bytes)
+        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results, max_result_bytes)
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
-        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results)
+        self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results, max_result_bytes)
         self.threads = Threads()
         self.compute_slots = compute_slots
-        self.compute_slot = threading.Semaphore(compute_slots) if compute_slots else None
+        self.compute_slot = ComputeSlot(compute_slots or None, max_waiting)
         self.max_models = max_models
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
@@ -170,9 +175,10 @@ class Service(PointQueries):
         return folder
 
     def end_session(self, session: str | None) -> None:
-        """Delete the files of one user's session (when their browser session ends)."""
+        """Delete the files of one user's session (when their browser session ends); freed heap to the OS."""
         if session:
             shutil.rmtree(self.session_dir(session), ignore_errors=True)
+        memory.trim()
 
     def close(self, timeout: float = 30.0) -> list[str]:
         """Stop every thread of the service (:meth:`lens.core.threads.Threads.close`), empty its caches and
@@ -294,16 +300,17 @@ class Service(PointQueries):
         methods: Sequence[str] = M.DEFAULT_METHODS,
         *,
         progress: Progress | None = None,
+        who: str | None = None,
         **request: Any,
     ) -> Job:
         """:meth:`analyse`, streamed: a :class:`lens.service.jobs.Job` to iterate for ``(index, entry)`` as each
         model finishes (cached results first, then the model expected to finish first; downloads run
         meanwhile). The request (``start_s``, ``target``, ``options``, ``precision``: :meth:`request`) and the
-        clip are checked here, before anything runs."""
+        clip are checked here, before anything runs. ``who``: the visitor (for turns of the compute slot)."""
         report = progress or _quiet
         if clip:
             report(0.0, "reading the clip")
-        return Job(self, self.request(clip, models, methods, **request), report)
+        return Job(self, self.request(clip, models, methods, **request), report, who=who)
 
     def get(self, ref: AnalysisRef | None) -> Analysis:
         """The analysis ``ref`` points at, from the cache (a :class:`LensError` if it was evicted)."""
@@ -325,6 +332,7 @@ class Service(PointQueries):
         method: str,
         *,
         progress: Progress | None = None,
+        who: str | None = None,
     ) -> Analysis:
         """The analysis ``ref`` points at with model ``index`` run again to explain the class ``klass`` (a label
         as typed or picked, ``class N`` or a number) with ``method`` (besides the methods it had)."""
@@ -344,6 +352,7 @@ class Service(PointQueries):
             start_s=analysis.start_s,
             target=target,
             progress=progress,
+            who=who,
         )
         return analysis.with_entry(index, one.entries[0], one.keys[0])
 
@@ -359,11 +368,13 @@ class Service(PointQueries):
         self.threads.start(f"download {name}", d.run)
         return d
 
-    def run(self, request: Request, names: Sequence[str], progress: Progress) -> list[Entry]:
-        """Run ``names`` (one compute slot for all of them; through ``gpu`` when given, progress said here)
-        and keep their results; never raises for the models' own failures."""
+    def run(
+        self, request: Request, names: Sequence[str], progress: Progress, who: str | None = None
+    ) -> list[Entry]:
+        """Run ``names`` (one turn of the compute slot, as ``who``; through ``gpu`` when given, progress said
+        here) and keep their results; raises only :class:`lens.core.slot.Busy` (the queue is full)."""
         names = list(names)
-        with self._slot(names, progress):
+        with self._slot(names, progress, who):
             if self._gpu is not None:
                 progress(0.0, f"{', '.join(names)}: running on the GPU")
                 entries = self._gpu(request, names)
@@ -375,17 +386,8 @@ class Service(PointQueries):
                 self.took(name, entry.timings.get("total"))
         return entries
 
-    @contextmanager
-    def _slot(self, names: Sequence[str], progress: Progress) -> Iterator[None]:
-        slot = self.compute_slot
-        if slot is not None:
-            while not slot.acquire(timeout=POLL_S):
-                progress(0.0, f"{', '.join(names)}: waiting for another comparison to finish")
-        try:
-            yield
-        finally:
-            if slot is not None:
-                slot.release()
+    def _slot(self, names: Sequence[str], progress: Progress, who: str | None = None):
+        return self.compute_slot.hold(who, progress=waiting_said(", ".join(names), progress))
 
     def _run_models(
         self, request: Request, names: Sequence[str], progress: Progress | None = None
@@ -399,7 +401,8 @@ class Service(PointQueries):
                 report((i + frac) / len(names), f"{name}: {what}")
 
             try:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                pin = self.models.pinned(name, request.precision)  # never evicted while it runs
+                with pin, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     out.append(self._run_model(request, name, step))
             except (mvt.VideoError, mvt.WeightsError, LensError) as e:
                 out.append(ModelError(name, str(e)))
@@ -461,15 +464,17 @@ class Service(PointQueries):
 
     # -- deferred work -------------------------------------------------------------------------------------
 
-    def complete(self, result: ModelResult, method: str, progress: Progress | None = None) -> ModelResult:
+    def complete(
+        self, result: ModelResult, method: str, progress: Progress | None = None, who: str | None = None
+    ) -> ModelResult:
         """Compute ``method``'s pending volumes in every window of ``result`` now, holding a compute slot (a
-        panel's slower view, after every fast view is out); returns ``result``."""
+        panel's slower view, after every fast view is out; taken as ``who``); returns ``result``."""
         name = M.get(method).name
         todo = [(w, k) for w in result.seen for k in w.volumes if k.method == name and not w.volumes.ready(k)]
         if not todo:
             return result
         report = progress or _quiet
-        with self._slot([result.name], report):
+        with self._slot([result.name], report, who):
             for i, (w, k) in enumerate(todo):
                 report(i / len(todo), f"{result.name}: {M.get(name).label}, window {i + 1} of {len(todo)}")
                 _ = w.volumes[k]
@@ -491,7 +496,7 @@ class Service(PointQueries):
         else:
             todo = list(results)
         pool = self.threads.pool("warm", 1, low_priority=True)
-        return pool.submit(_materialise_all, [r for r in todo if not r.ready])
+        return pool.submit(_materialise_all, [r for r in todo if not r.ready], self.compute_slot)
 
     # -- files ---------------------------------------------------------------------------------------------
 
@@ -571,10 +576,16 @@ class Service(PointQueries):
     # -- scores --------------------------------------------------------------------------------------------
 
     def faithfulness(
-        self, analysis: Analysis, *, steps: int = 8, progress: Progress | None = None
+        self,
+        analysis: Analysis,
+        *,
+        steps: int = 8,
+        progress: Progress | None = None,
+        who: str | None = None,
     ) -> dict[str, dict[VolumeKey, dict]]:
         """Deletion / insertion scores of every computed volume of every model, with the random and centre
-        baselines (:func:`lens.explain.scoring.score_result`), by model name."""
+        baselines (:func:`lens.explain.scoring.score_result`), by model name; each model in a turn of the
+        compute slot taken as ``who``."""
         results = analysis.results
         out = {}
         for i, r in enumerate(results):
@@ -583,7 +594,7 @@ class Service(PointQueries):
                 if progress is not None:
                     progress((i + frac) / len(results), f"{name}: {what}")
 
-            model = self.models.get(r.name)
-            with self.models.lock(r.name):
+            with self._slot([r.name], step, who), self.models.pinned(r.name), self.models.lock(r.name):
+                model = self.models.get(r.name)
                 out[r.name] = score_result(model, r, steps=int(steps), progress=step)
         return out

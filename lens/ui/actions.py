@@ -205,6 +205,7 @@ class Actions:
                 progress=progress,
                 precision="int8" if int8 else "fp32",
                 windows="all" if every else None,
+                who=session,
             )
         except (
             Exception
@@ -234,7 +235,7 @@ class Actions:
                 if isinstance(entry, ModelResult) and not present.ready_for(
                     entry, controls.display(entry.name)
                 ):
-                    service.complete(entry, controls.method_for(entry.name), progress)
+                    service.complete(entry, controls.method_for(entry.name), progress, session)
                     one = Analysis(analysis.request.only(entry.name), [entry], [analysis.keys[i]])
                     panels[i], shown[i] = self._panel(one, i, controls, folder)
                     yield Screen(timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
@@ -359,7 +360,9 @@ class Actions:
             if entry.error or klass == present.target_label(entry, self.service.labels(entry.name)):
                 return Screen()
             method = present.class_method(controls.method_for(entry.name, state.method_of(index)))
-            explained = self.service.explain_class(state.ref, index, klass, method, progress=progress)
+            explained = self.service.explain_class(
+                state.ref, index, klass, method, progress=progress, who=session
+            )
         except USER_ERRORS as e:
             return self._noted(state, controls, session, index, str(e))
         except Exception as e:
@@ -427,7 +430,7 @@ class Actions:
         class it explains and marking the method its panel shows."""
         try:
             analysis = self.service.get(state.ref if state is not None else None)
-            scores = self.service.faithfulness(analysis, steps=int(steps), progress=progress)
+            scores = self.service.faithfulness(analysis, steps=int(steps), progress=progress, who=session)
         except Exception as e:
             return Screen(faithfulness_note=failure("Faithfulness", e))
         figs = [scoring.figure(name, s) for name, s in scores.items()]

@@ -60,9 +60,11 @@ def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
 
-def _analysis(service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None) -> Analysis:
+def _analysis(
+    service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None, who=None
+) -> Analysis:
     return service.analyse(
-        clip, allowed(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows
+        clip, allowed(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows, who=who
     )
 
 
@@ -99,7 +101,7 @@ def analyse(
     """Run ``models`` on ``clip`` — one window from ``start_s``, or evenly spaced ``windows`` over the clip
     (``None``: each model's default; ``"all"``: every window) — and compute ``methods`` (default: attention
     and rollout): :func:`answer`."""
-    analysis = _analysis(service, clip, models, methods, start_s, windows)
+    analysis = _analysis(service, clip, models, methods, start_s, windows, session)
     return answer(analysis, _folder(service, session))
 
 
@@ -114,8 +116,8 @@ def explain_class(
     session: str | None = None,
 ) -> dict:
     """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``."""
-    first = service.analyse(clip, allowed([model]), [method], start_s=start_s)
-    analysis = service.explain_class(first.ref, 0, klass, method)
+    first = service.analyse(clip, allowed([model]), [method], start_s=start_s, who=session)
+    analysis = service.explain_class(first.ref, 0, klass, method, who=session)
     return answer(analysis, _folder(service, session))
 
 
@@ -132,7 +134,8 @@ def faithfulness(
     """Deletion / insertion AUCs of every volume of ``methods`` (and the random and centre baselines), per
     model: ``{model: {volume: {deletion_auc, insertion_auc, ...}}}`` (``session``: files are written for
     none)."""
-    scores = service.faithfulness(_analysis(service, clip, models, methods, start_s), steps=int(steps))
+    analysis = _analysis(service, clip, models, methods, start_s, who=session)
+    scores = service.faithfulness(analysis, steps=int(steps), who=session)
     return {name: summary(s) for name, s in scores.items()}
 
 
@@ -146,7 +149,7 @@ def export(
     session: str | None = None,
 ) -> Path:
     """The export zip (overlay mp4s, volumes, report.json, report.html, timings.json) of the analysis."""
-    analysis = _analysis(service, clip, models, methods, start_s)
+    analysis = _analysis(service, clip, models, methods, start_s, who=session)
     return service.export(analysis, display=DEFAULT_DISPLAY, folder=service.session_dir(session))
 
 
@@ -176,7 +179,7 @@ def query(
     attention captured; nothing else computed): per model, its answer at ``stage`` (counted from 1; ``None``:
     every stage), each a query token, its caption and its attention row as a ``.npy`` on the key grid (or why
     the model did not see the point), and its frame × frame matrices (:mod:`lens.files.queries`)."""
-    analysis = _analysis(service, clip, models, ["attention"], start_s)
+    analysis = _analysis(service, clip, models, ["attention"], start_s, who=session)
     asked = service.ask_all(analysis, float(t), float(x), float(y))
     if stage is not None:
         one = service.query(analysis, t, x, y, stage=max(int(stage) - 1, 0))

@@ -21,6 +21,7 @@ from pathlib import Path
 import mvt
 from mvt.prefetch import prefetch
 
+from ..core import memory
 from ..explain.evidence import lead_method
 from ..service.jobs import needs_download
 from ..service.service import Service
@@ -86,7 +87,8 @@ def run(
 
 def start(service: Service, model_set: str | None = None) -> threading.Thread:
     """:func:`run` on one of the service's threads (stopped by :meth:`Service.close`; never raises into the
-    app: failures are logged)."""
+    app: failures are logged). The heap's arenas are capped first (:func:`lens.core.memory.limit_arenas`)."""
+    memory.limit_arenas()
     return service.threads.start("start-up", lambda: run(service, model_set))
 
 

@@ -86,7 +86,7 @@ def test_explain_runs_a_file_a_hub_repo_and_a_registry_model_side_by_side(
     out = tmp_path / "out"
     assert main(["explain", str(clip), "--models", *models, "--methods", "attention", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert all(f"{m} (" in printed for m in models)
+    assert all(f"\n{m} (" in f"\n{printed}" for m in models)  # "<name> (<its windows>): top-3"
     report = json.loads((out / "report.json").read_text())
     assert set(models) <= set(json.dumps(report).split('"'))
     assert main(["predict", str(clip), "--models", f"file:{pyth}"]) == 0

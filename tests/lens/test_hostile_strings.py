@@ -76,7 +76,7 @@ def test_names_and_labels_reach_panels_timeline_and_report_as_text(hostile, tmp_
     explained = present.panel_screen(panel, 0, url, svc.labels(name))
     assert explained.klass == typed
     assert_text_not_markup(explained.html, LABEL_PAYLOAD, where="explained panel (caption, target tooltip)")
-    assert "Explaining the class “" + html.escape(typed) in explained.html
+    assert "explaining the class “" + html.escape(typed) in explained.html
 
     # report.html of the export, with faithfulness for the model with the hostile labels
     metrics = svc.faithfulness(one, steps=2)

@@ -112,3 +112,80 @@ def test_result_cache_is_a_bounded_lru():
     assert c.get("a") == 1
     c.put("c", 3)  # evicts b, the least recently used
     assert c.get("b") is None and c.get("a") == 1 and len(c) == 2
+
+
+# -- bounded by bytes --------------------------------------------------------------------------------------------
+
+
+class SizedBuilder:
+    """``name`` → a bias-free Linear of ``sizes[name]`` float32 weights (4 bytes each); counts builds."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes, self.builds = sizes, []
+
+    def __call__(self, name: str, device: torch.device) -> torch.nn.Module:
+        self.builds.append(name)
+        return torch.nn.Linear(self.sizes[name], 1, bias=False)
+
+
+def test_models_held_under_a_byte_bound_least_recently_used_first():
+    from lens.core.cache import model_bytes
+
+    b = SizedBuilder({"a": 100, "b": 100, "c": 100, "big": 1000})
+    cache = ModelCache(builder=b, max_bytes=850)  # room for two of a, b, c (400 bytes each)
+    assert model_bytes(cache.get("a")) == 400
+    cache.get("b")
+    cache.get("a")  # a used last: b is now the least recently used
+    cache.get("c")
+    assert cache.evicted == ["b"] and sorted(cache.loaded()) == ["a", "c"] and cache.bytes() == 800
+    cache.get("b")  # built again: a is the least recently used now
+    assert cache.evicted == ["b", "a"] and b.builds == ["a", "b", "c", "b"]
+    big = cache.get("big")  # bigger than the bound alone: still served, the others make room
+    assert isinstance(big, torch.nn.Linear) and cache.loaded() == ["big"]
+
+
+def test_a_model_in_use_is_never_evicted():
+    cache = ModelCache(builder=SizedBuilder({"a": 100, "b": 100, "c": 100}), max_bytes=500)
+    with cache.pinned("a"):
+        cache.get("a")
+        cache.get("b")
+        cache.get("c")  # over the bound: a is older but running, so b goes
+        assert cache.evicted == ["b"] and sorted(cache.loaded()) == ["a", "c"]
+    assert cache.evicted == ["b", "a"], "out of use and over the bound: a goes as its run ends"
+    with cache.pinned("c"):
+        cache.get("b")
+        assert cache.loaded() == ["c", "b"], "c running, b just asked for: both kept while over"
+    assert cache.evicted == ["b", "a", "c"] and cache.loaded() == ["b"]
+    unbounded = ModelCache(builder=SizedBuilder({"a": 100, "b": 100}))
+    unbounded.get("a"), unbounded.get("b")
+    assert unbounded.evicted == [] and unbounded.bytes() == 800
+
+
+def test_nbytes_counts_each_buffer_once_through_containers_and_attributes():
+    import numpy as np
+
+    from lens.core.cache import nbytes
+
+    a = np.zeros(1000, np.uint8)
+    t = torch.zeros(250)  # 1000 bytes
+    holder = type("Holder", (), {})()
+    holder.view, holder.tensor_view = a[10:20], t[:5]
+    value = {"a": a, "again": [a, a[::2]], "t": (t, t.view(5, 50)), "obj": holder, "text": "x" * 10**6}
+    assert nbytes(value) == 2000
+    assert nbytes(torch.nn.Linear(1000, 1000)) == 0, "models are the model cache's to count"
+
+
+def test_results_held_under_a_byte_bound_measured_again_on_every_put():
+    import numpy as np
+
+    cache: ResultCache[str, dict] = ResultCache(max_items=10, max_bytes=2500)
+    for k in "abc":
+        cache.put(k, {"v": np.zeros(1000, np.uint8)})
+    assert cache.get("a") is None and cache.get("b") is not None and cache.bytes() == 2000
+    grown = cache.get("b")
+    grown["deferred"] = np.zeros(1000, np.uint8)  # a deferred map computed after it was kept
+    cache.put("d", {"v": np.zeros(100, np.uint8)})
+    assert cache.get("c") is None, "c was least recently used once b grew"
+    assert cache.get("b") is not None and cache.get("d") is not None and cache.bytes() == 2100
+    cache.put("huge", {"v": np.zeros(10_000, np.uint8)})
+    assert len(cache) == 1 and cache.get("huge") is not None, "the item just put is kept even when over"

@@ -128,7 +128,7 @@ class FakeRunner:
     def expected_seconds(self, name):
         return self.seconds[name]
 
-    def run(self, request, names, progress):
+    def run(self, request, names, progress, who=None):
         request, names = pickle.loads(pickle.dumps((request, list(names))))  # plain values only
         self.runs.append((request, names))
         progress(0.5, f"{names[0]}: forward")

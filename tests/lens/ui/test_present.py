@@ -191,7 +191,8 @@ def test_sink_keys_are_hidden_from_attention_views_unless_asked_for(tmp_path, cl
     a = svc.analyse(clip, ["mvit_t.synth"], ["attention"])
     r = a.results[0]
     last = max(k.stage for k in r.volumes if k.method == "attention")
-    sinks = r.output.sinks_of(__import__("viz").stage_map(r.output, last))
+    amap = __import__("viz").stage_map(r.output, last)
+    sinks = r.output.sinks_of(amap)
     assert sinks, "mvit_t.synth has a measured sink at its last stage (assets/evaluation.synth.json)"
     hidden, shown = (svc.render(a, lens.Display("attention", sinks=s))[0] for s in (False, True))
     assert hidden.sinks == shown.sinks == tuple(sinks)
