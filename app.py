@@ -24,27 +24,24 @@ from gradio.data_classes import FileData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 import lens  # noqa: E402
-from lens.ui import api, defaults, examples, screens, uploads  # noqa: E402
+from lens.ui import adding, api, defaults, examples, screens, uploads  # noqa: E402
 from lens.ui.actions import Actions  # noqa: E402
 from lens.ui.screens import Screen  # noqa: E402
 from lens.ui.texts import FAITHFULNESS, FAITHFULNESS_TABLE, INT8, INTRO, SINKS  # noqa: E402
 from mvt.device import select_device, spaces_gpu  # noqa: E402
 from viz import COLORMAPS  # noqa: E402
 
-UI = Path(__file__).resolve().parent / "assets" / "ui"
-N = lens.MAX_MODELS
+UI, N = Path(__file__).resolve().parent / "assets" / "ui", lens.MAX_MODELS
 DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what makes CUDA appear
 if DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # a thread count set outside is kept
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 SERVICE = lens.Service(DEVICE, max_results=24, gpu=spaces_gpu(),  # ZeroGPU: one GPU call per action
                        compute_slots=1 if DEVICE == "cpu" else 2)  # fmt: skip
-OUT_DIR = SERVICE.out_dir
-"""Every file the app serves is written here by the service — never a user-supplied path."""
+OUT_DIR = SERVICE.out_dir  # the one folder served: only files the service wrote
 atexit.register(SERVICE.close)
-ACTIONS = Actions(SERVICE, lambda path: f"gradio_api/file={path}", N)
-JS = (UI / "timeline.js").read_text()
-MAX_UPLOAD = 200 * 1024**2  # refused from its declared length before it is read, else by Gradio as it arrives
+ACTIONS, JS = Actions(SERVICE, lambda path: f"gradio_api/file={path}", N), (UI / "timeline.js").read_text()
+MAX_UPLOAD = adding.MAX_MB * 1024**2  # clips, checkpoints: refused by declared length, else by Gradio
 LAUNCH = {"css": (UI / "app.css").read_text(), "js": (UI / "clip.js").read_text(), "max_file_size": MAX_UPLOAD,
           "app_kwargs": {"middleware": [Middleware(uploads.RefuseLargeUploads, max_bytes=MAX_UPLOAD)]},
           "allowed_paths": [str(OUT_DIR)], "show_error": False}  # fmt: skip
@@ -84,16 +81,12 @@ PAGE = Page()
 # -- events: each one call of an action, its screens put onto the page (a problem is a part of a screen, never raised)
 
 
-def on_load():
-    return PAGE.updates(ACTIONS.load())
+def _plain(action: str):
+    """An event that is one call of ``ACTIONS.<action>`` with the inputs as they come (page load, set, models)."""
+    return lambda *inputs: PAGE.updates(getattr(ACTIONS, action)(*inputs))
 
 
-def on_set(name: str):
-    return PAGE.updates(ACTIONS.pick_set(name))
-
-
-def on_models(names: list[str]):
-    return PAGE.updates(ACTIONS.pick_models(names))
+on_load, on_set, on_models = map(_plain, ("load", "pick_set", "pick_models"))
 
 
 def on_upload(path: str | None, request: gr.Request = None):
@@ -120,7 +113,7 @@ def _event(action: str):
     return run
 
 
-on_redraw, on_query, on_figures, on_export = map(_event, ("redraw", "ask", "figures", "export"))
+on_redraw, on_query, on_figures, on_export, on_add = map(_event, ("redraw", "ask", "figures", "export", "add"))  # fmt: skip
 
 
 def on_score(data: dict, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
@@ -128,7 +121,7 @@ def on_score(data: dict, request: gr.Request = None, progress=gr.Progress()):  #
 
 
 def on_end(request: gr.Request = None):
-    SERVICE.end_session(getattr(request, "session_hash", None))
+    ACTIONS.end(getattr(request, "session_hash", None))
 
 
 # -- the public API: named endpoints over lens.ui.api --------------------------------------------------------------
@@ -144,8 +137,7 @@ def _answer(call, request: gr.Request | None = None, **ask):
         raise gr.Error(str(e), print_exception=False) from None
 
 
-M = list[str] | None
-S = float | None
+M, S = list[str] | None, float | None
 
 
 def analyse(clip: FileData, models: list[str], methods: M = None, start_s: S = None, windows: str | None = None, request: gr.Request = None) -> dict:  # fmt: skip
@@ -178,8 +170,7 @@ def query(clip: FileData, models: list[str], t: float, x: float, y: float, stage
     return _answer(api.query, request, clip=clip, models=models, t=t, x=x, y=y, stage=stage, start_s=start_s)
 
 
-ENDPOINTS = (analyse, explain_class, faithfulness, export, query)
-"""The public API: each is ``/<its name>``, with its parameters' names."""
+ENDPOINTS = (analyse, explain_class, faithfulness, export, query)  # the public API: /<name>, named parameters
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
@@ -193,11 +184,9 @@ def _request(p: Page) -> None:
                                   size="sm", elem_id="upload-other")  # fmt: skip
     with gr.Column(scale=5, min_width=300):
         p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
-        p.models, p.notes = (
-            gr.Dropdown(**defaults.models_field(), elem_id="models"),
-            gr.Markdown(elem_id="model-notes"),
-        )
+        p.models, p.notes = gr.Dropdown(**defaults.models_field(), elem_id="models"), gr.Markdown(elem_id="model-notes")  # fmt: skip
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
+        _adding(p)
         with gr.Accordion("Options", open=False):
             p.start_s = gr.Textbox(label="Start time (seconds)", placeholder="empty = evenly spaced windows over the clip", elem_id="start")  # fmt: skip
             p.every = gr.Checkbox(False, label="Analyse every window (slower)", elem_id="every-window")
@@ -210,6 +199,14 @@ def _request(p: Page) -> None:
                                      label="Examples (each picks the model set it suits)").dataset  # fmt: skip
             with gr.Accordion("What the examples show", open=False):
                 gr.Markdown("  \n".join(f"**{e.title}** — {e.shows}" for e in shipped))
+
+
+def _adding(p: Page) -> None:
+    with gr.Accordion("Add a model (your checkpoint or a Hub repo)", open=False, elem_id="add-model"):
+        p.checkpoint = gr.File(label=f"Checkpoint file (up to {adding.MAX_MB} MB)", elem_id="checkpoint")
+        p.repo = gr.Textbox(label="…or a Hugging Face repo id", placeholder="org/name or org/name@revision", elem_id="repo")  # fmt: skip
+        p.class_names = gr.Textbox(label="Class names, one a line (for a file that names none)", lines=2, elem_id="class-names")  # fmt: skip
+        p.add, p.added = gr.Button("Add", size="sm", elem_id="add"), gr.HTML(elem_id="added")
 
 
 def _panel(p: Page, i: int) -> None:
@@ -264,8 +261,7 @@ def _tabs(p: Page) -> None:
     with gr.Tabs():
         with gr.Tab("All stages"):
             p.figures_note = gr.Markdown(visible=False)
-            strip = {"visible": False, "type": "filepath", "show_label": False}
-            p.update({f"strip_{i}": gr.Image(**strip, elem_id=f"strip-{i}") for i in range(N)})
+            p.update({f"strip_{i}": gr.Image(visible=False, type="filepath", show_label=False, elem_id=f"strip-{i}") for i in range(N)})  # fmt: skip
         with gr.Tab("Token grids"):
             p.update({f"grid_{i}": gr.Plot(visible=False) for i in range(N)})
         with gr.Tab("Frame × frame"), gr.Row(elem_id="matrices"):
@@ -294,6 +290,7 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **QUIET)
     p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **QUIET)
     p.offer.click(None, js=f"() => '{defaults.KINETICS}'", outputs=[p.model_set], **QUIET)  # then on_set
+    p.add.click(on_add, inputs={p.checkpoint, p.repo, p.class_names, p.models}, outputs=p.outputs("models", "model_set", "notes", "added"), show_progress_on=[p.added], **UI)  # fmt: skip
     controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip
     compare = _result_events(p, controls)
     for source in (p.clip, p.other):  # a new clip stops the last Compare (its slower views would paint over)

@@ -275,3 +275,16 @@ def vivit_repo(folder: Path, labels: list[str], *, frames: int = 16, size: int =
     }  # fmt: skip
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return model
+
+
+def tiny_mmaction_file(path: Path, classes: list[str], seed: int = 4) -> Path:
+    """A tiny MMAction2 MViTv2 fine-tune (3 blocks, 4 frames of 64²) with ``len(classes)`` classes named in
+    its ``meta``: a checkpoint small enough to upload in a test (about 1 MB), with labels of its own."""
+    from mvt.checkpoints.pyslowfast import config_from_cfg, parse_cfg
+
+    n = len(classes)
+    cfg, _ = config_from_cfg(parse_cfg(pyslowfast_cfg(tiny_mvit_section(True), TINY_DATA, n)))
+    state = to_mmaction(torchvision_mvit(cfg, n, seed=seed).state_dict(), stages=3)
+    text = MMACTION_CFG.replace("num_classes=5", f"num_classes={n}")
+    torch.save(mmaction_checkpoint(state, classes, text), path)
+    return path

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import mvt
+from mvt.checkpoints import FORMAT_NAMES, Recognised
 
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.storage import file_sha256
@@ -53,7 +54,32 @@ def weights_record(name: str) -> dict:
         path = mvt.weights.shipped_path(spec.weights)
         if path.is_file():
             source["sha256"] = file_sha256(path)
-    return {"description": spec.description, "trained": bool(spec.trained), "source": source}
+    record = {"description": spec.description, "trained": bool(spec.trained), "source": source}
+    if spec.checkpoint is not None:
+        record["checkpoint"] = checkpoint_record(spec.checkpoint)
+    return record
+
+
+def checkpoint_record(rec: Recognised) -> dict:
+    """What a user's checkpoint was recognised as (:class:`mvt.checkpoints.Recognised`): format, family,
+    variant, head, where the labels came from, preprocessing and where it came from, parameters, the file."""
+    pre = rec.preprocessing
+    return {
+        "file": Path(rec.location).name,
+        "sha256": rec.sha256,
+        "format": rec.format,
+        "format_name": FORMAT_NAMES.get(rec.format, rec.format),
+        "family": rec.family,
+        "variant": rec.variant,
+        "num_classes": int(rec.num_classes),
+        "labels_source": rec.labels_source,
+        "label_set": rec.label_set,
+        "preprocessing": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(pre).items()
+        },
+        "parameters": int(rec.parameters),
+        "notes": list(rec.notes),
+    }
 
 
 def class_label(r: ModelResult) -> str:

@@ -24,7 +24,7 @@ from ..explain import scoring
 from ..render.overlays import stats_figure, token_grid_figures
 from ..render.timeline import Url
 from ..service.service import Service
-from . import asking, defaults, examples, present, uploads
+from . import adding, asking, defaults, examples, present, uploads
 from .screens import KEEP, AppState, Choices, Controls, PanelScreen, Screen
 
 log = logging.getLogger("mvt-lens")
@@ -50,6 +50,7 @@ class Actions:
 
     def __init__(self, service: Service, url: Url, slots: int = MAX_MODELS) -> None:
         self.service, self.url, self.slots = service, url, slots
+        self.added = adding.Added()
 
     def _pad(self, items: Sequence) -> tuple:
         return tuple(items[i] if i < len(items) else None for i in range(self.slots))
@@ -79,6 +80,45 @@ class Actions:
         """Models picked by hand: which set that is, and a sentence for each that downloads or cannot run."""
         names = list(names or [])
         return Screen(model_set=defaults.set_of(names), notes="  \n".join(defaults.availability(names)))
+
+    def _choices(self, session: str | None, probe: bool = False) -> list[tuple[str, str]]:
+        """The picker's choices in ``session``: the registry's models and the session's own."""
+        pool = self.service.threads.pool("probe", 8) if probe else None
+        return defaults.model_choices(probe=probe, pool=pool, mine=self.added.names(session))
+
+    def add(
+        self,
+        *,
+        checkpoint: str | None = None,
+        repo: str | None = None,
+        class_names: str | None = None,
+        models: Sequence[str] | None = None,
+        session: str | None = None,
+    ) -> Screen:
+        """Add a model: an uploaded ``checkpoint`` (else the Hub ``repo`` typed), with ``class_names`` typed one a
+        line for a file that names none, recognised and offered in this session's picker, chosen beside
+        ``models``; what was recognised is said in the section — or what did not fit, and nothing is added."""
+        try:
+            spec, source = adding.add(
+                self.service, self.service.session_dir(session), checkpoint=checkpoint, repo=repo, labels=class_names
+            )  # fmt: skip
+        except Exception as e:
+            return Screen(added=adding.problem_html(failure("Adding the model", e)))
+        self.added.add(session, spec.name, source)
+        picked, fitted = adding.chosen(models, spec.name)
+        return Screen(
+            models=Choices(picked, self._choices(session)),
+            model_set=defaults.set_of(picked),
+            notes="  \n".join(defaults.availability(picked)),
+            added=adding.recognised_html(spec, fitted),
+        )
+
+    def end(self, session: str | None) -> None:
+        """A browser session ended: its files deleted, and the models it added that no other session holds
+        dropped (built model, results, registration)."""
+        for name, source in self.added.end(session).items():
+            adding.drop(self.service, name, source)
+        self.service.end_session(session)
 
     def upload(self, path: str | None, session: str | None) -> Screen:
         """A clip was uploaded: a playable preview when browsers cannot play it (GIF, HEVC, 10-bit…). A file
@@ -110,9 +150,14 @@ class Actions:
             export=None, matrices=empty, figures_note="", faithfulness_note="", export_note="",
         )  # fmt: skip
 
-    def _refused(self, clip: str | None, upload: dict | None, names: list[str]) -> str | None:
-        """Why a Compare must not start (``None``: it may): the reason an upload failed (kept, not replaced by
-        a request for a clip), or every chosen model unable to run here."""
+    def _refused(
+        self, clip: str | None, upload: dict | None, names: list[str], session: str | None = None
+    ) -> str | None:
+        """Why a Compare must not start (``None``: it may): a model this page may not run (a spec string, or
+        another session's checkpoint), the reason an upload failed (kept, not replaced by a request for a
+        clip), or every chosen model unable to run here."""
+        if stranger := adding.foreign(names, self.added.names(session)):
+            return adding.foreign_message(stranger)
         if not clip and upload and upload.get("failed"):
             return upload["failed"]
         blocked = defaults.unavailable(names) if clip else {}
@@ -147,7 +192,7 @@ class Actions:
         The first screen empties every view of the previous clip (tabs too); a Compare that cannot start says
         why in the banner."""
         service, names = self.service, list(models or [])
-        if refused := self._refused(clip, upload, names):
+        if refused := self._refused(clip, upload, names, session):
             yield self.cleared(refused)
             return
         downloads = [n for n in names if defaults.needs_weights(n)]
@@ -216,17 +261,16 @@ class Actions:
             panels=self._pad(shown),
             summary=present.summary(analysis, panels, service.labels),
             timings=[[r.name, k, round(float(v), 3)] for r in analysis.results for k, v in r.timings.items()],
-            **self._relabelled(names, downloads),
+            **self._relabelled(names, downloads, session),
         )
 
-    def _relabelled(self, names: list[str], downloaded: list[str]) -> dict:
+    def _relabelled(self, names: list[str], downloaded: list[str], session: str | None = None) -> dict:
         """After a Compare that downloaded weights: every model's label as its weights stand now (``cached``
         instead of ``downloads 339 MB``), and the notes of the chosen ones."""
         if not downloaded:
             return {}
-        pool = self.service.threads.pool("probe", 8)
         return {
-            "models": Choices(names, defaults.model_choices(probe=True, pool=pool)),
+            "models": Choices(names, self._choices(session, probe=True)),
             "notes": "  \n".join(defaults.availability(names)),
         }
 

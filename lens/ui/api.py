@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+import mvt
+
 from ..core.records import Analysis, ModelResult
 from ..core.request import LensError, class_index
 from ..explain.methods import DEFAULT_METHODS
@@ -30,6 +32,30 @@ from ..render.display import DEFAULT_DISPLAY
 from ..service.service import Service
 
 
+def allowed(models: Sequence[str]) -> list[str]:
+    """``models`` when the public API may run them: registry names and ``hub:`` repo ids, never a spec string
+    that reads the server's files or fetches a URL (``file:``, ``url:``) or a model a browser session added
+    from its upload (a :class:`LensError` naming them)."""
+    names = [models] if isinstance(models, str) else list(models or [])
+    bad = [n for n in names if str(n).startswith(("file:", "url:")) or _uploaded(str(n))]
+    if bad:
+        raise LensError(
+            f"{', '.join(map(str, bad))}: the API runs the registry's models and Hugging Face repos (hub:org/name); "
+            "for a checkpoint file of your own use the app's “Add a model” or `python -m mvt explain --models file:…`."
+        )  # fmt: skip
+    return names
+
+
+def _uploaded(name: str) -> bool:
+    if name.startswith("hub:"):
+        return False
+    try:
+        rec = mvt.get_spec(name).checkpoint
+    except KeyError:
+        return False
+    return rec is not None and rec.source.startswith(("file:", "url:"))
+
+
 def _folder(service: Service, session: str | None) -> Path:
     return Path(tempfile.mkdtemp(dir=service.session_dir(session), prefix="api-"))
 
@@ -38,7 +64,7 @@ def _analysis(
     service: Service, clip: str, models: Sequence[str], methods, start_s, windows=None, who=None
 ) -> Analysis:
     return service.analyse(
-        clip, list(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows, who=who
+        clip, allowed(models), list(methods or DEFAULT_METHODS), start_s=start_s, windows=windows, who=who
     )
 
 
@@ -91,7 +117,7 @@ def explain_class(
 ) -> dict:
     """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``: one
     run of the model (one GPU call on ZeroGPU)."""
-    service.request(clip, [model], [method], start_s=start_s)  # a bad clip, model or method is said first
+    service.request(clip, allowed([model]), [method], start_s=start_s)  # a bad clip, model or method is said first
     target = class_index(klass, service.labels(model))
     if target is None:
         raise LensError(

@@ -12,9 +12,11 @@ up by registering it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 import mvt
+from mvt.checkpoints import is_source
 from mvt.prefetch import weights_status
 
 from ..core.request import MAX_MODELS
@@ -61,6 +63,7 @@ def default_models(available: list[str] | None = None, max_models: int = MAX_MOD
     """One model per family from ``available`` (default: every model whose weights load offline): the
     SynthMotion set."""
     names = mvt.list_models(available_only=True) if available is None else list(available)
+    names = [n for n in names if mvt.get_spec(n).checkpoint is None]  # never a user's checkpoint
     picked: list[str] = []
     for family in _families(names):
         fam = [n for n in names if mvt.get_spec(n).family == family]
@@ -134,12 +137,17 @@ def _order(names: list[str]) -> list[str]:
     return first + trained + rest
 
 
-def model_choices(*, probe: bool = False, pool: Executor | None = None) -> list[tuple[str, str]]:
-    """``(label, name)`` of every registered model, cached or not (see :func:`model_label`). ``probe`` asks the
-    network whether downloads would work and how large they are (answers are cached; on ``pool``'s threads
-    in parallel, e.g. the service's ``threads.pool("probe", 8)``), so that an unreachable host shows as
-    unavailable instead of downloadable."""
-    names = _order(mvt.list_models())
+def model_choices(
+    *, probe: bool = False, pool: Executor | None = None, mine: Sequence[str] = ()
+) -> list[tuple[str, str]]:
+    """``(label, name)`` of every registered model, cached or not (see :func:`model_label`), and of the users'
+    checkpoints only those in ``mine`` (a session's own, first). ``probe`` asks the network whether
+    downloads would work and how large they are (answers are cached; on ``pool``'s threads in parallel, e.g.
+    the service's ``threads.pool("probe", 8)``), so that an unreachable host shows as unavailable instead of
+    downloadable."""
+    listed = mvt.list_models()
+    own = [n for n in mine if n in listed]
+    names = own + _order([n for n in listed if mvt.get_spec(n).checkpoint is None])
     ask = pool.map if pool is not None else map
     statuses = list(ask(lambda n: status_text(n, probe=probe), names))
     return [(model_label(n, s), n) for n, s in zip(names, statuses)]
@@ -164,6 +172,9 @@ def availability(names: list[str] | None, *, probe: bool = True) -> list[str]:
     instead of stalling later. Markdown: what comes from outside (a typed name, an error's text) is escaped."""
     notes, blocked = [], {}
     for n in names or []:
+        if is_source(n):  # never looked up here: it would read or fetch what it names
+            notes.append(markdown_text(f"{n}: add a checkpoint of your own with “Add a model”."))
+            continue
         try:
             spec = mvt.get_spec(n)
         except KeyError as e:
@@ -211,8 +222,10 @@ def unavailable(names: list[str], *, probe: bool = True) -> dict[str, str]:
     out = {}
     for n in names:
         try:
-            spec = mvt.get_spec(n)
+            spec = mvt.get_spec(n) if not is_source(n) else None
         except KeyError:
+            continue
+        if spec is None:
             continue
         if (
             spec.weights.kind in ("url", "hf")
@@ -224,6 +237,8 @@ def unavailable(names: list[str], *, probe: bool = True) -> dict[str, str]:
 
 def needs_weights(name: str) -> bool:
     """Whether ``name``'s weights are still to be downloaded (not on disk; the network is not asked)."""
+    if is_source(name):
+        return False
     try:
         kind = mvt.get_spec(name).weights.kind
     except KeyError:

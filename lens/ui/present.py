@@ -64,6 +64,10 @@ def vocabulary(name: str) -> str:
     except KeyError:
         return ""
     n = len(spec.labels)
+    if spec.checkpoint is not None and spec.label_set not in VOCABULARIES:  # a user's model: its own classes
+        named = not spec.labels[0].startswith("class ") if n else False
+        shown = ", ".join(spec.labels[:3]) + (", …" if n > 3 else "")
+        return f"its own {n} classes · {shown}" if named else f"{n} unnamed classes (class 0 … class {n - 1})"
     words = VOCABULARIES.get(spec.label_set, f"{spec.label_set} · {{n}} classes").format(n=n)
     if spec.label_set not in VOCABULARIES and n == 0:
         words = spec.label_set

@@ -227,6 +227,8 @@ class Screen:
     export_note: str = KEEP
     examples: list[str] = KEEP
     """The examples' labels (e.g. once the network was asked which need a download)."""
+    added: str = KEEP
+    """Add a model's answer (HTML): what was recognised in the checkpoint, or what did not fit."""
 
     def changes(self) -> dict[str, Any]:
         """The fields this step sets, by name (:func:`parts` says which parts of the page each sets)."""
