@@ -117,7 +117,7 @@ def explain_class(
 ) -> dict:
     """Explain ``model``'s class ``klass`` (a label, ``class N`` or a number) on ``clip`` with ``method``: one
     run of the model (one GPU call on ZeroGPU)."""
-    service.request(clip, allowed([model]), [method], start_s=start_s)  # a bad clip, model or method is said first
+    service.request(clip, allowed([model]), [method], start_s=start_s)  # a bad clip, model or method first
     target = class_index(klass, service.labels(model))
     if target is None:
         raise LensError(
