@@ -292,26 +292,27 @@ def _events(demo: gr.Blocks, p: Page) -> None:
     p.offer.click(None, js=f"() => '{defaults.KINETICS}'", outputs=[p.model_set], **QUIET)  # then on_set
     p.add.click(on_add, inputs={p.checkpoint, p.repo, p.class_names, p.models}, outputs=p.outputs("models", "model_set", "notes", "added"), show_progress_on=[p.added], **UI)  # fmt: skip
     controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip
-    compare = _result_events(p, controls)
-    for source in (p.clip, p.other):  # a new clip stops the last Compare (its slower views would paint over)
+    _result_events(p, controls)
+    for source in (p.clip, p.other):
         source.upload(on_upload, inputs=[source], outputs=p.outputs("clip", "upload", "banner", "clip_note"),
-                      show_progress_on=[p.clip], cancels=[compare], **UI)  # fmt: skip
+                      show_progress_on=[p.clip], **UI)  # fmt: skip
     p.build_zip.click(on_export, inputs=controls, outputs=p.outputs("export", "export_note"), **UI)
     tab = p.outputs("faithfulness", "faithfulness_table", "faithfulness_note")
     p.score.click(on_score, inputs={p.state, p.steps}, outputs=tab, show_progress_on=[p.faithfulness_table], **UI)  # fmt: skip
     demo.unload(on_end)
 
 
-def _result_events(p: Page, controls: set):
+def _result_events(p: Page, controls: set) -> None:
     """Compare (its progress drawn once, in the progress line), the display controls (redrawn from the cache,
-    quietly) and each panel's class to explain; returns the Compare event."""
+    quietly) and each panel's class to explain."""
     one_line = {"show_progress_on": [p.status], **UI}
     drawn = p.outputs("state", "show", "timeline", "panels", "summary", "banner", "clip_view", "matrices")
     asked = {p.clip, p.upload, p.models, p.methods, p.start_s, p.int8, p.every, *(controls - {p.state})}
     shown = p.outputs("status", "state", "banner", "notice", "show", "timeline", "truth", "clip_view", "panels", "summary", "timings",
                       "strips", "grids", "stats", "faithfulness", "faithfulness_table", "export", "models",
                       "notes", "figures_note", "faithfulness_note", "export_note", "matrices")  # fmt: skip
-    compare = p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, **one_line)
+    # always_last: a click while the last Compare still streams its slower views runs once that one ends
+    compare = p.run.click(on_compare, inputs=asked, outputs=shown, concurrency_limit=4, trigger_mode="always_last", **one_line)  # fmt: skip
     compare.then(on_figures, inputs=controls, outputs=p.outputs("strips", "grids", "stats", "figures_note", "matrices"), **QUIET)  # fmt: skip
     p.query.change(on_query, inputs={p.query, *controls}, outputs=drawn, **QUIET)
     for ctl in controls - {p.state, p.opacity}:
@@ -320,7 +321,6 @@ def _result_events(p: Page, controls: set):
     for i in range(N):
         klass = p[f"klass_{i}"]
         klass.input(on_explain(i), inputs={klass, *controls}, outputs=drawn, concurrency_limit=4, **one_line)
-    return compare
 
 
 def build_demo() -> gr.Blocks:
