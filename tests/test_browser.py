@@ -332,6 +332,11 @@ def test_gif_and_hevc_uploads_play_in_the_clip_box_and_give_results(browser, app
         src = page.evaluate("() => document.querySelector('#clip video').src")
         assert "preview-" in src, "the clip box plays the H.264 preview"
         _compare(page, n)
+        page.wait_for_function(  # the lead views stream in after the fast ones: wait for the Compare to end
+            "name => (document.querySelector('#progress') || {}).textContent?.includes('compared on ' + name)",
+            arg=path.name,
+            timeout=240_000,
+        )
         assert page.locator("[data-error]").count() == 0
         assert path.name in page.locator(".mvt-timeline").inner_text(), "the original file was analysed"
     assert not _error_toasts(page), _error_toasts(page)
