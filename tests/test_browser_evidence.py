@@ -24,7 +24,6 @@ from tests.test_browser import (
 
 pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parent.parent
 SYNTH = ["mvit_t.synth", "mmvit_t.synth", "vivit_t1.synth", "hvt_t.synth"]  # the SynthMotion set
 
 
@@ -33,8 +32,9 @@ def real_ten_seconds(tmp_path_factory) -> Path:
     """The shipped real-world example (7.7 s of jumping jacks and a backflip) made 10.0 s long: its 230 frames
     and then its first 70 again, at 30 fps."""
     import mvt
+    from lens.ui.examples import EXAMPLES_DIR
 
-    clip = mvt.read_clip(ROOT / "assets/examples/sports2d_backflip.mp4", num_frames=230, stride=1, size=240)
+    clip = mvt.read_clip(EXAMPLES_DIR / "sports2d_backflip.mp4", num_frames=230, stride=1, size=240)
     frames = np.concatenate([clip.frames, clip.frames[:70]])  # (300, 240, W, 3)
     path = tmp_path_factory.mktemp("real") / "backflip_10s.mp4"
     mvt.write_video(frames[:, :, : frames.shape[2] // 2 * 2], path, fps=30)

@@ -159,8 +159,8 @@ def panel_screen(
         target_label=explained,
         captions=[
             *([follows] if follows else []),
+            *panel.captions,  # how the method shown scored comes first: the line not behind the disclosure
             *_class_caption(display, explained),
-            *panel.captions,
             *_sink_caption(panel),
             *seen,
         ],
