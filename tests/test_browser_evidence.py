@@ -83,10 +83,12 @@ def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_t
     # the slider between two windows: each panel says its model did not see that time
     (_, end0), (start1, end1) = panels[0]["spans"][:2]  # every model here samples the clip the same way
     page.evaluate("t => window.mvtLens.setTime(t)", (end0 + start1) / 2)
-    texts = page.locator(".mvt-when-text").all_inner_texts()
+    texts = page.locator("[id^=slot-] .mvt-when-text").all_inner_texts()
     assert all(t.startswith("not seen by this model: nearest window") for t in texts), texts
     page.evaluate("t => window.mvtLens.setTime(t)", (start1 + end1) / 2)  # inside the second window
-    assert all(t.startswith("window 2 of 4") for t in page.locator(".mvt-when-text").all_inner_texts())
+    assert all(
+        t.startswith("window 2 of 4") for t in page.locator("[id^=slot-] .mvt-when-text").all_inner_texts()
+    )
     assert page.locator(".mvt-win.mvt-here").count() == len(SYNTH)
     page.locator("#timeline").scroll_into_view_if_needed()
     _save(page, f"windows-{viewport['width']}x{viewport['height']}.png")
