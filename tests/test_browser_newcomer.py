@@ -101,7 +101,7 @@ def test_problems_are_said_in_place_and_never_as_error_pills(browser, app_url, v
     page.locator("#banner").wait_for(state="hidden", timeout=60_000)  # a good clip clears the banner
     n = page.locator("#models .token").count()
     _compare(page, n)
-    before = page.locator(".mvt-slot .mvt-frame").first.get_attribute("style")
+    before = page.locator("[id^=slot-] .mvt-frame").first.get_attribute("style")
     box = page.locator("#class-0 input")
     box.scroll_into_view_if_needed()
     box.fill("a cat playing piano")
@@ -109,7 +109,7 @@ def test_problems_are_said_in_place_and_never_as_error_pills(browser, app_url, v
     note = page.locator("#slot-0 .mvt-note-panel")
     note.wait_for(state="visible", timeout=120_000)
     assert "no class called" in note.inner_text() and "a cat playing piano" in note.inner_text()
-    after = page.locator(".mvt-slot .mvt-frame").first.get_attribute("style")
+    after = page.locator("[id^=slot-] .mvt-frame").first.get_attribute("style")
     assert _picture(after) == _picture(before), "the panel keeps the explanation it showed"
     assert _pills(page) == [], _pills(page)
     _shot(page, "not-a-class", viewport)
@@ -188,8 +188,9 @@ def test_synthmotion_models_on_a_real_clip_say_they_know_only_synthetic_motions(
 ):
     page = _open(browser, app_url, viewport)
     page.locator("#model-set").get_by_text("SynthMotion", exact=True).click()
-    real = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sports2d_backflip.mp4"
-    _upload(page, real if real.is_file() else make_moving_square(tmp_path / "real.mp4", seed=8))
+    from lens.ui.examples import EXAMPLES_DIR
+
+    _upload(page, EXAMPLES_DIR / "sports2d_backflip.mp4")  # a real clip (shipped in the package)
     _compare(page, page.locator("#models .token").count())
     notice = page.locator("#notice .mvt-notice")
     notice.wait_for(state="visible", timeout=30_000)
