@@ -310,7 +310,7 @@ def timeline_html(
         '<div class="mvt-fold-body">'
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
-        f"{windows_html(tracks, lo, hi)}"
+        f"{windows_html(tracks, lo, hi) if any(len(tr.windows) > 1 for tr in tracks) else ''}"
         f'<div class="mvt-legend" title="{html.escape(about)}">{legend}'
         f'<span class="mvt-note">{html.escape(about)}</span></div></div></div>'
     )
