@@ -145,6 +145,13 @@
     const tl = element.querySelector(".mvt-timeline");
     if (tl) {
       bus.timelines.add(tl);
+      const bar = document.querySelector("#timeline");
+      if (bar && !bus.padded && window.ResizeObserver) {  // however tall the sticky bar (a row per model's
+        bus.padded = true;  // windows), a panel scrolled into view lands below it, never under it
+        new ResizeObserver(() => {
+          document.documentElement.style.scrollPaddingTop = `${Math.ceil(bar.getBoundingClientRect().height) + 8}px`;
+        }).observe(bar);
+      }
       if (bus.folded !== undefined) {  // the person's choice survives a new comparison
         tl.classList.toggle("mvt-folded", bus.folded);
         const c = tl.querySelector(".mvt-fold");
