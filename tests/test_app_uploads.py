@@ -77,7 +77,7 @@ def test_an_upload_declaring_more_than_the_limit_is_refused_before_its_body_is_r
     assert " 413 " in status, answer[:300]
     assert "more than the 210 MB this app accepts" in answer.decode(errors="replace")
     assert time.monotonic() - t0 < 15, "answered without waiting for the body"
-    assert _files(_upload_dir()) == before, "nothing of it was stored"
+    assert not _files(_upload_dir()) - before, "nothing of it was stored"  # (other tests' files may go)
 
 
 @pytest.mark.parametrize(

@@ -259,6 +259,17 @@ def test_a_model_with_five_stages_and_four_heads_offers_exactly_those(
     _upload(page, make_moving_square(tmp_path / "five.mp4", frames=32, size=128, seed=14))
     _choose_models(page, [five_stage_model, "hvt_t.synth"])
     _compare(page, 2)
+    page.wait_for_function(  # the lead views stream in after the fast ones: then show attention in every panel
+        "() => /models compared on/.test((document.querySelector('#progress') || {}).textContent || '')",
+        timeout=240_000,
+    )
+    page.locator("#show input").click()
+    page.get_by_role("option", name="Attention (CLS row of a stage)").click()
+    page.wait_for_function(
+        "m => document.querySelector(`.mvt-view[data-model='${m}']`)?.dataset.method === 'attention'",
+        arg=five_stage_model,
+        timeout=60_000,
+    )
     stages = _options(page, page.locator("#stage-0"))
     assert len(stages) == 5 and all(s.startswith(f"stage {i}") for i, s in enumerate(stages, 1)), stages
     heads = _options(page, page.locator("#heads-0"))

@@ -13,6 +13,7 @@ from tests.conftest import CHROMIUM_ARGS  # noqa: F401 (the browser fixture's fl
 from tests.mirror import register_test_model
 from tests.test_app import make_moving_square
 from tests.test_browser import DESKTOP, _choose_models, _compare, _open, _upload
+from tests.test_browser_newcomer import _settled
 
 pytestmark = pytest.mark.browser
 
@@ -60,14 +61,15 @@ def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_pat
     assert LABEL in panel.inner_text(), "the label is shown, literally"
     _no_markup(page, "panel top-5")
 
-    # a class typed into Explain class that is no class: the error toast quotes it as text
+    # a class typed into Explain class that is no class: the panel's note quotes it as text
+    _settled(page)
     klass = page.locator("#class-0 input")
     klass.fill(f"{LABEL} nope")
     klass.press("Enter")
-    toast = page.locator("[data-testid='toast-body']").filter(has_text="no class called")
-    toast.first.wait_for(state="visible", timeout=60_000)
-    assert LABEL in toast.first.inner_text()
-    _no_markup(page, "error toast")
+    note = page.locator("#slot-0 .mvt-note-panel").filter(has_text="no class called")
+    note.first.wait_for(state="visible", timeout=60_000)
+    assert LABEL in note.first.inner_text()
+    _no_markup(page, "panel note")
 
     # a class typed that is one of its labels: explained, and the caption names it as text
     klass.fill(labels[2])

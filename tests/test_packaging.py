@@ -434,6 +434,10 @@ def test_every_downloaded_or_shipped_weight_states_its_licence_in_its_label_and_
     seen = set()
     for name in mvt.list_models():
         spec = mvt.get_spec(name)
+        if (
+            spec.checkpoint is not None
+        ):  # a user's checkpoint another test registered: its licence is the user's
+            continue
         if spec.weights.kind == "none":
             assert spec.weights.licence == "" and not spec.trained
             continue
