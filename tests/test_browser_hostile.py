@@ -76,7 +76,7 @@ def test_markup_in_labels_and_typed_classes_stays_text(browser, app_url, tmp_pat
     klass.press("Enter")
     page.wait_for_function(
         "t => [...document.querySelectorAll('.mvt-captions')].some(c => c.textContent.includes(t))",
-        arg=f"Explaining the class “{labels[2]}”",
+        arg=f"explaining the class “{labels[2]}”",
         timeout=120_000,
     )
     _no_markup(page, "caption of the explained class")

@@ -120,6 +120,10 @@ def test_a_click_asks_a_point_of_every_model(browser, app_url, viewport, wide_ex
         "() => !document.querySelector('[id^=slot-] [data-testid=query-unseen]')", timeout=30_000
     )
     assert page.locator("[id^=slot-] [data-testid=query-mark]").count() == 0
+    if viewport is PHONE:  # Gradio folds the tabs into an overflow menu at this width: checked on the desktop
+        assert not _real_errors(page), _real_errors(page)
+        page.close()
+        return
     # one frame × frame matrix per model
     page.get_by_role("tab", name="Frame × frame").click()
     page.wait_for_function(
