@@ -69,9 +69,7 @@ def time_set(name: str, repeat: int) -> dict:
         actions = Actions(service, lambda p: f"files/{p.name}", len(models))
         controls = Controls("attention")
         state = None
-        for screen in actions.compare(
-            clip=str(EXAMPLES_DIR / clip), models=models, controls=controls
-        ):
+        for screen in actions.compare(clip=str(EXAMPLES_DIR / clip), models=models, controls=controls):
             state = state if screen.state in (None, KEEP) else screen.state
         analysis = service.get(state.ref)
         first = analysis.results[0]
