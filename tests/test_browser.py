@@ -96,6 +96,15 @@ def _compare(page, n: int) -> None:
     page.wait_for_function(FRAMES_READY, arg=n, timeout=240_000)
 
 
+def _settled(page) -> None:
+    """Until the Compare ends (each panel's lead view streams in after its fast view; the progress line then
+    says how many models were compared)."""
+    page.wait_for_function(
+        "() => /models compared on/.test((document.querySelector('#progress') || {}).textContent || '')",
+        timeout=240_000,
+    )
+
+
 def _choose_models(page, names: list[str]) -> None:
     page.locator("#models .remove-all").click()
     box = page.locator("#models input[role=combobox]")
@@ -259,10 +268,7 @@ def test_a_model_with_five_stages_and_four_heads_offers_exactly_those(
     _upload(page, make_moving_square(tmp_path / "five.mp4", frames=32, size=128, seed=14))
     _choose_models(page, [five_stage_model, "hvt_t.synth"])
     _compare(page, 2)
-    page.wait_for_function(  # the lead views stream in after the fast ones: then show attention in every panel
-        "() => /models compared on/.test((document.querySelector('#progress') || {}).textContent || '')",
-        timeout=240_000,
-    )
+    _settled(page)  # the lead views stream in after the fast ones: then show attention in every panel
     page.locator("#show input").click()
     page.get_by_role("option", name="Attention (CLS row of a stage)").click()
     page.wait_for_function(

@@ -12,8 +12,7 @@ import pytest
 from tests.conftest import CHROMIUM_ARGS  # noqa: F401 (the browser fixture's flags)
 from tests.mirror import register_test_model
 from tests.test_app import make_moving_square
-from tests.test_browser import DESKTOP, _choose_models, _compare, _open, _upload
-from tests.test_browser_newcomer import _settled
+from tests.test_browser import DESKTOP, _choose_models, _compare, _open, _settled, _upload
 
 pytestmark = pytest.mark.browser
 

@@ -22,7 +22,7 @@ import pytest
 
 import lens
 from tests.test_app import make_moving_square
-from tests.test_browser import DESKTOP, PHONE, _compare, _open, _upload
+from tests.test_browser import DESKTOP, PHONE, _compare, _open, _settled, _upload
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -53,15 +53,6 @@ def offline():
 def _picture(style: str) -> str:
     """What a panel's frames image shows (model, method, stage), without the hash of its display options."""
     return re.sub(r"_[0-9a-f]{12}\.jpg", ".jpg", re.search(r"frames_[^'\"]+", style).group(0))
-
-
-def _settled(page) -> None:
-    """Until the Compare ends (each panel's lead view streams in after its fast view; the progress line then
-    says how many models were compared)."""
-    page.wait_for_function(
-        "() => /models compared on/.test((document.querySelector('#progress') || {}).textContent || '')",
-        timeout=240_000,
-    )
 
 
 def _pills(page) -> list[str]:
