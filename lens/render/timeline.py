@@ -310,7 +310,7 @@ def timeline_html(
         '<div class="mvt-fold-body">'
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
-        f"{windows_html(tracks, lo, hi) if any(len(tr.windows) > 1 for tr in tracks) else ''}"
+        f"{windows_html(tracks, lo, hi)}"
         f'<div class="mvt-legend" title="{html.escape(about)}">{legend}'
         f'<span class="mvt-note">{html.escape(about)}</span></div></div></div>'
     )
@@ -332,7 +332,10 @@ def _seen(tr: Track) -> str:
 
 def windows_html(tracks: Sequence[Track], lo: float, hi: float) -> str:
     """A row per model under the curves: a bar for each window it saw, spanning its clip time, labelled with
-    that window's own top-1 class (the class strip over time)."""
+    that window's own top-1 class (the class strip over time); nothing when every model saw one window (its
+    top-1 is its panel's, and the bar stays compact)."""
+    if not any(len(tr.windows) > 1 for tr in tracks):
+        return ""
     length = max(hi - lo, 1e-6)
     rows = []
     for tr in tracks:
