@@ -36,7 +36,7 @@ DEVICE = select_device()  # on ZeroGPU: after `import spaces`, which is what mak
 if DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # a thread count set outside is kept
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-SERVICE = lens.Service(DEVICE, max_results=24, gpu=spaces_gpu(),  # ZeroGPU: one GPU call per action
+SERVICE = lens.Service(DEVICE, max_results=128, gpu=spaces_gpu(),  # ZeroGPU: one GPU call per action
                        compute_slots=1 if DEVICE == "cpu" else 2)  # fmt: skip
 OUT_DIR = SERVICE.out_dir  # the one folder served: only files the service wrote
 atexit.register(SERVICE.close)

@@ -28,6 +28,7 @@ import dataclasses
 import ipaddress
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,6 +118,8 @@ class Visit:
 
     url: str
     rng: random.Random
+    downloads: Path | None = None
+    """Where this visitor's client puts the files it is sent (inside the soak's folder, removed at the end)."""
     client: object = None
     shown: SoakClip | None = None
     sessions: int = 0
@@ -124,7 +127,8 @@ class Visit:
     def open(self) -> None:
         from gradio_client import Client
 
-        self.client, self.shown = Client(self.url, verbose=False), None
+        where = {} if self.downloads is None else {"download_files": str(self.downloads)}
+        self.client, self.shown = Client(self.url, verbose=False, **where), None
         self.sessions += 1
 
     def close(self) -> None:
@@ -234,11 +238,12 @@ def visitor(
     seed: int,
     out: list[Record],
     think: tuple[float, float] = (0.0, 0.0),
+    downloads: Path | None = None,
 ) -> None:
     """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each. Between two
     actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person reads the
     result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
-    visit = Visit(url, random.Random(seed))
+    visit = Visit(url, random.Random(seed), downloads)
     visit.open()
     kinds = list(ACTIONS)
     weights = [ACTIONS[k][0] for k in kinds]
@@ -415,11 +420,11 @@ def table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def single_visitor(url: str, clips: list[SoakClip]) -> float:
+def single_visitor(url: str, clips: list[SoakClip], downloads: Path | None = None) -> float:
     """One visitor alone: every kind once (models built, first-call costs paid), then Compare on every other
     good clip (the caches hold what the crowd will ask for: growth past this is not their filling); the median
     seconds of those (uncached)."""
-    visit = Visit(url, random.Random(0))
+    visit = Visit(url, random.Random(0), downloads)
     visit.open()
     good = [c for c in clips if not c.fails]
     for kind, (_, act) in ACTIONS.items():
@@ -460,6 +465,8 @@ def soak(
     uniform between the two). ``good``: use only that many of the corpus's good clips
     (a shorter warm-up). Talks to 127.0.0.1 only."""
     work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
+    # gradio_client leaves an empty folder in the temporary directory per file it downloads: there, in ours
+    scratch, tempfile.tempdir = tempfile.tempdir, str(work)
     clips = make_corpus(work / "clips", seed)
     if good is not None:
         clips = [c for c in clips if not c.fails][:good] + [c for c in clips if c.fails]
@@ -471,7 +478,8 @@ def soak(
     try:
         check_loopback(url)
         watch = Watch(proc.pid) if proc is not None else None
-        single = single_visitor(url, clips)
+        downloads = work / "downloads"  # what the visitors are sent: removed with the soak's folder
+        single = single_visitor(url, clips, downloads)
         summary = Summary(users, 0.0, [], single, watch=watch)
         if watch is not None:
             time.sleep(2)
@@ -480,7 +488,8 @@ def soak(
         end = time.monotonic() + 60 * minutes
         threads = [
             threading.Thread(
-                target=visitor, args=(url, clips, end, requests, seed + i, summary.records, think)
+                target=visitor,
+                args=(url, clips, end, requests, seed + i, summary.records, think, downloads),
             )
             for i in range(users)
         ]
@@ -500,6 +509,10 @@ def soak(
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+        tempfile.tempdir = scratch
+        for sub in work.iterdir():  # all but the app's log
+            if sub.is_dir():
+                shutil.rmtree(sub, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,12 +204,19 @@ V = TypeVar("V")
 
 class ResultCache(Generic[K, V]):
     """A bounded, thread-safe LRU: at most ``max_items`` and (``max_bytes``) at most that many bytes by
-    ``size`` (default :func:`nbytes`); the item just put is kept even when it alone is over."""
+    ``size`` (default :func:`nbytes`); the item just put is kept even when it alone is over. ``on_evict(key,
+    value)`` is told of every item that leaves (evicted, dropped or cleared; called outside the lock), so that
+    what was derived from it (another cache's entries) can leave with it."""
 
     def __init__(
-        self, max_items: int = 16, max_bytes: int | None = None, size: Callable[[V], int] = nbytes
+        self,
+        max_items: int = 16,
+        max_bytes: int | None = None,
+        size: Callable[[V], int] = nbytes,
+        on_evict: Callable[[K, V], None] | None = None,
     ) -> None:
         self.max_items, self.max_bytes, self._size = max_items, max_bytes, size
+        self.on_evict = on_evict
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -221,19 +228,29 @@ class ResultCache(Generic[K, V]):
             return item
 
     def put(self, key: K, value: V) -> None:
+        gone: list[tuple[K, V]] = []
         with self._lock:
+            old = self._items.get(key)
+            if old is not None and old is not value:
+                gone.append((key, old))
             self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
+                gone.append(self._items.popitem(last=False))
             if self.max_bytes is not None:
                 sizes = {k: self._size(v) for k, v in self._items.items()}
                 total = sum(sizes.values())
                 for k in list(self._items)[:-1]:
                     if total <= self.max_bytes:
                         break
-                    del self._items[k]
+                    gone.append((k, self._items.pop(k)))
                     total -= sizes[k]
+        self._evicted(gone)
+
+    def _evicted(self, gone: list[tuple[K, V]]) -> None:
+        if self.on_evict is not None:
+            for key, value in gone:
+                self.on_evict(key, value)
 
     def bytes(self) -> int:
         """Bytes held now (by ``size``)."""
@@ -242,13 +259,15 @@ class ResultCache(Generic[K, V]):
 
     def clear(self) -> None:
         with self._lock:
+            gone = list(self._items.items())
             self._items.clear()
+        self._evicted(gone)
 
     def drop(self, which: Callable[[K], bool]) -> None:
         """Remove every item whose key ``which`` accepts."""
         with self._lock:
-            for key in [k for k in self._items if which(k)]:
-                del self._items[key]
+            gone = [(k, self._items.pop(k)) for k in [k for k in self._items if which(k)]]
+        self._evicted(gone)
 
     def __len__(self) -> int:
         with self._lock:

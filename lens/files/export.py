@@ -20,6 +20,7 @@ import numpy as np
 import mvt
 from mvt.checkpoints import FORMAT_NAMES, Recognised
 
+from ..core.cache import ResultCache
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.storage import file_sha256
 from ..core.windows import prediction_note
@@ -221,13 +222,14 @@ def write_export(
     display: Display | Sequence[Display] = DEFAULT_DISPLAY,
     keys: Mapping[str, list[VolumeKey]] | None = None,
     asked: Sequence[Asked] = (),
+    cache: ResultCache[tuple, str] | None = None,
 ) -> dict[str, Path]:
     """Write every file of an analysis into ``out_dir``; returns them by name (``"<model>:<volume>"``,
     ``"<model>:npz"``, ``"report.json"``, ``"report.html"``, ``"timings.json"``, ``"query.json"``). ``keys``
     limits the overlay videos per model (default: one per volume). ``display``: one for every model, or one per
     entry (as each panel shows it: report.json and report.html name its method and the class it explains);
     ``asked``: points asked of it (each model's query rows at every stage and its frame × frame matrices,
-    :mod:`lens.files.queries`)."""
+    :mod:`lens.files.queries`); ``cache``: report pages already made (:func:`write_report_html`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -253,7 +255,7 @@ def write_export(
     written["timings.json"] = timings
     explained = {r.name: explained_record(r, by_name[r.name]) for r in analysis.results}
     written["report.html"] = write_report_html(
-        analysis, out / "report.html", metrics=metrics, explained=explained
+        analysis, out / "report.html", metrics=metrics, explained=explained, cache=cache
     )
     for i, a in enumerate(asked):
         tag = "query" if len(asked) == 1 else f"query{i + 1}"

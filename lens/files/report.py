@@ -16,6 +16,7 @@ from typing import Any
 import viz
 from viz import Curves
 
+from ..core.cache import ResultCache
 from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
@@ -223,16 +224,28 @@ def write_report_html(
     metrics: Metrics | None = None,
     title: str = "mvt-lens report",
     explained: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: ResultCache[tuple, str] | None = None,
 ) -> Path:
     """Write ``report.html`` for ``analysis`` to ``path`` (a directory means ``path/report.html``).
 
     ``metrics`` (optional) maps a model name to ``{volume key: Curves}`` or to the output of
     :func:`lens.explain.scoring.score_result`; those models get a faithfulness section (AUC table and curves).
+    ``cache``: pages already written for the same analysis (its request, cached results and errors), title and
+    ``explained`` — a page with ``metrics`` is always made anew.
     """
     path = Path(path)
     if path.is_dir() or path.suffix == "":
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc, _ = report_html(analysis, metrics=metrics, title=title, explained=explained)
+    key = None
+    if cache is not None and metrics is None:
+        errors = tuple(e.message for e in analysis.entries if isinstance(e, ModelError))
+        said = repr(sorted((name, sorted(v.items())) for name, v in (explained or {}).items()))
+        key = (analysis.request, tuple(analysis.keys), errors, title, said)
+    doc = cache.get(key) if cache is not None and key is not None else None
+    if doc is None:
+        doc, _ = report_html(analysis, metrics=metrics, title=title, explained=explained)
+        if cache is not None and key is not None:
+            cache.put(key, doc)
     path.write_text(doc, encoding="utf-8")
     return path

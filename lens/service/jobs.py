@@ -85,8 +85,8 @@ def estimated_seconds(name: str) -> float:
 class Runner(Protocol):
     """What a :class:`Job` needs from whoever runs its models (:class:`lens.Service`, or a test's fake)."""
 
-    def cached(self, key: ResultKey) -> ModelResult | None:
-        """The result kept for ``key``, if any."""
+    def cached(self, key: ResultKey, who: str | None = None) -> ModelResult | None:
+        """The result kept for ``key``, if any (used by ``who``)."""
 
     def download(self, name: str) -> Download | None:
         """A download of ``name``'s weights, started; ``None`` when they are on disk (or in memory)."""
@@ -172,7 +172,7 @@ class Job:
     def __iter__(self) -> Iterator[tuple[int, Entry]]:
         runner = self.runner
         for i, key in enumerate(self.request.keys):
-            hit = runner.cached(key)
+            hit = runner.cached(key, self.who)
             if hit is not None and self.entries[i] is None:
                 yield from self._emit(self.names[i], hit)
         todo = list(dict.fromkeys(n for n, e in zip(self.names, self.entries) if e is None))

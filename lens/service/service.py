@@ -33,7 +33,6 @@ import mvt
 from mvt.quantize import INT8_LABEL, PRECISIONS
 from viz.query import Geometry
 
-from ..core import memory
 from ..core.cache import Builder, ModelCache, ResultCache, build_model
 from ..core.clips import ClipCache, clip_info
 from ..core.records import Analysis, AnalysisRef, ModelError, ModelResult, VolumeKey
@@ -58,6 +57,7 @@ from ..render.panels import Panel, draw
 from .asking import PointQueries
 from .gpu import ZeroGpu
 from .jobs import Download, Entry, Job, estimated_seconds, needs_download
+from .lifetime import Lifetime
 from .run import labels, mean_probs, run_windows, top_k
 
 log = logging.getLogger("mvt-lens")
@@ -99,7 +99,7 @@ def _combined(windows: list[ModelResult], cov, top5, timings: dict[str, float]) 
     return replace(windows[k], top5=top5, windows=kept, coverage=cov, timings=timings)
 
 
-class Service(PointQueries):
+class Service(Lifetime, PointQueries):
     """Caches (models, results, panels, decoded clips), threads, and the operations on them; safe to share
     between threads.
 
@@ -136,9 +136,12 @@ class Service(PointQueries):
         max_clips: int = 8,
     ) -> None:
         self.models = ModelCache(device, builder, max_model_bytes)
-        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(max_results, max_result_bytes)
+        self.results: ResultCache[ResultKey, ModelResult] = ResultCache(
+            max_results, max_result_bytes, on_evict=self.result_gone
+        )
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
+        self.reports: ResultCache[tuple, str] = ResultCache(8, 64 * 2**20, size=len)  # report.html pages
         self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results, max_result_bytes)
         self.threads = Threads()
         self.compute_slots = compute_slots
@@ -147,6 +150,7 @@ class Service(PointQueries):
         self._seconds: dict[str, float] = {}
         self._out_dir = Path(out_dir) if out_dir is not None else None
         self._out_lock = threading.Lock()
+        self._held: dict[str, set[ResultKey]] = {}  # session → results of a class it chose (lifetime.py)
         self.zero = ZeroGpu(self, gpu) if gpu is not None else None  # ZeroGPU: an action's models in one call
         self.defer = gpu is None if defer is None else bool(defer)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bool(bf16)
@@ -154,44 +158,6 @@ class Service(PointQueries):
     @property
     def device(self) -> torch.device:
         return self.models.device
-
-    # -- files and lifetime ----------------------------------------------------------------------------------
-
-    @property
-    def out_dir(self) -> Path:
-        """The folder every file this service writes goes to (created on first use)."""
-        with self._out_lock:
-            if self._out_dir is None:
-                self._out_dir = Path(tempfile.mkdtemp(prefix="mvt-lens-"))
-            self._out_dir.mkdir(parents=True, exist_ok=True)
-            return self._out_dir
-
-    def session_dir(self, session: str | None) -> Path:
-        """A folder of :attr:`out_dir` for one user's files (``None``: :attr:`out_dir` itself)."""
-        if not session:
-            return self.out_dir
-        safe = "".join(c for c in str(session) if c.isalnum() or c in "-_")[:64] or "anonymous"
-        folder = self.out_dir / f"session-{safe}"
-        folder.mkdir(exist_ok=True)
-        return folder
-
-    def end_session(self, session: str | None) -> None:
-        """Delete the files of one user's session (when their browser session ends); freed heap to the OS."""
-        if session:
-            shutil.rmtree(self.session_dir(session), ignore_errors=True)
-        memory.trim()
-
-    def close(self, timeout: float = 30.0) -> list[str]:
-        """Stop every thread of the service (:meth:`lens.core.threads.Threads.close`), empty its caches and
-        delete every file it wrote (at exit). Returns the threads still running after ``timeout`` s (a
-        download stuck in a read)."""
-        stuck = self.threads.close(timeout)
-        for cache in (self.results, self.panels, self.clips, self.geometries):
-            cache.clear()
-        with self._out_lock:
-            if self._out_dir is not None:
-                shutil.rmtree(self._out_dir, ignore_errors=True)
-        return stuck
 
     # -- models --------------------------------------------------------------------------------------------
 
@@ -359,8 +325,11 @@ class Service(PointQueries):
 
     # -- the runner of jobs --------------------------------------------------------------------------------
 
-    def cached(self, key: ResultKey) -> ModelResult | None:
-        return self.results.get(key)
+    def cached(self, key: ResultKey, who: str | None = None) -> ModelResult | None:
+        hit = self.results.get(key)
+        if hit is not None:
+            self.hold(key, who)
+        return hit
 
     def download(self, name: str) -> Download | None:
         if not needs_download(name, self.models.loaded()):
@@ -380,6 +349,7 @@ class Service(PointQueries):
         for name, entry in zip(names, entries):
             if isinstance(entry, ModelResult):
                 self.results.put(request.key(name), entry)
+                self.hold(request.key(name), who)
                 self.took(name, entry.timings.get("total"))
         return entries
 
@@ -559,7 +529,9 @@ class Service(PointQueries):
         tmp = Path(tempfile.mkdtemp(dir=self._inside(folder), prefix="export-"))
         asked = [self.ask_all(analysis, *point)] if point is not None else []
         try:
-            write_export(analysis, tmp / "mvt-lens", metrics=metrics, display=display, asked=asked)
+            write_export(
+                analysis, tmp / "mvt-lens", metrics=metrics, display=display, asked=asked, cache=self.reports
+            )
             return Path(shutil.make_archive(str(tmp / "mvt-lens"), "zip", root_dir=tmp / "mvt-lens"))
         except (OSError, ValueError) as e:  # nothing half-written stays (or is offered)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -68,7 +68,7 @@ def _analysis(
     )
 
 
-def answer(analysis: Analysis, folder: Path) -> dict:
+def answer(analysis: Analysis, folder: Path, service: Service) -> dict:
     """``report.json`` of ``analysis`` with its files written into ``folder``: per model ``files`` (volume
     slug → ``.npy``) and ``report`` (``report.html``). A weights file's ``path`` is named ``file`` here."""
     out = report_json(analysis)
@@ -84,7 +84,7 @@ def answer(analysis: Analysis, folder: Path) -> dict:
                 np.save(path, np.asarray(values, dtype=np.float32))
                 files[slug] = path
             record["files"] = files
-    out["report"] = write_report_html(analysis, folder / "report.html")
+    out["report"] = write_report_html(analysis, folder / "report.html", cache=service.reports)
     return out
 
 
@@ -102,7 +102,7 @@ def analyse(
     (``None``: each model's default; ``"all"``: every window) — and compute ``methods`` (default: attention
     and rollout): :func:`answer`."""
     analysis = _analysis(service, clip, models, methods, start_s, windows, session)
-    return answer(analysis, _folder(service, session))
+    return answer(analysis, _folder(service, session), service)
 
 
 def explain_class(
@@ -124,7 +124,7 @@ def explain_class(
             f"{model} has no class called {klass!r}: give one of its labels, `class N` or a number."
         )
     analysis = service.analyse(clip, [model], [method], start_s=start_s, target=target, who=session)
-    return answer(analysis, _folder(service, session))
+    return answer(analysis, _folder(service, session), service)
 
 
 def faithfulness(

@@ -114,6 +114,17 @@ def test_result_cache_is_a_bounded_lru():
     assert c.get("b") is None and c.get("a") == 1 and len(c) == 2
 
 
+def test_every_item_that_leaves_is_told_once():
+    gone: list[tuple[str, int]] = []
+    c: ResultCache[str, int] = ResultCache(max_items=2, on_evict=lambda k, v: gone.append((k, v)))
+    c.put("a", 1), c.put("b", 2), c.put("c", 3)  # a evicted
+    c.put("b", 20)  # b replaced
+    c.drop(lambda k: k == "c")
+    assert gone == [("a", 1), ("b", 2), ("c", 3)]
+    c.clear()
+    assert gone[-1] == ("b", 20) and len(c) == 0
+
+
 # -- bounded by bytes --------------------------------------------------------------------------------------------
 
 

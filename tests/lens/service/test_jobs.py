@@ -114,7 +114,7 @@ class FakeRunner:
         self.downloads, self.failing = set(downloads), set(failing)
         self.runs: list[tuple[Request, list[str]]] = []
 
-    def cached(self, key):
+    def cached(self, key, who=None):
         return self.kept.get(key)
 
     def download(self, name):

@@ -198,6 +198,52 @@ def test_a_session_keeps_a_handle_and_eviction_is_a_clear_error(tmp_path, clip):
         svc.get(None)
 
 
+def test_what_is_drawn_from_a_result_leaves_the_caches_with_it(tmp_path, clip):
+    """Panels and query geometries hold their result: when the result is evicted they go too, so the
+    results cache's bounds (items, bytes) bound what a result keeps alive."""
+    svc = lens.Service(out_dir=tmp_path, max_results=1)
+    a = svc.analyse(clip, SMALL[:1], ["attention"])
+    svc.render(a)
+    svc.geometry(a.results[0])
+    assert len(svc.panels) == 1 and len(svc.geometries) == 1
+    svc.analyse(clip, SMALL[1:], ["attention"])  # evicts the first result
+    assert len(svc.panels) == 0 and len(svc.geometries) == 0
+
+
+def test_a_class_explained_for_a_session_goes_when_the_session_ends(tmp_path, clip):
+    """A result for a chosen class lives while a session that asked it (or was served it) lives; a session
+    ending drops its panels; the comparison itself (the predicted class) stays for the next visitor."""
+    svc = lens.Service(out_dir=tmp_path)
+    a = svc.analyse(clip, SMALL[:1], ["attention"], who="s1")
+    svc.render(a, folder=svc.session_dir("s1"))
+    one = svc.explain_class(a.ref, 0, "class 1", "grad_rollout", who="s1")
+    svc.analyse(clip, SMALL[:1], one.request.methods, target=1, who="s2")  # s2 is served the same result
+    explained = one.keys[0]
+    assert explained.target == 1 and svc.results.get(explained) is not None and len(svc.panels) == 1
+    svc.end_session("s1")
+    assert svc.results.get(explained) is not None, "s2 still uses it"
+    assert len(svc.panels) == 0, "s1's panels went with its folder"
+    svc.end_session("s2")
+    assert svc.results.get(explained) is None
+    assert svc.results.get(a.keys[0]) is not None, "the comparison stays"
+
+
+def test_a_report_page_is_made_once_per_analysis(tmp_path, clip, monkeypatch):
+    from lens.files import report
+    from lens.ui import api
+
+    made = []
+    real = report.report_html
+    monkeypatch.setattr(report, "report_html", lambda *a, **k: made.append(1) or real(*a, **k))
+    svc = lens.Service(out_dir=tmp_path)
+    first = api.analyse(svc, str(clip), SMALL[:1], ["attention"], session="s1")
+    second = api.analyse(svc, str(clip), SMALL[:1], ["attention"], session="s2")
+    assert len(made) == 1 and first["report"] != second["report"]
+    assert Path(first["report"]).read_text() == Path(second["report"]).read_text()
+    api.analyse(svc, str(clip), SMALL[:1], ["rollout"], session="s1")  # another analysis: another page
+    assert len(made) == 2
+
+
 def test_faithfulness_scores_every_volume_against_the_baselines(service, clip):
     a = service.analyse(clip, SMALL[:1])
     scores = service.faithfulness(a, steps=2)[SMALL[0]]
