@@ -90,6 +90,8 @@ def test_windows_cover_a_real_ten_second_clip(browser, app_url, viewport, real_t
         t.startswith("window 2 of 4") for t in page.locator("[id^=slot-] .mvt-when-text").all_inner_texts()
     )
     assert page.locator(".mvt-win.mvt-here").count() == len(SYNTH)
+    if viewport is DESKTOP:  # four models' windows, and the controls, in the compact sticky bar
+        assert page.locator("#timeline").bounding_box()["height"] <= 90
     page.locator("#timeline").scroll_into_view_if_needed()
     _save(page, f"windows-{viewport['width']}x{viewport['height']}.png")
     assert not _error_toasts(page) and not _real_errors(page), (_error_toasts(page), _real_errors(page))

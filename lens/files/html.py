@@ -62,6 +62,19 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def jpeg_data_uri(image: np.ndarray, quality: int = 88) -> str:
+    """A uint8 (H, W, 3) image as a ``data:image/jpeg;base64,...`` URI: for pictures of video frames (a
+    fifth of the PNG's bytes at no visible loss; PNG stays for exact pixels)."""
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"jpeg_data_uri expects uint8, got {arr.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert("RGB").save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 class Figures:
     """Turns plotly figures into divs of one page; counts them (a test checks every one rendered)."""
 

@@ -21,7 +21,7 @@ from ..core.records import Analysis, ModelError, ModelResult, VolumeKey
 from ..core.windows import prediction_note, seen_note
 from ..explain import methods as M
 from ..render.overlays import STRIP_KINDS, strip_keys, volume_strip
-from .html import Figures, esc, page, png_data_uri, table
+from .html import Figures, esc, jpeg_data_uri, page, table
 
 MethodMetrics = Mapping[str, Any]
 """Per volume: a :class:`Curves`, or a dict with ``"curves"`` and optional ``"pointing_game"``,
@@ -63,7 +63,7 @@ def _strip_html(r: ModelResult, keys: list[VolumeKey], title: str, what: str) ->
     return (
         f"<h3>{esc(title)}</h3>"
         f'<img class="strip" alt="{esc(what)} of {esc(r.name)}: {esc(label)}" '
-        f'src="{png_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
+        f'src="{jpeg_data_uri(img)}" width="{img.shape[1]}" height="{img.shape[0]}">'
         f"<p class='note'>Rows: {esc(label)}; columns: evenly spaced frames.</p>"
     )
 

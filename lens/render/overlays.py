@@ -5,6 +5,7 @@ figures shown after a comparison."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,22 @@ def resolve(result: ModelResult, display: Display) -> tuple[VolumeKey, Volume]:
             "so it cannot be drawn; the model's arithmetic broke down on this clip. Try another method or clip."
         )
     return key, volume
+
+
+def canonical(result: ModelResult, display: Display) -> Display:
+    """``display`` with what cannot change ``result``'s picture left out: the stage of a method computed once
+    (not per stage) or asked past the last, the heads of a method without heads, sink keys outside attention.
+    Two displays that draw the same picture are then one (one panel cached, one set of files)."""
+    method = M.get(display.method)
+    stages = sum(1 for k in result.volumes if k.method == method.name)
+    stage = display.stage
+    if stage is not None and (stages <= 1 or int(stage) >= stages - 1):
+        stage = None
+    head = display.head if method.heads else "mean"
+    sinks = display.sinks if method.name == "attention" else False
+    if (stage, head, sinks) == (display.stage, display.head, display.sinks):
+        return display
+    return replace(display, stage=stage, head=head, sinks=sinks)
 
 
 def _resolve(result: ModelResult, display: Display) -> tuple[VolumeKey, Volume]:

@@ -260,7 +260,9 @@ def timeline_html(
     """The shared slider, play/pause, and the importance curves (a line per model, 1 = an even share) with a
     row of ticks per model at the frames it saw; empty when there is nothing to show. Compact (one row of
     controls, the curves ``height`` px of the SVG's coordinates, a one-line legend) and foldable: the curves
-    and legend hide behind the ``curves`` button, so the sticky bar never covers what it moves."""
+    and legend hide behind the ``curves`` button, so the sticky bar never covers what it moves. When a model
+    saw several windows, each model's windows (:func:`windows_html`) show under the controls and the curves
+    start folded: within 90 px at any number of models."""
     if not tracks:
         return ""
     lo, hi = span(tracks, fps)
@@ -296,8 +298,10 @@ def timeline_html(
         f"bars: its windows and the top-1 class of each; clip {clip} {duration:.2f} s"
     )
     step = 1.0 / fps if fps and fps > 0 else 0.04
+    lanes = windows_html(tracks, lo, hi)
+    folded, arrow = (" mvt-folded", "▾") if lanes else ("", "▴")
     return (
-        f'<div class="mvt-timeline" data-testid="timeline" data-start="{lo:.4f}" data-end="{hi:.4f}" '
+        f'<div class="mvt-timeline{folded}" data-testid="timeline" data-start="{lo:.4f}" data-end="{hi:.4f}" '
         f'data-fps="{fps:.4f}">'
         '<div class="mvt-controls">'
         '<button class="mvt-play" type="button" aria-label="Play" aria-pressed="false" '
@@ -305,12 +309,11 @@ def timeline_html(
         f'<input class="mvt-slider" type="range" min="{lo:.4f}" max="{hi:.4f}" step="{step:.4f}" '
         f'value="{lo:.4f}" aria-label="Clip time in seconds, shared by every panel">'
         f'<output class="mvt-time">{lo:.2f} s</output>'
-        '<button class="mvt-fold" type="button" aria-expanded="true" '
-        'title="Show or hide the importance curves">curves ▴</button></div>'
+        f'<button class="mvt-fold" type="button" aria-expanded="{"false" if lanes else "true"}" '
+        f'title="Show or hide the importance curves">curves {arrow}</button></div>{lanes}'
         '<div class="mvt-fold-body">'
         f'<svg class="mvt-curves" viewBox="0 0 {width:.0f} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="How much each model\'s explanation weighs each frame">{"".join(parts)}</svg>'
-        f"{windows_html(tracks, lo, hi)}"
         f'<div class="mvt-legend" title="{html.escape(about)}">{legend}'
         f'<span class="mvt-note">{html.escape(about)}</span></div></div></div>'
     )
@@ -330,23 +333,44 @@ def _seen(tr: Track) -> str:
     return f"{len(tr.times)} frames, {tr.times[0]:.2f}–{tr.times[-1]:.2f} s"
 
 
+WINDOW_LANES_PX = 44
+"""The height every model's row of windows shares (a row at most 10 px: four models fill it; more get thinner
+rows, their class names on hover), so that the sticky bar stays within 90 px whatever the number of models."""
+
+
+def lane_px(models: int) -> int:
+    """The height of one model's row of windows when ``models`` rows share :data:`WINDOW_LANES_PX`."""
+    n = max(models, 1)
+    return max(3, min(10, (WINDOW_LANES_PX - (n - 1)) // n))
+
+
+def windowed(tracks: Sequence[Track]) -> bool:
+    """Whether some model saw more than one window of the clip."""
+    return any(len(tr.windows) > 1 for tr in tracks)
+
+
 def windows_html(tracks: Sequence[Track], lo: float, hi: float) -> str:
-    """A row per model under the curves: a bar for each window it saw, spanning its clip time, labelled with
-    that window's own top-1 class (the class strip over time); nothing when every model saw one window (its
-    top-1 is its panel's, and the bar stays compact)."""
-    if not any(len(tr.windows) > 1 for tr in tracks):
+    """A row per model: a bar for each window it saw, spanning its clip time, labelled with that window's own
+    top-1 class (the class strip over time; past four models the rows get thinner and the names move to the
+    hover text); nothing when every model saw one window (its top-1 is its panel's)."""
+    if not windowed(tracks):
         return ""
     length = max(hi - lo, 1e-6)
+    lane = lane_px(len(tracks))
     rows = []
     for tr in tracks:
         bars = "".join(
             f'<span class="mvt-win" data-window="{m.index}" data-start="{m.start:.4f}" data-end="{m.end:.4f}" '
             f'style="left:{100 * (m.start - lo) / length:.3f}%;width:{100 * (m.end - m.start) / length:.3f}%;'
             f'--accent:{tr.color}" title="{html.escape(tr.name)}, window {m.index + 1}: {m.start:.2f}–{m.end:.2f} s, '
-            f'top-1 {html.escape(m.label)} {100 * m.prob:.0f}%">{html.escape(m.label)}</span>'
+            f'top-1 {html.escape(m.label)} {100 * m.prob:.0f}%">{html.escape(m.label) if lane >= 8 else ""}</span>'
             for m in tr.windows
         )
-        rows.append(f'<div class="mvt-winrow" data-model="{html.escape(tr.name)}">{bars}</div>')
+        rows.append(
+            f'<div class="mvt-winrow" data-model="{html.escape(tr.name)}" '
+            f'title="{html.escape(tr.name)} · {_seen(tr)}">{bars}</div>'
+        )
     return (
-        f'<div class="mvt-windows" aria-label="windows each model saw">{"".join(rows)}</div>' if rows else ""
+        f'<div class="mvt-windows" style="--lane:{lane}px" aria-label="windows each model saw">'
+        f"{''.join(rows)}</div>"
     )

@@ -14,6 +14,7 @@ stops the threads and deletes the files. It is the :class:`~lens.service.jobs.Ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -53,6 +54,7 @@ from ..explain import methods as M
 from ..explain.scoring import score_result
 from ..explain.sinks import sinks_of
 from ..render.display import DEFAULT_DISPLAY, Display
+from ..render.overlays import canonical
 from ..render.panels import Panel, draw
 from .asking import PointQueries
 from .gpu import ZeroGpu
@@ -498,6 +500,8 @@ class Service(Lifetime, PointQueries):
             if isinstance(entry, ModelError):
                 panels.append(Panel(entry.name, None, error=entry.message, display=d, pending=entry.pending))
                 continue
+            with contextlib.suppress(LensError):  # an unknown method: draw says so in the panel
+                d = canonical(entry, d)  # displays that draw the same picture share one panel
             cache_key = (key, d, str(out), ready_only and not entry.ready)
             panel = self.panels.get(cache_key)
             if panel is None or not (panel.frames and panel.frames.exists()):

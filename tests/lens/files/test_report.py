@@ -15,7 +15,8 @@ import mvt
 from lens.core.records import Analysis, ModelError, VolumeKey
 from lens.core.request import Request
 from lens.explain.scoring import score_result
-from lens.files.report import png_data_uri, report_html, weights_html, write_report_html
+from lens.files.html import jpeg_data_uri, png_data_uri
+from lens.files.report import report_html, weights_html, write_report_html
 from tests.conftest import CHROMIUM_ARGS
 
 MODELS = ("mvit_t.untrained", "hvt_t.untrained")
@@ -59,7 +60,7 @@ def test_report_is_self_contained_and_honest(report):
         assert r.top5[0][0] in doc
     assert doc.count("UNTRAINED weights") == len(results)  # untrained is said plainly
     body = doc.split("<body>", 1)[1]
-    assert body.count('src="data:image/png;base64,') == len(results) + 1  # + the saliency strip
+    assert body.count('src="data:image/jpeg;base64,') == len(results) + 1  # + the saliency strip
     assert "<h3>Attributions</h3>" in body
     rollout = metrics[results[0].name][VolumeKey("rollout")]["curves"]
     assert "deletion AUC" in doc and f"{rollout.deletion_auc:.3f}" in doc
@@ -113,6 +114,22 @@ def test_png_data_uri_roundtrip():
     assert np.array_equal(back, img)
     with pytest.raises(ValueError):
         png_data_uri(img.astype(np.float32))
+
+
+def test_jpeg_data_uri_is_the_picture_within_jpeg_loss():
+    import base64
+    import io
+
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    img = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)  # smooth, as frames are
+    uri = jpeg_data_uri(img)
+    assert uri.startswith("data:image/jpeg;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert back.shape == img.shape and np.abs(back.astype(int) - img).mean() < 3
+    with pytest.raises(ValueError):
+        jpeg_data_uri(img.astype(np.float32))
 
 
 @pytest.mark.browser

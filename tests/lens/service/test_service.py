@@ -228,6 +228,20 @@ def test_a_class_explained_for_a_session_goes_when_the_session_ends(tmp_path, cl
     assert svc.results.get(a.keys[0]) is not None, "the comparison stays"
 
 
+def test_displays_that_draw_the_same_picture_share_one_panel(tmp_path, clip):
+    """Rollout is computed once, not per stage, and has no heads: a stage or head asked of it (the app's
+    controls after a point was asked at a stage) draws nothing new; attention at stage 1 does."""
+    svc = lens.Service(out_dir=tmp_path)
+    a = svc.analyse(clip, SMALL[:1], ["attention", "rollout"])
+    plain = svc.render(a, lens.Display("rollout"))[0]
+    same = svc.render(a, lens.Display("rollout", stage=1, head=0))[0]
+    assert same is plain and len(svc.panels) == 1
+    last = svc.render(a, lens.Display("attention"))[0]
+    assert svc.render(a, lens.Display("attention", stage=99))[0] is last  # past the last stage: the last
+    first = svc.render(a, lens.Display("attention", stage=0))[0]
+    assert first.frames != last.frames and first.key.stage == 0
+
+
 def test_a_report_page_is_made_once_per_analysis(tmp_path, clip, monkeypatch):
     from lens.files import report
     from lens.ui import api

@@ -50,6 +50,9 @@ def test_panels_say_what_they_show_and_offer_what_their_model_can_give(tmp_path,
     assert (
         line.count('class="mvt-win"') == windows and 'data-testid="timeline"' in line and "square.mp4" in line
     )
+    assert 'class="mvt-timeline mvt-folded"' in line, "several windows: their rows shown, the curves folded"
+    assert line.index('class="mvt-windows"') < line.index('class="mvt-fold-body"')
+    assert timeline.lane_px(4) == 10 and timeline.lane_px(8) * 8 + 7 <= timeline.WINDOW_LANES_PX
     waiting = present.pending("hvt_t.untrained", 1)
     assert "mvt-pending" in waiting.html and "untrained" in waiting.title
     summary = present.summary(a, panels, svc.labels)
