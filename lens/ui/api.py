@@ -181,11 +181,12 @@ def query(
     *,
     session: str | None = None,
 ) -> dict:
-    """Where the clip point (``t`` seconds; ``x``, ``y`` in the clip's pixels) looks in every model (its
-    attention captured; nothing else computed): per model, its answer at ``stage`` (counted from 1; ``None``:
+    """Where the clip point (``t`` seconds; ``x``, ``y`` in the clip's pixels) looks in every model (the run
+    :func:`analyse` makes by default — rollout deferred, so nothing more is computed — and so the same cached
+    result when that clip was just compared): per model, its answer at ``stage`` (counted from 1; ``None``:
     every stage), each a query token, its caption and its attention row as a ``.npy`` on the key grid (or why
     the model did not see the point), and its frame × frame matrices (:mod:`lens.files.queries`)."""
-    analysis = _analysis(service, clip, models, ["attention"], start_s, who=session)
+    analysis = _analysis(service, clip, models, DEFAULT_METHODS, start_s, who=session)
     asked = service.ask_all(analysis, float(t), float(x), float(y))
     if stage is not None:
         one = service.query(analysis, t, x, y, stage=max(int(stage) - 1, 0))

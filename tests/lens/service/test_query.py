@@ -150,3 +150,17 @@ def test_the_app_asks_a_point_marks_it_says_what_was_cropped_and_goes_back(tmp_p
     assert sum(f is not None for f in figs.matrices) == len(MODELS)
     assert "stage 3" in figs.matrices[0].layout.title.text
     svc.close()
+
+
+def test_the_api_asks_a_point_of_the_comparison_it_just_made(tmp_path, wide, monkeypatch):
+    """/query after /analyse on the same clip and models reuses that run (no model runs again)."""
+    from lens.ui import api
+
+    svc = lens.Service(out_dir=tmp_path)
+    api.analyse(svc, str(wide), MODELS[:1], session="s")
+    ran: list[str] = []
+    real = svc._run_model
+    monkeypatch.setattr(svc, "_run_model", lambda *a, **k: ran.append(a[1]) or real(*a, **k))
+    out = api.query(svc, str(wide), MODELS[:1], t=1.5, x=88.0, y=48.0, stage=1, session="s")
+    assert ran == [] and out
+    svc.close()
