@@ -299,6 +299,17 @@ class Watch(threading.Thread):
         self.join(5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
@@ -366,6 +377,9 @@ class Summary:
     """The same once every visitor left and their sessions ended."""
     left_bytes: int | None = None
     """Bytes left in the service's folder after every session ended."""
+    cpu: tuple[float, float] | None = None
+    """CPU seconds while the visitors acted: the server's, and the visitors' own (this process: their clients
+    share the machine's cores with the server)."""
 
     @property
     def unexpected(self) -> list[Record]:
@@ -412,6 +426,12 @@ def table(summary: Summary) -> str:
             f"visitors left {f[1] / gib:.2f} GiB ({100 * summary.rss_growth:+.1f} % vs warm-up); open files "
             f"{w[2]} → {f[2]} (peak {max(s[2] for s in samples)}); threads {w[3]} → {f[3]} (peak "
             f"{max(s[3] for s in samples)})"
+        )
+    if summary.cpu is not None:
+        server, visitors = summary.cpu
+        lines.append(
+            f"CPU while the visitors acted: server {server:.0f} s, the visitors' clients {visitors:.0f} s, of "
+            f"{(os.cpu_count() or 1) * summary.seconds:.0f} core-seconds"
         )
     if summary.left_bytes is not None:
         lines.append(f"bytes left in the service's folder after every session ended: {summary.left_bytes:,}")
@@ -493,12 +513,14 @@ def soak(
             )
             for i in range(users)
         ]
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), (cpu_seconds(proc.pid) if proc is not None else 0.0, _own_cpu())
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         summary.seconds = time.monotonic() - t0
+        if proc is not None:
+            summary.cpu = (cpu_seconds(proc.pid) - cpu0[0], _own_cpu() - cpu0[1])
         if out_dir is not None:
             summary.left_bytes = sessions_ended(out_dir)
         if watch is not None:
