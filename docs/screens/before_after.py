@@ -4,7 +4,7 @@
 
 starts ``python app.py`` of ``CHECKOUT`` on a loopback port (offline: the Kinetics-400 weights cannot be
 fetched here), then in Debian's Chromium at 1366×768 and 390×844: a broken clip and Compare; the first example
-(a real clip, Kinetics-400 set); a real clip with the SynthMotion set (the panels as they first show, the
+(a real clip, Kinetics-400 set) and Compare; a real clip with the SynthMotion set (the panels as they first show, the
 sticky timeline over them); a label typed into a panel's class box that is not a class; Play. Each step is one
 JPEG ``LABEL-STEP-WxH.jpg`` in ``--out``; what was measured (Gradio's red status pills and toasts, how far Play
 moved the slider in one second, the sticky timeline's height) goes to ``LABEL.json`` beside them. A step the
@@ -78,7 +78,10 @@ def steps(page, url: str, clips: dict[str, Path], shot, record: dict) -> None:
     # the first example: a real clip with the Kinetics-400 set (offline here)
     fresh()
     page.locator("#examples button, #examples .gallery-item").first.click()
+    time.sleep(5)
+    page.locator("#compare").click()  # what a newcomer does next
     settle(15)
+    page.evaluate("() => window.scrollTo(0, 0)")
     record["first example offline: pills"] = page.evaluate(PILLS)
     shot("kinetics-example-offline")
     # a real clip with the SynthMotion set
@@ -116,6 +119,11 @@ def steps(page, url: str, clips: dict[str, Path], shot, record: dict) -> None:
         box.press("Enter")
         settle(8)
         record["typed non-class label: pills"] = page.evaluate(PILLS)
+        note = page.locator("#slot-0 .mvt-note-panel")  # where the app says it (since issue 27)
+        if note.count():
+            record["typed non-class label: said"] = note.first.inner_text()[:200]
+            note.first.scroll_into_view_if_needed()
+            page.evaluate("() => window.scrollBy(0, 200)")
         shot("typed-label")
 
 
