@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 
 import mvt
-from tests.test_browser import DESKTOP, PHONE, _choose_models, _compare, _open, _real_errors, _upload
+from tests.test_browser import (
+    DESKTOP,
+    PHONE,
+    _choose_models,
+    _compare,
+    _open,
+    _real_errors,
+    _settled,
+    _upload,
+)
 
 pytestmark = pytest.mark.browser
 MODELS = ["mvit_t.synth", "mmvit_t.synth", "vivit_t1.synth", "hvt_t.synth"]
@@ -85,6 +94,7 @@ def test_a_click_asks_a_point_of_every_model(browser, app_url, viewport, wide_ex
     _upload(page, path)
     _choose_models(page, MODELS)
     _compare(page, len(MODELS))
+    _settled(page)  # each panel's lead view streams in after its fast view: the point is asked of the last
     page.evaluate(f"() => window.mvtLens.setTime({t})")
     before = page.evaluate(PICTURES)
     assert len(before) == len(MODELS)
