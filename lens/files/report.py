@@ -242,10 +242,10 @@ def write_report_html(
         errors = tuple(e.message for e in analysis.entries if isinstance(e, ModelError))
         said = repr(sorted((name, sorted(v.items())) for name, v in (explained or {}).items()))
         key = (analysis.request, tuple(analysis.keys), errors, title, said)
-    doc = cache.get(key) if cache is not None and key is not None else None
+    doc = None if key is None else cache.get(key)
     if doc is None:
         doc, _ = report_html(analysis, metrics=metrics, title=title, explained=explained)
-        if cache is not None and key is not None:
+        if key is not None:
             cache.put(key, doc)
     path.write_text(doc, encoding="utf-8")
     return path
