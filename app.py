@@ -185,6 +185,7 @@ def _request(p: Page) -> None:
     with gr.Column(scale=5, min_width=300):
         p.model_set = gr.Radio(list(defaults.SET_NAMES), value=defaults.SYNTHMOTION, label="Model set", elem_id="model-set")  # fmt: skip
         p.models, p.notes = gr.Dropdown(**defaults.models_field(), elem_id="models"), gr.Markdown(elem_id="model-notes")  # fmt: skip
+        p.suggested = gr.Textbox(visible=False, elem_id="suggested-set")  # the load's set  # fmt: skip
         p.run = gr.Button("Compare", variant="primary", elem_id="compare")
         _adding(p)
         with gr.Accordion("Options", open=False):
@@ -286,9 +287,11 @@ QUIET = {**UI, "show_progress": "hidden"}
 
 def _events(demo: gr.Blocks, p: Page) -> None:
     """Choosing a clip and models; the comparison and its displays (:func:`_result_events`); the tabs."""
-    demo.load(on_load, outputs=p.outputs("models", "model_set", "notes", "examples"), concurrency_limit=None, **QUIET)  # fmt: skip
+    loaded = demo.load(on_load, outputs=p.outputs("models", "suggested", "examples"), concurrency_limit=None, **QUIET)  # fmt: skip
+    loaded.then(None, js=defaults.take_suggested_js(), inputs=[p.suggested, p.model_set, p.models], outputs=[p.model_set], **QUIET)  # fmt: skip
     p.model_set.change(on_set, inputs=[p.model_set], outputs=p.outputs("models", "notes"), **QUIET)
-    p.models.input(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **QUIET)
+    # any change of the models: Gradio 6 says "input" for a click in the list only, not for Enter, × or clear
+    p.models.change(on_models, inputs=[p.models], outputs=p.outputs("model_set", "notes"), **QUIET)
     p.offer.click(None, js=f"() => '{defaults.KINETICS}'", outputs=[p.model_set], **QUIET)  # then on_set
     p.add.click(on_add, inputs={p.checkpoint, p.repo, p.class_names, p.models}, outputs=p.outputs("models", "model_set", "notes", "added"), show_progress_on=[p.added], **UI)  # fmt: skip
     controls = {p.state, p.show, p.opacity, p.colormap, p.sinks, *[p[f"{k}_{i}"] for i in range(N) for k in ("stage", "heads")]}  # fmt: skip

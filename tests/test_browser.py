@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lens
 from tests.test_app import make_frame, make_moving_square
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -359,3 +360,43 @@ def test_gif_and_hevc_uploads_play_in_the_clip_box_and_give_results(browser, app
         assert path.name in legend, "the original file was analysed"
     assert not _error_toasts(page), _error_toasts(page)
     page.close()
+
+
+def test_a_slow_page_load_never_undoes_the_models_a_person_chose(browser, app_url, monkeypatch):
+    """The page load asks the network which weights can be downloaded (slow on a Space): its default set is
+    taken only by a page whose picker still holds what it opened with, never over a person's choice."""
+    import threading
+    import time
+
+    import app
+
+    answered = threading.Semaphore(0)
+    load = app.ACTIONS.load
+
+    def slow_load():  # as a slow network probe would answer, suggesting the Kinetics-400 set
+        time.sleep(3)
+        screen = replace(load(), suggested=lens.defaults.KINETICS)
+        answered.release()
+        return screen
+
+    monkeypatch.setattr(app.ACTIONS, "load", slow_load)
+    chose = _open(browser, app_url, DESKTOP)
+    _choose_models(chose, ["mvit_t.synth"])  # before the load answers
+    waited = _open(browser, app_url, DESKTOP)
+    for _ in range(2):
+        assert answered.acquire(timeout=60)
+    kinetics = list(lens.defaults.KINETICS_SET)
+    waited.wait_for_function(  # the set the page opened with: four tokens already, so wait for the names
+        "first => (document.querySelector('#models .token') || {}).innerText?.startsWith(first)", arg=kinetics[0],
+        timeout=10_000,
+    )  # fmt: skip
+    time.sleep(1)  # the first page had its answer as long
+    tokens = chose.locator("#models .token").all_inner_texts()
+    assert len(tokens) == 1 and tokens[0].startswith("mvit_t.synth"), tokens
+    assert chose.locator("#model-set input:checked").get_attribute("value") == lens.defaults.CUSTOM
+    taken = waited.locator("#models .token").all_inner_texts()
+    assert [t.split(" ")[0] for t in taken] == kinetics, taken
+    assert waited.locator("#model-set input:checked").get_attribute("value") == lens.defaults.KINETICS
+    assert not _real_errors(chose) and not _real_errors(waited), (_real_errors(chose), _real_errors(waited))
+    chose.close()
+    waited.close()

@@ -59,13 +59,13 @@ class Actions:
 
     def load(self) -> Screen:
         """Page load: every model with its weights' status (the network asked on the service's threads), the
-        default set, and the examples saying which need a download."""
-        chosen = defaults.set_models(defaults.default_set())
+        default set suggested (the page takes it unless the person chose models meanwhile: see
+        :func:`lens.ui.defaults.take_suggested_js`), and the examples saying which need a download. The
+        models chosen are left as they are: a slow network probe never undoes a choice."""
         pool = self.service.threads.pool("probe", 8)
         return Screen(
-            models=Choices(chosen, defaults.model_choices(probe=True, pool=pool)),
-            model_set=defaults.set_of(chosen),
-            notes="  \n".join(defaults.availability(chosen)),
+            models=Choices(KEEP, defaults.model_choices(probe=True, pool=pool)),
+            suggested=defaults.default_set(),
             examples=examples.labels_here(),
         )
 

@@ -12,6 +12,7 @@ up by registering it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
@@ -258,6 +259,17 @@ def models_field() -> dict:
         "label": f"Models (up to {MAX_MODELS})",
         "info": "Each says what its weights are: shipped, cached, or what it downloads.",
     }
+
+
+def take_suggested_js() -> str:
+    """The browser's side of the page load (a JS function ``(suggested, set, models) -> set``): the suggested
+    set is taken only while the picker still holds what the page opened with (the SynthMotion set), so a
+    person who chose models, a set or added a checkpoint before the network probe answered keeps them."""
+    first = json.dumps(sorted(set_models(SYNTHMOTION)), separators=(",", ":"))  # as JSON.stringify writes it
+    return (
+        f"(suggested, set, models) => (suggested && set === {json.dumps(SYNTHMOTION)} && "
+        f"JSON.stringify([...(models || [])].sort()) === {json.dumps(first)}) ? suggested : set"
+    )
 
 
 def also_field() -> dict:

@@ -164,7 +164,8 @@ class PanelScreen:
 
 @dataclass(frozen=True)
 class Choices:
-    """A choice control's options (``None``: as they are) and value."""
+    """A choice control's options (``None``: as they are) and value (:data:`KEEP`: as it is, e.g. what the
+    person chose while the page was loading)."""
 
     value: Any
     choices: list | None = None
@@ -196,6 +197,9 @@ class Screen:
     # the request
     models: Choices = KEEP
     model_set: str = KEEP
+    suggested: str = KEEP
+    """The page load's model set (Kinetics-400 when its weights are here or can be downloaded): the page takes
+    it only if the person has not chosen models by the time it arrives."""
     notes: str = KEEP
     clip: str | None = KEEP
     """What the clip box shows (``None``: empty)."""
@@ -340,7 +344,7 @@ def parts(screen: Screen, frames_html: Any) -> dict[str, dict]:
             out[name] = {"sample_labels": list(value)}
         elif isinstance(value, Choices):
             out[name] = {
-                "value": value.value,
+                **({} if value.value is KEEP else {"value": value.value}),
                 **({} if value.choices is None else {"choices": value.choices}),
             }
         else:
