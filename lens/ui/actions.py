@@ -51,6 +51,8 @@ class Actions:
     def __init__(self, service: Service, url: Url, slots: int = MAX_MODELS) -> None:
         self.service, self.url, self.slots = service, url, slots
         self.added = adding.Added()
+        self._asked: dict[str, tuple[float, float, float]] = {}
+        """session → the clip point last asked of its comparison (so a view streaming in keeps it)."""
 
     def _pad(self, items: Sequence) -> tuple:
         return tuple(items[i] if i < len(items) else None for i in range(self.slots))
@@ -116,6 +118,7 @@ class Actions:
     def end(self, session: str | None) -> None:
         """A browser session ended: its files deleted, and the models it added that no other session holds
         dropped (built model, results, registration)."""
+        self._asked.pop(session or "", None)
         for name, source in self.added.end(session).items():
             adding.drop(self.service, name, source)
         self.service.end_session(session)
@@ -192,6 +195,7 @@ class Actions:
         The first screen empties every view of the previous clip (tabs too); a Compare that cannot start says
         why in the banner."""
         service, names = self.service, list(models or [])
+        self._asked.pop(session or "", None)  # a new comparison: no point asked of it yet
         if refused := self._refused(clip, upload, names, session):
             yield self.cleared(refused)
             return
@@ -229,7 +233,8 @@ class Actions:
         try:
             for i, _entry in job:
                 panels[i], shown[i] = self._panel(job.analysis_of(i), i, controls, folder, fast=True)
-                yield Screen(state=replace(state, ref=job.ref()), timeline=present.timeline(panels, job.clip), panels=self._pad(shown))  # fmt: skip
+                now, drawn = self._pointed(replace(state, ref=job.ref()), panels, shown, controls, session)
+                yield Screen(state=now, timeline=present.timeline(panels, job.clip), panels=self._pad(drawn))
             analysis = job.analysis
             for i, entry in enumerate(analysis.entries):  # the slower views, streamed in after every fast one
                 if isinstance(entry, ModelResult) and not present.ready_for(
@@ -238,13 +243,17 @@ class Actions:
                     service.complete(entry, controls.method_for(entry.name), progress, session)
                     one = Analysis(analysis.request.only(entry.name), [entry], [analysis.keys[i]])
                     panels[i], shown[i] = self._panel(one, i, controls, folder)
-                    yield Screen(timeline=present.timeline(panels, analysis.clip), panels=self._pad(shown))
+                    now, drawn = self._pointed(
+                        replace(state, ref=job.ref()), panels, shown, controls, session
+                    )
+                    yield Screen(state=now, timeline=present.timeline(panels, analysis.clip), panels=self._pad(drawn))  # fmt: skip
             # Every panel is on screen: the full matrices (rollout, strips, statistics, token grids) are
             # computed in the background, not waited for here, so Compare is free for the next click.
             if deferred := [r for r in analysis.results if not r.ready]:
                 service.warm(deferred)
             truth = present.truth(analysis.clip.sha256, panels, folder)
-            clip_view = asking.clip_view(service, analysis, None, folder, self.url)
+            final, shown = self._pointed(replace(state, ref=analysis.ref), panels, shown, controls, session)
+            clip_view = asking.clip_view(service, analysis, final.query, folder, self.url)
         except Exception as e:
             yield Screen(banner=failure("Analysis", e))
             return
@@ -253,7 +262,7 @@ class Actions:
             status=present.done(analysis, time.perf_counter() - started),
             banner=failed,
             notice=present.synthetic_notice(analysis, defaults.set_status(defaults.KINETICS)),
-            state=replace(state, ref=analysis.ref),
+            state=final,
             show=Choices(controls.show, present.show_choices(analysis.methods)),
             timeline=present.timeline(panels, analysis.clip),
             truth=truth,
@@ -273,6 +282,31 @@ class Actions:
             "models": Choices(names, self._choices(session, probe=True)),
             "notes": "  \n".join(defaults.availability(names)),
         }
+
+    def _pointed(
+        self,
+        state: AppState,
+        panels: Sequence,
+        shown: Sequence[PanelScreen],
+        controls: Controls,
+        session: str | None,
+    ) -> tuple[AppState, list[PanelScreen]]:
+        """``state`` and the panels' screens with the point asked while the comparison streams in (none asked:
+        as they are), so a click during Compare is not undone by the next view; ``panels``: ``None`` for a
+        model still running. A point that cannot be drawn yet leaves the panels as they are."""
+        point = self._asked.get(session or "")
+        if point is None:
+            return state, list(shown)
+        state = replace(state, query=point)
+        try:
+            analysis, displays = self.service.get(state.ref), controls.displays(state)
+            query = asking.ask(self.service, analysis, point, displays)
+            folder = self.service.session_dir(session)
+            drawn = asking.queried(self.service, analysis, query, panels, shown, displays, folder, self.url)
+        except Exception:  # drawn by the next view, or by the click's own answer
+            log.warning("the point asked during Compare could not be drawn yet", exc_info=True)
+            return state, list(shown)
+        return state, drawn
 
     def _panel(self, analysis: Analysis, i: int, controls: Controls, folder, fast: bool = False):
         """(panel, its screen) of ``analysis``'s one model: Show's display, or (``fast``) the attention view
@@ -334,6 +368,10 @@ class Actions:
         try:
             click = asking.parse(query)
             point = None if click is None else asking.clip_point(click, self.service.get(state.ref))
+            if point is None:
+                self._asked.pop(session or "", None)
+            else:
+                self._asked[session or ""] = point
             return self._drawn(replace(state, query=point), controls, session, matrices=False)
         except Exception as e:
             return Screen(banner=failure("Asking a point", e))

@@ -108,17 +108,22 @@ def queried(
     service: Service,
     analysis: Analysis,
     query: Query,
-    panels: Sequence[Panel],
+    panels: Sequence[Panel | None],
     shown: Sequence[PanelScreen],
     displays: Sequence[Display],
     out: Path,
     url: Url,
 ) -> list[PanelScreen]:
     """Every panel that has a picture, showing ``query``'s answer for its model instead (its stage
-    control offering the attention stages); panels without one stay as they are."""
+    control offering the attention stages); panels without one (``None``: still running) stay as they are."""
     out_screens = list(shown)
     for i, (panel, answer) in enumerate(zip(panels, query.answers)):
-        if panel.result is None or panel.error is not None or not isinstance(answer, ModelQuery):
+        if (
+            panel is None
+            or panel.result is None
+            or panel.error is not None
+            or not isinstance(answer, ModelQuery)
+        ):
             continue
         labels = service.labels(panel.name)
         out_screens[i] = _queried(i, shown[i], panel, answer, displays[i], out, url, labels)

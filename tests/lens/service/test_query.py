@@ -164,3 +164,40 @@ def test_the_api_asks_a_point_of_the_comparison_it_just_made(tmp_path, wide, mon
     out = api.query(svc, str(wide), MODELS[:1], t=1.5, x=88.0, y=48.0, stage=1, session="s")
     assert ran == [] and out
     svc.close()
+
+
+@pytest.mark.parametrize("show", ["attention", "rollout"])
+def test_a_point_asked_while_compare_streams_stays_on_every_view_that_follows(tmp_path, wide, show):
+    """A click on the first panel out, while the others still run (and, for rollout, while the lead views
+    stream in after the fast ones): every later screen keeps the point, the comparison ends with it asked;
+    the next Compare starts without it."""
+    svc = lens.Service(out_dir=tmp_path / "out")
+    acts = Actions(svc, lambda p: f"files/{p.name}", 4)
+    ctl = Controls(show)
+    stream = acts.compare(clip=str(wide), models=MODELS, controls=ctl, session="s")
+    asked = later = None
+    screens = []
+    for screen in stream:
+        if asked is None and screen.panels is not KEEP and screen.state is not KEEP and screen.panels[0].html:
+            r = svc.get(screen.state.ref).entries[0]
+            if isinstance(r, lens.ModelResult):
+                click = {"model": r.name, "time": float(r.times[6]), "u": 0.5, "v": 0.4}
+                asked = acts.ask(state=screen.state, controls=ctl, query=json.dumps(click), session="s")
+                assert asked.state.query is not None and 'data-testid="query-mark"' in asked.panels[0].html
+                continue
+        if asked is not None and screen.panels is not KEEP:
+            screens.append(screen)
+            later = screen
+    assert screens, "views streamed in after the click"
+    for screen in screens:
+        done = [
+            p for p in screen.panels if p is not None and "mvt-frame" in p.html and "mvt-wait" not in p.html
+        ]
+        assert done and all('data-testid="query-mark"' in p.html for p in done), "the point stays"
+        assert screen.state.query == asked.state.query
+    assert later.state.ref is not None and later.clip_view and "query" in later.clip_view
+    again = list(acts.compare(clip=str(wide), models=MODELS, controls=ctl, session="s"))[-1]
+    assert again.state.query is None and not any(
+        "query-mark" in p.html for p in again.panels if p is not None
+    )
+    svc.close()
