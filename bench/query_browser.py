@@ -10,7 +10,9 @@ click's handler in the page to the frame on which every panel shows the new poin
 server* (the page's event through Gradio's queue to the action starting), *ask* (the action: rows, sprites,
 screens) and *back and drawn* (Gradio's answer to the page and its drawing). The first click computes the
 stage maps' deferred matrices (once); the target (≤ 0.3 s on two cores) is for the clicks after it. The
-machine line (threads, load average, GEMM GFLOP/s) is printed under the table.
+last column says whether the deferred maps Compare computes in the background (:meth:`lens.Service.warm`)
+were still being computed when the click came (``--wait-maps``: click only once they are done). The machine
+line (threads, load average, GEMM GFLOP/s) is printed under the table.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clicks", type=int, default=8, help="clicks after the first")
     p.add_argument("--width", type=int, default=1366)
     p.add_argument("--height", type=int, default=768)
+    p.add_argument(
+        "--wait-maps", action="store_true",
+        help="click only once Compare's background maps are done (default: as soon as the panels are out)",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -73,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             asks.append((t0, time.time()))
 
     app.ACTIONS.ask = timed_ask
+    warming: list = []  # the background computations of deferred maps Compare started (Service.warm)
+    warm = app.SERVICE.warm
+
+    def recorded_warm(results):
+        future = warm(results)
+        warming.append(future)
+        return future
+
+    app.SERVICE.warm = recorded_warm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -90,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             _choose_models(page, MODELS)
             _compare(page, len(MODELS))
             _settled(page)
+            if args.wait_maps:
+                for future in warming:
+                    future.result()
             for k in range(args.clicks + 1):
+                busy = any(not f.done() for f in warming)
                 before = page.evaluate(PICTURES)
                 frame = page.locator(f"#slot-{k % len(MODELS)} .mvt-frame").first
                 frame.evaluate("e => e.scrollIntoView({block: 'end'})")
@@ -104,15 +123,19 @@ def main(argv: list[str] | None = None) -> int:
                     "() => [performance.timeOrigin + window.mvtLens.asked, performance.timeOrigin + window.mvtLens.answered]"
                 ))  # fmt: skip
                 a0, a1 = asks[n]
-                rows.append((done - click, a0 - click, a1 - a0, done - a1))
+                rows.append((done - click, a0 - click, a1 - a0, done - a1, "busy" if busy else "done"))
                 page.wait_for_timeout(300)
             browser.close()
     finally:
         app.demo.close()
-    print("| click | total (s) | to the server (s) | ask (s) | back and drawn (s) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| click | total (s) | to the server (s) | ask (s) | back and drawn (s) | background maps at the click |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
     for k, r in enumerate(rows):
-        print(f"| {'first' if k == 0 else k + 1} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} |")
+        print(
+            f"| {'first' if k == 0 else k + 1} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]} |"
+        )
     after = [r[0] for r in rows[1:]]
     if after:
         med, worst = statistics.median(after), max(after)

@@ -118,5 +118,20 @@ def weights_mirror(_mirror_server, tmp_path, monkeypatch):
     )  # read once at import; tests must not depend on it
     weights.forget_probes()
     yield m
-    m.reset()
+    m.reset()  # stalled connections closed: a download a test gave up on ends (or retries) now, not in the next test
+    _downloads_ended(timeout=20.0)
     weights.forget_probes()
+
+
+def _downloads_ended(timeout: float) -> None:
+    """Until no download worker thread (``mvt-download …``) is alive, at most ``timeout`` seconds: a worker whose
+    callers gave up (a stalled server) stops at its next chunk or request, and must not reach the mirror
+    during the next test (huggingface_hub retries a request whose connection was closed)."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(t.name.startswith("mvt-download") and t.is_alive() for t in threading.enumerate()):
+            return
+        time.sleep(0.05)
