@@ -395,6 +395,9 @@ class Summary:
     """The same once every visitor left and their sessions ended."""
     left_bytes: int | None = None
     """Bytes left in the service's folder after every session ended."""
+    caches: tuple[str | None, str | None] = (None, None)
+    """What the server's caches held after warm-up and after the visitors left (its log's last "caches after a
+    session ended" line: :meth:`lens.Service.holding`), to tell their filling from a leak."""
     cpu: tuple[float, float] | None = None
     """CPU seconds while the visitors acted: the server's, and the visitors' own (this process: their clients
     share the machine's cores with the server)."""
@@ -445,6 +448,9 @@ def table(summary: Summary) -> str:
             f"{w[2]} → {f[2]} (peak {max(s[2] for s in samples)}); threads {w[3]} → {f[3]} (peak "
             f"{max(s[3] for s in samples)})"
         )
+    if any(summary.caches):
+        before, after = summary.caches
+        lines.append(f"server caches: after warm-up {before or '?'}; after the visitors left {after or '?'}")
     if summary.cpu is not None:
         server, visitors = summary.cpu
         lines.append(
@@ -480,6 +486,18 @@ def single_visitor(url: str, clips: list[SoakClip]) -> float:
 
     visit.close()
     return float(np.median(times))
+
+
+CACHES_LINE = "caches after a session ended: "
+
+
+def last_caches_line(log: Path) -> str | None:
+    """The app log's last account of its caches (written when a session ends), if any."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if CACHES_LINE in ln]
+    except OSError:
+        return None
+    return lines[-1].split(CACHES_LINE, 1)[1] if lines else None
 
 
 def sessions_ended(out_dir: Path, timeout: float = 90.0) -> int:
@@ -521,9 +539,12 @@ def soak(
         watch = Watch(proc.pid) if proc is not None else None
         single = single_visitor(url, clips)
         summary = Summary(users, 0.0, [], single, watch=watch)
+        if out_dir is not None:  # the warm-up visitor's session ended too, as every session will at the end
+            sessions_ended(out_dir)
         if watch is not None:
             time.sleep(2)
             summary.warm = watch.sample()
+            summary.caches = (last_caches_line(out_dir.parent / "app.log"), None)
             watch.start()
         end = time.monotonic() + 60 * minutes
         threads = [
@@ -546,6 +567,7 @@ def soak(
         if watch is not None:
             watch.stop()
             summary.final = watch.sample()
+            summary.caches = (summary.caches[0], last_caches_line(out_dir.parent / "app.log"))
         return summary
     finally:
         if proc is not None:

@@ -3,8 +3,9 @@
 A server thread that frees a result leaves the pages in its malloc arena; with many threads (the web server's
 pool, the service's) glibc keeps up to 8 arenas per core, and RSS grows with each thread's high-water mark
 rather than with what is alive. :func:`limit_arenas` (call once at start-up, before the request threads
-allocate) caps the arenas; :func:`trim` hands freed pages back to the OS (after a session ends). Measured by
-``bench/soak.py`` (bench/README.md).
+allocate) caps the arenas, :func:`map_large` keeps big blocks (activations, attention maps) out of them and
+:func:`trim` hands freed pages back to the OS (after a session ends). Measured by ``bench/soak.py``
+(bench/README.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 
 M_ARENA_MAX = -8
 """``mallopt``'s parameter number for the arena cap (glibc's malloc.h)."""
+M_MMAP_THRESHOLD = -3
+"""``mallopt``'s parameter number for the size from which a block gets its own mapping (glibc's malloc.h)."""
 
 
 @functools.cache
@@ -32,6 +35,15 @@ def limit_arenas(arenas: int = 2) -> bool:
     """At most ``arenas`` malloc arenas from now on (threads beyond share them). True when glibc took it."""
     libc = _libc()
     return bool(libc is not None and libc.mallopt(M_ARENA_MAX, int(arenas)))
+
+
+def map_large(threshold: int = 4 * 1024**2) -> bool:
+    """Blocks of ``threshold`` bytes or more in their own memory mappings from now on, handed back to the OS as
+    soon as they are freed. glibc's default threshold rises (up to 32 MiB) each time such a block is freed, after
+    which a model's activations and attention maps (1–30 MB each) are carved from the arenas, where a freed one
+    stays as a hole other threads' small blocks pin. True when glibc took it."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
 
 
 def trim() -> bool:

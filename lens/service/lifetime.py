@@ -13,6 +13,7 @@ it is evicted or dropped (:meth:`Lifetime.result_gone`), so that the results cac
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -21,12 +22,14 @@ from pathlib import Path
 from viz.query import Geometry
 
 from ..core import memory
-from ..core.cache import ResultCache
+from ..core.cache import ModelCache, ResultCache
 from ..core.clips import ClipCache
 from ..core.records import ModelResult
 from ..core.request import ResultKey
 from ..core.threads import Threads
 from ..render.panels import Panel
+
+log = logging.getLogger("mvt-lens")
 
 
 class Lifetime:
@@ -37,6 +40,7 @@ class Lifetime:
     geometries: ResultCache[int, Geometry]
     reports: ResultCache[tuple, str]
     clips: ClipCache
+    models: ModelCache
     threads: Threads
     _out_dir: Path | None
     _out_lock: threading.Lock
@@ -85,6 +89,21 @@ class Lifetime:
                 others = set().union(*self._held.values())
             self.results.drop(lambda k: k in mine and k not in others)
         memory.trim()
+        log.info("caches after a session ended: %s", self.holding())
+
+    def holding(self) -> str:
+        """What the caches hold now, as one line: items and MB of results (deferred maps computed since
+        included), query geometries and report pages, and the MB of the models built (``bench/soak.py``
+        reads it to tell cache filling from a leak)."""
+        mb = 2**20
+        parts = [
+            f"results {len(self.results)} ({self.results.bytes() / mb:.0f} MB)",
+            f"geometries {len(self.geometries)} ({self.geometries.bytes() / mb:.0f} MB)",
+            f"reports {len(self.reports)} ({self.reports.bytes() / mb:.0f} MB)",
+            f"panels {len(self.panels)}",
+            f"models {self.models.bytes() / mb:.0f} MB",
+        ]
+        return ", ".join(parts)
 
     def close(self, timeout: float = 30.0) -> list[str]:
         """Stop every thread of the service (:meth:`lens.core.threads.Threads.close`), empty its caches and

@@ -90,8 +90,10 @@ def run(
 
 def start(service: Service, model_set: str | None = None) -> threading.Thread:
     """:func:`run` on one of the service's threads (stopped by :meth:`Service.close`; never raises into the
-    app: failures are logged). The heap's arenas are capped first (:func:`lens.core.memory.limit_arenas`)."""
+    app: failures are logged). The heap is set up first: arenas capped, big blocks in their own mappings
+    (:func:`lens.core.memory.limit_arenas`, :func:`lens.core.memory.map_large`)."""
     memory.limit_arenas()
+    memory.map_large()
     return service.threads.start("start-up", lambda: run(service, model_set))
 
 
