@@ -226,6 +226,8 @@ def test_a_class_explained_for_a_session_goes_when_the_session_ends(tmp_path, cl
     svc.end_session("s2")
     assert svc.results.get(explained) is None
     assert svc.results.get(a.keys[0]) is not None, "the comparison stays"
+    held = svc.holding()  # what the log says at every session end (bench/soak.py reads it)
+    assert held.startswith(f"results 1 ({svc.results.bytes() / 2**20:.0f} MB)") and "panels 0" in held, held
 
 
 def test_displays_that_draw_the_same_picture_share_one_panel(tmp_path, clip):
