@@ -1,6 +1,6 @@
 """Soak the app: N simulated visitors through ``gradio_client`` for a fixed time, then a table of what happened.
 
-    python bench/soak.py [--users 8] [--minutes 10] [--url http://127.0.0.1:7860/] [--seed 0]
+    python bench/soak.py [--users 8] [--minutes 10] [--url http://127.0.0.1:7860/] [--seed 0] [--no-kinetics]
 
 Starts ``python app.py`` on a free loopback port (or uses ``--url``, a running app on 127.0.0.1; nothing else is
 ever contacted), writes a corpus of clips (codecs, sizes, lengths, shipped examples, a few broken files; each
@@ -10,15 +10,23 @@ knows whether it must be refused), then:
    three new clips: the single-user Compare time, and the server's RSS, open files and threads after warm-up;
 2. ``--users`` visitors, each a ``gradio_client`` session, pick random actions from :data:`ACTIONS` until the
    time (or ``--requests`` each) is spent: Compare (``/analyse`` with the SynthMotion set), change the view
-   (``/query``: a point asked at a stage, read from the kept maps), explain a class, faithfulness, export, and
-   closing the session (a new one opens);
+   (``/query``: a point asked at a stage, read from the kept maps), explain a class, faithfulness, export,
+   Compare on the Kinetics-400 set (a few visitors ask for the real-size models) and closing the session (a new
+   one opens);
 3. every session ends (clients closed; the server notices by their heartbeats) and what is left is measured.
 
 The table: requests by kind, expected errors (a broken clip refused with a sentence), rejections (the server
 said it is busy, N ahead), unexpected failures, p50 / p95 / max latency per kind, the p95 Compare time against
 the single visitor's, RSS after warm-up / peak / after the visitors left, open files and threads, and the bytes
 left in the service's folder — with the load average and GEMM line (:mod:`bench.machine`). The CI variant is
-``tests/test_soak.py`` (:func:`soak` with 3 visitors for 75 s).
+``tests/test_soak.py`` (:func:`soak` with 3 visitors for 75 s, SynthMotion only).
+
+The Kinetics-400 set (unless ``--no-kinetics``) comes from the tests' loopback mirror (``tests/mirror.py``) at
+the real sizes and in the real formats, random values, through the app's own download clients
+(``MVT_WEIGHTS_MIRROR``, ``HF_ENDPOINT``) into empty caches, as on a fresh Space: the app starts with the
+network up, so it fetches and warms that set itself. torchvision's file names carry a hash random weights cannot
+match, so the soak's app (``--serve-app``) registers ``mvit_v2_s.k400`` and ``mmvit_s.k400init`` on a URL with
+the served file's own hash (as ``bench/app.py --mirror`` does); the rest of the app is ``app.py`` as shipped.
 """
 
 from __future__ import annotations
@@ -158,6 +166,7 @@ class Visit:
 REQUEST_TIMEOUT_S = 600
 """A request not answered by then counts as an unexpected failure (the loops are bounded in time)."""
 SYNTH = ["mvit_t.synth", "mmvit_t.synth", "vivit_t1.synth", "hvt_t.synth"]
+KINETICS = ["mvit_v2_s.k400", "mmvit_s.k400init", "vivit_b_16x2.k400", "hvt_s_1.in1k"]
 METHODS = ["attention", "rollout"]
 
 
@@ -188,6 +197,18 @@ def _compare(visit: Visit, clips: list[SoakClip]) -> bool:
     if not all(isinstance(m.get("top5"), list) for m in answer["models"]):
         raise AssertionError(f"a model without predictions: {answer['models']}")
     visit.shown = clip
+    return False
+
+
+def _compare_kinetics(visit: Visit, clips: list[SoakClip]) -> bool:
+    """/analyse with the Kinetics-400 set (real-size models, weights from the loopback mirror) on one of the
+    shipped examples: the first time per example runs four real-size models, later ones are answered from the
+    cache. What is on screen stays (the other actions use the SynthMotion set)."""
+    examples = [c for c in clips if c.path.name.startswith("synth_")] or [c for c in clips if not c.fails]
+    answer = _call(visit, visit.rng.choice(examples), "/analyse", models=KINETICS, methods=METHODS)
+    failed = [m for m in answer["models"] if not isinstance(m.get("top5"), list)]
+    if failed:
+        raise AssertionError(f"a Kinetics-400 model without predictions: {failed}")
     return False
 
 
@@ -233,9 +254,12 @@ ACTIONS: dict[str, tuple[float, Callable[[Visit, list[SoakClip]], bool]]] = {
     "explain": (0.15, _on_shown(_explain)),
     "faithfulness": (0.1, _on_shown(_faithfulness)),
     "export": (0.1, _on_shown(_export)),
+    "compare kinetics": (0.03, _compare_kinetics),
     "close session": (0.15, _close),
 }
 """Kind → (weight, action). An action returns True when the error it met was the expected one."""
+SYNTH_KINDS = tuple(k for k in ACTIONS if k != "compare kinetics")
+"""The kinds with the SynthMotion set only (the CI soak's, and ``--no-kinetics``)."""
 ON_SHOWN = ("view", "explain", "faithfulness", "export")
 """Kinds that act on the clip on screen."""
 
@@ -257,13 +281,14 @@ def visitor(
     seed: int,
     out: list[Record],
     think: tuple[float, float] = (0.0, 0.0),
+    kinds: tuple[str, ...] = tuple(ACTIONS),
 ) -> None:
-    """One visitor: random actions until ``end`` (monotonic) or ``budget`` requests; records each. Between two
+    """One visitor: random actions of ``kinds`` until ``end`` (monotonic) or ``budget`` requests; records each. Between two
     actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person reads the
     result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
     visit = Visit(url, random.Random(seed))
     visit.open()
-    kinds = list(ACTIONS)
+    kinds = list(kinds)
     weights = [ACTIONS[k][0] for k in kinds]
     for _ in range(budget):
         if time.monotonic() >= end:
@@ -345,9 +370,9 @@ def check_loopback(url: str) -> None:
         raise SystemExit(f"refusing {url}: the soak only talks to 127.0.0.1")
 
 
-def launch(out_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``python app.py`` on a free loopback port, its files in ``out_dir``, its log beside it; returns (process,
-    url)."""
+def launch(out_dir: Path, command: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``python app.py`` (or ``command``) on a free loopback port, its files in ``out_dir``, its log beside it;
+    returns (process, url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -359,7 +384,11 @@ def launch(out_dir: Path) -> tuple[subprocess.Popen, str]:
     }
     log = open(out_dir.parent / "app.log", "w")  # noqa: SIM115 - the child writes it until it ends
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        command or [sys.executable, str(ROOT / "app.py")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
@@ -427,6 +456,8 @@ def table(summary: Summary) -> str:
     ]
     for kind in ACTIONS:
         rs = [r for r in records if r.kind == kind]
+        if not rs and kind not in SYNTH_KINDS:
+            continue
         times = [r.seconds for r in rs if r.outcome in ("ok", "expected")]
         count = {o: sum(r.outcome == o for r in rs) for o in ("ok", "expected", "rejected", "unexpected")}
         lines.append(
@@ -464,7 +495,7 @@ def table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def single_visitor(url: str, clips: list[SoakClip]) -> float:
+def single_visitor(url: str, clips: list[SoakClip], kinds: tuple[str, ...] = ()) -> float:
     """One visitor alone: every kind once (models built, first-call costs paid), then Compare on every other
     good clip, and a point asked of it (the caches hold what the crowd will ask for, the deferred matrices of
     every comparison included: growth past this is not their filling); the median seconds of those Compares
@@ -472,8 +503,9 @@ def single_visitor(url: str, clips: list[SoakClip]) -> float:
     visit = Visit(url, random.Random(0))
     visit.open()
     good = [c for c in clips if not c.fails]
-    for kind, (_, act) in ACTIONS.items():
-        record = timed(kind, lambda act=act: act(visit, good[:1]))
+    for kind in kinds or SYNTH_KINDS:
+        act, on = ACTIONS[kind][1], good if kind == "compare kinetics" else good[:1]
+        record = timed(kind, lambda act=act, on=on: act(visit, on))
         if record.outcome != "ok":
             raise SystemExit(f"the single visitor's {kind} failed: {record.message}")
     times = []
@@ -518,26 +550,32 @@ def soak(
     requests: int = 10_000,
     good: int | None = None,
     think: tuple[float, float] = (0.0, 0.0),
+    kinetics: bool = False,
 ) -> Summary:
     """Start the app (unless ``url``), warm it up with one visitor, let ``users`` visitors act for ``minutes``,
     wait for their sessions to end; the measurements. ``think``: each visitor's pause between actions (seconds,
     uniform between the two). ``good``: use only that many of the corpus's good clips
-    (a shorter warm-up). Talks to 127.0.0.1 only."""
+    (a shorter warm-up). ``kinetics``: the Kinetics-400 set in the mix, its weights from the loopback mirror
+    (the app started here with the network up: module docstring). Talks to 127.0.0.1 only."""
     work = Path(tempfile.mkdtemp(prefix="mvt-soak-"))
     # gradio_client leaves an empty folder in the temporary directory per file it downloads: there, in ours
     scratch, tempfile.tempdir = tempfile.tempdir, str(work)
     clips = make_corpus(work / "clips", seed)
     if good is not None:
         clips = [c for c in clips if not c.fails][:good] + [c for c in clips if c.fails]
-    proc, out_dir = None, None
+    proc, out_dir, command, mirror = None, None, None, None
+    kinds = tuple(ACTIONS) if kinetics else SYNTH_KINDS
+    if kinetics and url is None:
+        mirror, registered = serve_kinetics(work)
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve-app", registered]
     if url is None:
         out_dir = work / "app-tmp"
         out_dir.mkdir()
-        proc, url = launch(out_dir)
+        proc, url = launch(out_dir, command)
     try:
         check_loopback(url)
         watch = Watch(proc.pid) if proc is not None else None
-        single = single_visitor(url, clips)
+        single = single_visitor(url, clips, kinds)
         summary = Summary(users, 0.0, [], single, watch=watch)
         if out_dir is not None:  # the warm-up visitor's session ended too, as every session will at the end
             sessions_ended(out_dir)
@@ -550,7 +588,7 @@ def soak(
         threads = [
             threading.Thread(
                 target=visitor,
-                args=(url, clips, end, requests, seed + i, summary.records, think),
+                args=(url, clips, end, requests, seed + i, summary.records, think, kinds),
             )
             for i in range(users)
         ]
@@ -573,10 +611,45 @@ def soak(
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+        if mirror is not None:
+            mirror.close()
         tempfile.tempdir = scratch
         for sub in work.iterdir():  # all but the app's log
             if sub.is_dir():
                 shutil.rmtree(sub, ignore_errors=True)
+
+
+MIRROR_FILES = Path(tempfile.gettempdir()) / "mvt-bench" / "mirror-files"
+"""The mirror's real-size random checkpoints, built once and kept between soaks (~1 GB)."""
+
+
+def serve_kinetics(work: Path) -> tuple[object, str]:
+    """The loopback mirror up in this process (its threads end with it), serving the Kinetics-400 set at real
+    size, and this process's environment pointed at it with empty weight caches in ``work`` (the app inherits
+    both); returns (the mirror: close it when the app has ended, the URL ``--serve-app`` registers
+    torchvision's two on: module docstring)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.app import serve_kinetics_from_mirror
+    from mvt import zoo
+
+    MIRROR_FILES.parent.mkdir(parents=True, exist_ok=True)
+    mirror, _ = serve_kinetics_from_mirror(MIRROR_FILES.parent)
+    os.environ.update(TORCH_HOME=str(work / "torch"), HF_HOME=str(work / "hf"))
+    return mirror, zoo.get_spec("mvit_v2_s.k400").weights.url
+
+
+def serve_app(url: str) -> None:
+    """``app.py`` as ``__main__``, with ``mvit_v2_s.k400`` and ``mmvit_s.k400init`` registered on ``url`` (the
+    mirror's file under its own hash): the soak's app when the Kinetics-400 set is in the mix."""
+    import runpy
+
+    sys.path.insert(0, str(ROOT))
+    from mvt import zoo
+
+    for name in ("mvit_v2_s.k400", "mmvit_s.k400init"):
+        spec = zoo.get_spec(name)
+        zoo._SPECS[name] = dataclasses.replace(spec, weights=dataclasses.replace(spec.weights, url=url))
+    runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -594,7 +667,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MIN", "MAX"),
         help="seconds each visitor looks at the page between actions (uniform; default 0 0: no pause)",
     )
+    p.add_argument("--no-kinetics", action="store_true", help="the SynthMotion set only (no mirror)")
+    p.add_argument("--serve-app", metavar="URL", help=argparse.SUPPRESS)  # the soak's own app (serve_app)
     args = p.parse_args(argv)
+    if args.serve_app:
+        serve_app(args.serve_app)
+        return 0
     sys.path.insert(0, str(ROOT))
     from bench.machine import machine_line
 
@@ -605,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         requests=args.requests,
         think=tuple(args.think),
+        kinetics=not args.no_kinetics and args.url is None,
     )
     pause = f", {args.think[0]:g}–{args.think[1]:g} s between actions" if any(args.think) else ", no pause"
     print(f"{args.users} visitors{pause}, {summary.seconds / 60:.1f} min, {len(summary.records)} requests")

@@ -46,6 +46,29 @@ def map_large(threshold: int = 4 * 1024**2) -> bool:
     return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
 
 
+class _Mallinfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (2.33 on): byte counts as ``size_t``."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")
+    ]  # fmt: skip
+
+
+def heap() -> dict[str, int] | None:
+    """What malloc holds, in bytes: ``used`` (blocks alive, in the arenas and in their own mappings), ``free``
+    (freed but kept in the arenas: fragmentation ``trim`` could not return) and ``mapped`` (blocks in their own
+    mappings). ``None`` off glibc 2.33+. Tells a native leak (``used`` grows) from a fragmented heap (``free``)."""
+    libc = _libc()
+    fn = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if fn is None:
+        return None
+    fn.restype = _Mallinfo2
+    info = fn()
+    return {"used": info.uordblks + info.hblkhd, "free": info.fordblks, "mapped": info.hblkhd}
+
+
 def trim() -> bool:
     """Give freed heap pages back to the OS. True when some were."""
     libc = _libc()

@@ -9,10 +9,16 @@ their session; when the session ends its folder goes, and so does what was kept 
 
 What was derived from a result (its drawn panels, its walked query geometry) leaves the caches with it, when
 it is evicted or dropped (:meth:`Lifetime.result_gone`), so that the results cache's bounds bound them too.
+
+A session ending also collects the process's cyclic garbage, then hands freed heap back to the OS. In a process
+this size Python's oldest generation is rarely collected, and a request leaves reference cycles that hold
+arrays and tensors (measured: 15–26 thousand objects, 45–75 MB of heap, per 40 requests of the soak's mix);
+uncollected, they made RSS drift up under a crowd. One full collection takes about 0.25 s here.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import tempfile
@@ -78,8 +84,8 @@ class Lifetime:
         self.geometries.drop(lambda k: k in outputs)
 
     def end_session(self, session: str | None) -> None:
-        """A user's browser session ended: delete its files, drop what was kept only for it, and hand freed
-        heap back to the OS."""
+        """A user's browser session ended: delete its files, drop what was kept only for it, collect cyclic
+        garbage and hand freed heap back to the OS (module docstring)."""
         if session:
             folder = str(self.session_dir(session))
             shutil.rmtree(folder, ignore_errors=True)
@@ -88,6 +94,7 @@ class Lifetime:
                 mine = self._held.pop(session, set())
                 others = set().union(*self._held.values())
             self.results.drop(lambda k: k in mine and k not in others)
+        gc.collect()
         memory.trim()
         log.info("caches after a session ended: %s", self.holding())
 
@@ -101,8 +108,12 @@ class Lifetime:
             f"geometries {len(self.geometries)} ({self.geometries.bytes() / mb:.0f} MB)",
             f"reports {len(self.reports)} ({self.reports.bytes() / mb:.0f} MB)",
             f"panels {len(self.panels)}",
+            f"clips {len(self.clips)} ({self.clips.bytes() / mb:.0f} MB)",
             f"models {self.models.bytes() / mb:.0f} MB",
         ]
+        held = memory.heap()
+        if held is not None:  # malloc's own account: blocks alive vs freed but kept (fragmentation)
+            parts.append(f"heap used {held['used'] / mb:.0f} MB, free {held['free'] / mb:.0f} MB")
         return ", ".join(parts)
 
     def close(self, timeout: float = 30.0) -> list[str]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import lens
 import mvt
+from lens.core import memory
 from lens.core.request import ResultKey
 from tests.test_app import make_moving_square
 
@@ -228,6 +230,34 @@ def test_a_class_explained_for_a_session_goes_when_the_session_ends(tmp_path, cl
     assert svc.results.get(a.keys[0]) is not None, "the comparison stays"
     held = svc.holding()  # what the log says at every session end (bench/soak.py reads it)
     assert held.startswith(f"results 1 ({svc.results.bytes() / 2**20:.0f} MB)") and "panels 0" in held, held
+
+
+def test_a_session_ending_frees_what_reference_cycles_held(tmp_path):
+    """Garbage in reference cycles (what requests leave, holding arrays) is freed when a session ends, not
+    whenever Python's oldest generation happens to be collected; the heap account says what malloc holds."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    svc = lens.Service(out_dir=tmp_path)
+    enabled = gc.isenabled()
+    gc.disable()  # only the session's end may collect
+    try:
+        a, b = Node(), Node()
+        a.other, b.other, a.data = b, a, np.ones(2**20)  # a cycle holding 8 MB
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None
+        svc.end_session("s1")
+        assert gone() is None, "the cycle outlived the session's end"
+    finally:
+        if enabled:
+            gc.enable()
+    held = memory.heap()
+    assert held is None or held["used"] > 0 and held["free"] >= 0
+    assert held is None or "heap used" in svc.holding()
 
 
 def test_displays_that_draw_the_same_picture_share_one_panel(tmp_path, clip):
