@@ -143,7 +143,9 @@ class Service(Lifetime, PointQueries):
         )
         self.panels: ResultCache[tuple, Panel] = ResultCache(8 * max_results)
         self.clips = ClipCache(max_clips)
-        self.reports: ResultCache[tuple, str] = ResultCache(8, 64 * 2**20, size=len)  # report.html pages
+        # report.html pages: 1–12 MB each, 0.5–5 s to make (a Kinetics-400 set's: 12 MB, 5 s); the API sends one
+        # with every answer, so a crowd asking a few analyses in turn must find them here (bench/soak.py)
+        self.reports: ResultCache[tuple, str] = ResultCache(32, 256 * 2**20, size=len)
         self.geometries: ResultCache[int, Geometry] = ResultCache(4 * max_results, max_result_bytes)
         self.threads = Threads()
         self.compute_slots = compute_slots
