@@ -42,17 +42,10 @@ OUT_DIR = SERVICE.out_dir  # the one folder served: only files the service wrote
 atexit.register(SERVICE.close)
 ACTIONS, JS = Actions(SERVICE, lambda path: f"gradio_api/file={path}", N), (UI / "timeline.js").read_text()
 MAX_UPLOAD = adding.MAX_MB * 1024**2  # clips, checkpoints: refused by declared length, else by Gradio
-SESSIONS_KEPT = 256
-"""Gradio keeps each session's page state — the last value of every component it updated (panels with their
-pictures), and our ``gr.State`` — for an hour after the tab closes, up to this many sessions, least recently
-active dropped first (its default, 10 000, would let a busy public Space hold gigabytes for visitors long gone).
-For a person whose state was dropped (256 livelier sessions since their last click), the page stays as drawn
-and its display controls redraw nothing until they press Compare again."""
 LAUNCH = {"css": (UI / "app.css").read_text(), "js": (UI / "clip.js").read_text(), "max_file_size": MAX_UPLOAD,
           "app_kwargs": {"middleware": [Middleware(uploads.RefuseLargeUploads, max_bytes=MAX_UPLOAD)]},
-          "allowed_paths": [str(OUT_DIR)], "show_error": False, "state_session_capacity": SESSIONS_KEPT}  # fmt: skip
-"""What ``demo.launch`` needs besides host and port (styles, upload limits, the one folder files are served from,
-how many sessions' page state the web server keeps)."""
+          "allowed_paths": [str(OUT_DIR)], "show_error": False, "state_session_capacity": 256}  # fmt: skip
+"""``demo.launch``'s arguments but host and port (styles, upload limits, the one folder served, page states kept)."""
 
 
 # -- the page: each component under the name its part has in lens.ui.screens ------------------------------------------

@@ -12,8 +12,8 @@ it is evicted or dropped (:meth:`Lifetime.result_gone`), so that the results cac
 
 A session ending also collects the process's cyclic garbage, then hands freed heap back to the OS. In a process
 this size Python's oldest generation is rarely collected, and a request leaves reference cycles that hold
-arrays and tensors (measured: 15–26 thousand objects, 45–75 MB of heap, per 40 requests of the soak's mix);
-uncollected, they made RSS drift up under a crowd. One full collection takes about 0.25 s here.
+arrays and tensors (``bench/cycles.py``: 25–91 MB of heap per 40 requests of the soak's mix); uncollected,
+they made RSS drift up under a crowd. One full collection takes about 0.2 s here.
 """
 
 from __future__ import annotations
