@@ -79,12 +79,25 @@ def k400_size_models() -> list[str]:
     return [n for n in names if n.split(".")[0] in mvt.list_archs()]
 
 
+TORCHVISION_WEIGHTS = ("mvit_v2_s.k400", "mmvit_s.k400init")
+"""The Kinetics-400 set's models on torchvision's weights file, whose name carries a hash random weights cannot
+match."""
+
+
+def register_torchvision_weights(url: str) -> None:
+    """:data:`TORCHVISION_WEIGHTS` registered (in this process) on ``url``: the mirror's file under its own hash."""
+    from mvt import zoo
+
+    for name in TORCHVISION_WEIGHTS:
+        spec = zoo.get_spec(name)
+        zoo._SPECS[name] = replace(spec, weights=replace(spec.weights, url=url))
+
+
 def serve_kinetics_from_mirror(workdir: Path):
     """The loopback mirror of the tests serving the Kinetics-400 set at its real sizes, this process pointed at
     it with empty caches in ``workdir``. torchvision's names carry a hash random weights cannot match, so
     ``mvit_v2_s.k400`` and ``mmvit_s.k400init`` are re-registered (for this run) on a URL carrying the served
     file's own hash — the same download and check code. Returns (mirror, names)."""
-    from mvt import zoo
     from mvt.models.vivit import HF_REPO
     from tests.mirror import Files, Mirror, Standard
 
@@ -95,9 +108,7 @@ def serve_kinetics_from_mirror(workdir: Path):
     mirror.add_hf(HF_REPO, "pytorch_model.bin", mirror.standard.vivit("vivit_b_16x2")())
     mirror.add(Standard.HVT["hvt_s_1"], mirror.standard.hvt("hvt_s_1", real_size=True)(), redirect=True)
     url, _, _ = mirror.standard.serve_with_own_hash(mirror, "mvit_v2_s", real_size=True)
-    for name in ("mvit_v2_s.k400", "mmvit_s.k400init"):
-        spec = zoo.get_spec(name)
-        zoo._SPECS[name] = replace(spec, weights=replace(spec.weights, url=url))
+    register_torchvision_weights(url)
     os.environ.update(MVT_WEIGHTS_MIRROR=mirror.url, HF_ENDPOINT=mirror.url)
     for var in (
         "MVT_OFFLINE",

@@ -17,20 +17,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import random
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @contextlib.contextmanager
@@ -54,14 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import app
     from bench.machine import machine_line
-    from bench.soak import METHODS, SYNTH, make_corpus
+    from bench.soak import METHODS, SYNTH, Watch, make_corpus
     from lens.core import memory
     from lens.ui import api, startup
 
     service = app.SERVICE
-    memory.limit_arenas()
-    memory.map_large()
-    startup.run(service, None)
+    startup.start(service).join()  # the heap set up and the start-up run, as app.py's
+    watch = Watch(os.getpid())
+
+    def rss_mb() -> float:
+        return watch.sample()[1] / 2**20
+
     good = [str(c.path) for c in make_corpus(Path(tempfile.mkdtemp(prefix="mvt-cycles-"))) if not c.fails]
 
     def request(i: int, clip: str | None = None) -> None:

@@ -292,9 +292,9 @@ def visitor(
     think: tuple[float, float] = (0.0, 0.0),
     kinds: tuple[str, ...] = tuple(ACTIONS),
 ) -> None:
-    """One visitor: random actions of ``kinds`` until ``end`` (monotonic) or ``budget`` requests; records each. Between two
-    actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person reads the
-    result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
+    """One visitor: random actions of ``kinds`` until ``end`` (monotonic) or ``budget`` requests; records each.
+    Between two actions the visitor looks at the page for a time drawn uniformly from ``think`` seconds (a person
+    reads the result before the next click; ``(0, 0)``: clicks again at once, a crowd of scripts)."""
     visit = Visit(url, random.Random(seed))
     visit.open()
     kinds = list(kinds)
@@ -515,12 +515,12 @@ def single_visitor(url: str, clips: list[SoakClip], kinds: tuple[str, ...] = ())
     good = [c for c in clips if not c.fails]
     for kind in kinds or SYNTH_KINDS:
         act = ACTIONS[kind][1]
-        # the Kinetics-400 set on the clips the crowd asks it of (its downloads, builds and results)
-        each = [[c] for c in _examples(good)] if kind == "compare kinetics" else [good[:1]]
-        for on in each:
-            record = timed(kind, lambda act=act, on=on: act(visit, on))
-            if record.outcome != "ok":
-                raise SystemExit(f"the single visitor's {kind} failed: {record.message}")
+        on = (
+            good if kind == "compare kinetics" else good[:1]
+        )  # it picks the crowd's clip (_examples) from all
+        record = timed(kind, lambda act=act, on=on: act(visit, on))
+        if record.outcome != "ok":
+            raise SystemExit(f"the single visitor's {kind} failed: {record.message}")
     times = []
     for clip in good[1:]:
         record = timed("compare", lambda clip=clip: _compare(visit, [clip]))
@@ -642,13 +642,13 @@ def serve_kinetics(work: Path) -> tuple[object, str]:
     both); returns (the mirror: close it when the app has ended, the URL ``--serve-app`` registers
     torchvision's two on: module docstring)."""
     sys.path.insert(0, str(ROOT))
-    from bench.app import serve_kinetics_from_mirror
+    from bench.app import TORCHVISION_WEIGHTS, serve_kinetics_from_mirror
     from mvt import zoo
 
     MIRROR_FILES.parent.mkdir(parents=True, exist_ok=True)
     mirror, _ = serve_kinetics_from_mirror(MIRROR_FILES.parent)
     os.environ.update(TORCH_HOME=str(work / "torch"), HF_HOME=str(work / "hf"))
-    return mirror, zoo.get_spec("mvit_v2_s.k400").weights.url
+    return mirror, zoo.get_spec(TORCHVISION_WEIGHTS[0]).weights.url
 
 
 def serve_app(url: str) -> None:
@@ -657,11 +657,9 @@ def serve_app(url: str) -> None:
     import runpy
 
     sys.path.insert(0, str(ROOT))
-    from mvt import zoo
+    from bench.app import register_torchvision_weights
 
-    for name in ("mvit_v2_s.k400", "mmvit_s.k400init"):
-        spec = zoo.get_spec(name)
-        zoo._SPECS[name] = dataclasses.replace(spec, weights=dataclasses.replace(spec.weights, url=url))
+    register_torchvision_weights(url)
     runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
 
 

@@ -57,8 +57,8 @@ class ClipCache:
     """The last ``max_items`` decodes, by file version, sampling and start: models that sample a clip the same
     way decode it once, and a re-run (another class, another method) decodes nothing."""
 
-    def __init__(self, max_items: int = 8, max_bytes: int | None = None) -> None:
-        self._items: ResultCache[tuple, mvt.Clip] = ResultCache(max_items, max_bytes)
+    def __init__(self, max_items: int = 8) -> None:
+        self._items: ResultCache[tuple, mvt.Clip] = ResultCache(max_items)
 
     def read(self, path: str | os.PathLike, spec: mvt.ModelSpec, start_s: float | None) -> mvt.Clip:
         """One window (:func:`read_clip`)."""

@@ -57,16 +57,16 @@ class _Mallinfo2(ctypes.Structure):
 
 
 def heap() -> dict[str, int] | None:
-    """What malloc holds, in bytes: ``used`` (blocks alive, in the arenas and in their own mappings), ``free``
-    (freed but kept in the arenas: fragmentation ``trim`` could not return) and ``mapped`` (blocks in their own
-    mappings). ``None`` off glibc 2.33+. Tells a native leak (``used`` grows) from a fragmented heap (``free``)."""
+    """What malloc holds, in bytes: ``used`` (blocks alive, in the arenas and in their own mappings) and ``free``
+    (freed but kept in the arenas: fragmentation ``trim`` could not return). ``None`` off glibc 2.33+. Tells a
+    native leak (``used`` grows) from a fragmented heap (``free``)."""
     libc = _libc()
     fn = getattr(libc, "mallinfo2", None) if libc is not None else None
     if fn is None:
         return None
     fn.restype = _Mallinfo2
     info = fn()
-    return {"used": info.uordblks + info.hblkhd, "free": info.fordblks, "mapped": info.hblkhd}
+    return {"used": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 
 def trim() -> bool:
